@@ -1,0 +1,90 @@
+"""Config loading and validation: one clear error, naming the key, before any job runs.
+
+Validation has three layers, all run by :func:`validate_config` (the workflow calls it when the
+Snakefile is parsed, the CLI before it does anything):
+
+1. names: every degradation is a built-in or has a ``function`` (with a "did you mean");
+2. the JSON schema ``config.schema.yaml`` (types, bounds, ``additionalProperties: false``);
+3. meaning: ranges not inverted or empty, odd kernel sizes, folders and functions that exist.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .degradations import BUILTINS, NAMES, get_degradation
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+DEFAULT_IMAGES = {"photos": [], "dead_leaves": {"count": 0, "size": 256}, "folder": None, "min_side": 64}
+
+
+class ConfigError(ValueError):
+    """An invalid config; the message names the offending key."""
+
+
+@cache
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[str, Any]:
+    """Check ``config`` and return a copy with defaults filled in; raise :class:`ConfigError`."""
+    config = copy.deepcopy(dict(config))
+    degradations = config.get("degradations")
+    if isinstance(degradations, dict):
+        for name, entry in degradations.items():
+            if name not in BUILTINS and not (isinstance(entry, dict) and "function" in entry):
+                close = difflib.get_close_matches(str(name), NAMES, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"config key degradations.{name}: unknown degradation {name!r}.{hint} "
+                    f"Built-ins: {', '.join(NAMES)}; a user-defined one needs a 'function' key."
+                )
+    errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message}")
+
+    images = {**DEFAULT_IMAGES, **config["images"]}
+    images["dead_leaves"] = {**DEFAULT_IMAGES["dead_leaves"], **images["dead_leaves"]}
+    config["images"] = images
+    if images["folder"]:
+        folder = Path(base_dir) / images["folder"]
+        if not folder.is_dir():
+            raise ConfigError(f"config key images.folder: folder {folder} does not exist")
+    if not images["photos"] and not images["dead_leaves"]["count"] and not images["folder"]:
+        raise ConfigError("config key images: no clean images (no photos, dead_leaves.count 0, no folder)")
+
+    for name, entry in config["degradations"].items():
+        try:
+            deg = get_degradation(name, entry, base_dir)
+        except (ValueError, KeyError, FileNotFoundError, ImportError, SyntaxError) as err:
+            raise ConfigError(f"config key degradations.{name}: {err}") from None
+        if name in BUILTINS:
+            config["degradations"][name] = dict(deg.config)  # resolved: defaults filled in
+    return config
+
+
+def load_config(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path}: not valid YAML ({err})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(config).__name__}")
+    return validate_config(config, base_dir)

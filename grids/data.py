@@ -1,0 +1,165 @@
+"""Clean images: embedded photos, a dead-leaves generator, user folders -> one checked clean set.
+
+Stage ``clean_images``: gathers the configured sources, applies the reading rules of
+:mod:`grids.io` and writes ``images/{image_id}.png`` plus ``manifest.parquet`` (one row per image).
+Every problem with any input is collected and reported in one error; nothing is written then.
+
+    python -m grids.data --images '{"photos": ["astronaut"]}' --seed 0 --out results/clean
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from . import io
+from .seeds import rng_for
+
+# Colour photographs bundled inside scikit-image's wheel (no download), with their licences.
+EMBEDDED_PHOTOS: dict[str, tuple[str, str]] = {
+    "astronaut": ("astronaut.png", "public domain (NASA)"),
+    "chelsea": ("chelsea.png", "CC0 (Stefan van der Walt)"),
+    "coffee": ("coffee.png", "CC0 (Rachel Michetti)"),
+    "rocket": ("rocket.jpg", "public domain (SpaceX)"),
+    "hubble_deep_field": ("hubble_deep_field.jpg", "public domain (NASA/ESA)"),
+    "retina": ("retina.jpg", "CC0 (Mikael Häggström)"),
+    "immunohistochemistry": ("ihc.png", "no known copyright restrictions (CMMI)"),
+}
+
+MANIFEST_COLUMNS = ["image_id", "source", "source_path", "conversions", "height", "width", "path", "sha256"]
+
+
+def embedded_photo_path(name: str) -> Path:
+    import skimage.data
+
+    if name not in EMBEDDED_PHOTOS:
+        raise KeyError(f"unknown embedded photo {name!r}; choose from {', '.join(EMBEDDED_PHOTOS)}")
+    return Path(skimage.data.__file__).parent / EMBEDDED_PHOTOS[name][0]
+
+
+def dead_leaves(size: int, rng: np.random.Generator, r_min: float = 1.5, r_max: float | None = None) -> np.ndarray:
+    """A dead-leaves image: occluding random shapes with power-law sizes, ``uint8 (size, size, 3)``.
+
+    Radii follow ``p(r) ~ r^-3`` on ``[r_min, r_max]`` (the scale-invariant law of natural
+    images); shapes are discs, ellipses and rotated rectangles with random colours (moderate
+    saturation, like photographs), painted back to front until the canvas is covered many times
+    over, at 2x then area-downsampled for anti-aliased edges.
+    """
+    r_max = r_max or size / 4
+    ss = 2  # supersampling factor
+    canvas = np.empty((size * ss, size * ss, 3), np.uint8)
+    canvas[:] = _leaf_colour(rng)
+    mean_area = math.pi * r_min**2 * r_max**2 * 2 * math.log(r_max / r_min) / (r_max**2 - r_min**2)
+    n_shapes = int(6 * size * size / mean_area)  # about 6 layers deep on average
+    u = rng.random(n_shapes)
+    radii = (r_min**-2 - u * (r_min**-2 - r_max**-2)) ** -0.5
+    kinds = rng.choice(3, size=n_shapes, p=[0.6, 0.2, 0.2])
+    centres = rng.uniform(-r_max, size + r_max, size=(n_shapes, 2))
+    angles = rng.uniform(0, 180, n_shapes)
+    aspects = rng.uniform(0.3, 1.0, n_shapes)
+    for r, kind, (cx, cy), angle, aspect in zip(radii, kinds, centres, angles, aspects):
+        colour = _leaf_colour(rng)
+        centre = (int(cx * ss * 16), int(cy * ss * 16))  # 4 fractional bits
+        axes = (max(1, int(r * ss * 16)), max(1, int(r * aspect * ss * 16)))
+        if kind == 0:
+            cv2.circle(canvas, centre, axes[0], colour, -1, cv2.LINE_AA, 4)
+        elif kind == 1:
+            cv2.ellipse(canvas, centre, axes, angle, 0, 360, colour, -1, cv2.LINE_AA, 4)
+        else:
+            box = cv2.boxPoints(((cx * ss, cy * ss), (2 * r * ss, 2 * r * aspect * ss), angle))
+            cv2.fillPoly(canvas, [np.rint(box * 16).astype(np.int32)], colour, cv2.LINE_AA, 4)
+    return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _leaf_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    hsv = np.array([[[rng.uniform(0, 180), rng.beta(2, 3) * 200, rng.beta(2, 2) * 255]]], np.uint8)
+    return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+
+
+@dataclass(frozen=True)
+class Source:
+    image_id: str
+    kind: str  # "embedded" | "dead_leaves" | "folder"
+    path: str  # file path, or a description for generated images
+
+
+def list_sources(images_cfg: dict, seed: int) -> list[Source]:
+    """Every clean image the config asks for, in a fixed order; duplicate ids are an error."""
+    sources = [Source(n, "embedded", str(embedded_photo_path(n))) for n in images_cfg.get("photos", [])]
+    leaves = images_cfg.get("dead_leaves", {})
+    for i in range(leaves.get("count", 0)):
+        sources.append(Source(f"dead_leaves_{i:03d}", "dead_leaves", f"dead_leaves(seed={seed}, index={i})"))
+    if images_cfg.get("folder"):
+        files, _ = io.list_image_files(images_cfg["folder"])
+        sources += [Source(p.stem, "folder", str(p)) for p in files]
+    seen: dict[str, Source] = {}
+    clashes = []
+    for s in sources:
+        if s.image_id in seen:
+            clashes.append(f"  image id {s.image_id!r}: {seen[s.image_id].path} and {s.path}")
+        seen.setdefault(s.image_id, s)
+    if clashes:
+        raise io.BadImageError("duplicate image names (file stems must be unique):\n" + "\n".join(clashes))
+    if not sources:
+        where = images_cfg.get("folder") or "the config"
+        raise io.BadImageError(f"no clean images: {where} yields none (empty folder?)")
+    return sources
+
+
+def load_source(source: Source, images_cfg: dict, seed: int) -> tuple[np.ndarray, list[str]]:
+    if source.kind == "dead_leaves":
+        index = int(source.image_id.rsplit("_", 1)[1])
+        size = images_cfg["dead_leaves"]["size"]
+        return dead_leaves(size, rng_for(seed, "dead_leaves", index)), []
+    return io.read_image(source.path, images_cfg.get("min_side", 1))
+
+
+def prepare_clean_set(images_cfg: dict, seed: int, out_dir: str | Path) -> pd.DataFrame:
+    """Write the checked clean set to ``out_dir`` (``images/`` + ``manifest.parquet``)."""
+    out_dir = Path(out_dir)
+    sources = list_sources(images_cfg, seed)
+    rows, errors = [], []
+    with io.atomic_path(out_dir / "images") as tmp_images:
+        tmp_images.mkdir()
+        for source in tqdm(sources, desc="clean images", unit="img"):
+            try:
+                image, conversions = load_source(source, images_cfg, seed)
+            except io.BadImageError as err:
+                errors.append(f"  {err}")
+                continue
+            path = out_dir / "images" / f"{source.image_id}.png"
+            sha = io.write_png(tmp_images / path.name, image)
+            rows.append(
+                [source.image_id, source.kind, source.path, ";".join(conversions), *image.shape[:2], str(path), sha]
+            )
+        if errors:
+            raise io.BadImageError(f"{len(errors)} bad input image(s), nothing written:\n" + "\n".join(errors))
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    io.write_parquet(manifest, out_dir / "manifest.parquet")
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.data", description=__doc__.split("\n")[0])
+    parser.add_argument("--images", required=True, help="the config's `images` section, as JSON")
+    parser.add_argument("--seed", required=True, type=int, help="the config's `seed`")
+    parser.add_argument("--out", required=True, help="output folder, e.g. results/clean")
+    args = parser.parse_args(argv)
+    manifest = prepare_clean_set(json.loads(args.images), args.seed, args.out)
+    print(f"{len(manifest)} clean images -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_stage
+
+    sys.exit(run_stage(main))

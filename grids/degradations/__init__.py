@@ -1,0 +1,301 @@
+"""The degradation library: the 11 degradations of GRIDS and user-defined ones.
+
+A degradation is a **name**, a **function** and a **parameter schema**. Calling it on an image::
+
+    from grids.degradations import get_degradation
+    deg = get_degradation("gaussian_blur")
+    out, params = deg(image, np.random.default_rng(0), sigma=(2.0, 4.0))
+
+``image`` is ``uint8`` ``(H, W, 3)`` RGB; ``out`` has the same shape and dtype; ``params`` are
+the values drawn for this image (JSON-serialisable). Same generator state -> same bytes.
+
+Each configured parameter is either a fixed value or a ``[low, high]`` range drawn per image
+(uniform for floats, every integer in ``[low, high]`` equally likely for ints).
+
+Built-ins also have a batched torch form (``deg.apply_batch``, see ``batched.py``) that applies
+already-drawn parameters to a ``(B, 3, H, W)`` float tensor on CPU or CUDA, for online training.
+
+User-defined degradations need no change here: a config entry ``function: "file.py:name"`` (or
+``"package.module:name"``) names a function ``fn(image, rng, **params) -> (image, drawn_params)``
+and :func:`get_degradation` wraps it (see ``examples/haze.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import reference
+
+NAMES = (
+    "gaussian_blur",
+    "motion_blur",
+    "rl",
+    "sr",
+    "ringing",
+    "defocus_blur",
+    "jpeg",
+    "poisson_noise",
+    "inpainting",
+    "gaussian_noise",
+    "salt_pepper",
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its type, default (fixed value or ``(low, high)``) and whether it must be odd."""
+
+    kind: type
+    default: Any
+    odd: bool = False
+    doc: str = ""
+
+
+def draw(rng: np.random.Generator, value: Any, kind: type = float, odd: bool = False):
+    """Draw one value from a configured parameter: a fixed value or a ``[low, high]`` range."""
+    if not isinstance(value, (list, tuple)):
+        return kind(value)
+    low, high = value
+    if kind is float:
+        return float(rng.uniform(low, high))
+    if odd:
+        choices = [v for v in range(math.ceil(low), math.floor(high) + 1) if v % 2 == 1]
+        return int(choices[rng.integers(len(choices))])
+    return int(rng.integers(math.ceil(low), math.floor(high) + 1))
+
+
+def _draw_all(schema: Mapping[str, Param], rng, config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: draw(rng, config[k], p.kind, p.odd) for k, p in schema.items()}
+
+
+def range_problem(value: Any, spec: Param) -> str | None:
+    """Why a configured value cannot be drawn from (inverted/empty range, even size), or None."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value, value]
+    if len(values) != 2:
+        return f"expected a value or a [low, high] range, got {value!r}"
+    low, high = values
+    if low > high:
+        return f"inverted range [{low}, {high}]: low must not exceed high"
+    if spec.kind is int:
+        candidates = [v for v in range(math.ceil(low), math.floor(high) + 1)]
+        if spec.odd:
+            candidates = [v for v in candidates if v % 2 == 1]
+        if not candidates:
+            what = "odd integer" if spec.odd else "integer"
+            return f"empty range {value!r}: it holds no {what}"
+    return None
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """A built-in degradation: parameter schema, sampler and reference op (+ a batched form)."""
+
+    name: str
+    params: Mapping[str, Param]
+    apply: Callable[[np.ndarray, dict, np.random.Generator], np.ndarray]
+    sampler: Callable[[np.random.Generator, Mapping[str, Any], tuple[int, int]], dict] | None = None
+    doc: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)  # configured values, over the defaults
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {k: p.default for k, p in self.params.items()}
+
+    def resolve(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults, overlaid with the bound config, overlaid with ``config``."""
+        config = {**self.config, **(config or {})}
+        unknown = sorted(set(config) - set(self.params))
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameter(s) {unknown}; known: {list(self.params)}")
+        return {**self.defaults, **config}
+
+    def with_config(self, config: Mapping[str, Any]) -> Degradation:
+        """The same degradation bound to configured values (checked here)."""
+        resolved = self.resolve(config)
+        for key, value in resolved.items():
+            problem = range_problem(value, self.params[key])
+            if problem:
+                raise ValueError(f"{self.name}.{key}: {problem}")
+        return replace(self, config=resolved)
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, int], **config) -> dict:
+        """Draw the parameters for one image of ``shape`` (H, W)."""
+        resolved = self.resolve(config)
+        if self.sampler is not None:
+            return self.sampler(rng, resolved, shape)
+        return _draw_all(self.params, rng, resolved)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, **config):
+        check_image(image, self.name)
+        params = self.sample(rng, image.shape[:2], **config)
+        return self.apply(image, params, rng), params
+
+    def apply_batch(self, images, params: Sequence[dict], generator=None):
+        """Batched torch form: ``(B, 3, H, W)`` float in [0, 1] -> same, quantised to 1/255."""
+        from . import batched  # torch is imported only by users of the batched forms
+
+        return batched.BATCHED[self.name](images, params, generator)
+
+
+@dataclass(frozen=True)
+class UserDegradation:
+    """A user-defined degradation: ``function(image, rng, **config) -> (image, drawn_params)``."""
+
+    name: str
+    function: Callable[..., tuple[np.ndarray, dict]]
+    source: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, **config):
+        check_image(image, self.name)
+        out, params = self.function(image, rng, **{**self.config, **config})
+        out = np.asarray(out)
+        if out.shape != image.shape or out.dtype != np.uint8:
+            raise ValueError(
+                f"degradation {self.name!r} ({self.source}) returned {out.dtype} {out.shape}, "
+                f"expected uint8 {image.shape}"
+            )
+        return out, dict(params)
+
+
+def check_image(image: np.ndarray, where: str = "") -> None:
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        got = f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}"
+        raise ValueError(f"{where}: expected a uint8 (H, W, 3) RGB image, got {got}")
+
+
+# --- samplers with structure beyond independent scalar draws --------------------------------
+
+
+def _sample_inpainting(rng, config, shape):
+    h, w = shape
+    side = min(h, w)
+    strokes = []
+    for _ in range(draw(rng, config["n_strokes"], int)):
+        n_vertices = draw(rng, config["vertices"], int)
+        thickness = draw(rng, config["thickness"], int)
+        value = int(rng.random() < 0.5)  # 1 = white, 0 = black, 50/50
+        y, x = rng.uniform(0, h), rng.uniform(0, w)
+        points = [[int(x), int(y)]]
+        for _ in range(n_vertices - 1):
+            angle = rng.uniform(0, 2 * np.pi)
+            step = draw(rng, config["step"], float) * side
+            x = float(np.clip(x + step * np.cos(angle), 0, w - 1))
+            y = float(np.clip(y + step * np.sin(angle), 0, h - 1))
+            points.append([int(x), int(y)])
+        strokes.append({"points": points, "thickness": thickness, "value": value})
+    return {"strokes": strokes}
+
+
+BUILTINS: dict[str, Degradation] = {
+    d.name: d
+    for d in [
+        Degradation(
+            "gaussian_blur",
+            {"kernel_size": Param(int, 15, odd=True), "sigma": Param(float, (2.0, 4.0))},
+            reference.gaussian_blur,
+            doc="isotropic Gaussian blur",
+        ),
+        Degradation(
+            "motion_blur",
+            {"length": Param(float, (10.0, 20.0)), "angle": Param(float, (0.0, 180.0))},
+            reference.motion_blur,
+            doc="linear motion blur, length in px, angle in degrees",
+        ),
+        Degradation(
+            "rl",
+            {
+                "psf_size": Param(int, 5, odd=True),
+                "iterations": Param(int, 1),
+                "pad": Param(int, 7),
+            },
+            reference.rl,
+            doc="Richardson-Lucy output (box PSF) on a linear-ramp padded image",
+        ),
+        Degradation("sr", {"scale": Param(float, (2.0, 4.0))}, reference.sr, doc="bicubic down/up"),
+        Degradation(
+            "ringing",
+            {
+                "cutoff": Param(float, 1.2),
+                "kernel_size": Param(int, 15, odd=True),
+                "pad_to": Param(int, 21, odd=True),
+            },
+            reference.ringing,
+            doc="2-D sinc (circular low-pass) filter",
+        ),
+        Degradation(
+            "defocus_blur", {"radius": Param(float, (2.0, 4.0))}, reference.defocus_blur, doc="disk blur"
+        ),
+        Degradation("jpeg", {"quality": Param(int, (10, 40))}, reference.jpeg, doc="OpenCV JPEG"),
+        Degradation(
+            "poisson_noise", {"peak": Param(float, 100.0)}, reference.poisson_noise, doc="shot noise"
+        ),
+        Degradation(
+            "inpainting",
+            {
+                "n_strokes": Param(int, (5, 10)),
+                "thickness": Param(int, (5, 10)),
+                "vertices": Param(int, (2, 5)),
+                "step": Param(float, (0.1, 0.3)),
+            },
+            reference.inpainting,
+            sampler=_sample_inpainting,
+            doc="random white/black polylines",
+        ),
+        Degradation(
+            "gaussian_noise", {"sigma": Param(float, (10.0, 50.0))}, reference.gaussian_noise, doc="AWGN"
+        ),
+        Degradation(
+            "salt_pepper",
+            {"amount": Param(float, 0.05), "salt_ratio": Param(float, 0.5)},
+            reference.salt_pepper,
+            doc="impulse noise",
+        ),
+    ]
+}
+assert tuple(BUILTINS) == NAMES
+
+
+def load_function(spec: str, base_dir: str | Path = ".") -> Callable:
+    """Resolve ``"path/to/file.py:name"`` (relative to ``base_dir``) or ``"pkg.module:name"``."""
+    module_part, sep, attr = spec.rpartition(":")
+    if not sep or not module_part or not attr:
+        raise ValueError(f"function {spec!r}: expected 'file.py:name' or 'package.module:name'")
+    if module_part.endswith(".py"):
+        path = Path(base_dir) / module_part
+        if not path.is_file():
+            raise FileNotFoundError(f"function {spec!r}: file {path} not found")
+        module_spec = importlib.util.spec_from_file_location(f"grids_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_part)
+    try:
+        fn = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"function {spec!r}: {module_part} has no attribute {attr!r}") from None
+    if not callable(fn):
+        raise ValueError(f"function {spec!r} is not callable")
+    return fn
+
+
+def get_degradation(name: str, entry: Mapping[str, Any] | None = None, base_dir: str | Path = "."):
+    """The degradation called ``name``; ``entry`` is its config entry (needed for user ones)."""
+    entry = dict(entry or {})
+    if "function" in entry:
+        fn = load_function(entry["function"], base_dir)
+        return UserDegradation(name, fn, entry["function"], entry.get("params", {}))
+    if name not in BUILTINS:
+        raise KeyError(
+            f"unknown degradation {name!r}; built-ins are {', '.join(NAMES)}; "
+            "a user-defined one needs a 'function' key"
+        )
+    return BUILTINS[name].with_config(entry)

@@ -1,0 +1,136 @@
+"""Image reading rules, atomic writes and Parquet helpers.
+
+Image reading rules (what :func:`read_image` does with what it finds):
+
+* decoded fully with Pillow first, so a truncated or corrupt file raises :class:`BadImageError`
+  naming it (OpenCV would silently return a partly grey image for a truncated JPEG);
+* pixels are then taken with OpenCV (keeps 16-bit data exact), EXIF orientation is ignored;
+* grayscale -> RGB by copying the channel; gray + alpha and RGBA -> alpha dropped (not composited);
+* 16-bit -> 8-bit by ``round(v / 257)`` (65535 -> 255); any other sample type is rejected;
+* images smaller than ``min_side`` on either side are rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+class BadImageError(ValueError):
+    """An input image that cannot be used; the message names the file."""
+
+
+def read_image(path: str | Path, min_side: int = 1) -> tuple[np.ndarray, list[str]]:
+    """Read ``path`` as uint8 RGB ``(H, W, 3)``; also return the conversions applied (documented above)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()  # full decode: raises on truncated data
+    except Exception as err:  # Pillow raises several types (OSError, SyntaxError, ...)
+        raise BadImageError(f"{path}: not a readable image ({err})") from None
+    data = np.fromfile(path, np.uint8)
+    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if array is None:
+        raise BadImageError(f"{path}: OpenCV cannot decode this image")
+    conversions: list[str] = []
+    if array.dtype == np.uint16:
+        array = np.rint(array.astype(np.float64) / 257.0).astype(np.uint8)
+        conversions.append("16bit->8bit")
+    elif array.dtype != np.uint8:
+        raise BadImageError(f"{path}: unsupported sample type {array.dtype} (use 8- or 16-bit images)")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+        conversions.append("gray->rgb")
+    elif array.shape[2] == 2:
+        array = np.repeat(array[..., :1], 3, axis=2)
+        conversions.extend(["drop_alpha", "gray->rgb"])
+    elif array.shape[2] == 4:
+        array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
+        conversions.append("drop_alpha")
+    else:
+        array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+    h, w = array.shape[:2]
+    if min(h, w) < min_side:
+        raise BadImageError(f"{path}: {w}x{h} px is smaller than the minimum side {min_side} px")
+    return np.ascontiguousarray(array), conversions
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Lossless PNG bytes of an RGB uint8 image (fixed settings, so same pixels -> same bytes)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise RuntimeError("OpenCV failed to encode a PNG")
+    return buf.tobytes()
+
+
+def write_png(path: str | Path, image: np.ndarray) -> str:
+    """Write ``image`` as PNG; return the sha256 of the file's bytes."""
+    data = encode_png(image)
+    Path(path).write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_png(path: str | Path) -> np.ndarray:
+    """Read a PNG this package wrote (already uint8 RGB)."""
+    bgr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise BadImageError(f"{path}: cannot decode")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Works for files and directories: readers never see a half-written output, and a failure leaves
+    nothing behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def list_image_files(folder: str | Path) -> tuple[list[Path], list[Path]]:
+    """Files of ``folder`` (not recursive, sorted): ``(images, skipped)``.
+
+    Images are the files with an image extension; everything else (and hidden files such as
+    ``.DS_Store``) is skipped and reported, never silently dropped.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    images, skipped = [], []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        ok = path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+        (images if ok else skipped).append(path)
+    if skipped:
+        names = ", ".join(p.name for p in skipped)
+        warnings.warn(f"{folder}: skipping {len(skipped)} non-image file(s): {names}", stacklevel=2)
+    return images, skipped

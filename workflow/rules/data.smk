@@ -1,0 +1,17 @@
+# Stage: the clean image set (embedded photos + dead leaves + a user folder), checked and normalised.
+
+
+rule clean_images:
+    input:
+        folder_files=get_clean_image_files,
+    output:
+        manifest="results/clean/manifest.parquet",
+        images=directory("results/clean/images"),
+    params:
+        images=get_images_json,
+        seed=CONFIG["seed"],
+    log:
+        "logs/clean_images.log",
+    shell:
+        "{PYTHON:q} -m grids.data --images {params.images:q} --seed {params.seed}"
+        " --out results/clean > {log:q} 2>&1"

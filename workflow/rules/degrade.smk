@@ -1,0 +1,26 @@
+# Stage: one degraded copy of the clean set per configured degradation.
+
+
+rule degrade:
+    input:
+        clean="results/clean/manifest.parquet",
+        function_file=get_user_function_file,
+    output:
+        manifest="results/degraded/{degradation}/manifest.parquet",
+        images=directory("results/degraded/{degradation}/images"),
+    params:
+        entry=get_degradation_entry,
+        seed=CONFIG["seed"],
+    log:
+        "logs/degrade/{degradation}.log",
+    benchmark:
+        "benchmarks/degrade/{degradation}.tsv"
+    shell:
+        "{PYTHON:q} -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation}"
+        " --entry {params.entry:q} --seed {params.seed}"
+        " --out results/degraded/{wildcards.degradation} > {log:q} 2>&1"
+
+
+rule degraded_datasets:
+    input:
+        get_degraded_manifests(),
