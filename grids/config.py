@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from .degradations import BUILTINS, NAMES, get_degradation
+from .io import list_image_files
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -64,6 +65,8 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         folder = Path(base_dir) / images["folder"]
         if not folder.is_dir():
             raise ConfigError(f"config key images.folder: folder {folder} does not exist")
+        if not list_image_files(folder)[0]:
+            raise ConfigError(f"config key images.folder: folder {folder} holds no image files")
     if not images["photos"] and not images["dead_leaves"]["count"] and not images["folder"]:
         raise ConfigError("config key images: no clean images (no photos, dead_leaves.count 0, no folder)")
 

@@ -143,13 +143,14 @@ def salt_pepper(x, params, generator=None):
 
 def inpainting(x, params, generator=None):
     h, w = x.shape[-2:]
-    labels = np.stack([reference.stroke_labels((h, w), p["strokes"]) for p in params])
-    labels = torch.from_numpy(labels.astype(np.int64)).to(x.device)[:, None]  # (B, 1, H, W)
-    out = x.clone()
+    labels = np.stack([reference.stroke_labels((h, w), p["strokes"]) for p in params])  # (B, H, W)
+    values = np.zeros((len(params), 256), np.float32)  # per image: label -> stroke value
     for i, p in enumerate(params):
-        for j, stroke in enumerate(p["strokes"]):
-            out[i] = torch.where(labels[i] == j + 1, float(stroke["value"]), out[i])
-    return out
+        values[i, 1 : len(p["strokes"]) + 1] = [s["value"] for s in p["strokes"]]
+    painted = np.take_along_axis(values, labels.reshape(len(params), -1).astype(np.int64), axis=1)
+    painted = torch.from_numpy(painted.reshape(-1, 1, h, w)).to(x.device, x.dtype)
+    hit = torch.from_numpy(labels[:, None] > 0).to(x.device)
+    return torch.where(hit, painted, x)
 
 
 BATCHED: dict[str, Callable] = {

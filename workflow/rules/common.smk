@@ -1,5 +1,6 @@
 # Config validation (at parse time) and the get_* helpers the rules use.
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -7,7 +8,6 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from grids.config import ConfigError, validate_config
-from grids.degradations import BUILTINS
 from grids.io import list_image_files
 
 try:
@@ -15,8 +15,17 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
-# The interpreter running Snakemake has the `grids` package; jobs use the same one.
-PYTHON = sys.executable
+
+# Jobs call `python -m grids.<stage>`: put the interpreter running Snakemake (which has the
+# `grids` package) first on PATH, so that a virtualenv works without being activated. With
+# --use-conda, the rule's environment comes first instead.
+envvars:
+    "PATH",
+
+
+os.environ["PATH"] = os.pathsep.join(
+    [str(Path(sys.executable).parent), os.environ["PATH"]]
+)
 DEGRADATIONS = list(CONFIG["degradations"])
 
 
@@ -48,4 +57,6 @@ def get_user_function_file(wildcards):
 
 
 def get_degraded_manifests(wildcards=None):
-    return expand("results/degraded/{degradation}/manifest.parquet", degradation=DEGRADATIONS)
+    return expand(
+        "results/degraded/{degradation}/manifest.parquet", degradation=DEGRADATIONS
+    )

@@ -7,11 +7,13 @@ rule clean_images:
     output:
         manifest="results/clean/manifest.parquet",
         images=directory("results/clean/images"),
+    log:
+        "logs/clean_images.log",
+    conda:
+        "../../environment.yml"
     params:
         images=get_images_json,
         seed=CONFIG["seed"],
-    log:
-        "logs/clean_images.log",
     shell:
-        "{PYTHON:q} -m grids.data --images {params.images:q} --seed {params.seed}"
+        "python -m grids.data --images {params.images:q} --seed {params.seed}"
         " --out results/clean > {log:q} 2>&1"

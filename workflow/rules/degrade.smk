@@ -8,15 +8,17 @@ rule degrade:
     output:
         manifest="results/degraded/{degradation}/manifest.parquet",
         images=directory("results/degraded/{degradation}/images"),
-    params:
-        entry=get_degradation_entry,
-        seed=CONFIG["seed"],
     log:
         "logs/degrade/{degradation}.log",
     benchmark:
         "benchmarks/degrade/{degradation}.tsv"
+    conda:
+        "../../environment.yml"
+    params:
+        entry=get_degradation_entry,
+        seed=CONFIG["seed"],
     shell:
-        "{PYTHON:q} -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation}"
+        "python -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation}"
         " --entry {params.entry:q} --seed {params.seed}"
         " --out results/degraded/{wildcards.degradation} > {log:q} 2>&1"
 

@@ -1,0 +1,97 @@
+"""Degraded images per second, per degradation: reference (per image) vs batched torch, side by side.
+
+    .venv/bin/python bench/bench_degradations.py [--size 512] [--batch 8] [--crop 256] [--device cpu]
+
+* reference: the per-image numpy/OpenCV form on ``size`` x ``size`` images (what the ``degrade``
+  stage runs), including parameter drawing; images/s on one thread.
+* batched: the torch form on a ``(batch, 3, crop, crop)`` tensor on ``device`` (what online
+  training will run), parameters drawn per image; crops/s.
+* stage: the whole ``degrade`` stage (PNG read + degrade + PNG write + sha256) on the embedded
+  default clean set, images/s, when ``results/clean/manifest.parquet`` exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from grids.data import EMBEDDED_PHOTOS, embedded_photo_path
+from grids.degrade import degrade_dataset
+from grids.degradations import NAMES, get_degradation
+from grids.degradations.batched import from_uint8_images
+from grids.io import read_image
+
+
+def photos(size: int) -> list[np.ndarray]:
+    out = []
+    for name in list(EMBEDDED_PHOTOS)[:5]:
+        image, _ = read_image(embedded_photo_path(name))
+        out.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
+    return out
+
+
+def rate(fn, count: int, min_seconds: float = 1.0) -> float:
+    """Items per second of ``fn`` (which processes ``count`` items), repeated for >= min_seconds."""
+    fn()  # warm-up
+    done, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < min_seconds or done == 0:
+        fn()
+        done += count
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--clean", default="results/clean/manifest.parquet")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+    images = photos(args.size)
+    crops = from_uint8_images([img[: args.crop, : args.crop] for img in images] * 2, args.device)[: args.batch]
+    clean = pd.read_parquet(args.clean) if Path(args.clean).exists() else None
+    generator = torch.Generator(args.device).manual_seed(0)
+
+    header = f"{'degradation':15s} {'reference img/s':>16s} {'batched crops/s':>16s} {'stage img/s':>12s}"
+    print(f"reference: {args.size}x{args.size} images | batched: {args.batch}x3x{args.crop}x{args.crop} on "
+          f"{args.device} | stage: {len(clean) if clean is not None else 0} default clean images | 1 thread")
+    print(header)
+    print("-" * len(header))
+    for name in NAMES:
+        deg = get_degradation(name)
+        rng = np.random.default_rng(0)
+
+        def reference():
+            for img in images:
+                deg(img, rng)
+
+        def batched():
+            params = [deg.sample(rng, (args.crop, args.crop)) for _ in range(args.batch)]
+            deg.apply_batch(crops, params, generator)
+
+        ref_rate = rate(reference, len(images))
+        batch_rate = rate(batched, args.batch)
+        stage = ""
+        if clean is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                degrade_dataset(clean, name, {}, 0, tmp)
+                stage = f"{len(clean) / (time.perf_counter() - start):12.1f}"
+        print(f"{name:15s} {ref_rate:16.1f} {batch_rate:16.1f} {stage:>12s}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Config validation: every mistake is one clear error naming the key, before any job runs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grids.config import ConfigError, load_config, validate_config
+from grids.degradations import NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def default() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_default_config_is_valid_and_lists_all_eleven(default):
+    config = validate_config(default)
+    assert tuple(config["degradations"]) == NAMES
+    assert config["degradations"]["jpeg"] == {"quality": [10, 40]}
+
+
+def test_defaults_are_filled_in():
+    config = validate_config({"seed": 1, "images": {"photos": ["coffee"]}, "degradations": {"jpeg": {}}})
+    assert config["degradations"]["jpeg"] == {"quality": (10, 40)}
+    assert config["images"]["min_side"] == 64 and config["images"]["folder"] is None
+
+
+def mutate(config: dict, path: str, value) -> dict:
+    config = copy.deepcopy(config)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("sed", 1, r"config key \(top level\): Additional properties are not allowed \('sed' was unexpected\)"),
+        ("images.photo", ["coffee"], r"config key images: Additional properties.*'photo'"),
+        ("images.photos", ["lena"], r"config key images.photos.0: 'lena' is not one of"),
+        ("seed", -1, r"config key seed: -1 is less than the minimum of 0"),
+        ("degradations.gausian_blur", {}, r"degradations.gausian_blur: unknown degradation.*Did you mean 'gaussian_blur'"),
+        ("degradations.jpeg.qualty", 30, r"config key degradations.jpeg: Additional properties.*'qualty'"),
+        ("degradations.jpeg.quality", [40, 10], r"config key degradations.jpeg: jpeg.quality: inverted range \[40, 10\]"),
+        ("degradations.jpeg.quality", [10, 400], r"config key degradations.jpeg.quality"),
+        ("degradations.jpeg.quality", [], r"config key degradations.jpeg.quality"),
+        ("degradations.gaussian_blur.kernel_size", 14, r"gaussian_blur.kernel_size: empty range.*no odd integer"),
+        ("degradations.sr.scale", [3.0, 2.0], r"sr.scale: inverted range"),
+        ("degradations.gaussian_noise.sigma", "big", r"config key degradations.gaussian_noise.sigma"),
+        ("degradations", {}, r"config key degradations: \{\} should be non-empty"),
+        ("images.folder", "/no/such/folder", r"config key images.folder: folder /no/such/folder does not exist"),
+        ("degradations.haze", {"function": "nowhere.py:haze"}, r"degradations.haze:.*nowhere.py not found"),
+        ("degradations.haze", {"function": "haze"}, r"config key degradations.haze.function"),
+    ],
+)
+def test_mistakes_name_the_key(default, path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(mutate(default, path, value))
+
+
+def test_no_images_at_all(default):
+    config = mutate(default, "images", {"photos": [], "dead_leaves": {"count": 0}})
+    with pytest.raises(ConfigError, match="config key images: no clean images"):
+        validate_config(config)
+
+
+def test_empty_folder(default, tmp_path):
+    with pytest.raises(ConfigError, match="holds no image files"):
+        validate_config(mutate(default, "images.folder", str(tmp_path)))
+
+
+def test_user_defined_degradation_resolves(default):
+    config = mutate(default, "degradations.haze", {"function": "examples/haze.py:haze", "params": {"strength": 0.5}})
+    validated = validate_config(config, base_dir=ROOT)
+    assert validated["degradations"]["haze"]["function"] == "examples/haze.py:haze"
+
+
+def test_load_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(scalar)

@@ -1,0 +1,129 @@
+"""Integration: the real Snakemake workflow on a tiny config, in a temporary directory."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+
+TINY = {
+    "seed": 5,
+    "images": {"photos": ["chelsea"], "dead_leaves": {"count": 2, "size": 64}, "min_side": 32},
+    "degradations": {
+        "jpeg": {"quality": [10, 40]},
+        "gaussian_noise": {"sigma": [10.0, 50.0]},
+        "sr": {"scale": [2.0, 4.0]},
+        "haze": {"function": "haze.py:haze", "params": {"strength": [0.3, 0.7]}},
+    },
+}
+
+
+def make_project(path: Path, config: dict) -> Path:
+    (path / "config").mkdir(parents=True)
+    (path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copy(ROOT / "examples" / "haze.py", path / "haze.py")
+    return path
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    workdir = make_project(tmp_path_factory.mktemp("tiny"), TINY)
+    result = snakemake(workdir, "--cores", "2", "degraded_datasets")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return workdir
+
+
+def test_writes_a_manifest_per_degradation(built):
+    for name in TINY["degradations"]:
+        manifest = pd.read_parquet(built / "results" / "degraded" / name / "manifest.parquet")
+        assert list(manifest.columns) == [
+            "image_id", "source_path", "clean_path", "degradation", "params", "seed", "path", "sha256",
+        ]
+        assert list(manifest.image_id) == ["chelsea", "dead_leaves_000", "dead_leaves_001"]
+        assert (manifest.degradation == name).all()
+        for row in manifest.itertuples():
+            data = (built / row.path).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == row.sha256
+    haze = pd.read_parquet(built / "results" / "degraded" / "haze" / "manifest.parquet")
+    assert '"strength"' in haze.params.iloc[0]  # the user-defined degradation ran with its params
+
+
+def test_second_run_does_nothing(built):
+    result = snakemake(built, "--cores", "2", "degraded_datasets")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_editing_one_degradation_reruns_only_it(built):
+    config_path = built / "config" / "config.yaml"
+    original = config_path.read_text()
+    edited = yaml.safe_load(original)
+    edited["degradations"]["jpeg"]["quality"] = [20, 30]
+    config_path.write_text(yaml.safe_dump(edited, sort_keys=False))
+    try:
+        result = snakemake(built, "-n", "degraded_datasets")
+    finally:
+        config_path.write_text(original)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "degradation=jpeg" in out
+    for other in ("gaussian_noise", "sr", "haze"):
+        assert f"degradation={other}" not in out
+    assert "clean_images" not in out
+
+
+def test_same_config_same_bytes(built, tmp_path):
+    again = make_project(tmp_path / "again", TINY)
+    result = snakemake(again, "--cores", "1", "degraded_datasets")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in TINY["degradations"]:
+        a = pd.read_parquet(built / "results" / "degraded" / name / "manifest.parquet")
+        b = pd.read_parquet(again / "results" / "degraded" / name / "manifest.parquet")
+        pd.testing.assert_frame_equal(a.drop(columns="source_path"), b.drop(columns="source_path"))
+
+
+def test_invalid_config_fails_before_any_job(tmp_path):
+    bad = {**TINY, "degradations": {"jpeg": {"quality": [40, 10]}}}
+    workdir = make_project(tmp_path / "bad", bad)
+    result = snakemake(workdir, "--cores", "1", "degraded_datasets")
+    assert result.returncode != 0
+    assert "invalid config: config key degradations.jpeg" in result.stderr + result.stdout
+    assert not (workdir / "results").exists()
+
+
+def test_bad_image_fails_the_job_naming_the_file(tmp_path):
+    workdir = tmp_path / "badimg"
+    images = workdir / "images"
+    images.mkdir(parents=True)
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    config = {**TINY, "images": {"photos": ["chelsea"], "folder": "images", "min_side": 32}}
+    make_project(workdir, config)
+    result = snakemake(workdir, "--cores", "1", "degraded_datasets")
+    assert result.returncode != 0
+    log = (workdir / "logs" / "clean_images.log").read_text()
+    assert "broken.png" in log and "error:" in log
+    assert not (workdir / "results" / "clean" / "manifest.parquet").exists()
+
+
+def test_lint_and_format_are_clean():
+    lint = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "-s", str(SNAKEFILE)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    snakefmt = Path(sys.executable).with_name("snakefmt")
+    fmt = subprocess.run([str(snakefmt), "--check", str(ROOT / "workflow")], capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
