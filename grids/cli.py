@@ -3,6 +3,7 @@
     grids check-config config/config.yaml      validate a config, print it with defaults filled in
     grids degradations                         list the built-in degradations and their defaults
     grids degrade IMAGE -d jpeg -o out.png     preview one degradation on one image
+    grids matrix [results/similarity/matrix.parquet]   print the similarity matrix (wide)
 """
 
 from __future__ import annotations
@@ -56,6 +57,23 @@ def _degrade(args) -> int:
     return 0
 
 
+def _matrix(args) -> int:
+    import pandas as pd
+
+    from .similarity import cluster_order, wide_matrix
+
+    try:
+        matrix = pd.read_parquet(args.path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{args.path} not found: build it with `snakemake --cores all similarity_matrix`") from None
+    wide = wide_matrix(matrix, args.value)
+    if args.cluster:
+        order = cluster_order(wide_matrix(matrix))
+        wide = wide.loc[order, order]
+    print(wide.round(args.digits).to_string())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="grids", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"grids {__version__}")
@@ -72,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", help="take the degradation's parameters from this config")
     p.set_defaults(func=_degrade)
+    p = sub.add_parser("matrix", help="print the similarity matrix as a square table")
+    p.add_argument("path", nargs="?", default="results/similarity/matrix.parquet")
+    p.add_argument("--value", default="distance_sym", choices=["distance_sym", "distance", "kl"])
+    p.add_argument("--cluster", action="store_true", help="order rows by hierarchical clustering")
+    p.add_argument("--digits", type=int, default=2)
+    p.set_defaults(func=_matrix)
     args = parser.parse_args(argv)
     return run_stage(lambda: args.func(args))
 

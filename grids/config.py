@@ -25,6 +25,20 @@ from .io import list_image_files
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 DEFAULT_IMAGES = {"photos": [], "dead_leaves": {"count": 0, "size": 256}, "folder": None, "min_side": 64}
+ASSETS = Path(__file__).with_name("assets")  # shipped inside the package (works when pip-installed)
+SHIPPED_DESCRIPTOR = ASSETS / "descriptor" / "msrresnet_x4.pth"
+SHIPPED_PHOTOS = ASSETS / "photos"
+TRAINED_DESCRIPTOR = "results/descriptor/msrresnet_x4.pth"  # what the rule train_descriptor writes
+DEFAULT_DESCRIPTOR = {
+    "weights": "shipped",
+    "train": {"photos": "shipped", "holdout": 3, "iterations": 600, "batch_size": 8, "crop": 64, "lr": 2e-4},
+}
+# SRGA scale is n_patches 800, patch_size 32, pca_components 300 (config/paper.yaml).
+DEFAULT_FEATURES = {
+    "kind": "descriptor", "layer": "conv_last_input", "n_patches": 256, "patch_size": 24,
+    "pca_components": 128, "outlier_stds": 5.0,
+}
+RESERVED_SET_NAMES = {"clean"}  # the clean set's name in the similarity tables
 
 
 class ConfigError(ValueError):
@@ -70,7 +84,33 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     if not images["photos"] and not images["dead_leaves"]["count"] and not images["folder"]:
         raise ConfigError("config key images: no clean images (no photos, dead_leaves.count 0, no folder)")
 
+    descriptor = {**DEFAULT_DESCRIPTOR, **config.get("descriptor", {})}
+    descriptor["train"] = {**DEFAULT_DESCRIPTOR["train"], **descriptor.get("train", {})}
+    config["descriptor"] = descriptor
+    features = config["features"] = {**DEFAULT_FEATURES, **config.get("features", {})}
+    if features["kind"] == "descriptor" and features["n_patches"] < 2:
+        raise ConfigError("config key features.n_patches: need at least 2 patches for a PCA")
+    if features["pca_components"] >= features["n_patches"]:
+        raise ConfigError(
+            f"config key features.pca_components: {features['pca_components']} must be smaller than "
+            f"features.n_patches ({features['n_patches']}): centred PCA has rank n_patches - 1"
+        )
+    if features["patch_size"] > images["min_side"]:
+        raise ConfigError(
+            f"config key features.patch_size: {features['patch_size']} px exceeds images.min_side "
+            f"({images['min_side']} px), so an accepted image could be too small to crop"
+        )
+    if descriptor["weights"] not in ("shipped", "train") and not (Path(base_dir) / descriptor["weights"]).is_file():
+        raise ConfigError(
+            f"config key descriptor.weights: file {descriptor['weights']} not found "
+            "(or use 'shipped', or 'train' to train it with the rule train_descriptor)"
+        )
+    if descriptor["train"]["photos"] != "shipped" and not (Path(base_dir) / descriptor["train"]["photos"]).is_dir():
+        raise ConfigError(f"config key descriptor.train.photos: folder {descriptor['train']['photos']} does not exist")
+
     for name, entry in config["degradations"].items():
+        if name in RESERVED_SET_NAMES:
+            raise ConfigError(f"config key degradations.{name}: the name {name!r} is reserved for the clean set")
         try:
             deg = get_degradation(name, entry, base_dir)
         except (ValueError, KeyError, FileNotFoundError, ImportError, SyntaxError) as err:
@@ -91,3 +131,14 @@ def load_config(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(config).__name__}")
     return validate_config(config, base_dir)
+
+
+def descriptor_weights(config: dict[str, Any]) -> str:
+    """The weights file the features stage uses (``shipped``, ``train`` or a path, resolved)."""
+    weights = config["descriptor"]["weights"]
+    return {"shipped": str(SHIPPED_DESCRIPTOR), "train": TRAINED_DESCRIPTOR}.get(weights, weights)
+
+
+def descriptor_photos(config: dict[str, Any]) -> str:
+    photos = config["descriptor"]["train"]["photos"]
+    return str(SHIPPED_PHOTOS) if photos == "shipped" else photos

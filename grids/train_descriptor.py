@@ -155,7 +155,7 @@ def train_descriptor(
         "psnr_x4": round(psnr_model, 3),
         "psnr_bicubic": round(psnr_bicubic, 3),
         "gain_db": round(psnr_model - psnr_bicubic, 3),
-        "photos": str(photos),
+        "photos": _display_path(photos),
     }
     out = Path(out)
     save_descriptor(model.to(memory_format=torch.contiguous_format), out, {"meta": json.dumps(facts)})
@@ -164,6 +164,15 @@ def train_descriptor(
     with io.atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text(model_card(facts))
     return facts
+
+
+def _display_path(path: str | Path) -> str:
+    """The photos folder as a reader would type it (package-relative for the shipped photos)."""
+    path = Path(path).resolve()
+    package = Path(__file__).resolve().parent
+    if path.is_relative_to(package):
+        return str(Path("grids") / path.relative_to(package))
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def model_card(facts: dict) -> str:
@@ -198,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout", type=int, default=6, help="photos held out for the PSNR check")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     facts = train_descriptor(
         args.photos, args.out, iterations=args.iterations, batch_size=args.batch_size, crop=args.crop,
         lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device,

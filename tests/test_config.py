@@ -95,3 +95,47 @@ def test_load_config_errors(tmp_path):
     scalar.write_text("3\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(scalar)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("features.pca_components", 256, r"features.pca_components: 256 must be smaller than features.n_patches \(256\)"),
+        ("features.patch_size", 100, r"features.patch_size: 100 px exceeds images.min_side \(64 px\)"),
+        ("features.kind", "hog", r"config key features.kind: 'hog' is not one of"),
+        ("features.layer", "conv_hr", r"config key features.layer"),
+        ("descriptor.weights", "missing.pth", r"descriptor.weights: file missing.pth not found"),
+        ("descriptor.train.crop", 30, r"config key descriptor.train.crop: 30 is not a multiple of 4"),
+        ("degradations.clean", {"function": "examples/haze.py:haze"}, r"'clean' is reserved for the clean set"),
+    ],
+)
+def test_feature_and_descriptor_mistakes(default, path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(mutate(default, path, value), base_dir=ROOT)
+
+
+def test_shipped_descriptor_and_photos_resolve(default):
+    from grids.config import descriptor_photos, descriptor_weights
+    from grids.descriptor import load_descriptor
+
+    config = validate_config(default)
+    assert config["descriptor"]["weights"] == "shipped"
+    model = load_descriptor(descriptor_weights(config))
+    assert model.upscale == 4 and model.num_block == 16
+    assert len(list(Path(descriptor_photos(config)).glob("*.jpg"))) >= 15
+    trained = validate_config(mutate(default, "descriptor.weights", "train"))
+    assert descriptor_weights(trained) == "results/descriptor/msrresnet_x4.pth"
+
+
+def test_paper_config_merged_over_default(default, tmp_path):
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "0801.png"), np.zeros((100, 100, 3), np.uint8))
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    merged = {**default, **paper}
+    with pytest.raises(ConfigError, match="images.folder"):
+        validate_config(merged)  # the placeholder folder must be set first
+    merged["images"]["folder"] = str(tmp_path)
+    config = validate_config(merged)
+    assert (config["features"]["n_patches"], config["features"]["patch_size"], config["features"]["pca_components"]) == (800, 32, 300)

@@ -18,6 +18,7 @@ SNAKEFILE = ROOT / "workflow" / "Snakefile"
 TINY = {
     "seed": 5,
     "images": {"photos": ["chelsea"], "dead_leaves": {"count": 2, "size": 64}, "min_side": 32},
+    "features": {"n_patches": 16, "patch_size": 16, "pca_components": 8},
     "degradations": {
         "jpeg": {"quality": [10, 40]},
         "gaussian_noise": {"sigma": [10.0, 50.0]},
@@ -42,7 +43,7 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     workdir = make_project(tmp_path_factory.mktemp("tiny"), TINY)
-    result = snakemake(workdir, "--cores", "2", "degraded_datasets")
+    result = snakemake(workdir, "--cores", "2", "all")
     assert result.returncode == 0, result.stdout + result.stderr
     return workdir
 
@@ -62,8 +63,23 @@ def test_writes_a_manifest_per_degradation(built):
     assert '"strength"' in haze.params.iloc[0]  # the user-defined degradation ran with its params
 
 
+def test_similarity_tables(built):
+    sets = ["clean", *TINY["degradations"]]
+    ggd = pd.read_parquet(built / "results" / "similarity" / "ggd.parquet")
+    assert ggd.degradation.tolist() == sets
+    assert (ggd.n_values == 16 * 8).all() and (ggd.alpha > 0).all() and (ggd.sigma > 0).all()
+    assert ggd.descriptor_sha256.nunique() == 1 and len(ggd.descriptor_sha256.iloc[0]) == 64
+    matrix = pd.read_parquet(built / "results" / "similarity" / "matrix.parquet")
+    assert list(matrix.columns) == ["deg_a", "deg_b", "kl", "distance", "distance_sym"]
+    assert len(matrix) == len(sets) ** 2
+    off_diagonal = matrix[matrix.deg_a != matrix.deg_b]
+    assert (off_diagonal.kl > 0).all()
+    for suffix in ("png", "svg"):
+        assert (built / "results" / "similarity" / f"heatmap.{suffix}").stat().st_size > 1000
+
+
 def test_second_run_does_nothing(built):
-    result = snakemake(built, "--cores", "2", "degraded_datasets")
+    result = snakemake(built, "--cores", "2", "all")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
@@ -75,25 +91,27 @@ def test_editing_one_degradation_reruns_only_it(built):
     edited["degradations"]["jpeg"]["quality"] = [20, 30]
     config_path.write_text(yaml.safe_dump(edited, sort_keys=False))
     try:
-        result = snakemake(built, "-n", "degraded_datasets")
+        result = snakemake(built, "-n", "all")
     finally:
         config_path.write_text(original)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "degradation=jpeg" in out
-    for other in ("gaussian_noise", "sr", "haze"):
-        assert f"degradation={other}" not in out
+    assert "degradation=jpeg" in out and "image_set=jpeg" in out and "rule similarity_tables" in out
+    for other in ("gaussian_noise", "sr", "haze", "clean"):
+        assert f"degradation={other}" not in out and f"image_set={other}" not in out
     assert "clean_images" not in out
 
 
 def test_same_config_same_bytes(built, tmp_path):
     again = make_project(tmp_path / "again", TINY)
-    result = snakemake(again, "--cores", "1", "degraded_datasets")
+    result = snakemake(again, "--cores", "2", "all")
     assert result.returncode == 0, result.stdout + result.stderr
     for name in TINY["degradations"]:
         a = pd.read_parquet(built / "results" / "degraded" / name / "manifest.parquet")
         b = pd.read_parquet(again / "results" / "degraded" / name / "manifest.parquet")
         pd.testing.assert_frame_equal(a.drop(columns="source_path"), b.drop(columns="source_path"))
+    a, b = (pd.read_parquet(d / "results" / "similarity" / "matrix.parquet") for d in (built, again))
+    pd.testing.assert_frame_equal(a, b, rtol=1e-6)
 
 
 def test_invalid_config_fails_before_any_job(tmp_path):

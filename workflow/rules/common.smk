@@ -7,7 +7,12 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from grids.config import ConfigError, validate_config
+from grids.config import (
+    ConfigError,
+    descriptor_photos,
+    descriptor_weights,
+    validate_config,
+)
 from grids.io import list_image_files
 
 try:
@@ -27,10 +32,15 @@ os.environ["PATH"] = os.pathsep.join(
     [str(Path(sys.executable).parent), os.environ["PATH"]]
 )
 DEGRADATIONS = list(CONFIG["degradations"])
+IMAGE_SETS = [
+    "clean",
+    *DEGRADATIONS,
+]  # the clean set is the reference row of the similarity tables
 
 
 wildcard_constraints:
     degradation="|".join(re.escape(name) for name in DEGRADATIONS),
+    image_set="|".join(re.escape(name) for name in IMAGE_SETS),
 
 
 def get_images_json(wildcards):
@@ -60,3 +70,37 @@ def get_degraded_manifests(wildcards=None):
     return expand(
         "results/degraded/{degradation}/manifest.parquet", degradation=DEGRADATIONS
     )
+
+
+def get_descriptor_photo_files(wildcards):
+    return [str(p) for p in list_image_files(descriptor_photos(CONFIG))[0]]
+
+
+def get_descriptor_train_args(wildcards):
+    """The train_descriptor recipe as CLI arguments (a param: editing it retrains)."""
+    train = CONFIG["descriptor"]["train"]
+    return (
+        f"--photos {descriptor_photos(CONFIG)} --iterations {train['iterations']} "
+        f"--batch-size {train['batch_size']} --crop {train['crop']} --lr {train['lr']} "
+        f"--holdout {train['holdout']} --seed {CONFIG['seed']}"
+    )
+
+
+def get_set_manifest(wildcards):
+    if wildcards.image_set == "clean":
+        return "results/clean/manifest.parquet"
+    return f"results/degraded/{wildcards.image_set}/manifest.parquet"
+
+
+def get_descriptor_input(wildcards):
+    """The descriptor weights (shipped, trained by rule train_descriptor, or a user file)."""
+    return [] if CONFIG["features"]["kind"] == "sift" else [descriptor_weights(CONFIG)]
+
+
+def get_features_json(wildcards):
+    """The `features` section: a param, so editing it refits every set."""
+    return json.dumps(CONFIG["features"], sort_keys=True)
+
+
+def get_ggd_files(wildcards=None):
+    return expand("results/similarity/ggd/{image_set}.parquet", image_set=IMAGE_SETS)

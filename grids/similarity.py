@@ -1,0 +1,187 @@
+"""Stages ``ggd_fit`` and ``similarity_matrix``: GGD per image set, log-KL matrix, heatmap.
+
+``ggd_fit`` (one job per set, so sets run in parallel and an edited degradation refits alone)::
+
+    python -m grids.similarity ggd --set jpeg --manifest results/degraded/jpeg/manifest.parquet \
+        --descriptor assets/descriptor/msrresnet_x4.pth --features '{...}' --seed 0 \
+        --out results/similarity/ggd/jpeg.parquet
+
+``similarity_matrix`` (all sets)::
+
+    python -m grids.similarity matrix --ggd results/similarity/ggd/*.parquet --out results/similarity
+
+Tables (long format):
+
+* ``ggd.parquet``: ``degradation, alpha, sigma, n_values, layer, n_patches, patch_size,
+  pca_components, feature_kind, descriptor_sha256, device, seconds`` (one row per set; the clean
+  set is the row ``clean``).
+* ``matrix.parquet``: ``deg_a, deg_b, kl, distance, distance_sym`` for every ordered pair:
+  ``kl = KL(p_a || p_b)``, ``distance = log10(kl + 1e-5) + 5``, ``distance_sym`` the mean of both
+  directions. Smaller = more similar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .ggd import kl_divergence, log_kl_distance
+
+CLEAN = "clean"
+GGD_COLUMNS = [
+    "degradation", "alpha", "sigma", "n_values", "layer", "n_patches", "patch_size", "pca_components",
+    "feature_kind", "descriptor_sha256", "device", "seconds",
+]
+
+
+def pick_device(device: str = "auto"):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def fit_set(name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto") -> pd.DataFrame:
+    """One ``ggd.parquet`` row for the image set listed in ``manifest`` (columns image_id, path)."""
+    from .descriptor import load_descriptor, sha256_file
+    from .features import set_ggd
+
+    device = pick_device(device)
+    images = {row.image_id: io.load_png(row.path) for row in manifest.itertuples()}
+    start = time.perf_counter()
+    model, sha = None, ""
+    if features["kind"] == "descriptor":
+        model, sha = load_descriptor(descriptor, device), sha256_file(descriptor)
+    fit, n_values = set_ggd(images, features, seed, model, device)
+    row = [
+        name, fit.alpha, fit.sigma, n_values, features["layer"] if model else "sift", features["n_patches"],
+        features["patch_size"], features["pca_components"], features["kind"], sha, str(device),
+        time.perf_counter() - start,
+    ]
+    return pd.DataFrame([row], columns=GGD_COLUMNS)
+
+
+def similarity_table(ggd: pd.DataFrame) -> pd.DataFrame:
+    """Long ``deg_a, deg_b, kl, distance, distance_sym`` over every ordered pair of sets."""
+    names = ggd.degradation.tolist()
+    a, s = ggd.alpha.to_numpy(), ggd.sigma.to_numpy()
+    kl = np.asarray(kl_divergence(a[:, None], s[:, None], a[None, :], s[None, :]), dtype=np.float64)
+    distance = np.asarray(log_kl_distance(kl), dtype=np.float64)
+    symmetric = (distance + distance.T) / 2
+    ia, ib = np.meshgrid(np.arange(len(names)), np.arange(len(names)), indexing="ij")
+    return pd.DataFrame(
+        {
+            "deg_a": np.array(names)[ia.ravel()],
+            "deg_b": np.array(names)[ib.ravel()],
+            "kl": kl.ravel(),
+            "distance": distance.ravel(),
+            "distance_sym": symmetric.ravel(),
+        }
+    )
+
+
+def wide_matrix(matrix: pd.DataFrame, value: str = "distance_sym", names: list[str] | None = None) -> pd.DataFrame:
+    """The square matrix of ``value`` (rows ``deg_a``, columns ``deg_b``), in ``names`` order."""
+    wide = matrix.pivot(index="deg_a", columns="deg_b", values=value)
+    order = names or list(dict.fromkeys(matrix.deg_a))
+    return wide.loc[order, order].rename_axis(index=None, columns=None)
+
+
+def cluster_order(wide: pd.DataFrame) -> list[str]:
+    """Row order from average-linkage hierarchical clustering of the symmetric distances."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    if len(wide) < 3:
+        return list(wide.index)
+    d = wide.to_numpy(dtype=np.float64).copy()
+    np.fill_diagonal(d, 0)
+    return [wide.index[i] for i in leaves_list(linkage(squareform(np.maximum(d, 0), checks=False), "average"))]
+
+
+def plot_heatmap(matrix: pd.DataFrame, png: str | Path, svg: str | Path, title: str = "") -> None:
+    """Annotated heatmap of ``distance_sym``, rows/columns ordered by hierarchical clustering."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wide = wide_matrix(matrix)
+    order = cluster_order(wide)
+    wide = wide.loc[order, order]
+    n = len(wide)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * n, 0.6 + 0.55 * n))
+    im = ax.imshow(wide.to_numpy(), cmap="viridis_r")
+    ax.set_xticks(range(n), order, rotation=45, ha="right")
+    ax.set_yticks(range(n), order)
+    values = wide.to_numpy()
+    threshold = np.nanmean(values)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if values[i, j] > threshold else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="log-KL distance (symmetrised)")
+    ax.set_title(title or "Degradation similarity (smaller = more similar)")
+    fig.tight_layout()
+    for path in (png, svg):
+        with io.atomic_path(path) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix[1:], dpi=150)
+    plt.close(fig)
+
+
+def build_matrix(ggd_files: list[str], out_dir: str | Path) -> pd.DataFrame:
+    """Combine per-set GGD rows; write ``ggd.parquet``, ``matrix.parquet`` and the heatmap."""
+    out_dir = Path(out_dir)
+    ggd = pd.concat([pd.read_parquet(f) for f in ggd_files], ignore_index=True)
+    matrix = similarity_table(ggd)
+    io.write_parquet(ggd, out_dir / "ggd.parquet")
+    io.write_parquet(matrix, out_dir / "matrix.parquet")
+    kind = ggd.feature_kind.iloc[0]
+    plot_heatmap(matrix, out_dir / "heatmap.png", out_dir / "heatmap.svg",
+                 title=f"Degradation similarity ({kind} features; smaller = more similar)")
+    return matrix
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.similarity", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("ggd", help="GGD of one image set")
+    p.add_argument("--set", required=True, help="set name (a degradation, or 'clean')")
+    p.add_argument("--manifest", required=True, help="the set's manifest.parquet")
+    p.add_argument("--descriptor", help="descriptor weights (.pth); not needed for kind=sift")
+    p.add_argument("--features", required=True, help="the config's `features` section, as JSON")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("matrix", help="combine GGD rows into the similarity tables and heatmap")
+    p.add_argument("--ggd", nargs="+", required=True)
+    p.add_argument("--out", required=True, help="output folder")
+    args = parser.parse_args(argv)
+    if args.command == "ggd":
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        manifest = pd.read_parquet(args.manifest)
+        row = fit_set(args.set, manifest, args.descriptor or None, json.loads(args.features), args.seed, args.device)
+        io.write_parquet(row, args.out)
+        print(row.to_string(index=False))
+    else:
+        matrix = build_matrix(args.ggd, args.out)
+        print(wide_matrix(matrix).round(2).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_stage
+
+    sys.exit(run_stage(main))

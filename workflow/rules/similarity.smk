@@ -1,0 +1,51 @@
+# Stage: GGD of every image set's deep features, then the log-KL similarity matrix + heatmap.
+
+
+rule ggd_fit:
+    input:
+        manifest=get_set_manifest,
+        descriptor=get_descriptor_input,
+    output:
+        "results/similarity/ggd/{image_set}.parquet",
+    log:
+        "logs/similarity/ggd_{image_set}.log",
+    benchmark:
+        "benchmarks/similarity/ggd_{image_set}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        features=get_features_json,
+        seed=CONFIG["seed"],
+    shell:
+        "python -m grids.similarity ggd --set {wildcards.image_set} --manifest {input.manifest:q}"
+        " --descriptor '{input.descriptor}' --features {params.features:q} --seed {params.seed}"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"
+
+
+rule similarity_tables:
+    input:
+        get_ggd_files(),
+    output:
+        ggd="results/similarity/ggd.parquet",
+        matrix="results/similarity/matrix.parquet",
+        heatmap=report(
+            "results/similarity/heatmap.png",
+            caption="../report/heatmap.rst",
+            category="Similarity",
+        ),
+        heatmap_svg="results/similarity/heatmap.svg",
+    log:
+        "logs/similarity/matrix.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m grids.similarity matrix --ggd {input:q} --out results/similarity > {log:q} 2>&1"
+
+
+rule similarity_matrix:
+    input:
+        rules.similarity_tables.output,
