@@ -38,6 +38,21 @@ DEFAULT_FEATURES = {
     "kind": "descriptor", "layer": "conv_last_input", "n_patches": 256, "patch_size": 24,
     "pca_components": 128, "outlier_stds": 5.0,
 }
+DEFAULT_TRAINING = {
+    "images": {"photos": ["astronaut", "coffee", "rocket", "hubble_deep_field"], "dead_leaves": {"count": 8, "size": 256}},
+    "test_sets": {"heldout": {"photos": ["chelsea"], "dead_leaves": {"count": 3, "size": 128}}},
+    "arch": "srresnet",
+    "arch_kwargs": {"num_feat": 32, "num_block": 4},
+    "iterations": 300,
+    "batch_size": 8,
+    "crop": 48,
+    "lr": 2e-4,
+    "weight_decay": 1e-4,
+    "warmup": 30,
+    "min_lr_ratio": 0.01,
+    "checkpoint_every": 100,
+    "compile": False,
+}
 RESERVED_SET_NAMES = {"clean"}  # the clean set's name in the similarity tables
 
 
@@ -72,17 +87,24 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         error = jsonschema.exceptions.best_match(errors)
         raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message}")
 
-    images = {**DEFAULT_IMAGES, **config["images"]}
-    images["dead_leaves"] = {**DEFAULT_IMAGES["dead_leaves"], **images["dead_leaves"]}
-    config["images"] = images
-    if images["folder"]:
-        folder = Path(base_dir) / images["folder"]
-        if not folder.is_dir():
-            raise ConfigError(f"config key images.folder: folder {folder} does not exist")
-        if not list_image_files(folder)[0]:
-            raise ConfigError(f"config key images.folder: folder {folder} holds no image files")
-    if not images["photos"] and not images["dead_leaves"]["count"] and not images["folder"]:
-        raise ConfigError("config key images: no clean images (no photos, dead_leaves.count 0, no folder)")
+    images = config["images"] = _image_set(config["images"], "images", base_dir)
+    given = config.get("training", {})
+    training = config["training"] = {**DEFAULT_TRAINING, **given}
+    if "arch" in given and "arch_kwargs" not in given:
+        training["arch_kwargs"] = {}  # the default sizes belong to the default architecture
+    training["images"] = _image_set(training["images"], "training.images", base_dir)
+    training["test_sets"] = {
+        name: _image_set(spec, f"training.test_sets.{name}", base_dir) for name, spec in training["test_sets"].items()
+    }
+    for name, spec in training["test_sets"].items():
+        shared = sorted(set(spec["photos"]) & set(training["images"]["photos"]))
+        if shared:
+            raise ConfigError(f"config key training.test_sets.{name}.photos: {shared} also in training.images.photos")
+    if training["crop"] > training["images"]["min_side"]:
+        raise ConfigError(
+            f"config key training.crop: {training['crop']} px exceeds training.images.min_side "
+            f"({training['images']['min_side']} px)"
+        )
 
     descriptor = {**DEFAULT_DESCRIPTOR, **config.get("descriptor", {})}
     descriptor["train"] = {**DEFAULT_DESCRIPTOR["train"], **descriptor.get("train", {})}
@@ -118,6 +140,21 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         if name in BUILTINS:
             config["degradations"][name] = dict(deg.config)  # resolved: defaults filled in
     return config
+
+
+def _image_set(spec: dict, key: str, base_dir: str | Path) -> dict:
+    """An image-set section with defaults filled in; its folder must exist and hold images."""
+    images = {**DEFAULT_IMAGES, **spec}
+    images["dead_leaves"] = {**DEFAULT_IMAGES["dead_leaves"], **images["dead_leaves"]}
+    if images["folder"]:
+        folder = Path(base_dir) / images["folder"]
+        if not folder.is_dir():
+            raise ConfigError(f"config key {key}.folder: folder {folder} does not exist")
+        if not list_image_files(folder)[0]:
+            raise ConfigError(f"config key {key}.folder: folder {folder} holds no image files")
+    if not images["photos"] and not images["dead_leaves"]["count"] and not images["folder"]:
+        raise ConfigError(f"config key {key}: no clean images (no photos, dead_leaves.count 0, no folder)")
+    return images
 
 
 def load_config(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:

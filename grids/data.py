@@ -92,12 +92,12 @@ class Source:
     path: str  # file path, or a description for generated images
 
 
-def list_sources(images_cfg: dict, seed: int) -> list[Source]:
+def list_sources(images_cfg: dict, seed: int, dataset: str = "similarity") -> list[Source]:
     """Every clean image the config asks for, in a fixed order; duplicate ids are an error."""
     sources = [Source(n, "embedded", str(embedded_photo_path(n))) for n in images_cfg.get("photos", [])]
     leaves = images_cfg.get("dead_leaves", {})
     for i in range(leaves.get("count", 0)):
-        sources.append(Source(f"dead_leaves_{i:03d}", "dead_leaves", f"dead_leaves(seed={seed}, index={i})"))
+        sources.append(Source(f"dead_leaves_{i:03d}", "dead_leaves", f"dead_leaves(seed={seed}, dataset={dataset}, index={i})"))
     if images_cfg.get("folder"):
         files, _ = io.list_image_files(images_cfg["folder"])
         sources += [Source(p.stem, "folder", str(p)) for p in files]
@@ -115,24 +115,29 @@ def list_sources(images_cfg: dict, seed: int) -> list[Source]:
     return sources
 
 
-def load_source(source: Source, images_cfg: dict, seed: int) -> tuple[np.ndarray, list[str]]:
+def load_source(source: Source, images_cfg: dict, seed: int, dataset: str = "similarity") -> tuple[np.ndarray, list[str]]:
     if source.kind == "dead_leaves":
         index = int(source.image_id.rsplit("_", 1)[1])
         size = images_cfg["dead_leaves"]["size"]
-        return dead_leaves(size, rng_for(seed, "dead_leaves", index)), []
+        # The dataset's name is part of the seed: training and test sets never share an image.
+        return dead_leaves(size, rng_for(seed, "dead_leaves", dataset, index)), []
     return io.read_image(source.path, images_cfg.get("min_side", 1))
 
 
-def prepare_clean_set(images_cfg: dict, seed: int, out_dir: str | Path) -> pd.DataFrame:
-    """Write the checked clean set to ``out_dir`` (``images/`` + ``manifest.parquet``)."""
+def prepare_clean_set(images_cfg: dict, seed: int, out_dir: str | Path, dataset: str = "similarity") -> pd.DataFrame:
+    """Write the checked clean set to ``out_dir`` (``images/`` + ``manifest.parquet``).
+
+    ``dataset`` names the set (``similarity``, ``train``, a test set): generated images differ
+    between datasets.
+    """
     out_dir = Path(out_dir)
-    sources = list_sources(images_cfg, seed)
+    sources = list_sources(images_cfg, seed, dataset)
     rows, errors = [], []
     with io.atomic_path(out_dir / "images") as tmp_images:
         tmp_images.mkdir()
         for source in tqdm(sources, desc="clean images", unit="img"):
             try:
-                image, conversions = load_source(source, images_cfg, seed)
+                image, conversions = load_source(source, images_cfg, seed, dataset)
             except io.BadImageError as err:
                 errors.append(f"  {err}")
                 continue
@@ -152,9 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.data", description=__doc__.split("\n")[0])
     parser.add_argument("--images", required=True, help="the config's `images` section, as JSON")
     parser.add_argument("--seed", required=True, type=int, help="the config's `seed`")
+    parser.add_argument("--dataset", default="similarity", help="the set's name (similarity, train, a test set)")
     parser.add_argument("--out", required=True, help="output folder, e.g. results/clean")
     args = parser.parse_args(argv)
-    manifest = prepare_clean_set(json.loads(args.images), args.seed, args.out)
+    manifest = prepare_clean_set(json.loads(args.images), args.seed, args.out, args.dataset)
     print(f"{len(manifest)} clean images -> {args.out}")
     return 0
 

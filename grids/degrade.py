@@ -3,7 +3,7 @@
 Writes ``{out}/images/{image_id}.png`` and ``{out}/manifest.parquet`` with one row per image:
 ``image_id, source_path, clean_path, degradation, params`` (JSON of the drawn parameters),
 ``seed`` (of this image's generator), ``path``, ``sha256`` (of the PNG file). Each image's
-generator is seeded from (config seed, degradation, image id), so results do not depend on job
+generator is seeded from (config seed, dataset, degradation, image id), so results do not depend on job
 order, and the same config gives the same bytes.
 
     python -m grids.degrade --clean results/clean/manifest.parquet --name jpeg \
@@ -28,8 +28,13 @@ from .seeds import derive_seed
 MANIFEST_COLUMNS = ["image_id", "source_path", "clean_path", "degradation", "params", "seed", "path", "sha256"]
 
 
-def degrade_dataset(clean: pd.DataFrame, name: str, entry: dict, seed: int, out_dir: str | Path) -> pd.DataFrame:
-    """Degrade every image of the ``clean`` manifest with ``name`` (config ``entry``) into ``out_dir``."""
+def degrade_dataset(
+    clean: pd.DataFrame, name: str, entry: dict, seed: int, out_dir: str | Path, dataset: str = "similarity"
+) -> pd.DataFrame:
+    """Degrade every image of the ``clean`` manifest with ``name`` (config ``entry``) into ``out_dir``.
+
+    Each image's generator is seeded from (seed, dataset, degradation, image id).
+    """
     out_dir = Path(out_dir)
     degradation = get_degradation(name, entry)
     rows = []
@@ -37,7 +42,7 @@ def degrade_dataset(clean: pd.DataFrame, name: str, entry: dict, seed: int, out_
         tmp_images.mkdir()
         for row in tqdm(clean.itertuples(), total=len(clean), desc=name, unit="img"):
             image = io.load_png(row.path)
-            image_seed = derive_seed(seed, "degrade", name, row.image_id)
+            image_seed = derive_seed(seed, "degrade", dataset, name, row.image_id)
             degraded, params = degradation(image, np.random.default_rng(image_seed))
             path = out_dir / "images" / f"{row.image_id}.png"
             sha = io.write_png(tmp_images / path.name, degraded)
@@ -56,10 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="degradation name")
     parser.add_argument("--entry", default="{}", help="its config entry, as JSON")
     parser.add_argument("--seed", type=int, required=True, help="the config's seed")
+    parser.add_argument("--dataset", default="similarity", help="the set's name (similarity, a test set)")
     parser.add_argument("--out", required=True, help="output folder, e.g. results/degraded/jpeg")
     args = parser.parse_args(argv)
     clean = pd.read_parquet(args.clean)
-    manifest = degrade_dataset(clean, args.name, json.loads(args.entry), args.seed, args.out)
+    manifest = degrade_dataset(clean, args.name, json.loads(args.entry), args.seed, args.out, args.dataset)
     print(f"{args.name}: {len(manifest)} images -> {args.out}")
     return 0
 

@@ -82,3 +82,15 @@ def test_output_on_the_quantisation_grid(name, images):
     out = deg.apply_batch(x, [deg.sample(rng, img.shape[:2]) for img in images], torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == x.dtype
     assert torch.equal(out, torch.round(out * 255) / 255) and out.min() >= 0 and out.max() <= 1
+
+
+def test_user_degradation_has_a_per_image_batched_fallback(images):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    deg = get_degradation("haze", {"function": "examples/haze.py:haze"}, base_dir=root)
+    rng = np.random.default_rng(0)
+    params = [deg.sample(rng, img.shape[:2]) for img in images]
+    got = to_uint8_images(deg.apply_batch(from_uint8_images(images), params))
+    for img, p, g in zip(images, params, got):
+        assert np.array_equal(g, deg(img, np.random.default_rng(p["seed"]))[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,16 @@ TINY = {
     "seed": 5,
     "images": {"photos": ["chelsea"], "dead_leaves": {"count": 2, "size": 64}, "min_side": 32},
     "features": {"n_patches": 16, "patch_size": 16, "pca_components": 8},
+    "training": {
+        "images": {"photos": ["coffee"], "dead_leaves": {"count": 2, "size": 64}, "min_side": 32},
+        "test_sets": {"heldout": {"dead_leaves": {"count": 1, "size": 48}, "min_side": 32}},
+        "arch_kwargs": {"num_feat": 8, "num_block": 1},
+        "iterations": 12,
+        "batch_size": 2,
+        "crop": 32,
+        "warmup": 2,
+        "checkpoint_every": 5,
+    },
     "degradations": {
         "jpeg": {"quality": [10, 40]},
         "gaussian_noise": {"sigma": [10.0, 50.0]},
@@ -78,6 +89,29 @@ def test_similarity_tables(built):
         assert (built / "results" / "similarity" / f"heatmap.{suffix}").stat().st_size > 1000
 
 
+def test_upper_bounds(built):
+    names = list(TINY["degradations"])
+    mix_all = "+".join(sorted(names))
+    table = pd.read_parquet(built / "results" / "upper_bounds" / "evaluation.parquet")
+    assert set(table.trained_on) == {*names, mix_all}
+    assert len(table) == (len(names) + 1) * len(names) * 1  # models x degradations x test images
+    assert table.psnr.between(5, 100).all() and table.ssim.between(-1, 1).all()
+    assert "drop" in (built / "results" / "upper_bounds" / "summary.md").read_text()
+    log = pd.read_parquet(built / "results" / "models" / "jpeg" / "train_log.parquet")
+    assert log.step.iloc[-1] == 12
+    assert not (built / "results" / "resume").exists() or not any((built / "results" / "resume").iterdir())
+
+
+def dry_run_jobs(output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs = set()
+    for block in re.split(r"\nrule ", "\n" + output)[1:]:
+        rule = block.split(":", 1)[0]
+        wildcards = re.search(r"wildcards: (.*)", block)
+        jobs.add((rule, wildcards.group(1) if wildcards else ""))
+    return jobs
+
+
 def test_second_run_does_nothing(built):
     result = snakemake(built, "--cores", "2", "all")
     assert result.returncode == 0
@@ -96,10 +130,16 @@ def test_editing_one_degradation_reruns_only_it(built):
         config_path.write_text(original)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "degradation=jpeg" in out and "image_set=jpeg" in out and "rule similarity_tables" in out
-    for other in ("gaussian_noise", "sr", "haze", "clean"):
-        assert f"degradation={other}" not in out and f"image_set={other}" not in out
-    assert "clean_images" not in out
+    jobs = dry_run_jobs(out)
+    mix_all = "+".join(sorted(TINY["degradations"]))
+    assert {("degrade", "degradation=jpeg"), ("ggd_fit", "image_set=jpeg"), ("similarity_tables", "")} <= jobs
+    assert {("test_degrade", "test_set=heldout, degradation=jpeg"), ("train", "group=jpeg"), ("train", f"group={mix_all}")} <= jobs
+    assert {rule for rule, _ in jobs} <= {
+        "degrade", "ggd_fit", "similarity_tables", "similarity_matrix", "test_degrade", "train", "evaluate",
+        "upper_bounds_table", "upper_bounds", "degraded_datasets", "all",
+    }
+    trained = {w for rule, w in jobs if rule == "train"}
+    assert trained == {"group=jpeg", f"group={mix_all}"}  # models without jpeg are kept
 
 
 def test_same_config_same_bytes(built, tmp_path):

@@ -165,6 +165,17 @@ class UserDegradation:
             )
         return out, dict(params)
 
+    def sample(self, rng: np.random.Generator, shape: tuple[int, int], **config) -> dict:
+        """For online training: the user's function draws its own parameters, from this seed."""
+        return {"seed": int(rng.integers(2**63))}
+
+    def apply_batch(self, images, params: Sequence[dict], generator=None):
+        """Per-image fallback on CPU (a user function is numpy code): ``(B, 3, H, W)`` in [0, 1]."""
+        from .batched import from_uint8_images, to_uint8_images
+
+        outs = [self(img, np.random.default_rng(p["seed"]))[0] for img, p in zip(to_uint8_images(images), params)]
+        return from_uint8_images(outs, images.device).to(images.dtype)
+
 
 def check_image(image: np.ndarray, where: str = "") -> None:
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):

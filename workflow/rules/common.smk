@@ -14,6 +14,7 @@ from grids.config import (
     validate_config,
 )
 from grids.io import list_image_files
+from grids.groups import group_members, group_name, group_pattern
 
 try:
     CONFIG = validate_config(config)
@@ -104,3 +105,82 @@ def get_features_json(wildcards):
 
 def get_ggd_files(wildcards=None):
     return expand("results/similarity/ggd/{image_set}.parquet", image_set=IMAGE_SETS)
+
+
+# --- training and evaluation ------------------------------------------------------------------
+
+TEST_SETS = list(CONFIG["training"]["test_sets"])
+MIX_ALL = group_name(
+    DEGRADATIONS
+)  # the mix-all baseline is the group of every degradation
+
+
+wildcard_constraints:
+    test_set="|".join(re.escape(name) for name in TEST_SETS),
+    group=group_pattern(DEGRADATIONS),
+
+
+def get_training_images_json(wildcards):
+    return json.dumps(CONFIG["training"]["images"], sort_keys=True)
+
+
+def get_training_image_files(wildcards):
+    folder = CONFIG["training"]["images"]["folder"]
+    return [str(p) for p in list_image_files(folder)[0]] if folder else []
+
+
+def get_test_images_json(wildcards):
+    return json.dumps(
+        CONFIG["training"]["test_sets"][wildcards.test_set], sort_keys=True
+    )
+
+
+def get_test_image_files(wildcards):
+    folder = CONFIG["training"]["test_sets"][wildcards.test_set]["folder"]
+    return [str(p) for p in list_image_files(folder)[0]] if folder else []
+
+
+def get_group_entries_json(wildcards):
+    """The config entries of the group's degradations (a param: editing one retrains its groups)."""
+    members = group_members(wildcards.group)
+    return json.dumps({m: CONFIG["degradations"][m] for m in members}, sort_keys=True)
+
+
+def get_group_function_files(wildcards):
+    files = []
+    for member in group_members(wildcards.group):
+        file_part = (
+            CONFIG["degradations"][member].get("function", "").rpartition(":")[0]
+        )
+        files += [file_part] if file_part.endswith(".py") else []
+    return files
+
+
+def get_recipe_json(wildcards):
+    """The training recipe without the data sections (those are inputs)."""
+    recipe = {
+        k: v for k, v in CONFIG["training"].items() if k not in ("images", "test_sets")
+    }
+    return json.dumps(recipe, sort_keys=True)
+
+
+def get_train_runtime(wildcards, attempt):
+    """Minutes for Slurm: grows with each retry (a preempted job resumes from its checkpoint)."""
+    return 60 * attempt
+
+
+def get_test_manifests(wildcards=None):
+    return expand(
+        "results/test/{test_set}/degraded/{degradation}/manifest.parquet",
+        test_set=TEST_SETS,
+        degradation=DEGRADATIONS,
+    ) + expand("results/test/{test_set}/clean/manifest.parquet", test_set=TEST_SETS)
+
+
+def get_test_set_args(wildcards):
+    return " ".join(f"--test-set {name} results/test/{name}" for name in TEST_SETS)
+
+
+def get_upper_bound_evals(wildcards=None):
+    groups = [*DEGRADATIONS, MIX_ALL] if len(DEGRADATIONS) > 1 else DEGRADATIONS
+    return expand("results/eval/{group}.parquet", group=groups)

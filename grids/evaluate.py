@@ -1,0 +1,128 @@
+"""Stage ``evaluate``: PSNR and SSIM of one model on every cached degraded test image.
+
+Metric conventions (restoration, input and output of the same size):
+
+* both on RGB uint8 (the model's output is clamped to [0, 1] and rounded to 8 bit first);
+* PSNR over all pixels and the three channels, no border cropped: ``10 log10(255² / MSE)``;
+* SSIM: Wang et al.'s settings (Gaussian window sigma 1.5, K1 0.01, K2 0.03, data range 255),
+  per channel then averaged (``skimage.metrics.structural_similarity(channel_axis=2)``).
+
+Inference pads each image (reflect) to a multiple of the architecture's size factor and, for
+images larger than ``tile`` px, runs overlapping tiles and averages the overlaps.
+
+Output (long): ``model, trained_on, test_set, degradation, image, psnr, ssim``.
+
+    python -m grids.evaluate --model results/models/jpeg/model.pth \
+        --test-set heldout results/test/heldout --degradations jpeg sr --out results/eval/jpeg.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from skimage.metrics import structural_similarity
+from tqdm import tqdm
+
+from . import io
+from .train import load_model
+
+SIZE_MULTIPLE = {"srresnet": 1, "restormer": 8, "rrdbnet": 4}
+EVAL_COLUMNS = ["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim"]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    return float(
+        structural_similarity(
+            a, b, channel_axis=2, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+    )
+
+
+@torch.no_grad()
+def _run(model, x: torch.Tensor, multiple: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+    return model(x)[..., :h, :w]
+
+
+@torch.no_grad()
+def restore(model, image: np.ndarray, device, multiple: int = 1, tile: int = 512, overlap: int = 32) -> np.ndarray:
+    """Restore a uint8 ``(H, W, 3)`` image; tiles of ``tile`` px (overlapping) when it is larger."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
+    h, w = image.shape[:2]
+    if max(h, w) <= tile:
+        out = _run(model, x, multiple)
+    else:
+        out = torch.zeros_like(x)
+        weight = torch.zeros_like(x[:, :1])
+        stride = tile - overlap
+        for top in range(0, max(h - overlap, 1), stride):
+            for left in range(0, max(w - overlap, 1), stride):
+                t, l = min(top, max(h - tile, 0)), min(left, max(w - tile, 0))
+                window = x[..., t : t + tile, l : l + tile]
+                out[..., t : t + tile, l : l + tile] += _run(model, window, multiple)
+                weight[..., t : t + tile, l : l + tile] += 1
+        out = out / weight
+    return (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def evaluate_model(
+    model_path: str | Path, test_sets: dict[str, str | Path], degradations: list[str], device: str = "auto", tile: int = 512
+) -> pd.DataFrame:
+    """PSNR/SSIM of the model at ``model_path`` on each test set's degraded copies.
+
+    ``test_sets`` maps a name to its folder, holding ``clean/manifest.parquet`` and
+    ``degraded/{degradation}/manifest.parquet`` (made by the clean/degrade stages).
+    """
+    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    model, state = load_model(model_path, device)
+    multiple = SIZE_MULTIPLE.get(state["arch"], 8)
+    rows = []
+    for set_name, folder in test_sets.items():
+        folder = Path(folder)
+        clean = pd.read_parquet(folder / "clean" / "manifest.parquet").set_index("image_id")
+        for name in degradations:
+            manifest = pd.read_parquet(folder / "degraded" / name / "manifest.parquet")
+            for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"{set_name}/{name}", unit="img"):
+                target = io.load_png(clean.loc[row.image_id, "path"])
+                output = restore(model, io.load_png(row.path), device, multiple, tile)
+                rows.append([str(model_path), state["group"], set_name, name, row.image_id, psnr(output, target), ssim(output, target)])
+    return pd.DataFrame(rows, columns=EVAL_COLUMNS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--test-set", nargs=2, action="append", metavar=("NAME", "FOLDER"), required=True)
+    parser.add_argument("--degradations", nargs="+", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    table = evaluate_model(args.model, dict(args.test_set), args.degradations, args.device, args.tile)
+    io.write_parquet(table, args.out)
+    print(table.groupby("degradation")[["psnr", "ssim"]].mean().round(3).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_stage
+
+    sys.exit(run_stage(main))

@@ -1,0 +1,24 @@
+"""Degradation groups: canonical names (members sorted, joined with ``+``), kept torch-free so the
+workflow can import them when it is parsed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+SEPARATOR = "+"
+
+
+def group_name(members: Iterable[str]) -> str:
+    """Canonical name of a group: ``group_name(["jpeg", "sr"]) == "jpeg+sr"``."""
+    return SEPARATOR.join(sorted(set(members)))
+
+
+def group_members(name: str) -> list[str]:
+    return name.split(SEPARATOR)
+
+
+def group_pattern(names: Iterable[str]) -> str:
+    """A regex matching any ``+``-joined sequence of ``names`` (a Snakemake wildcard constraint)."""
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return f"(?:{alternatives})(?:\\{SEPARATOR}(?:{alternatives}))*"

@@ -1,0 +1,264 @@
+"""Stage ``train``: a restoration model for one degradation group, with online degradation.
+
+Each training sample is a random crop of a clean training image with one degradation drawn
+uniformly from the group (one degradation = single-task model; all = mix-all baseline), applied
+online by the batched torch forms on the training device (JPEG and stroke masks on CPU).
+AdamW (0.9, 0.999), L1 loss, learning rate a pure function of the step (linear warm-up, then
+cosine to ``lr * min_lr_ratio``). bf16 autocast + channels_last on CUDA (optionally
+``torch.compile``), fp32 on CPU.
+
+Checkpoints (one self-describing file: weights, optimizer, step, RNG states, architecture + its
+keyword arguments, recipe, package version) are written atomically every ``checkpoint_every``
+steps to a resume path that the workflow does not declare, so a job killed by ``kill -9`` or by
+Slurm preemption (SIGTERM: saved, then exit 143 so the job is requeued/retried) starts again
+from its last save. On CPU the resumed run's final weights equal an uninterrupted run's exactly.
+
+    python -m grids.train --group gaussian_blur+jpeg --clean results/train/clean/manifest.parquet \
+        --degradations '{...}' --recipe '{...}' --seed 0 --out results/models/gaussian_blur+jpeg/model.pth \
+        --resume results/resume/gaussian_blur+jpeg.pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import __version__, io
+from .archs import ARCHS
+from .degradations import get_degradation
+from .degradations.batched import from_uint8_images
+from .groups import group_members
+from .seeds import derive_seed
+
+def build_model(arch: str, kwargs: dict) -> torch.nn.Module:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    return ARCHS[arch](**kwargs)
+
+
+def learning_rate(step: int, recipe: dict) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr * min_lr_ratio``."""
+    lr, total, warmup = recipe["lr"], recipe["iterations"], recipe["warmup"]
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    floor = lr * recipe["min_lr_ratio"]
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + 0.5 * (lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class OnlineDegrader:
+    """Random crops of clean images, each degraded by one degradation drawn from the group."""
+
+    def __init__(self, images: list[np.ndarray], degradations: dict, crop: int, device: torch.device):
+        small = [i for i, img in enumerate(images) if min(img.shape[:2]) < crop]
+        if small:
+            raise ValueError(f"{len(small)} training image(s) smaller than the {crop} px crop")
+        self.images, self.crop, self.device = images, crop, device
+        self.names = sorted(degradations)
+        self.degradations = degradations
+
+    def batch(self, size: int, rng: np.random.Generator, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(degraded, clean)`` float tensors ``(size, 3, crop, crop)`` on the device."""
+        crops = []
+        for _ in range(size):
+            image = self.images[rng.integers(len(self.images))]
+            y = rng.integers(image.shape[0] - self.crop + 1)
+            x = rng.integers(image.shape[1] - self.crop + 1)
+            patch = image[y : y + self.crop, x : x + self.crop]
+            if rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            crops.append(np.ascontiguousarray(np.rot90(patch, k=int(rng.integers(4)))))
+        clean = from_uint8_images(crops, self.device)
+        choice = rng.integers(len(self.names), size=size)
+        degraded = torch.empty_like(clean)
+        for k, name in enumerate(self.names):  # one batched call per degradation present
+            index = np.flatnonzero(choice == k)
+            if len(index) == 0:
+                continue
+            deg = self.degradations[name]
+            params = [deg.sample(rng, (self.crop, self.crop)) for _ in index]
+            picked = torch.from_numpy(index).to(self.device)
+            degraded[picked] = deg.apply_batch(clean[picked], params, generator)
+        return degraded, clean
+
+
+def save_checkpoint(path: str | Path, model, optimiser, step: int, rng, generator, meta: dict) -> None:
+    state = {
+        "params": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimiser.state_dict(),
+        "step": step,
+        "numpy_rng": json.dumps(rng.bit_generator.state),
+        "torch_rng": generator.get_state(),
+        "torch_cpu_rng": torch.get_rng_state(),
+        **meta,
+    }
+    with io.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """A checkpoint written by this module, read with ``weights_only=True`` (no pickled code)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # weights_only refusal (pickle payload), truncation, garbage
+        raise ValueError(f"{path}: not a loadable GRIDS checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The model stored in a checkpoint (architecture from its metadata), eval mode."""
+    state = load_checkpoint(path, device)
+    model = build_model(state["arch"], json.loads(state["arch_kwargs"]))
+    model.load_state_dict(state["params"])
+    return model.to(device).eval(), state
+
+
+class _Preempted(Exception):
+    pass
+
+
+def train(
+    group: str,
+    images: list[np.ndarray],
+    entries: dict,
+    recipe: dict,
+    seed: int,
+    out: str | Path,
+    resume: str | Path,
+    device: str = "auto",
+    stop_after: int | None = None,
+) -> pd.DataFrame:
+    """Train the model of ``group`` and write it to ``out``; return the training log.
+
+    ``entries`` are the config entries of the group's degradations; ``resume`` is where periodic
+    checkpoints go (and are resumed from). ``stop_after`` ends the run after that many steps
+    without writing ``out`` (as a kill would), for tests.
+    """
+    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    members = group_members(group)
+    degradations = {name: get_degradation(name, entries[name]) for name in members}
+    meta = {
+        "arch": recipe["arch"],
+        "arch_kwargs": json.dumps(recipe["arch_kwargs"], sort_keys=True),
+        "group": group,
+        "recipe": json.dumps(recipe, sort_keys=True),
+        "degradations": json.dumps({m: entries[m] for m in members}, sort_keys=True),
+        "seed": seed,
+        "grids_version": __version__,
+    }
+    torch.manual_seed(derive_seed(seed, "train", group, "init"))
+    model = build_model(recipe["arch"], recipe["arch_kwargs"]).to(device)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999), weight_decay=recipe["weight_decay"]
+    )
+    rng = np.random.default_rng(derive_seed(seed, "train", group, "data"))
+    generator = torch.Generator(device).manual_seed(derive_seed(seed, "train", group, "noise") % 2**63)
+    start_step, log = 0, []
+    resume = Path(resume)
+    if resume.exists():
+        state = load_checkpoint(resume, device)
+        if state["recipe"] != meta["recipe"] or state["group"] != group or state["degradations"] != meta["degradations"]:
+            print(f"{resume}: written for another group/recipe, starting from scratch", file=sys.stderr)
+        else:
+            model.load_state_dict(state["params"])
+            optimiser.load_state_dict(state["optimizer"])
+            rng.bit_generator.state = json.loads(state["numpy_rng"])
+            generator.set_state(state["torch_rng"].cpu() if device.type == "cpu" else state["torch_rng"])
+            torch.set_rng_state(state["torch_cpu_rng"].cpu())
+            start_step = int(state["step"])
+            print(f"resumed from {resume} at step {start_step}", file=sys.stderr)
+
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    step_fn = torch.compile(model) if cuda and recipe.get("compile") else model
+    data = OnlineDegrader(images, degradations, recipe["crop"], device)
+
+    preempted = False
+
+    def on_sigterm(signum, frame):  # Slurm preemption: finish the step, save, exit
+        nonlocal preempted
+        preempted = True
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    iterations, every = recipe["iterations"], recipe["checkpoint_every"]
+    bar = tqdm(range(start_step, iterations), initial=start_step, total=iterations, desc=f"train {group}", unit="it")
+    tic = time.perf_counter()
+    try:
+        model.train()
+        for step in bar:
+            for param_group in optimiser.param_groups:
+                param_group["lr"] = learning_rate(step, recipe)
+            degraded, clean = data.batch(recipe["batch_size"], rng, generator)
+            if cuda:
+                degraded = degraded.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = F.l1_loss(step_fn(degraded).float(), clean)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            done = step + 1
+            if done % 10 == 0 or done == iterations:
+                rate = 10 / max(time.perf_counter() - tic, 1e-9)
+                tic = time.perf_counter()
+                log.append((done, loss.item(), optimiser.param_groups[0]["lr"], rate))
+                bar.set_postfix(loss=f"{log[-1][1]:.4f}")
+            if done % every == 0 or preempted or done == stop_after:
+                save_checkpoint(resume, model, optimiser, done, rng, generator, meta)
+            if preempted:
+                raise _Preempted
+            if done == stop_after:
+                return pd.DataFrame(log, columns=["step", "loss", "lr", "it_per_s"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    frame = pd.DataFrame(log, columns=["step", "loss", "lr", "it_per_s"])
+    save_checkpoint(out, model, optimiser, iterations, rng, generator, meta)
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--group", required=True, help="canonical group name, e.g. gaussian_blur+jpeg")
+    parser.add_argument("--clean", required=True, help="clean training manifest.parquet")
+    parser.add_argument("--degradations", required=True, help="config entries of the group's degradations, JSON")
+    parser.add_argument("--recipe", required=True, help="the config's training recipe, JSON")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--out", required=True, help="final checkpoint (.pth)")
+    parser.add_argument("--log", required=True, help="training log (.parquet)")
+    parser.add_argument("--resume", required=True, help="periodic checkpoint to resume from (not a rule output)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clean = pd.read_parquet(args.clean)
+    images = [io.load_png(p) for p in clean.path]
+    try:
+        log = train(args.group, images, json.loads(args.degradations), json.loads(args.recipe), args.seed,
+                    args.out, args.resume, args.device)
+    except _Preempted:
+        print("SIGTERM: checkpoint saved, exiting to be requeued", file=sys.stderr)
+        return 143
+    io.write_parquet(log, args.log)
+    Path(args.resume).unlink(missing_ok=True)  # finished: nothing to resume
+    print(f"{args.group}: {len(log)} log rows -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_stage
+
+    sys.exit(run_stage(main))

@@ -1,0 +1,196 @@
+"""Trainer and evaluation: online degradation, exact resume after kill -9 / SIGTERM, metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio
+
+from grids import io
+from grids.data import dead_leaves, prepare_clean_set
+from grids.degrade import degrade_dataset
+from grids.degradations import get_degradation
+from grids.evaluate import evaluate_model, psnr, restore, ssim
+from grids.groups import group_members, group_name, group_pattern
+from grids.train import OnlineDegrader, learning_rate, load_checkpoint, load_model, train
+
+RECIPE = {
+    "arch": "srresnet", "arch_kwargs": {"num_feat": 8, "num_block": 2}, "iterations": 40, "batch_size": 4,
+    "crop": 32, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 5, "min_lr_ratio": 0.01, "checkpoint_every": 10,
+    "compile": False,
+}
+ENTRIES = {"gaussian_noise": {"sigma": [10.0, 50.0]}, "jpeg": {"quality": [10, 40]}}
+GROUP = "gaussian_noise+jpeg"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Same thread count in every run: float summation order, hence bytes, depends on it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    return [dead_leaves(64, np.random.default_rng(i)) for i in range(3)]
+
+
+def state_dicts_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_group_names():
+    assert group_name(["sr", "jpeg", "sr"]) == "jpeg+sr"
+    assert group_members("jpeg+sr") == ["jpeg", "sr"]
+    import re
+
+    pattern = re.compile(group_pattern(["jpeg", "sr", "rl"]) + "$")
+    assert pattern.match("jpeg+rl+sr") and pattern.match("sr") and not pattern.match("jpeg+haze")
+
+
+def test_learning_rate_warmup_then_cosine():
+    assert learning_rate(0, RECIPE) == pytest.approx(1e-3 / 5)
+    assert learning_rate(4, RECIPE) == pytest.approx(1e-3)
+    assert learning_rate(5, RECIPE) == pytest.approx(1e-3)
+    assert learning_rate(40, RECIPE) == pytest.approx(1e-5)
+    rates = [learning_rate(s, RECIPE) for s in range(5, 41)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+
+
+def test_online_degrader_applies_one_member_per_sample(images):
+    degs = {name: get_degradation(name, ENTRIES[name]) for name in ENTRIES}
+    data = OnlineDegrader(images, degs, 32, torch.device("cpu"))
+    degraded, clean = data.batch(16, np.random.default_rng(0), torch.Generator().manual_seed(0))
+    assert degraded.shape == clean.shape == (16, 3, 32, 32)
+    assert not torch.equal(degraded, clean)
+    again = data.batch(16, np.random.default_rng(0), torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], degraded) and torch.equal(again[1], clean)
+    with pytest.raises(ValueError, match="smaller than the 80 px crop"):
+        OnlineDegrader(images, degs, 80, torch.device("cpu"))
+
+
+def test_checkpoint_is_self_describing_and_weights_only(images, tmp_path):
+    train(GROUP, images, ENTRIES, {**RECIPE, "iterations": 5}, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu")
+    state = load_checkpoint(tmp_path / "m.pth")
+    assert state["step"] == 5 and state["arch"] == "srresnet" and state["group"] == GROUP
+    assert json.loads(state["recipe"])["iterations"] == 5 and "optimizer" in state and "torch_rng" in state
+    model, _ = load_model(tmp_path / "m.pth")
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_pickle_payload_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"params": {}, "payload": Path("/etc/passwd")}, path)  # any non-tensor object pickles code refs
+    with pytest.raises(ValueError, match="not a loadable GRIDS checkpoint"):
+        load_checkpoint(path)
+
+
+def test_resume_in_process_is_exact(images, tmp_path):
+    train(GROUP, images, ENTRIES, RECIPE, 0, tmp_path / "a.pth", tmp_path / "ra.pth", "cpu")
+    train(GROUP, images, ENTRIES, RECIPE, 0, tmp_path / "b.pth", tmp_path / "rb.pth", "cpu", stop_after=20)
+    assert not (tmp_path / "b.pth").exists() and load_checkpoint(tmp_path / "rb.pth")["step"] == 20
+    train(GROUP, images, ENTRIES, RECIPE, 0, tmp_path / "b.pth", tmp_path / "rb.pth", "cpu")
+    a, b = load_checkpoint(tmp_path / "a.pth"), load_checkpoint(tmp_path / "b.pth")
+    assert state_dicts_equal(a["params"], b["params"])
+
+
+def _write_manifest(tmp_path: Path, images: list[np.ndarray]) -> Path:
+    folder = tmp_path / "clean" / "images"
+    folder.mkdir(parents=True)
+    rows = []
+    for i, image in enumerate(images):
+        io.write_png(folder / f"{i}.png", image)
+        rows.append({"image_id": str(i), "path": str(folder / f"{i}.png")})
+    pd.DataFrame(rows).to_parquet(tmp_path / "clean" / "manifest.parquet")
+    return tmp_path / "clean" / "manifest.parquet"
+
+
+def _train_command(manifest: Path, recipe: dict, out: Path, resume: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "grids.train", "--group", GROUP, "--clean", str(manifest),
+        "--degradations", json.dumps(ENTRIES), "--recipe", json.dumps(recipe), "--seed", "0",
+        "--out", str(out), "--log", str(out.with_suffix(".parquet")), "--resume", str(resume), "--threads", "1",
+    ]
+
+
+def _wait_for(path: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_job_resumes_to_identical_weights(images, tmp_path, sig):
+    recipe = {**RECIPE, "iterations": 300, "checkpoint_every": 10}
+    manifest = _write_manifest(tmp_path, images)
+    reference = tmp_path / "reference.pth"
+    assert subprocess.run(_train_command(manifest, recipe, reference, tmp_path / "r0.pth"), capture_output=True).returncode == 0
+
+    out, resume = tmp_path / "model.pth", tmp_path / "resume.pth"
+    job = subprocess.Popen(_train_command(manifest, recipe, out, resume), stderr=subprocess.PIPE, text=True)
+    _wait_for(resume)
+    time.sleep(0.3)
+    os.kill(job.pid, sig)
+    _, err = job.communicate(timeout=120)
+    if sig == signal.SIGTERM:
+        assert job.returncode == 143 and "checkpoint saved" in err
+    else:
+        assert job.returncode == -signal.SIGKILL
+    assert not out.exists(), "the job was killed before finishing"
+    stopped_at = load_checkpoint(resume)["step"]
+    assert 0 < stopped_at < 300
+
+    rerun = subprocess.run(_train_command(manifest, recipe, out, resume), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resumed from {resume} at step {stopped_at}" in rerun.stderr
+    assert not resume.exists()  # finished: the resume state is removed
+    assert state_dicts_equal(load_checkpoint(reference)["params"], load_checkpoint(out)["params"])
+
+
+def test_metrics_match_direct_computation():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-9, 10, a.shape), 0, 255).astype(np.uint8)
+    mse = np.mean((a.astype(float) - b) ** 2)
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / mse))
+    assert psnr(a, b) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=255))
+    assert ssim(a, a) == pytest.approx(1.0) and 0 < ssim(a, b) < 1
+
+
+def test_tiled_inference_matches_whole_image(images, tmp_path):
+    train(GROUP, images, ENTRIES, {**RECIPE, "iterations": 3}, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu")
+    model, _ = load_model(tmp_path / "m.pth")
+    image = dead_leaves(96, np.random.default_rng(5))
+    whole = restore(model, image, "cpu", tile=512)
+    tiled = restore(model, image, "cpu", tile=40, overlap=16)
+    assert whole.shape == tiled.shape == image.shape
+    assert psnr(whole, tiled) > 40
+
+
+def test_evaluation_table(images, tmp_path):
+    train(GROUP, images, ENTRIES, {**RECIPE, "iterations": 3}, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu")
+    test_dir = tmp_path / "test"
+    clean = prepare_clean_set({"photos": [], "dead_leaves": {"count": 2, "size": 48}, "folder": None, "min_side": 32}, 0, test_dir / "clean", "test")
+    for name, entry in ENTRIES.items():
+        degrade_dataset(clean, name, entry, 0, test_dir / "degraded" / name, "test")
+    table = evaluate_model(tmp_path / "m.pth", {"heldout": test_dir}, list(ENTRIES), "cpu")
+    assert list(table.columns) == ["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim"]
+    assert len(table) == 4 and set(table.trained_on) == {GROUP}
+    row = table[(table.degradation == "jpeg") & (table.image == "dead_leaves_000")].iloc[0]
+    model, _ = load_model(tmp_path / "m.pth")
+    degraded = io.load_png(test_dir / "degraded" / "jpeg" / "images" / "dead_leaves_000.png")
+    target = io.load_png(test_dir / "clean" / "images" / "dead_leaves_000.png")
+    assert row.psnr == pytest.approx(psnr(restore(model, degraded, "cpu"), target))

@@ -1,0 +1,133 @@
+# Stage: training data, test sets, restoration models (one per degradation group) and evaluation.
+
+
+rule train_clean_images:
+    input:
+        folder_files=get_training_image_files,
+    output:
+        manifest="results/train/clean/manifest.parquet",
+        images=directory("results/train/clean/images"),
+    log:
+        "logs/train_clean_images.log",
+    conda:
+        "../../environment.yml"
+    params:
+        images=get_training_images_json,
+        seed=CONFIG["seed"],
+    shell:
+        "python -m grids.data --images {params.images:q} --seed {params.seed} --dataset train"
+        " --out results/train/clean > {log:q} 2>&1"
+
+
+rule test_clean_images:
+    input:
+        folder_files=get_test_image_files,
+    output:
+        manifest="results/test/{test_set}/clean/manifest.parquet",
+        images=directory("results/test/{test_set}/clean/images"),
+    log:
+        "logs/test/{test_set}/clean_images.log",
+    conda:
+        "../../environment.yml"
+    params:
+        images=get_test_images_json,
+        seed=CONFIG["seed"],
+    shell:
+        "python -m grids.data --images {params.images:q} --seed {params.seed} --dataset test-{wildcards.test_set}"
+        " --out results/test/{wildcards.test_set}/clean > {log:q} 2>&1"
+
+
+rule test_degrade:
+    input:
+        clean="results/test/{test_set}/clean/manifest.parquet",
+        function_file=get_user_function_file,
+    output:
+        manifest="results/test/{test_set}/degraded/{degradation}/manifest.parquet",
+        images=directory("results/test/{test_set}/degraded/{degradation}/images"),
+    log:
+        "logs/test/{test_set}/degrade_{degradation}.log",
+    conda:
+        "../../environment.yml"
+    params:
+        entry=get_degradation_entry,
+        seed=CONFIG["seed"],
+    shell:
+        "python -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation}"
+        " --entry {params.entry:q} --seed {params.seed} --dataset test-{wildcards.test_set}"
+        " --out results/test/{wildcards.test_set}/degraded/{wildcards.degradation} > {log:q} 2>&1"
+
+
+rule train:
+    input:
+        clean="results/train/clean/manifest.parquet",
+        function_files=get_group_function_files,
+    output:
+        model="results/models/{group}/model.pth",
+        log_table="results/models/{group}/train_log.parquet",
+    log:
+        "logs/train/{group}.log",
+    benchmark:
+        "benchmarks/train/{group}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=get_train_runtime,
+    params:
+        degradations=get_group_entries_json,
+        recipe=get_recipe_json,
+        seed=CONFIG["seed"],
+        # Periodic checkpoints live outside the declared outputs: Snakemake deletes those when a
+        # job fails, and the next attempt must find them to resume.
+        resume="results/resume/{group}.pth",
+    shell:
+        "python -m grids.train --group {wildcards.group:q} --clean {input.clean:q}"
+        " --degradations {params.degradations:q} --recipe {params.recipe:q} --seed {params.seed}"
+        " --threads {threads} --out {output.model:q} --log {output.log_table:q}"
+        " --resume {params.resume:q} > {log:q} 2>&1"
+
+
+rule evaluate:
+    input:
+        model="results/models/{group}/model.pth",
+        tests=get_test_manifests(),
+    output:
+        "results/eval/{group}.parquet",
+    log:
+        "logs/eval/{group}.log",
+    benchmark:
+        "benchmarks/eval/{group}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        test_sets=get_test_set_args,
+        degradations=" ".join(DEGRADATIONS),
+    shell:
+        "python -m grids.evaluate --model {input.model:q} {params.test_sets}"
+        " --degradations {params.degradations} --threads {threads} --out {output:q} > {log:q} 2>&1"
+
+
+rule upper_bounds_table:
+    input:
+        get_upper_bound_evals(),
+    output:
+        table="results/upper_bounds/evaluation.parquet",
+        summary="results/upper_bounds/summary.md",
+    log:
+        "logs/upper_bounds.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m grids.report upper-bounds --eval {input:q} --out results/upper_bounds > {log:q} 2>&1"
+
+
+rule upper_bounds:
+    input:
+        rules.upper_bounds_table.output,
