@@ -12,7 +12,7 @@ import torch
 from grids.archs import MSRResNet
 from grids.data import dead_leaves
 from grids.degradations import get_degradation
-from grids.features import crop_patches, descriptor_features, patch_boxes, pca_scores, set_ggd
+from grids.features import crop_patches, descriptor_features, flip_signs, patch_boxes, pca_scores, set_ggd
 from grids.ggd import kl_divergence
 from grids.similarity import build_matrix, cluster_order, similarity_table, wide_matrix
 
@@ -44,6 +44,10 @@ def test_pca_equals_direct_svd_up_to_sign():
     got = pca_scores(torch.from_numpy(x.copy()), 12).numpy()
     signs = np.sign((got * expected).sum(axis=0))
     np.testing.assert_allclose(got * signs, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # and with the sign convention fixed (largest |u| entry positive) it is the same matrix
+    np.testing.assert_allclose(got, flip_signs(u[:, :12]) * s[:12], rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    largest = np.abs(got).argmax(axis=0)
+    assert (got[largest, range(12)] > 0).all()
 
 
 def test_pca_rejects_too_many_components():
