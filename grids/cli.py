@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -24,10 +25,15 @@ USER_ERRORS = (ConfigError, io.BadImageError, FileNotFoundError, KeyError, Value
 
 
 def run_stage(main: Callable[[], int]) -> int:
-    """Run a stage's ``main``; a user error becomes one line on stderr and exit status 2."""
+    """Run a stage's ``main``; a user error becomes one line on stderr and exit status 2.
+
+    ``GRIDS_DEBUG=1`` in the environment shows the full traceback instead.
+    """
     try:
         return main()
     except USER_ERRORS as err:
+        if os.environ.get("GRIDS_DEBUG"):
+            raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2
