@@ -21,14 +21,13 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
 from grids.archs import ARCHS
 from grids.config import validate_config
 from grids.data import list_sources, load_source
 from grids.degradations import get_degradation
-from grids.train import OnlineDegrader
+from grids.train import OnlineDegrader, optimisation_step
 
 FULL_SIZES = {"srresnet": {"num_feat": 64, "num_block": 16}, "restormer": {}, "rrdbnet": {}}
 
@@ -81,14 +80,8 @@ def main() -> None:
             rng, generator = np.random.default_rng(0), torch.Generator(device).manual_seed(0)
             fixed = torch.rand(args.batch, 3, args.crop, args.crop, device=device)
 
-            def step(x, y):
-                if bf16:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    loss = F.l1_loss(step_model(x).float(), y)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+            def step(x, y):  # the trainer's own step, so the bench times what training runs
+                optimisation_step(step_model, optimiser, x, y, bf16)
 
             bare = timed_steps(lambda: step(fixed, fixed), args.steps, device)
             end_to_end = timed_steps(lambda: step(*data.batch(args.batch, rng, generator)), args.steps, device)

@@ -125,6 +125,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     return model.to(device).eval(), state
 
 
+def optimisation_step(model_fn, optimiser, degraded: torch.Tensor, clean: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """One L1 step: forward (bf16 autocast + channels_last when ``bf16``), backward, update."""
+    if bf16:
+        degraded = degraded.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(degraded.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = F.l1_loss(model_fn(degraded).float(), clean)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss
+
+
 class _Preempted(Exception):
     pass
 
@@ -202,13 +214,7 @@ def train(
             for param_group in optimiser.param_groups:
                 param_group["lr"] = learning_rate(step, recipe)
             degraded, clean = data.batch(recipe["batch_size"], rng, generator)
-            if cuda:
-                degraded = degraded.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                loss = F.l1_loss(step_fn(degraded).float(), clean)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            loss = optimisation_step(step_fn, optimiser, degraded, clean, bf16=cuda)
             done = step + 1
             if done % 10 == 0 or done == iterations:
                 rate = 10 / max(time.perf_counter() - tic, 1e-9)
