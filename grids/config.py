@@ -53,6 +53,7 @@ DEFAULT_TRAINING = {
     "checkpoint_every": 100,
     "compile": False,
 }
+DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
 RESERVED_SET_NAMES = {"clean"}  # the clean set's name in the similarity tables
 
 
@@ -105,6 +106,17 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
             f"config key training.crop: {training['crop']} px exceeds training.images.min_side "
             f"({training['images']['min_side']} px)"
         )
+
+    grouping = config["grouping"] = {**DEFAULT_GROUPING, **config.get("grouping", {})}
+    if grouping["test_set"] is not None and grouping["test_set"] not in training["test_sets"]:
+        raise ConfigError(
+            f"config key grouping.test_set: {grouping['test_set']!r} is not one of training.test_sets "
+            f"({', '.join(training['test_sets'])})"
+        )
+    config["baselines"] = dict(config.get("baselines") or {})
+    for name, overrides in config["baselines"].items():
+        if overrides.get("crop", training["crop"]) > training["images"]["min_side"]:
+            raise ConfigError(f"config key baselines.{name}.crop: exceeds training.images.min_side")
 
     descriptor = {**DEFAULT_DESCRIPTOR, **config.get("descriptor", {})}
     descriptor["train"] = {**DEFAULT_DESCRIPTOR["train"], **descriptor.get("train", {})}

@@ -1,6 +1,8 @@
-"""Reports: the upper-bound table (single-task models and the mix-all baseline).
+"""Reports: the upper-bound table and the paper's Table 1.
 
     python -m grids.report upper-bounds --eval results/eval/*.parquet --out results/upper_bounds
+    python -m grids.report table1 --groups results/final/groups.parquet --eval results/eval/*.parquet \
+        [--baseline NAME results/baselines/NAME/eval.parquet ...] --out results/final
 
 ``evaluation.parquet`` is every evaluation row concatenated (``model, trained_on, test_set,
 degradation, image, psnr, ssim``); ``summary.md`` gives, per test set and degradation, the mean
@@ -17,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
-from .groups import group_members
+from .groups import group_members, group_name
 
 
 def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
@@ -44,14 +46,103 @@ def upper_bounds(eval_files: list[str], out_dir: str | Path) -> pd.DataFrame:
     return table
 
 
+def table1(groups: pd.DataFrame, evaluation: pd.DataFrame, baselines: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The paper's Table 1: per test set and degradation, mean PSNR of the single-task upper bound,
+    the mix-all baseline, any extra baselines and the GRIDS group model; the GRIDS model's
+    difference to the upper bound and to the mix-all baseline (dB, negative = worse); and one
+    ``average`` row per test set (the mean of the degradation rows)."""
+    means = evaluation.groupby(["trained_on", "test_set", "degradation"]).psnr.mean()
+    names = list(groups.degradation)
+    mix_all = group_name(names)
+    rows = []
+    for test_set in sorted(set(evaluation.test_set)):
+        for name, group in zip(groups.degradation, groups.group):
+            row = {
+                "test_set": test_set, "degradation": name, "group": group,
+                "psnr_upper": means[(name, test_set, name)],
+                "psnr_mixall": means[(mix_all, test_set, name)] if len(names) > 1 else means[(name, test_set, name)],
+            }
+            for b, table in (baselines or {}).items():
+                row[f"psnr_{b}"] = table[(table.test_set == test_set) & (table.degradation == name)].psnr.mean()
+            row["psnr_grids"] = means[(group, test_set, name)]
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table["vs_upper"] = table.psnr_grids - table.psnr_upper
+    table["vs_mixall"] = table.psnr_grids - table.psnr_mixall
+    numeric = [c for c in table.columns if c.startswith("psnr_") or c.startswith("vs_")]
+    averages = table.groupby("test_set", as_index=False, sort=False)[numeric].mean()
+    averages["degradation"], averages["group"] = "average", ""
+    return pd.concat([table, averages[table.columns]], ignore_index=True).sort_values(
+        "test_set", kind="stable"
+    ).reset_index(drop=True)
+
+
+def plot_table1(table: pd.DataFrame, path: str | Path) -> None:
+    """Grouped bars per degradation (one panel per test set): upper bound, baselines, GRIDS."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [c for c in table.columns if c.startswith("psnr_") and c != "psnr_grids"] + ["psnr_grids"]
+    sets = list(dict.fromkeys(table.test_set))
+    fig, axes = plt.subplots(len(sets), 1, figsize=(max(6.0, 0.9 * table.degradation.nunique() + 2), 3.6 * len(sets)),
+                             squeeze=False)
+    width = 0.8 / len(columns)
+    for ax, test_set in zip(axes[:, 0], sets):
+        rows = table[table.test_set == test_set]
+        x = range(len(rows))
+        for k, column in enumerate(columns):
+            ax.bar([i + (k - (len(columns) - 1) / 2) * width for i in x], rows[column], width,
+                   label=column.removeprefix("psnr_"))
+        low = rows[columns].to_numpy().min()
+        ax.set_ylim(max(0.0, low - 3), rows[columns].to_numpy().max() + 1)
+        ax.set_xticks(list(x), rows.degradation, rotation=30, ha="right")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title(f"Table 1 on {test_set}: single-task upper bound, mix-all baseline, GRIDS groups")
+        ax.legend(fontsize=8, ncols=len(columns))
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix[1:], dpi=120)
+    plt.close(fig)
+
+
+def write_table1(groups_file: str, eval_files: list[str], baseline_files: dict[str, str], out_dir: str | Path) -> pd.DataFrame:
+    out_dir = Path(out_dir)
+    groups = pd.read_parquet(groups_file)
+    evaluation = pd.concat([pd.read_parquet(f) for f in eval_files], ignore_index=True)
+    baselines = {name: pd.read_parquet(f) for name, f in baseline_files.items()}
+    table = table1(groups, evaluation, baselines)
+    io.write_parquet(table, out_dir / "table1.parquet")
+    markdown = "# Table 1: GRIDS group models vs the single-task upper bound and the mix-all baseline\n\n"
+    markdown += ("Mean PSNR (dB) per degradation; `vs_upper` = GRIDS - single-task, `vs_mixall` = GRIDS - "
+                 "mix-all (positive: GRIDS is better).\n\n")
+    partition = groups.groupby("group", sort=False).degradation.apply(list)
+    markdown += "Groups: " + "; ".join("{" + ", ".join(m) + "}" for m in partition) + "\n"
+    for test_set, rows in table.groupby("test_set", sort=False):
+        markdown += f"\n## {test_set}\n\n" + rows.drop(columns="test_set").round(3).to_markdown(index=False) + "\n"
+    with io.atomic_path(out_dir / "table1.md") as tmp:
+        tmp.write_text(markdown)
+    plot_table1(table, out_dir / "table1.png")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.report", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("upper-bounds")
     p.add_argument("--eval", nargs="+", required=True)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("table1")
+    p.add_argument("--groups", required=True, help="final/groups.parquet (degradation, group)")
+    p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every model in the table")
+    p.add_argument("--baseline", nargs=2, action="append", default=[], metavar=("NAME", "EVAL"))
+    p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    print(upper_bounds(args.eval, args.out).round(3).to_string(index=False))
+    if args.command == "upper-bounds":
+        print(upper_bounds(args.eval, args.out).round(3).to_string(index=False))
+    else:
+        print(write_table1(args.groups, args.eval, dict(args.baseline), args.out).round(3).to_string(index=False))
     return 0
 
 

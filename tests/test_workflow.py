@@ -112,6 +112,61 @@ def dry_run_jobs(output: str) -> set[tuple[str, str]]:
     return jobs
 
 
+def test_final_models(built):
+    names = list(TINY["degradations"])
+    grouping = built / "results" / "grouping"
+    candidates = pd.read_parquet(grouping / "candidates.parquet")
+    assert len(candidates) == 2 ** len(names) - 1 - len(names)  # every subset of size >= 2
+    rounds = sorted((grouping / "rounds").glob("*.parquet"), key=lambda p: int(p.stem))
+    tables = [pd.read_parquet(p) for p in rounds]
+    assert (tables[-1].action == "final").all() and all((t.action == "verify").all() for t in tables[:-1])
+    asked = [g for t in tables[:-1] for g in t.group]
+    verified = pd.read_parquet(grouping / "verified.parquet")
+    assert list(verified.columns) == ["group", "size", "mean_distance", "dP", "feasible", "round"]
+    assert verified.group.tolist() == asked and len(set(asked)) == len(asked)  # never verified twice
+    drops = pd.read_parquet(grouping / "drops.parquet")
+    worst = drops.groupby("group")["drop"].max()
+    for row in verified.itertuples():
+        assert row.dP == pytest.approx(worst[row.group])
+        assert row.feasible == (row.dP <= 0.7)  # the default delta
+    groups = pd.read_parquet(built / "results" / "final" / "groups.parquet")
+    assert groups.degradation.tolist() == names
+    feasible = set(verified.group[verified.feasible])
+    chosen = set(groups.group)
+    assert all("+" not in g or g in feasible for g in chosen)
+    models = built / "results" / "final" / "models"
+    assert sorted(p.stem for p in models.glob("*.pth")) == sorted(chosen)
+    for group in chosen:
+        assert (models / f"{group}.pth").read_bytes() == (built / "results" / "models" / group / "model.pth").read_bytes()
+    table = pd.read_parquet(built / "results" / "final" / "table1.parquet")
+    assert table.degradation.tolist() == [*names, "average"]
+    assert table.psnr_grids.between(5, 100).all()
+    assert "## heldout" in (built / "results" / "final" / "table1.md").read_text()
+    assert (built / "results" / "final" / "table1.png").stat().st_size > 5000
+
+
+def trained_groups(output: str) -> set[str]:
+    return set(re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: group=(\S+)", output))
+
+
+def test_changing_delta_reuses_trainings(built):
+    before = {p.name for p in (built / "results" / "models").iterdir()}
+    (built / "strict.yaml").write_text("grouping: {delta: 0.0}\n")
+    configs = [str(built / "config" / "config.yaml"), str(built / "strict.yaml")]
+    result = snakemake(built, "--cores", "2", "final_models", "--configfile", *configs)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert not trained_groups(out) & before  # a group already trained is never trained again
+    strict = pd.read_parquet(built / "results" / "grouping" / "verified.parquet")
+    assert set(strict.group) & before  # ... and the search did use those results
+    assert not strict.feasible.any() or (strict.dP[strict.feasible] <= 0).all()
+    # Back to the config's delta: replanned from results already on disk, nothing trained.
+    result = snakemake(built, "--cores", "2", "final_models")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert trained_groups(out) == set()
+
+
 def test_second_run_does_nothing(built):
     result = snakemake(built, "--cores", "2", "all")
     assert result.returncode == 0
@@ -136,15 +191,17 @@ def test_editing_one_degradation_reruns_only_it(built):
     assert {("test_degrade", "test_set=heldout, degradation=jpeg"), ("train", "group=jpeg"), ("train", f"group={mix_all}")} <= jobs
     assert {rule for rule, _ in jobs} <= {
         "degrade", "ggd_fit", "similarity_tables", "similarity_matrix", "test_degrade", "train", "evaluate",
-        "upper_bounds_table", "upper_bounds", "degraded_datasets", "all",
+        "upper_bounds_table", "upper_bounds", "degraded_datasets", "grouping_candidates", "grouping_round",
+        "grouping_result", "final_group_models", "table1", "final_models", "all",
     }
     trained = {w for rule, w in jobs if rule == "train"}
-    assert trained == {"group=jpeg", f"group={mix_all}"}  # models without jpeg are kept
+    assert {"group=jpeg", f"group={mix_all}"} <= trained
+    assert all("jpeg" in w.split("=")[1].split("+") for w in trained)  # models without jpeg are kept
 
 
 def test_same_config_same_bytes(built, tmp_path):
     again = make_project(tmp_path / "again", TINY)
-    result = snakemake(again, "--cores", "2", "all")
+    result = snakemake(again, "--cores", "2", "similarity_matrix")
     assert result.returncode == 0, result.stdout + result.stderr
     for name in TINY["degradations"]:
         a = pd.read_parquet(built / "results" / "degraded" / name / "manifest.parquet")

@@ -5,6 +5,8 @@ import re
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from snakemake.exceptions import WorkflowError
 
 from grids.config import (
@@ -146,14 +148,23 @@ def get_group_entries_json(wildcards):
     return json.dumps({m: CONFIG["degradations"][m] for m in members}, sort_keys=True)
 
 
-def get_group_function_files(wildcards):
+def function_files(members):
+    """The .py files of the user-defined degradations among ``members``."""
     files = []
-    for member in group_members(wildcards.group):
+    for member in members:
         file_part = (
             CONFIG["degradations"][member].get("function", "").rpartition(":")[0]
         )
         files += [file_part] if file_part.endswith(".py") else []
     return files
+
+
+def get_group_function_files(wildcards):
+    return function_files(group_members(wildcards.group))
+
+
+def get_all_function_files(wildcards):
+    return function_files(DEGRADATIONS)
 
 
 def get_recipe_json(wildcards):
@@ -184,3 +195,108 @@ def get_test_set_args(wildcards):
 def get_upper_bound_evals(wildcards=None):
     groups = [*DEGRADATIONS, MIX_ALL] if len(DEGRADATIONS) > 1 else DEGRADATIONS
     return expand("results/eval/{group}.parquet", group=groups)
+
+
+# --- grouping search --------------------------------------------------------------------------
+
+BASELINES = CONFIG[
+    "baselines"
+]  # extra mix-all baselines with their own recipe (Table 1 rows)
+
+
+wildcard_constraints:
+    round=r"\d+",
+    baseline="|".join(re.escape(name) for name in BASELINES) or "(?!)",
+
+
+def get_grouping_json(wildcards=None):
+    """The `grouping` section: a param, so changing delta replans (trainings are reused)."""
+    return json.dumps(CONFIG["grouping"], sort_keys=True)
+
+
+def get_single_task_evals(wildcards=None):
+    return expand("results/eval/{group}.parquet", group=DEGRADATIONS)
+
+
+def requested_groups(rounds):
+    """Groups that rounds 0..rounds-1 asked to verify. Reading a round's table needs its
+    checkpoint to have run: until then Snakemake stops here and re-evaluates after it ran.
+    """
+    groups = []
+    for r in range(rounds):
+        table = pd.read_parquet(checkpoints.grouping_round.get(round=r).output[0])
+        groups += table.loc[table.action == "verify", "group"].tolist()
+    return groups
+
+
+def round_evals(r):
+    """What round r plans from: the single-task evaluations and those of earlier requests."""
+    groups = requested_groups(r)
+    return get_single_task_evals() + expand(
+        "results/eval/{group}.parquet", group=groups
+    )
+
+
+def get_round_evals(wildcards):
+    return round_evals(int(wildcards.round))
+
+
+def get_previous_round(wildcards):
+    r = int(wildcards.round)
+    return [f"results/grouping/rounds/{r - 1}.parquet"] if r else []
+
+
+def final_round():
+    """(index, table) of the round that answered, running rounds until one does."""
+    r = 0
+    while True:
+        table = pd.read_parquet(checkpoints.grouping_round.get(round=r).output[0])
+        if (table.action == "final").any():
+            return r, table
+        r += 1
+
+
+def get_all_rounds(wildcards):
+    last, _ = final_round()
+    return [f"results/grouping/rounds/{r}.parquet" for r in range(last + 1)]
+
+
+def get_search_evals(wildcards):
+    return round_evals(final_round()[0])
+
+
+def final_groups():
+    _, table = final_round()
+    return table.loc[
+        (table.action == "final") & (table.partition == 0), "group"
+    ].tolist()
+
+
+def get_final_models(wildcards):
+    return expand("results/models/{group}/model.pth", group=final_groups())
+
+
+def get_table1_evals(wildcards):
+    groups = set(final_groups()) | set(DEGRADATIONS) | {MIX_ALL}
+    return expand("results/eval/{group}.parquet", group=sorted(groups))
+
+
+def get_baseline_evals(wildcards=None):
+    return expand("results/baselines/{baseline}/eval.parquet", baseline=BASELINES)
+
+
+def get_baseline_args(wildcards):
+    return " ".join(
+        f"--baseline {name} results/baselines/{name}/eval.parquet" for name in BASELINES
+    )
+
+
+def get_baseline_recipe_json(wildcards):
+    """The training recipe with the baseline's overrides (e.g. arch: rrdbnet)."""
+    recipe = json.loads(get_recipe_json(wildcards))
+    overrides = BASELINES[wildcards.baseline]
+    if "arch" in overrides and "arch_kwargs" not in overrides:
+        recipe["arch_kwargs"] = (
+            {}
+        )  # the default sizes belong to the default architecture
+    return json.dumps({**recipe, **overrides}, sort_keys=True)

@@ -114,6 +114,49 @@ rule evaluate:
         " --degradations {params.degradations} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
+rule train_baseline:
+    input:
+        clean="results/train/clean/manifest.parquet",
+        function_files=get_all_function_files,
+    output:
+        model="results/baselines/{baseline}/model.pth",
+        log_table="results/baselines/{baseline}/train_log.parquet",
+    log:
+        "logs/train/baseline_{baseline}.log",
+    benchmark:
+        "benchmarks/train/baseline_{baseline}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=get_train_runtime,
+    params:
+        group=MIX_ALL,
+        degradations=json.dumps(CONFIG["degradations"], sort_keys=True),
+        recipe=get_baseline_recipe_json,
+        seed=CONFIG["seed"],
+        resume="results/resume/baseline_{baseline}.pth",
+    shell:
+        "python -m grids.train --group {params.group:q} --clean {input.clean:q}"
+        " --degradations {params.degradations:q} --recipe {params.recipe:q} --seed {params.seed}"
+        " --threads {threads} --out {output.model:q} --log {output.log_table:q}"
+        " --resume {params.resume:q} > {log:q} 2>&1"
+
+
+use rule evaluate as evaluate_baseline with:
+    input:
+        model="results/baselines/{baseline}/model.pth",
+        tests=get_test_manifests(),
+    output:
+        "results/baselines/{baseline}/eval.parquet",
+    log:
+        "logs/eval/baseline_{baseline}.log",
+    benchmark:
+        "benchmarks/eval/baseline_{baseline}.tsv"
+
+
 rule upper_bounds_table:
     input:
         get_upper_bound_evals(),

@@ -1,0 +1,231 @@
+"""The grouping search as workflow rounds: drops from evaluation tables, one planner step per round.
+
+    python -m grids.search candidates --matrix M --degradations D... --out candidates.parquet
+    python -m grids.search round --round R --matrix M --eval E... --grouping JSON --out rounds/R.parquet
+    python -m grids.search finish --rounds R... --matrix M --eval E... --grouping JSON --out-dir results
+    python -m grids.search export --groups final/groups.parquet --models results/models --out final/models
+
+The planner (:mod:`grids.grouping`) is pure: from everything verified so far it answers either the
+next groups to verify or the final partition. Each Snakemake round is one such call. Its input is
+the evaluation table of every group that earlier rounds asked for, plus the single-task models'
+(the upper bounds), so a round never needs a result it does not have and a group is never trained
+twice: models are keyed by group name, whatever delta or round asked for them.
+
+A group's drop (DESIGN §2.5) on the configured test set, mean PSNR over its images:
+``dP(C) = max over d in C of (P(M_S(d), d) - P(M_M(C), d))``.
+
+Outputs:
+
+* ``rounds/{r}.parquet``: ``round, action, group, partition`` -- ``action`` is ``verify`` (train
+  and evaluate this group next) or ``final`` (a group of the answer; ``partition`` numbers the
+  minimal partitions, 0 is the one used).
+* ``grouping/verified.parquet``: ``group, size, mean_distance, dP, feasible, round`` for every
+  verified group (the round that asked for it).
+* ``grouping/drops.parquet``: ``group, degradation, psnr_single, psnr_group, drop`` per member.
+* ``grouping/partitions.parquet``: ``partition, group`` for every minimal partition returned.
+* ``final/groups.parquet``: ``degradation, group`` (the partition used).
+* ``final/models/{group}.pth``: each final group's model (a singleton's is its single-task model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .config import DEFAULT_GROUPING
+from .grouping import Planner, SearchResult, rank_groups
+from .groups import group_members, group_name
+
+ROUND_COLUMNS = ["round", "action", "group", "partition"]
+VERIFIED_COLUMNS = ["group", "size", "mean_distance", "dP", "feasible", "round"]
+
+
+def distance_matrix(matrix: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """The symmetric ``distance_sym`` matrix of ``names`` (the clean set and others left out)."""
+    missing = sorted(set(names) - set(matrix.deg_a))
+    if missing:
+        raise ValueError(f"similarity matrix has no rows for {missing}; rebuild similarity_matrix")
+    wide = matrix.pivot(index="deg_a", columns="deg_b", values="distance_sym")
+    return wide.loc[names, names].to_numpy(dtype=float)
+
+
+def mean_psnr(evaluation: pd.DataFrame, test_set: str) -> pd.DataFrame:
+    """Mean PSNR per (trained_on, degradation) on ``test_set``."""
+    rows = evaluation[evaluation.test_set == test_set]
+    if rows.empty:
+        raise ValueError(f"no evaluation rows for test set {test_set!r} (have: {sorted(set(evaluation.test_set))})")
+    return rows.groupby(["trained_on", "degradation"], as_index=False).psnr.mean()
+
+
+def member_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> pd.DataFrame:
+    """Per group and member: single-task PSNR, group-model PSNR and their difference (dB)."""
+    means = mean_psnr(evaluation, test_set).set_index(["trained_on", "degradation"]).psnr
+    rows = []
+    for group in groups:
+        for member in group_members(group):
+            for model in (member, group):
+                if (model, member) not in means.index:
+                    raise ValueError(f"no evaluation of model {model!r} on {member!r} ({test_set})")
+            single, grouped = means[(member, member)], means[(group, member)]
+            rows.append([group, member, single, grouped, single - grouped])
+    return pd.DataFrame(rows, columns=["group", "degradation", "psnr_single", "psnr_group", "drop"])
+
+
+def group_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> dict[frozenset[str], float]:
+    """``dP(C)`` of every non-singleton group in ``groups`` (the planner's ``known``)."""
+    drops = member_drops(evaluation, test_set, [g for g in groups if len(group_members(g)) > 1])
+    worst = drops.groupby("group")["drop"].max()
+    return {frozenset(group_members(g)): float(v) for g, v in worst.items()}
+
+
+def load_evaluations(files: list[str]) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def planner_for(matrix: pd.DataFrame, names: list[str], grouping: dict) -> Planner:
+    return Planner(
+        names, distance_matrix(matrix, names), grouping["delta"], strategy=grouping["strategy"],
+        probes_per_round=grouping["probes_per_round"], all_partitions=grouping["all_partitions"],
+    )
+
+
+def test_set_of(grouping: dict, evaluation: pd.DataFrame) -> str:
+    """The configured test set, or the first one evaluated (the order of the config)."""
+    return grouping["test_set"] or str(evaluation.test_set.iloc[0])
+
+
+def plan_round(round_index: int, matrix: pd.DataFrame, names: list[str], evaluation: pd.DataFrame,
+               grouping: dict) -> pd.DataFrame:
+    """One planner step from every result in ``evaluation``: groups to verify, or the answer."""
+    known = group_drops(evaluation, test_set_of(grouping, evaluation), sorted(set(evaluation.trained_on)))
+    out = planner_for(matrix, names, grouping).next(known)
+    if isinstance(out, SearchResult):
+        partitions = [out.partition] + [p for p in out.all_partitions if set(p) != set(out.partition)]
+        rows = [[round_index, "final", group_name(g), k] for k, part in enumerate(partitions) for g in part]
+    else:
+        rows = [[round_index, "verify", group_name(g), -1] for g in out]
+    return pd.DataFrame(rows, columns=ROUND_COLUMNS)
+
+
+def candidates_table(matrix: pd.DataFrame, names: list[str], max_size: int | None = None) -> pd.DataFrame:
+    """Λ_L for every size L >= 2: ``size, rank, group, mean_distance, var_distance``."""
+    distances = distance_matrix(matrix, names)
+    rows = []
+    for size in range(2, (max_size or len(names)) + 1):
+        for rank, (group, mean, var) in enumerate(rank_groups(names, distances, size)):
+            rows.append([size, rank, group_name(group), mean, var])
+    return pd.DataFrame(rows, columns=["size", "rank", "group", "mean_distance", "var_distance"])
+
+
+def mean_distance(distances: np.ndarray, names: list[str], group: str) -> float:
+    index = [names.index(m) for m in group_members(group)]
+    pairs = [distances[i, j] for a, i in enumerate(index) for j in index[a + 1:]]
+    return float(np.mean(pairs)) if pairs else 0.0
+
+
+def finish(round_tables: list[pd.DataFrame], matrix: pd.DataFrame, names: list[str], evaluation: pd.DataFrame,
+           grouping: dict) -> dict[str, pd.DataFrame]:
+    """The search's tables once its last round answered (see the module docstring)."""
+    rounds = pd.concat(round_tables, ignore_index=True)
+    final = rounds[rounds.action == "final"]
+    if final.empty:
+        raise ValueError("the last round has no final partition: the search is not finished")
+    test_set = test_set_of(grouping, evaluation)
+    asked = rounds[rounds.action == "verify"].drop_duplicates("group").set_index("group")["round"]
+    drops = member_drops(evaluation, test_set, list(asked.index))
+    distances = distance_matrix(matrix, names)
+    worst = drops.groupby("group")["drop"].max()
+    verified = pd.DataFrame(
+        [[g, len(group_members(g)), mean_distance(distances, names, g), float(worst[g]),
+          bool(worst[g] <= grouping["delta"]), int(asked[g])] for g in asked.index],
+        columns=VERIFIED_COLUMNS,
+    )
+    chosen = final[final.partition == 0]
+    groups = pd.DataFrame(
+        [[member, g] for g in chosen.group for member in group_members(g)], columns=["degradation", "group"]
+    ).set_index("degradation").loc[names].reset_index()
+    return {
+        "verified": verified,
+        "drops": drops,
+        "partitions": final[["partition", "group"]].reset_index(drop=True),
+        "groups": groups,
+    }
+
+
+def export_models(groups: pd.DataFrame, models_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Copy the model of every final group to ``out_dir/{group}.pth``, replacing the folder whole
+    (so no model of an earlier partition is left next to the current ones)."""
+    written = []
+    with io.atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for group in dict.fromkeys(groups.group):
+            source = Path(models_dir) / group / "model.pth"
+            if not source.is_file():
+                raise FileNotFoundError(f"model of group {group!r} not found: {source}")
+            shutil.copyfile(source, tmp / f"{group}.pth")
+            written.append(Path(out_dir) / f"{group}.pth")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.search", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("candidates", help="the Λ_L ranking of every group size")
+    p.add_argument("--matrix", required=True)
+    p.add_argument("--degradations", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    for name in ("round", "finish"):
+        p = sub.add_parser(name)
+        p.add_argument("--matrix", required=True)
+        p.add_argument("--degradations", nargs="+", required=True)
+        p.add_argument("--eval", nargs="+", required=True, help="evaluation tables known so far")
+        p.add_argument("--grouping", required=True, help="the config's grouping section, JSON")
+        if name == "round":
+            p.add_argument("--round", type=int, required=True)
+            p.add_argument("--out", required=True)
+        else:
+            p.add_argument("--rounds", nargs="+", required=True, help="every round table, in order")
+            p.add_argument("--out-dir", required=True, help="folder holding grouping/ and final/")
+    p = sub.add_parser("export", help="copy the final groups' models to one folder")
+    p.add_argument("--groups", required=True, help="final/groups.parquet")
+    p.add_argument("--models", required=True, help="folder of {group}/model.pth")
+    p.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        for path in export_models(pd.read_parquet(args.groups), args.models, args.out):
+            print(path)
+        return 0
+    matrix = pd.read_parquet(args.matrix)
+    if args.command == "candidates":
+        table = candidates_table(matrix, args.degradations)
+        io.write_parquet(table, args.out)
+        print(table.groupby("size").head(3).round(3).to_string(index=False))
+        return 0
+    grouping = {**DEFAULT_GROUPING, **json.loads(args.grouping)}
+    evaluation = load_evaluations(args.eval)
+    if args.command == "round":
+        table = plan_round(args.round, matrix, args.degradations, evaluation, grouping)
+        io.write_parquet(table, args.out)
+        print(table.to_string(index=False))
+        return 0
+    tables = finish([pd.read_parquet(f) for f in args.rounds], matrix, args.degradations, evaluation, grouping)
+    out = Path(args.out_dir)
+    for name in ("verified", "drops", "partitions"):
+        io.write_parquet(tables[name], out / "grouping" / f"{name}.parquet")
+    io.write_parquet(tables["groups"], out / "final" / "groups.parquet")
+    print(tables["verified"].round(3).to_string(index=False))
+    print(tables["groups"].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_stage
+
+    sys.exit(run_stage(main))

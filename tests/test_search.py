@@ -1,0 +1,211 @@
+"""The grouping search as workflow rounds (grids.search) and Table 1 (grids.report), on synthetic
+evaluation tables: rounds replayed through Parquet give exactly what grids.grouping.search gives."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grids import io
+from grids.config import DEFAULT_GROUPING
+from grids.groups import group_members, group_name
+from grids.grouping import search
+from grids.report import table1, write_table1
+from grids.search import (
+    candidates_table,
+    export_models,
+    finish,
+    group_drops,
+    main,
+    member_drops,
+    plan_round,
+)
+
+NAMES = ["blur", "jpeg", "noise", "sr", "rain"]
+BASE = {"blur": 25.0, "jpeg": 30.0, "noise": 28.0, "sr": 26.0, "rain": 22.0}
+
+
+def points_matrix(names, seed=3):
+    """A long similarity table (with the clean set, as the workflow writes it)."""
+    rng = np.random.default_rng(seed)
+    sets = ["clean", *names]
+    pts = rng.random((len(sets), 2)) * 4
+    d = np.linalg.norm(pts[:, None] - pts[None], axis=-1)
+    rows = [[a, b, 0.0, d[i, j], d[i, j]] for i, a in enumerate(sets) for j, b in enumerate(sets)]
+    return pd.DataFrame(rows, columns=["deg_a", "deg_b", "kl", "distance", "distance_sym"]), d[1:, 1:]
+
+
+def oracle(distances, names):
+    """Drop of member d in group C: 0.3 x (largest distance from d to another member)."""
+    index = {n: i for i, n in enumerate(names)}
+
+    def drop(group, member):
+        others = [m for m in group if m != member]
+        return 0.3 * max((distances[index[member], index[m]] for m in others), default=0.0)
+
+    return drop
+
+
+def eval_rows(group: str, drop, test_sets=("heldout",)) -> pd.DataFrame:
+    """What rule evaluate writes for the model of ``group``: every degradation, two images."""
+    members = group_members(group)
+    rows = []
+    for test_set in test_sets:
+        for name in NAMES:
+            for image, jitter in (("a", 0.1), ("b", -0.1)):
+                psnr = BASE[name] + jitter - (drop(members, name) if name in members else 1.0)
+                rows.append([f"results/models/{group}/model.pth", group, test_set, name, image, psnr, 0.9])
+    return pd.DataFrame(rows, columns=["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim"])
+
+
+def test_member_drops_and_group_drops():
+    drop = lambda group, member: {"jpeg": 0.4, "sr": 0.9}.get(member, 0.0) if len(group) > 1 else 0.0  # noqa: E731
+    evaluation = pd.concat([eval_rows(g, drop) for g in [*NAMES, "jpeg+sr", "blur+noise+sr"]])
+    drops = member_drops(evaluation, "heldout", ["jpeg+sr"])
+    assert drops.degradation.tolist() == ["jpeg", "sr"]
+    assert drops["drop"].tolist() == pytest.approx([0.4, 0.9])
+    assert drops.psnr_single.tolist() == pytest.approx([30.0, 26.0])
+    known = group_drops(evaluation, "heldout", sorted(set(evaluation.trained_on)))
+    assert known == pytest.approx({frozenset({"jpeg", "sr"}): 0.9, frozenset({"blur", "noise", "sr"}): 0.9})
+
+
+def test_missing_evaluation_is_named():
+    evaluation = eval_rows("jpeg", lambda g, m: 0.0)
+    with pytest.raises(ValueError, match=r"no evaluation of model 'jpeg\+sr' on 'jpeg'"):
+        member_drops(evaluation, "heldout", ["jpeg+sr"])
+    with pytest.raises(ValueError, match="no evaluation rows for test set 'other'"):
+        member_drops(evaluation, "other", ["jpeg"])
+
+
+def run_rounds(matrix, distances, grouping):
+    """Replay the workflow: round r plans from the evaluation tables of rounds < r."""
+    drop = oracle(distances, NAMES)
+    evals = [eval_rows(name, drop) for name in NAMES]
+    tables = []
+    for r in range(200):
+        table = plan_round(r, matrix, NAMES, pd.concat(evals, ignore_index=True), grouping)
+        tables.append(table)
+        if (table.action == "final").any():
+            return tables, pd.concat(evals, ignore_index=True)
+        assert (table.action == "verify").all() and table["round"].eq(r).all()
+        evals += [eval_rows(g, drop) for g in table.group]
+    raise AssertionError("the search did not finish in 200 rounds")
+
+
+@pytest.mark.parametrize("strategy", ["lazy", "paper"])
+@pytest.mark.parametrize("delta", [0.2, 0.5, 1.0])
+def test_rounds_match_the_in_memory_search(strategy, delta):
+    matrix, distances = points_matrix(NAMES)
+    grouping = {**DEFAULT_GROUPING, "delta": delta, "strategy": strategy}
+    tables, evaluation = run_rounds(matrix, distances, grouping)
+    drop = oracle(distances, NAMES)
+    expected = search(NAMES, distances, delta, lambda g: max(drop(g, m) for m in g), strategy=strategy)
+    final = tables[-1]
+    assert sorted(final.group) == sorted(group_name(g) for g in expected.partition)
+    asked = [g for t in tables for g in t.group[t.action == "verify"]]
+    assert len(asked) == len(set(asked)) == expected.n_evaluations  # never re-verified
+    assert len(tables) - 1 == expected.rounds
+
+    result = finish(tables, matrix, NAMES, evaluation, grouping)
+    verified = result["verified"]
+    assert verified.group.tolist() == asked
+    assert verified["round"].tolist() == [r for r, t in enumerate(tables) for _ in t.group[t.action == "verify"]]
+    for row in verified.itertuples():
+        assert row.dP == pytest.approx(max(drop(group_members(row.group), m) for m in group_members(row.group)))
+        assert row.feasible == (row.dP <= delta)
+        assert row.size == len(group_members(row.group))
+    groups = result["groups"]
+    assert groups.degradation.tolist() == NAMES  # config order, each exactly once
+    feasible = set(verified.group[verified.feasible])
+    assert all(len(group_members(g)) == 1 or g in feasible for g in groups.group)
+
+
+def test_probes_per_round_batches_requests():
+    matrix, distances = points_matrix(NAMES)
+    one, _ = run_rounds(matrix, distances, {**DEFAULT_GROUPING, "delta": 0.5})
+    three, _ = run_rounds(matrix, distances, {**DEFAULT_GROUPING, "delta": 0.5, "probes_per_round": 3})
+    assert max(len(t) for t in three[:-1]) <= 3
+    assert len(three) <= len(one)
+
+
+def test_candidates_table_ranks_every_subset():
+    matrix, distances = points_matrix(NAMES)
+    table = candidates_table(matrix, NAMES)
+    assert len(table) == sum(math.comb(5, k) for k in range(2, 6))
+    pairs = table[table["size"] == 2]
+    assert pairs["rank"].tolist() == list(range(10))
+    assert pairs.mean_distance.is_monotonic_increasing
+    top = pairs.iloc[0].group.split("+")
+    i, j = NAMES.index(top[0]), NAMES.index(top[1])
+    assert pairs.mean_distance.iloc[0] == pytest.approx(distances[i, j])
+    with pytest.raises(ValueError, match="haze"):
+        candidates_table(matrix, [*NAMES, "haze"])
+
+
+def test_export_models_replaces_the_folder(tmp_path):
+    for group in ("jpeg+sr", "blur", "noise+rain", "old"):
+        (tmp_path / "models" / group).mkdir(parents=True)
+        (tmp_path / "models" / group / "model.pth").write_bytes(group.encode())
+    out = tmp_path / "final" / "models"
+    export_models(pd.DataFrame({"degradation": ["jpeg"], "group": ["old"]}), tmp_path / "models", out)
+    groups = pd.DataFrame({"degradation": ["blur", "jpeg", "sr"], "group": ["blur", "jpeg+sr", "jpeg+sr"]})
+    export_models(groups, tmp_path / "models", out)
+    assert sorted(p.name for p in out.glob("*.pth")) == ["blur.pth", "jpeg+sr.pth"]  # no stale model left
+    assert (out / "jpeg+sr.pth").read_bytes() == b"jpeg+sr"
+    with pytest.raises(FileNotFoundError, match="'missing'"):
+        export_models(pd.DataFrame({"degradation": ["x"], "group": ["missing"]}), tmp_path / "models", out)
+    assert sorted(p.name for p in out.glob("*.pth")) == ["blur.pth", "jpeg+sr.pth"]  # a failure leaves it whole
+
+
+def test_table1_rows_and_differences(tmp_path):
+    drop = lambda group, member: 0.3 if len(group) > 1 else 0.0  # noqa: E731
+    mix_all = group_name(NAMES)
+    groups = pd.DataFrame({"degradation": NAMES, "group": ["blur+sr", "jpeg", "noise+rain", "blur+sr", "noise+rain"]})
+    evaluation = pd.concat(
+        [eval_rows(g, drop, ("div2k", "urban")) for g in [*NAMES, mix_all, "blur+sr", "noise+rain"]]
+    )
+    baseline = eval_rows(mix_all, lambda g, m: 2.0, ("div2k", "urban"))
+    table = table1(groups, evaluation, {"realesrnet": baseline})
+    assert table.test_set.tolist() == ["div2k"] * 6 + ["urban"] * 6
+    assert table.degradation.tolist()[:6] == [*NAMES, "average"]
+    rows = table.set_index(["test_set", "degradation"])
+    assert rows.loc[("div2k", "blur"), "psnr_upper"] == pytest.approx(25.0)
+    assert rows.loc[("div2k", "blur"), "psnr_grids"] == pytest.approx(24.7)
+    assert rows.loc[("div2k", "jpeg"), "psnr_grids"] == pytest.approx(30.0)  # a singleton is its single-task model
+    assert rows.loc[("div2k", "jpeg"), "psnr_realesrnet"] == pytest.approx(28.0)
+    assert rows.loc[("div2k", "blur"), "vs_upper"] == pytest.approx(-0.3)
+    assert rows.loc[("div2k", "jpeg"), "vs_mixall"] == pytest.approx(0.3)
+    assert rows.loc[("urban", "average"), "vs_upper"] == pytest.approx(-0.3 * 4 / 5)
+
+    io.write_parquet(groups, tmp_path / "groups.parquet")
+    files = []
+    for g, frame in evaluation.groupby("trained_on"):
+        files.append(str(tmp_path / f"{g}.parquet"))
+        io.write_parquet(frame, files[-1])
+    io.write_parquet(baseline, tmp_path / "baseline.parquet")
+    write_table1(str(tmp_path / "groups.parquet"), files, {"realesrnet": str(tmp_path / "baseline.parquet")}, tmp_path / "out")
+    markdown = (tmp_path / "out" / "table1.md").read_text()
+    assert "## div2k" in markdown and "## urban" in markdown and "{blur, sr}" in markdown
+    assert (tmp_path / "out" / "table1.png").stat().st_size > 5000
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "table1.parquet"), table)
+
+
+def test_round_cli_writes_the_request(tmp_path, capsys):
+    matrix, distances = points_matrix(NAMES)
+    io.write_parquet(matrix, tmp_path / "matrix.parquet")
+    drop = oracle(distances, NAMES)
+    files = []
+    for name in NAMES:
+        files.append(str(tmp_path / f"{name}.parquet"))
+        io.write_parquet(eval_rows(name, drop), files[-1])
+    out = tmp_path / "rounds" / "0.parquet"
+    code = main(["round", "--round", "0", "--matrix", str(tmp_path / "matrix.parquet"), "--degradations", *NAMES,
+                 "--eval", *files, "--grouping", '{"delta": 0.5}', "--out", str(out)])
+    assert code == 0
+    table = pd.read_parquet(out)
+    assert list(table.columns) == ["round", "action", "group", "partition"]
+    assert (table.action == "verify").all() and len(table) == 1
+    assert "verify" in capsys.readouterr().out
