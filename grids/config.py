@@ -52,9 +52,18 @@ DEFAULT_TRAINING = {
     "min_lr_ratio": 0.01,
     "checkpoint_every": 100,
     "compile": False,
+    "runtime": 60,
 }
 DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
-RESERVED_SET_NAMES = {"clean"}  # the clean set's name in the similarity tables
+RESERVED_SET_NAMES = {"clean"}
+# Keyword arguments of each backbone (kept here so the config is checked without importing torch;
+# tests/test_archs.py checks them against the classes' signatures).
+ARCH_PARAMETERS = {
+    "srresnet": ["num_in_ch", "num_out_ch", "num_feat", "num_block"],
+    "restormer": ["inp_channels", "out_channels", "dim", "num_blocks", "num_refinement_blocks", "heads",
+                  "ffn_expansion_factor", "bias", "LayerNorm_type"],
+    "rrdbnet": ["num_in_ch", "num_out_ch", "scale", "num_feat", "num_block", "num_grow_ch"],
+}  # the clean set's name in the similarity tables
 
 
 class ConfigError(ValueError):
@@ -73,6 +82,12 @@ def _key(path) -> str:
 def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[str, Any]:
     """Check ``config`` and return a copy with defaults filled in; raise :class:`ConfigError`."""
     config = copy.deepcopy(dict(config))
+    # `name: null` drops an entry inherited from an earlier config file (Snakemake merges
+    # --configfile files key by key, so an entry cannot be deleted otherwise).
+    for section in (config.get("degradations"), (config.get("training") or {}).get("test_sets")):
+        if isinstance(section, dict):
+            for name in [n for n, v in section.items() if v is None]:
+                del section[name]
     degradations = config.get("degradations")
     if isinstance(degradations, dict):
         for name, entry in degradations.items():
@@ -91,8 +106,9 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     images = config["images"] = _image_set(config["images"], "images", base_dir)
     given = config.get("training", {})
     training = config["training"] = {**DEFAULT_TRAINING, **given}
-    if "arch" in given and "arch_kwargs" not in given:
+    if ("arch" in given and "arch_kwargs" not in given) or training["arch_kwargs"] is None:
         training["arch_kwargs"] = {}  # the default sizes belong to the default architecture
+    _check_arch_kwargs(training, "training")
     training["images"] = _image_set(training["images"], "training.images", base_dir)
     training["test_sets"] = {
         name: _image_set(spec, f"training.test_sets.{name}", base_dir) for name, spec in training["test_sets"].items()
@@ -115,6 +131,9 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         )
     config["baselines"] = dict(config.get("baselines") or {})
     for name, overrides in config["baselines"].items():
+        if "arch" in overrides and overrides.get("arch_kwargs") is None:
+            overrides["arch_kwargs"] = {}
+        _check_arch_kwargs({**training, **overrides}, f"baselines.{name}")
         if overrides.get("crop", training["crop"]) > training["images"]["min_side"]:
             raise ConfigError(f"config key baselines.{name}.crop: exceeds training.images.min_side")
 
@@ -152,6 +171,15 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         if name in BUILTINS:
             config["degradations"][name] = dict(deg.config)  # resolved: defaults filled in
     return config
+
+
+def _check_arch_kwargs(recipe: dict, key: str) -> None:
+    unknown = sorted(set(recipe["arch_kwargs"]) - set(ARCH_PARAMETERS[recipe["arch"]]))
+    if unknown:
+        raise ConfigError(
+            f"config key {key}.arch_kwargs: {unknown} not accepted by {recipe['arch']} "
+            f"(accepted: {', '.join(ARCH_PARAMETERS[recipe['arch']])}); set arch_kwargs: null for its defaults"
+        )
 
 
 def _image_set(spec: dict, key: str, base_dir: str | Path) -> dict:

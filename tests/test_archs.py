@@ -277,3 +277,13 @@ def test_loss_falls(make):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_config_knows_each_backbones_arguments():
+    """grids.config checks arch_kwargs without importing torch, from its own list: keep it exact."""
+    import inspect
+
+    from grids.archs import ARCHS
+    from grids.config import ARCH_PARAMETERS
+
+    assert ARCH_PARAMETERS == {name: list(inspect.signature(cls).parameters) for name, cls in ARCHS.items()}

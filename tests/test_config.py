@@ -107,11 +107,30 @@ def test_load_config_errors(tmp_path):
         ("descriptor.weights", "missing.pth", r"descriptor.weights: file missing.pth not found"),
         ("descriptor.train.crop", 30, r"config key descriptor.train.crop: 30 is not a multiple of 4"),
         ("degradations.clean", {"function": "examples/haze.py:haze"}, r"'clean' is reserved for the clean set"),
+        ("grouping.delta", -0.1, r"config key grouping.delta: -0.1 is less than the minimum of 0"),
+        ("grouping.strategy", "greedy", r"config key grouping.strategy: 'greedy' is not one of"),
+        ("grouping.test_set", "urban100", r"grouping.test_set: 'urban100' is not one of training.test_sets \(heldout\)"),
+        ("grouping.probes_per_round", 0, r"config key grouping.probes_per_round"),
+        ("baselines.realesrnet", {"arch": "swinir"}, r"config key baselines.realesrnet.arch: 'swinir' is not one of"),
+        ("baselines.realesrnet", {"crop": 512}, r"baselines.realesrnet.crop: exceeds training.images.min_side"),
+        ("baselines.realesrnet", {"images": {}}, r"config key baselines.realesrnet: Additional properties.*'images'"),
+        ("training.arch_kwargs", {"num_feats": 8}, r"training.arch_kwargs: \['num_feats'\] not accepted by srresnet"),
+        ("baselines.r", {"arch": "restormer", "arch_kwargs": {"num_feat": 8}}, r"baselines.r.arch_kwargs: \['num_feat'\]"),
     ],
 )
 def test_feature_and_descriptor_mistakes(default, path, value, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(mutate(default, path, value), base_dir=ROOT)
+
+
+def test_grouping_defaults(default):
+    config = validate_config({k: v for k, v in default.items() if k not in ("grouping", "baselines")})
+    assert config["grouping"] == {
+        "delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False,
+    }
+    assert config["baselines"] == {}
+    restormer = validate_config(mutate(mutate(default, "training.arch", "restormer"), "training.arch_kwargs", None))
+    assert restormer["training"]["arch_kwargs"] == {}  # null: the backbone's own defaults
 
 
 def test_shipped_descriptor_and_photos_resolve(default):
@@ -137,5 +156,15 @@ def test_paper_config_merged_over_default(default, tmp_path):
     with pytest.raises(ConfigError, match="images.folder"):
         validate_config(merged)  # the placeholder folder must be set first
     merged["images"]["folder"] = str(tmp_path)
+    with pytest.raises(ConfigError, match="training.images.folder"):
+        validate_config(merged)
+    merged["training"]["images"]["folder"] = str(tmp_path)
+    for spec in merged["training"]["test_sets"].values():
+        if spec:
+            spec["folder"] = str(tmp_path)
     config = validate_config(merged)
+    assert list(config["training"]["test_sets"]) == ["div2k_valid", "urban100"]  # heldout: null dropped
+    assert config["training"]["arch"] == "restormer" and config["training"]["arch_kwargs"] == {}
+    assert config["grouping"]["delta"] == 0.7 and config["grouping"]["test_set"] == "div2k_valid"
+    assert config["baselines"]["realesrnet"]["arch"] == "rrdbnet"
     assert (config["features"]["n_patches"], config["features"]["patch_size"], config["features"]["pca_components"]) == (800, 32, 300)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -36,6 +37,7 @@ TINY = {
         "sr": {"scale": [2.0, 4.0]},
         "haze": {"function": "haze.py:haze", "params": {"strength": [0.3, 0.7]}},
     },
+    "baselines": {"rrdb": {"arch": "rrdbnet", "arch_kwargs": {"scale": 1, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}}},
 }
 
 
@@ -105,7 +107,7 @@ def test_upper_bounds(built):
 def dry_run_jobs(output: str) -> set[tuple[str, str]]:
     """(rule, wildcards) of every job a dry run lists."""
     jobs = set()
-    for block in re.split(r"\nrule ", "\n" + output)[1:]:
+    for block in re.split(r"\n(?:rule|checkpoint) ", "\n" + output)[1:]:
         rule = block.split(":", 1)[0]
         wildcards = re.search(r"wildcards: (.*)", block)
         jobs.add((rule, wildcards.group(1) if wildcards else ""))
@@ -140,7 +142,9 @@ def test_final_models(built):
         assert (models / f"{group}.pth").read_bytes() == (built / "results" / "models" / group / "model.pth").read_bytes()
     table = pd.read_parquet(built / "results" / "final" / "table1.parquet")
     assert table.degradation.tolist() == [*names, "average"]
-    assert table.psnr_grids.between(5, 100).all()
+    assert table.psnr_grids.between(5, 100).all() and table.psnr_rrdb.between(5, 100).all()
+    rrdb = pd.read_parquet(built / "results" / "baselines" / "rrdb" / "eval.parquet")
+    assert len(rrdb) == len(names) and rrdb.model.str.contains("baselines/rrdb").all()
     assert "## heldout" in (built / "results" / "final" / "table1.md").read_text()
     assert (built / "results" / "final" / "table1.png").stat().st_size > 5000
 
@@ -192,7 +196,7 @@ def test_editing_one_degradation_reruns_only_it(built):
     assert {rule for rule, _ in jobs} <= {
         "degrade", "ggd_fit", "similarity_tables", "similarity_matrix", "test_degrade", "train", "evaluate",
         "upper_bounds_table", "upper_bounds", "degraded_datasets", "grouping_candidates", "grouping_round",
-        "grouping_result", "final_group_models", "table1", "final_models", "all",
+        "grouping_result", "final_group_models", "table1", "final_models", "all", "train_baseline", "evaluate_baseline",
     }
     trained = {w for rule, w in jobs if rule == "train"}
     assert {"group=jpeg", f"group={mix_all}"} <= trained
@@ -242,3 +246,36 @@ def test_lint_and_format_are_clean():
     snakefmt = Path(sys.executable).with_name("snakefmt")
     fmt = subprocess.run([str(snakefmt), "--check", str(ROOT / "workflow")], capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_paper_config_dry_runs_final_models(tmp_path):
+    """config/paper.yaml over config/config.yaml, its data folders replaced by placeholders."""
+    import cv2
+    import numpy as np
+
+    workdir = tmp_path / "paper"
+    (workdir / "config").mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    text = (ROOT / "config" / "paper.yaml").read_text()
+    for placeholder in sorted(set(re.findall(r"/path/to/\w+", text))):
+        folder = workdir / "data" / placeholder.rsplit("/", 1)[1]
+        folder.mkdir(parents=True)
+        cv2.imwrite(str(folder / "0001.png"), np.zeros((300, 300, 3), np.uint8))
+        text = text.replace(placeholder, str(folder))
+    (workdir / "paper.yaml").write_text(text)
+    configs = [str(workdir / "config" / "config.yaml"), str(workdir / "paper.yaml")]
+    result = snakemake(workdir, "-n", "-p", "final_models", "--configfile", *configs)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    jobs = dry_run_jobs(out)
+    degradations = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["degradations"]
+    assert {w for rule, w in jobs if rule == "train"} >= {f"group={name}" for name in degradations}
+    assert {w for rule, w in jobs if rule == "test_clean_images"} == {"test_set=div2k_valid", "test_set=urban100"}
+    assert ("grouping_round", "round=0") in jobs
+    recipes = re.findall(r"grids.train --group (\S+).*--recipe '(\{[^']*\})'", out)
+    assert len(recipes) == len(degradations) + 1  # single-task and the RRDBNet baseline (the rest follow round 0)
+    for _, recipe in recipes:
+        recipe = json.loads(recipe)
+        assert recipe["iterations"] == 600000 and recipe["crop"] == 256
+        assert recipe["arch"] in ("restormer", "rrdbnet")
+        assert recipe["arch_kwargs"] == ({} if recipe["arch"] == "restormer" else {"scale": 1})

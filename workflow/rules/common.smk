@@ -168,16 +168,20 @@ def get_all_function_files(wildcards):
 
 
 def get_recipe_json(wildcards):
-    """The training recipe without the data sections (those are inputs)."""
+    """The training recipe without the data sections (those are inputs) and the cluster time
+    limit (which does not change the model)."""
     recipe = {
-        k: v for k, v in CONFIG["training"].items() if k not in ("images", "test_sets")
+        k: v
+        for k, v in CONFIG["training"].items()
+        if k not in ("images", "test_sets", "runtime")
     }
     return json.dumps(recipe, sort_keys=True)
 
 
 def get_train_runtime(wildcards, attempt):
-    """Minutes for Slurm: grows with each retry (a preempted job resumes from its checkpoint)."""
-    return 60 * attempt
+    """Minutes per attempt on a cluster (training.runtime), growing with each retry: a job that
+    hits the limit or is preempted saves a checkpoint and the retry resumes from it."""
+    return CONFIG["training"]["runtime"] * attempt
 
 
 def get_test_manifests(wildcards=None):
