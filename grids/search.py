@@ -23,6 +23,7 @@ Outputs:
   verified group (the round that asked for it).
 * ``grouping/drops.parquet``: ``group, degradation, psnr_single, psnr_group, drop`` per member.
 * ``grouping/partitions.parquet``: ``partition, group`` for every minimal partition returned.
+* ``grouping/search.png``: each verified group's drop against its mean distance, delta marked.
 * ``final/groups.parquet``: ``degradation, group`` (the partition used).
 * ``final/models/{group}.pth``: each final group's model (a singleton's is its single-task model).
 """
@@ -159,6 +160,33 @@ def finish(round_tables: list[pd.DataFrame], matrix: pd.DataFrame, names: list[s
     }
 
 
+def plot_search(verified: pd.DataFrame, delta: float, path: str | Path) -> None:
+    """Each verified group's drop against its mean similarity distance, the delta line across:
+    how well the ranking heuristic predicted the trainings' outcome."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for feasible, colour in ((True, "tab:green"), (False, "tab:red")):
+        rows = verified[verified.feasible == feasible]
+        ax.scatter(rows.mean_distance, rows.dP, s=20 + 12 * rows["size"], c=colour, alpha=0.8,
+                   label="feasible" if feasible else "infeasible")
+        for row in rows.itertuples():
+            ax.annotate(f"r{row.round}", (row.mean_distance, row.dP), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.axhline(delta, color="grey", linestyle="--", label=f"delta = {delta:g} dB")
+    ax.set_xlabel("mean pairwise distance of the group (log KL)")
+    ax.set_ylabel("dP = max drop vs single-task (dB)")
+    ax.set_title(f"Grouping search: {len(verified)} verified groups (marker size = group size)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
 def export_models(groups: pd.DataFrame, models_dir: str | Path, out_dir: str | Path) -> list[Path]:
     """Copy the model of every final group to ``out_dir/{group}.pth``, replacing the folder whole
     (so no model of an earlier partition is left next to the current ones)."""
@@ -220,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("verified", "drops", "partitions"):
         io.write_parquet(tables[name], out / "grouping" / f"{name}.parquet")
     io.write_parquet(tables["groups"], out / "final" / "groups.parquet")
+    plot_search(tables["verified"], grouping["delta"], out / "grouping" / "search.png")
     print(tables["verified"].round(3).to_string(index=False))
     print(tables["groups"].to_string(index=False))
     return 0

@@ -209,3 +209,29 @@ def test_round_cli_writes_the_request(tmp_path, capsys):
     assert list(table.columns) == ["round", "action", "group", "partition"]
     assert (table.action == "verify").all() and len(table) == 1
     assert "verify" in capsys.readouterr().out
+
+
+def test_finish_cli_writes_every_table_and_the_plot(tmp_path):
+    matrix, distances = points_matrix(NAMES)
+    grouping = {**DEFAULT_GROUPING, "delta": 0.5}
+    tables, evaluation = run_rounds(matrix, distances, grouping)
+    io.write_parquet(matrix, tmp_path / "matrix.parquet")
+    rounds = []
+    for table in tables:
+        rounds.append(str(tmp_path / "rounds" / f"{table['round'].iloc[0]}.parquet"))
+        io.write_parquet(table, rounds[-1])
+    evals = []
+    for group, frame in evaluation.groupby("trained_on"):
+        evals.append(str(tmp_path / "eval" / f"{group}.parquet"))
+        io.write_parquet(frame, evals[-1])
+    code = main(["finish", "--rounds", *rounds, "--matrix", str(tmp_path / "matrix.parquet"), "--degradations", *NAMES,
+                 "--eval", *evals, "--grouping", '{"delta": 0.5}', "--out-dir", str(tmp_path / "results")])
+    assert code == 0
+    expected = finish(tables, matrix, NAMES, evaluation, grouping)
+    for name in ("verified", "drops", "partitions"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results" / "grouping" / f"{name}.parquet"),
+                                      expected[name])
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results" / "final" / "groups.parquet"), expected["groups"])
+    assert (tmp_path / "results" / "grouping" / "search.png").stat().st_size > 5000
+    with pytest.raises(ValueError, match="not finished"):
+        finish(tables[:-1], matrix, NAMES, evaluation, grouping)

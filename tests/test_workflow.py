@@ -279,3 +279,16 @@ def test_paper_config_dry_runs_final_models(tmp_path):
         assert recipe["iterations"] == 600000 and recipe["crop"] == 256
         assert recipe["arch"] in ("restormer", "rrdbnet")
         assert recipe["arch_kwargs"] == ({} if recipe["arch"] == "restormer" else {"scale": 1})
+
+
+def test_single_gpu_config_dry_runs_final_models(tmp_path):
+    workdir = tmp_path / "gpu"
+    (workdir / "config").mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    configs = [str(workdir / "config" / "config.yaml"), str(ROOT / "config" / "gpu.yaml")]
+    result = snakemake(workdir, "-n", "-p", "final_models", "--configfile", *configs)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    jobs = dry_run_jobs(out)
+    assert len({w for rule, w in jobs if rule == "train"}) == 11 and len({w for rule, w in jobs if rule == "ggd_fit"}) == 12
+    assert '"n_patches": 800' in out and '"iterations": 2000' in out

@@ -61,6 +61,11 @@ rule grouping_result:
         verified="results/grouping/verified.parquet",
         drops="results/grouping/drops.parquet",
         partitions="results/grouping/partitions.parquet",
+        plot=report(
+            "results/grouping/search.png",
+            caption="../report/search.rst",
+            category="Grouping",
+        ),
         groups="results/final/groups.parquet",
     log:
         "logs/grouping/result.log",
