@@ -4,6 +4,11 @@
     grids degradations                         list the built-in degradations and their defaults
     grids degrade IMAGE -d jpeg -o out.png     preview one degradation on one image
     grids matrix [results/similarity/matrix.parquet]   print the similarity matrix (wide)
+    grids select IMAGE... [--json]             pick the group model for images of unknown degradation
+    grids restore IMAGE -o OUT [--group G]     restore with the chosen (or a given) group model
+
+``select`` and ``restore`` read the built workflow's results (``--results``, default ``results``)
+and the config it was built with (``--config``, several files merge like ``--configfile``).
 """
 
 from __future__ import annotations
@@ -80,6 +85,68 @@ def _matrix(args) -> int:
     return 0
 
 
+def _selector(args):
+    from .selection import selector_from_config
+
+    return selector_from_config(load_config(args.config or ["config/config.yaml"]), args.results, args.threshold,
+                                args.device)
+
+
+def _read_input(path: str) -> np.ndarray:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    return io.read_image(path)[0]
+
+
+def _select(args) -> int:
+    images = {path: _read_input(path) for path in args.images}  # every bad path reported before any work
+    selector = _selector(args)
+    results = []
+    for path, image in images.items():
+        choice = selector.select(image)
+        results.append({"image": path, **choice.as_dict()})
+        if not args.json:
+            verdict = "in distribution" if choice.in_distribution else (
+                f"OUT OF DISTRIBUTION (> {selector.threshold:g}): no group model was trained on anything like it")
+            print(f"{path}: group {choice.group} (distance {choice.distance:.3f}, {verdict})")
+            for row in choice.divergences.itertuples():
+                print(f"    {row.distance:8.3f}  {row.group}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def _restore(args) -> int:
+    import torch
+
+    from .evaluate import SIZE_MULTIPLE, restore
+    from .train import load_model
+
+    image = _read_input(args.image)
+    selector = _selector(args)
+    known = list(selector.groups.group)
+    if args.group:
+        if args.group not in known:
+            raise ValueError(f"--group {args.group!r} is not a final group; choose one of: {', '.join(known)}")
+        group = args.group
+    else:
+        choice = selector.select(image)
+        group = choice.group
+        print(f"{args.image}: group {group} (distance {choice.distance:.3f})", file=sys.stderr)
+        if not choice.in_distribution:
+            print(f"warning: {args.image} looks out of distribution (distance {choice.distance:.3f} > "
+                  f"{selector.threshold:g}): expect a poor restoration", file=sys.stderr)
+    path = os.path.join(args.results, "final", "models", f"{group}.pth")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all final_models`")
+    model, state = load_model(path, selector.device)
+    with torch.no_grad():
+        out = restore(model, image, selector.device, SIZE_MULTIPLE.get(state["arch"], 8), args.tile, progress=True)
+    io.write_png(args.output, out)
+    print(json.dumps({"image": args.image, "group": group, "model": path, "output": args.output}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="grids", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"grids {__version__}")
@@ -102,6 +169,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster", action="store_true", help="order rows by hierarchical clustering")
     p.add_argument("--digits", type=int, default=2)
     p.set_defaults(func=_matrix)
+    for name, helptext in (("select", "choose the group model for images of unknown degradation"),
+                           ("restore", "restore an image with the chosen (or a given) group model")):
+        p = sub.add_parser(name, help=helptext)
+        if name == "select":
+            p.add_argument("images", nargs="+", metavar="IMAGE")
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        else:
+            p.add_argument("image")
+            p.add_argument("-o", "--output", required=True, help="restored PNG")
+            p.add_argument("--group", help="use this final group's model instead of choosing")
+            p.add_argument("--tile", type=int, default=512, help="tile side (px) for large images")
+        p.add_argument("--config", action="append", metavar="FILE",
+                       help="the config the results were built with (repeat to merge; default config/config.yaml)")
+        p.add_argument("--results", default="results", help="the workflow's results folder")
+        p.add_argument("--threshold", type=float, help="out-of-distribution divergence (default: selection.threshold)")
+        p.add_argument("--device", default="auto")
+        p.set_defaults(func=_select if name == "select" else _restore)
     args = parser.parse_args(argv)
     return run_stage(lambda: args.func(args))
 

@@ -55,6 +55,7 @@ DEFAULT_TRAINING = {
     "runtime": 60,
 }
 DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
+DEFAULT_SELECTION = {"threshold": 4.0}
 RESERVED_SET_NAMES = {"clean"}
 # Keyword arguments of each backbone (kept here so the config is checked without importing torch;
 # tests/test_archs.py checks them against the classes' signatures).
@@ -129,6 +130,7 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
             f"config key grouping.test_set: {grouping['test_set']!r} is not one of training.test_sets "
             f"({', '.join(training['test_sets'])})"
         )
+    config["selection"] = {**DEFAULT_SELECTION, **config.get("selection", {})}
     config["baselines"] = dict(config.get("baselines") or {})
     for name, overrides in config["baselines"].items():
         if "arch" in overrides and overrides.get("arch_kwargs") is None:
@@ -197,8 +199,7 @@ def _image_set(spec: dict, key: str, base_dir: str | Path) -> dict:
     return images
 
 
-def load_config(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:
-    path = Path(path)
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         config = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -207,6 +208,26 @@ def load_config(path: str | Path, base_dir: str | Path = ".") -> dict[str, Any]:
         raise ConfigError(f"config file {path}: not valid YAML ({err})") from None
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(config).__name__}")
+    return config
+
+
+def merge_configs(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base`` key by key, recursing into mappings: what Snakemake does with
+    several ``--configfile`` files."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_configs(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | list[str | Path], base_dir: str | Path = ".") -> dict[str, Any]:
+    """Read, merge (later files win, as with ``snakemake --configfile A B``) and validate."""
+    config: dict[str, Any] = {}
+    for one in [path] if isinstance(path, (str, Path)) else path:
+        config = merge_configs(config, _read_yaml(Path(one)))
     return validate_config(config, base_dir)
 
 

@@ -60,8 +60,10 @@ def _run(model, x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def restore(model, image: np.ndarray, device, multiple: int = 1, tile: int = 512, overlap: int = 32) -> np.ndarray:
-    """Restore a uint8 ``(H, W, 3)`` image; tiles of ``tile`` px (overlapping) when it is larger."""
+def restore(model, image: np.ndarray, device, multiple: int = 1, tile: int = 512, overlap: int = 32,
+            progress: bool = False) -> np.ndarray:
+    """Restore a uint8 ``(H, W, 3)`` image; tiles of ``tile`` px (overlapping) when it is larger
+    (``progress``: a progress bar over the tiles on stderr)."""
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
     h, w = image.shape[:2]
     if max(h, w) <= tile:
@@ -70,12 +72,15 @@ def restore(model, image: np.ndarray, device, multiple: int = 1, tile: int = 512
         out = torch.zeros_like(x)
         weight = torch.zeros_like(x[:, :1])
         stride = tile - overlap
-        for top in range(0, max(h - overlap, 1), stride):
-            for left in range(0, max(w - overlap, 1), stride):
-                t, l = min(top, max(h - tile, 0)), min(left, max(w - tile, 0))
-                window = x[..., t : t + tile, l : l + tile]
-                out[..., t : t + tile, l : l + tile] += _run(model, window, multiple)
-                weight[..., t : t + tile, l : l + tile] += 1
+        corners = [
+            (min(top, max(h - tile, 0)), min(left, max(w - tile, 0)))
+            for top in range(0, max(h - overlap, 1), stride)
+            for left in range(0, max(w - overlap, 1), stride)
+        ]
+        for t, l in tqdm(corners, desc="tiles", unit="tile", disable=not progress):
+            window = x[..., t : t + tile, l : l + tile]
+            out[..., t : t + tile, l : l + tile] += _run(model, window, multiple)
+            weight[..., t : t + tile, l : l + tile] += 1
         out = out / weight
     return (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 

@@ -140,6 +140,12 @@ def set_ggd(
         boxes = patch_boxes(sizes, features["n_patches"], features["patch_size"], seed)
         patches = crop_patches(images, boxes, features["patch_size"])
         x = descriptor_features(model, patches, features["layer"], device)
+    return features_ggd(x, features)
+
+
+def features_ggd(x: torch.Tensor, features: dict) -> tuple[GGD, int]:
+    """PCA of the feature rows ``x`` (centred in place, then freed by the caller) and the GGD fit
+    of all scores; also returns the number of values fitted."""
     k = min(features["pca_components"], x.shape[0] - 1, x.shape[1])
     scores = pca_scores(x, k)
     del x

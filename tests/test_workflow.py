@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from grids import io
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 
@@ -149,6 +151,58 @@ def test_final_models(built):
     assert (built / "results" / "final" / "table1.png").stat().st_size > 5000
 
 
+def test_selection_report(built):
+    selection = built / "results" / "selection"
+    accuracy = pd.read_parquet(selection / "accuracy.parquet")
+    names = list(TINY["degradations"])
+    assert accuracy.degradation.tolist() == names  # one heldout image per degradation
+    groups = pd.read_parquet(built / "results" / "final" / "groups.parquet")
+    assert accuracy.true_group.tolist() == groups.group.tolist()
+    assert set(accuracy.chosen_group) <= set(groups.group)
+    assert (accuracy.correct == (accuracy.chosen_group == accuracy.true_group)).all()
+    divergences = pd.read_parquet(selection / "divergences.parquet")
+    assert len(divergences) == len(names) * groups.group.nunique()
+    prediction = pd.read_parquet(selection / "prediction.parquet")
+    assert prediction.target.tolist() == ["psnr", "drop"] and (prediction.n == len(names)).all()
+    for name in ("confusion.png", "prediction.png"):
+        assert (selection / name).stat().st_size > 5000
+    assert "Prediction without inference" in (selection / "summary.md").read_text()
+
+
+def grids_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grids.cli", *args], capture_output=True, text=True, cwd=workdir,
+                          timeout=300)
+
+
+def test_select_and_restore_on_the_built_results(built):
+    images = sorted(str(p.relative_to(built)) for p in (built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))
+    result = grids_cli(built, "select", *images, "--json")
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    groups = set(pd.read_parquet(built / "results" / "final" / "groups.parquet").group)
+    assert [a["image"] for a in answers] == images
+    for answer in answers:
+        assert answer["group"] in groups and set(answer["divergences"]) == groups
+        assert answer["distance"] == min(answer["divergences"].values())
+        assert answer["in_distribution"] == (answer["distance"] <= 4.0)
+    accuracy = pd.read_parquet(built / "results" / "selection" / "accuracy.parquet")
+    assert [a["group"] for a in answers] == accuracy.sort_values("degradation").chosen_group.tolist()  # same choices
+    text = grids_cli(built, "select", images[0])
+    assert text.returncode == 0 and "group" in text.stdout and "distance" in text.stdout
+
+    out = built / "restored.png"
+    result = grids_cli(built, "restore", images[0], "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    restored = io.read_image(out)[0]
+    assert restored.shape == io.read_image(built / images[0])[0].shape
+    assert json.loads(result.stdout.strip().splitlines()[-1])["group"] == answers[0]["group"]
+    group = sorted(groups)[0]
+    forced = grids_cli(built, "restore", images[0], "-o", str(out), "--group", group)
+    assert forced.returncode == 0 and json.loads(forced.stdout.strip().splitlines()[-1])["group"] == group
+    wrong = grids_cli(built, "restore", images[0], "-o", str(out), "--group", "nonsense")
+    assert wrong.returncode == 2 and "not a final group" in wrong.stderr
+
+
 def trained_groups(output: str) -> set[str]:
     return set(re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: group=(\S+)", output))
 
@@ -197,6 +251,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "degrade", "ggd_fit", "similarity_tables", "similarity_matrix", "test_degrade", "train", "evaluate",
         "upper_bounds_table", "upper_bounds", "degraded_datasets", "grouping_candidates", "grouping_round",
         "grouping_result", "final_group_models", "table1", "final_models", "all", "train_baseline", "evaluate_baseline",
+        "selection_tables", "selection_report",
     }
     trained = {w for rule, w in jobs if rule == "train"}
     assert {"group=jpeg", f"group={mix_all}"} <= trained

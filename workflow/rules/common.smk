@@ -304,3 +304,9 @@ def get_baseline_recipe_json(wildcards):
             {}
         )  # the default sizes belong to the default architecture
     return json.dumps({**recipe, **overrides}, sort_keys=True)
+
+
+def get_selection_evals(wildcards):
+    """Evaluations of the single-task models and of every final group's model."""
+    groups = set(final_groups()) | set(DEGRADATIONS)
+    return expand("results/eval/{group}.parquet", group=sorted(groups))

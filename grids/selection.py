@@ -1,0 +1,346 @@
+"""Adaptive model selection and generalisation prediction (DESIGN §2.7).
+
+For an input image of unknown degradation:
+
+1. Self-augmentation: ``features.n_patches`` random ``patch_size``² crops of the image, each
+   flipped horizontally and/or vertically at random (seeded by ``seed``, so one image always gets
+   the same patches). Crops overlap as much as needed: a 64 px image still yields 256 patches.
+   An image smaller than the patch size on a side is first padded by mirror reflection up to
+   the patch size (the fit then partly sees mirrored content; a warning says so).
+2. Descriptor features, PCA fitted on those patches alone, GGD fit: exactly the similarity
+   stage's recipe (:func:`grids.features.features_ggd`) with the same ``features`` config.
+3. Each final group C_k gets the GGD whose (alpha, sigma) are the means of its members'
+   (``results/similarity/ggd.parquet``); the divergence is ``KL(GGD(C_k) || GGD(input))``,
+   reported on the distance scale ``log10(KL + 1e-5) + 5`` like the similarity matrix.
+4. The group of smallest divergence is chosen. Its divergence predicts, without running the
+   model, whether the input is like the training degradations: above ``selection.threshold``
+   (default 4, the paper's haze example) the input is out of distribution.
+
+    python -m grids.selection report --ggd G --groups F --eval E... --test-set NAME FOLDER ...
+        --descriptor W --features JSON --threshold T --seed S --out results/selection
+
+``report`` (rule ``selection_report``) selects a group for every degraded test image and writes:
+
+* ``divergences.parquet``: ``test_set, degradation, image, group, kl, distance`` for every group;
+* ``accuracy.parquet``: ``test_set, degradation, image, true_group, chosen_group, correct,
+  distance, in_distribution, psnr_chosen, psnr_true, psnr_single`` (PSNR of the chosen group's,
+  the true group's and the degradation's single-task model on that image, from the evaluation
+  tables: no model is run);
+* ``prediction.parquet``: ``test_set, target, n, spearman, p_value``: rank correlation of the
+  chosen group's divergence with the PSNR obtained (``psnr``) and with the loss against the
+  degradation's own single-task model (``drop``);
+* ``confusion.png``, ``prediction.png`` and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .ggd import GGD, kl_divergence, log_kl_distance
+from .seeds import rng_for
+
+FEATURE_COLUMNS = {"n_patches": "n_patches", "patch_size": "patch_size", "pca_components": "pca_components",
+                   "kind": "feature_kind"}
+
+
+def self_augmented_patches(image: np.ndarray, n: int, size: int, seed: int = 0) -> np.ndarray:
+    """``uint8 [n, size, size, 3]`` random crops of ``image``, each randomly flipped (see module doc)."""
+    h, w = image.shape[:2]
+    if min(h, w) < size:
+        warnings.warn(f"image of {w}x{h} px is smaller than the {size} px patches: padded by mirror reflection",
+                      stacklevel=2)
+        ph, pw = max(size - h, 0), max(size - w, 0)
+        image = np.pad(image, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
+        h, w = image.shape[:2]
+    rng = rng_for(seed, "self-augment", n, size)
+    tops = rng.integers(0, h - size + 1, n)
+    lefts = rng.integers(0, w - size + 1, n)
+    flips = rng.integers(0, 4, n)  # bit 0: left-right, bit 1: up-down
+    patches = np.empty((n, size, size, 3), np.uint8)
+    for k in range(n):
+        patch = image[tops[k] : tops[k] + size, lefts[k] : lefts[k] + size]
+        if flips[k] & 1:
+            patch = patch[:, ::-1]
+        if flips[k] & 2:
+            patch = patch[::-1]
+        patches[k] = patch
+    return patches
+
+
+def group_ggds(ggd: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+    """``group, alpha, sigma``: each final group's GGD, the mean of its members' parameters."""
+    fits = ggd.set_index("degradation")
+    missing = sorted(set(groups.degradation) - set(fits.index))
+    if missing:
+        raise ValueError(f"ggd.parquet has no fit for {missing}: rebuild similarity_matrix")
+    rows = []
+    for group, members in groups.groupby("group", sort=False).degradation:
+        rows.append([group, float(fits.loc[members, "alpha"].mean()), float(fits.loc[members, "sigma"].mean())])
+    return pd.DataFrame(rows, columns=["group", "alpha", "sigma"])
+
+
+def divergences(groups: pd.DataFrame, fit: GGD) -> pd.DataFrame:
+    """``group, kl, distance`` with ``kl = KL(GGD(C_k) || GGD(input))``, smallest distance first."""
+    kl = np.atleast_1d(kl_divergence(groups.alpha.to_numpy(), groups.sigma.to_numpy(), fit.alpha, fit.sigma))
+    table = pd.DataFrame({"group": groups.group, "kl": kl, "distance": np.atleast_1d(log_kl_distance(kl))})
+    return table.sort_values(["distance", "group"], kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class Selection:
+    group: str
+    distance: float
+    in_distribution: bool
+    divergences: pd.DataFrame
+    alpha: float
+    sigma: float
+
+    def as_dict(self) -> dict:
+        return {
+            "group": self.group, "distance": self.distance, "in_distribution": self.in_distribution,
+            "input_ggd": {"alpha": self.alpha, "sigma": self.sigma},
+            "divergences": {r.group: r.distance for r in self.divergences.itertuples()},
+        }
+
+
+class Selector:
+    """Chooses a final group for an image (see the module docstring)."""
+
+    def __init__(self, groups: pd.DataFrame, features: dict, descriptor: str | None, threshold: float = 4.0,
+                 seed: int = 0, device: str = "auto"):
+        from .descriptor import load_descriptor
+        from .similarity import pick_device
+
+        self.groups, self.features, self.threshold, self.seed = groups, features, threshold, seed
+        self.device = pick_device(device)
+        self.model = load_descriptor(descriptor, self.device) if features["kind"] == "descriptor" else None
+
+    def input_ggd(self, image: np.ndarray) -> GGD:
+        import torch
+
+        from .features import descriptor_features, features_ggd, sift_features
+
+        f = self.features
+        if f["kind"] == "sift":
+            x = torch.from_numpy(sift_features([image], f["n_patches"], self.seed))
+        else:
+            patches = self_augmented_patches(image, f["n_patches"], f["patch_size"], self.seed)
+            x = descriptor_features(self.model, patches, f["layer"], self.device)
+        return features_ggd(x, f)[0]
+
+    def select(self, image: np.ndarray) -> Selection:
+        fit = self.input_ggd(image)
+        table = divergences(self.groups, fit)
+        best = table.iloc[0]
+        return Selection(str(best.group), float(best.distance), bool(best.distance <= self.threshold), table,
+                         fit.alpha, fit.sigma)
+
+
+def check_features(ggd: pd.DataFrame, features: dict, descriptor_sha: str | None) -> None:
+    """The config's features (and descriptor) must be those the group GGDs were fitted with."""
+    row = ggd.iloc[0]
+    for key, column in FEATURE_COLUMNS.items():
+        stored = row[column].item() if hasattr(row[column], "item") else row[column]  # numpy -> Python
+        if stored != features[key]:
+            raise ValueError(
+                f"config key features.{key} is {features[key]!r} but results/similarity/ggd.parquet was fitted with "
+                f"{stored!r}: pass the config the results were built with, or rebuild `similarity_matrix`"
+            )
+    if descriptor_sha is not None and row.descriptor_sha256 and row.descriptor_sha256 != descriptor_sha:
+        raise ValueError("the descriptor weights changed since results/similarity/ggd.parquet was fitted: "
+                         "rebuild `similarity_matrix` and `final_models`")
+
+
+def load_results(results: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(ggd, groups)`` tables of a built workflow, with a message naming the target to build."""
+    results = Path(results)
+    needed = {results / "similarity" / "ggd.parquet": "similarity_matrix",
+              results / "final" / "groups.parquet": "final_models"}
+    for path, target in needed.items():
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all {target}`")
+    return pd.read_parquet(results / "similarity" / "ggd.parquet"), pd.read_parquet(results / "final" / "groups.parquet")
+
+
+def selector_from_config(config: dict, results: str | Path = "results", threshold: float | None = None,
+                         device: str = "auto") -> Selector:
+    from .config import descriptor_weights
+    from .descriptor import sha256_file
+
+    ggd, groups = load_results(results)
+    features = config["features"]
+    weights = descriptor_weights(config) if features["kind"] == "descriptor" else None
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(f"descriptor weights {weights} not found (descriptor.weights: train needs "
+                                "`snakemake results/descriptor/msrresnet_x4.pth`)")
+    check_features(ggd, features, sha256_file(weights) if weights else None)
+    limit = config["selection"]["threshold"] if threshold is None else threshold
+    return Selector(group_ggds(ggd, groups), features, weights, limit, config["seed"], device)
+
+
+# --- selection report ----------------------------------------------------------------------------
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    from scipy.stats import spearmanr
+
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan")
+    result = spearmanr(x, y)
+    return float(result.statistic), float(result.pvalue)
+
+
+def selection_tables(selector: Selector, groups: pd.DataFrame, test_sets: dict[str, str | Path],
+                     evaluation: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Select a group for every degraded test image; score the choice against the true group and
+    the divergence against the PSNR the chosen model obtained (read from ``evaluation``)."""
+    from tqdm import tqdm
+
+    true_group = dict(zip(groups.degradation, groups.group))
+    psnr = evaluation.set_index(["trained_on", "test_set", "degradation", "image"]).psnr
+    div_rows, rows = [], []
+    for set_name, folder in test_sets.items():
+        for name in groups.degradation:
+            manifest = pd.read_parquet(Path(folder) / "degraded" / name / "manifest.parquet")
+            for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"{set_name}/{name}", unit="img"):
+                choice = selector.select(io.load_png(row.path))
+                for d in choice.divergences.itertuples():
+                    div_rows.append([set_name, name, row.image_id, d.group, d.kl, d.distance])
+                rows.append([
+                    set_name, name, row.image_id, true_group[name], choice.group, choice.group == true_group[name],
+                    choice.distance, choice.in_distribution,
+                    psnr[(choice.group, set_name, name, row.image_id)], psnr[(true_group[name], set_name, name, row.image_id)],
+                    psnr[(name, set_name, name, row.image_id)],
+                ])
+    accuracy = pd.DataFrame(rows, columns=[
+        "test_set", "degradation", "image", "true_group", "chosen_group", "correct", "distance", "in_distribution",
+        "psnr_chosen", "psnr_true", "psnr_single",
+    ])
+    prediction = []
+    for set_name, part in accuracy.groupby("test_set", sort=False):
+        for target, values in (("psnr", part.psnr_chosen), ("drop", part.psnr_single - part.psnr_chosen)):
+            rho, p = spearman(part.distance.to_numpy(), values.to_numpy())
+            prediction.append([set_name, target, len(part), rho, p])
+    return {
+        "divergences": pd.DataFrame(div_rows, columns=["test_set", "degradation", "image", "group", "kl", "distance"]),
+        "accuracy": accuracy,
+        "prediction": pd.DataFrame(prediction, columns=["test_set", "target", "n", "spearman", "p_value"]),
+    }
+
+
+def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) -> None:
+    """Rows: the true degradation; columns: the chosen group; the true group's cell outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(accuracy.degradation))
+    counts = pd.crosstab(accuracy.degradation, accuracy.chosen_group).reindex(index=names, columns=groups, fill_value=0)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(groups), 1.2 + 0.45 * len(names)))
+    ax.imshow(counts.to_numpy(), cmap="Blues", aspect="auto")
+    truth = dict(zip(accuracy.degradation, accuracy.true_group))
+    for i, name in enumerate(names):
+        for j, group in enumerate(groups):
+            ax.text(j, i, counts.iloc[i, j], ha="center", va="center", fontsize=8)
+            if truth[name] == group:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="tab:orange", lw=2))
+    ax.set_xticks(range(len(groups)), [g.replace("+", "+\n") for g in groups], fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("chosen group")
+    ax.set_ylabel("true degradation")
+    ax.set_title(f"Model selection: {accuracy.correct.mean():.0%} correct (orange: the true group)")
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def plot_prediction(accuracy: pd.DataFrame, prediction: pd.DataFrame, threshold: float, path: str | Path) -> None:
+    """Divergence to the chosen group vs the PSNR its model obtained, one colour per degradation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    for name, part in accuracy.groupby("degradation", sort=False):
+        ax.scatter(part.distance, part.psnr_chosen, s=18, label=name, alpha=0.8)
+    ax.axvline(threshold, color="grey", linestyle="--", label=f"out of distribution > {threshold:g}")
+    rho = prediction[prediction.target == "psnr"].spearman
+    ax.set_title(f"Prediction without inference: Spearman rho = {', '.join(f'{r:.2f}' for r in rho)}")
+    ax.set_xlabel("divergence to the chosen group (log KL)")
+    ax.set_ylabel("PSNR of the chosen model (dB)")
+    ax.legend(fontsize=7, ncols=2)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_report(tables: dict[str, pd.DataFrame], groups: pd.DataFrame, threshold: float, out_dir: str | Path) -> None:
+    out_dir = Path(out_dir)
+    for name, table in tables.items():
+        io.write_parquet(table, out_dir / f"{name}.parquet")
+    accuracy, prediction = tables["accuracy"], tables["prediction"]
+    plot_confusion(accuracy, list(dict.fromkeys(groups.group)), out_dir / "confusion.png")
+    plot_prediction(accuracy, prediction, threshold, out_dir / "prediction.png")
+    per = accuracy.groupby(["test_set", "degradation"], sort=False).agg(
+        images=("correct", "size"), accuracy=("correct", "mean"), distance=("distance", "mean"),
+        in_distribution=("in_distribution", "mean"), psnr_chosen=("psnr_chosen", "mean"), psnr_true=("psnr_true", "mean"),
+    ).reset_index()
+    text = "# Adaptive model selection\n\n"
+    text += f"Overall: {accuracy.correct.mean():.1%} of {len(accuracy)} test images get their true group's model; "
+    text += f"{accuracy.in_distribution.mean():.1%} are judged in distribution (distance <= {threshold:g}).\n\n"
+    text += per.round(3).to_markdown(index=False) + "\n\n## Prediction without inference\n\n"
+    text += "Spearman rank correlation of the divergence to the chosen group with the PSNR its model obtained "
+    text += "(`psnr`) and with the loss against the degradation's single-task model (`drop`).\n\n"
+    text += prediction.round(4).to_markdown(index=False) + "\n"
+    with io.atomic_path(out_dir / "summary.md") as tmp:
+        tmp.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.selection", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("report", help="selection accuracy and divergence/PSNR correlation on the test sets")
+    p.add_argument("--ggd", required=True)
+    p.add_argument("--groups", required=True)
+    p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every single-task and final model")
+    p.add_argument("--test-set", nargs=2, action="append", metavar=("NAME", "FOLDER"), required=True)
+    p.add_argument("--descriptor", default="")
+    p.add_argument("--features", required=True, help="the config's features section, JSON")
+    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    ggd, groups = pd.read_parquet(args.ggd), pd.read_parquet(args.groups)
+    features = json.loads(args.features)
+    check_features(ggd, features, None)
+    selector = Selector(group_ggds(ggd, groups), features, args.descriptor or None, args.threshold, args.seed, args.device)
+    evaluation = pd.concat([pd.read_parquet(f) for f in args.eval], ignore_index=True)
+    tables = selection_tables(selector, groups, dict(args.test_set), evaluation)
+    write_report(tables, groups, args.threshold, args.out)
+    print((Path(args.out) / "summary.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_stage
+
+    sys.exit(run_stage(main))

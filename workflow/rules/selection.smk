@@ -1,0 +1,52 @@
+# Stage: adaptive model selection on the test sets (DESIGN §2.7): does the divergence pick the
+# true degradation's group, and does it predict the PSNR obtained without running the model?
+
+
+rule selection_tables:
+    input:
+        ggd="results/similarity/ggd.parquet",
+        groups="results/final/groups.parquet",
+        descriptor=get_descriptor_input,
+        tests=get_test_manifests(),
+        evals=get_selection_evals,
+    output:
+        divergences="results/selection/divergences.parquet",
+        accuracy="results/selection/accuracy.parquet",
+        prediction="results/selection/prediction.parquet",
+        summary="results/selection/summary.md",
+        confusion=report(
+            "results/selection/confusion.png",
+            caption="../report/confusion.rst",
+            category="Selection",
+        ),
+        scatter=report(
+            "results/selection/prediction.png",
+            caption="../report/prediction.rst",
+            category="Selection",
+        ),
+    log:
+        "logs/selection/report.log",
+    benchmark:
+        "benchmarks/selection/report.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        test_sets=get_test_set_args,
+        features=get_features_json,
+        threshold=CONFIG["selection"]["threshold"],
+        seed=CONFIG["seed"],
+    shell:
+        "python -m grids.selection report --ggd {input.ggd:q} --groups {input.groups:q}"
+        " --eval {input.evals:q} {params.test_sets} --descriptor '{input.descriptor}'"
+        " --features {params.features:q} --threshold {params.threshold} --seed {params.seed}"
+        " --threads {threads} --out results/selection > {log:q} 2>&1"
+
+
+rule selection_report:
+    input:
+        rules.selection_tables.output,
