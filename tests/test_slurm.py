@@ -163,7 +163,8 @@ def test_similarity_matrix_through_slurm(project):
     log = result.stdout + result.stderr
     assert result.returncode == 0, log
     jobs = check_went_through_slurm(log)
-    assert {"clean_images", "degrade", "ggd_fit", "similarity_tables"} <= {job["rule"] for job in jobs}
+    assert {"clean_images", "degrade", "ggd_fit"} <= {job["rule"] for job in jobs}
+    assert re.search(r"^localrule similarity_tables:", log, re.MULTILINE)  # seconds of work: not a Slurm job
     matrix = pd.read_parquet(workdir / "results" / "similarity" / "matrix.parquet")
     assert len(matrix) == (len(SLURM_TINY["degradations"]) + 1) ** 2
     assert (workdir / "results" / "similarity" / "heatmap.png").stat().st_size > 1000
@@ -177,16 +178,6 @@ def test_similarity_matrix_through_slurm(project):
 
 def test_final_models_through_slurm(project):
     workdir, profile = project
-    dry = subprocess.run(
-        ["timeout", "-k", "10", "120", sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
-         "-n", "final_models"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    missing = re.search(r"MissingRuleException|No rule to produce final_models", dry.stdout + dry.stderr)
-    if dry.returncode != 0 and missing:
-        pytest.skip("final_models target not defined yet")
-    assert dry.returncode == 0, dry.stdout + dry.stderr
-
     start = time.monotonic()
     result = snakemake_slurm(workdir, profile, "final_models", limit=600)
     log = result.stdout + result.stderr
@@ -236,6 +227,13 @@ def checkpoint_step(path: Path) -> int:
         return 0
 
 
+def read_if_present(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
 def test_preempted_and_timed_out_training_resumes(project, tmp_path):
     """Both ways a cluster stops a training: preemption with requeue (Slurm reruns the same job)
     and the time limit (`--signal=TERM@...` of the profile, then a Snakemake retry). Each time the
@@ -265,8 +263,9 @@ def test_preempted_and_timed_out_training_resumes(project, tmp_path):
             ["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout, runner)  # fmt: skip
         subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, capture_output=True)
         wait_until("the requeued job to run again", lambda: running_job(run_id, "train") == job, runner)
+        # The job step's Snakemake deletes the old log before the run writes a new one.
         resumed = wait_until("the requeued run to resume", lambda: re.search(
-            r"resumed from \S+ at step (\d+)", train_log.read_text()), runner)  # fmt: skip
+            r"resumed from \S+ at step (\d+)", read_if_present(train_log)), runner)  # fmt: skip
         assert int(resumed[1]) >= first
         saved = wait_until(
             "a checkpoint of the requeued run", lambda: (s := checkpoint_step(resume)) > int(resumed[1]) and s, runner

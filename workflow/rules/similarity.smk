@@ -1,6 +1,11 @@
 # Stage: GGD of every image set's deep features, then the log-KL similarity matrix + heatmap.
 
 
+# Seconds of table work: on a cluster it runs next to Snakemake rather than waiting for a Slurm slot.
+localrules:
+    similarity_tables,
+
+
 rule ggd_fit:
     input:
         manifest=get_set_manifest,

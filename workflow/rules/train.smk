@@ -1,6 +1,11 @@
 # Stage: training data, test sets, restoration models (one per degradation group) and evaluation.
 
 
+# Seconds of table work: on a cluster it runs next to Snakemake rather than waiting for a Slurm slot.
+localrules:
+    upper_bounds_table,
+
+
 rule train_clean_images:
     input:
         folder_files=get_training_image_files,
