@@ -55,7 +55,7 @@ DEFAULT_TRAINING = {
     "runtime": 60,
 }
 DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
-DEFAULT_SELECTION = {"threshold": 4.0}
+DEFAULT_SELECTION = {"threshold": 4.0, "unseen": {}}
 RESERVED_SET_NAMES = {"clean"}
 # Keyword arguments of each backbone (kept here so the config is checked without importing torch;
 # tests/test_archs.py checks them against the classes' signatures).
@@ -130,7 +130,6 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
             f"config key grouping.test_set: {grouping['test_set']!r} is not one of training.test_sets "
             f"({', '.join(training['test_sets'])})"
         )
-    config["selection"] = {**DEFAULT_SELECTION, **config.get("selection", {})}
     config["baselines"] = dict(config.get("baselines") or {})
     for name, overrides in config["baselines"].items():
         if "arch" in overrides and overrides.get("arch_kwargs") is None:
@@ -172,6 +171,19 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
             raise ConfigError(f"config key degradations.{name}: {err}") from None
         if name in BUILTINS:
             config["degradations"][name] = dict(deg.config)  # resolved: defaults filled in
+    selection = config["selection"] = {**DEFAULT_SELECTION, **config.get("selection", {})}
+    selection["unseen"] = {k: v for k, v in (selection["unseen"] or {}).items() if v is not None}
+    for name, entry in selection["unseen"].items():
+        if name in config["degradations"] or name in RESERVED_SET_NAMES:
+            raise ConfigError(f"config key selection.unseen.{name}: {name!r} is a trained degradation (or reserved); "
+                              "unseen degradations must be left out of `degradations`")
+        try:
+            deg = get_degradation(name, entry, base_dir)
+        except (ValueError, KeyError, FileNotFoundError, ImportError, SyntaxError, TypeError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise ConfigError(f"config key selection.unseen.{name}: {message}") from None
+        if name in BUILTINS:
+            selection["unseen"][name] = dict(deg.config)
     return config
 
 

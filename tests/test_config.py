@@ -80,7 +80,11 @@ def test_empty_folder(default, tmp_path):
 
 def test_user_defined_degradation_resolves(default):
     config = mutate(default, "degradations.haze", {"function": "examples/haze.py:haze", "params": {"strength": 0.5}})
+    with pytest.raises(ConfigError, match="selection.unseen.haze: 'haze' is a trained degradation"):
+        validate_config(config, base_dir=ROOT)  # the default config keeps haze unseen
+    config = mutate(config, "selection.unseen", None)
     validated = validate_config(config, base_dir=ROOT)
+    assert validated["selection"]["unseen"] == {}
     assert validated["degradations"]["haze"]["function"] == "examples/haze.py:haze"
 
 
@@ -114,6 +118,9 @@ def test_load_config_errors(tmp_path):
         ("baselines.realesrnet", {"arch": "swinir"}, r"config key baselines.realesrnet.arch: 'swinir' is not one of"),
         ("baselines.realesrnet", {"crop": 512}, r"baselines.realesrnet.crop: exceeds training.images.min_side"),
         ("baselines.realesrnet", {"images": {}}, r"config key baselines.realesrnet: Additional properties.*'images'"),
+        ("selection.unseen", {"jpeg": {}}, r"selection.unseen.jpeg: 'jpeg' is a trained degradation"),
+        ("selection.unseen", {"fog": {}}, r"selection.unseen.fog: unknown degradation 'fog'"),
+        ("selection.threshold", 0, r"config key selection.threshold"),
         ("training.arch_kwargs", {"num_feats": 8}, r"training.arch_kwargs: \['num_feats'\] not accepted by srresnet"),
         ("baselines.r", {"arch": "restormer", "arch_kwargs": {"num_feat": 8}}, r"baselines.r.arch_kwargs: \['num_feat'\]"),
     ],

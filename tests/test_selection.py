@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import warnings
@@ -21,6 +22,7 @@ from grids.features import set_ggd
 from grids.ggd import GGD
 from grids.selection import (
     Selector,
+    auroc,
     check_features,
     divergences,
     group_ggds,
@@ -153,6 +155,7 @@ def grids(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_cli_bad_inputs(tmp_path):
     (tmp_path / "config").mkdir()
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")  # the default config's unseen haze
     (tmp_path / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
     good = tmp_path / "in.png"
     io.write_png(good, dead_leaves(64, np.random.default_rng(0)))
@@ -172,3 +175,10 @@ def test_cli_bad_inputs(tmp_path):
     assert no_config.returncode == 2 and "config file missing.yaml not found" in no_config.stderr
     usage = grids("restore", str(good), cwd=tmp_path)  # -o is required
     assert usage.returncode == 2 and "--output" in usage.stderr
+
+
+def test_auroc():
+    assert auroc(np.array([5.0, 6.0]), np.array([1.0, 2.0])) == 1.0
+    assert auroc(np.array([1.0]), np.array([5.0])) == 0.0
+    assert auroc(np.array([3.0]), np.array([3.0])) == 0.5
+    assert np.isnan(auroc(np.array([]), np.array([1.0])))

@@ -39,6 +39,7 @@ TINY = {
         "sr": {"scale": [2.0, 4.0]},
         "haze": {"function": "haze.py:haze", "params": {"strength": [0.3, 0.7]}},
     },
+    "selection": {"unseen": {"salt_pepper": {}}},
     "baselines": {"rrdb": {"arch": "rrdbnet", "arch_kwargs": {"scale": 1, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}}},
 }
 
@@ -98,7 +99,7 @@ def test_upper_bounds(built):
     mix_all = "+".join(sorted(names))
     table = pd.read_parquet(built / "results" / "upper_bounds" / "evaluation.parquet")
     assert set(table.trained_on) == {*names, mix_all}
-    assert len(table) == (len(names) + 1) * len(names) * 1  # models x degradations x test images
+    assert len(table) == (len(names) + 1) * (len(names) + 1) * 1  # models x (degradations + unseen) x test images
     assert table.psnr.between(5, 100).all() and table.ssim.between(-1, 1).all()
     assert "drop" in (built / "results" / "upper_bounds" / "summary.md").read_text()
     log = pd.read_parquet(built / "results" / "models" / "jpeg" / "train_log.parquet")
@@ -146,7 +147,7 @@ def test_final_models(built):
     assert table.degradation.tolist() == [*names, "average"]
     assert table.psnr_grids.between(5, 100).all() and table.psnr_rrdb.between(5, 100).all()
     rrdb = pd.read_parquet(built / "results" / "baselines" / "rrdb" / "eval.parquet")
-    assert len(rrdb) == len(names) and rrdb.model.str.contains("baselines/rrdb").all()
+    assert len(rrdb) == len(names) + 1 and rrdb.model.str.contains("baselines/rrdb").all()  # + the unseen one
     assert "## heldout" in (built / "results" / "final" / "table1.md").read_text()
     assert (built / "results" / "final" / "table1.png").stat().st_size > 5000
 
@@ -155,15 +156,21 @@ def test_selection_report(built):
     selection = built / "results" / "selection"
     accuracy = pd.read_parquet(selection / "accuracy.parquet")
     names = list(TINY["degradations"])
-    assert accuracy.degradation.tolist() == names  # one heldout image per degradation
+    assert accuracy.degradation.tolist() == [*names, "salt_pepper"]  # one heldout image each; the unseen one last
+    assert accuracy.seen.tolist() == [True] * len(names) + [False]
     groups = pd.read_parquet(built / "results" / "final" / "groups.parquet")
-    assert accuracy.true_group.tolist() == groups.group.tolist()
+    assert accuracy.true_group.tolist() == [*groups.group, ""]
     assert set(accuracy.chosen_group) <= set(groups.group)
     assert (accuracy.correct == (accuracy.chosen_group == accuracy.true_group)).all()
+    assert accuracy.psnr_chosen.notna().all() and accuracy.psnr_single.isna().tolist() == [False] * len(names) + [True]
     divergences = pd.read_parquet(selection / "divergences.parquet")
-    assert len(divergences) == len(names) * groups.group.nunique()
+    assert len(divergences) == (len(names) + 1) * groups.group.nunique()
     prediction = pd.read_parquet(selection / "prediction.parquet")
-    assert prediction.target.tolist() == ["psnr", "drop"] and (prediction.n == len(names)).all()
+    assert prediction.target.tolist() == ["psnr", "drop"] and prediction.n.tolist() == [len(names) + 1, len(names)]
+    ood = pd.read_parquet(selection / "ood.parquet")
+    assert ood[["n_seen", "n_unseen"]].values.tolist() == [[len(names), 1]] and ood.auroc.between(0, 1).all()
+    evaluation = pd.read_parquet(built / "results" / "eval" / "jpeg.parquet")
+    assert "salt_pepper" in set(evaluation.degradation)  # models are evaluated on the unseen degradation too
     for name in ("confusion.png", "prediction.png"):
         assert (selection / name).stat().st_size > 5000
     assert "Prediction without inference" in (selection / "summary.md").read_text()
@@ -186,7 +193,9 @@ def test_select_and_restore_on_the_built_results(built):
         assert answer["distance"] == min(answer["divergences"].values())
         assert answer["in_distribution"] == (answer["distance"] <= 4.0)
     accuracy = pd.read_parquet(built / "results" / "selection" / "accuracy.parquet")
-    assert [a["group"] for a in answers] == accuracy.sort_values("degradation").chosen_group.tolist()  # same choices
+    chosen = dict(zip("results/test/heldout/degraded/" + accuracy.degradation + "/images/" + accuracy.image + ".png",
+                      accuracy.chosen_group))
+    assert [a["group"] for a in answers] == [chosen[a["image"]] for a in answers]  # the report's choices
     text = grids_cli(built, "select", images[0])
     assert text.returncode == 0 and "group" in text.stdout and "distance" in text.stdout
 
@@ -311,6 +320,7 @@ def test_paper_config_dry_runs_final_models(tmp_path):
     workdir = tmp_path / "paper"
     (workdir / "config").mkdir(parents=True)
     shutil.copy(ROOT / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    shutil.copytree(ROOT / "examples", workdir / "examples")  # the default config's unseen haze
     text = (ROOT / "config" / "paper.yaml").read_text()
     for placeholder in sorted(set(re.findall(r"/path/to/\w+", text))):
         folder = workdir / "data" / placeholder.rsplit("/", 1)[1]
@@ -340,6 +350,7 @@ def test_single_gpu_config_dry_runs_final_models(tmp_path):
     workdir = tmp_path / "gpu"
     (workdir / "config").mkdir(parents=True)
     shutil.copy(ROOT / "config" / "config.yaml", workdir / "config" / "config.yaml")
+    shutil.copytree(ROOT / "examples", workdir / "examples")  # the default config's unseen haze
     configs = [str(workdir / "config" / "config.yaml"), str(ROOT / "config" / "gpu.yaml")]
     result = snakemake(workdir, "-n", "-p", "final_models", "--configfile", *configs)
     out = result.stdout + result.stderr

@@ -35,6 +35,11 @@ os.environ["PATH"] = os.pathsep.join(
     [str(Path(sys.executable).parent), os.environ["PATH"]]
 )
 DEGRADATIONS = list(CONFIG["degradations"])
+# Degradations left out of training, applied to the test sets only: the selection report checks
+# that inputs like them are called out of distribution.
+UNSEEN = list(CONFIG["selection"]["unseen"])
+TEST_DEGRADATIONS = DEGRADATIONS + UNSEEN
+ENTRIES = {**CONFIG["degradations"], **CONFIG["selection"]["unseen"]}
 IMAGE_SETS = [
     "clean",
     *DEGRADATIONS,
@@ -42,7 +47,7 @@ IMAGE_SETS = [
 
 
 wildcard_constraints:
-    degradation="|".join(re.escape(name) for name in DEGRADATIONS),
+    degradation="|".join(re.escape(name) for name in TEST_DEGRADATIONS),
     image_set="|".join(re.escape(name) for name in IMAGE_SETS),
 
 
@@ -59,12 +64,12 @@ def get_clean_image_files(wildcards):
 
 def get_degradation_entry(wildcards):
     """One degradation's resolved config: a param, so editing it reruns only that degradation."""
-    return json.dumps(CONFIG["degradations"][wildcards.degradation], sort_keys=True)
+    return json.dumps(ENTRIES[wildcards.degradation], sort_keys=True)
 
 
 def get_user_function_file(wildcards):
     """The .py file of a user-defined degradation (a change to it reruns that degradation)."""
-    entry = CONFIG["degradations"][wildcards.degradation]
+    entry = ENTRIES[wildcards.degradation]
     file_part = entry.get("function", "").rpartition(":")[0]
     return [file_part] if file_part.endswith(".py") else []
 
@@ -188,7 +193,7 @@ def get_test_manifests(wildcards=None):
     return expand(
         "results/test/{test_set}/degraded/{degradation}/manifest.parquet",
         test_set=TEST_SETS,
-        degradation=DEGRADATIONS,
+        degradation=TEST_DEGRADATIONS,
     ) + expand("results/test/{test_set}/clean/manifest.parquet", test_set=TEST_SETS)
 
 

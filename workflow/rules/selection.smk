@@ -13,6 +13,7 @@ rule selection_tables:
         divergences="results/selection/divergences.parquet",
         accuracy="results/selection/accuracy.parquet",
         prediction="results/selection/prediction.parquet",
+        ood="results/selection/ood.parquet",
         summary="results/selection/summary.md",
         confusion=report(
             "results/selection/confusion.png",
@@ -39,11 +40,12 @@ rule selection_tables:
         test_sets=get_test_set_args,
         features=get_features_json,
         threshold=CONFIG["selection"]["threshold"],
+        unseen=" ".join(f"--unseen {name}" for name in UNSEEN),
         seed=CONFIG["seed"],
     shell:
         "python -m grids.selection report --ggd {input.ggd:q} --groups {input.groups:q}"
         " --eval {input.evals:q} {params.test_sets} --descriptor '{input.descriptor}'"
-        " --features {params.features:q} --threshold {params.threshold} --seed {params.seed}"
+        " --features {params.features:q} --threshold {params.threshold} --seed {params.seed} {params.unseen}"
         " --threads {threads} --out results/selection > {log:q} 2>&1"
 
 

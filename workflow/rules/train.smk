@@ -113,7 +113,7 @@ rule evaluate:
         runtime=60,
     params:
         test_sets=get_test_set_args,
-        degradations=" ".join(DEGRADATIONS),
+        degradations=" ".join(TEST_DEGRADATIONS),
     shell:
         "python -m grids.evaluate --model {input.model:q} {params.test_sets}"
         " --degradations {params.degradations} --threads {threads} --out {output:q} > {log:q} 2>&1"
