@@ -85,7 +85,11 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     config = copy.deepcopy(dict(config))
     # `name: null` drops an entry inherited from an earlier config file (Snakemake merges
     # --configfile files key by key, so an entry cannot be deleted otherwise).
-    for section in (config.get("degradations"), (config.get("training") or {}).get("test_sets")):
+    for section in (
+        config.get("degradations"),
+        (config.get("training") or {}).get("test_sets"),
+        (config.get("selection") or {}).get("unseen"),
+    ):
         if isinstance(section, dict):
             for name in [n for n, v in section.items() if v is None]:
                 del section[name]
@@ -165,26 +169,26 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     for name, entry in config["degradations"].items():
         if name in RESERVED_SET_NAMES:
             raise ConfigError(f"config key degradations.{name}: the name {name!r} is reserved for the clean set")
-        try:
-            deg = get_degradation(name, entry, base_dir)
-        except (ValueError, KeyError, FileNotFoundError, ImportError, SyntaxError) as err:
-            raise ConfigError(f"config key degradations.{name}: {err}") from None
-        if name in BUILTINS:
-            config["degradations"][name] = dict(deg.config)  # resolved: defaults filled in
+        config["degradations"][name] = _resolve_degradation(name, entry, f"degradations.{name}", base_dir)
     selection = config["selection"] = {**DEFAULT_SELECTION, **config.get("selection", {})}
-    selection["unseen"] = {k: v for k, v in (selection["unseen"] or {}).items() if v is not None}
+    selection["unseen"] = dict(selection["unseen"] or {})
     for name, entry in selection["unseen"].items():
         if name in config["degradations"] or name in RESERVED_SET_NAMES:
             raise ConfigError(f"config key selection.unseen.{name}: {name!r} is a trained degradation (or reserved); "
                               "unseen degradations must be left out of `degradations`")
-        try:
-            deg = get_degradation(name, entry, base_dir)
-        except (ValueError, KeyError, FileNotFoundError, ImportError, SyntaxError, TypeError) as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else err
-            raise ConfigError(f"config key selection.unseen.{name}: {message}") from None
-        if name in BUILTINS:
-            selection["unseen"][name] = dict(deg.config)
+        selection["unseen"][name] = _resolve_degradation(name, entry, f"selection.unseen.{name}", base_dir)
     return config
+
+
+def _resolve_degradation(name: str, entry: dict, key: str, base_dir: str | Path) -> dict:
+    """The entry with a built-in's defaults filled in (a user-defined one as given); a degradation
+    that cannot be built is a ConfigError naming ``key``."""
+    try:
+        deg = get_degradation(name, entry, base_dir)
+    except (ValueError, KeyError, FileNotFoundError, ImportError, SyntaxError, TypeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise ConfigError(f"config key {key}: {message}") from None
+    return dict(deg.config) if name in BUILTINS else entry
 
 
 def _check_arch_kwargs(recipe: dict, key: str) -> None:

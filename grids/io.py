@@ -117,6 +117,31 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
+def read_parquets(paths) -> pd.DataFrame:
+    """Several tables with the same columns, concatenated in order."""
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (jobs have no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, *paths: str | Path, dpi: int = 120) -> None:
+    """Write ``fig`` atomically to each path (format from its suffix), then free it."""
+    import matplotlib.pyplot as plt
+
+    for path in paths:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix[1:], dpi=dpi)
+    plt.close(fig)
+
+
 def list_image_files(folder: str | Path) -> tuple[list[Path], list[Path]]:
     """Files of ``folder`` (not recursive, sorted): ``(images, skipped)``.
 

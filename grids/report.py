@@ -35,7 +35,7 @@ def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
 
 def upper_bounds(eval_files: list[str], out_dir: str | Path) -> pd.DataFrame:
     out_dir = Path(out_dir)
-    evaluation = pd.concat([pd.read_parquet(f) for f in eval_files], ignore_index=True)
+    evaluation = io.read_parquets(eval_files)
     io.write_parquet(evaluation, out_dir / "evaluation.parquet")
     table = upper_bound_summary(evaluation)
     markdown = "# Upper bounds: single-task models vs the mix-all baseline\n\n"
@@ -79,11 +79,7 @@ def table1(groups: pd.DataFrame, evaluation: pd.DataFrame, baselines: dict[str, 
 
 def plot_table1(table: pd.DataFrame, path: str | Path) -> None:
     """Grouped bars per degradation (one panel per test set): upper bound, baselines, GRIDS."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = io.pyplot()
     columns = [c for c in table.columns if c.startswith("psnr_") and c != "psnr_grids"] + ["psnr_grids"]
     sets = list(dict.fromkeys(table.test_set))
     fig, axes = plt.subplots(len(sets), 1, figsize=(max(6.0, 0.9 * table.degradation.nunique() + 2), 3.6 * len(sets)),
@@ -102,15 +98,13 @@ def plot_table1(table: pd.DataFrame, path: str | Path) -> None:
         ax.set_title(f"Table 1 on {test_set}: single-task upper bound, mix-all baseline, GRIDS groups")
         ax.legend(fontsize=8, ncols=len(columns))
     fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix[1:], dpi=120)
-    plt.close(fig)
+    io.save_figure(fig, path)
 
 
 def write_table1(groups_file: str, eval_files: list[str], baseline_files: dict[str, str], out_dir: str | Path) -> pd.DataFrame:
     out_dir = Path(out_dir)
     groups = pd.read_parquet(groups_file)
-    evaluation = pd.concat([pd.read_parquet(f) for f in eval_files], ignore_index=True)
+    evaluation = io.read_parquets(eval_files)
     baselines = {name: pd.read_parquet(f) for name, f in baseline_files.items()}
     table = table1(groups, evaluation, baselines)
     io.write_parquet(table, out_dir / "table1.parquet")

@@ -86,10 +86,6 @@ def group_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> d
     return {frozenset(group_members(g)): float(v) for g, v in worst.items()}
 
 
-def load_evaluations(files: list[str]) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-
-
 def planner_for(matrix: pd.DataFrame, names: list[str], grouping: dict) -> Planner:
     return Planner(
         names, distance_matrix(matrix, names), grouping["delta"], strategy=grouping["strategy"],
@@ -163,11 +159,7 @@ def finish(round_tables: list[pd.DataFrame], matrix: pd.DataFrame, names: list[s
 def plot_search(verified: pd.DataFrame, delta: float, path: str | Path) -> None:
     """Each verified group's drop against its mean similarity distance, the delta line across:
     how well the ranking heuristic predicted the trainings' outcome."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = io.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for feasible, colour in ((True, "tab:green"), (False, "tab:red")):
         rows = verified[verified.feasible == feasible]
@@ -182,9 +174,7 @@ def plot_search(verified: pd.DataFrame, delta: float, path: str | Path) -> None:
     ax.set_title(f"Grouping search: {len(verified)} verified groups (marker size = group size)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    io.save_figure(fig, path)
 
 
 def export_models(groups: pd.DataFrame, models_dir: str | Path, out_dir: str | Path) -> list[Path]:
@@ -237,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table.groupby("size").head(3).round(3).to_string(index=False))
         return 0
     grouping = {**DEFAULT_GROUPING, **json.loads(args.grouping)}
-    evaluation = load_evaluations(args.eval)
+    evaluation = io.read_parquets(args.eval)
     if args.command == "round":
         table = plan_round(args.round, matrix, args.degradations, evaluation, grouping)
         io.write_parquet(table, args.out)

@@ -269,11 +269,7 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
 
 def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) -> None:
     """Rows: the true degradation; columns: the chosen group; the true group's cell outlined."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = io.pyplot()
     names = list(dict.fromkeys(accuracy.degradation))
     counts = pd.crosstab(accuracy.degradation, accuracy.chosen_group).reindex(index=names, columns=groups, fill_value=0)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(groups), 1.2 + 0.45 * len(names)))
@@ -290,18 +286,12 @@ def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) 
     ax.set_ylabel("true degradation")
     ax.set_title(f"Model selection: {accuracy.correct.mean():.0%} correct (orange: the true group)")
     fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    io.save_figure(fig, path)
 
 
 def plot_prediction(accuracy: pd.DataFrame, prediction: pd.DataFrame, threshold: float, path: str | Path) -> None:
     """Divergence to the chosen group vs the PSNR its model obtained, one colour per degradation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = io.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.6))
     for name, part in accuracy.groupby("degradation", sort=False):
         unseen = not part.seen.iloc[0]
@@ -314,9 +304,7 @@ def plot_prediction(accuracy: pd.DataFrame, prediction: pd.DataFrame, threshold:
     ax.set_ylabel("PSNR of the chosen model (dB)")
     ax.legend(fontsize=7, ncols=2)
     fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    io.save_figure(fig, path)
 
 
 def write_report(tables: dict[str, pd.DataFrame], groups: pd.DataFrame, threshold: float, out_dir: str | Path) -> None:
@@ -374,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     features = json.loads(args.features)
     check_features(ggd, features, None)
     selector = Selector(group_ggds(ggd, groups), features, args.descriptor or None, args.threshold, args.seed, args.device)
-    evaluation = pd.concat([pd.read_parquet(f) for f in args.eval], ignore_index=True)
+    evaluation = io.read_parquets(args.eval)
     tables = selection_tables(selector, groups, dict(args.test_set), evaluation, args.unseen)
     write_report(tables, groups, args.threshold, args.out)
     print((Path(args.out) / "summary.md").read_text())

@@ -109,11 +109,7 @@ def cluster_order(wide: pd.DataFrame) -> list[str]:
 
 def plot_heatmap(matrix: pd.DataFrame, png: str | Path, svg: str | Path, title: str = "") -> None:
     """Annotated heatmap of ``distance_sym``, rows/columns ordered by hierarchical clustering."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = io.pyplot()
     wide = wide_matrix(matrix)
     order = cluster_order(wide)
     wide = wide.loc[order, order]
@@ -131,16 +127,13 @@ def plot_heatmap(matrix: pd.DataFrame, png: str | Path, svg: str | Path, title: 
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="log-KL distance (symmetrised)")
     ax.set_title(title or "Degradation similarity (smaller = more similar)")
     fig.tight_layout()
-    for path in (png, svg):
-        with io.atomic_path(path) as tmp:
-            fig.savefig(tmp, format=Path(path).suffix[1:], dpi=150)
-    plt.close(fig)
+    io.save_figure(fig, png, svg, dpi=150)
 
 
 def build_matrix(ggd_files: list[str], out_dir: str | Path) -> pd.DataFrame:
     """Combine per-set GGD rows; write ``ggd.parquet``, ``matrix.parquet`` and the heatmap."""
     out_dir = Path(out_dir)
-    ggd = pd.concat([pd.read_parquet(f) for f in ggd_files], ignore_index=True)
+    ggd = io.read_parquets(ggd_files)
     matrix = similarity_table(ggd)
     io.write_parquet(ggd, out_dir / "ggd.parquet")
     io.write_parquet(matrix, out_dir / "matrix.parquet")

@@ -156,6 +156,13 @@ def project(tmp_path_factory) -> tuple[Path, Path]:
     return make_project(tmp / "project", SLURM_TINY), write_test_profile(tmp / "slurm-test")
 
 
+def assert_rerun_submits_nothing(workdir: Path, profile: Path, *targets: str) -> None:
+    again = snakemake_slurm(workdir, profile, *targets, limit=120)
+    log = again.stdout + again.stderr
+    assert again.returncode == 0, log
+    assert "Nothing to be done" in log and "submitted with SLURM jobid" not in log, log
+
+
 def test_similarity_matrix_through_slurm(project):
     workdir, profile = project
     start = time.monotonic()
@@ -170,10 +177,7 @@ def test_similarity_matrix_through_slurm(project):
     assert (workdir / "results" / "similarity" / "heatmap.png").stat().st_size > 1000
     print(f"similarity_matrix through Slurm: {len(jobs)} jobs in {time.monotonic() - start:.0f}s")
 
-    again = snakemake_slurm(workdir, profile, "similarity_matrix", limit=120)
-    log = again.stdout + again.stderr
-    assert again.returncode == 0, log
-    assert "Nothing to be done" in log and "submitted with SLURM jobid" not in log, log
+    assert_rerun_submits_nothing(workdir, profile, "similarity_matrix")
 
 
 def test_final_models_through_slurm(project):
@@ -190,10 +194,7 @@ def test_final_models_through_slurm(project):
     assert any(p.name.startswith("table1") for p in (workdir / "results" / "final").iterdir())
     print(f"final_models through Slurm: {len(jobs)} jobs in {time.monotonic() - start:.0f}s")
 
-    again = snakemake_slurm(workdir, profile, "final_models", "similarity_matrix", limit=120)
-    log = again.stdout + again.stderr
-    assert again.returncode == 0, log
-    assert "Nothing to be done" in log and "submitted with SLURM jobid" not in log, log
+    assert_rerun_submits_nothing(workdir, profile, "final_models", "similarity_matrix")
 
 
 def wait_until(what: str, predicate, runner: subprocess.Popen, timeout: float = 180):
