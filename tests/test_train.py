@@ -22,7 +22,7 @@ from grids.degrade import degrade_dataset
 from grids.degradations import get_degradation
 from grids.evaluate import evaluate_model, psnr, restore, ssim
 from grids.groups import group_members, group_name, group_pattern
-from grids.train import OnlineDegrader, learning_rate, load_checkpoint, load_model, train
+from grids.train import OnlineDegrader, Prefetcher, learning_rate, load_checkpoint, load_model, train
 
 RECIPE = {
     "arch": "srresnet", "arch_kwargs": {"num_feat": 8, "num_block": 2}, "iterations": 40, "batch_size": 4,
@@ -104,6 +104,57 @@ def test_resume_in_process_is_exact(images, tmp_path):
     train(GROUP, images, ENTRIES, RECIPE, 0, tmp_path / "b.pth", tmp_path / "rb.pth", "cpu")
     a, b = load_checkpoint(tmp_path / "a.pth"), load_checkpoint(tmp_path / "b.pth")
     assert state_dicts_equal(a["params"], b["params"])
+
+
+def test_prefetcher_gives_the_same_batches_and_states_as_building_in_place(images):
+    degs = {name: get_degradation(name, ENTRIES[name]) for name in ENTRIES}
+    data = OnlineDegrader(images, degs, 32, torch.device("cpu"))
+
+    def draw(depth: int) -> list:
+        loader = Prefetcher(data, 4, np.random.default_rng(3), torch.Generator().manual_seed(3), depth)
+        try:
+            out = []
+            for _ in range(5):
+                batch = loader.next()
+                numpy_state, torch_state = loader.state()
+                out.append((batch, numpy_state, torch_state))
+            return out
+        finally:
+            loader.close()
+
+    inline, ahead = draw(0), draw(3)
+    for (b0, n0, t0), (b1, n1, t1) in zip(inline, ahead):
+        assert torch.equal(b0[0], b1[0]) and torch.equal(b0[1], b1[1])
+        # the state after the batch handed out, not after the ones the thread built ahead
+        assert n0 == n1 and torch.equal(t0, t1)
+
+
+def test_prefetcher_raises_the_producer_error_in_the_consumer(images):
+    class Broken(OnlineDegrader):
+        def batch(self, *args):
+            raise RuntimeError("degradation failed")
+
+    loader = Prefetcher(Broken(images, {}, 32, torch.device("cpu")), 2, np.random.default_rng(0), torch.Generator(), 2)
+    with pytest.raises(RuntimeError, match="degradation failed"):
+        loader.next()
+    loader.close()
+
+
+def test_resume_with_prefetch_is_exact(images, tmp_path):
+    # the loader runs ahead of the step; the checkpoint must still hold the consumer's RNG state
+    train(GROUP, images, ENTRIES, RECIPE, 0, tmp_path / "a.pth", tmp_path / "ra.pth", "cpu", prefetch=0)
+    train(GROUP, images, ENTRIES, RECIPE, 0, tmp_path / "b.pth", tmp_path / "rb.pth", "cpu", stop_after=20, prefetch=3)
+    train(GROUP, images, ENTRIES, RECIPE, 0, tmp_path / "b.pth", tmp_path / "rb.pth", "cpu", prefetch=3)
+    a, b = load_checkpoint(tmp_path / "a.pth"), load_checkpoint(tmp_path / "b.pth")
+    assert state_dicts_equal(a["params"], b["params"])
+    assert a["numpy_rng"] == b["numpy_rng"] and torch.equal(a["torch_rng"], b["torch_rng"])
+
+
+def test_precision_is_checked_and_recorded(images, tmp_path):
+    with pytest.raises(ValueError, match="precision must be"):
+        train(GROUP, images, ENTRIES, RECIPE, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu", precision="fp16")
+    train(GROUP, images, ENTRIES, {**RECIPE, "iterations": 2}, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu")
+    assert load_checkpoint(tmp_path / "m.pth")["precision"] == "fp32"
 
 
 def _write_manifest(tmp_path: Path, images: list[np.ndarray]) -> Path:
