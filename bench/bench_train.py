@@ -11,8 +11,9 @@ For each architecture and precision it times, in one process:
   degradation per sample drawn from all 11, batched on the device), with the trainer's default
   prefetch (2 batches ahead on CUDA, none on CPU) and, side by side, with none;
 
-and prints it/s of each and the ratio end-to-end / bare (target on a GPU: >= 90 %). On CUDA the
-precisions are bf16 autocast + channels_last (+ torch.compile with ``--compile``) and fp32 eager.
+and prints it/s of each, the ratio end-to-end / bare (target on a GPU: >= 90 %) and the peak GPU
+memory. On CUDA the precisions are bf16 autocast + channels_last (+ torch.compile with
+``--compile``) and fp32 eager; each runs in a fresh model whose memory is released afterwards.
 ``--full`` uses the paper's backbone sizes instead of the default config's tiny SRResNet.
 """
 
@@ -67,44 +68,58 @@ def main() -> None:
           f"{torch.get_num_threads()} CPU threads")
     prefetch = 2 if device.type == "cuda" else 0
     header = (f"{'arch':10s} {'precision':16s} {'params M':>8s} {'bare it/s':>10s} {'no prefetch':>12s} "
-              f"{'e2e it/s':>9s} {'ratio':>6s}")
+              f"{'e2e it/s':>9s} {'ratio':>6s} {'peak GB':>8s}")
     print(header)
     print("-" * len(header))
     for arch in args.archs.split(","):
         kwargs = FULL_SIZES[arch] if args.full else (config["training"]["arch_kwargs"] if arch == config["training"]["arch"] else {})
         for precision in precisions:
-            torch.manual_seed(0)
-            model = ARCHS[arch](**kwargs).to(device)
-            bf16 = precision == "bf16"
-            if bf16:
-                model = model.to(memory_format=torch.channels_last)
-            step_model = torch.compile(model) if bf16 and args.compile else model
-            optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            data = OnlineDegrader(images, degradations, args.crop, device)
-            fixed = torch.rand(args.batch, 3, args.crop, args.crop, device=device)
-
-            def step(x, y):  # the trainer's own step, so the bench times what training runs
-                optimisation_step(step_model, optimiser, x, y, bf16)
-
-            def fed(depth: int) -> float:
-                loader = Prefetcher(data, args.batch, np.random.default_rng(0), torch.Generator(device).manual_seed(0), depth)
-                try:
-                    return timed_steps(lambda: step(*loader.next()), args.steps, device)
-                finally:
-                    loader.close()
-
-            label = precision + ("+compile" if bf16 and args.compile else "")
+            compiled = precision == "bf16" and args.compile
+            label = precision + ("+compile" if compiled else "")
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             try:
-                bare = timed_steps(lambda: step(fixed, fixed), args.steps, device)
-                inline = fed(0)
-                end_to_end = fed(prefetch) if prefetch else inline
-            except Exception as err:  # e.g. no compiler for torch.compile: report it, bench the rest
-                print(f"{arch:10s} {label:16s} failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}", flush=True)
+                row = bench_one(arch, kwargs, precision == "bf16", compiled, images, degradations, args, device, prefetch)
+            except Exception as err:  # e.g. out of memory, no compiler for torch.compile: report it, bench the rest
+                print(f"{arch:10s} {label:16s} failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}", flush=True)
+                row = None
+            finally:  # nothing of this run may crowd the next one's memory
+                if device.type == "cuda":
+                    torch._dynamo.reset()
+                    torch.cuda.empty_cache()
+            if row is None:
                 continue
-            params = sum(p.numel() for p in model.parameters()) / 1e6
+            params, bare, inline, end_to_end = row
+            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
             print(f"{arch:10s} {label:16s} {params:8.2f} {bare:10.2f} {inline:12.2f} {end_to_end:9.2f} "
-                  f"{end_to_end / bare:6.2f}", flush=True)
+                  f"{end_to_end / bare:6.2f} {peak:8.1f}", flush=True)
 
+
+def bench_one(arch, kwargs, bf16, compiled, images, degradations, args, device, prefetch) -> tuple[float, ...]:
+    """``(params M, bare it/s, end-to-end it/s without prefetch, with the trainer's prefetch)``."""
+    torch.manual_seed(0)
+    model = ARCHS[arch](**kwargs).to(device)
+    if bf16:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if compiled else model
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    data = OnlineDegrader(images, degradations, args.crop, device)
+    fixed = torch.rand(args.batch, 3, args.crop, args.crop, device=device)
+
+    def step(x, y):  # the trainer's own step, so the bench times what training runs
+        optimisation_step(step_model, optimiser, x, y, bf16)
+
+    def fed(depth: int) -> float:
+        loader = Prefetcher(data, args.batch, np.random.default_rng(0), torch.Generator(device).manual_seed(0), depth)
+        try:
+            return timed_steps(lambda: step(*loader.next()), args.steps, device)
+        finally:
+            loader.close()
+
+    bare = timed_steps(lambda: step(fixed, fixed), args.steps, device)
+    inline = fed(0)
+    end_to_end = fed(prefetch) if prefetch else inline
+    return sum(p.numel() for p in model.parameters()) / 1e6, bare, inline, end_to_end
 
 if __name__ == "__main__":
     main()
