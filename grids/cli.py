@@ -124,7 +124,7 @@ def _restore(args) -> int:
 
     image = _read_input(args.image)
     selector = _selector(args)
-    known = list(selector.groups.group)
+    known = list(dict.fromkeys(selector.references.group))
     if args.group:
         if args.group not in known:
             raise ValueError(f"--group {args.group!r} is not a final group; choose one of: {', '.join(known)}")

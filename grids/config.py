@@ -55,7 +55,7 @@ DEFAULT_TRAINING = {
     "runtime": 60,
 }
 DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
-DEFAULT_SELECTION = {"threshold": 4.0, "unseen": {}}
+DEFAULT_SELECTION = {"reference": "images", "threshold": None, "unseen": {}}
 RESERVED_SET_NAMES = {"clean"}
 # Keyword arguments of each backbone (kept here so the config is checked without importing torch;
 # tests/test_archs.py checks them against the classes' signatures).

@@ -9,15 +9,32 @@ For an input image of unknown degradation:
    the patch size (the fit then partly sees mirrored content; a warning says so).
 2. Descriptor features, PCA fitted on those patches alone, GGD fit: exactly the similarity
    stage's recipe (:func:`grids.features.features_ggd`) with the same ``features`` config.
-3. Each final group C_k gets the GGD whose (alpha, sigma) are the means of its members'
-   (``results/similarity/ggd.parquet``); the divergence is ``KL(GGD(C_k) || GGD(input))``,
-   reported on the distance scale ``log10(KL + 1e-5) + 5`` like the similarity matrix.
+3. References per final group C_k (``selection.reference``):
+
+   * ``images`` (default): every image of each member's degraded set gets its GGD by steps 1-2,
+     exactly like an input (``results/selection/references.parquet``); the group's divergence is
+     the smallest ``KL(GGD(reference) || GGD(input))`` over its members' images (nearest
+     neighbour). Reference and input then come from one image each, so their statistics compare.
+   * ``sets`` (the paper's wording): one GGD per group, the means of its members' (alpha, sigma)
+     from the similarity stage (``results/similarity/ggd.parquet``, fitted on whole sets); the
+     divergence is ``KL(GGD(C_k) || GGD(input))``.
+
+   Divergences are reported on the distance scale ``log10(KL + 1e-5) + 5`` like the similarity
+   matrix.
 4. The group of smallest divergence is chosen. Its divergence predicts, without running the
-   model, whether the input is like the training degradations: above ``selection.threshold``
-   (default 4, the paper's haze example) the input is out of distribution.
+   model, whether the input is like the training degradations: above ``selection.threshold`` the
+   input is out of distribution. Its default (null) is, for ``images``, the 95th percentile of
+   each reference image's distance to its nearest other reference of the same group (so about
+   5 % of inputs of trained degradations are flagged), and for ``sets`` the paper's 4.
 
     python -m grids.selection report --ggd G --groups F --eval E... --test-set NAME FOLDER ...
         --descriptor W --features JSON --threshold T --seed S --out results/selection
+
+    python -m grids.selection references --set jpeg --manifest results/degraded/jpeg/manifest.parquet \
+        --descriptor W --features JSON --seed S --out results/selection/references/jpeg.parquet
+
+``references`` (rule ``selection_references``, one job per degradation): the per-image GGDs of
+one degraded set (``degradation, image, alpha, sigma`` + the feature settings and descriptor).
 
 ``report`` (rule ``selection_report``) selects a group for every degraded test image and writes:
 
@@ -50,7 +67,11 @@ import pandas as pd
 from . import io
 from .ggd import GGD, kl_divergence, log_kl_distance
 from .seeds import rng_for
+from .similarity import add_set_arguments
 
+PAPER_THRESHOLD = 4.0  # the paper's haze example; on the scale of set-level GGDs
+REFERENCE_COLUMNS = ["degradation", "image", "alpha", "sigma", "n_patches", "patch_size", "pca_components",
+                     "feature_kind", "descriptor_sha256"]
 FEATURE_COLUMNS = {"n_patches": "n_patches", "patch_size": "patch_size", "pca_components": "pca_components",
                    "kind": "feature_kind"}
 
@@ -91,11 +112,48 @@ def group_ggds(ggd: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "alpha", "sigma"])
 
 
-def divergences(groups: pd.DataFrame, fit: GGD) -> pd.DataFrame:
-    """``group, kl, distance`` with ``kl = KL(GGD(C_k) || GGD(input))``, smallest distance first."""
-    kl = np.atleast_1d(kl_divergence(groups.alpha.to_numpy(), groups.sigma.to_numpy(), fit.alpha, fit.sigma))
-    table = pd.DataFrame({"group": groups.group, "kl": kl, "distance": np.atleast_1d(log_kl_distance(kl))})
+def image_references(references: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+    """``group, alpha, sigma``: one row per reference image of each final group's members."""
+    missing = sorted(set(groups.degradation) - set(references.degradation))
+    if missing:
+        raise ValueError(f"references.parquet has no images of {missing}: rebuild final_models")
+    group_of = dict(zip(groups.degradation, groups.group))
+    table = references[references.degradation.isin(group_of)]
+    return pd.DataFrame({"group": table.degradation.map(group_of), "alpha": table.alpha, "sigma": table.sigma}).reset_index(drop=True)
+
+
+def divergences(references: pd.DataFrame, fit: GGD) -> pd.DataFrame:
+    """``group, kl, distance``: per group the smallest ``KL(reference || input)`` over its reference
+    rows (one row per group for ``sets``, one per image for ``images``), smallest distance first."""
+    kl = np.atleast_1d(kl_divergence(references.alpha.to_numpy(), references.sigma.to_numpy(), fit.alpha, fit.sigma))
+    table = pd.DataFrame({"group": references.group.to_numpy(), "kl": np.asarray(kl, dtype=np.float64)})
+    table = table.groupby("group", sort=False).kl.min().reset_index()
+    table["distance"] = np.atleast_1d(log_kl_distance(table.kl.to_numpy()))
     return table.sort_values(["distance", "group"], kind="stable").reset_index(drop=True)
+
+
+def leave_one_out_threshold(references: pd.DataFrame, quantile: float = 0.95) -> float:
+    """The ``quantile`` of each reference's distance to the nearest *other* reference of its group:
+    how far an input of a trained degradation typically lands from its group (groups with a
+    single reference row have no such distance and are skipped)."""
+    nearest = []
+    for _, part in references.groupby("group", sort=False):
+        if len(part) < 2:
+            continue
+        a, s = part.alpha.to_numpy(), part.sigma.to_numpy()
+        d = np.asarray(log_kl_distance(np.asarray(kl_divergence(a[:, None], s[:, None], a[None, :], s[None, :]), float)), float)
+        np.fill_diagonal(d, np.inf)
+        nearest.extend(d.min(axis=0))  # column j: distance of the others (as references) to image j
+    if not nearest:
+        raise ValueError("no group has two reference images: set selection.threshold explicitly")
+    return float(np.quantile(nearest, quantile))
+
+
+def resolve_threshold(threshold: float | None, reference: str, references: pd.DataFrame) -> float:
+    """``selection.threshold``, or its default for the reference kind (see the module doc)."""
+    if threshold is not None:
+        return float(threshold)
+    return leave_one_out_threshold(references) if reference == "images" else PAPER_THRESHOLD
 
 
 @dataclass
@@ -115,63 +173,107 @@ class Selection:
         }
 
 
-class Selector:
-    """Chooses a final group for an image (see the module docstring)."""
+def image_ggd(image: np.ndarray, features: dict, model, seed: int, device) -> GGD:
+    """The GGD of one image: self-augmented patches, descriptor features (or SIFT), PCA, fit."""
+    import torch
 
-    def __init__(self, groups: pd.DataFrame, features: dict, descriptor: str | None, threshold: float = 4.0,
+    from .features import descriptor_features, features_ggd, sift_features
+
+    if features["kind"] == "sift":
+        x = torch.from_numpy(sift_features([image], features["n_patches"], seed))
+    else:
+        patches = self_augmented_patches(image, features["n_patches"], features["patch_size"], seed)
+        x = descriptor_features(model, patches, features["layer"], device)
+    return features_ggd(x, features)[0]
+
+
+def reference_table(name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int,
+                    device: str = "auto") -> pd.DataFrame:
+    """Stage ``selection_references``: the per-image GGD of every image of one degraded set."""
+    from tqdm import tqdm
+
+    from .descriptor import load_descriptor, sha256_file
+    from .similarity import pick_device
+
+    device = pick_device(device)
+    model, sha = None, ""
+    if features["kind"] == "descriptor":
+        model, sha = load_descriptor(descriptor, device), sha256_file(descriptor)
+    rows = []
+    for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"references {name}", unit="img"):
+        fit = image_ggd(io.load_png(row.path), features, model, seed, device)
+        rows.append([name, row.image_id, fit.alpha, fit.sigma, features["n_patches"], features["patch_size"],
+                     features["pca_components"], features["kind"], sha])
+    return pd.DataFrame(rows, columns=REFERENCE_COLUMNS)
+
+
+class Selector:
+    """Chooses a final group for an image (see the module docstring).
+
+    ``references``: ``group, alpha, sigma`` rows (:func:`image_references` or :func:`group_ggds`).
+    """
+
+    def __init__(self, references: pd.DataFrame, features: dict, descriptor: str | None, threshold: float = 4.0,
                  seed: int = 0, device: str = "auto"):
         from .descriptor import load_descriptor
         from .similarity import pick_device
 
-        self.groups, self.features, self.threshold, self.seed = groups, features, threshold, seed
+        self.references, self.features, self.threshold, self.seed = references, features, threshold, seed
         self.device = pick_device(device)
         self.model = load_descriptor(descriptor, self.device) if features["kind"] == "descriptor" else None
 
     def input_ggd(self, image: np.ndarray) -> GGD:
-        import torch
-
-        from .features import descriptor_features, features_ggd, sift_features
-
-        f = self.features
-        if f["kind"] == "sift":
-            x = torch.from_numpy(sift_features([image], f["n_patches"], self.seed))
-        else:
-            patches = self_augmented_patches(image, f["n_patches"], f["patch_size"], self.seed)
-            x = descriptor_features(self.model, patches, f["layer"], self.device)
-        return features_ggd(x, f)[0]
+        return image_ggd(image, self.features, self.model, self.seed, self.device)
 
     def select(self, image: np.ndarray) -> Selection:
         fit = self.input_ggd(image)
-        table = divergences(self.groups, fit)
+        table = divergences(self.references, fit)
         best = table.iloc[0]
         return Selection(str(best.group), float(best.distance), bool(best.distance <= self.threshold), table,
                          fit.alpha, fit.sigma)
 
 
-def check_features(ggd: pd.DataFrame, features: dict, descriptor_sha: str | None) -> None:
-    """The config's features (and descriptor) must be those the group GGDs were fitted with."""
+def check_features(ggd: pd.DataFrame, features: dict, descriptor_sha: str | None,
+                   table: str = "results/similarity/ggd.parquet", target: str = "similarity_matrix") -> None:
+    """The config's features (and descriptor) must be those ``table``'s GGDs were fitted with."""
     row = ggd.iloc[0]
     for key, column in FEATURE_COLUMNS.items():
         stored = row[column].item() if hasattr(row[column], "item") else row[column]  # numpy -> Python
         if stored != features[key]:
             raise ValueError(
-                f"config key features.{key} is {features[key]!r} but results/similarity/ggd.parquet was fitted with "
-                f"{stored!r}: pass the config the results were built with, or rebuild `similarity_matrix`"
+                f"config key features.{key} is {features[key]!r} but {table} was fitted with "
+                f"{stored!r}: pass the config the results were built with, or rebuild `{target}`"
             )
     if descriptor_sha is not None and row.descriptor_sha256 and row.descriptor_sha256 != descriptor_sha:
-        raise ValueError("the descriptor weights changed since results/similarity/ggd.parquet was fitted: "
+        raise ValueError(f"the descriptor weights changed since {table} was fitted: "
                          "rebuild `similarity_matrix` and `final_models`")
 
 
-def load_results(results: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(ggd, groups)`` tables of a built workflow, with a message naming the target to build."""
+def load_results(results: str | Path, reference: str = "sets") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """``(ggd, groups, references)`` tables of a built workflow (``references`` None unless
+    ``reference`` is ``images``), with a message naming the target to build."""
     results = Path(results)
     needed = {results / "similarity" / "ggd.parquet": "similarity_matrix",
               results / "final" / "groups.parquet": "final_models"}
+    if reference == "images":
+        needed[results / "selection" / "references.parquet"] = "final_models"
     for path, target in needed.items():
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all {target}`")
-    return pd.read_parquet(results / "similarity" / "ggd.parquet"), pd.read_parquet(results / "final" / "groups.parquet")
+    references = pd.read_parquet(results / "selection" / "references.parquet") if reference == "images" else None
+    return (pd.read_parquet(results / "similarity" / "ggd.parquet"), pd.read_parquet(results / "final" / "groups.parquet"),
+            references)
+
+
+def build_references(reference: str, ggd: pd.DataFrame, groups: pd.DataFrame, references: pd.DataFrame | None,
+                     features: dict, descriptor_sha: str | None) -> pd.DataFrame:
+    """The selector's ``group, alpha, sigma`` rows for ``selection.reference``, after checking that
+    the stored fits used the config's features and descriptor."""
+    check_features(ggd, features, descriptor_sha)
+    if reference == "sets":
+        return group_ggds(ggd, groups)
+    check_features(references, features, descriptor_sha, "results/selection/references.parquet", "final_models")
+    return image_references(references, groups)
 
 
 def selector_from_config(config: dict, results: str | Path = "results", threshold: float | None = None,
@@ -179,15 +281,16 @@ def selector_from_config(config: dict, results: str | Path = "results", threshol
     from .config import descriptor_weights
     from .descriptor import sha256_file
 
-    ggd, groups = load_results(results)
+    reference = config["selection"]["reference"]
+    ggd, groups, references = load_results(results, reference)
     features = config["features"]
     weights = descriptor_weights(config) if features["kind"] == "descriptor" else None
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"descriptor weights {weights} not found (descriptor.weights: train needs "
                                 "`snakemake results/descriptor/msrresnet_x4.pth`)")
-    check_features(ggd, features, sha256_file(weights) if weights else None)
-    limit = config["selection"]["threshold"] if threshold is None else threshold
-    return Selector(group_ggds(ggd, groups), features, weights, limit, config["seed"], device)
+    table = build_references(reference, ggd, groups, references, features, sha256_file(weights) if weights else None)
+    limit = resolve_threshold(config["selection"]["threshold"] if threshold is None else threshold, reference, table)
+    return Selector(table, features, weights, limit, config["seed"], device)
 
 
 # --- selection report ----------------------------------------------------------------------------
@@ -347,24 +450,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-set", nargs=2, action="append", metavar=("NAME", "FOLDER"), required=True)
     p.add_argument("--descriptor", default="")
     p.add_argument("--features", required=True, help="the config's features section, JSON")
-    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--reference", choices=["images", "sets"], required=True, help="selection.reference")
+    p.add_argument("--references", help="references.parquet (per-image GGDs; needed for --reference images)")
+    p.add_argument("--threshold", type=float, help="selection.threshold (default: that of the reference kind)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--unseen", action="append", default=[], help="a test degradation no model was trained on")
     p.add_argument("--out", required=True)
+    add_set_arguments(sub.add_parser("references", help="per-image GGDs of one degraded set"))
+    p = sub.add_parser("combine", help="concatenate per-set reference tables")
+    p.add_argument("--references", nargs="+", required=True)
+    p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    if args.threads:
+    if getattr(args, "threads", 0):
         import torch
 
         torch.set_num_threads(args.threads)
-    ggd, groups = pd.read_parquet(args.ggd), pd.read_parquet(args.groups)
+    if args.command == "combine":
+        io.write_parquet(io.read_parquets(args.references), args.out)
+        return 0
     features = json.loads(args.features)
-    check_features(ggd, features, None)
-    selector = Selector(group_ggds(ggd, groups), features, args.descriptor or None, args.threshold, args.seed, args.device)
+    if args.command == "references":
+        table = reference_table(args.set, pd.read_parquet(args.manifest), args.descriptor or None, features, args.seed,
+                                args.device)
+        io.write_parquet(table, args.out)
+        return 0
+    if args.reference == "images" and not args.references:
+        parser.error("--reference images needs --references")
+    ggd, groups = pd.read_parquet(args.ggd), pd.read_parquet(args.groups)
+    references = pd.read_parquet(args.references) if args.reference == "images" else None
+    table = build_references(args.reference, ggd, groups, references, features, None)
+    threshold = resolve_threshold(args.threshold, args.reference, table)
+    selector = Selector(table, features, args.descriptor or None, threshold, args.seed, args.device)
     evaluation = io.read_parquets(args.eval)
     tables = selection_tables(selector, groups, dict(args.test_set), evaluation, args.unseen)
-    write_report(tables, groups, args.threshold, args.out)
+    write_report(tables, groups, threshold, args.out)
     print((Path(args.out) / "summary.md").read_text())
     return 0
 

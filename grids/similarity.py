@@ -143,10 +143,8 @@ def build_matrix(ggd_files: list[str], out_dir: str | Path) -> pd.DataFrame:
     return matrix
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grids.similarity", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("ggd", help="GGD of one image set")
+def add_set_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of a stage that fits GGDs on one image set (here and ``grids.selection``)."""
     p.add_argument("--set", required=True, help="set name (a degradation, or 'clean')")
     p.add_argument("--manifest", required=True, help="the set's manifest.parquet")
     p.add_argument("--descriptor", help="descriptor weights (.pth); not needed for kind=sift")
@@ -155,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     p.add_argument("--out", required=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.similarity", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_set_arguments(sub.add_parser("ggd", help="GGD of one image set"))
     p = sub.add_parser("matrix", help="combine GGD rows into the similarity tables and heatmap")
     p.add_argument("--ggd", nargs="+", required=True)
     p.add_argument("--out", required=True, help="output folder")

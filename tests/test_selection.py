@@ -20,13 +20,19 @@ from grids.degradations import get_degradation
 from grids.descriptor import load_descriptor
 from grids.features import set_ggd
 from grids.ggd import GGD
+from grids.ggd import kl_divergence, log_kl_distance
 from grids.selection import (
+    PAPER_THRESHOLD,
     Selector,
     auroc,
     check_features,
     divergences,
     group_ggds,
+    image_references,
+    leave_one_out_threshold,
     load_results,
+    reference_table,
+    resolve_threshold,
     self_augmented_patches,
     spearman,
 )
@@ -81,31 +87,98 @@ def test_divergences_rank_the_groups():
     assert table.distance.is_monotonic_increasing
 
 
+def test_divergences_take_the_nearest_reference_of_each_group():
+    refs = pd.DataFrame({"group": ["a", "a", "b", "b"], "alpha": [2.0, 0.7, 1.5, 3.0], "sigma": [5.0, 1.1, 2.0, 9.0]})
+    table = divergences(refs, GGD(0.7, 1.0))
+    assert table.group.tolist() == ["a", "b"]
+    for row in table.itertuples():
+        part = refs[refs.group == row.group]
+        kl = np.asarray(kl_divergence(part.alpha.to_numpy(), part.sigma.to_numpy(), 0.7, 1.0))
+        assert row.kl == pytest.approx(kl.min()) and row.distance == pytest.approx(log_kl_distance(kl.min()))
+
+
+def test_image_references_map_member_images_to_their_group():
+    references = pd.DataFrame({"degradation": ["a", "a", "b", "c"], "image": ["x", "y", "x", "x"],
+                               "alpha": [1.0, 2.0, 3.0, 4.0], "sigma": [1.0, 1.0, 1.0, 1.0]})
+    groups = pd.DataFrame({"degradation": ["a", "b"], "group": ["a+b", "a+b"]})
+    table = image_references(references, groups)
+    assert table.group.tolist() == ["a+b"] * 3 and table.alpha.tolist() == [1.0, 2.0, 3.0]  # c: not a final member
+    with pytest.raises(ValueError, match=r"no images of \['d'\]: rebuild final_models"):
+        image_references(references, pd.DataFrame({"degradation": ["d"], "group": ["d"]}))
+
+
+def test_leave_one_out_threshold_and_defaults():
+    refs = pd.DataFrame({"group": ["a", "a", "a", "b", "c", "c"], "alpha": [0.5, 0.6, 0.9, 1.0, 2.0, 2.1],
+                         "sigma": [1.0, 1.2, 2.0, 1.0, 3.0, 3.0]})
+    nearest = []  # brute force: each reference's distance from the nearest other one of its group
+    for i, r in refs.iterrows():
+        others = refs[(refs.group == r.group) & (refs.index != i)]
+        if len(others):
+            kl = np.asarray(kl_divergence(others.alpha.to_numpy(), others.sigma.to_numpy(), r.alpha, r.sigma))
+            nearest.append(log_kl_distance(kl.min()))
+    assert len(nearest) == 5  # b has a single reference: no leave-one-out distance
+    assert leave_one_out_threshold(refs) == pytest.approx(np.quantile(nearest, 0.95))
+    assert leave_one_out_threshold(refs, 0.5) == pytest.approx(np.median(nearest))
+    assert resolve_threshold(None, "images", refs) == pytest.approx(np.quantile(nearest, 0.95))
+    assert resolve_threshold(None, "sets", refs) == PAPER_THRESHOLD == 4.0
+    assert resolve_threshold(2.5, "images", refs) == 2.5
+    with pytest.raises(ValueError, match="set selection.threshold explicitly"):
+        leave_one_out_threshold(refs[refs.group == "b"])
+
+
+KNOWN = ("gaussian_noise", "salt_pepper", "gaussian_blur", "defocus_blur")
+KNOWN_GROUPS = pd.DataFrame({"degradation": KNOWN,
+                             "group": ["gaussian_noise+salt_pepper"] * 2 + ["defocus_blur+gaussian_blur"] * 2})
+
+
 @pytest.fixture(scope="module")
-def two_groups():
-    """Group GGDs from real degraded sets: {gaussian_noise, salt_pepper} and {gaussian_blur, defocus_blur}."""
-    model = load_descriptor(str(SHIPPED_DESCRIPTOR), "cpu")
+def known_sets(tmp_path_factory) -> dict[str, pd.DataFrame]:
+    """Manifests of real degraded sets (4 dead-leaves images each) of the 4 KNOWN degradations."""
+    folder = tmp_path_factory.mktemp("known")
     clean = {f"img{i}": dead_leaves(64, np.random.default_rng(i)) for i in range(4)}
+    manifests = {}
+    for name in KNOWN:
+        rows = []
+        for image_id, image in clean.items():
+            path = folder / name / f"{image_id}.png"
+            path.parent.mkdir(exist_ok=True)
+            io.write_png(path, get_degradation(name)(image, np.random.default_rng(7))[0])
+            rows.append({"image_id": image_id, "path": str(path)})
+        manifests[name] = pd.DataFrame(rows)
+    return manifests
+
+
+@pytest.fixture(scope="module")
+def two_groups(known_sets):
+    """Group GGDs (reference kind ``sets``): {gaussian_noise, salt_pepper} and {gaussian_blur, defocus_blur}."""
+    model = load_descriptor(str(SHIPPED_DESCRIPTOR), "cpu")
     rows = []
-    for name in ("gaussian_noise", "salt_pepper", "gaussian_blur", "defocus_blur"):
-        deg = get_degradation(name)
-        images = {k: deg(v, np.random.default_rng(7))[0] for k, v in clean.items()}
-        fit, _ = set_ggd(images, FEATURES, seed=0, model=model)
+    for name, manifest in known_sets.items():
+        fit, _ = set_ggd({r.image_id: io.load_png(r.path) for r in manifest.itertuples()}, FEATURES, seed=0, model=model)
         rows.append([name, fit.alpha, fit.sigma])
-    ggd = pd.DataFrame(rows, columns=["degradation", "alpha", "sigma"])
-    groups = pd.DataFrame({"degradation": ggd.degradation,
-                           "group": ["gaussian_noise+salt_pepper"] * 2 + ["defocus_blur+gaussian_blur"] * 2})
-    return group_ggds(ggd, groups)
+    return group_ggds(pd.DataFrame(rows, columns=["degradation", "alpha", "sigma"]), KNOWN_GROUPS)
 
 
+@pytest.fixture(scope="module")
+def image_refs(known_sets):
+    """The same two groups as per-image references (reference kind ``images``), via the stage."""
+    tables = [reference_table(name, m, str(SHIPPED_DESCRIPTOR), FEATURES, 0, "cpu") for name, m in known_sets.items()]
+    table = pd.concat(tables, ignore_index=True)
+    assert len(table) == 16 and table.descriptor_sha256.nunique() == 1 and (table.n_patches == 48).all()
+    check_features(table, FEATURES, table.descriptor_sha256.iloc[0])
+    return image_references(table, KNOWN_GROUPS)
+
+
+@pytest.mark.parametrize("reference", ["sets", "images"])
 @pytest.mark.parametrize(("degradation", "expected"), [
     ("gaussian_noise", "gaussian_noise+salt_pepper"),
     ("salt_pepper", "gaussian_noise+salt_pepper"),
     ("gaussian_blur", "defocus_blur+gaussian_blur"),
     ("defocus_blur", "defocus_blur+gaussian_blur"),
 ])
-def test_selection_finds_the_known_group(two_groups, degradation, expected):
-    selector = Selector(two_groups, FEATURES, str(SHIPPED_DESCRIPTOR), threshold=4.0, device="cpu")
+def test_selection_finds_the_known_group(two_groups, image_refs, reference, degradation, expected):
+    refs = two_groups if reference == "sets" else image_refs
+    selector = Selector(refs, FEATURES, str(SHIPPED_DESCRIPTOR), threshold=4.0, device="cpu")
     image = get_degradation(degradation)(dead_leaves(96, np.random.default_rng(50)), np.random.default_rng(9))[0]
     choice = selector.select(image)
     assert choice.group == expected
@@ -141,6 +214,11 @@ def test_missing_results_name_the_target(tmp_path):
     pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "similarity" / "ggd.parquet")
     with pytest.raises(FileNotFoundError, match="final_models"):
         load_results(tmp_path)
+    (tmp_path / "final").mkdir()
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "final" / "groups.parquet")
+    assert load_results(tmp_path)[2] is None  # sets: no per-image references needed
+    with pytest.raises(FileNotFoundError, match=r"selection/references.parquet not found.*final_models"):
+        load_results(tmp_path, "images")
 
 
 def test_spearman_handles_degenerate_input():

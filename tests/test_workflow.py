@@ -165,6 +165,12 @@ def test_selection_report(built):
     assert accuracy.psnr_chosen.notna().all() and accuracy.psnr_single.isna().tolist() == [False] * len(names) + [True]
     divergences = pd.read_parquet(selection / "divergences.parquet")
     assert len(divergences) == (len(names) + 1) * groups.group.nunique()
+    references = pd.read_parquet(selection / "references.parquet")  # selection.reference: images (default)
+    clean = pd.read_parquet(built / "results" / "clean" / "manifest.parquet")
+    assert sorted(references.degradation.unique()) == sorted(names) and len(references) == len(names) * len(clean)
+    ood = pd.read_parquet(selection / "ood.parquet")
+    assert 0 < ood.threshold.iloc[0] < 10  # leave-one-out default, not the paper's 4 for set-level GGDs
+    assert accuracy.in_distribution.tolist() == (accuracy.distance <= ood.threshold.iloc[0]).tolist()
     prediction = pd.read_parquet(selection / "prediction.parquet")
     assert prediction.target.tolist() == ["psnr", "drop"] and prediction.n.tolist() == [len(names) + 1, len(names)]
     ood = pd.read_parquet(selection / "ood.parquet")
@@ -188,10 +194,11 @@ def test_select_and_restore_on_the_built_results(built):
     answers = json.loads(result.stdout)
     groups = set(pd.read_parquet(built / "results" / "final" / "groups.parquet").group)
     assert [a["image"] for a in answers] == images
+    threshold = pd.read_parquet(built / "results" / "selection" / "ood.parquet").threshold.iloc[0]
     for answer in answers:
         assert answer["group"] in groups and set(answer["divergences"]) == groups
         assert answer["distance"] == min(answer["divergences"].values())
-        assert answer["in_distribution"] == (answer["distance"] <= 4.0)
+        assert answer["in_distribution"] == (answer["distance"] <= threshold)  # the report's threshold too
     accuracy = pd.read_parquet(built / "results" / "selection" / "accuracy.parquet")
     chosen = dict(zip("results/test/heldout/degraded/" + accuracy.degradation + "/images/" + accuracy.image + ".png",
                       accuracy.chosen_group))
@@ -260,7 +267,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "degrade", "ggd_fit", "similarity_tables", "similarity_matrix", "test_degrade", "train", "evaluate",
         "upper_bounds_table", "upper_bounds", "degraded_datasets", "grouping_candidates", "grouping_round",
         "grouping_result", "final_group_models", "table1", "final_models", "all", "train_baseline", "evaluate_baseline",
-        "selection_tables", "selection_report",
+        "selection_tables", "selection_report", "selection_reference_set", "selection_references",
     }
     trained = {w for rule, w in jobs if rule == "train"}
     assert {"group=jpeg", f"group={mix_all}"} <= trained

@@ -311,6 +311,20 @@ def get_baseline_recipe_json(wildcards):
     return json.dumps({**recipe, **overrides}, sort_keys=True)
 
 
+def get_selection_references(wildcards=None):
+    """Per-image reference GGDs, built only when selection.reference is images."""
+    return (
+        ["results/selection/references.parquet"]
+        if CONFIG["selection"]["reference"] == "images"
+        else []
+    )
+
+
+def get_threshold_arg():
+    threshold = CONFIG["selection"]["threshold"]
+    return "" if threshold is None else f"--threshold {threshold}"
+
+
 def get_selection_evals(wildcards):
     """Evaluations of the single-task models and of every final group's model."""
     groups = set(final_groups()) | set(DEGRADATIONS)

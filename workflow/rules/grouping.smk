@@ -122,6 +122,7 @@ rule table1:
 rule final_models:
     input:
         rules.final_group_models.output,
+        get_selection_references(),  # what `grids select` compares an input with
         rules.grouping_candidates.output,
         rules.grouping_result.output,
         rules.table1.output,

@@ -2,10 +2,57 @@
 # true degradation's group, and does it predict the PSNR obtained without running the model?
 
 
+# Concatenating Parquet files is bookkeeping: next to Snakemake, not a cluster job.
+localrules:
+    selection_references,
+
+
+rule selection_reference_set:
+    input:
+        manifest="results/degraded/{degradation}/manifest.parquet",
+        descriptor=get_descriptor_input,
+    output:
+        "results/selection/references/{degradation}.parquet",
+    log:
+        "logs/selection/references_{degradation}.log",
+    benchmark:
+        "benchmarks/selection/references_{degradation}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        features=get_features_json,
+        seed=CONFIG["seed"],
+    shell:
+        "python -m grids.selection references --set {wildcards.degradation} --manifest {input.manifest:q}"
+        " --descriptor '{input.descriptor}' --features {params.features:q} --seed {params.seed}"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"
+
+
+rule selection_references:
+    input:
+        expand(
+            "results/selection/references/{degradation}.parquet",
+            degradation=DEGRADATIONS,
+        ),
+    output:
+        "results/selection/references.parquet",
+    log:
+        "logs/selection/references.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m grids.selection combine --references {input:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule selection_tables:
     input:
         ggd="results/similarity/ggd.parquet",
         groups="results/final/groups.parquet",
+        references=get_selection_references,
         descriptor=get_descriptor_input,
         tests=get_test_manifests(),
         evals=get_selection_evals,
@@ -39,13 +86,18 @@ rule selection_tables:
     params:
         test_sets=get_test_set_args,
         features=get_features_json,
-        threshold=CONFIG["selection"]["threshold"],
+        reference=CONFIG["selection"]["reference"],
+        references=lambda wildcards, input: (
+            f"--references {input.references}" if input.references else ""
+        ),
+        threshold=get_threshold_arg(),
         unseen=" ".join(f"--unseen {name}" for name in UNSEEN),
         seed=CONFIG["seed"],
     shell:
         "python -m grids.selection report --ggd {input.ggd:q} --groups {input.groups:q}"
         " --eval {input.evals:q} {params.test_sets} --descriptor '{input.descriptor}'"
-        " --features {params.features:q} --threshold {params.threshold} --seed {params.seed} {params.unseen}"
+        " --features {params.features:q} --reference {params.reference} {params.references} {params.threshold}"
+        " --seed {params.seed} {params.unseen}"
         " --threads {threads} --out results/selection > {log:q} 2>&1"
 
 
