@@ -107,7 +107,7 @@ class Prefetcher:
 
     def __init__(self, data: OnlineDegrader, size: int, rng: np.random.Generator, generator: torch.Generator, depth: int):
         self.data, self.size, self.rng, self.generator, self.depth = data, size, rng, generator, depth
-        self._state = self._snapshot()
+        self._state = self._snapshot()  # with a thread: the state before any batch was handed out
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self._stream = torch.cuda.Stream(data.device) if depth and data.device.type == "cuda" else None
@@ -142,9 +142,7 @@ class Prefetcher:
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.depth:
-            batch = self.data.batch(self.size, self.rng, self.generator)
-            self._state = self._snapshot()
-            return batch
+            return self.data.batch(self.size, self.rng, self.generator)
         batch, ready, state = self._queue.get()
         if isinstance(batch, BaseException):
             raise batch
@@ -158,7 +156,7 @@ class Prefetcher:
 
     def state(self) -> tuple[str, torch.Tensor]:
         """``(numpy RNG state JSON, torch generator state)`` right after the last batch handed out."""
-        return self._state
+        return self._state if self.depth else self._snapshot()  # inline: the live RNGs are that state
 
     def close(self) -> None:
         self._stop.set()
