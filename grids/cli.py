@@ -26,7 +26,10 @@ from . import __version__, io
 from .config import ConfigError, load_config
 from .degradations import BUILTINS, get_degradation
 
-USER_ERRORS = (ConfigError, io.BadImageError, FileNotFoundError, KeyError, ValueError)
+# What a user can cause (a bad config, image, path or file): one ``error:`` line, not a traceback.
+# OSError covers every file-system refusal (missing, permission, full disk, read-only), and its
+# message names the path.
+USER_ERRORS = (ConfigError, io.BadImageError, OSError, KeyError, ValueError)
 
 
 def run_stage(main: Callable[[], int]) -> int:
@@ -57,6 +60,7 @@ def _list_degradations(args) -> int:
 
 
 def _degrade(args) -> int:
+    io.check_output_path(args.output, [args.image])
     image, _ = io.read_image(args.image)
     entry = {}
     if args.config:
@@ -93,13 +97,30 @@ def _selector(args):
 
 
 def _read_input(path: str) -> np.ndarray:
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise io.BadImageError(f"{path}: is a folder, not an image")
     return io.read_image(path)[0]
 
 
+def _read_inputs(paths: list[str]) -> dict[str, np.ndarray]:
+    """Every input image, or one error that lists every bad path (before any work is done)."""
+    images, problems = {}, []
+    for path in paths:
+        try:
+            images[path] = _read_input(path)
+        except (io.BadImageError, OSError) as err:
+            problems.append(str(err))
+    if len(problems) == 1:
+        raise io.BadImageError(problems[0])
+    if problems:
+        raise io.BadImageError(f"{len(problems)} of {len(paths)} input images are unusable: " + "; ".join(problems))
+    return images
+
+
 def _select(args) -> int:
-    images = {path: _read_input(path) for path in args.images}  # every bad path reported before any work
+    images = _read_inputs(args.images)
     selector = _selector(args)
     results = []
     for path, image in images.items():
@@ -122,7 +143,8 @@ def _restore(args) -> int:
     from .evaluate import SIZE_MULTIPLE, restore
     from .train import load_model
 
-    image = _read_input(args.image)
+    io.check_output_path(args.output, [args.image], force=args.force)  # before the (long) restoration
+    image = _read_inputs([args.image])[args.image]
     selector = _selector(args)
     known = list(dict.fromkeys(selector.references.group))
     if args.group:
@@ -180,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("-o", "--output", required=True, help="restored PNG")
             p.add_argument("--group", help="use this final group's model instead of choosing")
             p.add_argument("--tile", type=int, default=512, help="tile side (px) for large images")
+            p.add_argument("--force", action="store_true", help="allow the output to replace the input image")
         p.add_argument("--config", action="append", metavar="FILE",
                        help="the config the results were built with (repeat to merge; default config/config.yaml)")
         p.add_argument("--results", default="results", help="the workflow's results folder")

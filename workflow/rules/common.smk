@@ -24,6 +24,26 @@ except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
 
+# Every file a rule writes lies under one of these folders of the working directory (names in
+# paths are identifiers, checked with the config, so no wildcard value can leave them either).
+OUTPUT_ROOTS = ("results/", "logs/", "benchmarks/")
+
+
+def check_output_locations(rules):
+    """Refuse, at parse time, a rule whose output, log or benchmark lies outside OUTPUT_ROOTS."""
+    for rule in rules:
+        for path in [
+            *rule.output,
+            *rule.log,
+            *([rule.benchmark] if rule.benchmark else []),
+        ]:
+            normal = os.path.normpath(str(path))
+            if os.path.isabs(normal) or not normal.startswith(OUTPUT_ROOTS):
+                raise WorkflowError(
+                    f"rule {rule.name}: {path} lies outside {', '.join(OUTPUT_ROOTS)}"
+                )
+
+
 # Jobs call `python -m grids.<stage>`: put the interpreter running Snakemake (which has the
 # `grids` package) first on PATH, so that a virtualenv works without being activated. With
 # --use-conda, the rule's environment comes first instead.
@@ -87,11 +107,16 @@ def get_descriptor_photo_files(wildcards):
 def get_descriptor_train_args(wildcards):
     """The train_descriptor recipe as CLI arguments (a param: editing it retrains)."""
     train = CONFIG["descriptor"]["train"]
-    return (
-        f"--photos {descriptor_photos(CONFIG)} --iterations {train['iterations']} "
-        f"--batch-size {train['batch_size']} --crop {train['crop']} --lr {train['lr']} "
-        f"--holdout {train['holdout']} --seed {CONFIG['seed']}"
-    )
+    args = {
+        "--photos": descriptor_photos(CONFIG),
+        "--iterations": train["iterations"],
+        "--batch-size": train["batch_size"],
+        "--crop": train["crop"],
+        "--lr": train["lr"],
+        "--holdout": train["holdout"],
+        "--seed": CONFIG["seed"],
+    }
+    return [str(word) for pair in args.items() for word in pair]
 
 
 def get_set_manifest(wildcards):
@@ -198,7 +223,9 @@ def get_test_manifests(wildcards=None):
 
 
 def get_test_set_args(wildcards):
-    return " ".join(f"--test-set {name} results/test/{name}" for name in TEST_SETS)
+    return [
+        w for name in TEST_SETS for w in ("--test-set", name, f"results/test/{name}")
+    ]
 
 
 def get_upper_bound_evals(wildcards=None):
@@ -295,9 +322,11 @@ def get_baseline_evals(wildcards=None):
 
 
 def get_baseline_args(wildcards):
-    return " ".join(
-        f"--baseline {name} results/baselines/{name}/eval.parquet" for name in BASELINES
-    )
+    return [
+        w
+        for name in BASELINES
+        for w in ("--baseline", name, f"results/baselines/{name}/eval.parquet")
+    ]
 
 
 def get_baseline_recipe_json(wildcards):
@@ -322,7 +351,7 @@ def get_selection_references(wildcards=None):
 
 def get_threshold_arg():
     threshold = CONFIG["selection"]["threshold"]
-    return "" if threshold is None else f"--threshold {threshold}"
+    return [] if threshold is None else ["--threshold", str(threshold)]
 
 
 def get_selection_evals(wildcards):
