@@ -177,7 +177,10 @@ def save_checkpoint(path: str | Path, model, optimiser, step: int, data_state: t
         **meta,
     }
     with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as err:  # torch's writer reports a failed write (disk full) this way
+            raise io.OutputError(f"{path}: cannot write ({str(err).splitlines()[0]})") from None
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:

@@ -219,6 +219,48 @@ def test_select_and_restore_on_the_built_results(built):
     assert wrong.returncode == 2 and "not a final group" in wrong.stderr
 
 
+def _unshare_works() -> bool:
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=16k tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.parametrize("target", ["full_disk", "read_only", "dev_full", "folder", "input"])
+def test_restore_checks_its_output_and_leaves_nothing_partial(built, tmp_path, target):
+    """The output is checked before the restoration, written atomically, and any failure is one
+    line naming it: a full disk and a read-only file system are real (tmpfs mounts in a private
+    mount namespace), so is /dev/full."""
+    image = sorted((built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))[0]
+    before = image.read_bytes()
+    if target in ("full_disk", "read_only"):
+        if not shutil.which("unshare") or not _unshare_works():
+            pytest.skip("needs unshare -m and mount (root in a private mount namespace)")
+        mount = tmp_path / "mnt"
+        mount.mkdir()
+        # Full: a filler file takes every block (an empty file still fits, so the check passes and
+        # the write itself fails); the filler is removed before listing what is left.
+        prepare = (f"mount -t tmpfs -o size=64k tmpfs {mount} && (head -c 1000000 /dev/zero > {mount}/filler; true)"
+                   if target == "full_disk" else f"mount -t tmpfs -o ro,size=64k tmpfs {mount}")
+        script = (f"{prepare} && {sys.executable} -m grids.cli restore {image} -o {mount}/out.png; rc=$?; "
+                  f"rm -f {mount}/filler; ls -A {mount} >&2; exit $rc")
+        result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, cwd=built,
+                                timeout=300)
+        output, expected = f"{mount}/out.png", "cannot write"
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith("error:"), result.stderr  # `ls -A` printed nothing: the mount is empty
+    else:
+        (tmp_path / "folder").mkdir()
+        output = {"dev_full": "/dev/full", "folder": str(tmp_path / "folder"), "input": str(image)}[target]
+        expected = {"dev_full": "not a regular file", "folder": "is a folder", "input": "is the input image"}[target]
+        result = grids_cli(built, "restore", str(image), "-o", output)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {output}: ") and expected in errors[0], result.stderr
+    if target != "full_disk":  # refused before the restoration: no progress bar, no model loaded
+        assert "tiles" not in result.stderr and "group" not in result.stderr, result.stderr
+    assert image.read_bytes() == before
+
+
 def trained_groups(output: str) -> set[str]:
     return set(re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: group=(\S+)", output))
 
