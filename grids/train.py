@@ -190,7 +190,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     except FileNotFoundError:
         raise
     except Exception as err:  # weights_only refusal (pickle payload), truncation, garbage
-        raise ValueError(f"{path}: not a loadable GRIDS checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        detail = str(err).splitlines()[0] if str(err) else ""
+        detail = detail if len(detail) <= 100 else detail[:97] + "..."
+        raise ValueError(f"{path}: not a loadable GRIDS checkpoint ({type(err).__name__}: {detail})") from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
