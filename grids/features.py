@@ -1,6 +1,6 @@
 """Deep degradation representations (DDR): patches -> descriptor features -> per-set PCA -> GGD.
 
-The SRGA recipe (DESIGN §2.2-2.3), for one image set (the clean set or one degraded set):
+The SRGA recipe (docs/method.md §2-3), for one image set (the clean set or one degraded set):
 
 1. ``n_patches`` seeded ``patch_size``² patches. The boxes depend only on the seed and the image
    ids/sizes, so every set is cropped at the same places: sets then differ by their degradation,

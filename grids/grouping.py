@@ -1,4 +1,4 @@
-"""Task-grouping search (DESIGN.md section 2.5) as a pure planner: ``known results -> next groups
+"""Task-grouping search (docs/method.md §5) as a pure planner: ``known results -> next groups
 to verify | final partition``.  No Snakemake and no training here: a verification is whatever
 ``evaluate`` (in :func:`search`) or the workflow's checkpoint provides, a drop ``dP(C)`` in dB.
 

@@ -11,7 +11,7 @@ the evaluation table of every group that earlier rounds asked for, plus the sing
 (the upper bounds), so a round never needs a result it does not have and a group is never trained
 twice: models are keyed by group name, whatever delta or round asked for them.
 
-A group's drop (DESIGN §2.5) on the configured test set, mean PSNR over its images:
+A group's drop (docs/method.md §5) on the configured test set, mean PSNR over its images:
 ``dP(C) = max over d in C of (P(M_S(d), d) - P(M_M(C), d))``.
 
 Outputs:

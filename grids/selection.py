@@ -1,4 +1,4 @@
-"""Adaptive model selection and generalisation prediction (DESIGN §2.7).
+"""Adaptive model selection and generalisation prediction (docs/method.md §7).
 
 For an input image of unknown degradation:
 

@@ -1,4 +1,4 @@
-# Stage: adaptive model selection on the test sets (DESIGN §2.7): does the divergence pick the
+# Stage: adaptive model selection on the test sets (docs/method.md §7): does the divergence pick the
 # true degradation's group, and does it predict the PSNR obtained without running the model?
 
 
