@@ -17,34 +17,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 
 import numpy as np
 import yaml
 
 from . import __version__, io
-from .config import ConfigError, load_config
+from .config import load_config
 from .degradations import BUILTINS, get_degradation
-
-# What a user can cause (a bad config, image, path or file): one ``error:`` line, not a traceback.
-# OSError covers every file-system refusal (missing, permission, full disk, read-only), and its
-# message names the path.
-USER_ERRORS = (ConfigError, io.BadImageError, OSError, KeyError, ValueError)
-
-
-def run_stage(main: Callable[[], int]) -> int:
-    """Run a stage's ``main``; a user error becomes one line on stderr and exit status 2.
-
-    ``GRIDS_DEBUG=1`` in the environment shows the full traceback instead.
-    """
-    try:
-        return main()
-    except USER_ERRORS as err:
-        if os.environ.get("GRIDS_DEBUG"):
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+from .stage import run_stage
 
 
 def _check_config(args) -> int:

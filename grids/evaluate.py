@@ -31,6 +31,7 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from . import io
+from .stage import pick_device
 from .train import load_model
 
 SIZE_MULTIPLE = {"srresnet": 1, "restormer": 8, "rrdbnet": 4}
@@ -93,7 +94,7 @@ def evaluate_model(
     ``test_sets`` maps a name to its folder, holding ``clean/manifest.parquet`` and
     ``degraded/{degradation}/manifest.parquet`` (made by the clean/degrade stages).
     """
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    device = pick_device(device)
     model, state = load_model(model_path, device)
     multiple = SIZE_MULTIPLE.get(state["arch"], 8)
     rows = []
@@ -128,6 +129,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))

@@ -43,6 +43,8 @@ from .degradations import get_degradation
 from .degradations.batched import from_uint8_images
 from .groups import group_members
 from .seeds import derive_seed
+from .stage import pick_device
+
 
 def build_model(arch: str, kwargs: dict) -> torch.nn.Module:
     if arch not in ARCHS:
@@ -267,7 +269,7 @@ def train(
     a background thread (None: 2 on CUDA, where it keeps the GPU fed, 0 on CPU, where the thread
     would only compete with the step for cores); the batch sequence is the same either way.
     """
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    device = pick_device(device)
     cuda = device.type == "cuda"
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
@@ -389,6 +391,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))

@@ -31,6 +31,7 @@ from . import io
 from .archs import MSRResNet
 from .descriptor import save_descriptor, sha256_file
 from .seeds import derive_seed
+from .stage import pick_device
 
 SCALE = 4
 
@@ -114,7 +115,7 @@ def train_descriptor(
     device: str = "auto",
 ) -> dict:
     """Train, evaluate and save the descriptor; return the model card's facts."""
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    device = pick_device(device)
     if crop % SCALE:
         raise ValueError(f"crop must be a multiple of {SCALE}, got {crop}")
     train, val, val_names = load_photos(photos, holdout)
@@ -220,6 +221,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))
