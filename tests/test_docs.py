@@ -27,6 +27,9 @@ def test_method_sections_cited_exist():
 
 
 def test_nothing_cites_the_team_notes():
-    offenders = [str(p.relative_to(ROOT)) for p in tracked_text_files()
-                 if p.name != "test_docs.py" and re.search(r"DESIGN(\.md| §| section)", p.read_text(errors="replace"))]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in tracked_text_files()
+        if p.name != "test_docs.py" and re.search(r"DESIGN(\.md| §| section)", p.read_text(errors="replace"))
+    ]
     assert not offenders, offenders
