@@ -130,7 +130,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     if path.exists() and not (path.is_file() or path.is_dir()):
         raise OutputError(f"{path}: exists and is not a regular file or folder; refusing to replace it")
     tmp = None
-    created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]  # removed on failure
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
@@ -138,24 +137,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(tmp, path)
-        created = []
     except OutputError:
         raise
     except OSError as err:
-        # Ours: raised before the block, about the temporary file, or with no file named (a failed
-        # write() names none; a failed read of an input names that input and passes through).
-        ours = tmp is None or err.filename is None or str(err.filename).startswith(str(tmp.parent))
-        if ours or err.errno in _WRITE_ERRNOS:
+        # Ours: raised before the block, about the temporary file, or naming no file while being a
+        # write refusal (full disk, read-only: a failed write() names none) or a bare OSError (how
+        # libraries report a failed write). An error about another file (the block reading an
+        # input) passes through unchanged.
+        if err.filename is not None:
+            ours = tmp is None or str(err.filename).startswith(str(tmp.parent))
+        else:
+            ours = tmp is None or err.errno in _WRITE_ERRNOS or type(err) is OSError
+        if ours:
             raise OutputError(f"{path}: cannot write ({err.strerror or err})") from None
         raise
     finally:
         if tmp is not None:
             shutil.rmtree(tmp.parent, ignore_errors=True)
-        for folder in created:  # deepest first; a folder something else wrote into stays
-            try:
-                folder.rmdir()
-            except OSError:
-                break
 
 
 def check_output_path(path: str | Path, inputs=(), force: bool = False) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
-from .groups import group_members, group_name
+from .grouping.names import group_members, group_name
 
 
 def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:

@@ -41,7 +41,7 @@ from . import __version__, io
 from .archs import ARCHS, load_strict
 from .degradations import get_degradation
 from .degradations.batched import from_uint8_images
-from .groups import group_members
+from .grouping.names import group_members
 from .seeds import derive_seed
 from .stage import pick_device
 

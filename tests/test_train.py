@@ -21,7 +21,7 @@ from grids.data import dead_leaves, prepare_clean_set
 from grids.degrade import degrade_dataset
 from grids.degradations import get_degradation
 from grids.evaluate import evaluate_model, psnr, restore, ssim
-from grids.groups import group_members, group_name, group_pattern
+from grids.grouping.names import group_members, group_name, group_pattern
 from grids.train import OnlineDegrader, Prefetcher, learning_rate, load_checkpoint, load_model, train
 
 RECIPE = {

@@ -16,7 +16,7 @@ from grids.config import (
     validate_config,
 )
 from grids.io import list_image_files
-from grids.groups import group_members, group_name, group_pattern
+from grids.grouping.names import group_members, group_name, group_pattern
 
 try:
     CONFIG = validate_config(config)

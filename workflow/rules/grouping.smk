@@ -28,7 +28,7 @@ rule grouping_candidates:
     params:
         degradations=DEGRADATIONS,
     shell:
-        "python -m grids.search candidates --matrix {input:q} --degradations {params.degradations:q}"
+        "python -m grids.grouping.rounds candidates --matrix {input:q} --degradations {params.degradations:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 
@@ -47,7 +47,7 @@ checkpoint grouping_round:
         degradations=DEGRADATIONS,
         grouping=get_grouping_json,
     shell:
-        "python -m grids.search round --round {wildcards.round:q} --matrix {input.matrix:q}"
+        "python -m grids.grouping.rounds round --round {wildcards.round:q} --matrix {input.matrix:q}"
         " --degradations {params.degradations:q} --eval {input.evals:q}"
         " --grouping {params.grouping:q} --out {output:q} > {log:q} 2>&1"
 
@@ -75,7 +75,7 @@ rule grouping_result:
         degradations=DEGRADATIONS,
         grouping=get_grouping_json,
     shell:
-        "python -m grids.search finish --rounds {input.rounds:q} --matrix {input.matrix:q}"
+        "python -m grids.grouping.rounds finish --rounds {input.rounds:q} --matrix {input.matrix:q}"
         " --degradations {params.degradations:q} --eval {input.evals:q}"
         " --grouping {params.grouping:q} --out-dir results > {log:q} 2>&1"
 
@@ -91,7 +91,7 @@ rule final_group_models:
     conda:
         "../../environment.yml"
     shell:
-        "python -m grids.search export --groups {input.groups:q} --models results/models"
+        "python -m grids.grouping.rounds export --groups {input.groups:q} --models results/models"
         " --out {output:q} > {log:q} 2>&1"
 
 
