@@ -27,6 +27,9 @@ from .io import list_image_files, unusable_files
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
+# The one home of the config's defaults: what validate_config fills in for a key left out, and
+# what config/config.yaml (the embedded run) and config/README.md state (tests/test_defaults.py
+# keeps the three equal). The stages receive complete, validated sections and merge nothing.
 DEFAULT_IMAGES = {"photos": [], "dead_leaves": {"count": 0, "size": 256}, "folder": None, "min_side": 64}
 ASSETS = Path(__file__).with_name("assets")  # shipped inside the package (works when pip-installed)
 SHIPPED_DESCRIPTOR = ASSETS / "descriptor" / "msrresnet_x4.pth"

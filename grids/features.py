@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .config import DEFAULT_FEATURES
 from .ggd import GGD, fit_ggd_torch
 from .seeds import rng_for
 
@@ -149,4 +150,6 @@ def features_ggd(x: torch.Tensor, features: dict) -> tuple[GGD, int]:
     k = min(features["pca_components"], x.shape[0] - 1, x.shape[1])
     scores = pca_scores(x, k)
     del x
-    return fit_ggd_torch(scores, outlier_stds=features.get("outlier_stds", 5.0)), scores.numel()
+    # A features section without the key (a hand-written one) gets the config's default.
+    outlier_stds = features.get("outlier_stds", DEFAULT_FEATURES["outlier_stds"])
+    return fit_ggd_torch(scores, outlier_stds=outlier_stds), scores.numel()

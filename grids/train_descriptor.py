@@ -204,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, required=True)
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--crop", type=int, required=True, help="HR crop side, px (multiple of 4)")
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--holdout", type=int, default=6, help="photos held out for the PSNR check")
-    parser.add_argument("--seed", type=int, default=0)
+    # Recipe values come from the config (descriptor.train, defaults in grids.config), never from here.
+    parser.add_argument("--lr", type=float, required=True)
+    parser.add_argument("--holdout", type=int, required=True, help="photos held out for the PSNR check")
+    parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     args = parser.parse_args(argv)

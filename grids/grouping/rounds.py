@@ -226,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         io.write_parquet(table, args.out)
         print(table.groupby("size").head(3).round(3).to_string(index=False))
         return 0
-    grouping = {**DEFAULT_GROUPING, **json.loads(args.grouping)}
+    grouping = json.loads(args.grouping)
+    missing = sorted(set(DEFAULT_GROUPING) - set(grouping))
+    if missing:  # the rules pass the validated section, with every default filled in
+        raise ValueError(f"--grouping lacks {missing}: pass the whole validated `grouping` config section")
     evaluation = io.read_parquets(args.eval)
     if args.command == "round":
         table = plan_round(args.round, matrix, args.degradations, evaluation, grouping)
