@@ -216,6 +216,18 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     return config
 
 
+def config_section(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """One section (``grouping``, ``features``, ...) checked against the schema, with its defaults
+    filled in: for a stage run by hand with a partial section (the rules pass whole ones)."""
+    defaults = {"descriptor": DEFAULT_DESCRIPTOR, "features": DEFAULT_FEATURES, "grouping": DEFAULT_GROUPING,
+                "selection": DEFAULT_SELECTION}[name]
+    errors = list(jsonschema.Draft202012Validator(schema()["properties"][name]).iter_errors(given))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"config key {_key([name, *error.absolute_path])}: {error.message}")
+    return {**defaults, **given}
+
+
 def _resolve_degradation(name: str, entry: dict, key: str, base_dir: str | Path) -> dict:
     """The entry with a built-in's defaults filled in (a user-defined one as given); a degradation
     that cannot be built is a ConfigError naming ``key``."""

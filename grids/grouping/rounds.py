@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..config import DEFAULT_GROUPING
+from ..config import config_section
 from .names import group_members, group_name
 from .planner import Planner, SearchResult, rank_groups
 
@@ -226,10 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         io.write_parquet(table, args.out)
         print(table.groupby("size").head(3).round(3).to_string(index=False))
         return 0
-    grouping = json.loads(args.grouping)
-    missing = sorted(set(DEFAULT_GROUPING) - set(grouping))
-    if missing:  # the rules pass the validated section, with every default filled in
-        raise ValueError(f"--grouping lacks {missing}: pass the whole validated `grouping` config section")
+    grouping = config_section("grouping", json.loads(args.grouping))
     evaluation = io.read_parquets(args.eval)
     if args.command == "round":
         table = plan_round(args.round, matrix, args.degradations, evaluation, grouping)
