@@ -62,6 +62,22 @@ DEFAULT_TRAINING = {
 }
 DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
 DEFAULT_SELECTION = {"reference": "images", "threshold": None, "unseen": {}}
+# The paper's Table 2 experiments (docs/method.md §8), with this pipeline's degradation names.
+DEFAULT_VALIDATION = {
+    "experiments": {
+        "e1": [["sr", "defocus_blur"], ["gaussian_noise", "salt_pepper"]],
+        "e2": [["ringing", "rl", "defocus_blur"], ["gaussian_blur", "jpeg", "salt_pepper"]],
+        "e3": [["ringing", "rl", "defocus_blur", "motion_blur"], ["gaussian_blur", "gaussian_noise", "salt_pepper",
+                                                                   "motion_blur"]],
+        "e4": [["sr", "jpeg", "ringing", "rl", "defocus_blur"], ["gaussian_blur", "inpainting", "salt_pepper",
+                                                                  "poisson_noise", "motion_blur"]],
+        "e5": [["sr", "jpeg", "poisson_noise"], ["gaussian_blur", "inpainting", "poisson_noise"]],
+        "e6": [["sr", "jpeg", "inpainting"], ["gaussian_blur", "ringing", "defocus_blur"]],
+        "e7": [["jpeg", "poisson_noise", "gaussian_noise"], ["jpeg", "poisson_noise", "inpainting"]],
+    },
+    "variants": ["method", "rb16", "untrained", "sift"],
+    "bootstrap": 1000,
+}
 RESERVED_SET_NAMES = {"clean"}
 # Keyword arguments of each backbone (kept here so the config is checked without importing torch;
 # tests/test_archs.py checks them against the classes' signatures).
@@ -100,6 +116,7 @@ def _check_names(config: dict) -> None:
         (selection.get("unseen"), "selection.unseen"),
         (training.get("test_sets"), "training.test_sets"),
         (config.get("baselines"), "baselines"),
+        ((config.get("validation") or {}).get("experiments"), "validation.experiments"),
     ):
         if isinstance(section, dict):
             for name in section:
@@ -124,6 +141,7 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         config.get("degradations"),
         (config.get("training") or {}).get("test_sets"),
         (config.get("selection") or {}).get("unseen"),
+        (config.get("validation") or {}).get("experiments"),
     ):
         if isinstance(section, dict):
             for name in [n for n, v in section.items() if v is None]:
@@ -206,6 +224,12 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         if name in RESERVED_SET_NAMES:
             raise ConfigError(f"config key degradations.{name}: the name {name!r} is reserved for the clean set")
         config["degradations"][name] = _resolve_degradation(name, entry, f"degradations.{name}", base_dir)
+    validation = config["validation"] = {**DEFAULT_VALIDATION, **config.get("validation", {})}
+    validation["experiments"] = dict(validation["experiments"] or {})
+    for name, sides in validation["experiments"].items():
+        if len(sides[0]) != len(sides[1]):
+            raise ConfigError(f"config key validation.experiments.{name}: its two groups have {len(sides[0])} and "
+                              f"{len(sides[1])} members; an experiment compares groups of equal size")
     selection = config["selection"] = {**DEFAULT_SELECTION, **config.get("selection", {})}
     selection["unseen"] = dict(selection["unseen"] or {})
     for name, entry in selection["unseen"].items():
@@ -220,7 +244,7 @@ def config_section(name: str, given: dict[str, Any]) -> dict[str, Any]:
     """One section (``grouping``, ``features``, ...) checked against the schema, with its defaults
     filled in: for a stage run by hand with a partial section (the rules pass whole ones)."""
     defaults = {"descriptor": DEFAULT_DESCRIPTOR, "features": DEFAULT_FEATURES, "grouping": DEFAULT_GROUPING,
-                "selection": DEFAULT_SELECTION}[name]
+                "selection": DEFAULT_SELECTION, "validation": DEFAULT_VALIDATION}[name]
     errors = list(jsonschema.Draft202012Validator(schema()["properties"][name]).iter_errors(given))
     if errors:
         error = jsonschema.exceptions.best_match(errors)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -40,6 +41,12 @@ TINY = {
         "haze": {"function": "haze.py:haze", "params": {"strength": [0.3, 0.7]}},
     },
     "selection": {"unseen": {"salt_pepper": {}}},
+    # t1's second group is one the search verifies (round 2): Table 2 reuses its model. e2 names
+    # degradations this config lacks: skipped, saying so.
+    "validation": {
+        "experiments": {"t1": [["jpeg", "sr"], ["gaussian_noise", "haze"]], "e2": [["ringing", "rl"], ["jpeg", "sr"]]},
+        "bootstrap": 200,
+    },
     "baselines": {"rrdb": {"arch": "rrdbnet", "arch_kwargs": {"scale": 1, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}}},
 }
 
@@ -187,6 +194,37 @@ def grids_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def test_similarity_validation(built):
+    results = built / "results" / "validation"
+    table = pd.read_parquet(results / "table2.parquet")
+    assert list(table.columns) == ["experiment", "variant", "side", "group", "size", "distance", "mean_drop",
+                                   "max_drop", "closer", "correct"]
+    assert set(table.experiment) == {"t1"} and set(table.variant) == {"method", "rb16", "untrained", "sift"}
+    assert set(table.group) == {"jpeg+sr", "gaussian_noise+haze"}
+    for variant, rows in table.groupby("variant"):
+        assert rows.closer.sum() == 1 and rows.correct.nunique() == 1
+    assert "experiment e2 skipped: ringing, rl not among the configured degradations" in (results / "table2.md").read_text()
+    assert "experiment e2 skipped" in (built / "logs" / "validation" / "tables.log").read_text()
+    method = pd.read_parquet(built / "results" / "similarity" / "matrix.parquet")
+    for variant in ("rb16", "untrained", "sift"):  # each variant's own cached matrix, same schema as the method's
+        other = pd.read_parquet(results / "matrices" / f"{variant}.parquet")
+        assert list(other.columns) == list(method.columns) and len(other) == len(method)
+        assert not np.allclose(other.distance_sym, method.distance_sym)
+    premise = pd.read_parquet(results / "premise.parquet")
+    assert set(zip(premise.variant, premise.target)) == {
+        (v, t) for v in ("method", "rb16", "untrained", "sift") for t in ("max_drop", "mean_drop")}
+    groups = pd.read_parquet(results / "premise_groups.parquet")
+    verified = set(pd.read_parquet(built / "results" / "grouping" / "verified.parquet").group)
+    mix_all = "+".join(sorted(TINY["degradations"]))
+    assert set(groups.group) == verified | {"jpeg+sr", "gaussian_noise+haze", mix_all}
+    # The experiment group the search verified was trained once, by the search, and reused.
+    assert "gaussian_noise+haze" in verified
+    log = "".join(p.read_text() for p in (built / ".snakemake" / "log").glob("*.snakemake.log"))
+    jobs = re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: group=(\S+)", log)
+    assert jobs.count("gaussian_noise+haze") == 1 and len(jobs) == len(set(jobs))
+    assert (results / "table2.png").stat().st_size > 0 and (results / "premise.png").stat().st_size > 0
+
+
 def test_select_and_restore_on_the_built_results(built):
     images = sorted(str(p.relative_to(built)) for p in (built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))
     result = grids_cli(built, "select", *images, "--json")
@@ -310,6 +348,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "upper_bounds_table", "upper_bounds", "degraded_datasets", "grouping_candidates", "grouping_round",
         "grouping_result", "final_group_models", "table1", "final_models", "all", "train_baseline", "evaluate_baseline",
         "selection_tables", "selection_report", "selection_reference_set", "selection_references",
+        "validation_ggd", "validation_matrix", "validation_tables", "similarity_validation",
     }
     trained = {w for rule, w in jobs if rule == "train"}
     assert {"group=jpeg", f"group={mix_all}"} <= trained

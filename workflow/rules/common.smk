@@ -31,16 +31,16 @@ OUTPUT_ROOTS = ("results/", "logs/", "benchmarks/")
 
 def check_output_locations(rules):
     """Refuse, at parse time, a rule whose output, log or benchmark lies outside OUTPUT_ROOTS."""
-    for rule in rules:
+    for each in rules:
         for path in [
-            *rule.output,
-            *rule.log,
-            *([rule.benchmark] if rule.benchmark else []),
+            *each.output,
+            *each.log,
+            *([each.benchmark] if each.benchmark else []),
         ]:
             normal = os.path.normpath(str(path))
             if os.path.isabs(normal) or not normal.startswith(OUTPUT_ROOTS):
                 raise WorkflowError(
-                    f"rule {rule.name}: {path} lies outside {', '.join(OUTPUT_ROOTS)}"
+                    f"{path} (an output of {each.name}) lies outside {', '.join(OUTPUT_ROOTS)}"
                 )
 
 
@@ -358,3 +358,72 @@ def get_selection_evals(wildcards):
     """Evaluations of the single-task models and of every final group's model."""
     groups = set(final_groups()) | set(DEGRADATIONS)
     return expand("results/eval/{group}.parquet", group=sorted(groups))
+
+
+# --- similarity validation (Table 2 and the premise report) ------------------------------------
+
+from grids.validation import experiment_groups
+
+VALIDATION = CONFIG["validation"]
+VALIDATION_GROUPS = experiment_groups(VALIDATION["experiments"], DEGRADATIONS)
+# Variants other than the method itself get their own fits; `method` is results/similarity.
+FIT_VARIANTS = [v for v in VALIDATION["variants"] if v != "method"]
+
+
+wildcard_constraints:
+    variant="|".join(re.escape(name) for name in FIT_VARIANTS) or "(?!)",
+
+
+def variant_features(variant):
+    """The features section a variant fits with (the configured one, changed where it differs)."""
+    features = dict(CONFIG["features"])
+    if variant == "rb16":
+        features.update(kind="descriptor", layer="RB16")
+    elif variant == "untrained":
+        features.update(kind="descriptor")
+    elif variant == "sift":
+        features.update(kind="sift")
+    return features
+
+
+UNTRAINED_DESCRIPTOR = "results/validation/untrained_msrresnet_x4.pth"
+
+
+def get_variant_descriptor(wildcards):
+    kind = variant_features(wildcards.variant)["kind"]
+    if kind == "sift":
+        return []
+    if wildcards.variant == "untrained":
+        return [UNTRAINED_DESCRIPTOR]
+    return [descriptor_weights(CONFIG)]
+
+
+def get_variant_features_json(wildcards):
+    return json.dumps(variant_features(wildcards.variant), sort_keys=True)
+
+
+def variant_matrix(variant):
+    if variant == "method":
+        return "results/similarity/matrix.parquet"
+    return f"results/validation/matrices/{variant}.parquet"
+
+
+def get_variant_args(wildcards=None):
+    return [
+        w
+        for variant in VALIDATION["variants"]
+        for w in ("--variant", variant, variant_matrix(variant))
+    ]
+
+
+def get_validation_evals(wildcards):
+    """Every trained model the premise covers: single-task, mix-all, the search's verifications
+    (its rounds' requests) and the experiments' groups, each evaluated once."""
+    groups = set(get_search_evals(wildcards)) | set(
+        expand("results/eval/{group}.parquet", group=[MIX_ALL, *VALIDATION_GROUPS])
+    )
+    return sorted(groups)
+
+
+def validation_test_set():
+    return CONFIG["grouping"]["test_set"] or TEST_SETS[0]
