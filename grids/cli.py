@@ -6,6 +6,7 @@
     grids matrix [results/similarity/matrix.parquet]   print the similarity matrix (wide)
     grids select IMAGE... [--json]             pick the group model for images of unknown degradation
     grids restore IMAGE -o OUT [--group G]     restore with the chosen (or a given) group model
+    grids import-ncnn-rrdb P.param P.bin -o W.pth   Real-ESRGAN's ncnn weights as a BasicSR RRDBNet file
 
 ``select`` and ``restore`` read the built workflow's results (``--results``, default ``results``)
 and the config it was built with (``--config``, several files merge like ``--configfile``).
@@ -149,6 +150,14 @@ def _restore(args) -> int:
     return 0
 
 
+def _import_ncnn_rrdb(args) -> int:
+    from .ncnn import import_rrdb
+
+    io.check_output_path(args.output, [args.param, args.bin], kind="input file")
+    print(json.dumps(import_rrdb(args.param, args.bin, args.output)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="grids", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"grids {__version__}")
@@ -189,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--threshold", type=float, help="out-of-distribution divergence (default: selection.threshold)")
         p.add_argument("--device", default="auto")
         p.set_defaults(func=_select if name == "select" else _restore)
+    p = sub.add_parser("import-ncnn-rrdb", help="convert an ncnn RRDBNet (Real-ESRGAN x4plus) to a BasicSR .pth",
+                       description="e.g. grids import-ncnn-rrdb realesrgan-x4plus.param realesrgan-x4plus.bin "
+                                   "-o weights/realesrgan_x4plus.pth")
+    p.add_argument("param", help="the ncnn .param file")
+    p.add_argument("bin", help="the ncnn .bin file")
+    p.add_argument("-o", "--output", required=True, help="the .pth to write ({params, arch, arch_kwargs})")
+    p.set_defaults(func=_import_ncnn_rrdb)
     args = parser.parse_args(argv)
     return run_stage(lambda: args.func(args))
 

@@ -156,7 +156,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
-def check_output_path(path: str | Path, inputs=(), force: bool = False) -> Path:
+def check_output_path(path: str | Path, inputs=(), force: bool = False, kind: str = "input image") -> Path:
     """Check, before any work, that ``path`` can be written and is none of ``inputs``.
 
     A folder, a special file (``/dev/full``), an input (unless ``force``) or a folder that cannot
@@ -172,7 +172,7 @@ def check_output_path(path: str | Path, inputs=(), force: bool = False) -> Path:
         if path.exists() and os.path.samefile(path, source) or path.resolve() == Path(source).resolve():
             if not force:
                 raise OutputError(
-                    f"{path}: is the input image {source}; choose another output (or --force to replace it)"
+                    f"{path}: is the {kind} {source}; choose another output (or --force to replace it)"
                 )
     folder = path.parent
     while not folder.exists():  # atomic_path creates the missing folders: probe where it would start
