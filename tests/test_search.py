@@ -145,16 +145,52 @@ def test_candidates_table_ranks_every_subset():
         candidates_table(matrix, [*NAMES, "haze"])
 
 
-def test_export_models_replaces_the_folder(tmp_path):
-    for group in ("jpeg+sr", "blur", "noise+rain", "old"):
-        (tmp_path / "models" / group).mkdir(parents=True)
-        (tmp_path / "models" / group / "model.pth").write_bytes(group.encode())
+def _full_checkpoint(path, group: str) -> dict:
+    """A training checkpoint as grids.train writes it (weights, optimizer, RNG states, metadata)."""
+    import json
+
+    import torch
+
+    from grids.archs import SRResNet
+
+    torch.manual_seed(len(group))
+    model = SRResNet(num_feat=4, num_block=1)
+    optimiser = torch.optim.AdamW(model.parameters())
+    model(torch.rand(1, 3, 8, 8)).mean().backward()
+    optimiser.step()
+    state = {"params": model.state_dict(), "optimizer": optimiser.state_dict(), "step": 3, "numpy_rng": "{}",
+             "torch_rng": torch.zeros(2, dtype=torch.uint8), "arch": "srresnet",
+             "arch_kwargs": json.dumps({"num_feat": 4, "num_block": 1}), "group": group, "recipe": '{"lr": 0.1}',
+             "degradations": "{}", "grids_version": "test"}
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    return state
+
+
+def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
+    import json
+
+    import torch
+
+    full = {g: _full_checkpoint(tmp_path / "models" / g / "model.pth", g) for g in ("jpeg+sr", "blur", "noise+rain", "old")}
     out = tmp_path / "final" / "models"
     export_models(pd.DataFrame({"degradation": ["jpeg"], "group": ["old"]}), tmp_path / "models", out)
     groups = pd.DataFrame({"degradation": ["blur", "jpeg", "sr"], "group": ["blur", "jpeg+sr", "jpeg+sr"]})
-    export_models(groups, tmp_path / "models", out)
-    assert sorted(p.name for p in out.glob("*.pth")) == ["blur.pth", "jpeg+sr.pth"]  # no stale model left
-    assert (out / "jpeg+sr.pth").read_bytes() == b"jpeg+sr"
+    evaluation = pd.concat([eval_rows(g, lambda group, m: 0.25 if len(group) > 1 else 0.0)
+                            for g in ("blur", "jpeg", "sr", "jpeg+sr")])
+    export_models(groups, tmp_path / "models", out, evaluation, {**DEFAULT_GROUPING, "delta": 0.5}, "abc", {"photos": []})
+    assert sorted(p.name for p in out.iterdir()) == ["blur.md", "blur.pth", "jpeg+sr.md", "jpeg+sr.pth"]  # no stale model
+    slim = torch.load(out / "jpeg+sr.pth", weights_only=True)
+    assert "optimizer" not in slim and "torch_rng" not in slim and "numpy_rng" not in slim
+    assert all(torch.equal(slim["params"][k], v) for k, v in full["jpeg+sr"]["params"].items())
+    assert slim["members"] == ["jpeg", "sr"] and slim["delta"] == 0.5 and slim["config_hash"] == "abc"
+    assert json.loads(slim["drops"]) == pytest.approx({"jpeg": 0.25, "sr": 0.25})
+    assert (out / "jpeg+sr.pth").stat().st_size < (tmp_path / "models" / "jpeg+sr" / "model.pth").stat().st_size / 2
+    card = (out / "jpeg+sr.md").read_text()
+    import hashlib
+
+    assert hashlib.sha256((out / "jpeg+sr.pth").read_bytes()).hexdigest() in card
+    assert "| jpeg |" in card and "+0.250" in card and "delta = 0.5 dB" in card
     with pytest.raises(FileNotFoundError, match="'missing'"):
         export_models(pd.DataFrame({"degradation": ["x"], "group": ["missing"]}), tmp_path / "models", out)
     assert sorted(p.name for p in out.glob("*.pth")) == ["blur.pth", "jpeg+sr.pth"]  # a failure leaves it whole

@@ -194,6 +194,31 @@ def grids_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def test_exported_group_models_are_slim_and_restore_like_the_checkpoints(built):
+    import torch
+
+    from grids.evaluate import restore
+    from grids.train import load_model
+
+    groups = pd.read_parquet(built / "results" / "final" / "groups.parquet")
+    image = io.read_image(sorted((built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))[0])[0]
+    for group in dict.fromkeys(groups.group):
+        slim_path = built / "results" / "final" / "models" / f"{group}.pth"
+        full_path = built / "results" / "models" / group / "model.pth"
+        slim = torch.load(slim_path, weights_only=True)
+        assert "optimizer" not in slim and slim["members"] == group.split("+") and slim["config_hash"]
+        assert slim_path.stat().st_size < full_path.stat().st_size
+        card = (slim_path.with_suffix(".md")).read_text()
+        assert hashlib.sha256(slim_path.read_bytes()).hexdigest() in card
+        assert all(f"| {m} |" in card for m in group.split("+"))
+        outputs = []
+        for path in (slim_path, full_path):
+            model, _ = load_model(path)
+            with torch.no_grad():
+                outputs.append(restore(model, image, torch.device("cpu")))
+        assert np.array_equal(*outputs)
+
+
 def test_similarity_validation(built):
     results = built / "results" / "validation"
     table = pd.read_parquet(results / "table2.parquet")

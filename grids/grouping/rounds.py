@@ -3,7 +3,8 @@
     python -m grids.grouping.rounds candidates --matrix M --degradations D... --out candidates.parquet
     python -m grids.grouping.rounds round --round R --matrix M --eval E... --grouping JSON --out rounds/R.parquet
     python -m grids.grouping.rounds finish --rounds R... --matrix M --eval E... --grouping JSON --out-dir results
-    python -m grids.grouping.rounds export --groups final/groups.parquet --models results/models --out final/models
+    python -m grids.grouping.rounds export --groups final/groups.parquet --models results/models --eval E... \
+        --grouping JSON --config-hash H --training-data JSON --out final/models
 
 The planner (:mod:`grids.grouping.planner`) is pure: from everything verified so far it answers either the
 next groups to verify or the final partition. Each Snakemake round is one such call. Its input is
@@ -25,14 +26,15 @@ Outputs:
 * ``grouping/partitions.parquet``: ``partition, group`` for every minimal partition returned.
 * ``grouping/search.png``: each verified group's drop against its mean distance, delta marked.
 * ``final/groups.parquet``: ``degradation, group`` (the partition used).
-* ``final/models/{group}.pth``: each final group's model (a singleton's is its single-task model).
+* ``final/models/{group}.pth`` + ``{group}.md``: each final group's model, slim (weights, architecture,
+  members, delta, drops, recipe, config hash; no optimizer state), and its model card (a
+  singleton's is its single-task model).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -177,19 +179,75 @@ def plot_search(verified: pd.DataFrame, delta: float, path: str | Path) -> None:
     io.save_figure(fig, path)
 
 
-def export_models(groups: pd.DataFrame, models_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """Copy the model of every final group to ``out_dir/{group}.pth``, replacing the folder whole
-    (so no model of an earlier partition is left next to the current ones)."""
+def export_models(groups: pd.DataFrame, models_dir: str | Path, out_dir: str | Path,
+                  evaluation: pd.DataFrame | None = None, grouping: dict | None = None, config_hash: str = "",
+                  training_data: dict | None = None) -> list[Path]:
+    """Write every final group's model to ``out_dir/{group}.pth`` as a slim file, with a model card
+    ``{group}.md`` beside it, replacing the folder whole (so no model of an earlier partition is
+    left next to the current ones).
+
+    The slim file holds the weights under ``params`` (what BasicSR-style loaders read), the
+    architecture and its keyword arguments, and what the group is: ``group``, ``members``,
+    ``delta``, ``drops`` (dB per member against its single-task model, on the grouping test set),
+    ``recipe``, ``degradations`` and ``config_hash``; no optimizer or RNG state. With
+    ``evaluation`` and ``grouping`` the drops and the card's PSNR table are filled in.
+    """
+    import hashlib
+
+    import torch
+
     written = []
+    means = None
+    if evaluation is not None and grouping is not None:
+        means = mean_psnr(evaluation, test_set_of(grouping, evaluation)).set_index(["trained_on", "degradation"]).psnr
     with io.atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for group in dict.fromkeys(groups.group):
             source = Path(models_dir) / group / "model.pth"
             if not source.is_file():
                 raise FileNotFoundError(f"model of group {group!r} not found: {source}")
-            shutil.copyfile(source, tmp / f"{group}.pth")
+            full = torch.load(source, map_location="cpu", weights_only=True)
+            members = group_members(group)
+            psnr = {m: (float(means[(m, m)]), float(means[(group, m)])) for m in members} if means is not None else {}
+            slim = {
+                "params": full["params"], "arch": full["arch"], "arch_kwargs": full["arch_kwargs"], "group": group,
+                "members": members, "delta": float(grouping["delta"]) if grouping else float("nan"),
+                "drops": json.dumps({m: single - grouped for m, (single, grouped) in psnr.items()}, sort_keys=True),
+                "recipe": full.get("recipe", ""), "degradations": full.get("degradations", ""),
+                "config_hash": config_hash, "grids_version": full.get("grids_version", ""),
+            }
+            path = tmp / f"{group}.pth"
+            torch.save(slim, path)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            (tmp / f"{group}.md").write_text(model_card(slim, psnr, digest, training_data, grouping))
             written.append(Path(out_dir) / f"{group}.pth")
     return written
+
+
+def model_card(slim: dict, psnr: dict[str, tuple[float, float]], digest: str, training_data: dict | None,
+               grouping: dict | None) -> str:
+    """The model card of one exported group model (Markdown)."""
+    members = slim["members"]
+    text = f"# GRIDS group model: {slim['group']}\n\n"
+    text += ("Restores images degraded by any one of: " + ", ".join(f"`{m}`" for m in members) + ".\n"
+             if len(members) > 1 else f"The single-task model of `{members[0]}` (a group of one).\n")
+    text += f"\n- file: `{slim['group']}.pth`, sha256 `{digest}`\n"
+    text += f"- architecture: `{slim['arch']}` {slim['arch_kwargs']}; weights under `params` (no optimizer state)\n"
+    text += f"- input and output: RGB in [0, 1], (B, 3, H, W), same size\n"
+    text += f"- training recipe: `{slim['recipe']}`\n"
+    if training_data is not None:
+        text += f"- training data (clean images, degraded online): `{json.dumps(training_data, sort_keys=True)}`\n"
+    text += f"- degradations as configured: `{slim['degradations']}`\n"
+    text += f"- config hash (sha256 of the validated config): `{slim['config_hash']}`\n"
+    if psnr:
+        test_set = grouping.get("test_set") or "the first test set"
+        text += (f"\n## PSNR per member on {test_set} (dB)\n\nA group is accepted when no member loses more "
+                 f"than delta = {slim['delta']:g} dB against its single-task model.\n\n"
+                 "| member | single-task | this model | drop |\n| --- | --- | --- | --- |\n")
+        for m in members:
+            single, grouped = psnr[m]
+            text += f"| {m} | {single:.3f} | {grouped:.3f} | {single - grouped:+.3f} |\n"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,13 +269,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             p.add_argument("--rounds", nargs="+", required=True, help="every round table, in order")
             p.add_argument("--out-dir", required=True, help="folder holding grouping/ and final/")
-    p = sub.add_parser("export", help="copy the final groups' models to one folder")
+    p = sub.add_parser("export", help="the final groups' models, slim, with model cards, in one folder")
     p.add_argument("--groups", required=True, help="final/groups.parquet")
     p.add_argument("--models", required=True, help="folder of {group}/model.pth")
+    p.add_argument("--eval", nargs="+", default=[], help="evaluation tables of the final and single-task models")
+    p.add_argument("--grouping", help="the config's grouping section, JSON (delta and test set)")
+    p.add_argument("--config-hash", default="", help="sha256 of the validated config")
+    p.add_argument("--training-data", help="the config's training.images section, JSON")
     p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.command == "export":
-        for path in export_models(pd.read_parquet(args.groups), args.models, args.out):
+        evaluation = io.read_parquets(args.eval) if args.eval else None
+        grouping = config_section("grouping", json.loads(args.grouping)) if args.grouping else None
+        training = json.loads(args.training_data) if args.training_data else None
+        for path in export_models(pd.read_parquet(args.groups), args.models, args.out, evaluation, grouping,
+                                  args.config_hash, training):
             print(path)
         return 0
     matrix = pd.read_parquet(args.matrix)

@@ -1,4 +1,5 @@
 # Config validation (at parse time) and the get_* helpers the rules use.
+import hashlib
 import json
 import os
 import re
@@ -55,6 +56,8 @@ os.environ["PATH"] = os.pathsep.join(
     [str(Path(sys.executable).parent), os.environ["PATH"]]
 )
 DEGRADATIONS = list(CONFIG["degradations"])
+# Recorded in every exported group model: which validated config the model comes from.
+CONFIG_HASH = hashlib.sha256(json.dumps(CONFIG, sort_keys=True).encode()).hexdigest()
 # Degradations left out of training, applied to the test sets only: the selection report checks
 # that inputs like them are called out of distribution.
 UNSEEN = list(CONFIG["selection"]["unseen"])

@@ -84,15 +84,21 @@ rule final_group_models:
     input:
         groups="results/final/groups.parquet",
         models=get_final_models,
+        evals=get_selection_evals,
     output:
         directory("results/final/models"),
     log:
         "logs/final/models.log",
     conda:
         "../../environment.yml"
+    params:
+        grouping=get_grouping_json,
+        config_hash=CONFIG_HASH,
+        training_data=get_training_images_json,
     shell:
         "python -m grids.grouping.rounds export --groups {input.groups:q} --models results/models"
-        " --out {output:q} > {log:q} 2>&1"
+        " --eval {input.evals:q} --grouping {params.grouping:q} --config-hash {params.config_hash:q}"
+        " --training-data {params.training_data:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule table1:
