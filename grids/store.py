@@ -63,9 +63,9 @@ def _build_one(row, arrays: Path) -> bool:
     image = io.decode_clean(data, row.path)
     if image.shape != (row.height, row.width, 3):
         raise io.BadImageError(f"{row.path}: {image.shape} does not match the manifest's {row.height}x{row.width}")
-    with io.atomic_path(target) as tmp:
-        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to the temporary name
-            np.save(f, image, allow_pickle=False)
+    # A file object: np.save would append .npy to the temporary name.
+    with io.atomic_path(target) as tmp, open(tmp, "wb") as f:
+        np.save(f, image, allow_pickle=False)
     return True
 
 
@@ -80,8 +80,9 @@ def build_store(manifest: pd.DataFrame, out_dir: str | Path, threads: int = 1) -
     arrays.mkdir(parents=True, exist_ok=True)
     rows = list(manifest.itertuples())
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        written = list(tqdm(pool.map(lambda r: _build_one(r, arrays), rows), total=len(rows), desc="crop store",
-                            unit="img"))
+        written = list(
+            tqdm(pool.map(lambda r: _build_one(r, arrays), rows), total=len(rows), desc="crop store", unit="img")
+        )
     needed = {f"{r.sha256}.npy" for r in rows}
     stale = [p for p in arrays.iterdir() if p.name not in needed]
     for path in stale:  # images removed or edited since the last build
@@ -105,8 +106,9 @@ class CropStore:
         for path, (h, w) in zip(self.paths, self.shapes):
             shape, dtype, fortran, offset = _npy_header(path)
             if shape != (h, w, 3) or dtype != np.uint8 or fortran:
-                raise ValueError(f"{path}: array {shape} {dtype} does not match the store index ({h}x{w}x3 uint8): "
-                                 "rebuild the store")
+                raise ValueError(
+                    f"{path}: array {shape} {dtype} does not match the store index ({h}x{w}x3 uint8): rebuild the store"
+                )
             self.offsets.append(offset)
 
     @classmethod

@@ -44,6 +44,7 @@ from .groups import group_members
 from .seeds import derive_seed
 from .store import CropStore, ImageList
 
+
 def build_model(arch: str, kwargs: dict) -> torch.nn.Module:
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
