@@ -6,6 +6,7 @@
     grids matrix [results/similarity/matrix.parquet]   print the similarity matrix (wide)
     grids select IMAGE... [--json]             pick the group model for images of unknown degradation
     grids restore IMAGE -o OUT [--group G]     restore with the chosen (or a given) group model
+    grids plan [--config FILE]...              trainings, GPU-hours, disk and RAM of a run, before it
 
 ``select`` and ``restore`` read the built workflow's results (``--results``, default ``results``)
 and the config it was built with (``--config``, several files merge like ``--configfile``).
@@ -147,6 +148,15 @@ def _restore(args) -> int:
     return 0
 
 
+def _plan(args) -> int:
+    """Trainings, GPU-hours, disk and RAM of a run, from the merged config (grids.plan)."""
+    from .plan import load_for_plan, plan
+
+    config, assumed = load_for_plan(args.config or ["config/config.yaml"])
+    print(plan(config, assumed, args.instances))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="grids", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"grids {__version__}")
@@ -186,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--threshold", type=float, help="out-of-distribution divergence (default: selection.threshold)")
         p.add_argument("--device", default="auto")
         p.set_defaults(func=_select if name == "select" else _restore)
+    p = sub.add_parser("plan", help="what a final_models run will train and cost, before submitting it")
+    p.add_argument("--config", action="append", metavar="FILE", help="config files, merged in order (default config/config.yaml)")
+    p.add_argument("--instances", type=int, default=200, help="simulated grouping searches")
+    p.set_defaults(func=_plan)
     args = parser.parse_args(argv)
     return run_stage(lambda: args.func(args))
 
