@@ -9,7 +9,7 @@ links to its first files. For each N it runs, each as its own subprocess (so its
 own, from ``os.wait4``):
 
 * ``clean set``: ``python -m grids.data`` on the folder (check every file, hash, reference it in
-  place), on ``--threads`` threads and on 1 (fitted per-image costs give the speed-up);
+  place), with ``--threads`` worker processes and with 1 (fitted per-image costs give the speed-up);
 * ``crop store``: ``python -m grids.store`` (decode once, write the uint8 arrays), ``--threads``;
 * ``train 1 step`` and ``train 4 steps``: ``python -m grids.train --store`` with a small SRResNet
   (32 features, 4 blocks) on batch 8 x 256² crops (the paper's crop), all 11 degradations online,
@@ -21,7 +21,8 @@ own, from ``os.wait4``):
 Then once, on the largest N's model: ``evaluate`` on a test set of ``--eval-images`` of the
 images, degraded by jpeg and gaussian_noise (``python -m grids.data`` + ``grids.degrade``).
 
-Prints one markdown table (wall s, peak RSS MB, MB written per stage and N), the fitted
+Prints one markdown table (wall s, peak RSS MB of the stage's processes together, MB written,
+and the 1-minute load average after the stage: other work on the machine shows there), the fitted
 per-image cost (least squares ``a + b N``) of the clean set and the store, their extrapolation to
 N = 3,450 (DF2K), and the ratios largest / smallest N of the training job's peak RSS and time to
 first step (targets: <= 1.2), and the clean set's 2-thread / 1-thread rate (target >= 1.7 on 2
@@ -36,6 +37,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -111,15 +113,41 @@ def disk_mb(*paths: Path) -> float:
 
 
 def run(command: list[str], cwd: Path) -> tuple[float, float]:
-    """``(wall s, peak RSS MB)`` of one stage, run as its own process."""
+    """``(wall s, peak RSS MB)`` of one stage, run as its own process. The peak is the larger of the
+    process's own (``wait4``) and the sum over it and its worker processes, sampled every 50 ms (a
+    sum counts shared pages once per process: it can only overstate)."""
+    import psutil
+
     start = time.perf_counter()
     job = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        try:
+            root = psutil.Process(job.pid)
+            while not done.is_set():
+                total = 0
+                for proc in [root, *root.children(recursive=True)]:
+                    try:
+                        total += proc.memory_info().rss
+                    except psutil.Error:
+                        pass
+                peak[0] = max(peak[0], total)
+                time.sleep(0.05)
+        except psutil.Error:
+            pass
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     stderr = job.stderr.read()
     _, status, usage = os.wait4(job.pid, 0)
+    done.set()
+    sampler.join()
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(command[:4])} failed:\n{stderr.decode()[-3000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, max(usage.ru_maxrss / 1024, peak[0] / 2**20)
 
 
 def images_json(folder: Path) -> str:
@@ -159,7 +187,7 @@ def main() -> None:
         f"{time.perf_counter() - tic:.0f} s",
         flush=True,
     )
-    rows, fits = [], {"clean set": [], "clean set, 1 thread": [], "crop store": []}
+    rows, fits, loads = [], {"clean set": [], "clean set, 1 thread": [], "crop store": []}, []
     ttfs, rss_train = {}, {}
     for n in sizes:
         folder = subset(work / "source", work / f"folder_{n}", n)
@@ -173,6 +201,7 @@ def main() -> None:
             wall, rss = run([*base, "--threads", str(threads), "--out", str(out)], ROOT)
             rows.append((f"clean set ({threads} thr)", n, wall, rss, disk_mb(out)))
             fits["clean set" if threads == args.threads else "clean set, 1 thread"].append((n, wall))
+            loads.append(os.getloadavg()[0])
             print(rows[-1], flush=True)
         manifest = run_dir / f"clean_t{args.threads}" / "manifest.parquet"
         store = run_dir / "store"
@@ -182,6 +211,7 @@ def main() -> None:
         )
         rows.append((f"crop store ({args.threads} thr)", n, wall, rss, disk_mb(store)))
         fits["crop store"].append((n, wall))
+        loads.append(os.getloadavg()[0])
         print(rows[-1], flush=True)
         for steps in (1, STEPS):
             out = run_dir / f"model_{steps}.pth"
@@ -212,6 +242,7 @@ def main() -> None:
             ]
             wall, rss = run(command, ROOT)
             rows.append((f"train {steps} step{'s' if steps > 1 else ''} (store)", n, wall, rss, disk_mb(out)))
+            loads.append(os.getloadavg()[0])
             print(rows[-1], flush=True)
             if steps == 1:
                 ttfs[n], rss_train[n] = wall, rss
@@ -222,6 +253,7 @@ def main() -> None:
             command[command.index("--out") + 1] = str(run_dir / "model_decode.pth")
             wall, rss = run(command, ROOT)
             rows.append(("train 1 step (decode all, old)", n, wall, rss, 0.0))
+            loads.append(os.getloadavg()[0])
             print(rows[-1], flush=True)
 
     # evaluation of the largest N's 4-step model on a few 2K test images, 2 degradations
@@ -290,15 +322,16 @@ def main() -> None:
     rows.append(
         (f"evaluate ({args.eval_images} images x 2 degradations)", n, wall, rss, disk_mb(test / "eval.parquet"))
     )
+    loads.append(os.getloadavg()[0])
 
     print(
-        f"\n{os.cpu_count()} CPU threads, {args.threads} stage threads; training SRResNet 32/4, batch 8 x 256², "
+        f"\n{os.cpu_count()} CPU threads, {args.threads} stage threads (clean set: worker processes; store: threads); training SRResNet 32/4, batch 8 x 256², "
         f"11 degradations online, CPU fp32\n"
     )
-    print("| stage | N | wall s | peak RSS MB | MB written |")
-    print("| --- | --- | --- | --- | --- |")
-    for stage, n, wall, rss, mb in rows:
-        print(f"| {stage} | {n} | {wall:.1f} | {rss:.0f} | {mb:.1f} |")
+    print("| stage | N | wall s | peak RSS MB | MB written | load after |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (stage, n, wall, rss, mb), load in zip(rows, loads):
+        print(f"| {stage} | {n} | {wall:.1f} | {rss:.0f} | {mb:.1f} | {load:.1f} |")
     print()
     for stage, points in fits.items():
         x, y = np.array(points, float).T
