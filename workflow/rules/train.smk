@@ -41,7 +41,7 @@ rule train_store:
         "../../environment.yml"
     threads: 8
     params:
-        out="results/train/store",
+        out=lambda wildcards, output: os.path.dirname(output.index),
     shell:
         "python -m grids.store --clean {input.clean:q} --out {params.out:q}"
         " --threads {threads} > {log:q} 2>&1"
