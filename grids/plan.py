@@ -49,7 +49,7 @@ MEASURED_IT_PER_S = {
     },
 }
 # bench/bench_scale.py on 2 CPU cores (bench/RESULTS.md "Scale rehearsal"): peak RSS, MB.
-MEASURED_RSS_MB = {"train": 1300, "clean set": 230, "crop store": 230, "evaluate": 770}
+MEASURED_RSS_MB = {"train": 1295, "clean set": 520, "crop store": 227, "evaluate": 792}
 PNG_BYTES_PER_PIXEL = 1.6
 # (images, pixels per image) assumed for a folder that does not exist yet: DF2K for training,
 # DIV2K-Valid's size for the other sets (Urban100's images are smaller: an upper bound).
@@ -127,6 +127,10 @@ def load_for_plan(paths: list[str]) -> tuple[dict, dict[str, tuple[int, int]]]:
             section["dead_leaves"] = {**(section.get("dead_leaves") or {}), "count": 1}  # validates; not counted
             assumed[key] = DF2K if key == "training.images" else DIV2K_VALID
     return validate_config(config), assumed
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.0f} MB"
 
 
 def _parameters(arch: str, kwargs: dict) -> int:
@@ -226,20 +230,19 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
     lines.append("Disk")
     train_images, train_pixels, how = _set_pixels(training["images"], assumed.get("training.images"))
     lines.append(
-        f"  crop store (results/train/store): {train_pixels * 3 / 1e9:.1f} GB for {train_images} training "
-        f"images ({how})"
+        f"  crop store (results/train/store): {_gb(train_pixels * 3)} for {train_images} training images ({how})"
     )
     sim_images, sim_pixels, how = _set_pixels(config["images"], assumed.get("images"))
     unseen = len(config["selection"]["unseen"])
     lines.append(
         f"  degraded similarity sets: {sim_images} images x {n} degradations ({how}): about "
-        f"{sim_pixels * n * PNG_BYTES_PER_PIXEL / 1e9:.1f} GB"
+        f"{_gb(sim_pixels * n * PNG_BYTES_PER_PIXEL)}"
     )
     for name, test in training["test_sets"].items():
         count, pixels, how = _set_pixels(test, assumed.get(f"training.test_sets.{name}"))
         lines.append(
             f"  test set {name}: {count} images x {n + unseen} degradations ({how}): about "
-            f"{pixels * (n + unseen) * PNG_BYTES_PER_PIXEL / 1e9:.1f} GB"
+            f"{_gb(pixels * (n + unseen) * PNG_BYTES_PER_PIXEL)}"
         )
     archs = {(recipe["arch"], str(recipe["arch_kwargs"])): recipe} | {
         (b["arch"], str(b["arch_kwargs"])): b for b in baselines.values()
@@ -256,12 +259,12 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
     lines.append("")
     lines.append("RAM per job (peak RSS measured by bench/bench_scale.py on CPU; flat in the number of images)")
     lines.append(
-        f"  training: {MEASURED_RSS_MB['train'] / 1e3:.1f} GB host memory at batch 8 x 256² (the crops and "
-        "the model); a CUDA job adds the CUDA context and libraries (a few GB, not measured here)"
+        f"  training: {MEASURED_RSS_MB['train'] / 1e3:.1f} GB host memory (SRResNet 32/4, batch 8 x 256², CPU); "
+        "a CUDA job adds the CUDA context and libraries (a few GB, not measured here)"
     )
     lines.append(
-        f"  clean set / crop store: {MEASURED_RSS_MB['clean set'] / 1e3:.2f} GB at 2 threads (+ about 0.05 GB "
-        "per extra thread for a 2K image in flight)"
+        f"  clean set: {MEASURED_RSS_MB['clean set'] / 1e3:.2f} GB with 2 worker processes (+ about 0.16 GB per "
+        f"extra worker); crop store: {MEASURED_RSS_MB['crop store'] / 1e3:.2f} GB"
     )
     lines.append(
         f"  evaluation: {MEASURED_RSS_MB['evaluate'] / 1e3:.2f} GB on CPU for 2K test images (one image at a time)"
