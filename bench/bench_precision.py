@@ -25,7 +25,7 @@ from grids.config import validate_config
 from grids.data import list_sources, load_source
 from grids.degradations import get_degradation
 from grids.evaluate import SIZE_MULTIPLE, psnr, restore
-from grids.groups import group_members
+from grids.grouping.names import group_members
 from grids.seeds import rng_for
 from grids.train import load_model, train
 

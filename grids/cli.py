@@ -7,6 +7,7 @@
     grids select IMAGE... [--json]             pick the group model for images of unknown degradation
     grids restore IMAGE -o OUT [--group G]     restore with the chosen (or a given) group model
     grids plan [--config FILE]...              trainings, GPU-hours, disk and RAM of a run, before it
+    grids import-ncnn-rrdb P.param P.bin -o W.pth   Real-ESRGAN's ncnn weights as a BasicSR RRDBNet file
 
 ``select`` and ``restore`` read the built workflow's results (``--results``, default ``results``)
 and the config it was built with (``--config``, several files merge like ``--configfile``).
@@ -18,31 +19,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 
 import numpy as np
 import yaml
 
 from . import __version__, io
-from .config import ConfigError, load_config
+from .config import load_config
 from .degradations import BUILTINS, get_degradation
-
-USER_ERRORS = (ConfigError, io.BadImageError, FileNotFoundError, KeyError, ValueError)
-
-
-def run_stage(main: Callable[[], int]) -> int:
-    """Run a stage's ``main``; a user error becomes one line on stderr and exit status 2.
-
-    ``GRIDS_DEBUG=1`` in the environment shows the full traceback instead.
-    """
-    try:
-        return main()
-    except USER_ERRORS as err:
-        if os.environ.get("GRIDS_DEBUG"):
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+from .stage import run_stage
 
 
 def _check_config(args) -> int:
@@ -58,6 +42,7 @@ def _list_degradations(args) -> int:
 
 
 def _degrade(args) -> int:
+    io.check_output_path(args.output, [args.image])
     image, _ = io.read_image(args.image)
     entry = {}
     if args.config:
@@ -94,13 +79,30 @@ def _selector(args):
 
 
 def _read_input(path: str) -> np.ndarray:
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise io.BadImageError(f"{path}: is a folder, not an image")
     return io.read_image(path)[0]
 
 
+def _read_inputs(paths: list[str]) -> dict[str, np.ndarray]:
+    """Every input image, or one error that lists every bad path (before any work is done)."""
+    images, problems = {}, []
+    for path in paths:
+        try:
+            images[path] = _read_input(path)
+        except (io.BadImageError, OSError) as err:
+            problems.append(str(err))
+    if len(problems) == 1:
+        raise io.BadImageError(problems[0])
+    if problems:
+        raise io.BadImageError(f"{len(problems)} of {len(paths)} input images are unusable: " + "; ".join(problems))
+    return images
+
+
 def _select(args) -> int:
-    images = {path: _read_input(path) for path in args.images}  # every bad path reported before any work
+    images = _read_inputs(args.images)
     selector = _selector(args)
     results = []
     for path, image in images.items():
@@ -123,7 +125,8 @@ def _restore(args) -> int:
     from .evaluate import SIZE_MULTIPLE, restore
     from .train import load_model
 
-    image = _read_input(args.image)
+    io.check_output_path(args.output, [args.image], force=args.force)  # before the (long) restoration
+    image = _read_inputs([args.image])[args.image]
     selector = _selector(args)
     known = list(dict.fromkeys(selector.references.group))
     if args.group:
@@ -154,6 +157,11 @@ def _plan(args) -> int:
 
     config, assumed = load_for_plan(args.config or ["config/config.yaml"])
     print(plan(config, assumed, args.instances))
+def _import_ncnn_rrdb(args) -> int:
+    from .ncnn import import_rrdb
+
+    io.check_output_path(args.output, [args.param, args.bin], kind="input file")
+    print(json.dumps(import_rrdb(args.param, args.bin, args.output)))
     return 0
 
 
@@ -190,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("-o", "--output", required=True, help="restored PNG")
             p.add_argument("--group", help="use this final group's model instead of choosing")
             p.add_argument("--tile", type=int, default=512, help="tile side (px) for large images")
+            p.add_argument("--force", action="store_true", help="allow the output to replace the input image")
         p.add_argument("--config", action="append", metavar="FILE",
                        help="the config the results were built with (repeat to merge; default config/config.yaml)")
         p.add_argument("--results", default="results", help="the workflow's results folder")
@@ -200,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", action="append", metavar="FILE", help="config files, merged in order (default config/config.yaml)")
     p.add_argument("--instances", type=int, default=200, help="simulated grouping searches")
     p.set_defaults(func=_plan)
+    p = sub.add_parser("import-ncnn-rrdb", help="convert an ncnn RRDBNet (Real-ESRGAN x4plus) to a BasicSR .pth",
+                       description="e.g. grids import-ncnn-rrdb realesrgan-x4plus.param realesrgan-x4plus.bin "
+                                   "-o weights/realesrgan_x4plus.pth")
+    p.add_argument("param", help="the ncnn .param file")
+    p.add_argument("bin", help="the ncnn .bin file")
+    p.add_argument("-o", "--output", required=True, help="the .pth to write ({params, arch, arch_kwargs})")
+    p.set_defaults(func=_import_ncnn_rrdb)
     args = parser.parse_args(argv)
     return run_stage(lambda: args.func(args))
 

@@ -3,7 +3,9 @@
 Validation has three layers, all run by :func:`validate_config` (the workflow calls it when the
 Snakefile is parsed, the CLI before it does anything):
 
-1. names: every degradation is a built-in or has a ``function`` (with a "did you mean");
+1. names: every name that becomes a wildcard, a path component or a command-line word (degradations,
+   ``selection.unseen``, test sets, baselines) matches :data:`NAME_PATTERN`; every degradation is a
+   built-in or has a ``function`` (with a "did you mean");
 2. the JSON schema ``config.schema.yaml`` (types, bounds, ``additionalProperties: false``);
 3. meaning: ranges not inverted or empty, odd kernel sizes, folders and functions that exist.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,10 +23,13 @@ import jsonschema
 import yaml
 
 from .degradations import BUILTINS, NAMES, get_degradation
-from .io import list_image_files
+from .io import list_image_files, unusable_files
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
+# The one home of the config's defaults: what validate_config fills in for a key left out, and
+# what config/config.yaml (the embedded run) and config/README.md state (tests/test_defaults.py
+# keeps the three equal). The stages receive complete, validated sections and merge nothing.
 DEFAULT_IMAGES = {"photos": [], "dead_leaves": {"count": 0, "size": 256}, "folder": None, "min_side": 64}
 ASSETS = Path(__file__).with_name("assets")  # shipped inside the package (works when pip-installed)
 SHIPPED_DESCRIPTOR = ASSETS / "descriptor" / "msrresnet_x4.pth"
@@ -56,6 +62,22 @@ DEFAULT_TRAINING = {
 }
 DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
 DEFAULT_SELECTION = {"reference": "images", "threshold": None, "unseen": {}}
+# The paper's Table 2 experiments (docs/method.md §8), with this pipeline's degradation names.
+DEFAULT_VALIDATION = {
+    "experiments": {
+        "e1": [["sr", "defocus_blur"], ["gaussian_noise", "salt_pepper"]],
+        "e2": [["ringing", "rl", "defocus_blur"], ["gaussian_blur", "jpeg", "salt_pepper"]],
+        "e3": [["ringing", "rl", "defocus_blur", "motion_blur"], ["gaussian_blur", "gaussian_noise", "salt_pepper",
+                                                                   "motion_blur"]],
+        "e4": [["sr", "jpeg", "ringing", "rl", "defocus_blur"], ["gaussian_blur", "inpainting", "salt_pepper",
+                                                                  "poisson_noise", "motion_blur"]],
+        "e5": [["sr", "jpeg", "poisson_noise"], ["gaussian_blur", "inpainting", "poisson_noise"]],
+        "e6": [["sr", "jpeg", "inpainting"], ["gaussian_blur", "ringing", "defocus_blur"]],
+        "e7": [["jpeg", "poisson_noise", "gaussian_noise"], ["jpeg", "poisson_noise", "inpainting"]],
+    },
+    "variants": ["method", "rb16", "untrained", "sift"],
+    "bootstrap": 1000,
+}
 RESERVED_SET_NAMES = {"clean"}
 # Keyword arguments of each backbone (kept here so the config is checked without importing torch;
 # tests/test_archs.py checks them against the classes' signatures).
@@ -67,8 +89,38 @@ ARCH_PARAMETERS = {
 }  # the clean set's name in the similarity tables
 
 
+# Names become Snakemake wildcards, folder names under results/, group names (joined by "+") and
+# command-line words, so they are identifiers: lower case like the built-ins, no "/", "+", space,
+# "." or shell metacharacter, hence never a path that leaves results/ nor a word a shell splits.
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+NAME_RULE = "a lower-case letter, then up to 63 lower-case letters, digits or '_'"
+
+
 class ConfigError(ValueError):
     """An invalid config; the message names the offending key."""
+
+
+def check_name(name: object, key: str) -> None:
+    """Raise :class:`ConfigError` unless ``name`` (found under config key ``key``) is an identifier."""
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise ConfigError(f"config key {key}: the name {name!r} is not allowed: names must be {NAME_RULE} "
+                          f"(pattern {NAME_PATTERN}), since they become folder names and wildcards")
+
+
+def _check_names(config: dict) -> None:
+    """Every name the workflow turns into a path or a wildcard, checked before anything uses it."""
+    training = config.get("training") if isinstance(config.get("training"), dict) else {}
+    selection = config.get("selection") if isinstance(config.get("selection"), dict) else {}
+    for section, key in (
+        (config.get("degradations"), "degradations"),
+        (selection.get("unseen"), "selection.unseen"),
+        (training.get("test_sets"), "training.test_sets"),
+        (config.get("baselines"), "baselines"),
+        ((config.get("validation") or {}).get("experiments"), "validation.experiments"),
+    ):
+        if isinstance(section, dict):
+            for name in section:
+                check_name(name, f"{key}.{name}")
 
 
 @cache
@@ -89,10 +141,12 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         config.get("degradations"),
         (config.get("training") or {}).get("test_sets"),
         (config.get("selection") or {}).get("unseen"),
+        (config.get("validation") or {}).get("experiments"),
     ):
         if isinstance(section, dict):
             for name in [n for n, v in section.items() if v is None]:
                 del section[name]
+    _check_names(config)
     degradations = config.get("degradations")
     if isinstance(degradations, dict):
         for name, entry in degradations.items():
@@ -170,6 +224,12 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         if name in RESERVED_SET_NAMES:
             raise ConfigError(f"config key degradations.{name}: the name {name!r} is reserved for the clean set")
         config["degradations"][name] = _resolve_degradation(name, entry, f"degradations.{name}", base_dir)
+    validation = config["validation"] = {**DEFAULT_VALIDATION, **config.get("validation", {})}
+    validation["experiments"] = dict(validation["experiments"] or {})
+    for name, sides in validation["experiments"].items():
+        if len(sides[0]) != len(sides[1]):
+            raise ConfigError(f"config key validation.experiments.{name}: its two groups have {len(sides[0])} and "
+                              f"{len(sides[1])} members; an experiment compares groups of equal size")
     selection = config["selection"] = {**DEFAULT_SELECTION, **config.get("selection", {})}
     selection["unseen"] = dict(selection["unseen"] or {})
     for name, entry in selection["unseen"].items():
@@ -178,6 +238,18 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
                               "unseen degradations must be left out of `degradations`")
         selection["unseen"][name] = _resolve_degradation(name, entry, f"selection.unseen.{name}", base_dir)
     return config
+
+
+def config_section(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """One section (``grouping``, ``features``, ...) checked against the schema, with its defaults
+    filled in: for a stage run by hand with a partial section (the rules pass whole ones)."""
+    defaults = {"descriptor": DEFAULT_DESCRIPTOR, "features": DEFAULT_FEATURES, "grouping": DEFAULT_GROUPING,
+                "selection": DEFAULT_SELECTION, "validation": DEFAULT_VALIDATION}[name]
+    errors = list(jsonschema.Draft202012Validator(schema()["properties"][name]).iter_errors(given))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(f"config key {_key([name, *error.absolute_path])}: {error.message}")
+    return {**defaults, **given}
 
 
 def _resolve_degradation(name: str, entry: dict, key: str, base_dir: str | Path) -> dict:
@@ -208,20 +280,64 @@ def _image_set(spec: dict, key: str, base_dir: str | Path) -> dict:
         folder = Path(base_dir) / images["folder"]
         if not folder.is_dir():
             raise ConfigError(f"config key {key}.folder: folder {folder} does not exist")
-        if not list_image_files(folder)[0]:
+        files = list_image_files(folder)[0]
+        if not files:
             raise ConfigError(f"config key {key}.folder: folder {folder} holds no image files")
+        problems = unusable_files(files)
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise ConfigError(f"config key {key}.folder: {len(problems)} unusable entries: {shown}")
     if not images["photos"] and not images["dead_leaves"]["count"] and not images["folder"]:
         raise ConfigError(f"config key {key}: no clean images (no photos, dead_leaves.count 0, no folder)")
     return images
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    keeps the last one silently, so a repeated ``seed:`` would change the run unnoticed)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: let PyYAML report it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {seen[key] + 1})", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, name: str) -> Any:
+    """``text`` as YAML, rejecting duplicate keys; an error is a :class:`ConfigError` naming
+    ``name`` (the file) and the line."""
     try:
-        config = yaml.safe_load(path.read_text())
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{name}, line {mark.line + 1}, column {mark.column + 1}" if mark else name
+        what = " ".join(part for part in (err.context, err.problem) if part)
+        kind = "" if what.startswith("duplicate key") else "not valid YAML: "
+        raise ConfigError(f"config file {where}: {kind}{what}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {name}: not valid YAML ({err})") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file as a mapping: a missing file, a YAML mistake, a duplicate key or a top level
+    that is not a mapping is a :class:`ConfigError` naming the file (and the line)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path}: not valid YAML ({err})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path}: cannot be read ({err})") from None
+    config = parse_yaml(text, str(path))
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(config).__name__}")
     return config
@@ -243,7 +359,7 @@ def load_config(path: str | Path | list[str | Path], base_dir: str | Path = ".")
     """Read, merge (later files win, as with ``snakemake --configfile A B``) and validate."""
     config: dict[str, Any] = {}
     for one in [path] if isinstance(path, (str, Path)) else path:
-        config = merge_configs(config, _read_yaml(Path(one)))
+        config = merge_configs(config, read_yaml(one))
     return validate_config(config, base_dir)
 
 

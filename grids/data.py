@@ -236,6 +236,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))

@@ -43,7 +43,10 @@ def degrade_dataset(
         for row in tqdm(clean.itertuples(), total=len(clean), desc=name, unit="img"):
             image = io.load_png(row.path)
             image_seed = derive_seed(seed, "degrade", dataset, name, row.image_id)
-            degraded, params = degradation(image, np.random.default_rng(image_seed))
+            try:
+                degraded, params = degradation(image, np.random.default_rng(image_seed))
+            except ValueError as err:  # a user function breaking its contract: say on which image
+                raise ValueError(f"{err} (image {row.image_id}, {row.path})") from None
             path = out_dir / "images" / f"{row.image_id}.png"
             sha = io.write_png(tmp_images / path.name, degraded)
             rows.append(
@@ -71,6 +74,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))

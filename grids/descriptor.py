@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from grids.archs import load_strict
 from grids.archs.msrresnet import MSRResNet
 from grids.io import atomic_path
 
@@ -95,28 +96,6 @@ def _infer_config(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
     }
 
 
-def _load_strict(model: MSRResNet, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """``model.load_state_dict(state, strict=True)`` with a ValueError naming what is wrong."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mismatched = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(state))
-        if state[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected}")
-        if mismatched:
-            parts.append(f"shape mismatches {mismatched}")
-        raise ValueError(f"{source}: weights do not fit MSRResNet: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
-
-
 def load_descriptor(path: str | Path, device: str | torch.device = "cpu") -> MSRResNet:
     """Load an MSRResNet descriptor from ``path``; returned in eval mode on ``device``.
 
@@ -145,7 +124,7 @@ def load_descriptor(path: str | Path, device: str | torch.device = "cpu") -> MSR
         model = MSRResNet(**_infer_config(state))
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    _load_strict(model, state, str(path))
+    load_strict(model, state, str(path), "MSRResNet")
     return model.to(device).eval()
 
 

@@ -33,6 +33,7 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from . import io
+from .stage import pick_device
 from .train import load_model
 
 SIZE_MULTIPLE = {"srresnet": 1, "restormer": 8, "rrdbnet": 4}
@@ -106,7 +107,7 @@ def evaluate_model(
     in memory at a time: each clean target is decoded once and scored against its restored copy
     from every degradation. Rows are ordered by test set, degradation, then image.
     """
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    device = pick_device(device)
     model, state = load_model(model_path, device)
     multiple = SIZE_MULTIPLE.get(state["arch"], 8)
     rows = []
@@ -146,6 +147,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))

@@ -1,6 +1,6 @@
 """Deep degradation representations (DDR): patches -> descriptor features -> per-set PCA -> GGD.
 
-The SRGA recipe (DESIGN §2.2-2.3), for one image set (the clean set or one degraded set):
+The SRGA recipe (docs/method.md §2-3), for one image set (the clean set or one degraded set):
 
 1. ``n_patches`` seeded ``patch_size``² patches. The boxes depend only on the seed and the image
    ids/sizes, so every set is cropped at the same places: sets then differ by their degradation,
@@ -24,6 +24,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
+from .config import DEFAULT_FEATURES
 from .ggd import GGD, fit_ggd_torch
 from .seeds import rng_for
 
@@ -189,4 +190,6 @@ def features_ggd(x: torch.Tensor, features: dict) -> tuple[GGD, int]:
     k = min(features["pca_components"], x.shape[0] - 1, x.shape[1])
     scores = pca_scores(x, k)
     del x
-    return fit_ggd_torch(scores, outlier_stds=features.get("outlier_stds", 5.0)), scores.numel()
+    # A features section without the key (a hand-written one) gets the config's default.
+    outlier_stds = features.get("outlier_stds", DEFAULT_FEATURES["outlier_stds"])
+    return fit_ggd_torch(scores, outlier_stds=outlier_stds), scores.numel()

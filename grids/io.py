@@ -1,5 +1,10 @@
 """Image reading rules, atomic writes and Parquet helpers.
 
+Writing rules: every output goes through :func:`atomic_path`, so a failure (a full disk, a kill, a
+read-only folder) leaves the previous file or nothing, never a partial one; a write that fails is
+an :class:`OutputError` naming the output (not a temporary file); a target that exists and is
+neither a regular file nor a folder (``/dev/full``, a FIFO) is refused rather than replaced.
+
 Image reading rules (what :func:`read_image` does with what it finds):
 
 * decoded fully with Pillow first, so a truncated or corrupt file raises :class:`BadImageError`
@@ -12,6 +17,7 @@ Image reading rules (what :func:`read_image` does with what it finds):
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -33,9 +39,27 @@ class BadImageError(ValueError):
     """An input image that cannot be used; the message names the file."""
 
 
+class OutputError(OSError):
+    """An output that cannot be written; the message names the output."""
+
+
+# Errors that mean "this output cannot be written here", whatever call raised them.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+
+
+def broken_link(path: Path) -> str | None:
+    """Why ``path`` is a dangling symbolic link (with its target), or None."""
+    if path.is_symlink() and not path.exists():
+        return f"broken symbolic link (points to {os.readlink(path)}, which does not exist)"
+    return None
+
+
 def read_image(path: str | Path, min_side: int = 1) -> tuple[np.ndarray, list[str]]:
     """Read ``path`` as uint8 RGB ``(H, W, 3)``; also return the conversions applied (documented above)."""
     path = Path(path)
+    broken = broken_link(path)
+    if broken:
+        raise BadImageError(f"{path}: {broken}")
     try:
         with Image.open(path) as im:
             im.load()  # full decode: raises on truncated data
@@ -79,9 +103,10 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def write_png(path: str | Path, image: np.ndarray) -> str:
-    """Write ``image`` as PNG; return the sha256 of the file's bytes."""
+    """Write ``image`` as PNG, atomically; return the sha256 of the file's bytes."""
     data = encode_png(image)
-    Path(path).write_bytes(data)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -105,18 +130,68 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds.
 
     Works for files and directories: readers never see a half-written output, and a failure leaves
-    nothing behind.
+    nothing behind. An OSError of the writing (disk full, read-only, no permission) becomes an
+    :class:`OutputError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise OutputError(f"{path}: exists and is not a regular file or folder; refusing to replace it")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
         yield tmp
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OutputError:
+        raise
+    except OSError as err:
+        # Ours: raised before the block, about the temporary file, or naming no file while being a
+        # write refusal (full disk, read-only: a failed write() names none) or a bare OSError (how
+        # libraries report a failed write). An error about another file (the block reading an
+        # input) passes through unchanged.
+        if err.filename is not None:
+            ours = tmp is None or str(err.filename).startswith(str(tmp.parent))
+        else:
+            ours = tmp is None or err.errno in _WRITE_ERRNOS or type(err) is OSError
+        if ours:
+            raise OutputError(f"{path}: cannot write ({err.strerror or err})") from None
+        raise
     finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def check_output_path(path: str | Path, inputs=(), force: bool = False, kind: str = "input image") -> Path:
+    """Check, before any work, that ``path`` can be written and is none of ``inputs``.
+
+    A folder, a special file (``/dev/full``), an input (unless ``force``) or a folder that cannot
+    be written (read-only file system, no permission: probed with a real temporary file) is an
+    :class:`OutputError` naming ``path``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name, e.g. {path / 'restored.png'}")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{path}: exists and is not a regular file; refusing to replace it")
+    for source in inputs:
+        if path.exists() and os.path.samefile(path, source) or path.resolve() == Path(source).resolve():
+            if not force:
+                raise OutputError(
+                    f"{path}: is the {kind} {source}; choose another output (or --force to replace it)"
+                )
+    folder = path.parent
+    while not folder.exists():  # atomic_path creates the missing folders: probe where it would start
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"{path}: {folder} is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".grids-probe-"):
+            pass
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write in folder {folder} ({err.strerror or err})") from None
+    return path
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
@@ -152,17 +227,34 @@ def save_figure(fig, *paths: str | Path, dpi: int = 120) -> None:
 def list_image_files(folder: str | Path) -> tuple[list[Path], list[Path]]:
     """Files of ``folder`` (not recursive, sorted): ``(images, skipped)``.
 
-    Images are the files with an image extension; everything else (and hidden files such as
-    ``.DS_Store``) is skipped and reported, never silently dropped.
+    Images are the entries with an image extension, broken symbolic links among them included (so
+    that reading one reports it by name); everything else (hidden files such as ``.DS_Store``,
+    sub-folders, other files) is skipped and reported, never silently dropped.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
     images, skipped = [], []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        ok = path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-        (images if ok else skipped).append(path)
+    for path in sorted(folder.iterdir()):
+        ok = (path.is_file() or broken_link(path) is not None) and path.suffix.lower() in IMAGE_EXTENSIONS
+        (images if ok and not path.name.startswith(".") else skipped).append(path)
     if skipped:
-        names = ", ".join(p.name for p in skipped)
+        names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in skipped)
         warnings.warn(f"{folder}: skipping {len(skipped)} non-image file(s): {names}", stacklevel=2)
     return images, skipped
+
+
+def unusable_files(paths) -> list[str]:
+    """``path: reason`` for each of ``paths`` that is a broken link or cannot be opened for reading."""
+    problems = []
+    for path in paths:
+        reason = broken_link(Path(path))
+        if reason is None:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as err:
+                reason = f"cannot be read ({err.strerror or err})"
+        if reason:
+            problems.append(f"{path}: {reason}")
+    return problems

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
-from .groups import group_members, group_name
+from .grouping.names import group_members, group_name
 
 
 def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
@@ -141,6 +141,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))

@@ -1,4 +1,4 @@
-"""Adaptive model selection and generalisation prediction (DESIGN §2.7).
+"""Adaptive model selection and generalisation prediction (docs/method.md §7).
 
 For an input image of unknown degradation:
 
@@ -193,7 +193,7 @@ def reference_table(name: str, manifest: pd.DataFrame, descriptor: str | None, f
     from tqdm import tqdm
 
     from .descriptor import load_descriptor, sha256_file
-    from .similarity import pick_device
+    from .stage import pick_device
 
     device = pick_device(device)
     model, sha = None, ""
@@ -216,7 +216,7 @@ class Selector:
     def __init__(self, references: pd.DataFrame, features: dict, descriptor: str | None, threshold: float = 4.0,
                  seed: int = 0, device: str = "auto"):
         from .descriptor import load_descriptor
-        from .similarity import pick_device
+        from .stage import pick_device
 
         self.references, self.features, self.threshold, self.seed = references, features, threshold, seed
         self.device = pick_device(device)
@@ -491,6 +491,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))

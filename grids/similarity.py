@@ -33,20 +33,13 @@ import pandas as pd
 
 from . import io
 from .ggd import kl_divergence, log_kl_distance
+from .stage import pick_device
 
 CLEAN = "clean"
 GGD_COLUMNS = [
     "degradation", "alpha", "sigma", "n_values", "layer", "n_patches", "patch_size", "pca_components",
     "feature_kind", "descriptor_sha256", "device", "seconds",
 ]
-
-
-def pick_device(device: str = "auto"):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def fit_set(name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto") -> pd.DataFrame:
@@ -179,6 +172,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))

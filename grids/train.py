@@ -8,10 +8,11 @@ cosine to ``lr * min_lr_ratio``). bf16 autocast + channels_last on CUDA (optiona
 ``torch.compile``), fp32 on CPU.
 
 Checkpoints (one self-describing file: weights, optimizer, step, RNG states, architecture + its
-keyword arguments, recipe, package version) are written atomically every ``checkpoint_every``
-steps to a resume path that the workflow does not declare, so a job killed by ``kill -9`` or by
-Slurm preemption (SIGTERM: saved, then exit 143 so the job is requeued/retried) starts again
-from its last save. On CPU the resumed run's final weights equal an uninterrupted run's exactly.
+keyword arguments, recipe, package version, and in a resume checkpoint the training-log rows so
+far, so that a resumed run's ``train_log.parquet`` is the uninterrupted run's) are written
+atomically every ``checkpoint_every`` steps to a resume path that the workflow does not declare,
+so a job killed by ``kill -9`` or by Slurm preemption (SIGTERM: saved, then exit 143 so the job is
+requeued/retried) starts again from its last save. On CPU the resumed run's final weights equal an uninterrupted run's exactly.
 
     python -m grids.train --group gaussian_blur+jpeg --store results/train/store/index.parquet \
         --degradations '{...}' --recipe '{...}' --seed 0 --out results/models/gaussian_blur+jpeg/model.pth \
@@ -37,12 +38,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import __version__, io
-from .archs import ARCHS
+from .archs import ARCHS, load_strict
 from .degradations import get_degradation
 from .degradations.batched import from_uint8_images
-from .groups import group_members
+from .grouping.names import group_members
 from .seeds import derive_seed
 from .store import CropStore, ImageList
+from .stage import pick_device
 
 
 def build_model(arch: str, kwargs: dict) -> torch.nn.Module:
@@ -184,7 +186,10 @@ def save_checkpoint(path: str | Path, model, optimiser, step: int, data_state: t
         **meta,
     }
     with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as err:  # torch's writer reports a failed write (disk full) this way
+            raise io.OutputError(f"{path}: cannot write ({str(err).splitlines()[0]})") from None
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
@@ -194,14 +199,39 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     except FileNotFoundError:
         raise
     except Exception as err:  # weights_only refusal (pickle payload), truncation, garbage
-        raise ValueError(f"{path}: not a loadable GRIDS checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        detail = str(err).splitlines()[0] if str(err) else ""
+        detail = detail if len(detail) <= 100 else detail[:97] + "..."
+        raise ValueError(f"{path}: not a loadable GRIDS checkpoint ({type(err).__name__}: {detail})") from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The model stored in a checkpoint (architecture from its metadata), eval mode."""
+    """The model stored in a checkpoint (architecture from its metadata), eval mode.
+
+    A file without this package's metadata, or whose weights do not fit the architecture it names,
+    is a ValueError naming the file and what it found.
+    """
     state = load_checkpoint(path, device)
-    model = build_model(state["arch"], json.loads(state["arch_kwargs"]))
-    model.load_state_dict(state["params"])
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a GRIDS model checkpoint (it holds a {type(state).__name__}, not a dict)")
+    lacking = [key for key in ("arch", "arch_kwargs", "params") if key not in state]
+    if lacking:
+        keys = sorted(str(k) for k in state)
+        shown = keys[:6] + (["..."] if len(keys) > 6 else [])
+        raise ValueError(
+            f"{path}: not a GRIDS model checkpoint: no {', '.join(lacking)} entr{'y' if len(lacking) == 1 else 'ies'} "
+            f"(its top-level keys: {shown}); a BasicSR/official file holds weights only (params / params_ema), "
+            "without the architecture"
+        )
+    try:
+        arch_kwargs = json.loads(state["arch_kwargs"])
+        model = build_model(state["arch"], arch_kwargs)
+    except (TypeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{path}: its architecture {state['arch']!r} {state['arch_kwargs']} cannot be built: {err}"
+        ) from None
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    load_strict(model, state["params"], str(path), f"{state['arch']} {arch_kwargs}")
     return model.to(device).eval(), state
 
 
@@ -215,6 +245,9 @@ def optimisation_step(model_fn, optimiser, degraded: torch.Tensor, clean: torch.
     loss.backward()
     optimiser.step()
     return loss
+
+
+LOG_COLUMNS = ["step", "loss", "lr", "it_per_s"]
 
 
 class _Preempted(Exception):
@@ -243,7 +276,7 @@ def train(
     a background thread (None: 2 on CUDA, where it keeps the GPU fed, 0 on CPU, where the thread
     would only compete with the step for cores); the batch sequence is the same either way.
     """
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    device = pick_device(device)
     cuda = device.type == "cuda"
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
@@ -272,7 +305,11 @@ def train(
     start_step, log = 0, []
     resume = Path(resume)
     if resume.exists():
-        state = load_checkpoint(resume, device)
+        try:
+            state = load_checkpoint(resume, device)
+        except ValueError as err:
+            raise ValueError(f"{err}; it is this training's resume checkpoint: delete it (rm {resume}) "
+                             "to start the training from scratch") from None
         if state["recipe"] != meta["recipe"] or state["group"] != group or state["degradations"] != meta["degradations"]:
             print(f"{resume}: written for another group/recipe, starting from scratch", file=sys.stderr)
         else:
@@ -282,6 +319,7 @@ def train(
             generator.set_state(state["torch_rng"].cpu())  # get_state is always a CPU tensor
             torch.set_rng_state(state["torch_cpu_rng"].cpu())
             start_step = int(state["step"])
+            log = [tuple(row) for row in json.loads(state.get("log", "[]"))]  # rows logged before the save
             print(f"resumed from {resume} at step {start_step}", file=sys.stderr)
 
     if bf16:
@@ -298,7 +336,7 @@ def train(
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     iterations, every = recipe["iterations"], recipe["checkpoint_every"]
     bar = tqdm(range(start_step, iterations), initial=start_step, total=iterations, desc=f"train {group}", unit="it")
-    tic = time.perf_counter()
+    tic, last_logged = time.perf_counter(), start_step
     try:
         model.train()
         for step in bar:
@@ -308,21 +346,21 @@ def train(
             loss = optimisation_step(step_fn, optimiser, degraded, clean, bf16=bf16)
             done = step + 1
             if done % 10 == 0 or done == iterations:
-                rate = 10 / max(time.perf_counter() - tic, 1e-9)
-                tic = time.perf_counter()
+                rate = (done - last_logged) / max(time.perf_counter() - tic, 1e-9)
+                tic, last_logged = time.perf_counter(), done
                 log.append((done, loss.item(), optimiser.param_groups[0]["lr"], rate))
                 bar.set_postfix(loss=f"{log[-1][1]:.4f}")
             if done % every == 0 or preempted or done == stop_after:
-                save_checkpoint(resume, model, optimiser, done, data.state(), meta)
+                save_checkpoint(resume, model, optimiser, done, data.state(), {**meta, "log": json.dumps(log)})
             if preempted:
                 raise _Preempted
             if done == stop_after:
-                return pd.DataFrame(log, columns=["step", "loss", "lr", "it_per_s"])
+                return pd.DataFrame(log, columns=LOG_COLUMNS)
     finally:
         signal.signal(signal.SIGTERM, previous)
         data.close()
 
-    frame = pd.DataFrame(log, columns=["step", "loss", "lr", "it_per_s"])
+    frame = pd.DataFrame(log, columns=LOG_COLUMNS)
     save_checkpoint(out, model, optimiser, iterations, data.state(), meta)
     return frame
 
@@ -364,6 +402,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))

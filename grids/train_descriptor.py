@@ -31,6 +31,7 @@ from . import io
 from .archs import MSRResNet
 from .descriptor import save_descriptor, sha256_file
 from .seeds import derive_seed
+from .stage import pick_device
 
 SCALE = 4
 
@@ -114,7 +115,7 @@ def train_descriptor(
     device: str = "auto",
 ) -> dict:
     """Train, evaluate and save the descriptor; return the model card's facts."""
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    device = pick_device(device)
     if crop % SCALE:
         raise ValueError(f"crop must be a multiple of {SCALE}, got {crop}")
     train, val, val_names = load_photos(photos, holdout)
@@ -203,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, required=True)
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--crop", type=int, required=True, help="HR crop side, px (multiple of 4)")
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--holdout", type=int, default=6, help="photos held out for the PSNR check")
-    parser.add_argument("--seed", type=int, default=0)
+    # Recipe values come from the config (descriptor.train, defaults in grids.config), never from here.
+    parser.add_argument("--lr", type=float, required=True)
+    parser.add_argument("--holdout", type=int, required=True, help="photos held out for the PSNR check")
+    parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     args = parser.parse_args(argv)
@@ -220,6 +222,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from .stage import run_stage
 
     sys.exit(run_stage(main))

@@ -1,4 +1,4 @@
-"""The grouping search as workflow rounds (grids.search) and Table 1 (grids.report), on synthetic
+"""The grouping search as workflow rounds (grids.grouping.rounds) and Table 1 (grids.report), on synthetic
 evaluation tables: rounds replayed through Parquet give exactly what grids.grouping.search gives."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 
 from grids import io
 from grids.config import DEFAULT_GROUPING
-from grids.groups import group_members, group_name
+from grids.grouping.names import group_members, group_name
 from grids.grouping import search
 from grids.report import table1, write_table1
-from grids.search import (
+from grids.grouping.rounds import (
     candidates_table,
     export_models,
     finish,

@@ -21,7 +21,7 @@ from grids.data import dead_leaves, prepare_clean_set
 from grids.degrade import degrade_dataset
 from grids.degradations import get_degradation
 from grids.evaluate import evaluate_model, psnr, restore, ssim
-from grids.groups import group_members, group_name, group_pattern
+from grids.grouping.names import group_members, group_name, group_pattern
 from grids.train import OnlineDegrader, Prefetcher, learning_rate, load_checkpoint, load_model, train
 
 RECIPE = {
@@ -209,6 +209,12 @@ def test_killed_job_resumes_to_identical_weights(images, tmp_path, sig):
     assert f"resumed from {resume} at step {stopped_at}" in rerun.stderr
     assert not resume.exists()  # finished: the resume state is removed
     assert state_dicts_equal(load_checkpoint(reference)["params"], load_checkpoint(out)["params"])
+    # The training log survives the interruption: every row of the uninterrupted run, same values
+    # (it/s is a timing, so only its presence is compared).
+    expected, resumed = pd.read_parquet(reference.with_suffix(".parquet")), pd.read_parquet(out.with_suffix(".parquet"))
+    assert len(expected) == 30
+    pd.testing.assert_frame_equal(resumed.drop(columns="it_per_s"), expected.drop(columns="it_per_s"))
+    assert resumed.it_per_s.notna().all() and (resumed.it_per_s > 0).all()
 
 
 def test_metrics_match_direct_computation():

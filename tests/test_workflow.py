@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -40,6 +41,12 @@ TINY = {
         "haze": {"function": "haze.py:haze", "params": {"strength": [0.3, 0.7]}},
     },
     "selection": {"unseen": {"salt_pepper": {}}},
+    # t1's second group is one the search verifies (round 2): Table 2 reuses its model. e2 names
+    # degradations this config lacks: skipped, saying so.
+    "validation": {
+        "experiments": {"t1": [["jpeg", "sr"], ["gaussian_noise", "haze"]], "e2": [["ringing", "rl"], ["jpeg", "sr"]]},
+        "bootstrap": 200,
+    },
     "baselines": {"rrdb": {"arch": "rrdbnet", "arch_kwargs": {"scale": 1, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}}},
 }
 
@@ -187,6 +194,37 @@ def grids_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def test_similarity_validation(built):
+    results = built / "results" / "validation"
+    table = pd.read_parquet(results / "table2.parquet")
+    assert list(table.columns) == ["experiment", "variant", "side", "group", "size", "distance", "mean_drop",
+                                   "max_drop", "closer", "correct"]
+    assert set(table.experiment) == {"t1"} and set(table.variant) == {"method", "rb16", "untrained", "sift"}
+    assert set(table.group) == {"jpeg+sr", "gaussian_noise+haze"}
+    for variant, rows in table.groupby("variant"):
+        assert rows.closer.sum() == 1 and rows.correct.nunique() == 1
+    assert "experiment e2 skipped: ringing, rl not among the configured degradations" in (results / "table2.md").read_text()
+    assert "experiment e2 skipped" in (built / "logs" / "validation" / "tables.log").read_text()
+    method = pd.read_parquet(built / "results" / "similarity" / "matrix.parquet")
+    for variant in ("rb16", "untrained", "sift"):  # each variant's own cached matrix, same schema as the method's
+        other = pd.read_parquet(results / "matrices" / f"{variant}.parquet")
+        assert list(other.columns) == list(method.columns) and len(other) == len(method)
+        assert not np.allclose(other.distance_sym, method.distance_sym)
+    premise = pd.read_parquet(results / "premise.parquet")
+    assert set(zip(premise.variant, premise.target)) == {
+        (v, t) for v in ("method", "rb16", "untrained", "sift") for t in ("max_drop", "mean_drop")}
+    groups = pd.read_parquet(results / "premise_groups.parquet")
+    verified = set(pd.read_parquet(built / "results" / "grouping" / "verified.parquet").group)
+    mix_all = "+".join(sorted(TINY["degradations"]))
+    assert set(groups.group) == verified | {"jpeg+sr", "gaussian_noise+haze", mix_all}
+    # The experiment group the search verified was trained once, by the search, and reused.
+    assert "gaussian_noise+haze" in verified
+    log = "".join(p.read_text() for p in (built / ".snakemake" / "log").glob("*.snakemake.log"))
+    jobs = re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: group=(\S+)", log)
+    assert jobs.count("gaussian_noise+haze") == 1 and len(jobs) == len(set(jobs))
+    assert (results / "table2.png").stat().st_size > 0 and (results / "premise.png").stat().st_size > 0
+
+
 def test_select_and_restore_on_the_built_results(built):
     images = sorted(str(p.relative_to(built)) for p in (built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))
     result = grids_cli(built, "select", *images, "--json")
@@ -217,6 +255,48 @@ def test_select_and_restore_on_the_built_results(built):
     assert forced.returncode == 0 and json.loads(forced.stdout.strip().splitlines()[-1])["group"] == group
     wrong = grids_cli(built, "restore", images[0], "-o", str(out), "--group", "nonsense")
     assert wrong.returncode == 2 and "not a final group" in wrong.stderr
+
+
+def _unshare_works() -> bool:
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=16k tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.parametrize("target", ["full_disk", "read_only", "dev_full", "folder", "input"])
+def test_restore_checks_its_output_and_leaves_nothing_partial(built, tmp_path, target):
+    """The output is checked before the restoration, written atomically, and any failure is one
+    line naming it: a full disk and a read-only file system are real (tmpfs mounts in a private
+    mount namespace), so is /dev/full."""
+    image = sorted((built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))[0]
+    before = image.read_bytes()
+    if target in ("full_disk", "read_only"):
+        if not shutil.which("unshare") or not _unshare_works():
+            pytest.skip("needs unshare -m and mount (root in a private mount namespace)")
+        mount = tmp_path / "mnt"
+        mount.mkdir()
+        # Full: a filler file takes every block (an empty file still fits, so the check passes and
+        # the write itself fails); the filler is removed before listing what is left.
+        prepare = (f"mount -t tmpfs -o size=64k tmpfs {mount} && (head -c 1000000 /dev/zero > {mount}/filler; true)"
+                   if target == "full_disk" else f"mount -t tmpfs -o ro,size=64k tmpfs {mount}")
+        script = (f"{prepare} && {sys.executable} -m grids.cli restore {image} -o {mount}/out.png; rc=$?; "
+                  f"rm -f {mount}/filler; ls -A {mount} >&2; exit $rc")
+        result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, cwd=built,
+                                timeout=300)
+        output, expected = f"{mount}/out.png", "cannot write"
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith("error:"), result.stderr  # `ls -A` printed nothing: the mount is empty
+    else:
+        (tmp_path / "folder").mkdir()
+        output = {"dev_full": "/dev/full", "folder": str(tmp_path / "folder"), "input": str(image)}[target]
+        expected = {"dev_full": "not a regular file", "folder": "is a folder", "input": "is the input image"}[target]
+        result = grids_cli(built, "restore", str(image), "-o", output)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {output}: ") and expected in errors[0], result.stderr
+    if target != "full_disk":  # refused before the restoration: no progress bar, no model loaded
+        assert "tiles" not in result.stderr and "group" not in result.stderr, result.stderr
+    assert image.read_bytes() == before
 
 
 def trained_groups(output: str) -> set[str]:
@@ -268,6 +348,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "upper_bounds_table", "upper_bounds", "degraded_datasets", "grouping_candidates", "grouping_round",
         "grouping_result", "final_group_models", "table1", "final_models", "all", "train_baseline", "evaluate_baseline",
         "selection_tables", "selection_report", "selection_reference_set", "selection_references",
+        "validation_ggd", "validation_matrix", "validation_tables", "similarity_validation",
     }
     trained = {w for rule, w in jobs if rule == "train"}
     assert {"group=jpeg", f"group={mix_all}"} <= trained

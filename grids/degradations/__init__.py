@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
+import json
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -154,15 +157,26 @@ class UserDegradation:
     source: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)
 
+    CONTRACT = "fn(image, rng, **params) must return (uint8 image of the input's shape, dict of JSON values)"
+
     def __call__(self, image: np.ndarray, rng: np.random.Generator, **config):
         check_image(image, self.name)
-        out, params = self.function(image, rng, **{**self.config, **config})
+        result = self.function(image, rng, **{**self.config, **config})
+        where = f"degradation {self.name!r} ({self.source})"
+        if not (isinstance(result, tuple) and len(result) == 2):
+            got = f"a tuple of {len(result)}" if isinstance(result, tuple) else type(result).__name__
+            raise ValueError(f"{where} returned {got}; {self.CONTRACT}")
+        out, params = result
         out = np.asarray(out)
         if out.shape != image.shape or out.dtype != np.uint8:
-            raise ValueError(
-                f"degradation {self.name!r} ({self.source}) returned {out.dtype} {out.shape}, "
-                f"expected uint8 {image.shape}"
-            )
+            raise ValueError(f"{where} returned an image of {out.dtype} {out.shape}, expected uint8 {image.shape}; "
+                             f"{self.CONTRACT}")
+        if not isinstance(params, Mapping):
+            raise ValueError(f"{where} returned params of type {type(params).__name__}; {self.CONTRACT}")
+        try:
+            json.dumps(dict(params), sort_keys=True)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where} returned params that are not JSON values ({err}); {self.CONTRACT}") from None
         return out, dict(params)
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, int], **config) -> dict:
@@ -276,7 +290,12 @@ assert tuple(BUILTINS) == NAMES
 
 
 def load_function(spec: str, base_dir: str | Path = ".") -> Callable:
-    """Resolve ``"path/to/file.py:name"`` (relative to ``base_dir``) or ``"pkg.module:name"``."""
+    """Resolve ``"path/to/file.py:name"`` (relative to ``base_dir``) or ``"pkg.module:name"``.
+
+    Only a plain Python function (``def``) of the user's own code is accepted: a built-in, a class,
+    or anything from the standard library (``os:system``) is refused here, when the config is
+    checked, rather than failing (or doing harm) in a job.
+    """
     module_part, sep, attr = spec.rpartition(":")
     if not sep or not module_part or not attr:
         raise ValueError(f"function {spec!r}: expected 'file.py:name' or 'package.module:name'")
@@ -288,13 +307,22 @@ def load_function(spec: str, base_dir: str | Path = ".") -> Callable:
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
     else:
+        top = module_part.split(".")[0]
+        if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+            raise ValueError(f"function {spec!r}: {module_part} is part of Python's standard library; "
+                             "a degradation must be a function of your own .py file or package")
         module = importlib.import_module(module_part)
     try:
         fn = getattr(module, attr)
     except AttributeError:
         raise ValueError(f"function {spec!r}: {module_part} has no attribute {attr!r}") from None
-    if not callable(fn):
-        raise ValueError(f"function {spec!r} is not callable")
+    if not inspect.isfunction(fn):
+        raise ValueError(f"function {spec!r} is a {type(fn).__name__}, not a plain Python function "
+                         "(def fn(image, rng, **params) -> (image, params))")
+    try:
+        inspect.signature(fn).bind(None, None)
+    except TypeError as err:
+        raise ValueError(f"function {spec!r} cannot be called as fn(image, rng, **params): {err}") from None
     return fn
 
 
@@ -303,7 +331,14 @@ def get_degradation(name: str, entry: Mapping[str, Any] | None = None, base_dir:
     entry = dict(entry or {})
     if "function" in entry:
         fn = load_function(entry["function"], base_dir)
-        return UserDegradation(name, fn, entry["function"], entry.get("params", {}))
+        params = entry.get("params") or {}
+        try:
+            inspect.signature(fn).bind(None, None, **params)
+        except TypeError as err:
+            raise ValueError(
+                f"function {entry['function']!r} does not take the params {sorted(params)}: {err}"
+            ) from None
+        return UserDegradation(name, fn, entry["function"], params)
     if name not in BUILTINS:
         raise KeyError(
             f"unknown degradation {name!r}; built-ins are {', '.join(NAMES)}; "

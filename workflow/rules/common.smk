@@ -16,12 +16,32 @@ from grids.config import (
     validate_config,
 )
 from grids.io import list_image_files
-from grids.groups import group_members, group_name, group_pattern
+from grids.grouping.names import group_members, group_name, group_pattern
 
 try:
     CONFIG = validate_config(config)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
+
+
+# Every file a rule writes lies under one of these folders of the working directory (names in
+# paths are identifiers, checked with the config, so no wildcard value can leave them either).
+OUTPUT_ROOTS = ("results/", "logs/", "benchmarks/")
+
+
+def check_output_locations(rules):
+    """Refuse, at parse time, a rule whose output, log or benchmark lies outside OUTPUT_ROOTS."""
+    for each in rules:
+        for path in [
+            *each.output,
+            *each.log,
+            *([each.benchmark] if each.benchmark else []),
+        ]:
+            normal = os.path.normpath(str(path))
+            if os.path.isabs(normal) or not normal.startswith(OUTPUT_ROOTS):
+                raise WorkflowError(
+                    f"{path} (an output of {each.name}) lies outside {', '.join(OUTPUT_ROOTS)}"
+                )
 
 
 # Jobs call `python -m grids.<stage>`: put the interpreter running Snakemake (which has the
@@ -87,11 +107,16 @@ def get_descriptor_photo_files(wildcards):
 def get_descriptor_train_args(wildcards):
     """The train_descriptor recipe as CLI arguments (a param: editing it retrains)."""
     train = CONFIG["descriptor"]["train"]
-    return (
-        f"--photos {descriptor_photos(CONFIG)} --iterations {train['iterations']} "
-        f"--batch-size {train['batch_size']} --crop {train['crop']} --lr {train['lr']} "
-        f"--holdout {train['holdout']} --seed {CONFIG['seed']}"
-    )
+    args = {
+        "--photos": descriptor_photos(CONFIG),
+        "--iterations": train["iterations"],
+        "--batch-size": train["batch_size"],
+        "--crop": train["crop"],
+        "--lr": train["lr"],
+        "--holdout": train["holdout"],
+        "--seed": CONFIG["seed"],
+    }
+    return [str(word) for pair in args.items() for word in pair]
 
 
 def get_set_manifest(wildcards):
@@ -198,7 +223,9 @@ def get_test_manifests(wildcards=None):
 
 
 def get_test_set_args(wildcards):
-    return " ".join(f"--test-set {name} results/test/{name}" for name in TEST_SETS)
+    return [
+        w for name in TEST_SETS for w in ("--test-set", name, f"results/test/{name}")
+    ]
 
 
 def get_upper_bound_evals(wildcards=None):
@@ -295,9 +322,11 @@ def get_baseline_evals(wildcards=None):
 
 
 def get_baseline_args(wildcards):
-    return " ".join(
-        f"--baseline {name} results/baselines/{name}/eval.parquet" for name in BASELINES
-    )
+    return [
+        w
+        for name in BASELINES
+        for w in ("--baseline", name, f"results/baselines/{name}/eval.parquet")
+    ]
 
 
 def get_baseline_recipe_json(wildcards):
@@ -322,10 +351,79 @@ def get_selection_references(wildcards=None):
 
 def get_threshold_arg():
     threshold = CONFIG["selection"]["threshold"]
-    return "" if threshold is None else f"--threshold {threshold}"
+    return [] if threshold is None else ["--threshold", str(threshold)]
 
 
 def get_selection_evals(wildcards):
     """Evaluations of the single-task models and of every final group's model."""
     groups = set(final_groups()) | set(DEGRADATIONS)
     return expand("results/eval/{group}.parquet", group=sorted(groups))
+
+
+# --- similarity validation (Table 2 and the premise report) ------------------------------------
+
+from grids.validation import experiment_groups
+
+VALIDATION = CONFIG["validation"]
+VALIDATION_GROUPS = experiment_groups(VALIDATION["experiments"], DEGRADATIONS)
+# Variants other than the method itself get their own fits; `method` is results/similarity.
+FIT_VARIANTS = [v for v in VALIDATION["variants"] if v != "method"]
+
+
+wildcard_constraints:
+    variant="|".join(re.escape(name) for name in FIT_VARIANTS) or "(?!)",
+
+
+def variant_features(variant):
+    """The features section a variant fits with (the configured one, changed where it differs)."""
+    features = dict(CONFIG["features"])
+    if variant == "rb16":
+        features.update(kind="descriptor", layer="RB16")
+    elif variant == "untrained":
+        features.update(kind="descriptor")
+    elif variant == "sift":
+        features.update(kind="sift")
+    return features
+
+
+UNTRAINED_DESCRIPTOR = "results/validation/untrained_msrresnet_x4.pth"
+
+
+def get_variant_descriptor(wildcards):
+    kind = variant_features(wildcards.variant)["kind"]
+    if kind == "sift":
+        return []
+    if wildcards.variant == "untrained":
+        return [UNTRAINED_DESCRIPTOR]
+    return [descriptor_weights(CONFIG)]
+
+
+def get_variant_features_json(wildcards):
+    return json.dumps(variant_features(wildcards.variant), sort_keys=True)
+
+
+def variant_matrix(variant):
+    if variant == "method":
+        return "results/similarity/matrix.parquet"
+    return f"results/validation/matrices/{variant}.parquet"
+
+
+def get_variant_args(wildcards=None):
+    return [
+        w
+        for variant in VALIDATION["variants"]
+        for w in ("--variant", variant, variant_matrix(variant))
+    ]
+
+
+def get_validation_evals(wildcards):
+    """Every trained model the premise covers: single-task, mix-all, the search's verifications
+    (its rounds' requests) and the experiments' groups, each evaluated once."""
+    groups = set(get_search_evals(wildcards)) | set(
+        expand("results/eval/{group}.parquet", group=[MIX_ALL, *VALIDATION_GROUPS])
+    )
+    return sorted(groups)
+
+
+def validation_test_set():
+    return CONFIG["grouping"]["test_set"] or TEST_SETS[0]

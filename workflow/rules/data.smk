@@ -17,5 +17,5 @@ rule clean_images:
         images=get_images_json,
         seed=CONFIG["seed"],
     shell:
-        "python -m grids.data --images {params.images:q} --seed {params.seed}"
+        "python -m grids.data --images {params.images:q} --seed {params.seed:q}"
         " --threads {threads} --out results/clean > {log:q} 2>&1"

@@ -18,9 +18,9 @@ rule degrade:
         entry=get_degradation_entry,
         seed=CONFIG["seed"],
     shell:
-        "python -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation}"
-        " --entry {params.entry:q} --seed {params.seed}"
-        " --out results/degraded/{wildcards.degradation} > {log:q} 2>&1"
+        "python -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation:q}"
+        " --entry {params.entry:q} --seed {params.seed:q}"
+        " --out results/degraded/{wildcards.degradation:q} > {log:q} 2>&1"
 
 
 rule degraded_datasets:

@@ -22,5 +22,5 @@ rule train_descriptor:
     params:
         recipe=get_descriptor_train_args,
     shell:
-        "python -m grids.train_descriptor {params.recipe} --threads {threads}"
+        "python -m grids.train_descriptor {params.recipe:q} --threads {threads}"
         " --out {output.weights:q} > {log:q} 2>&1"

@@ -26,9 +26,9 @@ rule grouping_candidates:
     conda:
         "../../environment.yml"
     params:
-        degradations=" ".join(DEGRADATIONS),
+        degradations=DEGRADATIONS,
     shell:
-        "python -m grids.search candidates --matrix {input:q} --degradations {params.degradations}"
+        "python -m grids.grouping.rounds candidates --matrix {input:q} --degradations {params.degradations:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 
@@ -44,11 +44,11 @@ checkpoint grouping_round:
     conda:
         "../../environment.yml"
     params:
-        degradations=" ".join(DEGRADATIONS),
+        degradations=DEGRADATIONS,
         grouping=get_grouping_json,
     shell:
-        "python -m grids.search round --round {wildcards.round} --matrix {input.matrix:q}"
-        " --degradations {params.degradations} --eval {input.evals:q}"
+        "python -m grids.grouping.rounds round --round {wildcards.round:q} --matrix {input.matrix:q}"
+        " --degradations {params.degradations:q} --eval {input.evals:q}"
         " --grouping {params.grouping:q} --out {output:q} > {log:q} 2>&1"
 
 
@@ -72,11 +72,11 @@ rule grouping_result:
     conda:
         "../../environment.yml"
     params:
-        degradations=" ".join(DEGRADATIONS),
+        degradations=DEGRADATIONS,
         grouping=get_grouping_json,
     shell:
-        "python -m grids.search finish --rounds {input.rounds:q} --matrix {input.matrix:q}"
-        " --degradations {params.degradations} --eval {input.evals:q}"
+        "python -m grids.grouping.rounds finish --rounds {input.rounds:q} --matrix {input.matrix:q}"
+        " --degradations {params.degradations:q} --eval {input.evals:q}"
         " --grouping {params.grouping:q} --out-dir results > {log:q} 2>&1"
 
 
@@ -91,7 +91,7 @@ rule final_group_models:
     conda:
         "../../environment.yml"
     shell:
-        "python -m grids.search export --groups {input.groups:q} --models results/models"
+        "python -m grids.grouping.rounds export --groups {input.groups:q} --models results/models"
         " --out {output:q} > {log:q} 2>&1"
 
 
@@ -116,7 +116,7 @@ rule table1:
         baselines=get_baseline_args,
     shell:
         "python -m grids.report table1 --groups {input.groups:q} --eval {input.evals:q}"
-        " {params.baselines} --out results/final > {log:q} 2>&1"
+        " {params.baselines:q} --out results/final > {log:q} 2>&1"
 
 
 rule final_models:

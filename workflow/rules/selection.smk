@@ -1,4 +1,4 @@
-# Stage: adaptive model selection on the test sets (DESIGN §2.7): does the divergence pick the
+# Stage: adaptive model selection on the test sets (docs/method.md §7): does the divergence pick the
 # true degradation's group, and does it predict the PSNR obtained without running the model?
 
 
@@ -27,8 +27,8 @@ rule selection_reference_set:
         features=get_features_json,
         seed=CONFIG["seed"],
     shell:
-        "python -m grids.selection references --set {wildcards.degradation} --manifest {input.manifest:q}"
-        " --descriptor '{input.descriptor}' --features {params.features:q} --seed {params.seed}"
+        "python -m grids.selection references --set {wildcards.degradation:q} --manifest {input.manifest:q}"
+        " --descriptor={input.descriptor:q} --features {params.features:q} --seed {params.seed:q}"
         " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
@@ -88,16 +88,16 @@ rule selection_tables:
         features=get_features_json,
         reference=CONFIG["selection"]["reference"],
         references=lambda wildcards, input: (
-            f"--references {input.references}" if input.references else ""
+            ["--references", *input.references] if input.references else []
         ),
         threshold=get_threshold_arg(),
-        unseen=" ".join(f"--unseen {name}" for name in UNSEEN),
+        unseen=[word for name in UNSEEN for word in ("--unseen", name)],
         seed=CONFIG["seed"],
     shell:
         "python -m grids.selection report --ggd {input.ggd:q} --groups {input.groups:q}"
-        " --eval {input.evals:q} {params.test_sets} --descriptor '{input.descriptor}'"
-        " --features {params.features:q} --reference {params.reference} {params.references} {params.threshold}"
-        " --seed {params.seed} {params.unseen}"
+        " --eval {input.evals:q} {params.test_sets:q} --descriptor={input.descriptor:q}"
+        " --features {params.features:q} --reference {params.reference:q} {params.references:q} {params.threshold:q}"
+        " --seed {params.seed:q} {params.unseen:q}"
         " --threads {threads} --out results/selection > {log:q} 2>&1"
 
 

@@ -26,8 +26,8 @@ rule ggd_fit:
         features=get_features_json,
         seed=CONFIG["seed"],
     shell:
-        "python -m grids.similarity ggd --set {wildcards.image_set} --manifest {input.manifest:q}"
-        " --descriptor '{input.descriptor}' --features {params.features:q} --seed {params.seed}"
+        "python -m grids.similarity ggd --set {wildcards.image_set:q} --manifest {input.manifest:q}"
+        " --descriptor={input.descriptor:q} --features {params.features:q} --seed {params.seed:q}"
         " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 

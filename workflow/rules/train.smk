@@ -21,7 +21,7 @@ rule train_clean_images:
         images=get_training_images_json,
         seed=CONFIG["seed"],
     shell:
-        "python -m grids.data --images {params.images:q} --seed {params.seed} --dataset train"
+        "python -m grids.data --images {params.images:q} --seed {params.seed:q} --dataset train"
         " --threads {threads} --out results/train/clean > {log:q} 2>&1"
 
 
@@ -62,8 +62,8 @@ rule test_clean_images:
         images=get_test_images_json,
         seed=CONFIG["seed"],
     shell:
-        "python -m grids.data --images {params.images:q} --seed {params.seed} --dataset test-{wildcards.test_set}"
-        " --threads {threads} --out results/test/{wildcards.test_set}/clean > {log:q} 2>&1"
+        "python -m grids.data --images {params.images:q} --seed {params.seed:q} --dataset test-{wildcards.test_set:q}"
+        " --threads {threads} --out results/test/{wildcards.test_set:q}/clean > {log:q} 2>&1"
 
 
 rule test_degrade:
@@ -81,9 +81,9 @@ rule test_degrade:
         entry=get_degradation_entry,
         seed=CONFIG["seed"],
     shell:
-        "python -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation}"
-        " --entry {params.entry:q} --seed {params.seed} --dataset test-{wildcards.test_set}"
-        " --out results/test/{wildcards.test_set}/degraded/{wildcards.degradation} > {log:q} 2>&1"
+        "python -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation:q}"
+        " --entry {params.entry:q} --seed {params.seed:q} --dataset test-{wildcards.test_set:q}"
+        " --out results/test/{wildcards.test_set:q}/degraded/{wildcards.degradation:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -113,7 +113,7 @@ rule train:
         resume="results/resume/{group}.pth",
     shell:
         "python -m grids.train --group {wildcards.group:q} --store {input.store:q}"
-        " --degradations {params.degradations:q} --recipe {params.recipe:q} --seed {params.seed}"
+        " --degradations {params.degradations:q} --recipe {params.recipe:q} --seed {params.seed:q}"
         " --threads {threads} --out {output.model:q} --log {output.log_table:q}"
         " --resume {params.resume:q} > {log:q} 2>&1"
 
@@ -137,10 +137,10 @@ rule evaluate:
         runtime=60,
     params:
         test_sets=get_test_set_args,
-        degradations=" ".join(TEST_DEGRADATIONS),
+        degradations=TEST_DEGRADATIONS,
     shell:
-        "python -m grids.evaluate --model {input.model:q} {params.test_sets}"
-        " --degradations {params.degradations} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        "python -m grids.evaluate --model {input.model:q} {params.test_sets:q}"
+        " --degradations {params.degradations:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule train_baseline:
@@ -169,7 +169,7 @@ rule train_baseline:
         resume="results/resume/baseline_{baseline}.pth",
     shell:
         "python -m grids.train --group {params.group:q} --store {input.store:q}"
-        " --degradations {params.degradations:q} --recipe {params.recipe:q} --seed {params.seed}"
+        " --degradations {params.degradations:q} --recipe {params.recipe:q} --seed {params.seed:q}"
         " --threads {threads} --out {output.model:q} --log {output.log_table:q}"
         " --resume {params.resume:q} > {log:q} 2>&1"
 

@@ -1,4 +1,4 @@
-"""Task-grouping search (DESIGN.md section 2.5) as a pure planner: ``known results -> next groups
+"""The task-grouping search (docs/method.md §5) as a pure planner: ``known results -> next groups
 to verify | final partition``.  No Snakemake and no training here: a verification is whatever
 ``evaluate`` (in :func:`search`) or the workflow's checkpoint provides, a drop ``dP(C)`` in dB.
 
@@ -382,102 +382,105 @@ class Planner:
 
     # -------------------------------------------------------------------- lazy
     def _lazy(self) -> tuple[list[int], list[list[int]]]:
-        n = self.n
         pairs, _ = self._rank(2)
-        c2 = self._last_feasible(-1, len(pairs) - 1, lambda p: pairs[p], self._known_positions(2))
-        feasible_known = [m for m, v in self._known.items() if v <= self.delta]
-        infeasible_known = [m for m, v in self._known.items() if v > self.delta]
-
-        def pdist(mask):
-            idx = [b for b in range(n) if mask >> b & 1]
-            return max(self.d[i, j] for i, j in itertools.combinations(idx, 2))
-
-        def family_for(limit: int, margin: float = 0.0) -> dict[int, float]:
-            """Presumed-feasible groups (size >= 2) -> risk, unknown pairs up to rank ``limit``;
-            known failures by at most ``margin`` dB do not rule out their supersets."""
-            blocking = [g for g in infeasible_known
-                        if self._known[g] > self.delta + margin or _popcount(g) > 2]
-            blocking += [g for g in infeasible_known if g not in blocking and margin == 0]
-            adj = [0] * n
-            for p, pm in enumerate(pairs):
-                f = self._feasible(pm)
-                if f is False and margin and self._known[pm] <= self.delta + margin:
-                    f = True
-                if f is None:
-                    f = p <= limit or any(pm & ~g == 0 for g in feasible_known)
-                if f:
-                    i, j = [b for b in range(n) if pm >> b & 1]
-                    adj[i] |= 1 << j
-                    adj[j] |= 1 << i
-            fam: dict[int, float] = {}
-
-            def extend(clique: int, cand: int):
-                while cand:
-                    b = _lowbit_index(cand)
-                    cand &= cand - 1
-                    c = clique | (1 << b)
-                    if any(c & g == g for g in blocking):
-                        continue
-                    if c & (c - 1) and c not in self._known:
-                        fam[c] = pdist(c)
-                    extend(c, cand & adj[b])
-
-            extend(0, (1 << n) - 1)
-            for g in feasible_known:
-                if not any(g & b == b and g != b for b in blocking):
-                    fam[g] = -1.0
-            return fam
-
-        def best_cover(fam: dict[int, float], m_max: int) -> list[int] | None:
-            """Fewest groups (<= m_max) from fam + singletons, then smallest largest risk."""
-            order = sorted(fam, key=lambda g: (-_popcount(g), fam[g], g))
-            maxsize = max([1] + [_popcount(g) for g in fam])
-
-            def first_cover(groups, m):
-                return next(self._covers(self._by_lowest(groups), m, exact=False), None)
-
-            m = max(1, math.ceil(n / maxsize))
-            while m <= m_max and first_cover(order, m) is None:
-                m += 1
-            if m > m_max:
-                return None
-            risks = sorted(set(fam.values()))
-            lo, hi = -1, len(risks)
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if first_cover([g for g in order if fam[g] <= risks[mid]], m) is not None:
-                    hi = mid
-                else:
-                    lo = mid
-            t = risks[hi] if hi < len(risks) else math.inf
-            return first_cover([g for g in order if fam[g] <= t], m)
-
-        def verify(cover, fam):
-            self._need(sorted((g for g in cover if g & (g - 1)), key=lambda g: -fam[g]))
-            # every group of the cover is now known, hence feasible (fam excludes failures)
-
-        # phase 1: fewest presumed-feasible groups, verified lazily
-        fam = family_for(c2)
-        cover = best_cover(fam, n)
-        verify(cover, fam)
+        cut = self._last_feasible(-1, len(pairs) - 1, lambda p: pairs[p], self._known_positions(2))
+        # phase 1: the fewest presumed-feasible groups, verified lazily
+        family = self._presumed_family(pairs, cut)
+        cover = self._best_cover(family, self.n)
+        self._verify_riskiest_first(cover, family)
         # phase 2: try to beat it with pairs just past the cut (noise makes the cut fuzzy)
-        window = c2 + max(2, len(pairs) // self.WINDOW_DIV)
+        window = cut + max(2, len(pairs) // self.WINDOW_DIV)
         while len(cover) > 1:
-            wfam = family_for(window, self.MARGIN)
-            better = best_cover(wfam, len(cover) - 1)
+            wider = self._presumed_family(pairs, window, self.MARGIN)
+            better = self._best_cover(wider, len(cover) - 1)
             if better is None:
                 break
-            verify(better, wfam)
-            cover = better
-            fam = wfam
-        allp = []
-        if self.all_partitions:
-            for c in self._covers(self._by_lowest(sorted(fam, key=lambda g: (-_popcount(g), fam[g], g))),
-                                  len(cover), exact=True):
-                self._need(sorted((g for g in c if g & (g - 1)), key=lambda g: -fam[g]))
-                if all(self._feasible(g) for g in c):
-                    allp.append(c)
-        return cover, allp
+            self._verify_riskiest_first(better, wider)
+            cover, family = better, wider
+        return cover, self._lazy_all_partitions(family, len(cover)) if self.all_partitions else []
+
+    def _max_pair_distance(self, mask: int) -> float:
+        """A group's risk: the largest distance between two of its members."""
+        idx = [b for b in range(self.n) if mask >> b & 1]
+        return max(self.d[i, j] for i, j in itertools.combinations(idx, 2))
+
+    def _presumed_family(self, pairs: list[int], limit: int, margin: float = 0.0) -> dict[int, float]:
+        """Presumed-feasible groups (size >= 2) -> risk, with unknown pairs presumed feasible up to
+        rank ``limit``; known failures by at most ``margin`` dB do not rule out their supersets."""
+        feasible_known = [m for m, v in self._known.items() if v <= self.delta]
+        infeasible_known = [m for m, v in self._known.items() if v > self.delta]
+        # With margin 0 every failure blocks; with a margin, a pair that failed narrowly does not.
+        blocking = [g for g in infeasible_known if self._known[g] > self.delta + margin or _popcount(g) > 2]
+        adjacent = [0] * self.n  # presumed-feasible pair graph, as bit masks
+        for rank, pair in enumerate(pairs):
+            presumed = self._feasible(pair)
+            if presumed is False and margin and self._known[pair] <= self.delta + margin:
+                presumed = True
+            if presumed is None:
+                presumed = rank <= limit or any(pair & ~g == 0 for g in feasible_known)
+            if presumed:
+                i, j = [b for b in range(self.n) if pair >> b & 1]
+                adjacent[i] |= 1 << j
+                adjacent[j] |= 1 << i
+        family: dict[int, float] = {}
+        self._add_cliques(0, (1 << self.n) - 1, adjacent, blocking, family)
+        for g in feasible_known:
+            if not any(g & b == b and g != b for b in blocking):
+                family[g] = -1.0  # verified feasible: reused first
+        return family
+
+    def _add_cliques(self, clique: int, candidates: int, adjacent: list[int], blocking: list[int],
+                     family: dict[int, float]) -> None:
+        """Add to ``family`` every unknown clique of the pair graph that extends ``clique`` with
+        members of ``candidates`` and contains no blocking group."""
+        while candidates:
+            b = _lowbit_index(candidates)
+            candidates &= candidates - 1
+            grown = clique | (1 << b)
+            if any(grown & g == g for g in blocking):
+                continue
+            if grown & (grown - 1) and grown not in self._known:
+                family[grown] = self._max_pair_distance(grown)
+            self._add_cliques(grown, candidates & adjacent[b], adjacent, blocking, family)
+
+    def _best_cover(self, family: dict[int, float], m_max: int) -> list[int] | None:
+        """Fewest groups (<= m_max) from ``family`` + singletons, then the smallest largest risk."""
+        order = sorted(family, key=lambda g: (-_popcount(g), family[g], g))
+        maxsize = max([1] + [_popcount(g) for g in family])
+
+        def first_cover(groups, m):
+            return next(self._covers(self._by_lowest(groups), m, exact=False), None)
+
+        m = max(1, math.ceil(self.n / maxsize))
+        while m <= m_max and first_cover(order, m) is None:
+            m += 1
+        if m > m_max:
+            return None
+        risks = sorted(set(family.values()))
+        lo, hi = -1, len(risks)
+        while hi - lo > 1:  # binary search on the risk threshold
+            mid = (lo + hi) // 2
+            if first_cover([g for g in order if family[g] <= risks[mid]], m) is not None:
+                hi = mid
+            else:
+                lo = mid
+        threshold = risks[hi] if hi < len(risks) else math.inf
+        return first_cover([g for g in order if family[g] <= threshold], m)
+
+    def _verify_riskiest_first(self, cover: list[int], family: dict[int, float]) -> None:
+        """Ask for the cover's unknown groups, riskiest first; once none is unknown, every group of
+        the cover is known feasible (the family excludes failures)."""
+        self._need(sorted((g for g in cover if g & (g - 1)), key=lambda g: -family[g]))
+
+    def _lazy_all_partitions(self, family: dict[int, float], m: int) -> list[list[int]]:
+        """Every cover with ``m`` groups from ``family``, each verified."""
+        accepted = []
+        order = sorted(family, key=lambda g: (-_popcount(g), family[g], g))
+        for cover in self._covers(self._by_lowest(order), m, exact=True):
+            self._verify_riskiest_first(cover, family)
+            if all(self._feasible(g) for g in cover):
+                accepted.append(cover)
+        return accepted
 
 
 def search(names: list[str], distances: np.ndarray, delta: float,

@@ -1,17 +1,17 @@
 """The grouping search as workflow rounds: drops from evaluation tables, one planner step per round.
 
-    python -m grids.search candidates --matrix M --degradations D... --out candidates.parquet
-    python -m grids.search round --round R --matrix M --eval E... --grouping JSON --out rounds/R.parquet
-    python -m grids.search finish --rounds R... --matrix M --eval E... --grouping JSON --out-dir results
-    python -m grids.search export --groups final/groups.parquet --models results/models --out final/models
+    python -m grids.grouping.rounds candidates --matrix M --degradations D... --out candidates.parquet
+    python -m grids.grouping.rounds round --round R --matrix M --eval E... --grouping JSON --out rounds/R.parquet
+    python -m grids.grouping.rounds finish --rounds R... --matrix M --eval E... --grouping JSON --out-dir results
+    python -m grids.grouping.rounds export --groups final/groups.parquet --models results/models --out final/models
 
-The planner (:mod:`grids.grouping`) is pure: from everything verified so far it answers either the
+The planner (:mod:`grids.grouping.planner`) is pure: from everything verified so far it answers either the
 next groups to verify or the final partition. Each Snakemake round is one such call. Its input is
 the evaluation table of every group that earlier rounds asked for, plus the single-task models'
 (the upper bounds), so a round never needs a result it does not have and a group is never trained
 twice: models are keyed by group name, whatever delta or round asked for them.
 
-A group's drop (DESIGN §2.5) on the configured test set, mean PSNR over its images:
+A group's drop (docs/method.md §5) on the configured test set, mean PSNR over its images:
 ``dP(C) = max over d in C of (P(M_S(d), d) - P(M_M(C), d))``.
 
 Outputs:
@@ -39,10 +39,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
-from .config import DEFAULT_GROUPING
-from .grouping import Planner, SearchResult, rank_groups
-from .groups import group_members, group_name
+from .. import io
+from ..config import config_section
+from .names import group_members, group_name
+from .planner import Planner, SearchResult, rank_groups
 
 ROUND_COLUMNS = ["round", "action", "group", "partition"]
 VERIFIED_COLUMNS = ["group", "size", "mean_distance", "dP", "feasible", "round"]
@@ -193,7 +193,7 @@ def export_models(groups: pd.DataFrame, models_dir: str | Path, out_dir: str | P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grids.search", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m grids.grouping.rounds", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("candidates", help="the Λ_L ranking of every group size")
     p.add_argument("--matrix", required=True)
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         io.write_parquet(table, args.out)
         print(table.groupby("size").head(3).round(3).to_string(index=False))
         return 0
-    grouping = {**DEFAULT_GROUPING, **json.loads(args.grouping)}
+    grouping = config_section("grouping", json.loads(args.grouping))
     evaluation = io.read_parquets(args.eval)
     if args.command == "round":
         table = plan_round(args.round, matrix, args.degradations, evaluation, grouping)
@@ -245,6 +245,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import run_stage
+    from ..stage import run_stage
 
     sys.exit(run_stage(main))

@@ -1,0 +1,48 @@
+"""What every stage's command line shares: user errors as one line, and the compute device.
+
+A stage module ends with::
+
+    if __name__ == "__main__":
+        sys.exit(run_stage(main))
+
+so that a user error (a bad config, image, path or file) is one ``error:`` line on stderr with
+exit status 2 instead of a traceback. The ``grids`` command (:mod:`grids.cli`) uses the same, and
+stages never import the command module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from .config import ConfigError
+from .io import BadImageError
+
+# What a user can cause: one ``error:`` line, not a traceback. OSError covers every file-system
+# refusal (missing, permission, full disk, read-only), and its message names the path.
+USER_ERRORS = (ConfigError, BadImageError, OSError, KeyError, ValueError)
+
+
+def run_stage(main: Callable[[], int]) -> int:
+    """Run a stage's ``main``; a user error becomes one line on stderr and exit status 2.
+
+    ``GRIDS_DEBUG=1`` in the environment shows the full traceback instead.
+    """
+    try:
+        return main()
+    except USER_ERRORS as err:
+        if os.environ.get("GRIDS_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def pick_device(device: str = "auto"):
+    """``auto``: the first CUDA device when there is one, else the CPU; otherwise ``device`` as given."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

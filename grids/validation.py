@@ -1,0 +1,388 @@
+"""Stage ``similarity_validation``: does a small distance mean a small loss when degradations share
+a model? The paper's Table 2, and the same question asked of every group this run trained.
+
+**Table 2.** Each experiment (config ``validation.experiments``) is two groups of equal size, one
+meant to be close and one far under the method's distance. Both are mix-trained (by the workflow's
+``train`` rule, so a group the search already verified is reused, never retrained) and evaluated.
+Per experiment, group and feature variant: the group's mean pairwise ``distance_sym``, the mean
+and the largest member drop ``single-task PSNR - group PSNR`` (dB, on ``grouping.test_set``), and
+whether the group this variant calls closer lost less on average (``correct``).
+
+**Feature variants** (``validation.variants``): the distance computed from other features, on the
+same trainings. ``method``: the configured descriptor and features (``results/similarity``);
+``rb16``: the same descriptor at its last residual block; ``untrained``: an MSRResNet x4 with
+seeded random weights (does training the descriptor matter?); ``sift``: OpenCV SIFT descriptors
+(the paper's Table 2b ablation). Each costs GGD fits only, no training.
+
+**Premise.** Over every group with a trained model (the search's verifications, the Table 2
+groups, the mix-all baseline), per variant and target (``max_drop``, ``mean_drop``): Spearman and
+Kendall correlations between the group's mean distance and its drop, with percentile bootstrap
+95 % intervals (groups resampled with replacement, seeded), and the fraction of experiments
+ordered correctly.
+
+    python -m grids.validation untrained --seed 0 --out results/validation/untrained_msrresnet_x4.pth
+    python -m grids.validation matrix --ggd results/validation/ggd/rb16/*.parquet \
+        --out results/validation/matrices/rb16.parquet
+    python -m grids.validation tables --experiments JSON --degradations D... --eval E... \
+        --variant method results/similarity/matrix.parquet --variant rb16 M ... \
+        --test-set heldout --bootstrap 1000 --seed 0 --table2 T.parquet --drops D.parquet \
+        --table2-md T.md --table2-png T.png --premise P.parquet --premise-groups G.parquet --premise-png P.png
+
+Tables:
+
+* ``table2.parquet``: ``experiment, variant, side, group, size, distance, mean_drop, max_drop,
+  closer, correct`` (``side`` a or b as configured; ``closer``: this variant's smaller distance of
+  the two; ``correct``: the closer group had the smaller mean drop);
+* ``drops.parquet``: ``experiment, side, group, degradation, psnr_single, psnr_group, drop``;
+* ``premise_groups.parquet``: ``group, size, source, mean_drop, max_drop, variant, distance``;
+* ``premise.parquet``: ``variant, target, n_groups, spearman, spearman_low, spearman_high,
+  spearman_p, kendall, kendall_low, kendall_high, kendall_p, experiments_correct, n_experiments``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import io
+from .grouping.names import group_members, group_name
+
+VARIANTS = ("method", "rb16", "untrained", "sift")
+TARGETS = ("max_drop", "mean_drop")
+
+
+def runnable_experiments(experiments: dict[str, list[list[str]]], degradations: list[str]) -> tuple[dict, list[str]]:
+    """The experiments whose every member is a configured degradation, and a message per skipped one."""
+    kept, skipped = {}, []
+    for name, sides in experiments.items():
+        missing = sorted({m for side in sides for m in side} - set(degradations))
+        if missing:
+            skipped.append(f"experiment {name} skipped: {', '.join(missing)} not among the configured degradations")
+        else:
+            kept[name] = [group_name(side) for side in sides]
+    return kept, skipped
+
+
+def experiment_groups(experiments: dict[str, list[list[str]]], degradations: list[str]) -> list[str]:
+    """Canonical names of every group the runnable experiments need trained, in first-use order."""
+    kept, _ = runnable_experiments(experiments, degradations)
+    return list(dict.fromkeys(g for sides in kept.values() for g in sides))
+
+
+def mean_distance(matrix: pd.DataFrame, group: str) -> float:
+    """Mean ``distance_sym`` over the group's pairs (0 for a singleton)."""
+    wide = matrix.pivot(index="deg_a", columns="deg_b", values="distance_sym")
+    members = group_members(group)
+    missing = sorted(set(members) - set(wide.index))
+    if missing:
+        raise ValueError(f"the similarity matrix has no rows for {missing}")
+    pairs = [wide.loc[a, b] for a, b in itertools.combinations(members, 2)]
+    return float(np.mean(pairs)) if pairs else 0.0
+
+
+def member_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> pd.DataFrame:
+    """``group, degradation, psnr_single, psnr_group, drop`` for each member of each group (mean
+    PSNR on ``test_set``; drop = single-task - group, dB)."""
+    rows = evaluation[evaluation.test_set == test_set]
+    if rows.empty:
+        raise ValueError(f"no evaluation rows for test set {test_set!r}")
+    means = rows.groupby(["trained_on", "degradation"]).psnr.mean()
+    out = []
+    for group in groups:
+        for member in group_members(group):
+            for model in (member, group):
+                if (model, member) not in means.index:
+                    raise ValueError(f"no evaluation of the model of {model!r} on {member!r} ({test_set})")
+            single, grouped = means[(member, member)], means[(group, member)]
+            out.append([group, member, float(single), float(grouped), float(single - grouped)])
+    return pd.DataFrame(out, columns=["group", "degradation", "psnr_single", "psnr_group", "drop"])
+
+
+def table2(experiments: dict[str, list[str]], matrices: dict[str, pd.DataFrame], drops: pd.DataFrame) -> pd.DataFrame:
+    """One row per (experiment, variant, group); ``experiments`` maps a name to its two group names."""
+    per_group = drops.groupby("group")["drop"].agg(mean_drop="mean", max_drop="max")
+    rows = []
+    for name, sides in experiments.items():
+        for variant, matrix in matrices.items():
+            distances = [mean_distance(matrix, g) for g in sides]
+            closer = int(np.argmin(distances))
+            lost_less = int(np.argmin([per_group.loc[g, "mean_drop"] for g in sides]))
+            for k, group in enumerate(sides):
+                rows.append(
+                    {
+                        "experiment": name,
+                        "variant": variant,
+                        "side": "ab"[k],
+                        "group": group,
+                        "size": len(group_members(group)),
+                        "distance": distances[k],
+                        "mean_drop": float(per_group.loc[group, "mean_drop"]),
+                        "max_drop": float(per_group.loc[group, "max_drop"]),
+                        "closer": k == closer,
+                        "correct": closer == lost_less,
+                    }
+                )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "experiment",
+            "variant",
+            "side",
+            "group",
+            "size",
+            "distance",
+            "mean_drop",
+            "max_drop",
+            "closer",
+            "correct",
+        ],
+    )
+
+
+def bootstrap_interval(x: np.ndarray, y: np.ndarray, statistic, n: int, seed: int) -> tuple[float, float]:
+    """Percentile 95 % interval of ``statistic(x, y)`` over ``n`` resamples of the pairs (seeded);
+    resamples where the statistic is undefined (a constant resample) are left out."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        index = rng.integers(len(x), size=len(x))
+        value = statistic(x[index], y[index])
+        if np.isfinite(value):
+            values.append(value)
+    if not values:
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _spearman(x, y) -> float:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.spearmanr(x, y).statistic)
+
+
+def _kendall(x, y) -> float:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(stats.kendalltau(x, y).statistic)
+
+
+def premise(groups: pd.DataFrame, table: pd.DataFrame, n_bootstrap: int, seed: int) -> pd.DataFrame:
+    """Correlations of distance with drop per variant and target (``groups``: premise_groups rows)."""
+    rows = []
+    for variant, target in itertools.product(dict.fromkeys(groups.variant), TARGETS):
+        part = groups[groups.variant == variant]
+        x, y = part.distance.to_numpy(float), part[target].to_numpy(float)
+        ordered = table[(table.variant == variant) & (table.side == "a")]
+        row = {"variant": variant, "target": target, "n_groups": len(part)}
+        for label, fn, test in (("spearman", _spearman, stats.spearmanr), ("kendall", _kendall, stats.kendalltau)):
+            defined = len(part) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0
+            row[label] = fn(x, y) if defined else float("nan")
+            row[f"{label}_low"], row[f"{label}_high"] = (
+                bootstrap_interval(x, y, fn, n_bootstrap, seed) if defined else (float("nan"), float("nan"))
+            )
+            row[f"{label}_p"] = float(test(x, y).pvalue) if defined else float("nan")
+        row["experiments_correct"] = float(ordered.correct.mean()) if len(ordered) else float("nan")
+        row["n_experiments"] = len(ordered)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def premise_groups(
+    evaluation: pd.DataFrame, test_set: str, sources: dict[str, str], matrices: dict[str, pd.DataFrame]
+) -> pd.DataFrame:
+    """Every trained group (``sources``: group -> where it comes from) with its drops and its mean
+    distance under each variant."""
+    groups = [g for g in sources if len(group_members(g)) > 1]
+    drops = member_drops(evaluation, test_set, groups).groupby("group")["drop"]
+    summary = pd.DataFrame({"mean_drop": drops.mean(), "max_drop": drops.max()})
+    rows = []
+    for variant, matrix in matrices.items():
+        for group in groups:
+            rows.append(
+                {
+                    "group": group,
+                    "size": len(group_members(group)),
+                    "source": sources[group],
+                    "mean_drop": float(summary.loc[group, "mean_drop"]),
+                    "max_drop": float(summary.loc[group, "max_drop"]),
+                    "variant": variant,
+                    "distance": mean_distance(matrix, group),
+                }
+            )
+    return pd.DataFrame(rows, columns=["group", "size", "source", "mean_drop", "max_drop", "variant", "distance"])
+
+
+def plot_table2(table: pd.DataFrame, path: str | Path) -> None:
+    """Per experiment: both groups' mean drop (bars), labelled by the method's distance."""
+    plt = io.pyplot()
+    method = table[table.variant == table.variant.iloc[0]]
+    experiments = list(dict.fromkeys(method.experiment))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(experiments) + 2), 4.2))
+    for k, side in enumerate("ab"):
+        rows = method[method.side == side].set_index("experiment").loc[experiments]
+        x = np.arange(len(experiments)) + (k - 0.5) * 0.38
+        bars = ax.bar(x, rows.mean_drop, 0.38, label=f"group {side}", color=("tab:blue", "tab:orange")[k])
+        for bar, distance, closer in zip(bars, rows.distance, rows.closer):
+            ax.annotate(
+                f"d={distance:.2f}{' *' if closer else ''}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
+    ax.set_xticks(range(len(experiments)), experiments)
+    ax.set_ylabel("mean drop vs single-task (dB)")
+    ax.set_title(
+        f"Table 2: mean drop of each experiment's groups (d = {method.variant.iloc[0]} distance, * = called closer)",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    io.save_figure(fig, path)
+
+
+def plot_premise(groups: pd.DataFrame, summary: pd.DataFrame, path: str | Path) -> None:
+    """Max drop against mean distance, one panel per variant, groups labelled."""
+    plt = io.pyplot()
+    variants = list(dict.fromkeys(groups.variant))
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 4.0), squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        part = groups[groups.variant == variant]
+        ax.scatter(part.distance, part.max_drop, s=14 + 8 * part["size"], alpha=0.8)
+        for row in part.itertuples():
+            ax.annotate(
+                row.group if len(row.group) <= 28 else f"{row.size} degradations",
+                (row.distance, row.max_drop),
+                fontsize=6,
+                xytext=(3, 2),
+                textcoords="offset points",
+            )
+        stat = summary[(summary.variant == variant) & (summary.target == "max_drop")].iloc[0]
+        ax.set_title(
+            f"{variant}: Spearman {stat.spearman:.2f} [{stat.spearman_low:.2f}, {stat.spearman_high:.2f}]", fontsize=9
+        )
+        ax.set_xlabel("mean pairwise distance of the group")
+        ax.set_ylabel("max drop vs single-task (dB)")
+    fig.tight_layout()
+    io.save_figure(fig, path)
+
+
+def write_markdown(
+    table: pd.DataFrame, drops: pd.DataFrame, summary: pd.DataFrame, skipped: list[str], test_set: str, path: str | Path
+) -> None:
+    text = "# Table 2: does the distance predict the drop?\n\n"
+    text += (
+        f"Drops are single-task PSNR - group PSNR on `{test_set}` (dB). Per experiment and variant, "
+        "`correct` says whether the group the variant calls closer lost less on average.\n\n"
+    )
+    text += "".join(f"- {line}\n" for line in skipped) + ("\n" if skipped else "")
+    wide = table.pivot_table(
+        index=["experiment", "side", "group", "mean_drop", "max_drop"], columns="variant", values="distance", sort=False
+    ).reset_index()
+    text += wide.round(3).to_markdown(index=False) + "\n\n## Ordered correctly, per variant\n\n"
+    verdict = table[table.side == "a"].pivot_table(
+        index="experiment", columns="variant", values="correct", sort=False, aggfunc="first"
+    )
+    text += verdict.to_markdown() + "\n\n## Member drops\n\n" + drops.round(3).to_markdown(index=False) + "\n"
+    text += "\n## The premise over every trained group\n\n" + summary.round(3).to_markdown(index=False) + "\n"
+    with io.atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def untrained_descriptor(seed: int, out: str | Path) -> None:
+    """An MSRResNet x4 with seeded random weights (PyTorch's default initialisation)."""
+    import torch
+
+    from .archs import MSRResNet
+    from .descriptor import save_descriptor
+    from .seeds import derive_seed
+
+    torch.manual_seed(derive_seed(seed, "validation", "untrained_descriptor") % 2**63)
+    save_descriptor(MSRResNet(), out, {"note": "untrained: seeded random weights (similarity_validation)"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.validation", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("untrained", help="write the untrained descriptor of the `untrained` variant")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("matrix", help="one variant's similarity matrix from its per-set GGD tables")
+    p.add_argument("--ggd", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("tables", help="Table 2 and the premise report")
+    p.add_argument("--experiments", required=True, help="the config's validation.experiments, JSON")
+    p.add_argument("--degradations", nargs="+", required=True)
+    p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every trained model")
+    p.add_argument("--verified", required=True, help="grouping/verified.parquet (the search's verifications)")
+    p.add_argument("--variant", nargs=2, action="append", required=True, metavar=("NAME", "MATRIX"))
+    p.add_argument("--test-set", required=True, help="the test set whose PSNR defines a drop")
+    p.add_argument("--bootstrap", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    for name in ("table2", "drops", "table2-md", "table2-png", "premise", "premise-groups", "premise-png"):
+        p.add_argument(f"--{name}", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "untrained":
+        untrained_descriptor(args.seed, args.out)
+        return 0
+    from .similarity import similarity_table
+
+    if args.command == "matrix":
+        io.write_parquet(similarity_table(io.read_parquets(args.ggd)), args.out)
+        return 0
+    experiments, skipped = runnable_experiments(json.loads(args.experiments), args.degradations)
+    for line in skipped:
+        print(line)
+    evaluation = io.read_parquets(args.eval)
+    matrices = {name: pd.read_parquet(path) for name, path in args.variant}
+    test_set = args.test_set
+    all_groups = list(dict.fromkeys(g for sides in experiments.values() for g in sides))
+    drops_by_group = member_drops(evaluation, test_set, all_groups)
+    table = table2(experiments, matrices, drops_by_group)
+    drops = pd.DataFrame(
+        [
+            [name, "ab"[k], group, *row[1:]]
+            for name, sides in experiments.items()
+            for k, group in enumerate(sides)
+            for row in drops_by_group[drops_by_group.group == group].itertuples(index=False)
+        ],
+        columns=["experiment", "side", "group", "degradation", "psnr_single", "psnr_group", "drop"],
+    )
+    sources = {g: "search" for g in pd.read_parquet(args.verified).group}
+    sources.update({g: "table2" for g in all_groups if g not in sources})
+    mix_all = group_name(args.degradations)
+    sources.setdefault(mix_all, "mix-all")
+    trained = set(evaluation.trained_on)
+    groups = premise_groups(evaluation, test_set, {g: s for g, s in sources.items() if g in trained}, matrices)
+    summary = premise(groups, table, args.bootstrap, args.seed)
+    io.write_parquet(table, args.table2)
+    io.write_parquet(drops, args.drops)
+    io.write_parquet(groups, args.premise_groups)
+    io.write_parquet(summary, args.premise)
+    write_markdown(table, drops, summary, skipped, test_set, args.table2_md)
+    if len(table):
+        plot_table2(table, args.table2_png)
+    else:  # every experiment skipped: an empty figure that says so
+        plt = io.pyplot()
+        fig = plt.figure(figsize=(5, 1.5))
+        fig.text(0.5, 0.5, "no runnable experiment (see table2.md)", ha="center")
+        io.save_figure(fig, args.table2_png)
+    plot_premise(groups, summary, args.premise_png)
+    print(summary.round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    from .stage import run_stage
+
+    sys.exit(run_stage(main))

@@ -1,0 +1,504 @@
+"""Hostile and broken inputs: each gets one clear ``error:`` line naming the culprit, a non-zero
+exit, and leaves nothing behind (no partial output, nothing touched outside the project).
+
+One parametrised test per family: names, quoting, writers, configs, checkpoints, CLI. (Training
+logs across kill -9 / SIGTERM are in tests/test_train.py; ``grids restore`` against a full disk,
+a read-only file system and its own input in tests/test_workflow.py, which has built results.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from grids import io
+from grids.config import NAME_PATTERN, ConfigError, load_config, schema, validate_config
+from grids.data import dead_leaves
+from grids.degrade import degrade_dataset
+from grids.train import load_model, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+
+# A small valid config whose similarity stage runs in seconds.
+SMALL = {
+    "seed": 3,
+    "images": {"photos": [], "dead_leaves": {"count": 2, "size": 48}, "min_side": 32},
+    "features": {"n_patches": 12, "patch_size": 16, "pca_components": 6},
+    "training": {
+        "images": {"photos": [], "dead_leaves": {"count": 2, "size": 48}, "min_side": 32},
+        "test_sets": {"heldout": {"dead_leaves": {"count": 1, "size": 48}, "min_side": 32}},
+        "crop": 32,
+    },
+    "degradations": {"jpeg": {"quality": [10, 40]}},
+    "selection": {"unseen": {}},
+}
+
+
+def run(args: list[str], cwd: Path, preexec=None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec)
+
+
+def stage(cwd: Path, module: str, **options: str) -> subprocess.CompletedProcess:
+    """``python -m grids.<module> --key value ...`` (underscores in keys become dashes)."""
+    words = [w for key, value in options.items() for w in (f"--{key.replace('_', '-')}", *value.split("\0"))]
+    return run([sys.executable, "-m", f"grids.{module}", *words], cwd)
+
+
+def grids(cwd: Path, *args: str, preexec=None) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "grids.cli", *args], cwd, preexec)
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return run(
+        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), "--cores", "1", *args], workdir
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single ``error:`` line of a failed command (no traceback, nothing else claiming to be an error)."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def project(path: Path, config: dict, text: str | None = None) -> Path:
+    (path / "config").mkdir(parents=True, exist_ok=True)
+    (path / "config" / "config.yaml").write_text(text if text is not None else yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def files_under(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def png(path: Path, seed: int = 0, size: int = 48) -> Path:
+    io.write_png(path, dead_leaves(size, np.random.default_rng(seed)))
+    return path
+
+
+# --- names ----------------------------------------------------------------------------------------
+
+BAD_NAMES = ["../../../victim", "a/b", "gaussian_blur+jpeg", "deg deg", "$(touch pwned)", "Upper", "_x", "x.y", ""]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+@pytest.mark.parametrize("section", ["degradations", "selection.unseen", "training.test_sets", "baselines"])
+def test_a_name_that_is_not_an_identifier_is_refused_naming_the_key(section, name):
+    config = json.loads(json.dumps(SMALL))
+    entry = {"function": "haze.py:haze"} if section != "training.test_sets" else {"dead_leaves": {"count": 1}}
+    if section == "baselines":
+        entry = {"iterations": 5}
+    parent = config
+    *path, last = section.split(".")
+    for key in path:
+        parent = parent.setdefault(key, {})
+    parent.setdefault(last, {})[name] = entry
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, ROOT / "examples")
+    message = str(err.value)
+    assert message.startswith(f"config key {section}.{name}: the name {name!r} is not allowed")
+    assert NAME_PATTERN in message
+
+
+def test_the_schema_documents_the_same_name_pattern():
+    properties = schema()["properties"]
+    for names in (
+        properties["degradations"],
+        properties["selection"]["properties"]["unseen"],
+        properties["training"]["properties"]["test_sets"],
+        properties["baselines"],
+    ):
+        assert names["propertyNames"]["pattern"] == NAME_PATTERN
+
+
+@pytest.mark.parametrize("name", ["../../../victim", "$(touch pwned)", "a+b"])
+def test_the_workflow_refuses_a_bad_name_before_any_job_and_touches_nothing(tmp_path, name):
+    victim = tmp_path / "victim"
+    (victim / "images").mkdir(parents=True)
+    (victim / "images" / "precious.txt").write_text("keep me")
+    (victim / "manifest.parquet").write_bytes(b"mine")
+    before = files_under(victim)
+    workdir = tmp_path / "a" / "b" / "project"
+    config = {**SMALL, "degradations": {name: {"function": "funcs.py:ok"}}}
+    project(workdir, config)
+    (workdir / "funcs.py").write_text("def ok(image, rng):\n    return image, {}\n")
+    result = snakemake(workdir, "degraded_datasets")
+    assert result.returncode != 0
+    assert f"invalid config: config key degradations.{name}: the name {name!r} is not allowed" in result.stderr
+    assert files_under(victim) == before
+    assert not (workdir / "results").exists() and not (workdir / "pwned").exists()
+
+
+# --- quoting ----------------------------------------------------------------------------------------
+
+
+def shell_commands(text: str) -> list[str]:
+    """The string literals of every ``shell:`` block of a rule file, joined per block."""
+    blocks, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == "shell:":
+            parts = []
+            for follow in lines[i + 1 :]:
+                if not follow.strip().startswith('"'):
+                    break
+                parts.append(follow.strip()[1:-1])
+            blocks.append("".join(parts))
+    return blocks
+
+
+def test_every_shell_placeholder_is_quoted():
+    rule_files = sorted((ROOT / "workflow").rglob("*.smk")) + [SNAKEFILE]
+    commands = [cmd for path in rule_files for cmd in shell_commands(path.read_text())]
+    assert len(commands) >= 18  # every rule with a shell command was found
+    unquoted = [
+        (cmd, field)
+        for cmd in commands
+        for field in re.findall(r"(?<!\{)\{([^{}]+)\}(?!\})", cmd)
+        if not field.endswith(":q") and field != "threads"  # threads: an int Snakemake sets
+    ]
+    assert not unquoted, unquoted
+    assert not any("'{" in cmd or '"{' in cmd for cmd in commands), "hand-written quotes around a placeholder"
+
+
+def test_every_rule_writes_under_results_logs_or_benchmarks():
+    """The parse-time guard (check_output_locations in common.smk) refuses a rule that does not."""
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert 'OUTPUT_ROOTS = ("results/", "logs/", "benchmarks/")' in common
+    for path in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        text = path.read_text()
+        for block in re.findall(r"\n    (?:output|log|benchmark):\n((?:        .*\n)+)", text):
+            for literal in re.findall(r'"([^"]+)"', block):
+                if "/" in literal or "." in literal:
+                    assert literal.startswith(("results/", "logs/", "benchmarks/", "../report/")), (path.name, literal)
+
+
+def test_shell_metacharacters_in_config_paths_never_run(tmp_path):
+    """A weights file, an images folder and a descriptor photo folder with ``$(...)`` and quotes in
+    their names: the workflow runs on them and no command in them is executed."""
+    workdir = project(tmp_path / "proj", {})
+    images = workdir / "my images $(touch pwned_images)"
+    images.mkdir()
+    for i in range(2):
+        png(images / f"img{i}.png", seed=i)
+    weights = workdir / "w'$(touch pwned_weights)'.pth"
+    shutil.copy(ROOT / "grids" / "assets" / "descriptor" / "msrresnet_x4.pth", weights)
+    photos = workdir / "photos `touch pwned_photos`"
+    photos.mkdir()
+    for i in range(3):
+        png(photos / f"p{i}.png", seed=10 + i, size=64)
+    config = {
+        **SMALL,
+        "images": {"folder": images.name, "min_side": 32},
+        "descriptor": {
+            "weights": weights.name,
+            "train": {"photos": photos.name, "holdout": 1, "iterations": 2, "batch_size": 2, "crop": 32},
+        },
+    }
+    project(workdir, config)
+    result = snakemake(workdir, "similarity_matrix", "results/descriptor/msrresnet_x4.pth")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (workdir / "results" / "similarity" / "matrix.parquet").is_file()
+    assert (workdir / "results" / "descriptor" / "msrresnet_x4.pth").is_file()
+    assert not list(tmp_path.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))
+    ggd = pd.read_parquet(workdir / "results" / "similarity" / "ggd.parquet")
+    assert ggd.descriptor_sha256.nunique() == 1  # the odd-named weights were really used
+
+
+# --- writers ----------------------------------------------------------------------------------------
+
+
+def limit_file_size():
+    """A file-size limit of 2 KiB: every larger write fails with EFBIG, as on a full disk."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+
+WRITERS = {
+    "png": "io.write_png(OUT, (np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8))",
+    "parquet": "io.write_parquet(pd.DataFrame({'x': np.random.default_rng(0).random(4000)}), OUT)",
+    "checkpoint": "m = torch.nn.Linear(64, 64); "
+    "save_checkpoint(OUT, m, torch.optim.SGD(m.parameters(), 0.1), 1, ('{}', torch.zeros(1)), {})",
+    "figure": "plt = io.pyplot(); fig = plt.figure(); plt.plot(np.random.default_rng(0).random(500)); "
+    "io.save_figure(fig, OUT)",
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_failed_write_names_the_output_and_leaves_nothing(tmp_path, writer):
+    out = tmp_path / "out" / {"png": "a.png", "parquet": "a.parquet", "checkpoint": "a.pth", "figure": "a.png"}[writer]
+    code = (
+        "import sys, numpy as np, pandas as pd, torch\n"
+        "from grids import io\nfrom grids.stage import run_stage\nfrom grids.train import save_checkpoint\n"
+        f"OUT = {str(out)!r}\n"
+        f"def main():\n    {WRITERS[writer]}\n    return 0\n"
+        "sys.exit(run_stage(main))\n"
+    )
+    result = run([sys.executable, "-c", code], tmp_path, preexec=limit_file_size)
+    line = one_error_line(result)
+    assert line.startswith(f"error: {out}: cannot write"), line
+    assert not out.exists() and not list(out.parent.iterdir())  # no partial file, no temporary left
+
+
+@pytest.mark.parametrize("target", ["folder", "device", "input", "missing_folder_ok"])
+def test_grids_degrade_checks_its_output_first(tmp_path, target):
+    image = png(tmp_path / "in.png")
+    (tmp_path / "folder").mkdir()
+    output = {
+        "folder": str(tmp_path / "folder"),
+        "device": "/dev/full",
+        "input": str(image),
+        "missing_folder_ok": str(tmp_path / "new" / "sub" / "out.png"),
+    }[target]
+    before = image.read_bytes()
+    result = grids(tmp_path, "degrade", str(image), "-d", "jpeg", "-o", output)
+    assert image.read_bytes() == before
+    if target == "missing_folder_ok":
+        assert result.returncode == 0, result.stderr
+        assert io.read_image(output)[0].shape == (48, 48, 3)
+        return
+    line = one_error_line(result)
+    assert line.startswith(f"error: {output}: "), line
+    assert {"folder": "is a folder", "device": "not a regular file", "input": "is the input image"}[target] in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "in.png"]
+    assert not list((tmp_path / "folder").iterdir())
+
+
+def test_atomic_path_refuses_to_replace_a_special_file():
+    with pytest.raises(io.OutputError, match="/dev/null: exists and is not a regular file"):
+        with io.atomic_path("/dev/null"):
+            pass
+
+
+# --- configs ------------------------------------------------------------------------------------------
+
+
+CONFIG_CASES = {
+    "duplicate_key": (
+        "seed: 1\nimages: {photos: [astronaut]}\nseed: 2\ndegradations: {jpeg: {}}\n",
+        r"config/config.yaml, line 3, column 1: duplicate key 'seed' \(first given on line 1\)",
+    ),
+    "nested_duplicate": (
+        "seed: 1\nimages: {photos: [astronaut]}\ndegradations:\n  jpeg: {}\n  jpeg: {quality: 5}\n",
+        r"config/config.yaml, line 5, column 3: duplicate key 'jpeg' \(first given on line 4\)",
+    ),
+    "syntax_error": (
+        "seed: 1\nimages: {photos: [astronaut]\ndegradations: {jpeg: {}}\n",
+        r"config/config.yaml, line 3, column \d+: not valid YAML",
+    ),
+    "stdlib_function": (
+        "seed: 1\nimages: {photos: [astronaut]}\ndegradations: {evil: {function: 'os:system'}}\n",
+        r"config key degradations.evil: function 'os:system': os is part of Python's standard library",
+    ),
+    "builtin_function": (
+        "seed: 1\nimages: {photos: [astronaut]}\ndegradations: {evil: {function: 'numpy:add'}}\n",
+        r"config key degradations.evil: function 'numpy:add' is a ufunc, not a plain Python function",
+    ),
+    "unknown_params": (
+        "seed: 1\nimages: {photos: [astronaut]}\ndegradations: {h: {function: 'haze.py:haze', params: {nope: 1}}}\n",
+        r"config key degradations.h: function 'haze.py:haze' does not take the params \['nope'\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+def test_config_mistakes_get_one_line_in_check_config_and_the_workflow(tmp_path, case):
+    text, expected = CONFIG_CASES[case]
+    workdir = project(tmp_path, {}, text)
+    shutil.copy(ROOT / "examples" / "haze.py", workdir / "haze.py")
+    line = one_error_line(grids(workdir, "check-config", "config/config.yaml"))
+    assert re.search(expected, line), line
+    result = snakemake(workdir, "-n", "degraded_datasets")
+    assert result.returncode != 0 and re.search(expected, result.stdout + result.stderr), result.stdout + result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_a_broken_symlink_or_unreadable_file_in_an_images_folder_is_named(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    png(folder / "good.png")
+    (folder / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (folder / "sub.png").mkdir()  # a folder with an image's name is skipped and reported, not read
+    config = {**SMALL, "images": {"folder": "images", "min_side": 32}}
+    with pytest.raises(
+        ConfigError,
+        match=r"config key images.folder: 1 unusable entries: .*gone.png: broken symbolic "
+        r"link \(points to .*nowhere.png, which does not exist\)",
+    ):
+        with pytest.warns(UserWarning, match=r"skipping 1 non-image file\(s\): sub.png/"):
+            validate_config(config, tmp_path)
+    with pytest.raises(io.BadImageError, match="gone.png: broken symbolic link"):
+        io.read_image(folder / "gone.png")
+
+
+DEGRADATION_RETURNS = {
+    "none": ("return None", "returned NoneType"),
+    "one_value": ("return image", "returned ndarray"),
+    "wrong_dtype": ("return image.astype('float32'), {}", "returned an image of float32"),
+    "not_json": ("return image, {'rng': rng}", "returned params that are not JSON values"),
+    "params_not_dict": ("return image, [1, 2]", "returned params of type list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEGRADATION_RETURNS))
+def test_a_user_degradation_breaking_its_contract_names_it_and_the_image(tmp_path, case):
+    body, expected = DEGRADATION_RETURNS[case]
+    (tmp_path / "funcs.py").write_text(f"def bad(image, rng):\n    {body}\n")
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    png(clean / "leaf.png")
+    manifest = clean / "manifest.parquet"
+    pd.DataFrame([{"image_id": "leaf", "source_path": "x", "path": str(clean / "leaf.png")}]).to_parquet(manifest)
+    entry = json.dumps({"function": str(tmp_path / "funcs.py") + ":bad"})
+    out = tmp_path / "degraded"
+    result = stage(tmp_path, "degrade", clean=str(manifest), name="mine", entry=entry, seed="0", out=str(out))
+    line = one_error_line(result)
+    assert "degradation 'mine'" in line and expected in line and "(image leaf," in line and "must return" in line
+    assert not out.exists() or not any(out.iterdir())  # no image, no manifest, no temporary
+    with pytest.raises(ValueError, match=expected):
+        degrade_dataset(pd.read_parquet(manifest), "mine", json.loads(entry), 0, out)
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------
+
+
+def grids_checkpoint(path: Path, arch: str, kwargs: dict, params: dict) -> Path:
+    torch.save({"params": params, "arch": arch, "arch_kwargs": json.dumps(kwargs), "group": "jpeg"}, path)
+    return path
+
+
+def srresnet_params(**kwargs) -> dict:
+    from grids.archs import SRResNet
+
+    return SRResNet(**kwargs).state_dict()
+
+
+CHECKPOINTS = {
+    "size_mismatch": (
+        lambda p: grids_checkpoint(
+            p, "srresnet", {"num_feat": 8, "num_block": 1}, srresnet_params(num_feat=16, num_block=1)
+        ),
+        r"weights do not fit srresnet \{'num_feat': 8, 'num_block': 1\}: shape mismatches \['",
+    ),
+    "other_arch": (
+        lambda p: grids_checkpoint(p, "restormer", {}, srresnet_params(num_feat=8, num_block=1)),
+        r"weights do not fit restormer \{\}: missing keys \['.*'\] \(\+\d+ more\); unexpected keys \['",
+    ),
+    "basicsr_file": (
+        lambda p: torch.save({"params_ema": srresnet_params(), "params": srresnet_params()}, p) or p,
+        r"not a GRIDS model checkpoint: no arch, arch_kwargs entries \(its top-level keys: \['params', "
+        r"'params_ema'\]\); a BasicSR/official file",
+    ),
+    "unknown_arch": (lambda p: grids_checkpoint(p, "swinir", {}, {}), r"unknown architecture 'swinir'"),
+    "bare_tensor": (lambda p: torch.save(torch.zeros(3), p) or p, r"not a GRIDS model checkpoint \(it holds a Tensor"),
+    "garbage": (lambda p: (p.write_bytes(b"not a checkpoint"), p)[1], r"not a loadable GRIDS checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHECKPOINTS))
+def test_a_model_file_that_does_not_fit_gets_one_line(tmp_path, case):
+    make, expected = CHECKPOINTS[case]
+    path = make(tmp_path / "model.pth")
+    with pytest.raises(ValueError, match=expected):
+        load_model(path)
+    test_dir = tmp_path / "test"
+    out = tmp_path / "eval.parquet"
+    result = stage(
+        tmp_path, "evaluate", model=str(path), test_set=f"heldout\0{test_dir}", degradations="jpeg", out=str(out)
+    )
+    line = one_error_line(result)
+    assert line.startswith(f"error: {path}: ") and re.search(expected, line), line
+    assert not out.exists()
+
+
+def test_a_corrupt_resume_checkpoint_says_which_file_to_delete(tmp_path):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    png(clean / "a.png", size=64)
+    pd.DataFrame([{"image_id": "a", "path": str(clean / "a.png")}]).to_parquet(clean / "manifest.parquet")
+    resume = tmp_path / "resume.pth"
+    resume.write_bytes(b"\x00" * 100)  # what a disk error can leave
+    recipe = {
+        "arch": "srresnet",
+        "arch_kwargs": {"num_feat": 4, "num_block": 1},
+        "iterations": 3,
+        "batch_size": 1,
+        "crop": 32,
+        "lr": 1e-3,
+        "weight_decay": 0,
+        "warmup": 1,
+        "min_lr_ratio": 0.1,
+        "checkpoint_every": 2,
+    }
+    out = tmp_path / "model.pth"
+    result = stage(
+        tmp_path,
+        "train",
+        group="jpeg",
+        clean=str(clean / "manifest.parquet"),
+        degradations=json.dumps({"jpeg": {}}),
+        recipe=json.dumps(recipe),
+        seed="0",
+        out=str(out),
+        log=str(tmp_path / "log.parquet"),
+        resume=str(resume),
+    )
+    line = one_error_line(result)
+    assert f"{resume}: not a loadable GRIDS checkpoint" in line and f"delete it (rm {resume})" in line
+    assert not out.exists()
+
+
+def test_a_checkpoint_write_goes_through_atomic_path(tmp_path):
+    path = tmp_path / "ckpt.pth"
+    model = torch.nn.Linear(2, 2)
+    save_checkpoint(path, model, torch.optim.SGD(model.parameters(), 0.1), 1, ("{}", torch.zeros(1)), {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth"]
+
+
+# --- CLI ------------------------------------------------------------------------------------------------
+
+
+def test_grids_select_reports_every_bad_path_before_any_work(tmp_path):
+    png(tmp_path / "ok.png")
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    (tmp_path / "folder.png").mkdir()
+    # No results and no config here: the inputs are checked before either is looked for.
+    line = one_error_line(grids(tmp_path, "select", "ok.png", "corrupt.png", "nope.png", "folder.png"))
+    assert line.startswith("error: 3 of 4 input images are unusable: ")
+    assert "corrupt.png: not a readable image" in line and "nope.png: no such file" in line
+    assert "folder.png: is a folder" in line and "ok.png" not in line.replace("corrupt.png", "")
+
+
+def test_grids_restore_refuses_its_input_as_output_before_any_work(tmp_path):
+    image = png(tmp_path / "x.png")
+    before = image.read_bytes()
+    line = one_error_line(grids(tmp_path, "restore", "x.png", "-o", "./x.png"))
+    assert "x.png: is the input image" in line and "--force" in line
+    assert image.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+def test_check_config_on_a_missing_or_unreadable_file(tmp_path):
+    assert one_error_line(grids(tmp_path, "check-config", "nope.yaml")) == "error: config file nope.yaml not found"
+    (tmp_path / "dir.yaml").mkdir()
+    assert "config file dir.yaml: cannot be read" in one_error_line(grids(tmp_path, "check-config", "dir.yaml"))
+
+
+def test_load_config_rejects_duplicates_in_any_merged_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("seed: 1\nimages: {photos: [astronaut]}\ndegradations: {jpeg: {}}\n")
+    (tmp_path / "b.yaml").write_text("training:\n  iterations: 5\n  iterations: 6\n")
+    with pytest.raises(ConfigError, match=r"b.yaml, line 3, column 3: duplicate key 'iterations'"):
+        load_config([tmp_path / "a.yaml", tmp_path / "b.yaml"])

@@ -1,0 +1,100 @@
+# Stage: does the similarity predict which degradations can share a model? The paper's Table 2
+# (experiment groups mix-trained by rule train, so the search's models are reused) and the premise
+# over every trained group, with the distance from several feature variants (docs/method.md §8).
+
+
+# Concatenating and correlating tables is bookkeeping: next to Snakemake, not a cluster job.
+localrules:
+    validation_matrix,
+    validation_tables,
+
+
+rule untrained_descriptor:
+    output:
+        UNTRAINED_DESCRIPTOR,
+    log:
+        "logs/validation/untrained_descriptor.log",
+    conda:
+        "../../environment.yml"
+    params:
+        seed=CONFIG["seed"],
+    shell:
+        "python -m grids.validation untrained --seed {params.seed:q} --out {output:q} > {log:q} 2>&1"
+
+
+use rule ggd_fit as validation_ggd with:
+    input:
+        manifest=get_set_manifest,
+        descriptor=get_variant_descriptor,
+    output:
+        "results/validation/ggd/{variant}/{image_set}.parquet",
+    log:
+        "logs/validation/ggd_{variant}_{image_set}.log",
+    benchmark:
+        "benchmarks/validation/ggd_{variant}_{image_set}.tsv"
+    params:
+        features=get_variant_features_json,
+        seed=CONFIG["seed"],
+
+
+rule validation_matrix:
+    input:
+        expand(
+            "results/validation/ggd/{{variant}}/{image_set}.parquet",
+            image_set=IMAGE_SETS,
+        ),
+    output:
+        "results/validation/matrices/{variant}.parquet",
+    log:
+        "logs/validation/matrix_{variant}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "python -m grids.validation matrix --ggd {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule validation_tables:
+    input:
+        matrices=[variant_matrix(v) for v in VALIDATION["variants"]],
+        verified="results/grouping/verified.parquet",
+        evals=get_validation_evals,
+    output:
+        table2="results/validation/table2.parquet",
+        drops="results/validation/drops.parquet",
+        table2_md="results/validation/table2.md",
+        table2_png=report(
+            "results/validation/table2.png",
+            caption="../report/table2.rst",
+            category="Similarity validation",
+        ),
+        premise="results/validation/premise.parquet",
+        premise_groups="results/validation/premise_groups.parquet",
+        premise_png=report(
+            "results/validation/premise.png",
+            caption="../report/premise.rst",
+            category="Similarity validation",
+        ),
+    log:
+        "logs/validation/tables.log",
+    conda:
+        "../../environment.yml"
+    params:
+        experiments=json.dumps(VALIDATION["experiments"], sort_keys=True),
+        degradations=DEGRADATIONS,
+        variants=get_variant_args(),
+        test_set=validation_test_set(),
+        bootstrap=VALIDATION["bootstrap"],
+        seed=CONFIG["seed"],
+    shell:
+        "python -m grids.validation tables --experiments {params.experiments:q}"
+        " --degradations {params.degradations:q} --eval {input.evals:q} --verified {input.verified:q}"
+        " {params.variants:q} --test-set {params.test_set:q} --bootstrap {params.bootstrap:q}"
+        " --seed {params.seed:q} --table2 {output.table2:q} --drops {output.drops:q}"
+        " --table2-md {output.table2_md:q} --table2-png {output.table2_png:q}"
+        " --premise {output.premise:q} --premise-groups {output.premise_groups:q}"
+        " --premise-png {output.premise_png:q} > {log:q} 2>&1"
+
+
+rule similarity_validation:
+    input:
+        rules.validation_tables.output,
