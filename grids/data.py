@@ -206,7 +206,13 @@ def _clean_row(
 ) -> list:
     """One manifest row; writes the PNG into ``tmp_images`` unless the user's file is used in place."""
     if source.kind == "folder":
-        data = Path(source.path).read_bytes()
+        broken = io.broken_link(Path(source.path))
+        if broken:  # the same message read_image gives
+            raise io.BadImageError(f"{source.path}: {broken}")
+        try:
+            data = Path(source.path).read_bytes()
+        except OSError as err:
+            raise io.BadImageError(f"{source.path}: not a readable file ({err.strerror or err})") from None
         sha = hashlib.sha256(data).hexdigest()
         if sha in cache:  # these very bytes passed the check, needing no conversion
             height, width = cache[sha]

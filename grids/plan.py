@@ -110,11 +110,11 @@ def _set_pixels(images_cfg: dict, assumed: tuple[int, int] | None) -> tuple[int,
 def load_for_plan(paths: list[str]) -> tuple[dict, dict[str, tuple[int, int]]]:
     """The merged, validated config, and the image sets whose folder does not exist yet (e.g. the
     placeholders of config/paper.yaml): planned with assumed sizes instead of failing."""
-    from .config import _read_yaml, merge_configs, validate_config
+    from .config import merge_configs, read_yaml, validate_config
 
     config: dict = {}
     for one in paths:
-        config = merge_configs(config, _read_yaml(Path(one)))
+        config = merge_configs(config, read_yaml(one))
     assumed = {}
     sections = {"images": config.get("images")}
     training = config.get("training") or {}
