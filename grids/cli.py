@@ -6,6 +6,7 @@
     grids matrix [results/similarity/matrix.parquet]   print the similarity matrix (wide)
     grids select IMAGE... [--json]             pick the group model for images of unknown degradation
     grids restore IMAGE -o OUT [--group G]     restore with the chosen (or a given) group model
+    grids plan [--config FILE]...              trainings, GPU-hours, disk and RAM of a run, before it
     grids import-ncnn-rrdb P.param P.bin -o W.pth   Real-ESRGAN's ncnn weights as a BasicSR RRDBNet file
 
 ``select`` and ``restore`` read the built workflow's results (``--results``, default ``results``)
@@ -150,6 +151,12 @@ def _restore(args) -> int:
     return 0
 
 
+def _plan(args) -> int:
+    """Trainings, GPU-hours, disk and RAM of a run, from the merged config (grids.plan)."""
+    from .plan import load_for_plan, plan
+
+    config, assumed = load_for_plan(args.config or ["config/config.yaml"])
+    print(plan(config, assumed, args.instances))
 def _import_ncnn_rrdb(args) -> int:
     from .ncnn import import_rrdb
 
@@ -198,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--threshold", type=float, help="out-of-distribution divergence (default: selection.threshold)")
         p.add_argument("--device", default="auto")
         p.set_defaults(func=_select if name == "select" else _restore)
+    p = sub.add_parser("plan", help="what a final_models run will train and cost, before submitting it")
+    p.add_argument("--config", action="append", metavar="FILE", help="config files, merged in order (default config/config.yaml)")
+    p.add_argument("--instances", type=int, default=200, help="simulated grouping searches")
+    p.set_defaults(func=_plan)
     p = sub.add_parser("import-ncnn-rrdb", help="convert an ncnn RRDBNet (Real-ESRGAN x4plus) to a BasicSR .pth",
                        description="e.g. grids import-ncnn-rrdb realesrgan-x4plus.param realesrgan-x4plus.bin "
                                    "-o weights/realesrgan_x4plus.pth")

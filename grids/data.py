@@ -1,18 +1,24 @@
 """Clean images: embedded photos, a dead-leaves generator, user folders -> one checked clean set.
 
 Stage ``clean_images``: gathers the configured sources, applies the reading rules of
-:mod:`grids.io` and writes ``images/{image_id}.png`` plus ``manifest.parquet`` (one row per image).
-Every problem with any input is collected and reported in one error; nothing is written then.
+:mod:`grids.io` and writes ``manifest.parquet`` (one row per image: ``image_id, source,
+source_path, conversions, height, width, path, sha256``). Generated and embedded images, and user
+files that needed a conversion, are written as ``images/{image_id}.png``; a user file that needed
+none is checked and hashed but not copied: its ``path`` is the file itself. Every problem with any
+input is collected and reported in one error; nothing is written then.
 
-    python -m grids.data --images '{"photos": ["astronaut"]}' --seed 0 --out results/clean
+    python -m grids.data --images '{"photos": ["astronaut"]}' --seed 0 --out results/clean --threads 4
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,33 +130,101 @@ def load_source(source: Source, images_cfg: dict, seed: int, dataset: str = "sim
     return io.read_image(source.path, images_cfg.get("min_side", 1))
 
 
-def prepare_clean_set(images_cfg: dict, seed: int, out_dir: str | Path, dataset: str = "similarity") -> pd.DataFrame:
+def prepare_clean_set(
+    images_cfg: dict, seed: int, out_dir: str | Path, dataset: str = "similarity", threads: int = 1
+) -> pd.DataFrame:
     """Write the checked clean set to ``out_dir`` (``images/`` + ``manifest.parquet``).
 
     ``dataset`` names the set (``similarity``, ``train``, a test set): generated images differ
-    between datasets.
+    between datasets. Generated and embedded images are written as PNGs; a user folder's file is
+    decoded and checked (the rules of :mod:`grids.io`) but referenced in place when it needed no
+    conversion, and written as a PNG only when it did. Files are checked by ``threads`` processes.
+    ``{out_dir}/checks.parquet`` remembers the files that passed, by sha256: on a rerun (a file of
+    the folder edited, added or removed) a file with the same bytes is hashed, not decoded again.
     """
     out_dir = Path(out_dir)
     sources = list_sources(images_cfg, seed, dataset)
-    rows, errors = [], []
+    cache_path = out_dir / "checks.parquet"
+    min_side = images_cfg.get("min_side", 1)
+    cache = {}
+    if cache_path.is_file():
+        table = pd.read_parquet(cache_path)
+        table = table[table.min_side == min_side]
+        cache = dict(zip(table.sha256, zip(table.height.astype(int), table.width.astype(int))))
     with io.atomic_path(out_dir / "images") as tmp_images:
         tmp_images.mkdir()
-        for source in tqdm(sources, desc="clean images", unit="img"):
-            try:
-                image, conversions = load_source(source, images_cfg, seed, dataset)
-            except io.BadImageError as err:
-                errors.append(f"  {err}")
-                continue
-            path = out_dir / "images" / f"{source.image_id}.png"
-            sha = io.write_png(tmp_images / path.name, image)
-            rows.append(
-                [source.image_id, source.kind, source.path, ";".join(conversions), *image.shape[:2], str(path), sha]
-            )
+        context = {
+            "images_cfg": images_cfg,
+            "seed": seed,
+            "dataset": dataset,
+            "out_dir": out_dir,
+            "tmp_images": tmp_images,
+            "cache": cache,
+        }
+        progress = {"total": len(sources), "desc": "clean images", "unit": "img"}
+        if threads > 1:
+            # Processes, not threads: Pillow's full decode (the check) holds the GIL for much of its
+            # work, so threads barely beat one core. Each worker returns only its manifest row.
+            spawn = multiprocessing.get_context("spawn")
+            workers = min(threads, len(sources))
+            with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_init_worker, initargs=(context,)) as pool:
+                results = list(tqdm(pool.map(_check, sources), **progress))
+        else:
+            _init_worker(context)
+            results = [_check(source) for source in tqdm(sources, **progress)]
+        errors = [r for r in results if isinstance(r, str)]
         if errors:
             raise io.BadImageError(f"{len(errors)} bad input image(s), nothing written:\n" + "\n".join(errors))
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(results, columns=MANIFEST_COLUMNS)
+    in_place = manifest[(manifest.source == "folder") & (manifest.conversions == "")]
+    checks = pd.DataFrame(
+        {"sha256": in_place.sha256, "min_side": min_side, "height": in_place.height, "width": in_place.width}
+    )
+    io.write_parquet(checks.reset_index(drop=True), cache_path)
     io.write_parquet(manifest, out_dir / "manifest.parquet")
     return manifest
+
+
+_WORKER: dict = {}  # what every check needs, set once per worker process
+
+
+def _init_worker(context: dict) -> None:
+    _WORKER.update(context)
+
+
+def _check(source: Source) -> list | str:
+    """A manifest row, or the message of a bad input (collected, reported together)."""
+    c = _WORKER
+    try:
+        return _clean_row(source, c["images_cfg"], c["seed"], c["dataset"], c["out_dir"], c["tmp_images"], c["cache"])
+    except io.BadImageError as err:
+        return f"  {err}"
+
+
+def _clean_row(
+    source: Source, images_cfg: dict, seed: int, dataset: str, out_dir: Path, tmp_images: Path, cache: dict
+) -> list:
+    """One manifest row; writes the PNG into ``tmp_images`` unless the user's file is used in place."""
+    if source.kind == "folder":
+        broken = io.broken_link(Path(source.path))
+        if broken:  # the same message read_image gives
+            raise io.BadImageError(f"{source.path}: {broken}")
+        try:
+            data = Path(source.path).read_bytes()
+        except OSError as err:
+            raise io.BadImageError(f"{source.path}: not a readable file ({err.strerror or err})") from None
+        sha = hashlib.sha256(data).hexdigest()
+        if sha in cache:  # these very bytes passed the check, needing no conversion
+            height, width = cache[sha]
+            return [source.image_id, source.kind, source.path, "", height, width, source.path, sha]
+        image, conversions = load_source(source, images_cfg, seed, dataset)
+        if not conversions:  # the file is the clean image: no second copy of the user's dataset
+            return [source.image_id, source.kind, source.path, "", *image.shape[:2], source.path, sha]
+    else:
+        image, conversions = load_source(source, images_cfg, seed, dataset)
+    path = out_dir / "images" / f"{source.image_id}.png"
+    sha = io.write_png(tmp_images / path.name, image)
+    return [source.image_id, source.kind, source.path, ";".join(conversions), *image.shape[:2], str(path), sha]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", required=True, type=int, help="the config's `seed`")
     parser.add_argument("--dataset", default="similarity", help="the set's name (similarity, train, a test set)")
     parser.add_argument("--out", required=True, help="output folder, e.g. results/clean")
+    parser.add_argument("--threads", type=int, default=1, help="files checked at once (worker processes)")
     args = parser.parse_args(argv)
-    manifest = prepare_clean_set(json.loads(args.images), args.seed, args.out, args.dataset)
-    print(f"{len(manifest)} clean images -> {args.out}")
+    manifest = prepare_clean_set(json.loads(args.images), args.seed, args.out, args.dataset, args.threads)
+    written = int((manifest.path != manifest.source_path).sum())
+    print(f"{len(manifest)} clean images -> {args.out} ({written} written, {len(manifest) - written} used in place)")
     return 0
 
 

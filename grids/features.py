@@ -19,6 +19,8 @@ an ablation that asks whether the network's features matter.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
@@ -47,9 +49,47 @@ def patch_boxes(sizes: dict[str, tuple[int, int]], n: int, size: int, seed: int)
     return boxes
 
 
-def crop_patches(images: dict[str, np.ndarray], boxes: list[tuple[str, int, int]], size: int) -> np.ndarray:
-    """``uint8 [N, size, size, 3]`` patches at ``boxes``."""
-    return np.stack([images[i][y : y + size, x : x + size] for i, y, x in boxes])
+class ImageFiles:
+    """``image_id -> image`` of a set's files, decoded when asked, so a set is never held in memory
+    whole; :meth:`sizes` reads the files' headers only."""
+
+    def __init__(self, paths: dict[str, str]):
+        self.paths = paths
+
+    def __iter__(self):
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, image_id: str) -> np.ndarray:
+        from .io import load_png
+
+        return load_png(self.paths[image_id])
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        from PIL import Image
+
+        sizes = {}
+        for image_id, path in self.paths.items():
+            with Image.open(path) as im:
+                sizes[image_id] = (im.size[1], im.size[0])
+        return sizes
+
+
+def crop_patches(images, boxes: list[tuple[str, int, int]], size: int) -> np.ndarray:
+    """``uint8 [N, size, size, 3]`` patches at ``boxes``; ``images`` maps ids to arrays (a dict or
+    :class:`ImageFiles`). Each image is taken once, for all its patches, then let go."""
+    patches = np.empty((len(boxes), size, size, 3), np.uint8)
+    by_image: dict[str, list[int]] = {}
+    for k, (image_id, _, _) in enumerate(boxes):
+        by_image.setdefault(image_id, []).append(k)
+    for image_id, ks in by_image.items():
+        image = images[image_id]
+        for k in ks:
+            _, y, x = boxes[k]
+            patches[k] = image[y : y + size, x : x + size]
+    return patches
 
 
 @torch.no_grad()
@@ -108,7 +148,7 @@ def flip_signs(u):
     return u * signs
 
 
-def sift_features(images: list[np.ndarray], n_max: int, seed: int) -> np.ndarray:
+def sift_features(images: Iterable[np.ndarray], n_max: int, seed: int) -> np.ndarray:
     """OpenCV SIFT descriptors (float32 ``[N, 128]``) of all images, subsampled to ``n_max`` rows."""
     import cv2
 
@@ -127,17 +167,17 @@ def sift_features(images: list[np.ndarray], n_max: int, seed: int) -> np.ndarray
 
 
 def set_ggd(
-    images: dict[str, np.ndarray],
+    images: dict[str, np.ndarray] | ImageFiles,
     features: dict,
     seed: int,
     model: torch.nn.Module | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[GGD, int]:
     """GGD of one image set under the ``features`` config; also returns the number of values fitted."""
-    if features["kind"] == "sift":
-        x = torch.from_numpy(sift_features([images[i] for i in sorted(images)], features["n_patches"], seed)).to(device)
+    if features["kind"] == "sift":  # a generator: one image decoded at a time for ImageFiles
+        x = torch.from_numpy(sift_features((images[i] for i in sorted(images)), features["n_patches"], seed)).to(device)
     else:
-        sizes = {i: img.shape[:2] for i, img in images.items()}
+        sizes = images.sizes() if isinstance(images, ImageFiles) else {i: img.shape[:2] for i, img in images.items()}
         boxes = patch_boxes(sizes, features["n_patches"], features["patch_size"], seed)
         patches = crop_patches(images, boxes, features["patch_size"])
         x = descriptor_features(model, patches, features["layer"], device)

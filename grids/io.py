@@ -111,10 +111,17 @@ def write_png(path: str | Path, image: np.ndarray) -> str:
 
 
 def load_png(path: str | Path) -> np.ndarray:
-    """Read a PNG this package wrote (already uint8 RGB)."""
-    bgr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    """Read a clean-set image: a PNG this package wrote, or a user file the clean set references in
+    place because it needed no conversion (8-bit, 3 channels); uint8 RGB either way."""
+    return decode_clean(np.fromfile(path, np.uint8), path)
+
+
+def decode_clean(data: bytes | np.ndarray, name: str | Path = "image") -> np.ndarray:
+    """:func:`load_png` on bytes already read. EXIF orientation is ignored, as :func:`read_image`
+    does, so a JPEG referenced in place gives the pixels its check saw."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
-        raise BadImageError(f"{path}: cannot decode")
+        raise BadImageError(f"{name}: cannot decode")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -45,10 +45,10 @@ GGD_COLUMNS = [
 def fit_set(name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto") -> pd.DataFrame:
     """One ``ggd.parquet`` row for the image set listed in ``manifest`` (columns image_id, path)."""
     from .descriptor import load_descriptor, sha256_file
-    from .features import set_ggd
+    from .features import ImageFiles, set_ggd
 
     device = pick_device(device)
-    images = {row.image_id: io.load_png(row.path) for row in manifest.itertuples()}
+    images = ImageFiles({row.image_id: row.path for row in manifest.itertuples()})  # decoded one at a time
     start = time.perf_counter()
     model, sha = None, ""
     if features["kind"] == "descriptor":

@@ -14,7 +14,7 @@ atomically every ``checkpoint_every`` steps to a resume path that the workflow d
 so a job killed by ``kill -9`` or by Slurm preemption (SIGTERM: saved, then exit 143 so the job is
 requeued/retried) starts again from its last save. On CPU the resumed run's final weights equal an uninterrupted run's exactly.
 
-    python -m grids.train --group gaussian_blur+jpeg --clean results/train/clean/manifest.parquet \
+    python -m grids.train --group gaussian_blur+jpeg --store results/train/store/index.parquet \
         --degradations '{...}' --recipe '{...}' --seed 0 --out results/models/gaussian_blur+jpeg/model.pth \
         --resume results/resume/gaussian_blur+jpeg.pth
 """
@@ -43,6 +43,7 @@ from .degradations import get_degradation
 from .degradations.batched import from_uint8_images
 from .grouping.names import group_members
 from .seeds import derive_seed
+from .store import CropStore, ImageList
 from .stage import pick_device
 
 
@@ -63,13 +64,18 @@ def learning_rate(step: int, recipe: dict) -> float:
 
 
 class OnlineDegrader:
-    """Random crops of clean images, each degraded by one degradation drawn from the group."""
+    """Random crops of clean images, each degraded by one degradation drawn from the group.
 
-    def __init__(self, images: list[np.ndarray], degradations: dict, crop: int, device: torch.device):
-        small = [i for i, img in enumerate(images) if min(img.shape[:2]) < crop]
+    ``images``: a list of uint8 arrays (held in memory) or a :class:`grids.store.CropStore` (read
+    from disk a crop at a time); both draw the same random numbers and give the same crops.
+    """
+
+    def __init__(self, images: list[np.ndarray] | CropStore, degradations: dict, crop: int, device: torch.device):
+        source = images if isinstance(images, CropStore) else ImageList(images)
+        small = [i for i in range(len(source)) if min(source.shape(i)) < crop]
         if small:
             raise ValueError(f"{len(small)} training image(s) smaller than the {crop} px crop")
-        self.images, self.crop, self.device = images, crop, device
+        self.images, self.crop, self.device = source, crop, device
         self.names = sorted(degradations)
         self.degradations = degradations
 
@@ -77,10 +83,11 @@ class OnlineDegrader:
         """``(degraded, clean)`` float tensors ``(size, 3, crop, crop)`` on the device."""
         crops = []
         for _ in range(size):
-            image = self.images[rng.integers(len(self.images))]
-            y = rng.integers(image.shape[0] - self.crop + 1)
-            x = rng.integers(image.shape[1] - self.crop + 1)
-            patch = image[y : y + self.crop, x : x + self.crop]
+            index = rng.integers(len(self.images))
+            height, width = self.images.shape(index)
+            y = rng.integers(height - self.crop + 1)
+            x = rng.integers(width - self.crop + 1)
+            patch = self.images.crop(index, y, x, self.crop)
             if rng.random() < 0.5:
                 patch = patch[:, ::-1]
             crops.append(np.ascontiguousarray(np.rot90(patch, k=int(rng.integers(4)))))
@@ -249,7 +256,7 @@ class _Preempted(Exception):
 
 def train(
     group: str,
-    images: list[np.ndarray],
+    images: list[np.ndarray] | CropStore,
     entries: dict,
     recipe: dict,
     seed: int,
@@ -361,7 +368,9 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.train", description=__doc__.split("\n")[0])
     parser.add_argument("--group", required=True, help="canonical group name, e.g. gaussian_blur+jpeg")
-    parser.add_argument("--clean", required=True, help="clean training manifest.parquet")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--store", help="crop store index.parquet (python -m grids.store): crops read from disk")
+    data.add_argument("--clean", help="clean training manifest.parquet, decoded whole into memory (small sets)")
     parser.add_argument("--degradations", required=True, help="config entries of the group's degradations, JSON")
     parser.add_argument("--recipe", required=True, help="the config's training recipe, JSON")
     parser.add_argument("--seed", type=int, required=True)
@@ -376,8 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    clean = pd.read_parquet(args.clean)
-    images = [io.load_png(p) for p in clean.path]
+    if args.store:  # memory and start-up independent of the training set's size
+        images = CropStore.open(args.store)
+    else:
+        images = [io.load_png(p) for p in pd.read_parquet(args.clean).path]
     try:
         log = train(args.group, images, json.loads(args.degradations), json.loads(args.recipe), args.seed,
                     args.out, args.resume, args.device, precision=args.precision, prefetch=args.prefetch)

@@ -132,3 +132,21 @@ def test_build_matrix_writes_tables_and_heatmap(tmp_path):
     assert (tmp_path / "out" / "heatmap.png").stat().st_size > 5000
     svg = (tmp_path / "out" / "heatmap.svg").read_text()
     assert "jpeg" in svg and "log-KL" in svg
+
+
+@pytest.mark.parametrize("kind", ["descriptor", "sift"])
+def test_set_read_from_files_one_at_a_time_fits_the_same(tiny_net, clean_set, tmp_path, kind):
+    from grids import io
+    from grids.features import ImageFiles
+
+    paths = {}
+    for image_id, image in clean_set.items():
+        io.write_png(tmp_path / f"{image_id}.png", image)
+        paths[image_id] = str(tmp_path / f"{image_id}.png")
+    features = {**FEATURES, "kind": kind, "n_patches": 60 if kind == "sift" else 24}
+    files = ImageFiles(paths)
+    assert files.sizes() == {k: v.shape[:2] for k, v in clean_set.items()}
+    model = tiny_net if kind == "descriptor" else None
+    in_memory, n = set_ggd(clean_set, features, seed=0, model=model)
+    from_files, m = set_ggd(files, features, seed=0, model=model)
+    assert (in_memory.alpha, in_memory.sigma, n) == (from_files.alpha, from_files.sigma, m)

@@ -450,6 +450,8 @@ def test_paper_config_dry_runs_final_models(tmp_path):
     assert {w for rule, w in jobs if rule == "train"} >= {f"group={name}" for name in degradations}
     assert {w for rule, w in jobs if rule == "test_clean_images"} == {"test_set=div2k_valid", "test_set=urban100"}
     assert ("grouping_round", "round=0") in jobs
+    assert ("train_store", "") in jobs  # every training reads its crops from the store
+    assert len(re.findall(r"grids.train --group \S+ --store results/train/store/index.parquet", out)) == len(degradations) + 1
     recipes = re.findall(r"grids.train --group (\S+).*--recipe '(\{[^']*\})'", out)
     assert len(recipes) == len(degradations) + 1  # single-task and the RRDBNet baseline (the rest follow round 0)
     for _, recipe in recipes:

@@ -11,9 +11,11 @@ rule clean_images:
         "logs/clean_images.log",
     conda:
         "../../environment.yml"
+    # Files are checked in parallel; a user's file that needs no conversion is not copied.
+    threads: 8
     params:
         images=get_images_json,
         seed=CONFIG["seed"],
     shell:
         "python -m grids.data --images {params.images:q} --seed {params.seed:q}"
-        " --out results/clean > {log:q} 2>&1"
+        " --threads {threads} --out results/clean > {log:q} 2>&1"

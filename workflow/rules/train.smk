@@ -16,12 +16,35 @@ rule train_clean_images:
         "logs/train_clean_images.log",
     conda:
         "../../environment.yml"
+    threads: 8
     params:
         images=get_training_images_json,
         seed=CONFIG["seed"],
     shell:
         "python -m grids.data --images {params.images:q} --seed {params.seed:q} --dataset train"
-        " --out results/train/clean > {log:q} 2>&1"
+        " --threads {threads} --out results/train/clean > {log:q} 2>&1"
+
+
+# The training images as uncompressed arrays: every training job reads its crops from here instead
+# of decoding the whole set. Only index.parquet is declared: the arrays (results/train/store/arrays,
+# named by content) survive a rerun, which rebuilds only the images that changed.
+rule train_store:
+    input:
+        clean="results/train/clean/manifest.parquet",
+    output:
+        index="results/train/store/index.parquet",
+    log:
+        "logs/train_store.log",
+    benchmark:
+        "benchmarks/train_store.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 8
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.index),
+    shell:
+        "python -m grids.store --clean {input.clean:q} --out {params.out:q}"
+        " --threads {threads} > {log:q} 2>&1"
 
 
 rule test_clean_images:
@@ -34,12 +57,13 @@ rule test_clean_images:
         "logs/test/{test_set}/clean_images.log",
     conda:
         "../../environment.yml"
+    threads: 8
     params:
         images=get_test_images_json,
         seed=CONFIG["seed"],
     shell:
         "python -m grids.data --images {params.images:q} --seed {params.seed:q} --dataset test-{wildcards.test_set:q}"
-        " --out results/test/{wildcards.test_set:q}/clean > {log:q} 2>&1"
+        " --threads {threads} --out results/test/{wildcards.test_set:q}/clean > {log:q} 2>&1"
 
 
 rule test_degrade:
@@ -64,7 +88,7 @@ rule test_degrade:
 
 rule train:
     input:
-        clean="results/train/clean/manifest.parquet",
+        store="results/train/store/index.parquet",
         function_files=get_group_function_files,
     output:
         model="results/models/{group}/model.pth",
@@ -88,7 +112,7 @@ rule train:
         # job fails, and the next attempt must find them to resume.
         resume="results/resume/{group}.pth",
     shell:
-        "python -m grids.train --group {wildcards.group:q} --clean {input.clean:q}"
+        "python -m grids.train --group {wildcards.group:q} --store {input.store:q}"
         " --degradations {params.degradations:q} --recipe {params.recipe:q} --seed {params.seed:q}"
         " --threads {threads} --out {output.model:q} --log {output.log_table:q}"
         " --resume {params.resume:q} > {log:q} 2>&1"
@@ -121,7 +145,7 @@ rule evaluate:
 
 rule train_baseline:
     input:
-        clean="results/train/clean/manifest.parquet",
+        store="results/train/store/index.parquet",
         function_files=get_all_function_files,
     output:
         model="results/baselines/{baseline}/model.pth",
@@ -144,7 +168,7 @@ rule train_baseline:
         seed=CONFIG["seed"],
         resume="results/resume/baseline_{baseline}.pth",
     shell:
-        "python -m grids.train --group {params.group:q} --clean {input.clean:q}"
+        "python -m grids.train --group {params.group:q} --store {input.store:q}"
         " --degradations {params.degradations:q} --recipe {params.recipe:q} --seed {params.seed:q}"
         " --threads {threads} --out {output.model:q} --log {output.log_table:q}"
         " --resume {params.resume:q} > {log:q} 2>&1"

@@ -1,0 +1,272 @@
+"""What a run of ``final_models`` will train and what it will cost, before anything is submitted.
+
+    grids plan --config config/config.yaml --config config/paper.yaml
+
+From the merged config alone (nothing under ``results/`` is needed, no model is trained):
+
+* trainings: one single-task model per degradation, the mix-all baseline, each extra
+  ``baselines`` entry, and the verifications of the grouping search. Their number depends on
+  PSNRs not measured yet, so it is given as the distribution the planner itself produces
+  (:class:`grids.grouping.Planner`, with the config's ``strategy`` and ``probes_per_round``) on
+  random instances with the same number of degradations: those of ``bench/bench_grouping.py``
+  (random points mapped to log-KL distances in [1, 5], drops growing with the group's spread,
+  delta at the 20-35 % quantile of the pair distances);
+* GPU-hours: iterations / the end-to-end it/s measured in ``bench/RESULTS.md`` for the
+  architecture on the card named there, scaled by the pixels per step when the batch or crop
+  differs from the measured ones (throughput assumed proportional to pixels: an approximation);
+  an architecture without a measurement is reported as such, never guessed;
+* disk: the crop store (3 bytes per training pixel; image sizes read from the files' headers when
+  the folders exist), the degraded PNGs of the similarity and test sets (about 1.6 bytes per pixel,
+  the mean of the synthetic DF2K-like PNGs of ``bench/bench_scale.py``) and the checkpoints
+  (weights and both AdamW moments, float32);
+* RAM per job: the peaks measured by ``bench/bench_scale.py`` (``bench/RESULTS.md``), which do
+  not grow with the number of images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# End-to-end training it/s (online degradation + prefetch), bench/RESULTS.md "Training throughput":
+# `bench_train.py --device cuda --batch 8 --crop 256 --archs srresnet,restormer --full --compile`.
+MEASURED_CARD = "NVIDIA H100 80GB HBM3 (bf16 + channels_last + torch.compile)"
+MEASURED_IT_PER_S = {
+    "restormer": {
+        "it_per_s": 4.99,
+        "batch_size": 8,
+        "crop": 256,
+        "kwargs": {},
+        "sizes": "dim 48, blocks [4,6,6,8] (26.1 M)",
+    },
+    "srresnet": {
+        "it_per_s": 61.87,
+        "batch_size": 8,
+        "crop": 256,
+        "kwargs": {"num_feat": 64, "num_block": 16},
+        "sizes": "64 features, 16 blocks (1.22 M)",
+    },
+}
+# bench/bench_scale.py on 2 CPU cores (bench/RESULTS.md "Scale rehearsal"): peak RSS, MB.
+MEASURED_RSS_MB = {"train": 1295, "clean set": 520, "crop store": 227, "evaluate": 792}
+PNG_BYTES_PER_PIXEL = 1.6
+# (images, pixels per image) assumed for a folder that does not exist yet: DF2K for training,
+# DIV2K-Valid's size for the other sets (Urban100's images are smaller: an upper bound).
+DF2K = (3450, 2040 * 1356)
+DIV2K_VALID = (100, 2040 * 1356)
+
+
+def simulated_verifications(
+    n: int, strategy: str, probes_per_round: int, instances: int = 200, seed: int = 0
+) -> np.ndarray:
+    """``[instances, 2]``: verifications and rounds the planner needs on random instances of size n."""
+    from .grouping import search
+
+    out = []
+    for k in range(instances):
+        rng = np.random.default_rng([seed, n, k])
+        points = rng.random((n, 2))
+        e = np.linalg.norm(points[:, None] - points[None], axis=-1)
+        iu = np.triu_indices(n, 1)
+        d = 1 + 4 * (e - e[iu].min()) / max(e[iu].max() - e[iu].min(), 1e-12)
+        np.fill_diagonal(d, 0)
+        names = [f"d{i:02d}" for i in range(n)]
+        index = {x: i for i, x in enumerate(names)}
+        delta = 0.5 * float(np.quantile(d[iu], rng.uniform(0.20, 0.35)))
+
+        def evaluate(group, d=d, k=k, index=index):
+            idx = sorted(index[x] for x in group)
+            mask = sum(1 << i for i in idx)
+            spread = max(d[i, j] for a, i in enumerate(idx) for j in idx[a + 1 :])
+            return 0.5 * spread + np.random.default_rng([seed, k, mask]).normal(0, 0.05)
+
+        result = search(names, d, delta, evaluate, strategy=strategy, probes_per_round=probes_per_round)
+        out.append((result.n_evaluations, result.rounds))
+    return np.array(out)
+
+
+def _set_pixels(images_cfg: dict, assumed: tuple[int, int] | None) -> tuple[int, int, str]:
+    """``(images, pixels, how)`` of an image set: sizes from the files' headers, or ``assumed``
+    ``(images, pixels per image)`` when its folder was not found."""
+    from PIL import Image
+
+    from .data import embedded_photo_path
+    from .io import list_image_files
+
+    if assumed is not None:
+        return assumed[0], assumed[0] * assumed[1], "assumed: folder not found"
+    leaves = images_cfg.get("dead_leaves", {})
+    count, pixels = leaves.get("count", 0), leaves.get("count", 0) * leaves.get("size", 0) ** 2
+    files = [embedded_photo_path(name) for name in images_cfg.get("photos", [])]
+    if images_cfg.get("folder"):
+        files += list_image_files(images_cfg["folder"])[0]
+    for path in files:
+        with Image.open(path) as im:  # the header only
+            count, pixels = count + 1, pixels + im.size[0] * im.size[1]
+    return count, pixels, "from the files' headers"
+
+
+def load_for_plan(paths: list[str]) -> tuple[dict, dict[str, tuple[int, int]]]:
+    """The merged, validated config, and the image sets whose folder does not exist yet (e.g. the
+    placeholders of config/paper.yaml): planned with assumed sizes instead of failing."""
+    from .config import merge_configs, read_yaml, validate_config
+
+    config: dict = {}
+    for one in paths:
+        config = merge_configs(config, read_yaml(one))
+    assumed = {}
+    sections = {"images": config.get("images")}
+    training = config.get("training") or {}
+    sections["training.images"] = training.get("images")
+    for name, test in (training.get("test_sets") or {}).items():
+        sections[f"training.test_sets.{name}"] = test
+    for key, section in sections.items():
+        if isinstance(section, dict) and section.get("folder") and not Path(section["folder"]).is_dir():
+            section["folder"] = None
+            section["dead_leaves"] = {**(section.get("dead_leaves") or {}), "count": 1}  # validates; not counted
+            assumed[key] = DF2K if key == "training.images" else DIV2K_VALID
+    return validate_config(config), assumed
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.0f} MB"
+
+
+def _parameters(arch: str, kwargs: dict) -> int:
+    from .train import build_model
+
+    return sum(p.numel() for p in build_model(arch, kwargs).parameters())
+
+
+def _gpu_hours(recipe: dict) -> tuple[float | None, str]:
+    measured = MEASURED_IT_PER_S.get(recipe["arch"])
+    if measured is None:
+        return None, f"{recipe['arch']}: no it/s measured in bench/RESULTS.md (run bench/bench_train.py on the card)"
+    scale = (recipe["batch_size"] * recipe["crop"] ** 2) / (measured["batch_size"] * measured["crop"] ** 2)
+    it_per_s = measured["it_per_s"] / scale
+    note = (
+        f"{recipe['arch']}: {it_per_s:.2f} it/s (measured {measured['it_per_s']} it/s at batch "
+        f"{measured['batch_size']} x {measured['crop']}², {measured['sizes']})"
+    )
+    if (recipe.get("arch_kwargs") or {}) != measured["kwargs"]:
+        note += f"; this config's sizes {recipe['arch_kwargs']} differ: scaled by pixels only, a rough figure"
+    return recipe["iterations"] / it_per_s / 3600, note
+
+
+def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instances: int = 200) -> str:
+    """The text ``grids plan`` prints for a validated, merged ``config`` (``assumed``: image sets
+    planned with assumed sizes, from :func:`load_for_plan`)."""
+    assumed = assumed or {}
+    training, grouping = config["training"], config["grouping"]
+    names = list(config["degradations"])
+    n = len(names)
+    recipe = {k: v for k, v in training.items() if k not in ("images", "test_sets", "runtime")}
+    baselines = {}
+    for name, overrides in config["baselines"].items():
+        base = {**recipe, **overrides}
+        if "arch" in overrides and "arch_kwargs" not in overrides:
+            base["arch_kwargs"] = {}
+        baselines[name] = base
+    sims = simulated_verifications(n, grouping["strategy"], grouping["probes_per_round"], instances) if n > 1 else None
+    lines = [
+        (
+            f"grids plan: {n} degradations, strategy {grouping['strategy']}, probes_per_round "
+            f"{grouping['probes_per_round']}, delta {grouping['delta']} dB"
+        ),
+        "",
+    ]
+    main_hours, main_note = _gpu_hours(recipe)
+    fixed = n + (1 if n > 1 else 0)
+    lines.append("Trainings")
+    lines.append(f"  single-task models      {n:5d}  x {recipe['iterations']:,} iterations ({recipe['arch']})")
+    if n > 1:
+        lines.append(f"  mix-all baseline        {1:5d}  x {recipe['iterations']:,} iterations ({recipe['arch']})")
+    for name, base in baselines.items():
+        lines.append(f"  baseline {name:14s} {1:5d}  x {base['iterations']:,} iterations ({base['arch']})")
+    if sims is not None:
+        ev, rounds = sims[:, 0], sims[:, 1]
+        p10, med, p90 = (round(float(np.percentile(ev, q))) for q in (10, 50, 90))
+        lines.append(
+            f"  grouping verifications  {med:5d}  median; {p10}-{p90} (10th-90th percentile), max {ev.max()}, "
+            f"in a median of {int(np.median(rounds))} rounds (max {rounds.max()})"
+        )
+        lines.append(
+            f"    ({instances} simulated searches of the planner with n = {n}; the real number depends on "
+            "the measured PSNRs)"
+        )
+    lines.append("")
+    lines.append(f"GPU time (measured on {MEASURED_CARD}, bench/RESULTS.md)")
+    lines.append(f"  {main_note}")
+    if main_hours is not None:
+        lines.append(f"  per training: {main_hours:.1f} GPU-hours")
+    total_lo = total_med = total_hi = 0.0
+    missing = []
+    if main_hours is not None:
+        total_lo = total_med = total_hi = fixed * main_hours
+        if sims is not None:
+            total_lo += p10 * main_hours
+            total_med += med * main_hours
+            total_hi += p90 * main_hours
+    else:
+        missing.append(recipe["arch"])
+    for name, base in baselines.items():
+        hours, note = _gpu_hours(base)
+        lines.append(f"  baseline {name}: {note}" + (f": {hours:.1f} GPU-hours" if hours is not None else ""))
+        if hours is None:
+            missing.append(f"baseline {name}")
+        else:
+            total_lo, total_med, total_hi = total_lo + hours, total_med + hours, total_hi + hours
+    if main_hours is not None:
+        lines.append(
+            f"  total: about {total_med:,.0f} GPU-hours (verifications 10th-90th percentile: "
+            f"{total_lo:,.0f}-{total_hi:,.0f})" + (f", not counting {', '.join(missing)}" if missing else "")
+        )
+        lines.append("  (training only: evaluations, GGD fits and selection add GPU-minutes per model)")
+    else:
+        lines.append(f"  total: unknown ({', '.join(missing)} not measured)")
+
+    lines.append("")
+    lines.append("Disk")
+    train_images, train_pixels, how = _set_pixels(training["images"], assumed.get("training.images"))
+    lines.append(
+        f"  crop store (results/train/store): {_gb(train_pixels * 3)} for {train_images} training images ({how})"
+    )
+    sim_images, sim_pixels, how = _set_pixels(config["images"], assumed.get("images"))
+    unseen = len(config["selection"]["unseen"])
+    lines.append(
+        f"  degraded similarity sets: {sim_images} images x {n} degradations ({how}): about "
+        f"{_gb(sim_pixels * n * PNG_BYTES_PER_PIXEL)}"
+    )
+    for name, test in training["test_sets"].items():
+        count, pixels, how = _set_pixels(test, assumed.get(f"training.test_sets.{name}"))
+        lines.append(
+            f"  test set {name}: {count} images x {n + unseen} degradations ({how}): about "
+            f"{_gb(pixels * (n + unseen) * PNG_BYTES_PER_PIXEL)}"
+        )
+    archs = {(recipe["arch"], str(recipe["arch_kwargs"])): recipe} | {
+        (b["arch"], str(b["arch_kwargs"])): b for b in baselines.values()
+    }
+    checkpoint_gb = 0.0
+    n_trainings = fixed + (med if sims is not None else 0)
+    for (arch, _), r in archs.items():
+        size = _parameters(arch, r["arch_kwargs"]) * 4 * 3 / 1e9  # weights + AdamW's two moments
+        count = n_trainings if r is recipe else 1
+        checkpoint_gb += size * count
+        lines.append(f"  checkpoints {arch}: {size * 1e3:.0f} MB each (final + a resume file while training)")
+    lines.append(f"  checkpoints in all: about {checkpoint_gb:.1f} GB (median number of trainings)")
+    lines.append("  user images are referenced in place: only files needing a conversion are written again")
+    lines.append("")
+    lines.append("RAM per job (peak RSS measured by bench/bench_scale.py on CPU; flat in the number of images)")
+    lines.append(
+        f"  training: {MEASURED_RSS_MB['train'] / 1e3:.1f} GB host memory (SRResNet 32/4, batch 8 x 256², CPU); "
+        "a CUDA job adds the CUDA context and libraries (a few GB, not measured here)"
+    )
+    lines.append(
+        f"  clean set: {MEASURED_RSS_MB['clean set'] / 1e3:.2f} GB with 2 worker processes (+ about 0.16 GB per "
+        f"extra worker); crop store: {MEASURED_RSS_MB['crop store'] / 1e3:.2f} GB"
+    )
+    lines.append(
+        f"  evaluation: {MEASURED_RSS_MB['evaluate'] / 1e3:.2f} GB on CPU for 2K test images (one image at a time)"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""grids plan: trainings, GPU-hours, disk and RAM of a run, from the config alone."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from grids.plan import load_for_plan, plan, simulated_verifications
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_simulated_verifications_follow_the_planner():
+    sims = simulated_verifications(5, "lazy", 1, instances=20)
+    assert sims.shape == (20, 2) and (sims[:, 0] >= 1).all() and (sims[:, 1] >= 1).all()
+    assert (simulated_verifications(5, "lazy", 1, instances=20) == sims).all()  # seeded
+
+
+def test_paper_config_plans_before_its_folders_exist():
+    config, assumed = load_for_plan([str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "paper.yaml")])
+    assert set(assumed) == {
+        "images",
+        "training.images",
+        "training.test_sets.div2k_valid",
+        "training.test_sets.urban100",
+    }
+    text = plan(config, assumed, instances=20)
+    assert re.search(r"single-task models\s+11\s+x 600,000 iterations \(restormer\)", text)
+    assert "baseline realesrnet" in text and "rrdbnet: no it/s measured" in text
+    assert re.search(r"total: about [\d,]+ GPU-hours", text) and "H100" in text
+    assert "28.6 GB for 3450 training images (assumed" in text
+
+
+def test_plan_reads_the_default_config_and_its_images(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grids.cli",
+            "plan",
+            "--config",
+            str(ROOT / "config" / "config.yaml"),
+            "--instances",
+            "10",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "grouping verifications" in result.stdout and "from the files' headers" in result.stdout
+    assert re.search(r"per training: [\d.]+ GPU-hours", result.stdout)  # srresnet is measured
