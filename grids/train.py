@@ -266,6 +266,8 @@ def train(
     stop_after: int | None = None,
     precision: str = "auto",
     prefetch: int | None = None,
+    log_path: str | Path | None = None,
+    progress_every: int | None = None,
 ) -> pd.DataFrame:
     """Train the model of ``group`` and write it to ``out``; return the training log.
 
@@ -275,6 +277,11 @@ def train(
     channels_last on CUDA, fp32 on CPU), ``bf16`` or ``fp32``. ``prefetch``: batches built ahead on
     a background thread (None: 2 on CUDA, where it keeps the GPU fed, 0 on CPU, where the thread
     would only compete with the step for cores); the batch sequence is the same either way.
+
+    Progress: a tqdm bar on a terminal; otherwise (a log file, a Slurm job) one line every
+    ``progress_every`` steps (default: about 100 lines a run) with time, step, loss, lr and it/s,
+    since a bar's carriage returns make a day of training one line of tens of MB. ``log_path``:
+    the training log is also written there at every checkpoint, so it can be read while training.
     """
     device = pick_device(device)
     cuda = device.type == "cuda"
@@ -335,7 +342,11 @@ def train(
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     iterations, every = recipe["iterations"], recipe["checkpoint_every"]
-    bar = tqdm(range(start_step, iterations), initial=start_step, total=iterations, desc=f"train {group}", unit="it")
+    terminal = sys.stderr.isatty()
+    bar = tqdm(range(start_step, iterations), initial=start_step, total=iterations, desc=f"train {group}", unit="it",
+               disable=not terminal)
+    # Log rows come every 10 steps, so progress lines do too.
+    progress_every = max(10, iterations // 100 // 10 * 10) if progress_every is None else -(-progress_every // 10) * 10
     tic, last_logged = time.perf_counter(), start_step
     try:
         model.train()
@@ -350,8 +361,14 @@ def train(
                 tic, last_logged = time.perf_counter(), done
                 log.append((done, loss.item(), optimiser.param_groups[0]["lr"], rate))
                 bar.set_postfix(loss=f"{log[-1][1]:.4f}")
+                if not terminal and (done % progress_every == 0 or done == iterations):
+                    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+                    print(f"{stamp} train {group}: step {done}/{iterations} loss {log[-1][1]:.4f} "
+                          f"lr {log[-1][2]:.3g} {rate:.2f} it/s", file=sys.stderr, flush=True)
             if done % every == 0 or preempted or done == stop_after:
                 save_checkpoint(resume, model, optimiser, done, data.state(), {**meta, "log": json.dumps(log)})
+                if log_path is not None:
+                    io.write_parquet(pd.DataFrame(log, columns=LOG_COLUMNS), log_path)
             if preempted:
                 raise _Preempted
             if done == stop_after:
@@ -382,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
                         help="auto: bf16 autocast on CUDA, fp32 on CPU")
     parser.add_argument("--prefetch", type=int, default=None, help="batches built ahead (default: 2 on CUDA, 0 on CPU)")
+    parser.add_argument("--progress-every", type=int, default=None,
+                        help="steps between progress lines when stderr is not a terminal (default: ~100 lines a run)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -391,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         images = [io.load_png(p) for p in pd.read_parquet(args.clean).path]
     try:
         log = train(args.group, images, json.loads(args.degradations), json.loads(args.recipe), args.seed,
-                    args.out, args.resume, args.device, precision=args.precision, prefetch=args.prefetch)
+                    args.out, args.resume, args.device, precision=args.precision, prefetch=args.prefetch,
+                    log_path=args.log, progress_every=args.progress_every)
     except _Preempted:
         print("SIGTERM: checkpoint saved, exiting to be requeued", file=sys.stderr)
         return 143

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -251,3 +252,29 @@ def test_evaluation_table(images, tmp_path):
     degraded = io.load_png(test_dir / "degraded" / "jpeg" / "images" / "dead_leaves_000.png")
     target = io.load_png(test_dir / "clean" / "images" / "dead_leaves_000.png")
     assert row.psnr == pytest.approx(psnr(restore(model, degraded, "cpu"), target))
+
+
+def test_a_log_file_gets_one_readable_line_per_n_steps_and_the_log_table_as_it_goes(images, tmp_path):
+    """Not a terminal (a Slurm job's log): no progress bar, a timestamped line every N steps."""
+    recipe = {**RECIPE, "iterations": 60, "checkpoint_every": 30}
+    manifest = _write_manifest(tmp_path, images)
+    out, resume = tmp_path / "model.pth", tmp_path / "resume.pth"
+    log_file = tmp_path / "job.log"
+    with open(log_file, "w") as stderr:
+        command = _train_command(manifest, recipe, out, resume) + ["--progress-every", "20"]
+        assert subprocess.run(command, stderr=stderr, stdout=subprocess.DEVNULL).returncode == 0
+    text = log_file.read_text()
+    assert "\r" not in text and "it/s]" not in text  # no tqdm bar
+    lines = [line for line in text.splitlines() if " train " in line]
+    assert [int(line.split("step ")[1].split("/")[0]) for line in lines] == [20, 40, 60]
+    for line in lines:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d train gaussian_noise\+jpeg: step \d+/60 loss \d\.\d{4} "
+                            r"lr \S+ \d+\.\d\d it/s", line), line
+
+
+def test_the_log_table_is_written_at_each_checkpoint(images, tmp_path):
+    recipe = {**RECIPE, "iterations": 40, "checkpoint_every": 20}
+    log_path = tmp_path / "log.parquet"
+    partial = train(GROUP, images, ENTRIES, recipe, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu", stop_after=20,
+                    log_path=log_path)
+    assert log_path.exists() and pd.read_parquet(log_path).step.tolist() == partial.step.tolist() == [10, 20]
