@@ -53,6 +53,7 @@ from scipy import stats
 
 from . import io
 from .grouping.names import group_members, group_name
+from .grouping.rounds import member_drops  # the drops the search uses, the same way
 
 VARIANTS = ("method", "rb16", "untrained", "sift")
 TARGETS = ("max_drop", "mean_drop")
@@ -85,24 +86,6 @@ def mean_distance(matrix: pd.DataFrame, group: str) -> float:
         raise ValueError(f"the similarity matrix has no rows for {missing}")
     pairs = [wide.loc[a, b] for a, b in itertools.combinations(members, 2)]
     return float(np.mean(pairs)) if pairs else 0.0
-
-
-def member_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> pd.DataFrame:
-    """``group, degradation, psnr_single, psnr_group, drop`` for each member of each group (mean
-    PSNR on ``test_set``; drop = single-task - group, dB)."""
-    rows = evaluation[evaluation.test_set == test_set]
-    if rows.empty:
-        raise ValueError(f"no evaluation rows for test set {test_set!r}")
-    means = rows.groupby(["trained_on", "degradation"]).psnr.mean()
-    out = []
-    for group in groups:
-        for member in group_members(group):
-            for model in (member, group):
-                if (model, member) not in means.index:
-                    raise ValueError(f"no evaluation of the model of {model!r} on {member!r} ({test_set})")
-            single, grouped = means[(member, member)], means[(group, member)]
-            out.append([group, member, float(single), float(grouped), float(single - grouped)])
-    return pd.DataFrame(out, columns=["group", "degradation", "psnr_single", "psnr_group", "drop"])
 
 
 def table2(experiments: dict[str, list[str]], matrices: dict[str, pd.DataFrame], drops: pd.DataFrame) -> pd.DataFrame:
