@@ -88,7 +88,7 @@ def main() -> None:
         if clean is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.perf_counter()
-                degrade_dataset(clean, name, {}, 0, tmp)
+                degrade_dataset(clean, name, {}, 0, Path(tmp) / "manifest.parquet", Path(tmp) / "images")
                 stage = f"{len(clean) / (time.perf_counter() - start):12.1f}"
         print(f"{name:15s} {ref_rate:16.1f} {batch_rate:16.1f} {stage:>12s}")
 

@@ -202,7 +202,9 @@ def main() -> None:
         thread_counts = [1, args.threads] if args.threads > 1 else [1]
         for threads in thread_counts:
             out = run_dir / f"clean_t{threads}"
-            wall, rss = run([*base, "--threads", str(threads), "--out", str(out)], ROOT)
+            files = ["--manifest", str(out / "manifest.parquet"), "--images-dir", str(out / "images"),
+                     "--checks", str(out / "checks.parquet")]
+            wall, rss = run([*base, "--threads", str(threads), *files], ROOT)
             rows.append((f"clean set ({threads} thr)", n, wall, rss, disk_mb(out)))
             fits["clean set" if threads == args.threads else "clean set, 1 thread"].append((n, wall))
             loads.append((os.getloadavg()[0], CPU_SECONDS[-1]))
@@ -210,7 +212,8 @@ def main() -> None:
         manifest = run_dir / f"clean_t{args.threads}" / "manifest.parquet"
         store = run_dir / "store"
         wall, rss = run(
-            [py, "-m", "grids.store", "--clean", str(manifest), "--out", str(store), "--threads", str(args.threads)],
+            [py, "-m", "grids.store", "--clean", str(manifest), "--index", str(store / "index.parquet"),
+             "--arrays", str(store / "arrays"), "--threads", str(args.threads)],
             ROOT,
         )
         rows.append((f"crop store ({args.threads} thr)", n, wall, rss, disk_mb(store)))
@@ -289,8 +292,10 @@ def evaluation(args, work: Path, n: int, entries: dict, rows: list, loads: list)
             "0",
             "--dataset",
             "test-bench",
-            "--out",
-            str(test / "clean"),
+            "--manifest",
+            str(test / "clean" / "manifest.parquet"),
+            "--images-dir",
+            str(test / "clean" / "images"),
         ],
         ROOT,
     )
@@ -310,8 +315,10 @@ def evaluation(args, work: Path, n: int, entries: dict, rows: list, loads: list)
                 "0",
                 "--dataset",
                 "test-bench",
-                "--out",
-                str(test / "degraded" / name),
+                "--manifest",
+                str(test / "degraded" / name / "manifest.parquet"),
+                "--images-dir",
+                str(test / "degraded" / name / "images"),
             ],
             ROOT,
         )
@@ -324,7 +331,9 @@ def evaluation(args, work: Path, n: int, entries: dict, rows: list, loads: list)
             str(work / f"run_{n}" / f"model_{STEPS}.pth"),
             "--test-set",
             "bench",
-            str(test),
+            str(test / "clean" / "manifest.parquet"),
+            str(test / "degraded" / "jpeg" / "manifest.parquet"),
+            str(test / "degraded" / "gaussian_noise" / "manifest.parquet"),
             "--degradations",
             "jpeg",
             "gaussian_noise",

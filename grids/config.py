@@ -58,7 +58,6 @@ DEFAULT_TRAINING = {
     "min_lr_ratio": 0.01,
     "checkpoint_every": 100,
     "compile": False,
-    "runtime": 60,
 }
 DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
 DEFAULT_SELECTION = {"reference": "images", "threshold": None, "unseen": {}}
@@ -157,6 +156,12 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
                     f"config key degradations.{name}: unknown degradation {name!r}.{hint} "
                     f"Built-ins: {', '.join(NAMES)}; a user-defined one needs a 'function' key."
                 )
+    if isinstance(config.get("training"), dict) and "runtime" in config["training"]:
+        raise ConfigError(
+            "config key training.runtime: a cluster's time limit is a resource of the rule, not part of the "
+            "experiment: set it in your profile (set-resources: train: runtime: MINUTES) or on the command "
+            "line (--set-resources train:runtime=MINUTES)"
+        )
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         error = jsonschema.exceptions.best_match(errors)
@@ -238,6 +243,18 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
                               "unseen degradations must be left out of `degradations`")
         selection["unseen"][name] = _resolve_degradation(name, entry, f"selection.unseen.{name}", base_dir)
     return config
+
+
+def training_recipe(config: dict[str, Any]) -> dict[str, Any]:
+    """What a model's training depends on besides its data and degradations: the training section
+    without ``images`` and ``test_sets`` (the rules pass those as files). A change retrains."""
+    return {k: v for k, v in config["training"].items() if k not in ("images", "test_sets")}
+
+
+def baseline_recipe(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The recipe of Table 1's baseline ``name``: the training recipe with the baseline's
+    overrides (:func:`validate_config` gave an overriding ``arch`` its own ``arch_kwargs``)."""
+    return {**training_recipe(config), **config["baselines"][name]}
 
 
 def config_section(name: str, given: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,9 @@ files that needed a conversion, are written as ``images/{image_id}.png``; a user
 none is checked and hashed but not copied: its ``path`` is the file itself. Every problem with any
 input is collected and reported in one error; nothing is written then.
 
-    python -m grids.data --images '{"photos": ["astronaut"]}' --seed 0 --out results/clean --threads 4
+    python -m grids.data --images '{"photos": ["astronaut"]}' --seed 0 --threads 4 \
+        --manifest results/clean/manifest.parquet --images-dir results/clean/images \
+        --checks results/clean/checks.parquet
 """
 
 from __future__ import annotations
@@ -130,34 +132,47 @@ def load_source(source: Source, images_cfg: dict, seed: int, dataset: str = "sim
     return io.read_image(source.path, images_cfg.get("min_side", 1))
 
 
+def set_paths(folder: str | Path) -> tuple[Path, Path, Path]:
+    """The manifest, images folder and checks cache of a set kept in one folder, as the workflow
+    lays out ``results/clean`` (for callers of :func:`prepare_clean_set` outside the workflow)."""
+    folder = Path(folder)
+    return folder / "manifest.parquet", folder / "images", folder / "checks.parquet"
+
+
 def prepare_clean_set(
-    images_cfg: dict, seed: int, out_dir: str | Path, dataset: str = "similarity", threads: int = 1
+    images_cfg: dict,
+    seed: int,
+    manifest_path: str | Path,
+    images_dir: str | Path,
+    checks_path: str | Path | None = None,
+    dataset: str = "similarity",
+    threads: int = 1,
 ) -> pd.DataFrame:
-    """Write the checked clean set to ``out_dir`` (``images/`` + ``manifest.parquet``).
+    """Write the checked clean set: its PNGs into ``images_dir``, its rows to ``manifest_path``.
 
     ``dataset`` names the set (``similarity``, ``train``, a test set): generated images differ
     between datasets. Generated and embedded images are written as PNGs; a user folder's file is
     decoded and checked (the rules of :mod:`grids.io`) but referenced in place when it needed no
     conversion, and written as a PNG only when it did. Files are checked by ``threads`` processes.
-    ``{out_dir}/checks.parquet`` remembers the files that passed, by sha256: on a rerun (a file of
-    the folder edited, added or removed) a file with the same bytes is hashed, not decoded again.
+    ``checks_path`` remembers the files that passed, by sha256: on a rerun (a file of the folder
+    edited, added or removed) a file with the same bytes is hashed, not decoded again.
     """
-    out_dir = Path(out_dir)
+    images_dir = Path(images_dir)
     sources = list_sources(images_cfg, seed, dataset)
-    cache_path = out_dir / "checks.parquet"
+    cache_path = Path(checks_path) if checks_path is not None else None
     min_side = images_cfg.get("min_side", 1)
     cache = {}
-    if cache_path.is_file():
+    if cache_path is not None and cache_path.is_file():
         table = pd.read_parquet(cache_path)
         table = table[table.min_side == min_side]
         cache = dict(zip(table.sha256, zip(table.height.astype(int), table.width.astype(int))))
-    with io.atomic_path(out_dir / "images") as tmp_images:
+    with io.atomic_path(images_dir) as tmp_images:
         tmp_images.mkdir()
         context = {
             "images_cfg": images_cfg,
             "seed": seed,
             "dataset": dataset,
-            "out_dir": out_dir,
+            "images_dir": images_dir,
             "tmp_images": tmp_images,
             "cache": cache,
         }
@@ -180,8 +195,9 @@ def prepare_clean_set(
     checks = pd.DataFrame(
         {"sha256": in_place.sha256, "min_side": min_side, "height": in_place.height, "width": in_place.width}
     )
-    io.write_parquet(checks.reset_index(drop=True), cache_path)
-    io.write_parquet(manifest, out_dir / "manifest.parquet")
+    if cache_path is not None:
+        io.write_parquet(checks.reset_index(drop=True), cache_path)
+    io.write_parquet(manifest, manifest_path)
     return manifest
 
 
@@ -196,13 +212,13 @@ def _check(source: Source) -> list | str:
     """A manifest row, or the message of a bad input (collected, reported together)."""
     c = _WORKER
     try:
-        return _clean_row(source, c["images_cfg"], c["seed"], c["dataset"], c["out_dir"], c["tmp_images"], c["cache"])
+        return _clean_row(source, c["images_cfg"], c["seed"], c["dataset"], c["images_dir"], c["tmp_images"], c["cache"])
     except io.BadImageError as err:
         return f"  {err}"
 
 
 def _clean_row(
-    source: Source, images_cfg: dict, seed: int, dataset: str, out_dir: Path, tmp_images: Path, cache: dict
+    source: Source, images_cfg: dict, seed: int, dataset: str, images_dir: Path, tmp_images: Path, cache: dict
 ) -> list:
     """One manifest row; writes the PNG into ``tmp_images`` unless the user's file is used in place."""
     if source.kind == "folder":
@@ -222,7 +238,7 @@ def _clean_row(
             return [source.image_id, source.kind, source.path, "", *image.shape[:2], source.path, sha]
     else:
         image, conversions = load_source(source, images_cfg, seed, dataset)
-    path = out_dir / "images" / f"{source.image_id}.png"
+    path = images_dir / f"{source.image_id}.png"
     sha = io.write_png(tmp_images / path.name, image)
     return [source.image_id, source.kind, source.path, ";".join(conversions), *image.shape[:2], str(path), sha]
 
@@ -232,12 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", required=True, help="the config's `images` section, as JSON")
     parser.add_argument("--seed", required=True, type=int, help="the config's `seed`")
     parser.add_argument("--dataset", default="similarity", help="the set's name (similarity, train, a test set)")
-    parser.add_argument("--out", required=True, help="output folder, e.g. results/clean")
+    parser.add_argument("--manifest", required=True, help="the manifest to write, e.g. results/clean/manifest.parquet")
+    parser.add_argument("--images-dir", required=True, help="folder for the written PNGs, e.g. results/clean/images")
+    parser.add_argument("--checks", help="cache of the user files that passed (kept between runs)")
     parser.add_argument("--threads", type=int, default=1, help="files checked at once (worker processes)")
     args = parser.parse_args(argv)
-    manifest = prepare_clean_set(json.loads(args.images), args.seed, args.out, args.dataset, args.threads)
+    manifest = prepare_clean_set(
+        json.loads(args.images), args.seed, args.manifest, args.images_dir, args.checks, args.dataset, args.threads
+    )
     written = int((manifest.path != manifest.source_path).sum())
-    print(f"{len(manifest)} clean images -> {args.out} ({written} written, {len(manifest) - written} used in place)")
+    print(f"{len(manifest)} clean images -> {args.manifest} ({written} written, {len(manifest) - written} used in place)")
     return 0
 
 

@@ -7,7 +7,8 @@ generator is seeded from (config seed, dataset, degradation, image id), so resul
 order, and the same config gives the same bytes.
 
     python -m grids.degrade --clean results/clean/manifest.parquet --name jpeg \
-        --entry '{"quality": [10, 40]}' --seed 0 --out results/degraded/jpeg
+        --entry '{"quality": [10, 40]}' --seed 0 \
+        --manifest results/degraded/jpeg/manifest.parquet --images-dir results/degraded/jpeg/images
 """
 
 from __future__ import annotations
@@ -29,16 +30,23 @@ MANIFEST_COLUMNS = ["image_id", "source_path", "clean_path", "degradation", "par
 
 
 def degrade_dataset(
-    clean: pd.DataFrame, name: str, entry: dict, seed: int, out_dir: str | Path, dataset: str = "similarity"
+    clean: pd.DataFrame,
+    name: str,
+    entry: dict,
+    seed: int,
+    manifest_path: str | Path,
+    images_dir: str | Path,
+    dataset: str = "similarity",
 ) -> pd.DataFrame:
-    """Degrade every image of the ``clean`` manifest with ``name`` (config ``entry``) into ``out_dir``.
+    """Degrade every image of the ``clean`` manifest with ``name`` (config ``entry``): the PNGs go
+    into ``images_dir``, the rows to ``manifest_path``.
 
     Each image's generator is seeded from (seed, dataset, degradation, image id).
     """
-    out_dir = Path(out_dir)
+    images_dir = Path(images_dir)
     degradation = get_degradation(name, entry)
     rows = []
-    with io.atomic_path(out_dir / "images") as tmp_images:
+    with io.atomic_path(images_dir) as tmp_images:
         tmp_images.mkdir()
         for row in tqdm(clean.itertuples(), total=len(clean), desc=name, unit="img"):
             image = io.load_png(row.path)
@@ -47,14 +55,14 @@ def degrade_dataset(
                 degraded, params = degradation(image, np.random.default_rng(image_seed))
             except ValueError as err:  # a user function breaking its contract: say on which image
                 raise ValueError(f"{err} (image {row.image_id}, {row.path})") from None
-            path = out_dir / "images" / f"{row.image_id}.png"
+            path = images_dir / f"{row.image_id}.png"
             sha = io.write_png(tmp_images / path.name, degraded)
             rows.append(
                 [row.image_id, row.source_path, row.path, name, json.dumps(params, sort_keys=True), image_seed, str(path), sha]
             )
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     manifest["seed"] = manifest["seed"].astype("int64")
-    io.write_parquet(manifest, out_dir / "manifest.parquet")
+    io.write_parquet(manifest, manifest_path)
     return manifest
 
 
@@ -65,11 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entry", default="{}", help="its config entry, as JSON")
     parser.add_argument("--seed", type=int, required=True, help="the config's seed")
     parser.add_argument("--dataset", default="similarity", help="the set's name (similarity, a test set)")
-    parser.add_argument("--out", required=True, help="output folder, e.g. results/degraded/jpeg")
+    parser.add_argument("--manifest", required=True, help="the manifest to write")
+    parser.add_argument("--images-dir", required=True, help="folder for the degraded PNGs")
     args = parser.parse_args(argv)
     clean = pd.read_parquet(args.clean)
-    manifest = degrade_dataset(clean, args.name, json.loads(args.entry), args.seed, args.out, args.dataset)
-    print(f"{args.name}: {len(manifest)} images -> {args.out}")
+    manifest = degrade_dataset(
+        clean, args.name, json.loads(args.entry), args.seed, args.manifest, args.images_dir, args.dataset
+    )
+    print(f"{args.name}: {len(manifest)} images -> {args.manifest}")
     return 0
 
 

@@ -14,8 +14,10 @@ for all the degradations.
 
 Output (long): ``model, trained_on, test_set, degradation, image, psnr, ssim``.
 
-    python -m grids.evaluate --model results/models/jpeg/model.pth \
-        --test-set heldout results/test/heldout --degradations jpeg sr --out results/eval/jpeg.parquet
+    python -m grids.evaluate --model results/models/jpeg/model.pth --degradations jpeg sr \
+        --test-set heldout results/test/heldout/clean/manifest.parquet \
+            results/test/heldout/degraded/jpeg/manifest.parquet results/test/heldout/degraded/sr/manifest.parquet \
+        --out results/eval/jpeg.parquet
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from . import io
-from .stage import pick_device
+from .stage import add_test_set_argument, pick_device, test_set_manifests
 from .train import load_model
 
 SIZE_MULTIPLE = {"srresnet": 1, "restormer": 8, "rrdbnet": 4}
@@ -98,12 +100,16 @@ def restore(model, image: np.ndarray, device, multiple: int = 1, tile: int = 512
 
 
 def evaluate_model(
-    model_path: str | Path, test_sets: dict[str, str | Path], degradations: list[str], device: str = "auto", tile: int = 512
+    model_path: str | Path,
+    test_sets: dict[str, tuple[str | Path, dict[str, str | Path]]],
+    degradations: list[str],
+    device: str = "auto",
+    tile: int = 512,
 ) -> pd.DataFrame:
     """PSNR/SSIM of the model at ``model_path`` on each test set's degraded copies.
 
-    ``test_sets`` maps a name to its folder, holding ``clean/manifest.parquet`` and
-    ``degraded/{degradation}/manifest.parquet`` (made by the clean/degrade stages). One image is
+    ``test_sets`` maps a name to its clean manifest and ``{degradation: degraded manifest}`` (made
+    by the clean/degrade stages); ``degradations`` are scored in that order. One image is
     in memory at a time: each clean target is decoded once and scored against its restored copy
     from every degradation. Rows are ordered by test set, degradation, then image.
     """
@@ -111,11 +117,12 @@ def evaluate_model(
     model, state = load_model(model_path, device)
     multiple = SIZE_MULTIPLE.get(state["arch"], 8)
     rows = []
-    for set_name, folder in test_sets.items():
-        folder = Path(folder)
-        clean = pd.read_parquet(folder / "clean" / "manifest.parquet")
-        degraded = {name: pd.read_parquet(folder / "degraded" / name / "manifest.parquet").set_index("image_id").path
-                    for name in degradations}
+    for set_name, (clean_manifest, degraded_manifests) in test_sets.items():
+        clean = pd.read_parquet(clean_manifest)
+        missing = [name for name in degradations if name not in degraded_manifests]
+        if missing:
+            raise ValueError(f"test set {set_name!r}: no degraded manifest given for {', '.join(missing)}")
+        degraded = {name: pd.read_parquet(degraded_manifests[name]).set_index("image_id").path for name in degradations}
         for row in tqdm(clean.itertuples(), total=len(clean), desc=set_name, unit="img"):
             target = io.load_png(row.path)
             for k, name in enumerate(degradations):
@@ -131,7 +138,7 @@ def evaluate_model(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--test-set", nargs=2, action="append", metavar=("NAME", "FOLDER"), required=True)
+    add_test_set_argument(parser)
     parser.add_argument("--degradations", nargs="+", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="auto")
@@ -140,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    table = evaluate_model(args.model, dict(args.test_set), args.degradations, args.device, args.tile)
+    table = evaluate_model(args.model, test_set_manifests(args.test_set), args.degradations, args.device, args.tile)
     io.write_parquet(table, args.out)
     print(table.groupby("degradation")[["psnr", "ssim"]].mean().round(3).to_string())
     return 0

@@ -161,13 +161,10 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
     training, grouping = config["training"], config["grouping"]
     names = list(config["degradations"])
     n = len(names)
-    recipe = {k: v for k, v in training.items() if k not in ("images", "test_sets", "runtime")}
-    baselines = {}
-    for name, overrides in config["baselines"].items():
-        base = {**recipe, **overrides}
-        if "arch" in overrides and "arch_kwargs" not in overrides:
-            base["arch_kwargs"] = {}
-        baselines[name] = base
+    from .config import baseline_recipe, training_recipe
+
+    recipe = training_recipe(config)
+    baselines = {name: baseline_recipe(config, name) for name in config["baselines"]}
     sims = simulated_verifications(n, grouping["strategy"], grouping["probes_per_round"], instances) if n > 1 else None
     lines = [
         (

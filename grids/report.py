@@ -1,8 +1,10 @@
 """Reports: the upper-bound table and the paper's Table 1.
 
-    python -m grids.report upper-bounds --eval results/eval/*.parquet --out results/upper_bounds
+    python -m grids.report upper-bounds --eval results/eval/*.parquet \
+        --table results/upper_bounds/evaluation.parquet --summary results/upper_bounds/summary.md
     python -m grids.report table1 --groups results/final/groups.parquet --eval results/eval/*.parquet \
-        [--baseline NAME results/baselines/NAME/eval.parquet ...] --out results/final
+        [--baseline NAME results/baselines/NAME/eval.parquet ...] --table results/final/table1.parquet \
+        --markdown results/final/table1.md --chart results/final/table1.png
 
 ``evaluation.parquet`` is every evaluation row concatenated (``model, trained_on, test_set,
 degradation, image, psnr, ssim``); ``summary.md`` gives, per test set and degradation, the mean
@@ -19,29 +21,29 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
-from .grouping.names import group_members, group_name
+from .grouping.names import group_name, upper_bound_groups
 
 
 def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
     """Per (test_set, degradation): single-task and mix-all mean PSNR/SSIM and the drop."""
     means = evaluation.groupby(["trained_on", "test_set", "degradation"], as_index=False)[["psnr", "ssim"]].mean()
     single = means[means.trained_on == means.degradation].drop(columns="trained_on")
-    largest = max(means.trained_on, key=lambda g: len(group_members(g)))
-    mix = means[means.trained_on == largest].drop(columns="trained_on")
+    mix_all = upper_bound_groups(sorted(single.degradation.unique()))[-1]
+    mix = means[means.trained_on == mix_all].drop(columns="trained_on")
     table = single.merge(mix, on=["test_set", "degradation"], suffixes=("_single", "_mixall"), how="left")
     table["drop_db"] = table.psnr_single - table.psnr_mixall
     return table
 
 
-def upper_bounds(eval_files: list[str], out_dir: str | Path) -> pd.DataFrame:
-    out_dir = Path(out_dir)
+def upper_bounds(eval_files: list[str], table_path: str | Path, summary_path: str | Path) -> pd.DataFrame:
+    """Concatenate the evaluations into ``table_path``; the drop of the mix-all model into ``summary_path``."""
     evaluation = io.read_parquets(eval_files)
-    io.write_parquet(evaluation, out_dir / "evaluation.parquet")
+    io.write_parquet(evaluation, table_path)
     table = upper_bound_summary(evaluation)
     markdown = "# Upper bounds: single-task models vs the mix-all baseline\n\n"
     markdown += "Mean PSNR (dB) / SSIM on each test set; drop = single-task PSNR - mix-all PSNR.\n\n"
     markdown += table.round(3).to_markdown(index=False) + "\n"
-    with io.atomic_path(out_dir / "summary.md") as tmp:
+    with io.atomic_path(summary_path) as tmp:
         tmp.write_text(markdown)
     return table
 
@@ -101,13 +103,20 @@ def plot_table1(table: pd.DataFrame, path: str | Path) -> None:
     io.save_figure(fig, path)
 
 
-def write_table1(groups_file: str, eval_files: list[str], baseline_files: dict[str, str], out_dir: str | Path) -> pd.DataFrame:
-    out_dir = Path(out_dir)
+def write_table1(
+    groups_file: str,
+    eval_files: list[str],
+    baseline_files: dict[str, str],
+    table_path: str | Path,
+    markdown_path: str | Path,
+    chart_path: str | Path,
+) -> pd.DataFrame:
+    """Table 1 as Parquet (``table_path``), Markdown and a bar chart."""
     groups = pd.read_parquet(groups_file)
     evaluation = io.read_parquets(eval_files)
     baselines = {name: pd.read_parquet(f) for name, f in baseline_files.items()}
     table = table1(groups, evaluation, baselines)
-    io.write_parquet(table, out_dir / "table1.parquet")
+    io.write_parquet(table, table_path)
     markdown = "# Table 1: GRIDS group models vs the single-task upper bound and the mix-all baseline\n\n"
     markdown += ("Mean PSNR (dB) per degradation; `vs_upper` = GRIDS - single-task, `vs_mixall` = GRIDS - "
                  "mix-all (positive: GRIDS is better).\n\n")
@@ -115,9 +124,9 @@ def write_table1(groups_file: str, eval_files: list[str], baseline_files: dict[s
     markdown += "Groups: " + "; ".join("{" + ", ".join(m) + "}" for m in partition) + "\n"
     for test_set, rows in table.groupby("test_set", sort=False):
         markdown += f"\n## {test_set}\n\n" + rows.drop(columns="test_set").round(3).to_markdown(index=False) + "\n"
-    with io.atomic_path(out_dir / "table1.md") as tmp:
+    with io.atomic_path(markdown_path) as tmp:
         tmp.write_text(markdown)
-    plot_table1(table, out_dir / "table1.png")
+    plot_table1(table, chart_path)
     return table
 
 
@@ -125,18 +134,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.report", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("upper-bounds")
-    p.add_argument("--eval", nargs="+", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of the single-task and mix-all models")
+    p.add_argument("--table", required=True, help="evaluation.parquet to write")
+    p.add_argument("--summary", required=True, help="summary.md to write")
     p = sub.add_parser("table1")
     p.add_argument("--groups", required=True, help="final/groups.parquet (degradation, group)")
     p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every model in the table")
     p.add_argument("--baseline", nargs=2, action="append", default=[], metavar=("NAME", "EVAL"))
-    p.add_argument("--out", required=True)
+    p.add_argument("--table", required=True, help="table1.parquet to write")
+    p.add_argument("--markdown", required=True, help="table1.md to write")
+    p.add_argument("--chart", required=True, help="table1.png to write")
     args = parser.parse_args(argv)
     if args.command == "upper-bounds":
-        print(upper_bounds(args.eval, args.out).round(3).to_string(index=False))
+        print(upper_bounds(args.eval, args.table, args.summary).round(3).to_string(index=False))
     else:
-        print(write_table1(args.groups, args.eval, dict(args.baseline), args.out).round(3).to_string(index=False))
+        table = write_table1(args.groups, args.eval, dict(args.baseline), args.table, args.markdown, args.chart)
+        print(table.round(3).to_string(index=False))
     return 0
 
 

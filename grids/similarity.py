@@ -8,7 +8,9 @@
 
 ``similarity_matrix`` (all sets)::
 
-    python -m grids.similarity matrix --ggd results/similarity/ggd/*.parquet --out results/similarity
+    python -m grids.similarity matrix --ggd results/similarity/ggd/*.parquet \
+        --ggd-table results/similarity/ggd.parquet --matrix results/similarity/matrix.parquet \
+        --heatmap results/similarity/heatmap.png --heatmap-svg results/similarity/heatmap.svg
 
 Tables (long format):
 
@@ -123,16 +125,16 @@ def plot_heatmap(matrix: pd.DataFrame, png: str | Path, svg: str | Path, title: 
     io.save_figure(fig, png, svg, dpi=150)
 
 
-def build_matrix(ggd_files: list[str], out_dir: str | Path) -> pd.DataFrame:
-    """Combine per-set GGD rows; write ``ggd.parquet``, ``matrix.parquet`` and the heatmap."""
-    out_dir = Path(out_dir)
+def build_matrix(
+    ggd_files: list[str], ggd_path: str | Path, matrix_path: str | Path, png: str | Path, svg: str | Path
+) -> pd.DataFrame:
+    """Combine per-set GGD rows into ``ggd_path``; write the matrix and its heatmap (PNG, SVG)."""
     ggd = io.read_parquets(ggd_files)
     matrix = similarity_table(ggd)
-    io.write_parquet(ggd, out_dir / "ggd.parquet")
-    io.write_parquet(matrix, out_dir / "matrix.parquet")
+    io.write_parquet(ggd, ggd_path)
+    io.write_parquet(matrix, matrix_path)
     kind = ggd.feature_kind.iloc[0]
-    plot_heatmap(matrix, out_dir / "heatmap.png", out_dir / "heatmap.svg",
-                 title=f"Degradation similarity ({kind} features; smaller = more similar)")
+    plot_heatmap(matrix, png, svg, title=f"Degradation similarity ({kind} features; smaller = more similar)")
     return matrix
 
 
@@ -153,8 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_set_arguments(sub.add_parser("ggd", help="GGD of one image set"))
     p = sub.add_parser("matrix", help="combine GGD rows into the similarity tables and heatmap")
-    p.add_argument("--ggd", nargs="+", required=True)
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--ggd", nargs="+", required=True, help="the per-set GGD rows")
+    p.add_argument("--ggd-table", required=True, help="all sets' GGD rows, e.g. results/similarity/ggd.parquet")
+    p.add_argument("--matrix", required=True, help="the similarity table to write")
+    p.add_argument("--heatmap", required=True, help="the heatmap PNG")
+    p.add_argument("--heatmap-svg", required=True, help="the heatmap SVG")
     args = parser.parse_args(argv)
     if args.command == "ggd":
         if args.threads:
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         io.write_parquet(row, args.out)
         print(row.to_string(index=False))
     else:
-        matrix = build_matrix(args.ggd, args.out)
+        matrix = build_matrix(args.ggd, args.ggd_table, args.matrix, args.heatmap, args.heatmap_svg)
         print(wide_matrix(matrix).round(2).to_string())
     return 0
 

@@ -46,3 +46,35 @@ def pick_device(device: str = "auto"):
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def add_test_set_argument(parser) -> None:
+    """``--test-set NAME CLEAN DEGRADED...``, repeated per test set: the files a rule passes."""
+    parser.add_argument(
+        "--test-set", nargs="+", action="append", required=True, metavar=("NAME", "MANIFEST"),
+        help="a test set: its name, its clean manifest, then the manifest of each degraded copy (repeat per set)",
+    )
+
+
+def test_set_manifests(values: list[list[str]]) -> dict[str, tuple[str, dict[str, str]]]:
+    """``--test-set`` values -> {name: (clean manifest, {degradation: degraded manifest})}.
+
+    A degraded manifest says which degradation it holds (its ``degradation`` column), so the
+    files can come in any order; one without rows holds nothing to score and is left out.
+    """
+    import pandas as pd
+
+    sets = {}
+    for words in values:
+        if len(words) < 2:
+            raise ValueError(f"--test-set {' '.join(words)}: expected NAME CLEAN_MANIFEST [DEGRADED_MANIFEST ...]")
+        name, clean, *degraded = words
+        by_degradation = {}
+        for path in degraded:
+            names = pd.read_parquet(path, columns=["degradation"]).degradation.unique()
+            if len(names) > 1:
+                raise ValueError(f"{path}: holds several degradations ({', '.join(names)}), expected one")
+            if len(names):
+                by_degradation[str(names[0])] = path
+        sets[name] = (clean, by_degradation)
+    return sets

@@ -2,19 +2,20 @@
 
 A training job draws random crops; decoding its whole training set first costs memory and start-up
 time in proportion to the set (DF2K: about 28 GB and 8 minutes per job). The store is built once
-per training set instead: every clean training image becomes ``{out}/arrays/{sha256}.npy``, an
+per training set instead: every clean training image becomes ``{arrays}/{sha256}.npy``, an
 ``(H, W, 3)`` uint8 C-order ``.npy`` named by the sha256 of its clean file (the manifest's
 ``sha256``), so a rebuild redoes only the images that changed and drops the arrays no image uses
 any more. A crop maps the file, copies the rows and columns it covers and unmaps it
 (:meth:`CropStore.crop`): a job's memory is its batch and prefetch depth, whatever the number or
 size of the images, and opening the store reads only the ``.npy`` headers.
 
-Output ``{out}/index.parquet``, one row per image in manifest order: ``image_id, height, width,
+Output ``--index`` (``index.parquet``), one row per image in manifest order: ``image_id, height, width,
 sha256, path`` (the ``.npy``, relative to the working directory). The arrays are not declared
 outputs of the rule, so Snakemake keeps them between builds (that is the cache); ``index.parquet``
 is what a training job reads.
 
-    python -m grids.store --clean results/train/clean/manifest.parquet --out results/train/store --threads 4
+    python -m grids.store --clean results/train/clean/manifest.parquet --index results/train/store/index.parquet \
+        --arrays results/train/store/arrays --threads 4
 """
 
 from __future__ import annotations
@@ -69,14 +70,22 @@ def _build_one(row, arrays: Path) -> bool:
     return True
 
 
-def build_store(manifest: pd.DataFrame, out_dir: str | Path, threads: int = 1) -> pd.DataFrame:
-    """Build (or bring up to date) the crop store of the clean set ``manifest`` in ``out_dir``.
+def store_paths(folder: str | Path) -> tuple[Path, Path]:
+    """The index and array folder of a store kept in one folder, as the workflow lays out
+    ``results/train/store`` (for callers of :func:`build_store` outside the workflow)."""
+    folder = Path(folder)
+    return folder / "index.parquet", folder / "arrays"
+
+
+def build_store(manifest: pd.DataFrame, index_path: str | Path, arrays_dir: str | Path, threads: int = 1) -> pd.DataFrame:
+    """Build (or bring up to date) the crop store of the clean set ``manifest``: its arrays in
+    ``arrays_dir`` (a folder only this store uses: arrays no image needs are removed), its index
+    at ``index_path``.
 
     Images are decoded and written on ``threads`` threads (decoding, hashing and file writes
-    release the GIL). Returns the index table, also written to ``{out_dir}/index.parquet``.
+    release the GIL). Returns the index table.
     """
-    out_dir = Path(out_dir)
-    arrays = out_dir / "arrays"
+    arrays = Path(arrays_dir)
     arrays.mkdir(parents=True, exist_ok=True)
     rows = list(manifest.itertuples())
     with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -91,7 +100,7 @@ def build_store(manifest: pd.DataFrame, out_dir: str | Path, threads: int = 1) -
         [[r.image_id, int(r.height), int(r.width), r.sha256, str(arrays / f"{r.sha256}.npy")] for r in rows],
         columns=INDEX_COLUMNS,
     )
-    io.write_parquet(index, out_dir / "index.parquet")
+    io.write_parquet(index, index_path)
     print(f"{len(rows)} images: {sum(written)} written, {len(rows) - sum(written)} reused, {len(stale)} stale removed")
     return index
 
@@ -150,11 +159,12 @@ class ImageList:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.store", description=__doc__.split("\n")[0])
     parser.add_argument("--clean", required=True, help="clean training manifest.parquet")
-    parser.add_argument("--out", required=True, help="store folder, e.g. results/train/store")
+    parser.add_argument("--index", required=True, help="the index to write, e.g. results/train/store/index.parquet")
+    parser.add_argument("--arrays", required=True, help="the store's array folder, e.g. results/train/store/arrays")
     parser.add_argument("--threads", type=int, default=1, help="images decoded and written at once")
     args = parser.parse_args(argv)
-    index = build_store(pd.read_parquet(args.clean), args.out, args.threads)
-    print(f"{len(index)} images -> {args.out}/index.parquet")
+    index = build_store(pd.read_parquet(args.clean), args.index, args.arrays, args.threads)
+    print(f"{len(index)} images -> {args.index}")
     return 0
 
 

@@ -113,8 +113,12 @@ def train_descriptor(
     holdout: int,
     seed: int,
     device: str = "auto",
+    card: str | Path | None = None,
+    log_table: str | Path | None = None,
 ) -> dict:
-    """Train, evaluate and save the descriptor; return the model card's facts."""
+    """Train, evaluate and save the descriptor to ``out``, its model card to ``card`` and its
+    training log to ``log_table`` (by default beside ``out``: ``.md``, ``.log.parquet``); return
+    the model card's facts."""
     device = pick_device(device)
     if crop % SCALE:
         raise ValueError(f"crop must be a multiple of {SCALE}, got {crop}")
@@ -161,8 +165,9 @@ def train_descriptor(
     out = Path(out)
     save_descriptor(model.to(memory_format=torch.contiguous_format), out, {"meta": json.dumps(facts)})
     facts["sha256"] = sha256_file(out)
-    io.write_parquet(pd.DataFrame(log, columns=["step", "loss", "lr"]), out.with_suffix(".log.parquet"))
-    with io.atomic_path(out.with_suffix(".md")) as tmp:
+    log_table = out.with_suffix(".log.parquet") if log_table is None else log_table
+    io.write_parquet(pd.DataFrame(log, columns=["step", "loss", "lr"]), log_table)
+    with io.atomic_path(out.with_suffix(".md") if card is None else card) as tmp:
         tmp.write_text(model_card(facts))
     return facts
 
@@ -201,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.train_descriptor", description=__doc__.split("\n")[0])
     parser.add_argument("--photos", required=True, help="folder of natural photos")
     parser.add_argument("--out", required=True, help="weights file to write (.pth)")
+    parser.add_argument("--card", help="its model card (.md; default beside --out)")
+    parser.add_argument("--log-table", help="its training log (.parquet; default beside --out)")
     parser.add_argument("--iterations", type=int, required=True)
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--crop", type=int, required=True, help="HR crop side, px (multiple of 4)")
@@ -215,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     facts = train_descriptor(
         args.photos, args.out, iterations=args.iterations, batch_size=args.batch_size, crop=args.crop,
-        lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device,
+        lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device, card=args.card, log_table=args.log_table,
     )
     print(json.dumps(facts))
     return 0

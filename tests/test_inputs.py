@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from grids import io
-from grids.data import dead_leaves, list_sources, prepare_clean_set
+from grids.data import dead_leaves, list_sources, prepare_clean_set, set_paths
 
 
 def rgb(h=80, w=96, seed=0) -> np.ndarray:
@@ -126,7 +126,7 @@ def test_clean_set_reports_every_bad_file_and_writes_nothing(tmp_path):
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
     out = tmp_path / "out"
     with pytest.raises(io.BadImageError) as err:
-        prepare_clean_set(folder_config(src), 0, out)
+        prepare_clean_set(folder_config(src), 0, *set_paths(out))
     message = str(err.value)
     assert "2 bad input image(s)" in message and "small.png" in message and "broken.jpg" in message
     assert not (out / "images").exists() and not (out / "manifest.parquet").exists()
@@ -139,7 +139,7 @@ def test_clean_set_manifest_and_conversions(tmp_path):
     save(src / "colour.png", rgb())
     save(src / "gray.png", rgb()[..., 0])
     config = folder_config(src, photos=["chelsea"], dead_leaves={"count": 2, "size": 64})
-    manifest = prepare_clean_set(config, 0, tmp_path / "out")
+    manifest = prepare_clean_set(config, 0, *set_paths(tmp_path / "out"))
     assert list(manifest.image_id) == ["chelsea", "dead_leaves_000", "dead_leaves_001", "colour", "gray"]
     assert list(manifest.conversions) == ["", "", "", "", "gray->rgb"]
     assert manifest.loc[manifest.image_id == "chelsea", ["height", "width"]].values.tolist() == [[300, 451]]

@@ -173,12 +173,13 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
     import torch
 
     full = {g: _full_checkpoint(tmp_path / "models" / g / "model.pth", g) for g in ("jpeg+sr", "blur", "noise+rain", "old")}
+    models = {g: tmp_path / "models" / g / "model.pth" for g in full}
     out = tmp_path / "final" / "models"
-    export_models(pd.DataFrame({"degradation": ["jpeg"], "group": ["old"]}), tmp_path / "models", out)
+    export_models(pd.DataFrame({"degradation": ["jpeg"], "group": ["old"]}), models, out)
     groups = pd.DataFrame({"degradation": ["blur", "jpeg", "sr"], "group": ["blur", "jpeg+sr", "jpeg+sr"]})
     evaluation = pd.concat([eval_rows(g, lambda group, m: 0.25 if len(group) > 1 else 0.0)
                             for g in ("blur", "jpeg", "sr", "jpeg+sr")])
-    export_models(groups, tmp_path / "models", out, evaluation, {**DEFAULT_GROUPING, "delta": 0.5}, "abc", {"photos": []})
+    export_models(groups, models, out, evaluation, {**DEFAULT_GROUPING, "delta": 0.5}, "abc", {"photos": []})
     assert sorted(p.name for p in out.iterdir()) == ["blur.md", "blur.pth", "jpeg+sr.md", "jpeg+sr.pth"]  # no stale model
     slim = torch.load(out / "jpeg+sr.pth", weights_only=True)
     assert "optimizer" not in slim and "torch_rng" not in slim and "numpy_rng" not in slim
@@ -192,7 +193,7 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
     assert hashlib.sha256((out / "jpeg+sr.pth").read_bytes()).hexdigest() in card
     assert "| jpeg |" in card and "+0.250" in card and "delta = 0.5 dB" in card
     with pytest.raises(FileNotFoundError, match="'missing'"):
-        export_models(pd.DataFrame({"degradation": ["x"], "group": ["missing"]}), tmp_path / "models", out)
+        export_models(pd.DataFrame({"degradation": ["x"], "group": ["missing"]}), models, out)
     assert sorted(p.name for p in out.glob("*.pth")) == ["blur.pth", "jpeg+sr.pth"]  # a failure leaves it whole
 
 
@@ -222,7 +223,9 @@ def test_table1_rows_and_differences(tmp_path):
         files.append(str(tmp_path / f"{g}.parquet"))
         io.write_parquet(frame, files[-1])
     io.write_parquet(baseline, tmp_path / "baseline.parquet")
-    write_table1(str(tmp_path / "groups.parquet"), files, {"realesrnet": str(tmp_path / "baseline.parquet")}, tmp_path / "out")
+    out = tmp_path / "out"
+    write_table1(str(tmp_path / "groups.parquet"), files, {"realesrnet": str(tmp_path / "baseline.parquet")},
+                 out / "table1.parquet", out / "table1.md", out / "table1.png")
     markdown = (tmp_path / "out" / "table1.md").read_text()
     assert "## div2k" in markdown and "## urban" in markdown and "{blur, sr}" in markdown
     assert (tmp_path / "out" / "table1.png").stat().st_size > 5000
@@ -261,7 +264,11 @@ def test_finish_cli_writes_every_table_and_the_plot(tmp_path):
         evals.append(str(tmp_path / "eval" / f"{group}.parquet"))
         io.write_parquet(frame, evals[-1])
     code = main(["finish", "--rounds", *rounds, "--matrix", str(tmp_path / "matrix.parquet"), "--degradations", *NAMES,
-                 "--eval", *evals, "--grouping", '{"delta": 0.5}', "--out-dir", str(tmp_path / "results")])
+                 "--eval", *evals, "--grouping", '{"delta": 0.5}',
+                 *[word for name in ("verified", "drops", "partitions")
+                   for word in (f"--{name}", str(tmp_path / "results" / "grouping" / f"{name}.parquet"))],
+                 "--plot", str(tmp_path / "results" / "grouping" / "search.png"),
+                 "--groups", str(tmp_path / "results" / "final" / "groups.parquet")])
     assert code == 0
     expected = finish(tables, matrix, NAMES, evaluation, grouping)
     for name in ("verified", "drops", "partitions"):

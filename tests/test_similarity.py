@@ -126,7 +126,8 @@ def test_build_matrix_writes_tables_and_heatmap(tmp_path):
         path = tmp_path / f"{name}.parquet"
         ggd_rows({name: fit}).to_parquet(path)
         files.append(str(path))
-    matrix = build_matrix(files, tmp_path / "out")
+    out = tmp_path / "out"
+    matrix = build_matrix(files, out / "ggd.parquet", out / "matrix.parquet", out / "heatmap.png", out / "heatmap.svg")
     pd.testing.assert_frame_equal(matrix, pd.read_parquet(tmp_path / "out" / "matrix.parquet"))
     assert len(pd.read_parquet(tmp_path / "out" / "ggd.parquet")) == 3
     assert (tmp_path / "out" / "heatmap.png").stat().st_size > 5000

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from grids import io
-from grids.data import dead_leaves, prepare_clean_set
+from grids.data import dead_leaves, prepare_clean_set, set_paths
 from grids.degradations import get_degradation
-from grids.store import CropStore, build_store
+from grids.store import CropStore, build_store, store_paths
 from grids.train import OnlineDegrader, load_checkpoint, train
 
 RECIPE = {
@@ -68,7 +68,7 @@ def user_folder(tmp_path) -> Path:
 
 def test_user_files_are_not_copied_unless_converted(user_folder, tmp_path):
     out = tmp_path / "clean"
-    manifest = prepare_clean_set(folder_config(user_folder), 0, out, threads=2).set_index("image_id")
+    manifest = prepare_clean_set(folder_config(user_folder), 0, *set_paths(out), threads=2).set_index("image_id")
     for name in ("leaves", "photo"):  # used in place: the file itself, hashed
         path = manifest.loc[name, "path"]
         assert path == manifest.loc[name, "source_path"] and Path(path).parent == user_folder
@@ -82,14 +82,14 @@ def test_user_files_are_not_copied_unless_converted(user_folder, tmp_path):
 
 def test_rerun_after_editing_one_file_rechecks_it(user_folder, tmp_path):
     out = tmp_path / "clean"
-    prepare_clean_set(folder_config(user_folder), 0, out)
+    prepare_clean_set(folder_config(user_folder), 0, *set_paths(out))
     assert len(pd.read_parquet(out / "checks.parquet")) == 2  # the files used in place
     data = (user_folder / "leaves.png").read_bytes()
     (user_folder / "leaves.png").write_bytes(data[: len(data) // 2])  # edited into a broken file
     with pytest.raises(io.BadImageError, match="leaves.png"):
-        prepare_clean_set(folder_config(user_folder), 0, out)
+        prepare_clean_set(folder_config(user_folder), 0, *set_paths(out))
     write_rgb(user_folder / "leaves.png", dead_leaves(90, np.random.default_rng(9)))
-    manifest = prepare_clean_set(folder_config(user_folder), 0, out, threads=2).set_index("image_id")
+    manifest = prepare_clean_set(folder_config(user_folder), 0, *set_paths(out), threads=2).set_index("image_id")
     assert tuple(manifest.loc["leaves", ["height", "width"]]) == (90, 90)
 
 
@@ -97,15 +97,15 @@ def test_bad_files_are_named_with_threads(user_folder, tmp_path):
     (user_folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
     write_rgb(user_folder / "small.png", np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(io.BadImageError) as err:
-        prepare_clean_set(folder_config(user_folder), 0, tmp_path / "out", threads=2)
+        prepare_clean_set(folder_config(user_folder), 0, *set_paths(tmp_path / "out"), threads=2)
     assert "2 bad input image(s)" in str(err.value) and "broken.jpg" in str(err.value) and "small.png" in str(err.value)
     assert not (tmp_path / "out" / "manifest.parquet").exists()
 
 
 @pytest.fixture
 def store(user_folder, tmp_path):
-    manifest = prepare_clean_set(folder_config(user_folder), 0, tmp_path / "clean")
-    return manifest, build_store(manifest, tmp_path / "store", threads=2), tmp_path / "store"
+    manifest = prepare_clean_set(folder_config(user_folder), 0, *set_paths(tmp_path / "clean"))
+    return manifest, build_store(manifest, *store_paths(tmp_path / "store"), threads=2), tmp_path / "store"
 
 
 def test_store_crops_are_the_decoded_pixels(store):
@@ -138,8 +138,8 @@ def test_store_is_incremental(store, user_folder, tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in (out / "arrays").iterdir()}
     assert len(before) == 3
     write_rgb(user_folder / "photo.jpg", dead_leaves(70, np.random.default_rng(7)))
-    manifest = prepare_clean_set(folder_config(user_folder), 0, tmp_path / "clean")
-    index = build_store(manifest, out)
+    manifest = prepare_clean_set(folder_config(user_folder), 0, *set_paths(tmp_path / "clean"))
+    index = build_store(manifest, *store_paths(out))
     after = {p.name: p.stat().st_mtime_ns for p in (out / "arrays").iterdir()}
     changed = index.set_index("image_id").sha256["photo"] + ".npy"
     assert set(after) == set(before) - (set(before) - set(after)) | {changed} and len(after) == 3
@@ -174,8 +174,8 @@ def test_training_memory_does_not_grow_with_the_number_of_images(tmp_path):
         tile = dead_leaves(192, np.random.default_rng(0))
         for i in range(n):
             write_rgb(folder / f"{i:03d}.png", np.roll(np.tile(tile, (4, 4, 1)), i * 7, axis=(0, 1)))
-        manifest = prepare_clean_set(folder_config(folder), 0, tmp_path / f"clean{n}", threads=2)
-        build_store(manifest, tmp_path / f"store{n}", threads=2)
+        manifest = prepare_clean_set(folder_config(folder), 0, *set_paths(tmp_path / f"clean{n}"), threads=2)
+        build_store(manifest, *store_paths(tmp_path / f"store{n}"), threads=2)
         recipe = {**RECIPE, "iterations": 20, "crop": 64, "batch_size": 8}
         rss[n] = _peak_rss_mb(
             [

@@ -18,7 +18,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from grids import io
-from grids.data import dead_leaves, prepare_clean_set
+from grids.data import dead_leaves, prepare_clean_set, set_paths
 from grids.degrade import degrade_dataset
 from grids.degradations import get_degradation
 from grids.evaluate import evaluate_model, psnr, restore, ssim
@@ -241,10 +241,14 @@ def test_tiled_inference_matches_whole_image(images, tmp_path):
 def test_evaluation_table(images, tmp_path):
     train(GROUP, images, ENTRIES, {**RECIPE, "iterations": 3}, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu")
     test_dir = tmp_path / "test"
-    clean = prepare_clean_set({"photos": [], "dead_leaves": {"count": 2, "size": 48}, "folder": None, "min_side": 32}, 0, test_dir / "clean", "test")
+    clean = prepare_clean_set({"photos": [], "dead_leaves": {"count": 2, "size": 48}, "folder": None, "min_side": 32}, 0,
+                              *set_paths(test_dir / "clean"), dataset="test")
+    degraded = {}
     for name, entry in ENTRIES.items():
-        degrade_dataset(clean, name, entry, 0, test_dir / "degraded" / name, "test")
-    table = evaluate_model(tmp_path / "m.pth", {"heldout": test_dir}, list(ENTRIES), "cpu")
+        degraded[name] = test_dir / "degraded" / name / "manifest.parquet"
+        degrade_dataset(clean, name, entry, 0, degraded[name], degraded[name].parent / "images", "test")
+    table = evaluate_model(tmp_path / "m.pth", {"heldout": (test_dir / "clean" / "manifest.parquet", degraded)},
+                           list(ENTRIES), "cpu")
     assert list(table.columns) == ["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim"]
     assert len(table) == 4 and set(table.trained_on) == {GROUP}
     row = table[(table.degradation == "jpeg") & (table.image == "dead_leaves_000")].iloc[0]

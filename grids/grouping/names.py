@@ -22,3 +22,9 @@ def group_pattern(names: Iterable[str]) -> str:
     """A regex matching any ``+``-joined sequence of ``names`` (a Snakemake wildcard constraint)."""
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return f"(?:{alternatives})(?:\\{SEPARATOR}(?:{alternatives}))*"
+
+
+def upper_bound_groups(names: list[str]) -> list[str]:
+    """The models of the upper-bound table: one per degradation and, with several degradations,
+    the mix-all baseline (the group of every one; with one, it is that degradation's model)."""
+    return [*names, group_name(names)] if len(names) > 1 else list(names)

@@ -2,9 +2,11 @@
 
     python -m grids.grouping.rounds candidates --matrix M --degradations D... --out candidates.parquet
     python -m grids.grouping.rounds round --round R --matrix M --eval E... --grouping JSON --out rounds/R.parquet
-    python -m grids.grouping.rounds finish --rounds R... --matrix M --eval E... --grouping JSON --out-dir results
-    python -m grids.grouping.rounds export --groups final/groups.parquet --models results/models --eval E... \
-        --grouping JSON --config-hash H --training-data JSON --out final/models
+    python -m grids.grouping.rounds finish --rounds R... --matrix M --eval E... --grouping JSON \
+        --verified grouping/verified.parquet --drops grouping/drops.parquet \
+        --partitions grouping/partitions.parquet --plot grouping/search.png --groups final/groups.parquet
+    python -m grids.grouping.rounds export --groups final/groups.parquet --model GROUP models/GROUP/model.pth... \
+        --eval E... --grouping JSON --config-hash H --training-data JSON --out final/models
 
 The planner (:mod:`grids.grouping.planner`) is pure: from everything verified so far it answers either the
 next groups to verify or the final partition. Each Snakemake round is one such call. Its input is
@@ -179,10 +181,11 @@ def plot_search(verified: pd.DataFrame, delta: float, path: str | Path) -> None:
     io.save_figure(fig, path)
 
 
-def export_models(groups: pd.DataFrame, models_dir: str | Path, out_dir: str | Path,
+def export_models(groups: pd.DataFrame, model_files: dict[str, str | Path], out_dir: str | Path,
                   evaluation: pd.DataFrame | None = None, grouping: dict | None = None, config_hash: str = "",
                   training_data: dict | None = None) -> list[Path]:
-    """Write every final group's model to ``out_dir/{group}.pth`` as a slim file, with a model card
+    """Write every final group's model (its training checkpoint in ``model_files``, by group name)
+    to ``out_dir/{group}.pth`` as a slim file, with a model card
     ``{group}.md`` beside it, replacing the folder whole (so no model of an earlier partition is
     left next to the current ones).
 
@@ -203,9 +206,9 @@ def export_models(groups: pd.DataFrame, models_dir: str | Path, out_dir: str | P
     with io.atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for group in dict.fromkeys(groups.group):
-            source = Path(models_dir) / group / "model.pth"
-            if not source.is_file():
-                raise FileNotFoundError(f"model of group {group!r} not found: {source}")
+            source = model_files.get(group)
+            if source is None or not Path(source).is_file():
+                raise FileNotFoundError(f"model of group {group!r} not found: {source or 'no file given'}")
             full = torch.load(source, map_location="cpu", weights_only=True)
             members = group_members(group)
             psnr = {m: (float(means[(m, m)]), float(means[(group, m)])) for m in members} if means is not None else {}
@@ -268,10 +271,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--out", required=True)
         else:
             p.add_argument("--rounds", nargs="+", required=True, help="every round table, in order")
-            p.add_argument("--out-dir", required=True, help="folder holding grouping/ and final/")
+            for table in ("verified", "drops", "partitions"):
+                p.add_argument(f"--{table}", required=True, help=f"grouping/{table}.parquet to write")
+            p.add_argument("--plot", required=True, help="the search plot (PNG) to write")
+            p.add_argument("--groups", required=True, help="final/groups.parquet to write (the partition used)")
     p = sub.add_parser("export", help="the final groups' models, slim, with model cards, in one folder")
     p.add_argument("--groups", required=True, help="final/groups.parquet")
-    p.add_argument("--models", required=True, help="folder of {group}/model.pth")
+    p.add_argument("--model", nargs=2, action="append", default=[], metavar=("GROUP", "FILE"),
+                   help="a final group and its training checkpoint (repeat for every group)")
     p.add_argument("--eval", nargs="+", default=[], help="evaluation tables of the final and single-task models")
     p.add_argument("--grouping", help="the config's grouping section, JSON (delta and test set)")
     p.add_argument("--config-hash", default="", help="sha256 of the validated config")
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = io.read_parquets(args.eval) if args.eval else None
         grouping = config_section("grouping", json.loads(args.grouping)) if args.grouping else None
         training = json.loads(args.training_data) if args.training_data else None
-        for path in export_models(pd.read_parquet(args.groups), args.models, args.out, evaluation, grouping,
+        for path in export_models(pd.read_parquet(args.groups), dict(args.model), args.out, evaluation, grouping,
                                   args.config_hash, training):
             print(path)
         return 0
@@ -300,11 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_string(index=False))
         return 0
     tables = finish([pd.read_parquet(f) for f in args.rounds], matrix, args.degradations, evaluation, grouping)
-    out = Path(args.out_dir)
-    for name in ("verified", "drops", "partitions"):
-        io.write_parquet(tables[name], out / "grouping" / f"{name}.parquet")
-    io.write_parquet(tables["groups"], out / "final" / "groups.parquet")
-    plot_search(tables["verified"], grouping["delta"], out / "grouping" / "search.png")
+    for name in ("verified", "drops", "partitions", "groups"):
+        io.write_parquet(tables[name], getattr(args, name))
+    plot_search(tables["verified"], grouping["delta"], args.plot)
     print(tables["verified"].round(3).to_string(index=False))
     print(tables["groups"].to_string(index=False))
     return 0

@@ -12,12 +12,19 @@ from snakemake.exceptions import WorkflowError
 
 from grids.config import (
     ConfigError,
+    baseline_recipe,
     descriptor_photos,
     descriptor_weights,
+    training_recipe,
     validate_config,
 )
 from grids.io import list_image_files
-from grids.grouping.names import group_members, group_name, group_pattern
+from grids.grouping.names import (
+    group_members,
+    group_name,
+    group_pattern,
+    upper_bound_groups,
+)
 
 try:
     CONFIG = validate_config(config)
@@ -27,12 +34,18 @@ except ConfigError as err:
 
 # Every file a rule writes lies under one of these folders of the working directory (names in
 # paths are identifiers, checked with the config, so no wildcard value can leave them either).
-OUTPUT_ROOTS = ("results/", "logs/", "benchmarks/")
+# Used as a Snakemake module with `prefix: P`, the folders are P/results/ and so on.
+PREFIX = workflow.modifier.path_modifier.prefix or ""
+OUTPUT_ROOTS = tuple(PREFIX + root for root in ("results/", "logs/", "benchmarks/"))
 
 
 def check_output_locations(rules):
-    """Refuse, at parse time, a rule whose output, log or benchmark lies outside OUTPUT_ROOTS."""
+    """Refuse, at parse time, a rule of this workflow whose output, log or benchmark lies outside
+    OUTPUT_ROOTS (rules of a host workflow that uses this one as a module are its own business).
+    """
     for each in rules:
+        if each.module_globals is not globals():
+            continue
         for path in [
             *each.output,
             *each.log,
@@ -79,10 +92,35 @@ def get_images_json(wildcards):
     return json.dumps(CONFIG["images"], sort_keys=True)
 
 
+def user_files(paths):
+    """Files of the user's (images, weights, functions): relative to the working directory, so
+    marked local, which a module's `prefix:` leaves alone (it moves only what rules write).
+    """
+    return [local(str(path)) for path in paths]
+
+
+def image_files(images):
+    """The image files of an images section's folder: adding, removing or touching one reruns
+    the set made from it."""
+    folder = images["folder"]
+    return user_files(list_image_files(folder)[0]) if folder else []
+
+
+def function_files(entries):
+    """The .py files of the user-defined degradations among config ``entries``: a change to one
+    reruns what those degradations made."""
+    files = [entry.get("function", "").rpartition(":")[0] for entry in entries]
+    return user_files(file for file in files if file.endswith(".py"))
+
+
+def working_file(path):
+    """A file a rule keeps outside its declared outputs (Snakemake deletes those when a job
+    fails), under the module prefix like everything the workflow writes."""
+    return PREFIX + path
+
+
 def get_clean_image_files(wildcards):
-    """The user folder's image files: adding, removing or touching one reruns the clean set."""
-    folder = CONFIG["images"]["folder"]
-    return [str(p) for p in list_image_files(folder)[0]] if folder else []
+    return image_files(CONFIG["images"])
 
 
 def get_degradation_entry(wildcards):
@@ -91,10 +129,7 @@ def get_degradation_entry(wildcards):
 
 
 def get_user_function_file(wildcards):
-    """The .py file of a user-defined degradation (a change to it reruns that degradation)."""
-    entry = ENTRIES[wildcards.degradation]
-    file_part = entry.get("function", "").rpartition(":")[0]
-    return [file_part] if file_part.endswith(".py") else []
+    return function_files([ENTRIES[wildcards.degradation]])
 
 
 def get_degraded_manifests(wildcards=None):
@@ -104,7 +139,7 @@ def get_degraded_manifests(wildcards=None):
 
 
 def get_descriptor_photo_files(wildcards):
-    return [str(p) for p in list_image_files(descriptor_photos(CONFIG))[0]]
+    return user_files(list_image_files(descriptor_photos(CONFIG))[0])
 
 
 def get_descriptor_train_args(wildcards):
@@ -128,9 +163,18 @@ def get_set_manifest(wildcards):
     return f"results/degraded/{wildcards.image_set}/manifest.parquet"
 
 
+def descriptor_input():
+    """The descriptor weights: shipped, trained by rule train_descriptor, or a user file."""
+    weights = descriptor_weights(CONFIG)
+    return (
+        [weights]
+        if CONFIG["descriptor"]["weights"] == "train"
+        else user_files([weights])
+    )
+
+
 def get_descriptor_input(wildcards):
-    """The descriptor weights (shipped, trained by rule train_descriptor, or a user file)."""
-    return [] if CONFIG["features"]["kind"] == "sift" else [descriptor_weights(CONFIG)]
+    return [] if CONFIG["features"]["kind"] == "sift" else descriptor_input()
 
 
 def get_features_json(wildcards):
@@ -160,8 +204,7 @@ def get_training_images_json(wildcards):
 
 
 def get_training_image_files(wildcards):
-    folder = CONFIG["training"]["images"]["folder"]
-    return [str(p) for p in list_image_files(folder)[0]] if folder else []
+    return image_files(CONFIG["training"]["images"])
 
 
 def get_test_images_json(wildcards):
@@ -171,8 +214,7 @@ def get_test_images_json(wildcards):
 
 
 def get_test_image_files(wildcards):
-    folder = CONFIG["training"]["test_sets"][wildcards.test_set]["folder"]
-    return [str(p) for p in list_image_files(folder)[0]] if folder else []
+    return image_files(CONFIG["training"]["test_sets"][wildcards.test_set])
 
 
 def get_group_entries_json(wildcards):
@@ -181,59 +223,58 @@ def get_group_entries_json(wildcards):
     return json.dumps({m: CONFIG["degradations"][m] for m in members}, sort_keys=True)
 
 
-def function_files(members):
-    """The .py files of the user-defined degradations among ``members``."""
-    files = []
-    for member in members:
-        file_part = (
-            CONFIG["degradations"][member].get("function", "").rpartition(":")[0]
-        )
-        files += [file_part] if file_part.endswith(".py") else []
-    return files
-
-
 def get_group_function_files(wildcards):
-    return function_files(group_members(wildcards.group))
+    return function_files(
+        [CONFIG["degradations"][m] for m in group_members(wildcards.group)]
+    )
 
 
 def get_all_function_files(wildcards):
-    return function_files(DEGRADATIONS)
+    return function_files(CONFIG["degradations"].values())
 
 
 def get_recipe_json(wildcards):
-    """The training recipe without the data sections (those are inputs) and the cluster time
-    limit (which does not change the model)."""
-    recipe = {
-        k: v
-        for k, v in CONFIG["training"].items()
-        if k not in ("images", "test_sets", "runtime")
-    }
-    return json.dumps(recipe, sort_keys=True)
+    """The training recipe (a param: editing it retrains)."""
+    return json.dumps(training_recipe(CONFIG), sort_keys=True)
 
 
 def get_train_runtime(wildcards, attempt):
-    """Minutes per attempt on a cluster (training.runtime), growing with each retry: a job that
-    hits the limit or is preempted saves a checkpoint and the retry resumes from it."""
-    return CONFIG["training"]["runtime"] * attempt
+    """Minutes per attempt on a cluster, growing with each retry: a job that hits the limit or
+    is preempted saves a checkpoint and the retry resumes from it. A profile's set-resources
+    (slurm/config.yaml) or --set-resources train:runtime=M replaces it."""
+    return 60 * attempt
 
 
 def get_test_manifests(wildcards=None):
-    return expand(
-        "results/test/{test_set}/degraded/{degradation}/manifest.parquet",
-        test_set=TEST_SETS,
-        degradation=TEST_DEGRADATIONS,
-    ) + expand("results/test/{test_set}/clean/manifest.parquet", test_set=TEST_SETS)
-
-
-def get_test_set_args(wildcards):
+    """Per test set, in order: its clean manifest, then one per test degradation."""
     return [
-        w for name in TEST_SETS for w in ("--test-set", name, f"results/test/{name}")
+        path
+        for name in TEST_SETS
+        for path in [
+            f"results/test/{name}/clean/manifest.parquet",
+            *expand(
+                f"results/test/{name}/degraded/{{degradation}}/manifest.parquet",
+                degradation=TEST_DEGRADATIONS,
+            ),
+        ]
+    ]
+
+
+def get_test_set_args(wildcards, input):
+    """`--test-set NAME CLEAN DEGRADED...` per test set, from the rule's input.tests (which
+    get_test_manifests lays out per test set)."""
+    size = 1 + len(TEST_DEGRADATIONS)
+    return [
+        word
+        for i, name in enumerate(TEST_SETS)
+        for word in ("--test-set", name, *input.tests[i * size : (i + 1) * size])
     ]
 
 
 def get_upper_bound_evals(wildcards=None):
-    groups = [*DEGRADATIONS, MIX_ALL] if len(DEGRADATIONS) > 1 else DEGRADATIONS
-    return expand("results/eval/{group}.parquet", group=groups)
+    return expand(
+        "results/eval/{group}.parquet", group=upper_bound_groups(DEGRADATIONS)
+    )
 
 
 # --- grouping search --------------------------------------------------------------------------
@@ -315,6 +356,15 @@ def get_final_models(wildcards):
     return expand("results/models/{group}/model.pth", group=final_groups())
 
 
+def get_final_model_args(wildcards, input):
+    """`--model GROUP FILE` per final group, from the rule's input.models (in group order)."""
+    return [
+        word
+        for group, model in zip(final_groups(), input.models)
+        for word in ("--model", group, model)
+    ]
+
+
 def get_table1_evals(wildcards):
     groups = set(final_groups()) | set(DEGRADATIONS) | {MIX_ALL}
     return expand("results/eval/{group}.parquet", group=sorted(groups))
@@ -324,23 +374,18 @@ def get_baseline_evals(wildcards=None):
     return expand("results/baselines/{baseline}/eval.parquet", baseline=BASELINES)
 
 
-def get_baseline_args(wildcards):
+def get_baseline_args(wildcards, input):
+    """`--baseline NAME EVAL` per baseline, from the rule's input.baselines (in config order)."""
     return [
         w
-        for name in BASELINES
-        for w in ("--baseline", name, f"results/baselines/{name}/eval.parquet")
+        for name, evaluation in zip(BASELINES, input.baselines)
+        for w in ("--baseline", name, evaluation)
     ]
 
 
 def get_baseline_recipe_json(wildcards):
     """The training recipe with the baseline's overrides (e.g. arch: rrdbnet)."""
-    recipe = json.loads(get_recipe_json(wildcards))
-    overrides = BASELINES[wildcards.baseline]
-    if "arch" in overrides and "arch_kwargs" not in overrides:
-        recipe["arch_kwargs"] = (
-            {}
-        )  # the default sizes belong to the default architecture
-    return json.dumps({**recipe, **overrides}, sort_keys=True)
+    return json.dumps(baseline_recipe(CONFIG, wildcards.baseline), sort_keys=True)
 
 
 def get_selection_references(wildcards=None):
@@ -398,7 +443,7 @@ def get_variant_descriptor(wildcards):
         return []
     if wildcards.variant == "untrained":
         return [UNTRAINED_DESCRIPTOR]
-    return [descriptor_weights(CONFIG)]
+    return descriptor_input()
 
 
 def get_variant_features_json(wildcards):
@@ -411,11 +456,12 @@ def variant_matrix(variant):
     return f"results/validation/matrices/{variant}.parquet"
 
 
-def get_variant_args(wildcards=None):
+def get_variant_args(wildcards, input):
+    """`--variant NAME MATRIX` per variant, from the rule's input.matrices (in variant order)."""
     return [
         w
-        for variant in VALIDATION["variants"]
-        for w in ("--variant", variant, variant_matrix(variant))
+        for variant, matrix in zip(VALIDATION["variants"], input.matrices)
+        for w in ("--variant", variant, matrix)
     ]
 
 

@@ -1,4 +1,5 @@
 # Stage: the clean image set (embedded photos + dead leaves + a user folder), checked and normalised.
+# Rules train_clean_images and test_clean_images (train.smk) are this rule for other image sets.
 
 
 rule clean_images:
@@ -15,7 +16,14 @@ rule clean_images:
     threads: 8
     params:
         images=get_images_json,
+        dataset="similarity",
         seed=CONFIG["seed"],
+        # The user files that passed, by content: kept between runs (not an output, which
+        # Snakemake would delete first), so a rerun hashes an unchanged file instead of decoding it.
+        checks=lambda wildcards, output: os.path.join(
+            os.path.dirname(output.manifest), "checks.parquet"
+        ),
     shell:
-        "python -m grids.data --images {params.images:q} --seed {params.seed:q}"
-        " --threads {threads} --out results/clean > {log:q} 2>&1"
+        "python -m grids.data --images {params.images:q} --seed {params.seed:q} --dataset {params.dataset:q}"
+        " --threads {threads} --manifest {output.manifest:q} --images-dir {output.images:q}"
+        " --checks {params.checks:q} > {log:q} 2>&1"

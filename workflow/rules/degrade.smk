@@ -1,4 +1,5 @@
-# Stage: one degraded copy of the clean set per configured degradation.
+# Stage: one degraded copy of the clean set per configured degradation. Rule test_degrade
+# (train.smk) is this rule for the test sets.
 
 
 rule degrade:
@@ -16,11 +17,12 @@ rule degrade:
         "../../environment.yml"
     params:
         entry=get_degradation_entry,
+        dataset="similarity",
         seed=CONFIG["seed"],
     shell:
         "python -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation:q}"
-        " --entry {params.entry:q} --seed {params.seed:q}"
-        " --out results/degraded/{wildcards.degradation:q} > {log:q} 2>&1"
+        " --entry {params.entry:q} --seed {params.seed:q} --dataset {params.dataset:q}"
+        " --manifest {output.manifest:q} --images-dir {output.images:q} > {log:q} 2>&1"
 
 
 rule degraded_datasets:

@@ -23,4 +23,4 @@ rule train_descriptor:
         recipe=get_descriptor_train_args,
     shell:
         "python -m grids.train_descriptor {params.recipe:q} --threads {threads}"
-        " --out {output.weights:q} > {log:q} 2>&1"
+        " --out {output.weights:q} --card {output.card:q} --log-table {output.log_table:q} > {log:q} 2>&1"

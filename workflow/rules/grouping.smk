@@ -6,14 +6,9 @@
 # trained twice, whatever delta or round asks for it.
 
 
-# Bookkeeping jobs of a second or two: on a cluster they run next to Snakemake, not as Slurm jobs
-# (each round would otherwise wait a scheduler cycle).
-localrules:
-    grouping_candidates,
-    grouping_round,
-    grouping_result,
-    final_group_models,
-    table1,
+# The bookkeeping rules (candidates, rounds, result, export, Table 1) take a second or two: they
+# are local rules, which on a cluster run next to Snakemake instead of each waiting a scheduler
+# cycle as a Slurm job.
 
 
 rule grouping_candidates:
@@ -23,6 +18,7 @@ rule grouping_candidates:
         "results/grouping/candidates.parquet",
     log:
         "logs/grouping/candidates.log",
+    localrule: True
     conda:
         "../../environment.yml"
     params:
@@ -41,6 +37,7 @@ checkpoint grouping_round:
         "results/grouping/rounds/{round}.parquet",
     log:
         "logs/grouping/round_{round}.log",
+    localrule: True
     conda:
         "../../environment.yml"
     params:
@@ -69,6 +66,7 @@ rule grouping_result:
         groups="results/final/groups.parquet",
     log:
         "logs/grouping/result.log",
+    localrule: True
     conda:
         "../../environment.yml"
     params:
@@ -76,8 +74,9 @@ rule grouping_result:
         grouping=get_grouping_json,
     shell:
         "python -m grids.grouping.rounds finish --rounds {input.rounds:q} --matrix {input.matrix:q}"
-        " --degradations {params.degradations:q} --eval {input.evals:q}"
-        " --grouping {params.grouping:q} --out-dir results > {log:q} 2>&1"
+        " --degradations {params.degradations:q} --eval {input.evals:q} --grouping {params.grouping:q}"
+        " --verified {output.verified:q} --drops {output.drops:q} --partitions {output.partitions:q}"
+        " --plot {output.plot:q} --groups {output.groups:q} > {log:q} 2>&1"
 
 
 rule final_group_models:
@@ -89,14 +88,16 @@ rule final_group_models:
         directory("results/final/models"),
     log:
         "logs/final/models.log",
+    localrule: True
     conda:
         "../../environment.yml"
     params:
+        models=get_final_model_args,
         grouping=get_grouping_json,
         config_hash=CONFIG_HASH,
         training_data=get_training_images_json,
     shell:
-        "python -m grids.grouping.rounds export --groups {input.groups:q} --models results/models"
+        "python -m grids.grouping.rounds export --groups {input.groups:q} {params.models:q}"
         " --eval {input.evals:q} --grouping {params.grouping:q} --config-hash {params.config_hash:q}"
         " --training-data {params.training_data:q} --out {output:q} > {log:q} 2>&1"
 
@@ -116,13 +117,15 @@ rule table1:
         ),
     log:
         "logs/final/table1.log",
+    localrule: True
     conda:
         "../../environment.yml"
     params:
         baselines=get_baseline_args,
     shell:
         "python -m grids.report table1 --groups {input.groups:q} --eval {input.evals:q}"
-        " {params.baselines:q} --out results/final > {log:q} 2>&1"
+        " {params.baselines:q} --table {output.table:q} --markdown {output.markdown:q}"
+        " --chart {output.chart:q} > {log:q} 2>&1"
 
 
 rule final_models:

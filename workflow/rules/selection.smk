@@ -2,11 +2,6 @@
 # true degradation's group, and does it predict the PSNR obtained without running the model?
 
 
-# Concatenating Parquet files is bookkeeping: next to Snakemake, not a cluster job.
-localrules:
-    selection_references,
-
-
 rule selection_reference_set:
     input:
         manifest="results/degraded/{degradation}/manifest.parquet",
@@ -42,6 +37,8 @@ rule selection_references:
         "results/selection/references.parquet",
     log:
         "logs/selection/references.log",
+    # Concatenating Parquet files is bookkeeping: next to Snakemake, not a cluster job.
+    localrule: True
     conda:
         "../../environment.yml"
     shell:

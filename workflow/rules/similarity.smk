@@ -1,11 +1,6 @@
 # Stage: GGD of every image set's deep features, then the log-KL similarity matrix + heatmap.
 
 
-# Seconds of table work: on a cluster it runs next to Snakemake rather than waiting for a Slurm slot.
-localrules:
-    similarity_tables,
-
-
 rule ggd_fit:
     input:
         manifest=get_set_manifest,
@@ -45,10 +40,13 @@ rule similarity_tables:
         heatmap_svg="results/similarity/heatmap.svg",
     log:
         "logs/similarity/matrix.log",
+    # Seconds of table work: on a cluster it runs next to Snakemake, not waiting for a Slurm slot.
+    localrule: True
     conda:
         "../../environment.yml"
     shell:
-        "python -m grids.similarity matrix --ggd {input:q} --out results/similarity > {log:q} 2>&1"
+        "python -m grids.similarity matrix --ggd {input:q} --ggd-table {output.ggd:q} --matrix {output.matrix:q}"
+        " --heatmap {output.heatmap:q} --heatmap-svg {output.heatmap_svg:q} > {log:q} 2>&1"
 
 
 rule similarity_matrix:

@@ -1,12 +1,7 @@
 # Stage: training data, test sets, restoration models (one per degradation group) and evaluation.
 
 
-# Seconds of table work: on a cluster it runs next to Snakemake rather than waiting for a Slurm slot.
-localrules:
-    upper_bounds_table,
-
-
-rule train_clean_images:
+use rule clean_images as train_clean_images with:
     input:
         folder_files=get_training_image_files,
     output:
@@ -14,20 +9,18 @@ rule train_clean_images:
         images=directory("results/train/clean/images"),
     log:
         "logs/train_clean_images.log",
-    conda:
-        "../../environment.yml"
-    threads: 8
     params:
         images=get_training_images_json,
+        dataset="train",
         seed=CONFIG["seed"],
-    shell:
-        "python -m grids.data --images {params.images:q} --seed {params.seed:q} --dataset train"
-        " --threads {threads} --out results/train/clean > {log:q} 2>&1"
+        checks=lambda wildcards, output: os.path.join(
+            os.path.dirname(output.manifest), "checks.parquet"
+        ),
 
 
 # The training images as uncompressed arrays: every training job reads its crops from here instead
-# of decoding the whole set. Only index.parquet is declared: the arrays (results/train/store/arrays,
-# named by content) survive a rerun, which rebuilds only the images that changed.
+# of decoding the whole set. Only index.parquet is declared: the arrays (named by content, in the
+# folder beside it) survive a rerun, which rebuilds only the images that changed.
 rule train_store:
     input:
         clean="results/train/clean/manifest.parquet",
@@ -41,13 +34,15 @@ rule train_store:
         "../../environment.yml"
     threads: 8
     params:
-        out=lambda wildcards, output: os.path.dirname(output.index),
+        arrays=lambda wildcards, output: os.path.join(
+            os.path.dirname(output.index), "arrays"
+        ),
     shell:
-        "python -m grids.store --clean {input.clean:q} --out {params.out:q}"
+        "python -m grids.store --clean {input.clean:q} --index {output.index:q} --arrays {params.arrays:q}"
         " --threads {threads} > {log:q} 2>&1"
 
 
-rule test_clean_images:
+use rule clean_images as test_clean_images with:
     input:
         folder_files=get_test_image_files,
     output:
@@ -55,18 +50,16 @@ rule test_clean_images:
         images=directory("results/test/{test_set}/clean/images"),
     log:
         "logs/test/{test_set}/clean_images.log",
-    conda:
-        "../../environment.yml"
-    threads: 8
     params:
         images=get_test_images_json,
+        dataset="test-{test_set}",
         seed=CONFIG["seed"],
-    shell:
-        "python -m grids.data --images {params.images:q} --seed {params.seed:q} --dataset test-{wildcards.test_set:q}"
-        " --threads {threads} --out results/test/{wildcards.test_set:q}/clean > {log:q} 2>&1"
+        checks=lambda wildcards, output: os.path.join(
+            os.path.dirname(output.manifest), "checks.parquet"
+        ),
 
 
-rule test_degrade:
+use rule degrade as test_degrade with:
     input:
         clean="results/test/{test_set}/clean/manifest.parquet",
         function_file=get_user_function_file,
@@ -75,15 +68,12 @@ rule test_degrade:
         images=directory("results/test/{test_set}/degraded/{degradation}/images"),
     log:
         "logs/test/{test_set}/degrade_{degradation}.log",
-    conda:
-        "../../environment.yml"
+    benchmark:
+        "benchmarks/test/{test_set}/degrade_{degradation}.tsv"
     params:
         entry=get_degradation_entry,
+        dataset="test-{test_set}",
         seed=CONFIG["seed"],
-    shell:
-        "python -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation:q}"
-        " --entry {params.entry:q} --seed {params.seed:q} --dataset test-{wildcards.test_set:q}"
-        " --out results/test/{wildcards.test_set:q}/degraded/{wildcards.degradation:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -105,14 +95,15 @@ rule train:
         mem_mb=16000,
         runtime=get_train_runtime,
     params:
+        group="{group}",
         degradations=get_group_entries_json,
         recipe=get_recipe_json,
         seed=CONFIG["seed"],
         # Periodic checkpoints live outside the declared outputs: Snakemake deletes those when a
         # job fails, and the next attempt must find them to resume.
-        resume="results/resume/{group}.pth",
+        resume=working_file("results/resume/{group}.pth"),
     shell:
-        "python -m grids.train --group {wildcards.group:q} --store {input.store:q}"
+        "python -m grids.train --group {params.group:q} --store {input.store:q}"
         " --degradations {params.degradations:q} --recipe {params.recipe:q} --seed {params.seed:q}"
         " --threads {threads} --out {output.model:q} --log {output.log_table:q}"
         " --resume {params.resume:q} > {log:q} 2>&1"
@@ -143,7 +134,7 @@ rule evaluate:
         " --degradations {params.degradations:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
-rule train_baseline:
+use rule train as train_baseline with:
     input:
         store="results/train/store/index.parquet",
         function_files=get_all_function_files,
@@ -154,24 +145,12 @@ rule train_baseline:
         "logs/train/baseline_{baseline}.log",
     benchmark:
         "benchmarks/train/baseline_{baseline}.tsv"
-    conda:
-        "../../environment.yml"
-    threads: 4
-    resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=get_train_runtime,
     params:
         group=MIX_ALL,
         degradations=json.dumps(CONFIG["degradations"], sort_keys=True),
         recipe=get_baseline_recipe_json,
         seed=CONFIG["seed"],
-        resume="results/resume/baseline_{baseline}.pth",
-    shell:
-        "python -m grids.train --group {params.group:q} --store {input.store:q}"
-        " --degradations {params.degradations:q} --recipe {params.recipe:q} --seed {params.seed:q}"
-        " --threads {threads} --out {output.model:q} --log {output.log_table:q}"
-        " --resume {params.resume:q} > {log:q} 2>&1"
+        resume=working_file("results/resume/baseline_{baseline}.pth"),
 
 
 use rule evaluate as evaluate_baseline with:
@@ -194,10 +173,13 @@ rule upper_bounds_table:
         summary="results/upper_bounds/summary.md",
     log:
         "logs/upper_bounds.log",
+    # Seconds of table work: on a cluster it runs next to Snakemake, not waiting for a Slurm slot.
+    localrule: True
     conda:
         "../../environment.yml"
     shell:
-        "python -m grids.report upper-bounds --eval {input:q} --out results/upper_bounds > {log:q} 2>&1"
+        "python -m grids.report upper-bounds --eval {input:q} --table {output.table:q}"
+        " --summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule upper_bounds:

@@ -3,12 +3,6 @@
 # over every trained group, with the distance from several feature variants (docs/method.md §8).
 
 
-# Concatenating and correlating tables is bookkeeping: next to Snakemake, not a cluster job.
-localrules:
-    validation_matrix,
-    validation_tables,
-
-
 rule untrained_descriptor:
     output:
         UNTRAINED_DESCRIPTOR,
@@ -47,6 +41,8 @@ rule validation_matrix:
         "results/validation/matrices/{variant}.parquet",
     log:
         "logs/validation/matrix_{variant}.log",
+    # Concatenating and correlating tables is bookkeeping: next to Snakemake, not a cluster job.
+    localrule: True
     conda:
         "../../environment.yml"
     shell:
@@ -76,12 +72,14 @@ rule validation_tables:
         ),
     log:
         "logs/validation/tables.log",
+    # Concatenating and correlating tables is bookkeeping: next to Snakemake, not a cluster job.
+    localrule: True
     conda:
         "../../environment.yml"
     params:
         experiments=json.dumps(VALIDATION["experiments"], sort_keys=True),
         degradations=DEGRADATIONS,
-        variants=get_variant_args(),
+        variants=get_variant_args,
         test_set=validation_test_set(),
         bootstrap=VALIDATION["bootstrap"],
         seed=CONFIG["seed"],
