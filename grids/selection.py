@@ -27,8 +27,9 @@ For an input image of unknown degradation:
    each reference image's distance to its nearest other reference of the same group (so about
    5 % of inputs of trained degradations are flagged), and for ``sets`` the paper's 4.
 
-    python -m grids.selection report --ggd G --groups F --eval E... --test-set NAME FOLDER ...
-        --descriptor W --features JSON --threshold T --seed S --out results/selection
+    python -m grids.selection report --ggd G --groups F --eval E... --test-set NAME CLEAN DEGRADED... \
+        --descriptor W --features JSON --threshold T --seed S --divergences D.parquet --accuracy A.parquet \
+        --prediction P.parquet --ood O.parquet --summary summary.md --confusion C.png --scatter S.png
 
     python -m grids.selection references --set jpeg --manifest results/degraded/jpeg/manifest.parquet \
         --descriptor W --features JSON --seed S --out results/selection/references/jpeg.parquet
@@ -68,6 +69,7 @@ from . import io
 from .ggd import GGD, kl_divergence, log_kl_distance
 from .seeds import rng_for
 from .similarity import add_set_arguments
+from .stage import add_test_set_argument, test_set_manifests
 
 PAPER_THRESHOLD = 4.0  # the paper's haze example; on the scale of set-level GGDs
 REFERENCE_COLUMNS = ["degradation", "image", "alpha", "sigma", "n_patches", "patch_size", "pca_components",
@@ -305,21 +307,24 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def selection_tables(selector: Selector, groups: pd.DataFrame, test_sets: dict[str, str | Path],
+def selection_tables(selector: Selector, groups: pd.DataFrame, test_sets: dict[str, tuple[str, dict[str, str]]],
                      evaluation: pd.DataFrame, unseen: list[str] = ()) -> dict[str, pd.DataFrame]:
     """Select a group for every degraded test image; score the choice against the true group and
     the divergence against the PSNR the chosen model obtained (read from ``evaluation``).
     ``unseen`` degradations (no model trained on them) have no true group: they measure whether
-    the divergence calls them out of distribution."""
+    the divergence calls them out of distribution. ``test_sets``: name -> (clean manifest,
+    {degradation: degraded manifest}), as :func:`grids.stage.test_set_manifests` reads them."""
     from tqdm import tqdm
 
     true_group = dict(zip(groups.degradation, groups.group))
     psnr = evaluation.set_index(["trained_on", "test_set", "degradation", "image"]).psnr
     nan = float("nan")
     div_rows, rows = [], []
-    for set_name, folder in test_sets.items():
+    for set_name, (_, degraded) in test_sets.items():
         for name in [*groups.degradation, *unseen]:
-            manifest = pd.read_parquet(Path(folder) / "degraded" / name / "manifest.parquet")
+            if name not in degraded:
+                raise ValueError(f"test set {set_name!r}: no degraded manifest given for {name}")
+            manifest = pd.read_parquet(degraded[name])
             for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"{set_name}/{name}", unit="img"):
                 choice = selector.select(io.load_png(row.path))
                 for d in choice.divergences.itertuples():
@@ -410,13 +415,18 @@ def plot_prediction(accuracy: pd.DataFrame, prediction: pd.DataFrame, threshold:
     io.save_figure(fig, path)
 
 
-def write_report(tables: dict[str, pd.DataFrame], groups: pd.DataFrame, threshold: float, out_dir: str | Path) -> None:
-    out_dir = Path(out_dir)
+REPORT_FILES = ("divergences", "accuracy", "prediction", "ood", "summary", "confusion", "scatter")
+
+
+def write_report(tables: dict[str, pd.DataFrame], groups: pd.DataFrame, threshold: float,
+                 paths: dict[str, str | Path]) -> None:
+    """Write the selection tables, the summary and the two figures to ``paths`` (keyed by
+    :data:`REPORT_FILES`: a table's name, ``summary``, ``confusion`` and ``scatter``)."""
     for name, table in tables.items():
-        io.write_parquet(table, out_dir / f"{name}.parquet")
+        io.write_parquet(table, paths[name])
     accuracy, prediction = tables["accuracy"], tables["prediction"]
-    plot_confusion(accuracy, list(dict.fromkeys(groups.group)), out_dir / "confusion.png")
-    plot_prediction(accuracy, prediction, threshold, out_dir / "prediction.png")
+    plot_confusion(accuracy, list(dict.fromkeys(groups.group)), paths["confusion"])
+    plot_prediction(accuracy, prediction, threshold, paths["scatter"])
     per = accuracy.groupby(["test_set", "degradation"], sort=False).agg(
         seen=("seen", "first"), images=("correct", "size"), accuracy=("correct", "mean"), distance=("distance", "mean"),
         in_distribution=("in_distribution", "mean"), psnr_chosen=("psnr_chosen", "mean"), psnr_true=("psnr_true", "mean"),
@@ -436,7 +446,7 @@ def write_report(tables: dict[str, pd.DataFrame], groups: pd.DataFrame, threshol
              "`auroc` how well the distance separates the two whatever the threshold, `seen_p95` the 95th "
              "percentile of the trained degradations' distances (a data-driven threshold).\n\n")
     text += tables["ood"].round(3).to_markdown(index=False) + "\n"
-    with io.atomic_path(out_dir / "summary.md") as tmp:
+    with io.atomic_path(paths["summary"]) as tmp:
         tmp.write_text(text)
 
 
@@ -447,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ggd", required=True)
     p.add_argument("--groups", required=True)
     p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every single-task and final model")
-    p.add_argument("--test-set", nargs=2, action="append", metavar=("NAME", "FOLDER"), required=True)
+    add_test_set_argument(p)
     p.add_argument("--descriptor", default="")
     p.add_argument("--features", required=True, help="the config's features section, JSON")
     p.add_argument("--reference", choices=["images", "sets"], required=True, help="selection.reference")
@@ -457,7 +467,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--unseen", action="append", default=[], help="a test degradation no model was trained on")
-    p.add_argument("--out", required=True)
+    for name in REPORT_FILES:
+        what = {"summary": "summary.md", "confusion": "confusion.png", "scatter": "prediction.png"}.get(
+            name, f"{name}.parquet")
+        p.add_argument(f"--{name}", required=True, help=f"{what} to write")
     add_set_arguments(sub.add_parser("references", help="per-image GGDs of one degraded set"))
     p = sub.add_parser("combine", help="concatenate per-set reference tables")
     p.add_argument("--references", nargs="+", required=True)
@@ -484,9 +497,9 @@ def main(argv: list[str] | None = None) -> int:
     threshold = resolve_threshold(args.threshold, args.reference, table)
     selector = Selector(table, features, args.descriptor or None, threshold, args.seed, args.device)
     evaluation = io.read_parquets(args.eval)
-    tables = selection_tables(selector, groups, dict(args.test_set), evaluation, args.unseen)
-    write_report(tables, groups, threshold, args.out)
-    print((Path(args.out) / "summary.md").read_text())
+    tables = selection_tables(selector, groups, test_set_manifests(args.test_set), evaluation, args.unseen)
+    write_report(tables, groups, threshold, {name: getattr(args, name) for name in REPORT_FILES})
+    print(Path(args.summary).read_text())
     return 0
 
 

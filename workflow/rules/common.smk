@@ -35,13 +35,14 @@ except ConfigError as err:
 # Every file a rule writes lies under one of these folders of the working directory (names in
 # paths are identifiers, checked with the config, so no wildcard value can leave them either).
 # Used as a Snakemake module with `prefix: P`, the folders are P/results/ and so on.
+OUTPUT_ROOTS = ("results/", "logs/", "benchmarks/")
 PREFIX = workflow.modifier.path_modifier.prefix or ""
-OUTPUT_ROOTS = tuple(PREFIX + root for root in ("results/", "logs/", "benchmarks/"))
+PREFIXED_ROOTS = tuple(PREFIX + root for root in OUTPUT_ROOTS)
 
 
 def check_output_locations(rules):
     """Refuse, at parse time, a rule of this workflow whose output, log or benchmark lies outside
-    OUTPUT_ROOTS (rules of a host workflow that uses this one as a module are its own business).
+    OUTPUT_ROOTS, under the module prefix if any (a host workflow's own rules are its business).
     """
     for each in rules:
         if each.module_globals is not globals():
@@ -52,9 +53,9 @@ def check_output_locations(rules):
             *([each.benchmark] if each.benchmark else []),
         ]:
             normal = os.path.normpath(str(path))
-            if os.path.isabs(normal) or not normal.startswith(OUTPUT_ROOTS):
+            if os.path.isabs(normal) or not normal.startswith(PREFIXED_ROOTS):
                 raise WorkflowError(
-                    f"{path} (an output of {each.name}) lies outside {', '.join(OUTPUT_ROOTS)}"
+                    f"{path} (an output of {each.name}) lies outside {', '.join(PREFIXED_ROOTS)}"
                 )
 
 

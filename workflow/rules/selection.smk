@@ -95,7 +95,9 @@ rule selection_tables:
         " --eval {input.evals:q} {params.test_sets:q} --descriptor={input.descriptor:q}"
         " --features {params.features:q} --reference {params.reference:q} {params.references:q} {params.threshold:q}"
         " --seed {params.seed:q} {params.unseen:q}"
-        " --threads {threads} --out results/selection > {log:q} 2>&1"
+        " --threads {threads} --divergences {output.divergences:q} --accuracy {output.accuracy:q}"
+        " --prediction {output.prediction:q} --ood {output.ood:q} --summary {output.summary:q}"
+        " --confusion {output.confusion:q} --scatter {output.scatter:q} > {log:q} 2>&1"
 
 
 rule selection_report:
