@@ -4,8 +4,8 @@
     python -m grids.report table1 --groups results/final/groups.parquet --eval results/eval/*.parquet \
         [--baseline NAME results/baselines/NAME/eval.parquet ...] --out results/final
 
-``evaluation.parquet`` is every evaluation row concatenated (``model, trained_on, test_set,
-degradation, image, psnr, ssim``); ``summary.md`` gives, per test set and degradation, the mean
+``evaluation.parquet`` is every evaluation row concatenated (table ``upper_bounds_evaluation`` of
+:mod:`grids.tables`); ``summary.md`` gives, per test set and degradation, the mean
 PSNR/SSIM of the single-task model trained on that degradation, of the mix-all baseline, and the
 baseline's drop in dB (the paper's motivation: mix-training costs up to several dB).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io
+from . import io, tables
 from .grouping.names import group_members, group_name
 
 
@@ -36,7 +36,7 @@ def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
 def upper_bounds(eval_files: list[str], out_dir: str | Path) -> pd.DataFrame:
     out_dir = Path(out_dir)
     evaluation = io.read_parquets(eval_files)
-    io.write_parquet(evaluation, out_dir / "evaluation.parquet")
+    tables.write(evaluation, "upper_bounds_evaluation", out_dir / "evaluation.parquet")
     table = upper_bound_summary(evaluation)
     markdown = "# Upper bounds: single-task models vs the mix-all baseline\n\n"
     markdown += "Mean PSNR (dB) / SSIM on each test set; drop = single-task PSNR - mix-all PSNR.\n\n"
@@ -72,9 +72,8 @@ def table1(groups: pd.DataFrame, evaluation: pd.DataFrame, baselines: dict[str, 
     numeric = [c for c in table.columns if c.startswith("psnr_") or c.startswith("vs_")]
     averages = table.groupby("test_set", as_index=False, sort=False)[numeric].mean()
     averages["degradation"], averages["group"] = "average", ""
-    return pd.concat([table, averages[table.columns]], ignore_index=True).sort_values(
-        "test_set", kind="stable"
-    ).reset_index(drop=True)
+    table = pd.concat([table, averages[table.columns]], ignore_index=True).sort_values("test_set", kind="stable")
+    return table.reset_index(drop=True)[tables.columns("table1", baseline=list(baselines or {}))]
 
 
 def plot_table1(table: pd.DataFrame, path: str | Path) -> None:
@@ -107,7 +106,7 @@ def write_table1(groups_file: str, eval_files: list[str], baseline_files: dict[s
     evaluation = io.read_parquets(eval_files)
     baselines = {name: pd.read_parquet(f) for name, f in baseline_files.items()}
     table = table1(groups, evaluation, baselines)
-    io.write_parquet(table, out_dir / "table1.parquet")
+    tables.write(table, "table1", out_dir / "table1.parquet")
     markdown = "# Table 1: GRIDS group models vs the single-task upper bound and the mix-all baseline\n\n"
     markdown += ("Mean PSNR (dB) per degradation; `vs_upper` = GRIDS - single-task, `vs_mixall` = GRIDS - "
                  "mix-all (positive: GRIDS is better).\n\n")

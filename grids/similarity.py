@@ -10,14 +10,12 @@
 
     python -m grids.similarity matrix --ggd results/similarity/ggd/*.parquet --out results/similarity
 
-Tables (long format):
+Tables (long format; columns: ``similarity_ggd`` and ``similarity_matrix`` of :mod:`grids.tables`):
 
-* ``ggd.parquet``: ``degradation, alpha, sigma, n_values, layer, n_patches, patch_size,
-  pca_components, feature_kind, descriptor_sha256, device, seconds`` (one row per set; the clean
-  set is the row ``clean``).
-* ``matrix.parquet``: ``deg_a, deg_b, kl, distance, distance_sym`` for every ordered pair:
-  ``kl = KL(p_a || p_b)``, ``distance = log10(kl + 1e-5) + 5``, ``distance_sym`` the mean of both
-  directions. Smaller = more similar.
+* ``ggd.parquet``: one row per set, with the feature settings it was fitted with; the clean set is
+  the row ``clean``.
+* ``matrix.parquet``: every ordered pair: ``kl = KL(p_a || p_b)``, ``distance = log10(kl + 1e-5) + 5``,
+  ``distance_sym`` the mean of both directions. Smaller = more similar.
 """
 
 from __future__ import annotations
@@ -31,15 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, tables
 from .ggd import kl_divergence, log_kl_distance
 from .stage import pick_device
 
 CLEAN = "clean"
-GGD_COLUMNS = [
-    "degradation", "alpha", "sigma", "n_values", "layer", "n_patches", "patch_size", "pca_components",
-    "feature_kind", "descriptor_sha256", "device", "seconds",
-]
 
 
 def fit_set(name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto") -> pd.DataFrame:
@@ -59,7 +53,7 @@ def fit_set(name: str, manifest: pd.DataFrame, descriptor: str | None, features:
         features["patch_size"], features["pca_components"], features["kind"], sha, str(device),
         time.perf_counter() - start,
     ]
-    return pd.DataFrame([row], columns=GGD_COLUMNS)
+    return pd.DataFrame([row], columns=tables.columns("similarity_ggd"))
 
 
 def similarity_table(ggd: pd.DataFrame) -> pd.DataFrame:
@@ -70,15 +64,8 @@ def similarity_table(ggd: pd.DataFrame) -> pd.DataFrame:
     distance = np.asarray(log_kl_distance(kl), dtype=np.float64)
     symmetric = (distance + distance.T) / 2
     ia, ib = np.meshgrid(np.arange(len(names)), np.arange(len(names)), indexing="ij")
-    return pd.DataFrame(
-        {
-            "deg_a": np.array(names)[ia.ravel()],
-            "deg_b": np.array(names)[ib.ravel()],
-            "kl": kl.ravel(),
-            "distance": distance.ravel(),
-            "distance_sym": symmetric.ravel(),
-        }
-    )
+    values = [np.array(names)[ia.ravel()], np.array(names)[ib.ravel()], kl.ravel(), distance.ravel(), symmetric.ravel()]
+    return pd.DataFrame(dict(zip(tables.columns("similarity_matrix"), values)))
 
 
 def wide_matrix(matrix: pd.DataFrame, value: str = "distance_sym", names: list[str] | None = None) -> pd.DataFrame:
@@ -128,8 +115,8 @@ def build_matrix(ggd_files: list[str], out_dir: str | Path) -> pd.DataFrame:
     out_dir = Path(out_dir)
     ggd = io.read_parquets(ggd_files)
     matrix = similarity_table(ggd)
-    io.write_parquet(ggd, out_dir / "ggd.parquet")
-    io.write_parquet(matrix, out_dir / "matrix.parquet")
+    tables.write(ggd, "similarity_ggd", out_dir / "ggd.parquet")
+    tables.write(matrix, "similarity_matrix", out_dir / "matrix.parquet")
     kind = ggd.feature_kind.iloc[0]
     plot_heatmap(matrix, out_dir / "heatmap.png", out_dir / "heatmap.svg",
                  title=f"Degradation similarity ({kind} features; smaller = more similar)")
@@ -163,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         manifest = pd.read_parquet(args.manifest)
         row = fit_set(args.set, manifest, args.descriptor or None, json.loads(args.features), args.seed, args.device)
-        io.write_parquet(row, args.out)
+        tables.write(row, "similarity_ggd", args.out)
         print(row.to_string(index=False))
     else:
         matrix = build_matrix(args.ggd, args.out)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import io
+from . import io, tables
 from .archs import MSRResNet
 from .descriptor import save_descriptor, sha256_file
 from .seeds import derive_seed
@@ -161,7 +161,8 @@ def train_descriptor(
     out = Path(out)
     save_descriptor(model.to(memory_format=torch.contiguous_format), out, {"meta": json.dumps(facts)})
     facts["sha256"] = sha256_file(out)
-    io.write_parquet(pd.DataFrame(log, columns=["step", "loss", "lr"]), out.with_suffix(".log.parquet"))
+    log_table = pd.DataFrame(log, columns=tables.columns("descriptor_log"))
+    tables.write(log_table, "descriptor_log", out.with_suffix(".log.parquet"))
     with io.atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text(model_card(facts))
     return facts
