@@ -1,8 +1,8 @@
 """Clean images: embedded photos, a dead-leaves generator, user folders -> one checked clean set.
 
 Stage ``clean_images``: gathers the configured sources, applies the reading rules of
-:mod:`grids.io` and writes ``manifest.parquet`` (one row per image: ``image_id, source,
-source_path, conversions, height, width, path, sha256``). Generated and embedded images, and user
+:mod:`grids.io` and writes ``manifest.parquet`` (one row per image; columns: table
+``clean_manifest`` of :mod:`grids.tables`). Generated and embedded images, and user
 files that needed a conversion, are written as ``images/{image_id}.png``; a user file that needed
 none is checked and hashed but not copied: its ``path`` is the file itself. Every problem with any
 input is collected and reported in one error; nothing is written then.
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import io
+from . import io, tables
 from .seeds import rng_for
 
 # Colour photographs bundled inside scikit-image's wheel (no download), with their licences.
@@ -42,9 +42,6 @@ EMBEDDED_PHOTOS: dict[str, tuple[str, str]] = {
     "retina": ("retina.jpg", "CC0 (Mikael Häggström)"),
     "immunohistochemistry": ("ihc.png", "no known copyright restrictions (CMMI)"),
 }
-
-MANIFEST_COLUMNS = ["image_id", "source", "source_path", "conversions", "height", "width", "path", "sha256"]
-
 
 def embedded_photo_path(name: str) -> Path:
     import skimage.data
@@ -190,14 +187,14 @@ def prepare_clean_set(
         errors = [r for r in results if isinstance(r, str)]
         if errors:
             raise io.BadImageError(f"{len(errors)} bad input image(s), nothing written:\n" + "\n".join(errors))
-    manifest = pd.DataFrame(results, columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(results, columns=tables.columns("clean_manifest"))
     in_place = manifest[(manifest.source == "folder") & (manifest.conversions == "")]
     checks = pd.DataFrame(
         {"sha256": in_place.sha256, "min_side": min_side, "height": in_place.height, "width": in_place.width}
     )
     if cache_path is not None:
-        io.write_parquet(checks.reset_index(drop=True), cache_path)
-    io.write_parquet(manifest, manifest_path)
+        tables.write(checks.reset_index(drop=True), "clean_checks", cache_path)
+    tables.write(manifest, "clean_manifest", manifest_path)
     return manifest
 
 

@@ -1,8 +1,8 @@
 """Stage ``degrade``: the degraded copy of the clean set for one degradation.
 
-Writes ``{out}/images/{image_id}.png`` and ``{out}/manifest.parquet`` with one row per image:
-``image_id, source_path, clean_path, degradation, params`` (JSON of the drawn parameters),
-``seed`` (of this image's generator), ``path``, ``sha256`` (of the PNG file). Each image's
+Writes ``{out}/images/{image_id}.png`` and ``{out}/manifest.parquet`` with one row per image
+(columns: table ``degraded_manifest`` of :mod:`grids.tables`: the drawn parameters as JSON, the
+seed of the image's generator, the sha256 of the PNG file). Each image's
 generator is seeded from (config seed, dataset, degradation, image id), so results do not depend on job
 order, and the same config gives the same bytes.
 
@@ -22,11 +22,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import io
+from . import io, tables
 from .degradations import get_degradation
 from .seeds import derive_seed
-
-MANIFEST_COLUMNS = ["image_id", "source_path", "clean_path", "degradation", "params", "seed", "path", "sha256"]
 
 
 def degrade_dataset(
@@ -60,9 +58,9 @@ def degrade_dataset(
             rows.append(
                 [row.image_id, row.source_path, row.path, name, json.dumps(params, sort_keys=True), image_seed, str(path), sha]
             )
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    manifest = pd.DataFrame(rows, columns=tables.columns("degraded_manifest"))
     manifest["seed"] = manifest["seed"].astype("int64")
-    io.write_parquet(manifest, manifest_path)
+    tables.write(manifest, "degraded_manifest", manifest_path)
     return manifest
 
 

@@ -12,7 +12,7 @@ images larger than ``tile`` px, runs overlapping tiles (several per forward pass
 averages the overlaps. One test image is in memory at a time; each clean target is decoded once
 for all the degradations.
 
-Output (long): ``model, trained_on, test_set, degradation, image, psnr, ssim``.
+Output (long): one row per test image, table ``eval`` of :mod:`grids.tables`.
 
     python -m grids.evaluate --model results/models/jpeg/model.pth --degradations jpeg sr \
         --test-set heldout results/test/heldout/clean/manifest.parquet \
@@ -34,12 +34,11 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
-from . import io
+from . import io, tables
 from .stage import add_test_set_argument, pick_device, test_set_manifests
 from .train import load_model
 
 SIZE_MULTIPLE = {"srresnet": 1, "restormer": 8, "rrdbnet": 4}
-EVAL_COLUMNS = ["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim"]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -132,7 +131,7 @@ def evaluate_model(
                 rows.append([(set_name, k, row.Index), str(model_path), state["group"], set_name, name, row.image_id,
                              psnr(output, target), ssim(output, target)])
     rows.sort(key=lambda r: (list(test_sets).index(r[0][0]), *r[0][1:]))  # the table's order, not the loop's
-    return pd.DataFrame([r[1:] for r in rows], columns=EVAL_COLUMNS)
+    return pd.DataFrame([r[1:] for r in rows], columns=tables.columns("eval"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     table = evaluate_model(args.model, test_set_manifests(args.test_set), args.degradations, args.device, args.tile)
-    io.write_parquet(table, args.out)
+    tables.write(table, "eval", args.out)
     print(table.groupby("degradation")[["psnr", "ssim"]].mean().round(3).to_string())
     return 0
 

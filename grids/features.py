@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from .config import DEFAULT_FEATURES
+from .config import config_section
 from .ggd import GGD, fit_ggd_torch
 from .seeds import rng_for
 
@@ -190,6 +190,7 @@ def features_ggd(x: torch.Tensor, features: dict) -> tuple[GGD, int]:
     k = min(features["pca_components"], x.shape[0] - 1, x.shape[1])
     scores = pca_scores(x, k)
     del x
-    # A features section without the key (a hand-written one) gets the config's default.
-    outlier_stds = features.get("outlier_stds", DEFAULT_FEATURES["outlier_stds"])
+    # A hand-written features section may lack keys: config_section fills in the config's defaults
+    # (the one place they live) and checks it, as validate_config does for a whole config.
+    outlier_stds = config_section("features", features)["outlier_stds"]
     return fit_ggd_torch(scores, outlier_stds=outlier_stds), scores.numel()

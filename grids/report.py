@@ -6,8 +6,8 @@
         [--baseline NAME results/baselines/NAME/eval.parquet ...] --table results/final/table1.parquet \
         --markdown results/final/table1.md --chart results/final/table1.png
 
-``evaluation.parquet`` is every evaluation row concatenated (``model, trained_on, test_set,
-degradation, image, psnr, ssim``); ``summary.md`` gives, per test set and degradation, the mean
+``evaluation.parquet`` is every evaluation row concatenated (table ``upper_bounds_evaluation`` of
+:mod:`grids.tables`); ``summary.md`` gives, per test set and degradation, the mean
 PSNR/SSIM of the single-task model trained on that degradation, of the mix-all baseline, and the
 baseline's drop in dB (the paper's motivation: mix-training costs up to several dB).
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io
+from . import io, tables
 from .grouping.names import group_name, upper_bound_groups
 
 
@@ -38,7 +38,7 @@ def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
 def upper_bounds(eval_files: list[str], table_path: str | Path, summary_path: str | Path) -> pd.DataFrame:
     """Concatenate the evaluations into ``table_path``; the drop of the mix-all model into ``summary_path``."""
     evaluation = io.read_parquets(eval_files)
-    io.write_parquet(evaluation, table_path)
+    tables.write(evaluation, "upper_bounds_evaluation", table_path)
     table = upper_bound_summary(evaluation)
     markdown = "# Upper bounds: single-task models vs the mix-all baseline\n\n"
     markdown += "Mean PSNR (dB) / SSIM on each test set; drop = single-task PSNR - mix-all PSNR.\n\n"
@@ -74,9 +74,8 @@ def table1(groups: pd.DataFrame, evaluation: pd.DataFrame, baselines: dict[str, 
     numeric = [c for c in table.columns if c.startswith("psnr_") or c.startswith("vs_")]
     averages = table.groupby("test_set", as_index=False, sort=False)[numeric].mean()
     averages["degradation"], averages["group"] = "average", ""
-    return pd.concat([table, averages[table.columns]], ignore_index=True).sort_values(
-        "test_set", kind="stable"
-    ).reset_index(drop=True)
+    table = pd.concat([table, averages[table.columns]], ignore_index=True).sort_values("test_set", kind="stable")
+    return table.reset_index(drop=True)[tables.columns("table1", baseline=list(baselines or {}))]
 
 
 def plot_table1(table: pd.DataFrame, path: str | Path) -> None:
@@ -116,7 +115,7 @@ def write_table1(
     evaluation = io.read_parquets(eval_files)
     baselines = {name: pd.read_parquet(f) for name, f in baseline_files.items()}
     table = table1(groups, evaluation, baselines)
-    io.write_parquet(table, table_path)
+    tables.write(table, "table1", table_path)
     markdown = "# Table 1: GRIDS group models vs the single-task upper bound and the mix-all baseline\n\n"
     markdown += ("Mean PSNR (dB) per degradation; `vs_upper` = GRIDS - single-task, `vs_mixall` = GRIDS - "
                  "mix-all (positive: GRIDS is better).\n\n")

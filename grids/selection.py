@@ -35,21 +35,19 @@ For an input image of unknown degradation:
         --descriptor W --features JSON --seed S --out results/selection/references/jpeg.parquet
 
 ``references`` (rule ``selection_references``, one job per degradation): the per-image GGDs of
-one degraded set (``degradation, image, alpha, sigma`` + the feature settings and descriptor).
+one degraded set, with the feature settings and descriptor they were fitted with.
 
-``report`` (rule ``selection_report``) selects a group for every degraded test image and writes:
+``report`` (rule ``selection_report``) selects a group for every degraded test image and writes
+(columns: the ``selection_*`` tables of :mod:`grids.tables`):
 
-* ``divergences.parquet``: ``test_set, degradation, image, group, kl, distance`` for every group;
-* ``accuracy.parquet``: ``test_set, degradation, image, seen, true_group, chosen_group, correct,
-  distance, in_distribution, psnr_chosen, psnr_true, psnr_single`` (PSNR of the chosen group's,
-  the true group's and the degradation's single-task model on that image, from the evaluation
-  tables: no model is run);
-* ``prediction.parquet``: ``test_set, target, n, spearman, p_value``: rank correlation of the
-  chosen group's divergence with the PSNR obtained (``psnr``) and with the loss against the
-  degradation's own single-task model (``drop``);
-* ``ood.parquet``: ``test_set, n_seen, n_unseen, seen_in_distribution, unseen_flagged, auroc,
-  threshold, seen_p95``: out-of-distribution detection on the ``selection.unseen`` degradations
-  (applied to the test sets, never trained on; their rows have ``seen`` false and no true group);
+* ``divergences.parquet``: every image's divergence to every group;
+* ``accuracy.parquet``: the group chosen per image, and the PSNR of the chosen group's, the true
+  group's and the degradation's single-task model on that image, from the evaluation tables (no
+  model is run);
+* ``prediction.parquet``: rank correlation of the chosen group's divergence with the PSNR obtained
+  (``psnr``) and with the loss against the degradation's own single-task model (``drop``);
+* ``ood.parquet``: out-of-distribution detection on the ``selection.unseen`` degradations (applied
+  to the test sets, never trained on; their rows have ``seen`` false and no true group);
 * ``confusion.png``, ``prediction.png`` and ``summary.md``.
 """
 
@@ -65,15 +63,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, tables
 from .ggd import GGD, kl_divergence, log_kl_distance
 from .seeds import rng_for
 from .similarity import add_set_arguments
 from .stage import add_test_set_argument, test_set_manifests
 
 PAPER_THRESHOLD = 4.0  # the paper's haze example; on the scale of set-level GGDs
-REFERENCE_COLUMNS = ["degradation", "image", "alpha", "sigma", "n_patches", "patch_size", "pca_components",
-                     "feature_kind", "descriptor_sha256"]
 FEATURE_COLUMNS = {"n_patches": "n_patches", "patch_size": "patch_size", "pca_components": "pca_components",
                    "kind": "feature_kind"}
 
@@ -206,7 +202,7 @@ def reference_table(name: str, manifest: pd.DataFrame, descriptor: str | None, f
         fit = image_ggd(io.load_png(row.path), features, model, seed, device)
         rows.append([name, row.image_id, fit.alpha, fit.sigma, features["n_patches"], features["patch_size"],
                      features["pca_components"], features["kind"], sha])
-    return pd.DataFrame(rows, columns=REFERENCE_COLUMNS)
+    return pd.DataFrame(rows, columns=tables.columns("selection_references"))
 
 
 class Selector:
@@ -337,10 +333,7 @@ def selection_tables(selector: Selector, groups: pd.DataFrame, test_sets: dict[s
                     psnr[(choice.group, *key)], psnr[(true_group[name], *key)] if seen else nan,
                     psnr[(name, *key)] if seen else nan,
                 ])
-    accuracy = pd.DataFrame(rows, columns=[
-        "test_set", "degradation", "image", "seen", "true_group", "chosen_group", "correct", "distance",
-        "in_distribution", "psnr_chosen", "psnr_true", "psnr_single",
-    ])
+    accuracy = pd.DataFrame(rows, columns=tables.columns("selection_accuracy"))
     prediction, ood = [], []
     for set_name, part in accuracy.groupby("test_set", sort=False):
         for target, values in (("psnr", part.psnr_chosen), ("drop", part.psnr_single - part.psnr_chosen)):
@@ -355,13 +348,10 @@ def selection_tables(selector: Selector, groups: pd.DataFrame, test_sets: dict[s
             float(np.quantile(seen.distance, 0.95)),
         ])
     return {
-        "divergences": pd.DataFrame(div_rows, columns=["test_set", "degradation", "image", "group", "kl", "distance"]),
+        "divergences": pd.DataFrame(div_rows, columns=tables.columns("selection_divergences")),
         "accuracy": accuracy,
-        "prediction": pd.DataFrame(prediction, columns=["test_set", "target", "n", "spearman", "p_value"]),
-        "ood": pd.DataFrame(ood, columns=[
-            "test_set", "n_seen", "n_unseen", "seen_in_distribution", "unseen_flagged", "auroc", "threshold",
-            "seen_p95",
-        ]),
+        "prediction": pd.DataFrame(prediction, columns=tables.columns("selection_prediction")),
+        "ood": pd.DataFrame(ood, columns=tables.columns("selection_ood")),
     }
 
 
@@ -418,13 +408,14 @@ def plot_prediction(accuracy: pd.DataFrame, prediction: pd.DataFrame, threshold:
 REPORT_FILES = ("divergences", "accuracy", "prediction", "ood", "summary", "confusion", "scatter")
 
 
-def write_report(tables: dict[str, pd.DataFrame], groups: pd.DataFrame, threshold: float,
+def write_report(report: dict[str, pd.DataFrame], groups: pd.DataFrame, threshold: float,
                  paths: dict[str, str | Path]) -> None:
-    """Write the selection tables, the summary and the two figures to ``paths`` (keyed by
-    :data:`REPORT_FILES`: a table's name, ``summary``, ``confusion`` and ``scatter``)."""
-    for name, table in tables.items():
-        io.write_parquet(table, paths[name])
-    accuracy, prediction = tables["accuracy"], tables["prediction"]
+    """Write the :func:`selection_tables` (``selection_{name}`` tables), the summary and the two
+    figures to ``paths`` (keyed by :data:`REPORT_FILES`: a table's name, ``summary``,
+    ``confusion`` and ``scatter``)."""
+    for name, table in report.items():
+        tables.write(table, f"selection_{name}", paths[name])
+    accuracy, prediction = report["accuracy"], report["prediction"]
     plot_confusion(accuracy, list(dict.fromkeys(groups.group)), paths["confusion"])
     plot_prediction(accuracy, prediction, threshold, paths["scatter"])
     per = accuracy.groupby(["test_set", "degradation"], sort=False).agg(
@@ -445,7 +436,7 @@ def write_report(tables: dict[str, pd.DataFrame], groups: pd.DataFrame, threshol
              "is the fraction above the threshold, `seen_in_distribution` the fraction of trained ones below it, "
              "`auroc` how well the distance separates the two whatever the threshold, `seen_p95` the 95th "
              "percentile of the trained degradations' distances (a data-driven threshold).\n\n")
-    text += tables["ood"].round(3).to_markdown(index=False) + "\n"
+    text += report["ood"].round(3).to_markdown(index=False) + "\n"
     with io.atomic_path(paths["summary"]) as tmp:
         tmp.write_text(text)
 
@@ -481,13 +472,13 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     if args.command == "combine":
-        io.write_parquet(io.read_parquets(args.references), args.out)
+        tables.write(io.read_parquets(args.references), "selection_references", args.out)
         return 0
     features = json.loads(args.features)
     if args.command == "references":
         table = reference_table(args.set, pd.read_parquet(args.manifest), args.descriptor or None, features, args.seed,
                                 args.device)
-        io.write_parquet(table, args.out)
+        tables.write(table, "selection_references", args.out)
         return 0
     if args.reference == "images" and not args.references:
         parser.error("--reference images needs --references")
@@ -497,8 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     threshold = resolve_threshold(args.threshold, args.reference, table)
     selector = Selector(table, features, args.descriptor or None, threshold, args.seed, args.device)
     evaluation = io.read_parquets(args.eval)
-    tables = selection_tables(selector, groups, test_set_manifests(args.test_set), evaluation, args.unseen)
-    write_report(tables, groups, threshold, {name: getattr(args, name) for name in REPORT_FILES})
+    report = selection_tables(selector, groups, test_set_manifests(args.test_set), evaluation, args.unseen)
+    write_report(report, groups, threshold, {name: getattr(args, name) for name in REPORT_FILES})
     print(Path(args.summary).read_text())
     return 0
 

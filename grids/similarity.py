@@ -12,14 +12,12 @@
         --ggd-table results/similarity/ggd.parquet --matrix results/similarity/matrix.parquet \
         --heatmap results/similarity/heatmap.png --heatmap-svg results/similarity/heatmap.svg
 
-Tables (long format):
+Tables (long format; columns: ``similarity_ggd`` and ``similarity_matrix`` of :mod:`grids.tables`):
 
-* ``ggd.parquet``: ``degradation, alpha, sigma, n_values, layer, n_patches, patch_size,
-  pca_components, feature_kind, descriptor_sha256, device, seconds`` (one row per set; the clean
-  set is the row ``clean``).
-* ``matrix.parquet``: ``deg_a, deg_b, kl, distance, distance_sym`` for every ordered pair:
-  ``kl = KL(p_a || p_b)``, ``distance = log10(kl + 1e-5) + 5``, ``distance_sym`` the mean of both
-  directions. Smaller = more similar.
+* ``ggd.parquet``: one row per set, with the feature settings it was fitted with; the clean set is
+  the row ``clean``.
+* ``matrix.parquet``: every ordered pair: ``kl = KL(p_a || p_b)``, ``distance = log10(kl + 1e-5) + 5``,
+  ``distance_sym`` the mean of both directions. Smaller = more similar.
 """
 
 from __future__ import annotations
@@ -33,15 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, tables
 from .ggd import kl_divergence, log_kl_distance
 from .stage import pick_device
 
 CLEAN = "clean"
-GGD_COLUMNS = [
-    "degradation", "alpha", "sigma", "n_values", "layer", "n_patches", "patch_size", "pca_components",
-    "feature_kind", "descriptor_sha256", "device", "seconds",
-]
 
 
 def fit_set(name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto") -> pd.DataFrame:
@@ -61,7 +55,7 @@ def fit_set(name: str, manifest: pd.DataFrame, descriptor: str | None, features:
         features["patch_size"], features["pca_components"], features["kind"], sha, str(device),
         time.perf_counter() - start,
     ]
-    return pd.DataFrame([row], columns=GGD_COLUMNS)
+    return pd.DataFrame([row], columns=tables.columns("similarity_ggd"))
 
 
 def similarity_table(ggd: pd.DataFrame) -> pd.DataFrame:
@@ -72,15 +66,8 @@ def similarity_table(ggd: pd.DataFrame) -> pd.DataFrame:
     distance = np.asarray(log_kl_distance(kl), dtype=np.float64)
     symmetric = (distance + distance.T) / 2
     ia, ib = np.meshgrid(np.arange(len(names)), np.arange(len(names)), indexing="ij")
-    return pd.DataFrame(
-        {
-            "deg_a": np.array(names)[ia.ravel()],
-            "deg_b": np.array(names)[ib.ravel()],
-            "kl": kl.ravel(),
-            "distance": distance.ravel(),
-            "distance_sym": symmetric.ravel(),
-        }
-    )
+    values = [np.array(names)[ia.ravel()], np.array(names)[ib.ravel()], kl.ravel(), distance.ravel(), symmetric.ravel()]
+    return pd.DataFrame(dict(zip(tables.columns("similarity_matrix"), values)))
 
 
 def wide_matrix(matrix: pd.DataFrame, value: str = "distance_sym", names: list[str] | None = None) -> pd.DataFrame:
@@ -131,8 +118,8 @@ def build_matrix(
     """Combine per-set GGD rows into ``ggd_path``; write the matrix and its heatmap (PNG, SVG)."""
     ggd = io.read_parquets(ggd_files)
     matrix = similarity_table(ggd)
-    io.write_parquet(ggd, ggd_path)
-    io.write_parquet(matrix, matrix_path)
+    tables.write(ggd, "similarity_ggd", ggd_path)
+    tables.write(matrix, "similarity_matrix", matrix_path)
     kind = ggd.feature_kind.iloc[0]
     plot_heatmap(matrix, png, svg, title=f"Degradation similarity ({kind} features; smaller = more similar)")
     return matrix
@@ -168,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         manifest = pd.read_parquet(args.manifest)
         row = fit_set(args.set, manifest, args.descriptor or None, json.loads(args.features), args.seed, args.device)
-        io.write_parquet(row, args.out)
+        tables.write(row, "similarity_ggd", args.out)
         print(row.to_string(index=False))
     else:
         matrix = build_matrix(args.ggd, args.ggd_table, args.matrix, args.heatmap, args.heatmap_svg)

@@ -9,8 +9,8 @@ any more. A crop maps the file, copies the rows and columns it covers and unmaps
 (:meth:`CropStore.crop`): a job's memory is its batch and prefetch depth, whatever the number or
 size of the images, and opening the store reads only the ``.npy`` headers.
 
-Output ``--index`` (``index.parquet``), one row per image in manifest order: ``image_id, height, width,
-sha256, path`` (the ``.npy``, relative to the working directory). The arrays are not declared
+Output ``--index`` (``index.parquet``), one row per image in manifest order (table ``store_index`` of
+:mod:`grids.tables`; ``path`` is the ``.npy``, relative to the working directory). The arrays are not declared
 outputs of the rule, so Snakemake keeps them between builds (that is the cache); ``index.parquet``
 is what a training job reads.
 
@@ -30,9 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import io
-
-INDEX_COLUMNS = ["image_id", "height", "width", "sha256", "path"]
+from . import io, tables
 
 
 def _npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
@@ -98,9 +96,9 @@ def build_store(manifest: pd.DataFrame, index_path: str | Path, arrays_dir: str 
         path.unlink()
     index = pd.DataFrame(
         [[r.image_id, int(r.height), int(r.width), r.sha256, str(arrays / f"{r.sha256}.npy")] for r in rows],
-        columns=INDEX_COLUMNS,
+        columns=tables.columns("store_index"),
     )
-    io.write_parquet(index, index_path)
+    tables.write(index, "store_index", index_path)
     print(f"{len(rows)} images: {sum(written)} written, {len(rows) - sum(written)} reused, {len(stale)} stale removed")
     return index
 

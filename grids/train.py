@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import __version__, io
+from . import __version__, io, tables
 from .archs import ARCHS, load_strict
 from .degradations import get_degradation
 from .degradations.batched import from_uint8_images
@@ -247,9 +247,6 @@ def optimisation_step(model_fn, optimiser, degraded: torch.Tensor, clean: torch.
     return loss
 
 
-LOG_COLUMNS = ["step", "loss", "lr", "it_per_s"]
-
-
 class _Preempted(Exception):
     pass
 
@@ -368,16 +365,16 @@ def train(
             if done % every == 0 or preempted or done == stop_after:
                 save_checkpoint(resume, model, optimiser, done, data.state(), {**meta, "log": json.dumps(log)})
                 if log_path is not None:
-                    io.write_parquet(pd.DataFrame(log, columns=LOG_COLUMNS), log_path)
+                    tables.write(pd.DataFrame(log, columns=tables.columns("train_log")), "train_log", log_path)
             if preempted:
                 raise _Preempted
             if done == stop_after:
-                return pd.DataFrame(log, columns=LOG_COLUMNS)
+                return pd.DataFrame(log, columns=tables.columns("train_log"))
     finally:
         signal.signal(signal.SIGTERM, previous)
         data.close()
 
-    frame = pd.DataFrame(log, columns=LOG_COLUMNS)
+    frame = pd.DataFrame(log, columns=tables.columns("train_log"))
     save_checkpoint(out, model, optimiser, iterations, data.state(), meta)
     return frame
 
@@ -415,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     except _Preempted:
         print("SIGTERM: checkpoint saved, exiting to be requeued", file=sys.stderr)
         return 143
-    io.write_parquet(log, args.log)
+    tables.write(log, "train_log", args.log)
     Path(args.resume).unlink(missing_ok=True)  # finished: nothing to resume
     print(f"{args.group}: {len(log)} log rows -> {args.out}")
     return 0

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import io
+from . import io, tables
 from .archs import MSRResNet
 from .descriptor import save_descriptor, sha256_file
 from .seeds import derive_seed
@@ -165,8 +165,8 @@ def train_descriptor(
     out = Path(out)
     save_descriptor(model.to(memory_format=torch.contiguous_format), out, {"meta": json.dumps(facts)})
     facts["sha256"] = sha256_file(out)
-    log_table = out.with_suffix(".log.parquet") if log_table is None else log_table
-    io.write_parquet(pd.DataFrame(log, columns=["step", "loss", "lr"]), log_table)
+    log_frame = pd.DataFrame(log, columns=tables.columns("descriptor_log"))
+    tables.write(log_frame, "descriptor_log", out.with_suffix(".log.parquet") if log_table is None else log_table)
     with io.atomic_path(out.with_suffix(".md") if card is None else card) as tmp:
         tmp.write_text(model_card(facts))
     return facts

@@ -28,15 +28,8 @@ ordered correctly.
         --test-set heldout --bootstrap 1000 --seed 0 --table2 T.parquet --drops D.parquet \
         --table2-md T.md --table2-png T.png --premise P.parquet --premise-groups G.parquet --premise-png P.png
 
-Tables:
-
-* ``table2.parquet``: ``experiment, variant, side, group, size, distance, mean_drop, max_drop,
-  closer, correct`` (``side`` a or b as configured; ``closer``: this variant's smaller distance of
-  the two; ``correct``: the closer group had the smaller mean drop);
-* ``drops.parquet``: ``experiment, side, group, degradation, psnr_single, psnr_group, drop``;
-* ``premise_groups.parquet``: ``group, size, source, mean_drop, max_drop, variant, distance``;
-* ``premise.parquet``: ``variant, target, n_groups, spearman, spearman_low, spearman_high,
-  spearman_p, kendall, kendall_low, kendall_high, kendall_p, experiments_correct, n_experiments``.
+Tables ``table2.parquet``, ``drops.parquet``, ``premise_groups.parquet`` and ``premise.parquet``:
+their columns are the ``validation_*`` tables of :mod:`grids.tables`.
 """
 
 from __future__ import annotations
@@ -51,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import io
+from . import io, tables
 from .grouping.names import group_members, group_name
 from .grouping.rounds import member_drops  # the drops the search uses, the same way
 
@@ -112,21 +105,7 @@ def table2(experiments: dict[str, list[str]], matrices: dict[str, pd.DataFrame],
                         "correct": closer == lost_less,
                     }
                 )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "experiment",
-            "variant",
-            "side",
-            "group",
-            "size",
-            "distance",
-            "mean_drop",
-            "max_drop",
-            "closer",
-            "correct",
-        ],
-    )
+    return pd.DataFrame(rows, columns=tables.columns("validation_table2"))
 
 
 def bootstrap_interval(x: np.ndarray, y: np.ndarray, statistic, n: int, seed: int) -> tuple[float, float]:
@@ -175,7 +154,7 @@ def premise(groups: pd.DataFrame, table: pd.DataFrame, n_bootstrap: int, seed: i
         row["experiments_correct"] = float(ordered.correct.mean()) if len(ordered) else float("nan")
         row["n_experiments"] = len(ordered)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=tables.columns("validation_premise"))
 
 
 def premise_groups(
@@ -200,7 +179,7 @@ def premise_groups(
                     "distance": mean_distance(matrix, group),
                 }
             )
-    return pd.DataFrame(rows, columns=["group", "size", "source", "mean_drop", "max_drop", "variant", "distance"])
+    return pd.DataFrame(rows, columns=tables.columns("validation_premise_groups"))
 
 
 def plot_table2(table: pd.DataFrame, path: str | Path) -> None:
@@ -321,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     from .similarity import similarity_table
 
     if args.command == "matrix":
-        io.write_parquet(similarity_table(io.read_parquets(args.ggd)), args.out)
+        tables.write(similarity_table(io.read_parquets(args.ggd)), "similarity_matrix", args.out)
         return 0
     experiments, skipped = runnable_experiments(json.loads(args.experiments), args.degradations)
     for line in skipped:
@@ -339,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, group in enumerate(sides)
             for row in drops_by_group[drops_by_group.group == group].itertuples(index=False)
         ],
-        columns=["experiment", "side", "group", "degradation", "psnr_single", "psnr_group", "drop"],
+        columns=tables.columns("validation_drops"),
     )
     sources = {g: "search" for g in pd.read_parquet(args.verified).group}
     sources.update({g: "table2" for g in all_groups if g not in sources})
@@ -348,10 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     trained = set(evaluation.trained_on)
     groups = premise_groups(evaluation, test_set, {g: s for g, s in sources.items() if g in trained}, matrices)
     summary = premise(groups, table, args.bootstrap, args.seed)
-    io.write_parquet(table, args.table2)
-    io.write_parquet(drops, args.drops)
-    io.write_parquet(groups, args.premise_groups)
-    io.write_parquet(summary, args.premise)
+    tables.write(table, "validation_table2", args.table2)
+    tables.write(drops, "validation_drops", args.drops)
+    tables.write(groups, "validation_premise_groups", args.premise_groups)
+    tables.write(summary, "validation_premise", args.premise)
     write_markdown(table, drops, summary, skipped, test_set, args.table2_md)
     if len(table):
         plot_table2(table, args.table2_png)

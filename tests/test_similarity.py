@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from grids import tables
 from grids.archs import MSRResNet
 from grids.data import dead_leaves
 from grids.degradations import get_degradation
@@ -95,9 +96,9 @@ def test_sift_ablation_runs(clean_set):
 
 
 def ggd_rows(values: dict[str, tuple[float, float]]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [(k, a, s) for k, (a, s) in values.items()], columns=["degradation", "alpha", "sigma"]
-    ).assign(feature_kind="descriptor")
+    """``ggd.parquet`` rows (every column of the table): the given fits, fixed feature settings."""
+    rows = [(k, a, s, 240, "conv_last_input", 24, 8, 10, "descriptor", "0" * 64, "cpu", 0.1) for k, (a, s) in values.items()]
+    return pd.DataFrame(rows, columns=tables.columns("similarity_ggd"))
 
 
 def test_similarity_table_definition():

@@ -17,17 +17,16 @@ twice: models are keyed by group name, whatever delta or round asked for them.
 A group's drop (docs/method.md §5) on the configured test set, mean PSNR over its images:
 ``dP(C) = max over d in C of (P(M_S(d), d) - P(M_M(C), d))``.
 
-Outputs:
+Outputs (the tables' columns: ``grouping_*`` and ``final_groups`` of :mod:`grids.tables`):
 
-* ``rounds/{r}.parquet``: ``round, action, group, partition`` -- ``action`` is ``verify`` (train
-  and evaluate this group next) or ``final`` (a group of the answer; ``partition`` numbers the
-  minimal partitions, 0 is the one used).
-* ``grouping/verified.parquet``: ``group, size, mean_distance, dP, feasible, round`` for every
-  verified group (the round that asked for it).
-* ``grouping/drops.parquet``: ``group, degradation, psnr_single, psnr_group, drop`` per member.
-* ``grouping/partitions.parquet``: ``partition, group`` for every minimal partition returned.
+* ``rounds/{r}.parquet``: one planner step -- ``action`` is ``verify`` (train and evaluate this
+  group next) or ``final`` (a group of the answer; ``partition`` numbers the minimal partitions, 0
+  is the one used).
+* ``grouping/verified.parquet``: every verified group, with the round that asked for it.
+* ``grouping/drops.parquet``: per verified group and member, the drop against its single-task model.
+* ``grouping/partitions.parquet``: every minimal partition returned.
 * ``grouping/search.png``: each verified group's drop against its mean distance, delta marked.
-* ``final/groups.parquet``: ``degradation, group`` (the partition used).
+* ``final/groups.parquet``: the partition used, one row per degradation.
 * ``final/models/{group}.pth`` + ``{group}.md``: each final group's model, slim (weights, architecture,
   members, delta, drops, recipe, config hash; no optimizer state), and its model card (a
   singleton's is its single-task model).
@@ -43,13 +42,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import io
+from .. import io, tables
 from ..config import config_section
 from .names import group_members, group_name
 from .planner import Planner, SearchResult, rank_groups
-
-ROUND_COLUMNS = ["round", "action", "group", "partition"]
-VERIFIED_COLUMNS = ["group", "size", "mean_distance", "dP", "feasible", "round"]
 
 
 def distance_matrix(matrix: pd.DataFrame, names: list[str]) -> np.ndarray:
@@ -80,7 +76,7 @@ def member_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> 
                     raise ValueError(f"no evaluation of model {model!r} on {member!r} ({test_set})")
             single, grouped = means[(member, member)], means[(group, member)]
             rows.append([group, member, single, grouped, single - grouped])
-    return pd.DataFrame(rows, columns=["group", "degradation", "psnr_single", "psnr_group", "drop"])
+    return pd.DataFrame(rows, columns=tables.columns("grouping_drops"))
 
 
 def group_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> dict[frozenset[str], float]:
@@ -112,7 +108,7 @@ def plan_round(round_index: int, matrix: pd.DataFrame, names: list[str], evaluat
         rows = [[round_index, "final", group_name(g), k] for k, part in enumerate(partitions) for g in part]
     else:
         rows = [[round_index, "verify", group_name(g), -1] for g in out]
-    return pd.DataFrame(rows, columns=ROUND_COLUMNS)
+    return pd.DataFrame(rows, columns=tables.columns("grouping_round"))
 
 
 def candidates_table(matrix: pd.DataFrame, names: list[str], max_size: int | None = None) -> pd.DataFrame:
@@ -122,7 +118,7 @@ def candidates_table(matrix: pd.DataFrame, names: list[str], max_size: int | Non
     for size in range(2, (max_size or len(names)) + 1):
         for rank, (group, mean, var) in enumerate(rank_groups(names, distances, size)):
             rows.append([size, rank, group_name(group), mean, var])
-    return pd.DataFrame(rows, columns=["size", "rank", "group", "mean_distance", "var_distance"])
+    return pd.DataFrame(rows, columns=tables.columns("grouping_candidates"))
 
 
 def mean_distance(distances: np.ndarray, names: list[str], group: str) -> float:
@@ -146,16 +142,16 @@ def finish(round_tables: list[pd.DataFrame], matrix: pd.DataFrame, names: list[s
     verified = pd.DataFrame(
         [[g, len(group_members(g)), mean_distance(distances, names, g), float(worst[g]),
           bool(worst[g] <= grouping["delta"]), int(asked[g])] for g in asked.index],
-        columns=VERIFIED_COLUMNS,
+        columns=tables.columns("grouping_verified"),
     )
     chosen = final[final.partition == 0]
     groups = pd.DataFrame(
-        [[member, g] for g in chosen.group for member in group_members(g)], columns=["degradation", "group"]
+        [[member, g] for g in chosen.group for member in group_members(g)], columns=tables.columns("final_groups")
     ).set_index("degradation").loc[names].reset_index()
     return {
         "verified": verified,
         "drops": drops,
-        "partitions": final[["partition", "group"]].reset_index(drop=True),
+        "partitions": final[tables.columns("grouping_partitions")].reset_index(drop=True),
         "groups": groups,
     }
 
@@ -296,22 +292,23 @@ def main(argv: list[str] | None = None) -> int:
     matrix = pd.read_parquet(args.matrix)
     if args.command == "candidates":
         table = candidates_table(matrix, args.degradations)
-        io.write_parquet(table, args.out)
+        tables.write(table, "grouping_candidates", args.out)
         print(table.groupby("size").head(3).round(3).to_string(index=False))
         return 0
     grouping = config_section("grouping", json.loads(args.grouping))
     evaluation = io.read_parquets(args.eval)
     if args.command == "round":
         table = plan_round(args.round, matrix, args.degradations, evaluation, grouping)
-        io.write_parquet(table, args.out)
+        tables.write(table, "grouping_round", args.out)
         print(table.to_string(index=False))
         return 0
-    tables = finish([pd.read_parquet(f) for f in args.rounds], matrix, args.degradations, evaluation, grouping)
-    for name in ("verified", "drops", "partitions", "groups"):
-        io.write_parquet(tables[name], getattr(args, name))
-    plot_search(tables["verified"], grouping["delta"], args.plot)
-    print(tables["verified"].round(3).to_string(index=False))
-    print(tables["groups"].to_string(index=False))
+    found = finish([pd.read_parquet(f) for f in args.rounds], matrix, args.degradations, evaluation, grouping)
+    for name in ("verified", "drops", "partitions"):
+        tables.write(found[name], f"grouping_{name}", getattr(args, name))
+    tables.write(found["groups"], "final_groups", args.groups)
+    plot_search(found["verified"], grouping["delta"], args.plot)
+    print(found["verified"].round(3).to_string(index=False))
+    print(found["groups"].to_string(index=False))
     return 0
 
 

@@ -1,0 +1,500 @@
+"""The Parquet tables the workflow writes: one registry of their columns, types and meanings.
+
+Why this module exists: a table's columns used to be listed in the module that writes it, again in
+its readers' docstrings and once more, by hand, in the README, with no types anywhere; the copies
+could drift apart unnoticed. Each table is declared here once, as the contract its readers rely
+on, and everything else follows from it:
+
+* writers take their column order from :func:`columns` and call :func:`write`, which checks the
+  frame first (:func:`check`), so a writer that drops, adds, reorders or retypes a column fails at
+  once with an error naming the table rather than a reader failing later;
+* the workflow test checks every ``*.parquet`` a real run leaves under ``results/`` against the
+  registry (:func:`table_for` finds a file's table from its path);
+* the README's "Output tables" section is :func:`markdown`, regenerated with
+  ``python -m grids.tables --update README.md`` (a test keeps the two equal).
+
+Types are what pandas holds when the writers build the frames (and when the file is read back):
+``str`` (text: pandas' ``str`` dtype, or on pandas 2 an ``object`` column of Python strings),
+``int64``, ``float64`` and ``bool``. A table with no rows may hold ``object`` columns instead:
+pandas has no values to infer a type from (a training log saved before its first logged step,
+the grouping tables of a single degradation).
+
+A column name holding ``{placeholder}`` (Table 1's ``psnr_{baseline}``) stands for zero or more
+columns at that position, one per value (one per configured baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import io
+
+DTYPES = ("str", "int64", "float64", "bool")
+START, END = "<!-- tables:start -->", "<!-- tables:end -->"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Table:
+    paths: tuple[str, ...]  # where the workflow writes it, relative to the working directory
+    meaning: str
+    columns: tuple[Column, ...]
+
+
+class TableError(ValueError):
+    """A frame that breaks its table's contract; the message names the table and every problem."""
+
+
+def _table(paths: str | tuple[str, ...], meaning: str, *columns: tuple[str, str, str]) -> Table:
+    return Table((paths,) if isinstance(paths, str) else paths, meaning, tuple(Column(*c) for c in columns))
+
+
+_GGD_FIT = (  # the per-set GGD fit, in the similarity stage and the validation variants alike
+    ("degradation", "str", "the image set (`clean`, a degradation)"),
+    ("alpha", "float64", "GGD shape"),
+    ("sigma", "float64", "GGD scale"),
+    ("n_values", "int64", "number of PCA scores fitted"),
+    ("layer", "str", "descriptor layer the features come from (`sift` for SIFT)"),
+    ("n_patches", "int64", "`features.n_patches`"),
+    ("patch_size", "int64", "`features.patch_size` (px)"),
+    ("pca_components", "int64", "`features.pca_components`"),
+    ("feature_kind", "str", "`descriptor` or `sift`"),
+    ("descriptor_sha256", "str", "sha256 of the descriptor weights (empty for SIFT)"),
+    ("device", "str", "where the features were computed"),
+    ("seconds", "float64", "time the fit took"),
+)
+_MATRIX = (
+    ("deg_a", "str", "first set"),
+    ("deg_b", "str", "second set"),
+    ("kl", "float64", "`KL(p_a ‖ p_b)` of the two GGDs"),
+    ("distance", "float64", "`log10(kl + 1e-5) + 5`"),
+    ("distance_sym", "float64", "mean of both directions' `distance`; smaller = more similar"),
+)
+_EVAL = (
+    ("model", "str", "the model file evaluated"),
+    ("trained_on", "str", "its group (canonical name, members joined by `+`)"),
+    ("test_set", "str", "test set name"),
+    ("degradation", "str", "degradation of the test image"),
+    ("image", "str", "test image id"),
+    ("psnr", "float64", "dB, RGB uint8, no border cropped"),
+    ("ssim", "float64", "Wang et al.'s settings, per channel then averaged"),
+)
+_DROPS = (
+    ("group", "str", "the group"),
+    ("degradation", "str", "one of its members"),
+    ("psnr_single", "float64", "mean PSNR of the member's single-task model (dB)"),
+    ("psnr_group", "float64", "mean PSNR of the group's model on that member (dB)"),
+    ("drop", "float64", "`psnr_single - psnr_group` (dB)"),
+)
+
+TABLES: dict[str, Table] = {
+    "clean_manifest": _table(
+        ("results/clean/manifest.parquet", "results/train/clean/manifest.parquet",
+         "results/test/{test_set}/clean/manifest.parquet"),
+        "one row per clean image (the similarity set, the training set, each test set)",
+        ("image_id", "str", "file stem (unique)"),
+        ("source", "str", "`embedded`, `dead_leaves` or `folder`"),
+        ("source_path", "str", "original file (or a description of the generated image)"),
+        ("conversions", "str", "reading rules applied, `;`-separated (`gray->rgb`, `16bit->8bit`, `drop_alpha`)"),
+        ("height", "int64", "px"),
+        ("width", "int64", "px"),
+        ("path", "str", "the clean 8-bit RGB image: the user's file when it needed no conversion, else a PNG in `images/`"),
+        ("sha256", "str", "of that file"),
+    ),
+    "clean_checks": _table(
+        ("results/clean/checks.parquet", "results/train/clean/checks.parquet",
+         "results/test/{test_set}/clean/checks.parquet"),
+        "the user files that passed the checks and needed no conversion: a rerun hashes such a file, not decoding it",
+        ("sha256", "str", "of the file's bytes"),
+        ("min_side", "int64", "the `min_side` they were checked against"),
+        ("height", "int64", "px"),
+        ("width", "int64", "px"),
+    ),
+    "degraded_manifest": _table(
+        ("results/degraded/{degradation}/manifest.parquet",
+         "results/test/{test_set}/degraded/{degradation}/manifest.parquet"),
+        "one row per degraded image",
+        ("image_id", "str", "as in the clean manifest"),
+        ("source_path", "str", "original file"),
+        ("clean_path", "str", "the clean image degraded"),
+        ("degradation", "str", "degradation name"),
+        ("params", "str", "JSON of the parameters drawn for this image"),
+        ("seed", "int64", "seed of this image's generator (from the config seed, dataset, degradation, image id)"),
+        ("path", "str", "the degraded PNG"),
+        ("sha256", "str", "of that PNG; same config -> same bytes"),
+    ),
+    "store_index": _table(
+        "results/train/store/index.parquet",
+        "one row per training image of the crop store, in manifest order",
+        ("image_id", "str", "as in the training manifest"),
+        ("height", "int64", "px"),
+        ("width", "int64", "px"),
+        ("sha256", "str", "of the clean file"),
+        ("path", "str", "its `arrays/{sha256}.npy`, uint8 `(height, width, 3)`"),
+    ),
+    "similarity_ggd": _table(
+        ("results/similarity/ggd.parquet", "results/similarity/ggd/{image_set}.parquet",
+         "results/validation/ggd/{variant}/{image_set}.parquet"),
+        "one row per image set (`clean` first); the per-set files hold one row each",
+        *_GGD_FIT,
+    ),
+    "similarity_matrix": _table(
+        ("results/similarity/matrix.parquet", "results/validation/matrices/{variant}.parquet"),
+        "every ordered pair of sets; `grids.similarity.wide_matrix(table)` gives the square matrix",
+        *_MATRIX,
+    ),
+    "train_log": _table(
+        ("results/models/{group}/train_log.parquet", "results/baselines/{baseline}/train_log.parquet"),
+        "one row every 10 steps (and the last), also written at each checkpoint",
+        ("step", "int64", "steps done"),
+        ("loss", "float64", "L1 loss of that step's batch"),
+        ("lr", "float64", "learning rate of that step"),
+        ("it_per_s", "float64", "steps per second since the previous row"),
+    ),
+    "descriptor_log": _table(
+        "results/descriptor/msrresnet_x4.log.parquet",
+        "the descriptor's training log (only with `descriptor.weights: train`)",
+        ("step", "int64", "steps done"),
+        ("loss", "float64", "L1 loss of that step's batch"),
+        ("lr", "float64", "learning rate of that step"),
+    ),
+    "eval": _table(
+        ("results/eval/{group}.parquet", "results/baselines/{baseline}/eval.parquet"),
+        "one row per model and test image",
+        *_EVAL,
+    ),
+    "upper_bounds_evaluation": _table(
+        "results/upper_bounds/evaluation.parquet",
+        "every evaluation row of the single-task and mix-all models, concatenated",
+        *_EVAL,
+    ),
+    "grouping_candidates": _table(
+        "results/grouping/candidates.parquet",
+        "every subset of size >= 2, ranked by mean distance within its size (Λ_L)",
+        ("size", "int64", "number of members"),
+        ("rank", "int64", "0 = the most similar group of its size"),
+        ("group", "str", "canonical group name"),
+        ("mean_distance", "float64", "mean pairwise `distance_sym`"),
+        ("var_distance", "float64", "variance of the pairwise distances"),
+    ),
+    "grouping_round": _table(
+        "results/grouping/rounds/{round}.parquet",
+        "one planner step: the groups to train next, or the answer",
+        ("round", "int64", "round number"),
+        ("action", "str", "`verify` (train and evaluate this group next) or `final` (a group of the answer)"),
+        ("group", "str", "canonical group name"),
+        ("partition", "int64", "numbers the minimal partitions (0 = the one used); -1 for `verify`"),
+    ),
+    "grouping_verified": _table(
+        "results/grouping/verified.parquet",
+        "every group the search trained and verified",
+        ("group", "str", "canonical group name"),
+        ("size", "int64", "number of members"),
+        ("mean_distance", "float64", "mean pairwise `distance_sym`"),
+        ("dP", "float64", "its drop: the largest member drop against the single-task models (dB)"),
+        ("feasible", "bool", "`dP <= grouping.delta`"),
+        ("round", "int64", "the round that asked for it"),
+    ),
+    "grouping_drops": _table(
+        "results/grouping/drops.parquet",
+        "per verified group and member, on `grouping.test_set`",
+        *_DROPS,
+    ),
+    "grouping_partitions": _table(
+        "results/grouping/partitions.parquet",
+        "every minimal partition returned (several with `all_partitions: true`)",
+        ("partition", "int64", "0 = the one used"),
+        ("group", "str", "a group of that partition"),
+    ),
+    "final_groups": _table(
+        "results/final/groups.parquet",
+        "the partition used: one row per degradation, in config order",
+        ("degradation", "str", "degradation name"),
+        ("group", "str", "its final group"),
+    ),
+    "table1": _table(
+        "results/final/table1.parquet",
+        "the paper's Table 1: mean PSNR per test set and degradation, and an `average` row per test set "
+        "(`vs_*` = GRIDS minus the other; negative = GRIDS worse)",
+        ("test_set", "str", "test set name"),
+        ("degradation", "str", "degradation name, or `average`"),
+        ("group", "str", "its final group (empty on `average` rows)"),
+        ("psnr_upper", "float64", "the single-task model (the upper bound)"),
+        ("psnr_mixall", "float64", "the mix-all baseline"),
+        ("psnr_{baseline}", "float64", "one column per configured baseline"),
+        ("psnr_grids", "float64", "the GRIDS group model"),
+        ("vs_upper", "float64", "`psnr_grids - psnr_upper`"),
+        ("vs_mixall", "float64", "`psnr_grids - psnr_mixall`"),
+    ),
+    "selection_references": _table(
+        ("results/selection/references.parquet", "results/selection/references/{degradation}.parquet"),
+        "the per-image GGD of every degraded image (with `selection.reference: images`)",
+        ("degradation", "str", "the degraded set"),
+        ("image", "str", "image id"),
+        ("alpha", "float64", "GGD shape"),
+        ("sigma", "float64", "GGD scale"),
+        ("n_patches", "int64", "`features.n_patches`"),
+        ("patch_size", "int64", "`features.patch_size` (px)"),
+        ("pca_components", "int64", "`features.pca_components`"),
+        ("feature_kind", "str", "`descriptor` or `sift`"),
+        ("descriptor_sha256", "str", "sha256 of the descriptor weights (empty for SIFT)"),
+    ),
+    "selection_accuracy": _table(
+        "results/selection/accuracy.parquet",
+        "one row per degraded test image: the group chosen for it",
+        ("test_set", "str", "test set name"),
+        ("degradation", "str", "its degradation (the `selection.unseen` ones last)"),
+        ("image", "str", "image id"),
+        ("seen", "bool", "a model was trained on this degradation"),
+        ("true_group", "str", "the degradation's final group (empty when unseen)"),
+        ("chosen_group", "str", "the group the selector chose"),
+        ("correct", "bool", "`chosen_group == true_group`"),
+        ("distance", "float64", "divergence to the chosen group"),
+        ("in_distribution", "bool", "`distance <= threshold`"),
+        ("psnr_chosen", "float64", "PSNR of the chosen group's model"),
+        ("psnr_true", "float64", "PSNR of the true group's model (NaN when unseen)"),
+        ("psnr_single", "float64", "PSNR of the single-task model (NaN when unseen)"),
+    ),
+    "selection_divergences": _table(
+        "results/selection/divergences.parquet",
+        "per degraded test image, its divergence to every final group",
+        ("test_set", "str", "test set name"),
+        ("degradation", "str", "its degradation"),
+        ("image", "str", "image id"),
+        ("group", "str", "a final group"),
+        ("kl", "float64", "smallest `KL(reference ‖ input)` over the group's references"),
+        ("distance", "float64", "`log10(kl + 1e-5) + 5`"),
+    ),
+    "selection_prediction": _table(
+        "results/selection/prediction.parquet",
+        "prediction without inference: rank correlation of the divergence with the outcome",
+        ("test_set", "str", "test set name"),
+        ("target", "str", "`psnr` (of the chosen model) or `drop` (against the single-task model)"),
+        ("n", "int64", "images correlated"),
+        ("spearman", "float64", "Spearman's rho"),
+        ("p_value", "float64", "its p-value"),
+    ),
+    "selection_ood": _table(
+        "results/selection/ood.parquet",
+        "out-of-distribution detection per test set",
+        ("test_set", "str", "test set name"),
+        ("n_seen", "int64", "images of trained degradations"),
+        ("n_unseen", "int64", "images of `selection.unseen` degradations"),
+        ("seen_in_distribution", "float64", "fraction of seen images judged in distribution"),
+        ("unseen_flagged", "float64", "fraction of unseen images above the threshold (NaN without any)"),
+        ("auroc", "float64", "how well the distance separates unseen from seen, whatever the threshold"),
+        ("threshold", "float64", "the selection threshold used"),
+        ("seen_p95", "float64", "95th percentile of the seen images' distances"),
+    ),
+    "validation_table2": _table(
+        "results/validation/table2.parquet",
+        "the paper's Table 2: one row per experiment, feature variant and group",
+        ("experiment", "str", "experiment name"),
+        ("variant", "str", "feature variant (`method`, `rb16`, `untrained`, `sift`)"),
+        ("side", "str", "`a` or `b`, as configured"),
+        ("group", "str", "canonical group name"),
+        ("size", "int64", "number of members"),
+        ("distance", "float64", "mean pairwise distance under this variant"),
+        ("mean_drop", "float64", "mean member drop (dB)"),
+        ("max_drop", "float64", "largest member drop (dB)"),
+        ("closer", "bool", "this variant's smaller distance of the two"),
+        ("correct", "bool", "the closer group lost less on average"),
+    ),
+    "validation_drops": _table(
+        "results/validation/drops.parquet",
+        "member drops of every experiment's groups",
+        ("experiment", "str", "experiment name"),
+        ("side", "str", "`a` or `b`"),
+        *_DROPS,
+    ),
+    "validation_premise_groups": _table(
+        "results/validation/premise_groups.parquet",
+        "every group with a trained model, per variant",
+        ("group", "str", "canonical group name"),
+        ("size", "int64", "number of members"),
+        ("source", "str", "`search`, `table2` or `mix-all`"),
+        ("mean_drop", "float64", "mean member drop (dB)"),
+        ("max_drop", "float64", "largest member drop (dB)"),
+        ("variant", "str", "feature variant"),
+        ("distance", "float64", "mean pairwise distance under this variant"),
+    ),
+    "validation_premise": _table(
+        "results/validation/premise.parquet",
+        "does a small distance mean a small drop? Correlations over every trained group, with 95 % bootstrap "
+        "intervals (groups resampled)",
+        ("variant", "str", "feature variant"),
+        ("target", "str", "`max_drop` or `mean_drop`"),
+        ("n_groups", "int64", "groups correlated"),
+        ("spearman", "float64", "Spearman's rho of distance and drop"),
+        ("spearman_low", "float64", "its interval's low end"),
+        ("spearman_high", "float64", "its interval's high end"),
+        ("spearman_p", "float64", "its p-value"),
+        ("kendall", "float64", "Kendall's tau"),
+        ("kendall_low", "float64", "its interval's low end"),
+        ("kendall_high", "float64", "its interval's high end"),
+        ("kendall_p", "float64", "its p-value"),
+        ("experiments_correct", "float64", "fraction of Table 2 experiments ordered correctly"),
+        ("n_experiments", "int64", "Table 2 experiments run"),
+    ),
+}
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def table(name: str) -> Table:
+    """The registered table ``name``; a KeyError listing the names otherwise."""
+    if name not in TABLES:
+        raise KeyError(f"no table {name!r} in grids.tables (have: {', '.join(TABLES)})")
+    return TABLES[name]
+
+
+def columns(name: str, **values: list[str]) -> list[str]:
+    """Column names of table ``name``, in order. A pattern column (``psnr_{baseline}``) becomes one
+    column per value given for its placeholder (``baseline=["rrdb"]``), none when none is given."""
+    names = []
+    for column in table(name).columns:
+        placeholder = _PLACEHOLDER.search(column.name)
+        if placeholder is None:
+            names.append(column.name)
+        else:
+            names += [_PLACEHOLDER.sub(str(v), column.name) for v in values.get(placeholder.group(1), [])]
+    return names
+
+
+def _pattern(name: str, wildcard: str = ".+") -> re.Pattern:
+    """``name`` as a regular expression, each ``{placeholder}`` matching ``wildcard``."""
+    parts = _PLACEHOLDER.split(name)  # literal, placeholder, literal, ...
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else wildcard for i, p in enumerate(parts)))
+
+
+def _expected(spec: Table, present: list[str]) -> list[tuple[str, Column]]:
+    """The columns a frame with columns ``present`` must have, pattern columns expanded with the
+    present names that match them (and are no fixed column of the table)."""
+    fixed = {c.name for c in spec.columns if not _PLACEHOLDER.search(c.name)}
+    expected = []
+    for column in spec.columns:
+        if column.name in fixed:
+            expected.append((column.name, column))
+        else:
+            pattern = _pattern(column.name)
+            expected += [(p, column) for p in present if p not in fixed and pattern.fullmatch(p)]
+    return expected
+
+
+def _dtype_ok(series: pd.Series, dtype: str) -> bool:
+    actual = str(series.dtype)
+    if actual == "object" and len(series) == 0:  # no values: pandas could not infer a type
+        return True
+    if dtype == "str":
+        return actual == "str" or (
+            actual == "object" and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty")
+        )
+    return actual == dtype
+
+
+def check(frame: pd.DataFrame, name: str) -> None:
+    """Raise :class:`TableError` unless ``frame`` has exactly table ``name``'s columns, in order,
+    each of its type; the message names the table and every missing, extra, misplaced or mistyped
+    column."""
+    spec = table(name)
+    present = [str(c) for c in frame.columns]
+    expected = _expected(spec, present)
+    names = [n for n, _ in expected]
+    problems = []
+    duplicated = sorted({c for c in present if present.count(c) > 1})
+    if duplicated:
+        problems.append(f"duplicate column(s) {', '.join(duplicated)}")
+    missing = [n for n in names if n not in present]
+    extra = [c for c in present if c not in names]
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if extra:
+        problems.append(f"extra column(s) {', '.join(extra)}")
+    if not (missing or extra or duplicated) and present != names:
+        problems.append(f"columns in the order {', '.join(present)}; expected {', '.join(names)}")
+    if not duplicated:
+        for column_name, column in expected:
+            if column_name in present and not _dtype_ok(frame[column_name], column.dtype):
+                problems.append(f"column {column_name} is {frame[column_name].dtype}, expected {column.dtype}")
+    if problems:
+        raise TableError(f"table {name} ({spec.paths[0]}): " + "; ".join(problems))
+
+
+def write(frame: pd.DataFrame, name: str, path: str | Path) -> None:
+    """:func:`check` ``frame`` against table ``name``, then write it to ``path`` (atomically)."""
+    check(frame, name)
+    io.write_parquet(frame, path)
+
+
+def table_for(path: str | Path) -> str:
+    """The name of the table the workflow writes at ``path`` (relative to the working directory,
+    e.g. ``results/eval/jpeg.parquet``); a KeyError when no table, or more than one, lives there."""
+    path = Path(path).as_posix()
+    matches = [name for name, spec in TABLES.items() if any(_pattern(p, "[^/]+").fullmatch(path) for p in spec.paths)]
+    if len(matches) != 1:
+        raise KeyError(f"{path}: {'no registered table' if not matches else 'several tables: ' + ', '.join(matches)} "
+                       "in grids.tables")
+    return matches[0]
+
+
+def markdown() -> str:
+    """The README's table documentation: per table its paths, meaning and a column | type | meaning table."""
+    lines = [
+        "Every table below is declared once in `grids/tables.py`; the writers check their frames against it, and",
+        "this section is generated from it (`python -m grids.tables --update README.md`). Types are pandas dtypes:",
+        "`str` (text), `int64`, `float64`, `bool`; a table with no rows may hold `object` columns. A column",
+        "`name_{placeholder}` stands for one column per value (per configured baseline). Paths, those of the tables",
+        "and those in them, are relative to the workflow's working directory.",
+    ]
+    for name, spec in TABLES.items():
+        paths = ", ".join(f"`{p}`" for p in spec.paths)
+        lines += ["", f"### `{name}`", "", f"{paths}: {spec.meaning}.", "", "| column | type | meaning |",
+                  "| --- | --- | --- |"]
+        lines += [f"| `{c.name}` | {c.dtype} | {c.meaning} |" for c in spec.columns]
+    return "\n".join(lines) + "\n"
+
+
+def readme_section(text: str) -> str:
+    """What ``text`` (the README) holds between the markers."""
+    start, end = text.index(START) + len(START), text.index(END)
+    return text[start:end].strip("\n") + "\n"
+
+
+def update_readme(path: str | Path) -> bool:
+    """Replace the section between the markers of ``path`` with :func:`markdown`; True if it changed."""
+    path = Path(path)
+    text = path.read_text()
+    start, end = text.index(START) + len(START), text.index(END)
+    new = text[:start] + "\n" + markdown() + text[end:]
+    if new != text:
+        with io.atomic_path(path) as tmp:
+            tmp.write_text(new)
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.tables", description=__doc__.split("\n")[0])
+    parser.add_argument("--update", metavar="README", help="rewrite the section between the tables markers of this file")
+    args = parser.parse_args(argv)
+    if args.update:
+        changed = update_readme(args.update)
+        print(f"{args.update}: {'updated' if changed else 'already up to date'}")
+    else:
+        sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
