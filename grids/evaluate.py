@@ -33,8 +33,8 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from . import io
+from .checkpoint import load_model
 from .stage import pick_device
-from .train import load_model
 
 SIZE_MULTIPLE = {"srresnet": 1, "restormer": 8, "rrdbnet": 4}
 EVAL_COLUMNS = ["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim"]

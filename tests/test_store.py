@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from grids import io
+from grids.checkpoint import load_checkpoint
 from grids.data import dead_leaves, prepare_clean_set
 from grids.degradations import get_degradation
 from grids.store import CropStore, build_store
-from grids.train import OnlineDegrader, load_checkpoint, train
+from grids.train import OnlineDegrader, train
 
 RECIPE = {
     "arch": "srresnet",
