@@ -45,7 +45,7 @@ from .degradations.batched import from_uint8_images
 from .grouping.names import group_members
 from .seeds import derive_seed
 from .stage import pick_device
-from .store import CropStore, ImageList
+from .store import CropStore, ImageList, random_crop
 
 
 def learning_rate(step: int, recipe: dict) -> float:
@@ -76,16 +76,7 @@ class OnlineDegrader:
 
     def batch(self, size: int, rng: np.random.Generator, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``(degraded, clean)`` float tensors ``(size, 3, crop, crop)`` on the device."""
-        crops = []
-        for _ in range(size):
-            index = rng.integers(len(self.images))
-            height, width = self.images.shape(index)
-            y = rng.integers(height - self.crop + 1)
-            x = rng.integers(width - self.crop + 1)
-            patch = self.images.crop(index, y, x, self.crop)
-            if rng.random() < 0.5:
-                patch = patch[:, ::-1]
-            crops.append(np.ascontiguousarray(np.rot90(patch, k=int(rng.integers(4)))))
+        crops = [random_crop(self.images, self.crop, rng) for _ in range(size)]
         clean = from_uint8_images(crops, self.device)
         choice = rng.integers(len(self.names), size=size)
         degraded = torch.empty_like(clean)
