@@ -21,13 +21,14 @@ import numpy as np
 import torch
 import yaml
 
+from grids.checkpoint import load_model
 from grids.config import validate_config
 from grids.data import list_sources, load_source
 from grids.degradations import get_degradation
 from grids.evaluate import SIZE_MULTIPLE, psnr, restore
 from grids.grouping.names import group_members
 from grids.seeds import rng_for
-from grids.train import load_model, train
+from grids.train import train
 
 
 def load_images(images_cfg: dict, dataset: str) -> list[np.ndarray]:

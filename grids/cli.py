@@ -122,8 +122,8 @@ def _select(args) -> int:
 def _restore(args) -> int:
     import torch
 
+    from .checkpoint import load_model
     from .evaluate import SIZE_MULTIPLE, restore
-    from .train import load_model
 
     io.check_output_path(args.output, [args.image], force=args.force)  # before the (long) restoration
     image = _read_inputs([args.image])[args.image]

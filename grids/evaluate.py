@@ -35,8 +35,8 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from . import io, tables
+from .checkpoint import load_model
 from .stage import add_test_set_argument, pick_device, test_set_manifests
-from .train import load_model
 
 SIZE_MULTIPLE = {"srresnet": 1, "restormer": 8, "rrdbnet": 4}
 

@@ -134,7 +134,7 @@ def _gb(n_bytes: float) -> str:
 
 
 def _parameters(arch: str, kwargs: dict) -> int:
-    from .train import build_model
+    from .checkpoint import build_model
 
     return sum(p.numel() for p in build_model(arch, kwargs).parameters())
 

@@ -154,6 +154,25 @@ class ImageList:
         return self.images[i][top : top + size, left : left + size]
 
 
+def random_crop(images: CropStore | ImageList, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``uint8 (size, size, 3)``, C-contiguous: a random crop of a random image, flipped left-right
+    with probability 1/2, then rotated by a random multiple of 90 degrees.
+
+    The training augmentation of both trainers (:mod:`grids.train`, :mod:`grids.train_descriptor`).
+    The random numbers are drawn in one fixed order (image, top, left, flip, rotation), so a seeded
+    run sees the same crops whether they come from memory or from a store, and a resumed run the
+    same crops as an uninterrupted one.
+    """
+    index = rng.integers(len(images))
+    height, width = images.shape(index)
+    top = rng.integers(height - size + 1)
+    left = rng.integers(width - size + 1)
+    patch = images.crop(index, top, left, size)
+    if rng.random() < 0.5:
+        patch = patch[:, ::-1]
+    return np.ascontiguousarray(np.rot90(patch, k=int(rng.integers(4))))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.store", description=__doc__.split("\n")[0])
     parser.add_argument("--clean", required=True, help="clean training manifest.parquet")

@@ -13,6 +13,7 @@ far, so that a resumed run's ``train_log.parquet`` is the uninterrupted run's) a
 atomically every ``checkpoint_every`` steps to a resume path that the workflow does not declare,
 so a job killed by ``kill -9`` or by Slurm preemption (SIGTERM: saved, then exit 143 so the job is
 requeued/retried) starts again from its last save. On CPU the resumed run's final weights equal an uninterrupted run's exactly.
+The file format (and loading a model from it) is :mod:`grids.checkpoint`.
 
     python -m grids.train --group gaussian_blur+jpeg --store results/train/store/index.parquet \
         --degradations '{...}' --recipe '{...}' --seed 0 --out results/models/gaussian_blur+jpeg/model.pth \
@@ -38,19 +39,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import __version__, io, tables
-from .archs import ARCHS, load_strict
+from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .degradations import get_degradation
 from .degradations.batched import from_uint8_images
 from .grouping.names import group_members
 from .seeds import derive_seed
-from .store import CropStore, ImageList
 from .stage import pick_device
-
-
-def build_model(arch: str, kwargs: dict) -> torch.nn.Module:
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
-    return ARCHS[arch](**kwargs)
+from .store import CropStore, ImageList, random_crop
 
 
 def learning_rate(step: int, recipe: dict) -> float:
@@ -81,16 +76,7 @@ class OnlineDegrader:
 
     def batch(self, size: int, rng: np.random.Generator, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``(degraded, clean)`` float tensors ``(size, 3, crop, crop)`` on the device."""
-        crops = []
-        for _ in range(size):
-            index = rng.integers(len(self.images))
-            height, width = self.images.shape(index)
-            y = rng.integers(height - self.crop + 1)
-            x = rng.integers(width - self.crop + 1)
-            patch = self.images.crop(index, y, x, self.crop)
-            if rng.random() < 0.5:
-                patch = patch[:, ::-1]
-            crops.append(np.ascontiguousarray(np.rot90(patch, k=int(rng.integers(4)))))
+        crops = [random_crop(self.images, self.crop, rng) for _ in range(size)]
         clean = from_uint8_images(crops, self.device)
         choice = rng.integers(len(self.names), size=size)
         degraded = torch.empty_like(clean)
@@ -172,67 +158,6 @@ class Prefetcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-
-
-def save_checkpoint(path: str | Path, model, optimiser, step: int, data_state: tuple[str, torch.Tensor], meta: dict) -> None:
-    """``data_state``: the data RNGs' ``(numpy state JSON, torch generator state)`` (:meth:`Prefetcher.state`)."""
-    state = {
-        "params": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimiser.state_dict(),
-        "step": step,
-        "numpy_rng": data_state[0],
-        "torch_rng": data_state[1],
-        "torch_cpu_rng": torch.get_rng_state(),
-        **meta,
-    }
-    with io.atomic_path(path) as tmp:
-        try:
-            torch.save(state, tmp)
-        except RuntimeError as err:  # torch's writer reports a failed write (disk full) this way
-            raise io.OutputError(f"{path}: cannot write ({str(err).splitlines()[0]})") from None
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """A checkpoint written by this module, read with ``weights_only=True`` (no pickled code)."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # weights_only refusal (pickle payload), truncation, garbage
-        detail = str(err).splitlines()[0] if str(err) else ""
-        detail = detail if len(detail) <= 100 else detail[:97] + "..."
-        raise ValueError(f"{path}: not a loadable GRIDS checkpoint ({type(err).__name__}: {detail})") from None
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """The model stored in a checkpoint (architecture from its metadata), eval mode.
-
-    A file without this package's metadata, or whose weights do not fit the architecture it names,
-    is a ValueError naming the file and what it found.
-    """
-    state = load_checkpoint(path, device)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: not a GRIDS model checkpoint (it holds a {type(state).__name__}, not a dict)")
-    lacking = [key for key in ("arch", "arch_kwargs", "params") if key not in state]
-    if lacking:
-        keys = sorted(str(k) for k in state)
-        shown = keys[:6] + (["..."] if len(keys) > 6 else [])
-        raise ValueError(
-            f"{path}: not a GRIDS model checkpoint: no {', '.join(lacking)} entr{'y' if len(lacking) == 1 else 'ies'} "
-            f"(its top-level keys: {shown}); a BasicSR/official file holds weights only (params / params_ema), "
-            "without the architecture"
-        )
-    try:
-        arch_kwargs = json.loads(state["arch_kwargs"])
-        model = build_model(state["arch"], arch_kwargs)
-    except (TypeError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"{path}: its architecture {state['arch']!r} {state['arch_kwargs']} cannot be built: {err}"
-        ) from None
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-    load_strict(model, state["params"], str(path), f"{state['arch']} {arch_kwargs}")
-    return model.to(device).eval(), state
 
 
 def optimisation_step(model_fn, optimiser, degraded: torch.Tensor, clean: torch.Tensor, bf16: bool) -> torch.Tensor:

@@ -32,6 +32,7 @@ from .archs import MSRResNet
 from .descriptor import save_descriptor, sha256_file
 from .seeds import derive_seed
 from .stage import pick_device
+from .store import ImageList, random_crop
 
 SCALE = 4
 
@@ -55,7 +56,13 @@ def load_photos(folder: str | Path, holdout: int) -> tuple[list[np.ndarray], lis
 
 
 def learning_rate(step: int, total: int, lr: float) -> float:
-    """Cosine decay from ``lr`` to ``lr / 100`` over ``total`` steps (pure function: exact resume)."""
+    """Cosine decay from ``lr`` to ``lr / 100`` over ``total`` steps (pure function: exact resume).
+
+    Mathematically :func:`grids.train.learning_rate` with no warm-up and ``min_lr_ratio`` 0.01,
+    but rounded differently (``pi * step / total`` against ``pi * (step / total)``, ``lr / 100``
+    against ``lr * 0.01``): the two differ in the last bit at about one step in five, and one
+    shared function would change one trainer's weights, so each keeps its own arithmetic.
+    """
     floor = lr / 100
     return floor + 0.5 * (lr - floor) * (1 + math.cos(math.pi * min(step, total) / total))
 
@@ -68,15 +75,12 @@ def downscale(hr: torch.Tensor) -> torch.Tensor:
 
 
 def random_batch(photos: list[np.ndarray], batch: int, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """``uint8 (batch, crop, crop, 3)``: HR crops with flips and 90-degree rotations
+    (:func:`grids.store.random_crop`, the restoration trainer's augmentation)."""
+    source = ImageList(photos)
     out = np.empty((batch, crop, crop, 3), np.uint8)
     for b in range(batch):
-        image = photos[rng.integers(len(photos))]
-        y = rng.integers(image.shape[0] - crop + 1)
-        x = rng.integers(image.shape[1] - crop + 1)
-        patch = image[y : y + crop, x : x + crop]
-        if rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        out[b] = np.rot90(patch, k=int(rng.integers(4)))
+        out[b] = random_crop(source, crop, rng)
     return out
 
 

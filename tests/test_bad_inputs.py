@@ -24,10 +24,10 @@ import torch
 import yaml
 
 from grids import io
+from grids.checkpoint import load_model, save_checkpoint
 from grids.config import NAME_PATTERN, ConfigError, load_config, schema, validate_config
 from grids.data import dead_leaves
 from grids.degrade import degrade_dataset
-from grids.train import load_model, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
@@ -243,7 +243,7 @@ def test_a_failed_write_names_the_output_and_leaves_nothing(tmp_path, writer):
     out = tmp_path / "out" / {"png": "a.png", "parquet": "a.parquet", "checkpoint": "a.pth", "figure": "a.png"}[writer]
     code = (
         "import sys, numpy as np, pandas as pd, torch\n"
-        "from grids import io\nfrom grids.stage import run_stage\nfrom grids.train import save_checkpoint\n"
+        "from grids import io\nfrom grids.stage import run_stage\nfrom grids.checkpoint import save_checkpoint\n"
         f"OUT = {str(out)!r}\n"
         f"def main():\n    {WRITERS[writer]}\n    return 0\n"
         "sys.exit(run_stage(main))\n"

@@ -24,7 +24,6 @@ from grids.ggd import kl_divergence, log_kl_distance
 from grids.selection import (
     PAPER_THRESHOLD,
     Selector,
-    auroc,
     check_features,
     divergences,
     group_ggds,
@@ -34,8 +33,8 @@ from grids.selection import (
     reference_table,
     resolve_threshold,
     self_augmented_patches,
-    spearman,
 )
+from grids.selection_report import auroc, spearman
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = {"kind": "descriptor", "layer": "conv_last_input", "n_patches": 48, "patch_size": 16,

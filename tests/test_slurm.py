@@ -220,7 +220,7 @@ def running_job(run_id: str, rule: str) -> str | None:
 
 
 def checkpoint_step(path: Path) -> int:
-    from grids.train import load_checkpoint
+    from grids.checkpoint import load_checkpoint
 
     try:
         return int(load_checkpoint(path)["step"])

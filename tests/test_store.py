@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from grids import io
+from grids.checkpoint import load_checkpoint
 from grids.data import dead_leaves, prepare_clean_set, set_paths
 from grids.degradations import get_degradation
-from grids.store import CropStore, build_store, store_paths
-from grids.train import OnlineDegrader, load_checkpoint, train
+from grids.store import CropStore, ImageList, build_store, random_crop, store_paths
+from grids.train import OnlineDegrader, train
 
 RECIPE = {
     "arch": "srresnet",
@@ -131,6 +132,28 @@ def test_store_batches_equal_in_memory_batches(store):
         8, np.random.default_rng(4), torch.Generator().manual_seed(4)
     )
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_random_crop_draws_what_the_trainers_drew_before_it_was_shared():
+    """Both trainers once inlined this augmentation; the shared helper must give the same crops and
+    leave the generator where they left it (resumed and re-run trainings depend on it)."""
+
+    def inline(images, size, rng):
+        image = images[rng.integers(len(images))]
+        y = rng.integers(image.shape[0] - size + 1)
+        x = rng.integers(image.shape[1] - size + 1)
+        patch = image[y : y + size, x : x + size]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return np.rot90(patch, k=int(rng.integers(4)))
+
+    shapes = np.random.default_rng(9).integers(24, 80, (6, 2))
+    images = [np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8) for i, (h, w) in enumerate(shapes)]
+    ours, theirs = np.random.default_rng(3), np.random.default_rng(3)
+    for _ in range(200):
+        crop = random_crop(ImageList(images), 24, ours)
+        assert crop.flags.c_contiguous and np.array_equal(crop, inline(images, 24, theirs))
+    assert ours.bit_generator.state == theirs.bit_generator.state
 
 
 def test_store_is_incremental(store, user_folder, tmp_path):

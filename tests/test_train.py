@@ -18,12 +18,13 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from grids import io
+from grids.checkpoint import load_checkpoint, load_model
 from grids.data import dead_leaves, prepare_clean_set, set_paths
 from grids.degrade import degrade_dataset
 from grids.degradations import get_degradation
 from grids.evaluate import evaluate_model, psnr, restore, ssim
 from grids.grouping.names import group_members, group_name, group_pattern
-from grids.train import OnlineDegrader, Prefetcher, learning_rate, load_checkpoint, load_model, train
+from grids.train import OnlineDegrader, Prefetcher, learning_rate, train
 
 RECIPE = {
     "arch": "srresnet", "arch_kwargs": {"num_feat": 8, "num_block": 2}, "iterations": 40, "batch_size": 4,

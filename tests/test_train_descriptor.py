@@ -23,6 +23,15 @@ def test_learning_rate_is_a_cosine_of_the_step():
     assert all(a >= b for a, b in zip(rates, rates[1:]))
 
 
+def test_learning_rate_is_the_restoration_schedule_without_warmup():
+    """Same schedule as grids.train.learning_rate (warm-up 0, floor 1/100); only the rounding differs."""
+    from grids.train import learning_rate as restoration_rate
+
+    recipe = {"lr": 2e-4, "iterations": 600, "warmup": 0, "min_lr_ratio": 0.01}
+    for step in range(0, 650, 7):
+        assert learning_rate(step, 600, 2e-4) == pytest.approx(restoration_rate(step, recipe), rel=1e-12, abs=0)
+
+
 def test_downscale_is_bicubic_x4_on_the_8_bit_grid():
     hr = torch.rand(2, 3, 32, 48)
     lr = downscale(hr)

@@ -201,8 +201,8 @@ def grids_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 def test_exported_group_models_are_slim_and_restore_like_the_checkpoints(built):
     import torch
 
+    from grids.checkpoint import load_model
     from grids.evaluate import restore
-    from grids.train import load_model
 
     groups = pd.read_parquet(built / "results" / "final" / "groups.parquet")
     image = io.read_image(sorted((built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))[0])[0]

@@ -88,6 +88,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -252,46 +253,45 @@ class Planner:
             self._need([group_at(p) for p in probes])
             # all probes known now: the next iteration folds them in
 
-    def _known_positions(self, size: int) -> Callable[[], list[tuple[int, bool]]]:
+    def _known_positions(self, size: int) -> list[tuple[int, bool]]:
+        """``(position in the size-``size`` ranking, feasible)`` of every known group of that size:
+        what :meth:`_last_feasible` folds in before probing."""
         _, pos = self._rank(size)
-
-        def f():
-            return [(pos[m], v <= self.delta) for m, v in self._known.items()
-                    if m in pos]
-        return f
+        return [(pos[m], v <= self.delta) for m, v in self._known.items() if m in pos]
 
     def _covers(self, cands: list[list[int]], m: int, exact: bool) -> Iterator[list[int]]:
         """Disjoint covers of all names with exactly (or at most) m groups; branch on the lowest
         uncovered name, trying ``cands[e]`` (groups whose lowest member is e) then {e}."""
-        n = self.n
-        full = (1 << n) - 1
         maxsize = max([1] + [_popcount(g) for c in cands for g in c])
-        chosen: list[int] = []
+        yield from self._extend_cover([], 0, cands, m, exact, maxsize)
 
-        def rec(covered: int) -> Iterator[list[int]]:
-            rest = full & ~covered
-            r = _popcount(rest)
-            g = m - len(chosen)
-            if r == 0:
-                if not exact or g == 0:
-                    yield list(chosen)
-                return
-            if g <= 0 or r > g * maxsize or (exact and g > r):
-                return
-            e = _lowbit_index(rest)
-            for grp in cands[e]:
-                if grp & covered:
-                    continue
-                if self._feasible(grp) is False:
-                    continue
-                chosen.append(grp)
-                yield from rec(covered | grp)
-                chosen.pop()
-            chosen.append(1 << e)
-            yield from rec(covered | (1 << e))
+    def _extend_cover(self, chosen: list[int], covered: int, cands: list[list[int]], m: int, exact: bool,
+                      maxsize: int) -> Iterator[list[int]]:
+        """The covers of :meth:`_covers` that extend ``chosen`` (whose union is ``covered``), in DFS
+        order. Prunes when the names left cannot fit in the groups left (``maxsize`` names each) or,
+        with ``exact``, are fewer than the groups left. ``chosen`` is extended and restored in place;
+        each yielded cover is a copy."""
+        rest = ((1 << self.n) - 1) & ~covered
+        r = _popcount(rest)
+        g = m - len(chosen)
+        if r == 0:
+            if not exact or g == 0:
+                yield list(chosen)
+            return
+        if g <= 0 or r > g * maxsize or (exact and g > r):
+            return
+        e = _lowbit_index(rest)
+        for grp in cands[e]:
+            if grp & covered:
+                continue
+            if self._feasible(grp) is False:
+                continue
+            chosen.append(grp)
+            yield from self._extend_cover(chosen, covered | grp, cands, m, exact, maxsize)
             chosen.pop()
-
-        yield from rec(0)
+        chosen.append(1 << e)
+        yield from self._extend_cover(chosen, covered | (1 << e), cands, m, exact, maxsize)
+        chosen.pop()
 
     def _by_lowest(self, groups: list[int]) -> list[list[int]]:
         cands: list[list[int]] = [[] for _ in range(self.n)]
@@ -308,8 +308,7 @@ class Planner:
                 self._known[msk] = float(v)
         try:
             if self.n <= 1:
-                parts, allp = [[(1 << self.n) - 1]] if self.n else [[]], []
-                parts = parts[0]
+                parts, allp = ([(1 << self.n) - 1] if self.n else []), []
             elif self.strategy == "paper":
                 parts, allp = self._paper()
             else:
@@ -333,44 +332,41 @@ class Planner:
         self._need(list(cover))
         return all(self._feasible(g) for g in cover)
 
+    def _top(self, size: int) -> int:
+        """The best-ranked group of Λ_size (the rankings are cached, so this is a look-up)."""
+        return self._rank(size)[0][0]
+
+    def _top_known(self) -> list[tuple[int, bool]]:
+        """``(L, feasible)`` for every size L whose top-ranked group is known: the L_max search
+        (step 2) treats sizes as positions."""
+        out = []
+        for size in range(2, self.n + 1):
+            v = self._known.get(self._top(size))
+            if v is not None:
+                out.append((size, v <= self.delta))
+        return out
+
+    def _first_accepted(self, cands: list[list[int]], m: int) -> list[int] | None:
+        """Algorithm 1's test of ``m``: the first cover with exactly ``m`` kept groups that verifies."""
+        for cover in self._covers(cands, m, exact=True):
+            if self._verify_cover(cover):
+                return cover
+        return None
+
     def _paper(self) -> tuple[list[int], list[list[int]]]:
         n = self.n
-        tops = {}
-
-        def top(L):
-            if L not in tops:
-                tops[L] = self._rank(L)[0][0]
-            return tops[L]
-
-        def top_known():
-            out = []
-            for L in range(2, n + 1):
-                v = self._known.get(top(L))
-                if v is not None:
-                    out.append((L, v <= self.delta))
-            return out
-
-        lmax = self._last_feasible(1, n, top, top_known)
+        lmax = self._last_feasible(1, n, self._top, self._top_known)
         kept: list[int] = []
-        for L in range(lmax, 1, -1):  # larger groups first, then rank order
-            masks, _ = self._rank(L)
-            c = self._last_feasible(-1, len(masks) - 1, lambda p, ms=masks: ms[p],
-                                    self._known_positions(L))
-            kept_L = masks[: c + 1]
-            kept.extend(kept_L)
+        for size in range(lmax, 1, -1):  # larger groups first, then rank order
+            masks, _ = self._rank(size)
+            c = self._last_feasible(-1, len(masks) - 1, masks.__getitem__, partial(self._known_positions, size))
+            kept.extend(masks[: c + 1])
         cands = self._by_lowest(kept)
-
-        def first_accepted(m):
-            for cover in self._covers(cands, m, exact=True):
-                if self._verify_cover(cover):
-                    return cover
-            return None
-
         lo, hi = 1, n
         best = [1 << i for i in range(n)]
         while lo < hi:
             mid = (lo + hi) // 2
-            cover = first_accepted(mid)
+            cover = self._first_accepted(cands, mid)
             if cover is not None:
                 hi, best = mid, cover
             else:
@@ -383,7 +379,7 @@ class Planner:
     # -------------------------------------------------------------------- lazy
     def _lazy(self) -> tuple[list[int], list[list[int]]]:
         pairs, _ = self._rank(2)
-        cut = self._last_feasible(-1, len(pairs) - 1, lambda p: pairs[p], self._known_positions(2))
+        cut = self._last_feasible(-1, len(pairs) - 1, pairs.__getitem__, partial(self._known_positions, 2))
         # phase 1: the fewest presumed-feasible groups, verified lazily
         family = self._presumed_family(pairs, cut)
         cover = self._best_cover(family, self.n)
@@ -447,12 +443,8 @@ class Planner:
         """Fewest groups (<= m_max) from ``family`` + singletons, then the smallest largest risk."""
         order = sorted(family, key=lambda g: (-_popcount(g), family[g], g))
         maxsize = max([1] + [_popcount(g) for g in family])
-
-        def first_cover(groups, m):
-            return next(self._covers(self._by_lowest(groups), m, exact=False), None)
-
         m = max(1, math.ceil(self.n / maxsize))
-        while m <= m_max and first_cover(order, m) is None:
+        while m <= m_max and self._first_cover(order, m) is None:
             m += 1
         if m > m_max:
             return None
@@ -460,12 +452,16 @@ class Planner:
         lo, hi = -1, len(risks)
         while hi - lo > 1:  # binary search on the risk threshold
             mid = (lo + hi) // 2
-            if first_cover([g for g in order if family[g] <= risks[mid]], m) is not None:
+            if self._first_cover([g for g in order if family[g] <= risks[mid]], m) is not None:
                 hi = mid
             else:
                 lo = mid
         threshold = risks[hi] if hi < len(risks) else math.inf
-        return first_cover([g for g in order if family[g] <= threshold], m)
+        return self._first_cover([g for g in order if family[g] <= threshold], m)
+
+    def _first_cover(self, groups: list[int], m: int) -> list[int] | None:
+        """The first cover (DFS order) with at most ``m`` of ``groups`` + singletons, or None."""
+        return next(self._covers(self._by_lowest(groups), m, exact=False), None)
 
     def _verify_riskiest_first(self, cover: list[int], family: dict[int, float]) -> None:
         """Ask for the cover's unknown groups, riskiest first; once none is unknown, every group of

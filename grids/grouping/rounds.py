@@ -188,12 +188,15 @@ def export_models(groups: pd.DataFrame, model_files: dict[str, str | Path], out_
     The slim file holds the weights under ``params`` (what BasicSR-style loaders read), the
     architecture and its keyword arguments, and what the group is: ``group``, ``members``,
     ``delta``, ``drops`` (dB per member against its single-task model, on the grouping test set),
-    ``recipe``, ``degradations`` and ``config_hash``; no optimizer or RNG state. With
-    ``evaluation`` and ``grouping`` the drops and the card's PSNR table are filled in.
+    ``recipe``, ``degradations`` and ``config_hash``; no optimizer or RNG state (both kinds of
+    file: :mod:`grids.checkpoint`). With ``evaluation`` and ``grouping`` the drops and the card's
+    PSNR table are filled in.
     """
     import hashlib
 
     import torch
+
+    from ..checkpoint import load_checkpoint
 
     written = []
     means = None
@@ -205,7 +208,7 @@ def export_models(groups: pd.DataFrame, model_files: dict[str, str | Path], out_
             source = model_files.get(group)
             if source is None or not Path(source).is_file():
                 raise FileNotFoundError(f"model of group {group!r} not found: {source or 'no file given'}")
-            full = torch.load(source, map_location="cpu", weights_only=True)
+            full = load_checkpoint(source)
             members = group_members(group)
             psnr = {m: (float(means[(m, m)]), float(means[(group, m)])) for m in members} if means is not None else {}
             slim = {
