@@ -25,7 +25,9 @@ from grids.similarity import CLEAN, fit_set, similarity_table, wide_matrix
 
 
 def manifest(name: str) -> pd.DataFrame:
-    return pd.read_parquet("results/clean/manifest.parquet" if name == CLEAN else f"results/degraded/{name}/manifest.parquet")
+    return pd.read_parquet(
+        "results/clean/manifest.parquet" if name == CLEAN else f"results/degraded/{name}/manifest.parquet"
+    )
 
 
 def run(features: dict, device: str, descriptor: str) -> pd.DataFrame:
@@ -44,25 +46,39 @@ def main() -> None:
     features = validate_config(yaml.safe_load(open("config/config.yaml")))["features"]
     run({**features, "n_patches": 32}, "cuda", args.descriptor)  # warm-up: CUDA context, cuDNN plans
     cuda, cpu = run(features, "cuda", args.descriptor), run(features, "cpu", args.descriptor)
-    print(f"default scale ({features['n_patches']} patches of {features['patch_size']}², PCA {features['pca_components']}); "
-          f"CUDA: {torch.cuda.get_device_name()}, CPU: {torch.get_num_threads()} threads")
-    table = pd.DataFrame({
-        "set": cuda.degradation, "alpha cuda": cuda.alpha, "alpha cpu": cpu.alpha, "sigma cuda": cuda.sigma,
-        "sigma cpu": cpu.sigma, "s cuda": cuda.seconds, "s cpu": cpu.seconds,
-    })
+    print(
+        f"default scale ({features['n_patches']} patches of {features['patch_size']}², "
+        f"PCA {features['pca_components']}); "
+        f"CUDA: {torch.cuda.get_device_name()}, CPU: {torch.get_num_threads()} threads"
+    )
+    table = pd.DataFrame(
+        {
+            "set": cuda.degradation,
+            "alpha cuda": cuda.alpha,
+            "alpha cpu": cpu.alpha,
+            "sigma cuda": cuda.sigma,
+            "sigma cpu": cpu.sigma,
+            "s cuda": cuda.seconds,
+            "s cpu": cpu.seconds,
+        }
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
     a, b = similarity_table(cuda), similarity_table(cpu)
     diff = np.abs(a.distance_sym.to_numpy() - b.distance_sym.to_numpy())
-    print(f"max |alpha cuda - cpu| / alpha: {np.max(np.abs(cuda.alpha - cpu.alpha) / cpu.alpha):.2e}; "
-          f"max |distance_sym cuda - cpu|: {diff.max():.2e} (mean {diff.mean():.2e})")
+    print(
+        f"max |alpha cuda - cpu| / alpha: {np.max(np.abs(cuda.alpha - cpu.alpha) / cpu.alpha):.2e}; "
+        f"max |distance_sym cuda - cpu|: {diff.max():.2e} (mean {diff.mean():.2e})"
+    )
     print(wide_matrix(a).round(2).to_string())
     frames = [cuda.assign(scale="default"), cpu.assign(scale="default")]
     if args.srga:
         srga = {**features, "n_patches": 800, "patch_size": 32, "pca_components": 300, "layer": "conv_last_input"}
         fit_set(CLEAN, manifest(CLEAN), args.descriptor, srga, 0, "cuda")  # warm-up at this shape
         big = run(srga, "cuda", args.descriptor)
-        print(f"SRGA scale on CUDA, whole stage per set (images, features, PCA, fit): "
-              f"median {big.seconds.median():.3f} s, max {big.seconds.max():.3f} s")
+        print(
+            f"SRGA scale on CUDA, whole stage per set (images, features, PCA, fit): "
+            f"median {big.seconds.median():.3f} s, max {big.seconds.max():.3f} s"
+        )
         print(big[["degradation", "alpha", "sigma", "seconds"]].to_string(index=False))
         frames.append(big.assign(scale="srga"))
     if args.out:

@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 
 from grids.data import EMBEDDED_PHOTOS, embedded_photo_path
-from grids.degrade import degrade_dataset
 from grids.degradations import NAMES, get_degradation
 from grids.degradations.batched import from_uint8_images
+from grids.degrade import degrade_dataset
 from grids.io import read_image
 
 
@@ -41,7 +41,7 @@ def rate(fn, count: int, min_seconds: float = 1.0) -> float:
     """Items per second of ``fn`` (which processes ``count`` items), repeated for >= min_seconds."""
     fn()  # warm-up
     done, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < min_seconds or done == 0:
+    while time.perf_counter() - start < min_seconds or done == 0:
         fn()
         done += count
     if torch.cuda.is_available():
@@ -66,21 +66,24 @@ def main() -> None:
     generator = torch.Generator(args.device).manual_seed(0)
 
     header = f"{'degradation':15s} {'reference img/s':>16s} {'batched crops/s':>16s} {'stage img/s':>12s}"
-    print(f"reference: {args.size}x{args.size} images | batched: {args.batch}x3x{args.crop}x{args.crop} on "
-          f"{args.device} | stage: {len(clean) if clean is not None else 0} default clean images | 1 thread")
+    print(
+        f"reference: {args.size}x{args.size} images | batched: {args.batch}x3x{args.crop}x{args.crop} on "
+        f"{args.device} | stage: {len(clean) if clean is not None else 0} default clean images | 1 thread"
+    )
     print(header)
     print("-" * len(header))
     for name in NAMES:
         deg = get_degradation(name)
         rng = np.random.default_rng(0)
 
+        # Closures over this iteration's deg and rng, timed within the iteration.
         def reference():
             for img in images:
-                deg(img, rng)
+                deg(img, rng)  # noqa: B023
 
         def batched():
-            params = [deg.sample(rng, (args.crop, args.crop)) for _ in range(args.batch)]
-            deg.apply_batch(crops, params, generator)
+            params = [deg.sample(rng, (args.crop, args.crop)) for _ in range(args.batch)]  # noqa: B023
+            deg.apply_batch(crops, params, generator)  # noqa: B023
 
         ref_rate = rate(reference, len(images))
         batch_rate = rate(batched, args.batch)

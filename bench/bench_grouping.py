@@ -39,7 +39,7 @@ def make_instance(n: int, seed: int):
         idx = [i for i in range(n) if mask >> i & 1]
         if len(idx) < 2:
             return 0.0
-        mx = max(d[i, j] for a, i in enumerate(idx) for j in idx[a + 1:])
+        mx = max(d[i, j] for a, i in enumerate(idx) for j in idx[a + 1 :])
         noise = np.random.default_rng([seed, mask]).normal(0, 0.05)
         return 0.5 * mx + noise
 
@@ -96,17 +96,20 @@ def main() -> None:
             ok = all(len(g) == 1 or r.verified[g] <= delta for g in r.partition)
             st["feas"] += ok
             st["opt"] += ok and len(r.partition) == mopt
-    print(f"n={args.n}, {args.instances} instances, optimal m: median {np.median(ms):.0f}, "
-          f"range {min(ms)}-{max(ms)}")
-    print("| strategy | probes/round | verif. median | p90 | max | rounds median | p90 | max "
-          "| minimal m | feasible | s/instance |")
+    print(f"n={args.n}, {args.instances} instances, optimal m: median {np.median(ms):.0f}, range {min(ms)}-{max(ms)}")
+    print(
+        "| strategy | probes/round | verif. median | p90 | max | rounds median | p90 | max "
+        "| minimal m | feasible | s/instance |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for (strat, ppr), st in stats.items():
         ev, rd = np.array(st["ev"]), np.array(st["rd"])
-        print(f"| {strat} | {ppr} | {np.median(ev):.0f} | {np.percentile(ev, 90):.0f} | {ev.max()} "
-              f"| {np.median(rd):.0f} | {np.percentile(rd, 90):.0f} | {rd.max()} "
-              f"| {100 * st['opt'] / len(ev):.1f} % | {100 * st['feas'] / len(ev):.1f} % "
-              f"| {st['t'] / len(ev):.3f} |")
+        print(
+            f"| {strat} | {ppr} | {np.median(ev):.0f} | {np.percentile(ev, 90):.0f} | {ev.max()} "
+            f"| {np.median(rd):.0f} | {np.percentile(rd, 90):.0f} | {rd.max()} "
+            f"| {100 * st['opt'] / len(ev):.1f} % | {100 * st['feas'] / len(ev):.1f} % "
+            f"| {st['t'] / len(ev):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -52,9 +52,13 @@ def main() -> None:
     training = config["training"]
     recipe = {
         **{k: training[k] for k in ("lr", "weight_decay", "min_lr_ratio", "compile")},
-        "arch": args.arch, "arch_kwargs": {"num_feat": args.num_feat, "num_block": args.num_block},
-        "iterations": args.iterations, "batch_size": args.batch, "crop": args.crop,
-        "warmup": max(1, args.iterations // 10), "checkpoint_every": args.iterations,
+        "arch": args.arch,
+        "arch_kwargs": {"num_feat": args.num_feat, "num_block": args.num_block},
+        "iterations": args.iterations,
+        "batch_size": args.batch,
+        "crop": args.crop,
+        "warmup": max(1, args.iterations // 10),
+        "checkpoint_every": args.iterations,
     }
     members = group_members(args.group)
     entries = {m: config["degradations"][m] for m in members}
@@ -65,20 +69,34 @@ def main() -> None:
         for name in members:
             degraded, _ = get_degradation(name, entries[name])(clean, rng_for(0, "bench_precision", name, index))
             pairs.append((degraded, clean))
-    print(f"device {device} | {args.arch} {args.num_feat}/{args.num_block} | group {args.group} | "
-          f"{args.iterations} it, batch {args.batch} x {args.crop}² | test: {len(pairs)} images of {test_name!r}")
+    print(
+        f"device {device} | {args.arch} {args.num_feat}/{args.num_block} | group {args.group} | "
+        f"{args.iterations} it, batch {args.batch} x {args.crop}² | test: {len(pairs)} images of {test_name!r}"
+    )
     print(f"{'precision':10s} {'train s':>8s} {'it/s':>7s} {'PSNR dB':>9s}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for precision in args.precisions.split(","):
             out = Path(tmp) / f"{precision}.pth"
             start = time.perf_counter()
-            train(args.group, images, entries, recipe, 0, out, Path(tmp) / f"resume-{precision}.pth", str(device), precision=precision)
+            train(
+                args.group,
+                images,
+                entries,
+                recipe,
+                0,
+                out,
+                Path(tmp) / f"resume-{precision}.pth",
+                str(device),
+                precision=precision,
+            )
             seconds = time.perf_counter() - start
             model, state = load_model(out, device)
             multiple = SIZE_MULTIPLE.get(state["arch"], 8)
             results[precision] = float(np.mean([psnr(restore(model, d, device, multiple), c) for d, c in pairs]))
-            print(f"{precision:10s} {seconds:8.1f} {args.iterations / seconds:7.1f} {results[precision]:9.4f}", flush=True)
+            print(
+                f"{precision:10s} {seconds:8.1f} {args.iterations / seconds:7.1f} {results[precision]:9.4f}", flush=True
+            )
     if "bf16" in results and "fp32" in results:
         print(f"bf16 - fp32: {results['bf16'] - results['fp32']:+.3f} dB (target: within ±0.05 dB)")
 

@@ -202,8 +202,14 @@ def main() -> None:
         thread_counts = [1, args.threads] if args.threads > 1 else [1]
         for threads in thread_counts:
             out = run_dir / f"clean_t{threads}"
-            files = ["--manifest", str(out / "manifest.parquet"), "--images-dir", str(out / "images"),
-                     "--checks", str(out / "checks.parquet")]
+            files = [
+                "--manifest",
+                str(out / "manifest.parquet"),
+                "--images-dir",
+                str(out / "images"),
+                "--checks",
+                str(out / "checks.parquet"),
+            ]
             wall, rss = run([*base, "--threads", str(threads), *files], ROOT)
             rows.append((f"clean set ({threads} thr)", n, wall, rss, disk_mb(out)))
             fits["clean set" if threads == args.threads else "clean set, 1 thread"].append((n, wall))
@@ -212,8 +218,19 @@ def main() -> None:
         manifest = run_dir / f"clean_t{args.threads}" / "manifest.parquet"
         store = run_dir / "store"
         wall, rss = run(
-            [py, "-m", "grids.store", "--clean", str(manifest), "--index", str(store / "index.parquet"),
-             "--arrays", str(store / "arrays"), "--threads", str(args.threads)],
+            [
+                py,
+                "-m",
+                "grids.store",
+                "--clean",
+                str(manifest),
+                "--index",
+                str(store / "index.parquet"),
+                "--arrays",
+                str(store / "arrays"),
+                "--threads",
+                str(args.threads),
+            ],
             ROOT,
         )
         rows.append((f"crop store ({args.threads} thr)", n, wall, rss, disk_mb(store)))
@@ -354,7 +371,8 @@ def evaluation(args, work: Path, n: int, entries: dict, rows: list, loads: list)
 
 def report(args, sizes, rows, loads, fits, ttfs, rss_train, opened) -> None:
     print(
-        f"\n{os.cpu_count()} CPU threads, {args.threads} stage threads (clean set: worker processes; store: threads); training SRResNet 32/4, batch 8 x 256², "
+        f"\n{os.cpu_count()} CPU threads, {args.threads} stage threads (clean set: worker processes; store: threads); "
+        "training SRResNet 32/4, batch 8 x 256², "
         f"11 degradations online, CPU fp32\n"
     )
     print("| stage | N | wall s | CPU s | peak RSS MB | MB written | load after |")
@@ -371,7 +389,8 @@ def report(args, sizes, rows, loads, fits, ttfs, rss_train, opened) -> None:
             per_image = store_mb[-1] / sizes[-1]
             extra = f"; disk {per_image:.2f} MB/image -> {per_image * DF2K / 1e3:.1f} GB at N = {DF2K}"
         print(
-            f"{stage}: {a:.1f} s + {b:.3f} s/image ({1 if '1 thread' in stage else args.threads} threads) -> {(a + b * DF2K) / 60:.1f} min at "
+            f"{stage}: {a:.1f} s + {b:.3f} s/image ({1 if '1 thread' in stage else args.threads} threads) "
+            f"-> {(a + b * DF2K) / 60:.1f} min at "
             f"N = {DF2K}{extra}"
         )
     lo, hi = sizes[0], sizes[-1]

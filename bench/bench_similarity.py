@@ -83,7 +83,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--descriptor", default=str(SHIPPED_DESCRIPTOR))
     parser.add_argument("--sets", default="all", help="comma-separated sets at the default scale, or 'all'")
-    parser.add_argument("--big-sets", default="jpeg", help="comma-separated sets at srga400 and SRGA scale ('' for none)")
+    parser.add_argument(
+        "--big-sets", default="jpeg", help="comma-separated sets at srga400 and SRGA scale ('' for none)"
+    )
     parser.add_argument("--reference-scales", default="default,srga400", help="scales that also run the reference")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -91,9 +93,12 @@ def main() -> None:
     names = ["clean", *NAMES] if args.sets == "all" else args.sets.split(",")
     big = [n for n in args.big_sets.split(",") if n]
     runs = [("default", n) for n in names] + [(scale, n) for scale in ("srga400", "srga") for n in big]
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'})")
-    header = (f"{'set':15s} {'scale':8s} {'forward s':>9s} {'ours s':>8s} {'ref s':>8s} {'PCA+fit x':>9s} "
-              f"{'total x':>8s} {'ours MB':>8s} {'ref MB':>8s} {'|dalpha|':>9s}")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"device: {device} ({where})")
+    header = (
+        f"{'set':15s} {'scale':8s} {'forward s':>9s} {'ours s':>8s} {'ref s':>8s} {'PCA+fit x':>9s} "
+        f"{'total x':>8s} {'ours MB':>8s} {'ref MB':>8s} {'|dalpha|':>9s}"
+    )
     print(header)
     print("-" * len(header))
     for scale, name in runs:
@@ -111,8 +116,11 @@ def main() -> None:
         our_s, our_alpha, our_mb = ours(x, k, device)
         del x
         gc.collect()
-        print(f"{name:15s} {scale:8s} {forward:9.2f} {our_s:8.3f} {ref_s:8.2f} {ref_s / our_s:9.1f} "
-              f"{(forward + ref_s) / (forward + our_s):8.2f} {our_mb:8.0f} {ref_mb:8.0f} {abs(our_alpha - ref_alpha):9.2e}")
+        print(
+            f"{name:15s} {scale:8s} {forward:9.2f} {our_s:8.3f} {ref_s:8.2f} {ref_s / our_s:9.1f} "
+            f"{(forward + ref_s) / (forward + our_s):8.2f} {our_mb:8.0f} {ref_mb:8.0f} "
+            f"{abs(our_alpha - ref_alpha):9.2e}"
+        )
 
 
 if __name__ == "__main__":

@@ -64,24 +64,36 @@ def main() -> None:
     images = [load_source(s, images_cfg, 0, "train")[0] for s in list_sources(images_cfg, 0, "train")]
     degradations = {n: get_degradation(n, e) for n, e in config["degradations"].items()}
     precisions = ["fp32"] if device.type == "cpu" else ["bf16", "fp32"]
-    print(f"device {device} | batch {args.batch} x {args.crop}² | {len(degradations)} degradations online | "
-          f"{torch.get_num_threads()} CPU threads")
+    print(
+        f"device {device} | batch {args.batch} x {args.crop}² | {len(degradations)} degradations online | "
+        f"{torch.get_num_threads()} CPU threads"
+    )
     prefetch = 2 if device.type == "cuda" else 0
-    header = (f"{'arch':10s} {'precision':16s} {'params M':>8s} {'bare it/s':>10s} {'no prefetch':>12s} "
-              f"{'e2e it/s':>9s} {'ratio':>6s} {'peak GB':>8s}")
+    header = (
+        f"{'arch':10s} {'precision':16s} {'params M':>8s} {'bare it/s':>10s} {'no prefetch':>12s} "
+        f"{'e2e it/s':>9s} {'ratio':>6s} {'peak GB':>8s}"
+    )
     print(header)
     print("-" * len(header))
     for arch in args.archs.split(","):
-        kwargs = FULL_SIZES[arch] if args.full else (config["training"]["arch_kwargs"] if arch == config["training"]["arch"] else {})
+        kwargs = (
+            FULL_SIZES[arch]
+            if args.full
+            else (config["training"]["arch_kwargs"] if arch == config["training"]["arch"] else {})
+        )
         for precision in precisions:
             compiled = precision == "bf16" and args.compile
             label = precision + ("+compile" if compiled else "")
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             try:
-                row = bench_one(arch, kwargs, precision == "bf16", compiled, images, degradations, args, device, prefetch)
+                row = bench_one(
+                    arch, kwargs, precision == "bf16", compiled, images, degradations, args, device, prefetch
+                )
             except Exception as err:  # e.g. out of memory, no compiler for torch.compile: report it, bench the rest
-                print(f"{arch:10s} {label:16s} failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}", flush=True)
+                print(
+                    f"{arch:10s} {label:16s} failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}", flush=True
+                )
                 row = None
             finally:  # nothing of this run may crowd the next one's memory
                 if device.type == "cuda":
@@ -91,8 +103,11 @@ def main() -> None:
                 continue
             params, bare, inline, end_to_end = row
             peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-            print(f"{arch:10s} {label:16s} {params:8.2f} {bare:10.2f} {inline:12.2f} {end_to_end:9.2f} "
-                  f"{end_to_end / bare:6.2f} {peak:8.1f}", flush=True)
+            print(
+                f"{arch:10s} {label:16s} {params:8.2f} {bare:10.2f} {inline:12.2f} {end_to_end:9.2f} "
+                f"{end_to_end / bare:6.2f} {peak:8.1f}",
+                flush=True,
+            )
 
 
 def bench_one(arch, kwargs, bf16, compiled, images, degradations, args, device, prefetch) -> tuple[float, ...]:
@@ -120,6 +135,7 @@ def bench_one(arch, kwargs, bf16, compiled, images, degradations, args, device, 
     inline = fed(0)
     end_to_end = fed(prefetch) if prefetch else inline
     return sum(p.numel() for p in model.parameters()) / 1e6, bare, inline, end_to_end
+
 
 if __name__ == "__main__":
     main()

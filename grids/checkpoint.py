@@ -45,7 +45,9 @@ def build_model(arch: str, kwargs: dict) -> torch.nn.Module:
     return ARCHS[arch](**kwargs)
 
 
-def save_checkpoint(path: str | Path, model, optimiser, step: int, data_state: tuple[str, torch.Tensor], meta: dict) -> None:
+def save_checkpoint(
+    path: str | Path, model, optimiser, step: int, data_state: tuple[str, torch.Tensor], meta: dict
+) -> None:
     """Write a training checkpoint atomically (a killed writer leaves the previous file intact).
 
     ``data_state``: the data RNGs' ``(numpy state JSON, torch generator state)``

@@ -62,7 +62,9 @@ def _matrix(args) -> int:
     try:
         matrix = pd.read_parquet(args.path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{args.path} not found: build it with `snakemake --cores all similarity_matrix`") from None
+        raise FileNotFoundError(
+            f"{args.path} not found: build it with `snakemake --cores all similarity_matrix`"
+        ) from None
     wide = wide_matrix(matrix, args.value)
     if args.cluster:
         order = cluster_order(wide_matrix(matrix))
@@ -74,8 +76,9 @@ def _matrix(args) -> int:
 def _selector(args):
     from .selection import selector_from_config
 
-    return selector_from_config(load_config(args.config or ["config/config.yaml"]), args.results, args.threshold,
-                                args.device)
+    return selector_from_config(
+        load_config(args.config or ["config/config.yaml"]), args.results, args.threshold, args.device
+    )
 
 
 def _read_input(path: str) -> np.ndarray:
@@ -109,8 +112,11 @@ def _select(args) -> int:
         choice = selector.select(image)
         results.append({"image": path, **choice.as_dict()})
         if not args.json:
-            verdict = "in distribution" if choice.in_distribution else (
-                f"OUT OF DISTRIBUTION (> {selector.threshold:g}): no group model was trained on anything like it")
+            verdict = (
+                "in distribution"
+                if choice.in_distribution
+                else (f"OUT OF DISTRIBUTION (> {selector.threshold:g}): no group model was trained on anything like it")
+            )
             print(f"{path}: group {choice.group} (distance {choice.distance:.3f}, {verdict})")
             for row in choice.divergences.itertuples():
                 print(f"    {row.distance:8.3f}  {row.group}")
@@ -138,8 +144,11 @@ def _restore(args) -> int:
         group = choice.group
         print(f"{args.image}: group {group} (distance {choice.distance:.3f})", file=sys.stderr)
         if not choice.in_distribution:
-            print(f"warning: {args.image} looks out of distribution (distance {choice.distance:.3f} > "
-                  f"{selector.threshold:g}): expect a poor restoration", file=sys.stderr)
+            print(
+                f"warning: {args.image} looks out of distribution (distance {choice.distance:.3f} > "
+                f"{selector.threshold:g}): expect a poor restoration",
+                file=sys.stderr,
+            )
     path = os.path.join(args.results, "final", "models", f"{group}.pth")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all final_models`")
@@ -157,6 +166,8 @@ def _plan(args) -> int:
 
     config, assumed = load_for_plan(args.config or ["config/config.yaml"])
     print(plan(config, assumed, args.instances))
+
+
 def _import_ncnn_rrdb(args) -> int:
     from .ncnn import import_rrdb
 
@@ -187,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster", action="store_true", help="order rows by hierarchical clustering")
     p.add_argument("--digits", type=int, default=2)
     p.set_defaults(func=_matrix)
-    for name, helptext in (("select", "choose the group model for images of unknown degradation"),
-                           ("restore", "restore an image with the chosen (or a given) group model")):
+    for name, helptext in (
+        ("select", "choose the group model for images of unknown degradation"),
+        ("restore", "restore an image with the chosen (or a given) group model"),
+    ):
         p = sub.add_parser(name, help=helptext)
         if name == "select":
             p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -199,19 +212,28 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--group", help="use this final group's model instead of choosing")
             p.add_argument("--tile", type=int, default=512, help="tile side (px) for large images")
             p.add_argument("--force", action="store_true", help="allow the output to replace the input image")
-        p.add_argument("--config", action="append", metavar="FILE",
-                       help="the config the results were built with (repeat to merge; default config/config.yaml)")
+        p.add_argument(
+            "--config",
+            action="append",
+            metavar="FILE",
+            help="the config the results were built with (repeat to merge; default config/config.yaml)",
+        )
         p.add_argument("--results", default="results", help="the workflow's results folder")
         p.add_argument("--threshold", type=float, help="out-of-distribution divergence (default: selection.threshold)")
         p.add_argument("--device", default="auto")
         p.set_defaults(func=_select if name == "select" else _restore)
     p = sub.add_parser("plan", help="what a final_models run will train and cost, before submitting it")
-    p.add_argument("--config", action="append", metavar="FILE", help="config files, merged in order (default config/config.yaml)")
+    p.add_argument(
+        "--config", action="append", metavar="FILE", help="config files, merged in order (default config/config.yaml)"
+    )
     p.add_argument("--instances", type=int, default=200, help="simulated grouping searches")
     p.set_defaults(func=_plan)
-    p = sub.add_parser("import-ncnn-rrdb", help="convert an ncnn RRDBNet (Real-ESRGAN x4plus) to a BasicSR .pth",
-                       description="e.g. grids import-ncnn-rrdb realesrgan-x4plus.param realesrgan-x4plus.bin "
-                                   "-o weights/realesrgan_x4plus.pth")
+    p = sub.add_parser(
+        "import-ncnn-rrdb",
+        help="convert an ncnn RRDBNet (Real-ESRGAN x4plus) to a BasicSR .pth",
+        description="e.g. grids import-ncnn-rrdb realesrgan-x4plus.param realesrgan-x4plus.bin "
+        "-o weights/realesrgan_x4plus.pth",
+    )
     p.add_argument("param", help="the ncnn .param file")
     p.add_argument("bin", help="the ncnn .bin file")
     p.add_argument("-o", "--output", required=True, help="the .pth to write ({params, arch, arch_kwargs})")

@@ -41,11 +41,18 @@ DEFAULT_DESCRIPTOR = {
 }
 # SRGA scale is n_patches 800, patch_size 32, pca_components 300 (config/paper.yaml).
 DEFAULT_FEATURES = {
-    "kind": "descriptor", "layer": "conv_last_input", "n_patches": 256, "patch_size": 24,
-    "pca_components": 128, "outlier_stds": 5.0,
+    "kind": "descriptor",
+    "layer": "conv_last_input",
+    "n_patches": 256,
+    "patch_size": 24,
+    "pca_components": 128,
+    "outlier_stds": 5.0,
 }
 DEFAULT_TRAINING = {
-    "images": {"photos": ["astronaut", "coffee", "rocket", "hubble_deep_field"], "dead_leaves": {"count": 8, "size": 256}},
+    "images": {
+        "photos": ["astronaut", "coffee", "rocket", "hubble_deep_field"],
+        "dead_leaves": {"count": 8, "size": 256},
+    },
     "test_sets": {"heldout": {"photos": ["chelsea"], "dead_leaves": {"count": 3, "size": 128}}},
     "arch": "srresnet",
     "arch_kwargs": {"num_feat": 32, "num_block": 4},
@@ -66,10 +73,14 @@ DEFAULT_VALIDATION = {
     "experiments": {
         "e1": [["sr", "defocus_blur"], ["gaussian_noise", "salt_pepper"]],
         "e2": [["ringing", "rl", "defocus_blur"], ["gaussian_blur", "jpeg", "salt_pepper"]],
-        "e3": [["ringing", "rl", "defocus_blur", "motion_blur"], ["gaussian_blur", "gaussian_noise", "salt_pepper",
-                                                                   "motion_blur"]],
-        "e4": [["sr", "jpeg", "ringing", "rl", "defocus_blur"], ["gaussian_blur", "inpainting", "salt_pepper",
-                                                                  "poisson_noise", "motion_blur"]],
+        "e3": [
+            ["ringing", "rl", "defocus_blur", "motion_blur"],
+            ["gaussian_blur", "gaussian_noise", "salt_pepper", "motion_blur"],
+        ],
+        "e4": [
+            ["sr", "jpeg", "ringing", "rl", "defocus_blur"],
+            ["gaussian_blur", "inpainting", "salt_pepper", "poisson_noise", "motion_blur"],
+        ],
         "e5": [["sr", "jpeg", "poisson_noise"], ["gaussian_blur", "inpainting", "poisson_noise"]],
         "e6": [["sr", "jpeg", "inpainting"], ["gaussian_blur", "ringing", "defocus_blur"]],
         "e7": [["jpeg", "poisson_noise", "gaussian_noise"], ["jpeg", "poisson_noise", "inpainting"]],
@@ -82,8 +93,17 @@ RESERVED_SET_NAMES = {"clean"}
 # tests/test_archs.py checks them against the classes' signatures).
 ARCH_PARAMETERS = {
     "srresnet": ["num_in_ch", "num_out_ch", "num_feat", "num_block"],
-    "restormer": ["inp_channels", "out_channels", "dim", "num_blocks", "num_refinement_blocks", "heads",
-                  "ffn_expansion_factor", "bias", "LayerNorm_type"],
+    "restormer": [
+        "inp_channels",
+        "out_channels",
+        "dim",
+        "num_blocks",
+        "num_refinement_blocks",
+        "heads",
+        "ffn_expansion_factor",
+        "bias",
+        "LayerNorm_type",
+    ],
     "rrdbnet": ["num_in_ch", "num_out_ch", "scale", "num_feat", "num_block", "num_grow_ch"],
 }  # the clean set's name in the similarity tables
 
@@ -102,8 +122,10 @@ class ConfigError(ValueError):
 def check_name(name: object, key: str) -> None:
     """Raise :class:`ConfigError` unless ``name`` (found under config key ``key``) is an identifier."""
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
-        raise ConfigError(f"config key {key}: the name {name!r} is not allowed: names must be {NAME_RULE} "
-                          f"(pattern {NAME_PATTERN}), since they become folder names and wildcards")
+        raise ConfigError(
+            f"config key {key}: the name {name!r} is not allowed: names must be {NAME_RULE} "
+            f"(pattern {NAME_PATTERN}), since they become folder names and wildcards"
+        )
 
 
 def _check_names(config: dict) -> None:
@@ -233,14 +255,18 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     validation["experiments"] = dict(validation["experiments"] or {})
     for name, sides in validation["experiments"].items():
         if len(sides[0]) != len(sides[1]):
-            raise ConfigError(f"config key validation.experiments.{name}: its two groups have {len(sides[0])} and "
-                              f"{len(sides[1])} members; an experiment compares groups of equal size")
+            raise ConfigError(
+                f"config key validation.experiments.{name}: its two groups have {len(sides[0])} and "
+                f"{len(sides[1])} members; an experiment compares groups of equal size"
+            )
     selection = config["selection"] = {**DEFAULT_SELECTION, **config.get("selection", {})}
     selection["unseen"] = dict(selection["unseen"] or {})
     for name, entry in selection["unseen"].items():
         if name in config["degradations"] or name in RESERVED_SET_NAMES:
-            raise ConfigError(f"config key selection.unseen.{name}: {name!r} is a trained degradation (or reserved); "
-                              "unseen degradations must be left out of `degradations`")
+            raise ConfigError(
+                f"config key selection.unseen.{name}: {name!r} is a trained degradation (or reserved); "
+                "unseen degradations must be left out of `degradations`"
+            )
         selection["unseen"][name] = _resolve_degradation(name, entry, f"selection.unseen.{name}", base_dir)
     return config
 
@@ -260,8 +286,13 @@ def baseline_recipe(config: dict[str, Any], name: str) -> dict[str, Any]:
 def config_section(name: str, given: dict[str, Any]) -> dict[str, Any]:
     """One section (``grouping``, ``features``, ...) checked against the schema, with its defaults
     filled in: for a stage run by hand with a partial section (the rules pass whole ones)."""
-    defaults = {"descriptor": DEFAULT_DESCRIPTOR, "features": DEFAULT_FEATURES, "grouping": DEFAULT_GROUPING,
-                "selection": DEFAULT_SELECTION, "validation": DEFAULT_VALIDATION}[name]
+    defaults = {
+        "descriptor": DEFAULT_DESCRIPTOR,
+        "features": DEFAULT_FEATURES,
+        "grouping": DEFAULT_GROUPING,
+        "selection": DEFAULT_SELECTION,
+        "validation": DEFAULT_VALIDATION,
+    }[name]
     errors = list(jsonschema.Draft202012Validator(schema()["properties"][name]).iter_errors(given))
     if errors:
         error = jsonschema.exceptions.best_match(errors)

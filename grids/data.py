@@ -43,6 +43,7 @@ EMBEDDED_PHOTOS: dict[str, tuple[str, str]] = {
     "immunohistochemistry": ("ihc.png", "no known copyright restrictions (CMMI)"),
 }
 
+
 def embedded_photo_path(name: str) -> Path:
     import skimage.data
 
@@ -102,7 +103,9 @@ def list_sources(images_cfg: dict, seed: int, dataset: str = "similarity") -> li
     sources = [Source(n, "embedded", str(embedded_photo_path(n))) for n in images_cfg.get("photos", [])]
     leaves = images_cfg.get("dead_leaves", {})
     for i in range(leaves.get("count", 0)):
-        sources.append(Source(f"dead_leaves_{i:03d}", "dead_leaves", f"dead_leaves(seed={seed}, dataset={dataset}, index={i})"))
+        sources.append(
+            Source(f"dead_leaves_{i:03d}", "dead_leaves", f"dead_leaves(seed={seed}, dataset={dataset}, index={i})")
+        )
     if images_cfg.get("folder"):
         files, _ = io.list_image_files(images_cfg["folder"])
         sources += [Source(p.stem, "folder", str(p)) for p in files]
@@ -120,7 +123,9 @@ def list_sources(images_cfg: dict, seed: int, dataset: str = "similarity") -> li
     return sources
 
 
-def load_source(source: Source, images_cfg: dict, seed: int, dataset: str = "similarity") -> tuple[np.ndarray, list[str]]:
+def load_source(
+    source: Source, images_cfg: dict, seed: int, dataset: str = "similarity"
+) -> tuple[np.ndarray, list[str]]:
     if source.kind == "dead_leaves":
         index = int(source.image_id.rsplit("_", 1)[1])
         size = images_cfg["dead_leaves"]["size"]
@@ -209,7 +214,9 @@ def _check(source: Source) -> list | str:
     """A manifest row, or the message of a bad input (collected, reported together)."""
     c = _WORKER
     try:
-        return _clean_row(source, c["images_cfg"], c["seed"], c["dataset"], c["images_dir"], c["tmp_images"], c["cache"])
+        return _clean_row(
+            source, c["images_cfg"], c["seed"], c["dataset"], c["images_dir"], c["tmp_images"], c["cache"]
+        )
     except io.BadImageError as err:
         return f"  {err}"
 
@@ -254,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         json.loads(args.images), args.seed, args.manifest, args.images_dir, args.checks, args.dataset, args.threads
     )
     written = int((manifest.path != manifest.source_path).sum())
-    print(f"{len(manifest)} clean images -> {args.manifest} ({written} written, {len(manifest) - written} used in place)")
+    print(
+        f"{len(manifest)} clean images -> {args.manifest} ({written} written, {len(manifest) - written} used in place)"
+    )
     return 0
 
 

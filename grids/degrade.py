@@ -56,7 +56,16 @@ def degrade_dataset(
             path = images_dir / f"{row.image_id}.png"
             sha = io.write_png(tmp_images / path.name, degraded)
             rows.append(
-                [row.image_id, row.source_path, row.path, name, json.dumps(params, sort_keys=True), image_seed, str(path), sha]
+                [
+                    row.image_id,
+                    row.source_path,
+                    row.path,
+                    name,
+                    json.dumps(params, sort_keys=True),
+                    image_seed,
+                    str(path),
+                    sha,
+                ]
             )
     manifest = pd.DataFrame(rows, columns=tables.columns("degraded_manifest"))
     manifest["seed"] = manifest["seed"].astype("int64")

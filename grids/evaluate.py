@@ -64,8 +64,16 @@ def _run(model, x: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def restore(model, image: np.ndarray, device, multiple: int = 1, tile: int = 512, overlap: int = 32,
-            progress: bool = False, batch: int | None = None) -> np.ndarray:
+def restore(
+    model,
+    image: np.ndarray,
+    device,
+    multiple: int = 1,
+    tile: int = 512,
+    overlap: int = 32,
+    progress: bool = False,
+    batch: int | None = None,
+) -> np.ndarray:
     """Restore a uint8 ``(H, W, 3)`` image; tiles of ``tile`` px (overlapping) when it is larger
     (``progress``: a progress bar over the tiles on stderr). Tiles go through the model ``batch``
     at a time (None: 4 on CUDA, where one tile leaves the GPU idle, 1 on CPU); every tile of an
@@ -88,11 +96,11 @@ def restore(model, image: np.ndarray, device, multiple: int = 1, tile: int = 512
         with tqdm(total=len(corners), desc="tiles", unit="tile", disable=not progress) as bar:
             for start in range(0, len(corners), batch):
                 chunk = corners[start : start + batch]
-                windows = torch.cat([x[..., t : t + tile, l : l + tile] for t, l in chunk])
+                windows = torch.cat([x[..., top : top + tile, left : left + tile] for top, left in chunk])
                 restored = _run(model, windows, multiple)
-                for k, (t, l) in enumerate(chunk):
-                    out[..., t : t + tile, l : l + tile] += restored[k : k + 1]
-                    weight[..., t : t + tile, l : l + tile] += 1
+                for k, (top, left) in enumerate(chunk):
+                    out[..., top : top + tile, left : left + tile] += restored[k : k + 1]
+                    weight[..., top : top + tile, left : left + tile] += 1
                 bar.update(len(chunk))
         out = out / weight
     return (out[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
@@ -128,8 +136,18 @@ def evaluate_model(
                 if row.image_id not in degraded[name].index:
                     continue
                 output = restore(model, io.load_png(degraded[name][row.image_id]), device, multiple, tile)
-                rows.append([(set_name, k, row.Index), str(model_path), state["group"], set_name, name, row.image_id,
-                             psnr(output, target), ssim(output, target)])
+                rows.append(
+                    [
+                        (set_name, k, row.Index),
+                        str(model_path),
+                        state["group"],
+                        set_name,
+                        name,
+                        row.image_id,
+                        psnr(output, target),
+                        ssim(output, target),
+                    ]
+                )
     rows.sort(key=lambda r: (list(test_sets).index(r[0][0]), *r[0][1:]))  # the table's order, not the loop's
     return pd.DataFrame([r[1:] for r in rows], columns=tables.columns("eval"))
 

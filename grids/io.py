@@ -178,9 +178,7 @@ def check_output_path(path: str | Path, inputs=(), force: bool = False, kind: st
     for source in inputs:
         if path.exists() and os.path.samefile(path, source) or path.resolve() == Path(source).resolve():
             if not force:
-                raise OutputError(
-                    f"{path}: is the {kind} {source}; choose another output (or --force to replace it)"
-                )
+                raise OutputError(f"{path}: is the {kind} {source}; choose another output (or --force to replace it)")
     folder = path.parent
     while not folder.exists():  # atomic_path creates the missing folders: probe where it would start
         folder = folder.parent

@@ -48,7 +48,9 @@ def upper_bounds(eval_files: list[str], table_path: str | Path, summary_path: st
     return table
 
 
-def table1(groups: pd.DataFrame, evaluation: pd.DataFrame, baselines: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+def table1(
+    groups: pd.DataFrame, evaluation: pd.DataFrame, baselines: dict[str, pd.DataFrame] | None = None
+) -> pd.DataFrame:
     """The paper's Table 1: per test set and degradation, mean PSNR of the single-task upper bound,
     the mix-all baseline, any extra baselines and the GRIDS group model; the GRIDS model's
     difference to the upper bound and to the mix-all baseline (dB, negative = worse); and one
@@ -60,7 +62,9 @@ def table1(groups: pd.DataFrame, evaluation: pd.DataFrame, baselines: dict[str, 
     for test_set in sorted(set(evaluation.test_set)):
         for name, group in zip(groups.degradation, groups.group):
             row = {
-                "test_set": test_set, "degradation": name, "group": group,
+                "test_set": test_set,
+                "degradation": name,
+                "group": group,
                 "psnr_upper": means[(name, test_set, name)],
                 "psnr_mixall": means[(mix_all, test_set, name)] if len(names) > 1 else means[(name, test_set, name)],
             }
@@ -83,15 +87,20 @@ def plot_table1(table: pd.DataFrame, path: str | Path) -> None:
     plt = io.pyplot()
     columns = [c for c in table.columns if c.startswith("psnr_") and c != "psnr_grids"] + ["psnr_grids"]
     sets = list(dict.fromkeys(table.test_set))
-    fig, axes = plt.subplots(len(sets), 1, figsize=(max(6.0, 0.9 * table.degradation.nunique() + 2), 3.6 * len(sets)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(sets), 1, figsize=(max(6.0, 0.9 * table.degradation.nunique() + 2), 3.6 * len(sets)), squeeze=False
+    )
     width = 0.8 / len(columns)
     for ax, test_set in zip(axes[:, 0], sets):
         rows = table[table.test_set == test_set]
         x = range(len(rows))
         for k, column in enumerate(columns):
-            ax.bar([i + (k - (len(columns) - 1) / 2) * width for i in x], rows[column], width,
-                   label=column.removeprefix("psnr_"))
+            ax.bar(
+                [i + (k - (len(columns) - 1) / 2) * width for i in x],
+                rows[column],
+                width,
+                label=column.removeprefix("psnr_"),
+            )
         low = rows[columns].to_numpy().min()
         ax.set_ylim(max(0.0, low - 3), rows[columns].to_numpy().max() + 1)
         ax.set_xticks(list(x), rows.degradation, rotation=30, ha="right")
@@ -117,8 +126,10 @@ def write_table1(
     table = table1(groups, evaluation, baselines)
     tables.write(table, "table1", table_path)
     markdown = "# Table 1: GRIDS group models vs the single-task upper bound and the mix-all baseline\n\n"
-    markdown += ("Mean PSNR (dB) per degradation; `vs_upper` = GRIDS - single-task, `vs_mixall` = GRIDS - "
-                 "mix-all (positive: GRIDS is better).\n\n")
+    markdown += (
+        "Mean PSNR (dB) per degradation; `vs_upper` = GRIDS - single-task, `vs_mixall` = GRIDS - "
+        "mix-all (positive: GRIDS is better).\n\n"
+    )
     partition = groups.groupby("group", sort=False).degradation.apply(list)
     markdown += "Groups: " + "; ".join("{" + ", ".join(m) + "}" for m in partition) + "\n"
     for test_set, rows in table.groupby("test_set", sort=False):

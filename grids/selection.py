@@ -60,21 +60,26 @@ import pandas as pd
 from . import io, tables
 from .ggd import GGD, kl_divergence, log_kl_distance
 from .seeds import rng_for
-from .similarity import add_set_arguments
 from .selection_report import REPORT_FILES
+from .similarity import add_set_arguments
 from .stage import add_test_set_argument, test_set_manifests
 
 PAPER_THRESHOLD = 4.0  # the paper's haze example; on the scale of set-level GGDs
-FEATURE_COLUMNS = {"n_patches": "n_patches", "patch_size": "patch_size", "pca_components": "pca_components",
-                   "kind": "feature_kind"}
+FEATURE_COLUMNS = {
+    "n_patches": "n_patches",
+    "patch_size": "patch_size",
+    "pca_components": "pca_components",
+    "kind": "feature_kind",
+}
 
 
 def self_augmented_patches(image: np.ndarray, n: int, size: int, seed: int = 0) -> np.ndarray:
     """``uint8 [n, size, size, 3]`` random crops of ``image``, each randomly flipped (see module doc)."""
     h, w = image.shape[:2]
     if min(h, w) < size:
-        warnings.warn(f"image of {w}x{h} px is smaller than the {size} px patches: padded by mirror reflection",
-                      stacklevel=2)
+        warnings.warn(
+            f"image of {w}x{h} px is smaller than the {size} px patches: padded by mirror reflection", stacklevel=2
+        )
         ph, pw = max(size - h, 0), max(size - w, 0)
         image = np.pad(image, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
         h, w = image.shape[:2]
@@ -112,7 +117,9 @@ def image_references(references: pd.DataFrame, groups: pd.DataFrame) -> pd.DataF
         raise ValueError(f"references.parquet has no images of {missing}: rebuild final_models")
     group_of = dict(zip(groups.degradation, groups.group))
     table = references[references.degradation.isin(group_of)]
-    return pd.DataFrame({"group": table.degradation.map(group_of), "alpha": table.alpha, "sigma": table.sigma}).reset_index(drop=True)
+    return pd.DataFrame(
+        {"group": table.degradation.map(group_of), "alpha": table.alpha, "sigma": table.sigma}
+    ).reset_index(drop=True)
 
 
 def divergences(references: pd.DataFrame, fit: GGD) -> pd.DataFrame:
@@ -134,7 +141,9 @@ def leave_one_out_threshold(references: pd.DataFrame, quantile: float = 0.95) ->
         if len(part) < 2:
             continue
         a, s = part.alpha.to_numpy(), part.sigma.to_numpy()
-        d = np.asarray(log_kl_distance(np.asarray(kl_divergence(a[:, None], s[:, None], a[None, :], s[None, :]), float)), float)
+        d = np.asarray(
+            log_kl_distance(np.asarray(kl_divergence(a[:, None], s[:, None], a[None, :], s[None, :]), float)), float
+        )
         np.fill_diagonal(d, np.inf)
         nearest.extend(d.min(axis=0))  # column j: distance of the others (as references) to image j
     if not nearest:
@@ -160,7 +169,9 @@ class Selection:
 
     def as_dict(self) -> dict:
         return {
-            "group": self.group, "distance": self.distance, "in_distribution": self.in_distribution,
+            "group": self.group,
+            "distance": self.distance,
+            "in_distribution": self.in_distribution,
             "input_ggd": {"alpha": self.alpha, "sigma": self.sigma},
             "divergences": {r.group: r.distance for r in self.divergences.itertuples()},
         }
@@ -180,8 +191,9 @@ def image_ggd(image: np.ndarray, features: dict, model, seed: int, device) -> GG
     return features_ggd(x, features)[0]
 
 
-def reference_table(name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int,
-                    device: str = "auto") -> pd.DataFrame:
+def reference_table(
+    name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto"
+) -> pd.DataFrame:
     """Stage ``selection_references``: the per-image GGD of every image of one degraded set."""
     from tqdm import tqdm
 
@@ -195,8 +207,19 @@ def reference_table(name: str, manifest: pd.DataFrame, descriptor: str | None, f
     rows = []
     for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"references {name}", unit="img"):
         fit = image_ggd(io.load_png(row.path), features, model, seed, device)
-        rows.append([name, row.image_id, fit.alpha, fit.sigma, features["n_patches"], features["patch_size"],
-                     features["pca_components"], features["kind"], sha])
+        rows.append(
+            [
+                name,
+                row.image_id,
+                fit.alpha,
+                fit.sigma,
+                features["n_patches"],
+                features["patch_size"],
+                features["pca_components"],
+                features["kind"],
+                sha,
+            ]
+        )
     return pd.DataFrame(rows, columns=tables.columns("selection_references"))
 
 
@@ -206,8 +229,15 @@ class Selector:
     ``references``: ``group, alpha, sigma`` rows (:func:`image_references` or :func:`group_ggds`).
     """
 
-    def __init__(self, references: pd.DataFrame, features: dict, descriptor: str | None, threshold: float = 4.0,
-                 seed: int = 0, device: str = "auto"):
+    def __init__(
+        self,
+        references: pd.DataFrame,
+        features: dict,
+        descriptor: str | None,
+        threshold: float = 4.0,
+        seed: int = 0,
+        device: str = "auto",
+    ):
         from .descriptor import load_descriptor
         from .stage import pick_device
 
@@ -222,12 +252,18 @@ class Selector:
         fit = self.input_ggd(image)
         table = divergences(self.references, fit)
         best = table.iloc[0]
-        return Selection(str(best.group), float(best.distance), bool(best.distance <= self.threshold), table,
-                         fit.alpha, fit.sigma)
+        return Selection(
+            str(best.group), float(best.distance), bool(best.distance <= self.threshold), table, fit.alpha, fit.sigma
+        )
 
 
-def check_features(ggd: pd.DataFrame, features: dict, descriptor_sha: str | None,
-                   table: str = "results/similarity/ggd.parquet", target: str = "similarity_matrix") -> None:
+def check_features(
+    ggd: pd.DataFrame,
+    features: dict,
+    descriptor_sha: str | None,
+    table: str = "results/similarity/ggd.parquet",
+    target: str = "similarity_matrix",
+) -> None:
     """The config's features (and descriptor) must be those ``table``'s GGDs were fitted with."""
     row = ggd.iloc[0]
     for key, column in FEATURE_COLUMNS.items():
@@ -238,28 +274,42 @@ def check_features(ggd: pd.DataFrame, features: dict, descriptor_sha: str | None
                 f"{stored!r}: pass the config the results were built with, or rebuild `{target}`"
             )
     if descriptor_sha is not None and row.descriptor_sha256 and row.descriptor_sha256 != descriptor_sha:
-        raise ValueError(f"the descriptor weights changed since {table} was fitted: "
-                         "rebuild `similarity_matrix` and `final_models`")
+        raise ValueError(
+            f"the descriptor weights changed since {table} was fitted: rebuild `similarity_matrix` and `final_models`"
+        )
 
 
-def load_results(results: str | Path, reference: str = "sets") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+def load_results(
+    results: str | Path, reference: str = "sets"
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """``(ggd, groups, references)`` tables of a built workflow (``references`` None unless
     ``reference`` is ``images``), with a message naming the target to build."""
     results = Path(results)
-    needed = {results / "similarity" / "ggd.parquet": "similarity_matrix",
-              results / "final" / "groups.parquet": "final_models"}
+    needed = {
+        results / "similarity" / "ggd.parquet": "similarity_matrix",
+        results / "final" / "groups.parquet": "final_models",
+    }
     if reference == "images":
         needed[results / "selection" / "references.parquet"] = "final_models"
     for path, target in needed.items():
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all {target}`")
     references = pd.read_parquet(results / "selection" / "references.parquet") if reference == "images" else None
-    return (pd.read_parquet(results / "similarity" / "ggd.parquet"), pd.read_parquet(results / "final" / "groups.parquet"),
-            references)
+    return (
+        pd.read_parquet(results / "similarity" / "ggd.parquet"),
+        pd.read_parquet(results / "final" / "groups.parquet"),
+        references,
+    )
 
 
-def build_references(reference: str, ggd: pd.DataFrame, groups: pd.DataFrame, references: pd.DataFrame | None,
-                     features: dict, descriptor_sha: str | None) -> pd.DataFrame:
+def build_references(
+    reference: str,
+    ggd: pd.DataFrame,
+    groups: pd.DataFrame,
+    references: pd.DataFrame | None,
+    features: dict,
+    descriptor_sha: str | None,
+) -> pd.DataFrame:
     """The selector's ``group, alpha, sigma`` rows for ``selection.reference``, after checking that
     the stored fits used the config's features and descriptor."""
     check_features(ggd, features, descriptor_sha)
@@ -269,8 +319,9 @@ def build_references(reference: str, ggd: pd.DataFrame, groups: pd.DataFrame, re
     return image_references(references, groups)
 
 
-def selector_from_config(config: dict, results: str | Path = "results", threshold: float | None = None,
-                         device: str = "auto") -> Selector:
+def selector_from_config(
+    config: dict, results: str | Path = "results", threshold: float | None = None, device: str = "auto"
+) -> Selector:
     from .config import descriptor_weights
     from .descriptor import sha256_file
 
@@ -279,8 +330,10 @@ def selector_from_config(config: dict, results: str | Path = "results", threshol
     features = config["features"]
     weights = descriptor_weights(config) if features["kind"] == "descriptor" else None
     if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"descriptor weights {weights} not found (descriptor.weights: train needs "
-                                "`snakemake results/descriptor/msrresnet_x4.pth`)")
+        raise FileNotFoundError(
+            f"descriptor weights {weights} not found (descriptor.weights: train needs "
+            "`snakemake results/descriptor/msrresnet_x4.pth`)"
+        )
     table = build_references(reference, ggd, groups, references, features, sha256_file(weights) if weights else None)
     limit = resolve_threshold(config["selection"]["threshold"] if threshold is None else threshold, reference, table)
     return Selector(table, features, weights, limit, config["seed"], device)
@@ -305,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unseen", action="append", default=[], help="a test degradation no model was trained on")
     for name in REPORT_FILES:
         what = {"summary": "summary.md", "confusion": "confusion.png", "scatter": "prediction.png"}.get(
-            name, f"{name}.parquet")
+            name, f"{name}.parquet"
+        )
         p.add_argument(f"--{name}", required=True, help=f"{what} to write")
     add_set_arguments(sub.add_parser("references", help="per-image GGDs of one degraded set"))
     p = sub.add_parser("combine", help="concatenate per-set reference tables")
@@ -321,8 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     features = json.loads(args.features)
     if args.command == "references":
-        table = reference_table(args.set, pd.read_parquet(args.manifest), args.descriptor or None, features, args.seed,
-                                args.device)
+        table = reference_table(
+            args.set, pd.read_parquet(args.manifest), args.descriptor or None, features, args.seed, args.device
+        )
         tables.write(table, "selection_references", args.out)
         return 0
     if args.reference == "images" and not args.references:

@@ -43,8 +43,13 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def selection_tables(selector: Selector, groups: pd.DataFrame, test_sets: dict[str, tuple[str, dict[str, str]]],
-                     evaluation: pd.DataFrame, unseen: list[str] = ()) -> dict[str, pd.DataFrame]:
+def selection_tables(
+    selector: Selector,
+    groups: pd.DataFrame,
+    test_sets: dict[str, tuple[str, dict[str, str]]],
+    evaluation: pd.DataFrame,
+    unseen: list[str] = (),
+) -> dict[str, pd.DataFrame]:
     """Select a group for every degraded test image; score the choice against the true group and
     the divergence against the PSNR the chosen model obtained (read from ``evaluation``).
     ``unseen`` degradations (no model trained on them) have no true group: they measure whether
@@ -67,12 +72,22 @@ def selection_tables(selector: Selector, groups: pd.DataFrame, test_sets: dict[s
                     div_rows.append([set_name, name, row.image_id, d.group, d.kl, d.distance])
                 seen = name in true_group
                 key = (set_name, name, row.image_id)
-                rows.append([
-                    set_name, name, row.image_id, seen, true_group.get(name, ""), choice.group,
-                    seen and choice.group == true_group[name], choice.distance, choice.in_distribution,
-                    psnr[(choice.group, *key)], psnr[(true_group[name], *key)] if seen else nan,
-                    psnr[(name, *key)] if seen else nan,
-                ])
+                rows.append(
+                    [
+                        set_name,
+                        name,
+                        row.image_id,
+                        seen,
+                        true_group.get(name, ""),
+                        choice.group,
+                        seen and choice.group == true_group[name],
+                        choice.distance,
+                        choice.in_distribution,
+                        psnr[(choice.group, *key)],
+                        psnr[(true_group[name], *key)] if seen else nan,
+                        psnr[(name, *key)] if seen else nan,
+                    ]
+                )
     accuracy = pd.DataFrame(rows, columns=tables.columns("selection_accuracy"))
     prediction, ood = [], []
     for set_name, part in accuracy.groupby("test_set", sort=False):
@@ -81,12 +96,18 @@ def selection_tables(selector: Selector, groups: pd.DataFrame, test_sets: dict[s
             rho, p = spearman(part.distance.to_numpy()[keep], values.to_numpy()[keep])
             prediction.append([set_name, target, int(keep.sum()), rho, p])
         seen, other = part[part.seen], part[~part.seen]
-        ood.append([
-            set_name, len(seen), len(other), float(seen.in_distribution.mean()),
-            float((~other.in_distribution).mean()) if len(other) else nan,
-            auroc(other.distance.to_numpy(), seen.distance.to_numpy()), selector.threshold,
-            float(np.quantile(seen.distance, 0.95)),
-        ])
+        ood.append(
+            [
+                set_name,
+                len(seen),
+                len(other),
+                float(seen.in_distribution.mean()),
+                float((~other.in_distribution).mean()) if len(other) else nan,
+                auroc(other.distance.to_numpy(), seen.distance.to_numpy()),
+                selector.threshold,
+                float(np.quantile(seen.distance, 0.95)),
+            ]
+        )
     return {
         "divergences": pd.DataFrame(div_rows, columns=tables.columns("selection_divergences")),
         "accuracy": accuracy,
@@ -133,8 +154,14 @@ def plot_prediction(accuracy: pd.DataFrame, prediction: pd.DataFrame, threshold:
     fig, ax = plt.subplots(figsize=(7, 4.6))
     for name, part in accuracy.groupby("degradation", sort=False):
         unseen = not part.seen.iloc[0]
-        ax.scatter(part.distance, part.psnr_chosen, s=30 if unseen else 18, marker="x" if unseen else "o",
-                   label=f"{name} (unseen)" if unseen else name, alpha=0.8)
+        ax.scatter(
+            part.distance,
+            part.psnr_chosen,
+            s=30 if unseen else 18,
+            marker="x" if unseen else "o",
+            label=f"{name} (unseen)" if unseen else name,
+            alpha=0.8,
+        )
     ax.axvline(threshold, color="grey", linestyle="--", label=f"out of distribution > {threshold:g}")
     rho = prediction[prediction.target == "psnr"].spearman
     ax.set_title(f"Prediction without inference: Spearman rho = {', '.join(f'{r:.2f}' for r in rho)}")
@@ -148,8 +175,9 @@ def plot_prediction(accuracy: pd.DataFrame, prediction: pd.DataFrame, threshold:
 REPORT_FILES = ("divergences", "accuracy", "prediction", "ood", "summary", "confusion", "scatter")
 
 
-def write_report(report: dict[str, pd.DataFrame], groups: pd.DataFrame, threshold: float,
-                 paths: dict[str, str | Path]) -> None:
+def write_report(
+    report: dict[str, pd.DataFrame], groups: pd.DataFrame, threshold: float, paths: dict[str, str | Path]
+) -> None:
     """Write the :func:`selection_tables` (``selection_{name}`` tables), the summary and the two
     figures to ``paths`` (keyed by :data:`REPORT_FILES`: a table's name, ``summary``,
     ``confusion`` and ``scatter``)."""
@@ -158,10 +186,19 @@ def write_report(report: dict[str, pd.DataFrame], groups: pd.DataFrame, threshol
     accuracy, prediction = report["accuracy"], report["prediction"]
     plot_confusion(accuracy, list(dict.fromkeys(groups.group)), paths["confusion"])
     plot_prediction(accuracy, prediction, threshold, paths["scatter"])
-    per = accuracy.groupby(["test_set", "degradation"], sort=False).agg(
-        seen=("seen", "first"), images=("correct", "size"), accuracy=("correct", "mean"), distance=("distance", "mean"),
-        in_distribution=("in_distribution", "mean"), psnr_chosen=("psnr_chosen", "mean"), psnr_true=("psnr_true", "mean"),
-    ).reset_index()
+    per = (
+        accuracy.groupby(["test_set", "degradation"], sort=False)
+        .agg(
+            seen=("seen", "first"),
+            images=("correct", "size"),
+            accuracy=("correct", "mean"),
+            distance=("distance", "mean"),
+            in_distribution=("in_distribution", "mean"),
+            psnr_chosen=("psnr_chosen", "mean"),
+            psnr_true=("psnr_true", "mean"),
+        )
+        .reset_index()
+    )
     per["accuracy"] = per.accuracy.where(per.seen)  # no true group for an unseen degradation
     seen = accuracy[accuracy.seen]
     text = "# Adaptive model selection\n\n"
@@ -172,10 +209,12 @@ def write_report(report: dict[str, pd.DataFrame], groups: pd.DataFrame, threshol
     text += "Spearman rank correlation of the divergence to the chosen group with the PSNR its model obtained "
     text += "(`psnr`) and with the loss against the degradation's single-task model (`drop`).\n\n"
     text += prediction.round(4).to_markdown(index=False) + "\n\n## Out-of-distribution detection\n\n"
-    text += ("Unseen degradations (`selection.unseen`, no model trained on them) should be flagged: `unseen_flagged` "
-             "is the fraction above the threshold, `seen_in_distribution` the fraction of trained ones below it, "
-             "`auroc` how well the distance separates the two whatever the threshold, `seen_p95` the 95th "
-             "percentile of the trained degradations' distances (a data-driven threshold).\n\n")
+    text += (
+        "Unseen degradations (`selection.unseen`, no model trained on them) should be flagged: `unseen_flagged` "
+        "is the fraction above the threshold, `seen_in_distribution` the fraction of trained ones below it, "
+        "`auroc` how well the distance separates the two whatever the threshold, `seen_p95` the 95th "
+        "percentile of the trained degradations' distances (a data-driven threshold).\n\n"
+    )
     text += report["ood"].round(3).to_markdown(index=False) + "\n"
     with io.atomic_path(paths["summary"]) as tmp:
         tmp.write_text(text)

@@ -38,7 +38,9 @@ from .stage import pick_device
 CLEAN = "clean"
 
 
-def fit_set(name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto") -> pd.DataFrame:
+def fit_set(
+    name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto"
+) -> pd.DataFrame:
     """One ``ggd.parquet`` row for the image set listed in ``manifest`` (columns image_id, path)."""
     from .descriptor import load_descriptor, sha256_file
     from .features import ImageFiles, set_ggd
@@ -51,8 +53,17 @@ def fit_set(name: str, manifest: pd.DataFrame, descriptor: str | None, features:
         model, sha = load_descriptor(descriptor, device), sha256_file(descriptor)
     fit, n_values = set_ggd(images, features, seed, model, device)
     row = [
-        name, fit.alpha, fit.sigma, n_values, features["layer"] if model else "sift", features["n_patches"],
-        features["patch_size"], features["pca_components"], features["kind"], sha, str(device),
+        name,
+        fit.alpha,
+        fit.sigma,
+        n_values,
+        features["layer"] if model else "sift",
+        features["n_patches"],
+        features["patch_size"],
+        features["pca_components"],
+        features["kind"],
+        sha,
+        str(device),
         time.perf_counter() - start,
     ]
     return pd.DataFrame([row], columns=tables.columns("similarity_ggd"))
@@ -104,8 +115,15 @@ def plot_heatmap(matrix: pd.DataFrame, png: str | Path, svg: str | Path, title: 
     threshold = np.nanmean(values)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if values[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                f"{values[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if values[i, j] > threshold else "black",
+            )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="log-KL distance (symmetrised)")
     ax.set_title(title or "Degradation similarity (smaller = more similar)")
     fig.tight_layout()

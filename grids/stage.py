@@ -51,7 +51,11 @@ def pick_device(device: str = "auto"):
 def add_test_set_argument(parser) -> None:
     """``--test-set NAME CLEAN DEGRADED...``, repeated per test set: the files a rule passes."""
     parser.add_argument(
-        "--test-set", nargs="+", action="append", required=True, metavar=("NAME", "MANIFEST"),
+        "--test-set",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar=("NAME", "MANIFEST"),
         help="a test set: its name, its clean manifest, then the manifest of each degraded copy (repeat per set)",
     )
 

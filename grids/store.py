@@ -75,7 +75,9 @@ def store_paths(folder: str | Path) -> tuple[Path, Path]:
     return folder / "index.parquet", folder / "arrays"
 
 
-def build_store(manifest: pd.DataFrame, index_path: str | Path, arrays_dir: str | Path, threads: int = 1) -> pd.DataFrame:
+def build_store(
+    manifest: pd.DataFrame, index_path: str | Path, arrays_dir: str | Path, threads: int = 1
+) -> pd.DataFrame:
     """Build (or bring up to date) the crop store of the clean set ``manifest``: its arrays in
     ``arrays_dir`` (a folder only this store uses: arrays no image needs are removed), its index
     at ``index_path``.

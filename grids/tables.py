@@ -101,8 +101,11 @@ _DROPS = (
 
 TABLES: dict[str, Table] = {
     "clean_manifest": _table(
-        ("results/clean/manifest.parquet", "results/train/clean/manifest.parquet",
-         "results/test/{test_set}/clean/manifest.parquet"),
+        (
+            "results/clean/manifest.parquet",
+            "results/train/clean/manifest.parquet",
+            "results/test/{test_set}/clean/manifest.parquet",
+        ),
         "one row per clean image (the similarity set, the training set, each test set)",
         ("image_id", "str", "file stem (unique)"),
         ("source", "str", "`embedded`, `dead_leaves` or `folder`"),
@@ -110,12 +113,19 @@ TABLES: dict[str, Table] = {
         ("conversions", "str", "reading rules applied, `;`-separated (`gray->rgb`, `16bit->8bit`, `drop_alpha`)"),
         ("height", "int64", "px"),
         ("width", "int64", "px"),
-        ("path", "str", "the clean 8-bit RGB image: the user's file when it needed no conversion, else a PNG in `images/`"),
+        (
+            "path",
+            "str",
+            "the clean 8-bit RGB image: the user's file when it needed no conversion, else a PNG in `images/`",
+        ),
         ("sha256", "str", "of that file"),
     ),
     "clean_checks": _table(
-        ("results/clean/checks.parquet", "results/train/clean/checks.parquet",
-         "results/test/{test_set}/clean/checks.parquet"),
+        (
+            "results/clean/checks.parquet",
+            "results/train/clean/checks.parquet",
+            "results/test/{test_set}/clean/checks.parquet",
+        ),
         "the user files that passed the checks and needed no conversion: a rerun hashes such a file, not decoding it",
         ("sha256", "str", "of the file's bytes"),
         ("min_side", "int64", "the `min_side` they were checked against"),
@@ -123,8 +133,10 @@ TABLES: dict[str, Table] = {
         ("width", "int64", "px"),
     ),
     "degraded_manifest": _table(
-        ("results/degraded/{degradation}/manifest.parquet",
-         "results/test/{test_set}/degraded/{degradation}/manifest.parquet"),
+        (
+            "results/degraded/{degradation}/manifest.parquet",
+            "results/test/{test_set}/degraded/{degradation}/manifest.parquet",
+        ),
         "one row per degraded image",
         ("image_id", "str", "as in the clean manifest"),
         ("source_path", "str", "original file"),
@@ -145,8 +157,11 @@ TABLES: dict[str, Table] = {
         ("path", "str", "its `arrays/{sha256}.npy`, uint8 `(height, width, 3)`"),
     ),
     "similarity_ggd": _table(
-        ("results/similarity/ggd.parquet", "results/similarity/ggd/{image_set}.parquet",
-         "results/validation/ggd/{variant}/{image_set}.parquet"),
+        (
+            "results/similarity/ggd.parquet",
+            "results/similarity/ggd/{image_set}.parquet",
+            "results/validation/ggd/{variant}/{image_set}.parquet",
+        ),
         "one row per image set (`clean` first); the per-set files hold one row each",
         *_GGD_FIT,
     ),
@@ -444,8 +459,10 @@ def table_for(path: str | Path) -> str:
     path = Path(path).as_posix()
     matches = [name for name, spec in TABLES.items() if any(_pattern(p, "[^/]+").fullmatch(path) for p in spec.paths)]
     if len(matches) != 1:
-        raise KeyError(f"{path}: {'no registered table' if not matches else 'several tables: ' + ', '.join(matches)} "
-                       "in grids.tables")
+        raise KeyError(
+            f"{path}: {'no registered table' if not matches else 'several tables: ' + ', '.join(matches)} "
+            "in grids.tables"
+        )
     return matches[0]
 
 
@@ -460,8 +477,15 @@ def markdown() -> str:
     ]
     for name, spec in TABLES.items():
         paths = ", ".join(f"`{p}`" for p in spec.paths)
-        lines += ["", f"### `{name}`", "", f"{paths}: {spec.meaning}.", "", "| column | type | meaning |",
-                  "| --- | --- | --- |"]
+        lines += [
+            "",
+            f"### `{name}`",
+            "",
+            f"{paths}: {spec.meaning}.",
+            "",
+            "| column | type | meaning |",
+            "| --- | --- | --- |",
+        ]
         lines += [f"| `{c.name}` | {c.dtype} | {c.meaning} |" for c in spec.columns]
     return "\n".join(lines) + "\n"
 
@@ -486,7 +510,9 @@ def update_readme(path: str | Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.tables", description=__doc__.split("\n")[0])
-    parser.add_argument("--update", metavar="README", help="rewrite the section between the tables markers of this file")
+    parser.add_argument(
+        "--update", metavar="README", help="rewrite the section between the tables markers of this file"
+    )
     args = parser.parse_args(argv)
     if args.update:
         changed = update_readme(args.update)

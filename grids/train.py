@@ -12,7 +12,8 @@ keyword arguments, recipe, package version, and in a resume checkpoint the train
 far, so that a resumed run's ``train_log.parquet`` is the uninterrupted run's) are written
 atomically every ``checkpoint_every`` steps to a resume path that the workflow does not declare,
 so a job killed by ``kill -9`` or by Slurm preemption (SIGTERM: saved, then exit 143 so the job is
-requeued/retried) starts again from its last save. On CPU the resumed run's final weights equal an uninterrupted run's exactly.
+requeued/retried) starts again from its last save. On CPU the resumed run's final weights equal an
+uninterrupted run's exactly.
 The file format (and loading a model from it) is :mod:`grids.checkpoint`.
 
     python -m grids.train --group gaussian_blur+jpeg --store results/train/store/index.parquet \
@@ -74,7 +75,9 @@ class OnlineDegrader:
         self.names = sorted(degradations)
         self.degradations = degradations
 
-    def batch(self, size: int, rng: np.random.Generator, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, size: int, rng: np.random.Generator, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(degraded, clean)`` float tensors ``(size, 3, crop, crop)`` on the device."""
         crops = [random_crop(self.images, self.crop, rng) for _ in range(size)]
         clean = from_uint8_images(crops, self.device)
@@ -101,7 +104,9 @@ class Prefetcher:
     far the thread has run ahead. ``depth=0`` builds each batch in the caller (same sequence).
     """
 
-    def __init__(self, data: OnlineDegrader, size: int, rng: np.random.Generator, generator: torch.Generator, depth: int):
+    def __init__(
+        self, data: OnlineDegrader, size: int, rng: np.random.Generator, generator: torch.Generator, depth: int
+    ):
         self.data, self.size, self.rng, self.generator, self.depth = data, size, rng, generator, depth
         self._state = self._snapshot()  # with a thread: the state before any batch was handed out
         self._stop = threading.Event()
@@ -237,9 +242,15 @@ def train(
         try:
             state = load_checkpoint(resume, device)
         except ValueError as err:
-            raise ValueError(f"{err}; it is this training's resume checkpoint: delete it (rm {resume}) "
-                             "to start the training from scratch") from None
-        if state["recipe"] != meta["recipe"] or state["group"] != group or state["degradations"] != meta["degradations"]:
+            raise ValueError(
+                f"{err}; it is this training's resume checkpoint: delete it (rm {resume}) "
+                "to start the training from scratch"
+            ) from None
+        if (
+            state["recipe"] != meta["recipe"]
+            or state["group"] != group
+            or state["degradations"] != meta["degradations"]
+        ):
             print(f"{resume}: written for another group/recipe, starting from scratch", file=sys.stderr)
         else:
             model.load_state_dict(state["params"])
@@ -254,7 +265,9 @@ def train(
     if bf16:
         model = model.to(memory_format=torch.channels_last)
     step_fn = torch.compile(model) if cuda and recipe.get("compile") else model
-    data = Prefetcher(OnlineDegrader(images, degradations, recipe["crop"], device), recipe["batch_size"], rng, generator, prefetch)
+    data = Prefetcher(
+        OnlineDegrader(images, degradations, recipe["crop"], device), recipe["batch_size"], rng, generator, prefetch
+    )
 
     preempted = False
 
@@ -265,8 +278,14 @@ def train(
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     iterations, every = recipe["iterations"], recipe["checkpoint_every"]
     terminal = sys.stderr.isatty()
-    bar = tqdm(range(start_step, iterations), initial=start_step, total=iterations, desc=f"train {group}", unit="it",
-               disable=not terminal)
+    bar = tqdm(
+        range(start_step, iterations),
+        initial=start_step,
+        total=iterations,
+        desc=f"train {group}",
+        unit="it",
+        disable=not terminal,
+    )
     # Log rows come every 10 steps, so progress lines do too.
     progress_every = max(10, iterations // 100 // 10 * 10) if progress_every is None else -(-progress_every // 10) * 10
     tic, last_logged = time.perf_counter(), start_step
@@ -285,8 +304,12 @@ def train(
                 bar.set_postfix(loss=f"{log[-1][1]:.4f}")
                 if not terminal and (done % progress_every == 0 or done == iterations):
                     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-                    print(f"{stamp} train {group}: step {done}/{iterations} loss {log[-1][1]:.4f} "
-                          f"lr {log[-1][2]:.3g} {rate:.2f} it/s", file=sys.stderr, flush=True)
+                    print(
+                        f"{stamp} train {group}: step {done}/{iterations} loss {log[-1][1]:.4f} "
+                        f"lr {log[-1][2]:.3g} {rate:.2f} it/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             if done % every == 0 or preempted or done == stop_after:
                 save_checkpoint(resume, model, optimiser, done, data.state(), {**meta, "log": json.dumps(log)})
                 if log_path is not None:
@@ -318,11 +341,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", required=True, help="periodic checkpoint to resume from (not a rule output)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
-                        help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    parser.add_argument(
+        "--precision", default="auto", choices=["auto", "bf16", "fp32"], help="auto: bf16 autocast on CUDA, fp32 on CPU"
+    )
     parser.add_argument("--prefetch", type=int, default=None, help="batches built ahead (default: 2 on CUDA, 0 on CPU)")
-    parser.add_argument("--progress-every", type=int, default=None,
-                        help="steps between progress lines when stderr is not a terminal (default: ~100 lines a run)")
+    parser.add_argument(
+        "--progress-every",
+        type=int,
+        default=None,
+        help="steps between progress lines when stderr is not a terminal (default: ~100 lines a run)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -331,9 +359,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         images = [io.load_png(p) for p in pd.read_parquet(args.clean).path]
     try:
-        log = train(args.group, images, json.loads(args.degradations), json.loads(args.recipe), args.seed,
-                    args.out, args.resume, args.device, precision=args.precision, prefetch=args.prefetch,
-                    log_path=args.log, progress_every=args.progress_every)
+        log = train(
+            args.group,
+            images,
+            json.loads(args.degradations),
+            json.loads(args.recipe),
+            args.seed,
+            args.out,
+            args.resume,
+            args.device,
+            precision=args.precision,
+            prefetch=args.prefetch,
+            log_path=args.log,
+            progress_every=args.progress_every,
+        )
     except _Preempted:
         print("SIGTERM: checkpoint saved, exiting to be requeued", file=sys.stderr)
         return 143

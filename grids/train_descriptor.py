@@ -193,13 +193,13 @@ Trained by `grids.train_descriptor` (rule `train_descriptor`) on clean bicubic x
 | | |
 | --- | --- |
 | architecture | BasicSR MSRResNet, 64 features, 16 residual blocks, x4 (1,517,571 parameters) |
-| data | `{facts['photos']}` ({facts['train_images']} training photos; licences in its LICENSES.md) |
-| held out | {', '.join(facts['heldout_images'])} |
-| recipe | L1, Adam (0.9, 0.99), lr {facts['lr']} cosine to 1/100, batch {facts['batch_size']}, HR crop {facts['hr_crop']}², flips + rot90, bf16 on CUDA |
-| iterations | {facts['iterations']} ({facts['train_seconds']} s on {facts['device']}) |
-| x4 PSNR, held-out (RGB, 4 px border) | {facts['psnr_x4']} dB vs bicubic {facts['psnr_bicubic']} dB (gain {facts['gain_db']:+.3f} dB) |
-| seed | {facts['seed']} |
-| sha256 | `{facts['sha256']}` |
+| data | `{facts["photos"]}` ({facts["train_images"]} training photos; licences in its LICENSES.md) |
+| held out | {", ".join(facts["heldout_images"])} |
+| recipe | L1, Adam (0.9, 0.99), lr {facts["lr"]} cosine to 1/100, batch {facts["batch_size"]}, HR crop {facts["hr_crop"]}², flips + rot90, bf16 on CUDA |
+| iterations | {facts["iterations"]} ({facts["train_seconds"]} s on {facts["device"]}) |
+| x4 PSNR, held-out (RGB, 4 px border) | {facts["psnr_x4"]} dB vs bicubic {facts["psnr_bicubic"]} dB (gain {facts["gain_db"]:+.3f} dB) |
+| seed | {facts["seed"]} |
+| sha256 | `{facts["sha256"]}` |
 
 Load with `grids.descriptor.load_descriptor` (`torch.load(weights_only=True)`); BasicSR's official
 `MSRResNet_x4` weights load the same way (set `descriptor.weights` in the config).
@@ -225,8 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     facts = train_descriptor(
-        args.photos, args.out, iterations=args.iterations, batch_size=args.batch_size, crop=args.crop,
-        lr=args.lr, holdout=args.holdout, seed=args.seed, device=args.device, card=args.card, log_table=args.log_table,
+        args.photos,
+        args.out,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        holdout=args.holdout,
+        seed=args.seed,
+        device=args.device,
+        card=args.card,
+        log_table=args.log_table,
     )
     print(json.dumps(facts))
     return 0

@@ -365,13 +365,23 @@ def test_a_user_degradation_breaking_its_contract_names_it_and_the_image(tmp_pat
     pd.DataFrame([{"image_id": "leaf", "source_path": "x", "path": str(clean / "leaf.png")}]).to_parquet(manifest)
     entry = json.dumps({"function": str(tmp_path / "funcs.py") + ":bad"})
     out = tmp_path / "degraded"
-    result = stage(tmp_path, "degrade", clean=str(manifest), name="mine", entry=entry, seed="0",
-                   manifest=str(out / "manifest.parquet"), images_dir=str(out / "images"))
+    result = stage(
+        tmp_path,
+        "degrade",
+        clean=str(manifest),
+        name="mine",
+        entry=entry,
+        seed="0",
+        manifest=str(out / "manifest.parquet"),
+        images_dir=str(out / "images"),
+    )
     line = one_error_line(result)
     assert "degradation 'mine'" in line and expected in line and "(image leaf," in line and "must return" in line
     assert not out.exists() or not any(out.iterdir())  # no image, no manifest, no temporary
     with pytest.raises(ValueError, match=expected):
-        degrade_dataset(pd.read_parquet(manifest), "mine", json.loads(entry), 0, out / "manifest.parquet", out / "images")
+        degrade_dataset(
+            pd.read_parquet(manifest), "mine", json.loads(entry), 0, out / "manifest.parquet", out / "images"
+        )
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------
@@ -419,8 +429,12 @@ def test_a_model_file_that_does_not_fit_gets_one_line(tmp_path, case):
     test_dir = tmp_path / "test"
     out = tmp_path / "eval.parquet"
     result = stage(
-        tmp_path, "evaluate", model=str(path), test_set=f"heldout\0{test_dir / 'clean' / 'manifest.parquet'}",
-        degradations="jpeg", out=str(out)
+        tmp_path,
+        "evaluate",
+        model=str(path),
+        test_set=f"heldout\0{test_dir / 'clean' / 'manifest.parquet'}",
+        degradations="jpeg",
+        out=str(out),
     )
     line = one_error_line(result)
     assert line.startswith(f"error: {path}: ") and re.search(expected, line), line

@@ -48,9 +48,17 @@ def mutate(config: dict, path: str, value) -> dict:
         ("images.photo", ["coffee"], r"config key images: Additional properties.*'photo'"),
         ("images.photos", ["lena"], r"config key images.photos.0: 'lena' is not one of"),
         ("seed", -1, r"config key seed: -1 is less than the minimum of 0"),
-        ("degradations.gausian_blur", {}, r"degradations.gausian_blur: unknown degradation.*Did you mean 'gaussian_blur'"),
+        (
+            "degradations.gausian_blur",
+            {},
+            r"degradations.gausian_blur: unknown degradation.*Did you mean 'gaussian_blur'",
+        ),
         ("degradations.jpeg.qualty", 30, r"config key degradations.jpeg: Additional properties.*'qualty'"),
-        ("degradations.jpeg.quality", [40, 10], r"config key degradations.jpeg: jpeg.quality: inverted range \[40, 10\]"),
+        (
+            "degradations.jpeg.quality",
+            [40, 10],
+            r"config key degradations.jpeg: jpeg.quality: inverted range \[40, 10\]",
+        ),
         ("degradations.jpeg.quality", [10, 400], r"config key degradations.jpeg.quality"),
         ("degradations.jpeg.quality", [], r"config key degradations.jpeg.quality"),
         ("degradations.gaussian_blur.kernel_size", 14, r"gaussian_blur.kernel_size: empty range.*no odd integer"),
@@ -104,7 +112,11 @@ def test_load_config_errors(tmp_path):
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("features.pca_components", 256, r"features.pca_components: 256 must be smaller than features.n_patches \(256\)"),
+        (
+            "features.pca_components",
+            256,
+            r"features.pca_components: 256 must be smaller than features.n_patches \(256\)",
+        ),
         ("features.patch_size", 100, r"features.patch_size: 100 px exceeds images.min_side \(64 px\)"),
         ("features.kind", "hog", r"config key features.kind: 'hog' is not one of"),
         ("features.layer", "conv_hr", r"config key features.layer"),
@@ -113,7 +125,11 @@ def test_load_config_errors(tmp_path):
         ("degradations.clean", {"function": "examples/haze.py:haze"}, r"'clean' is reserved for the clean set"),
         ("grouping.delta", -0.1, r"config key grouping.delta: -0.1 is less than the minimum of 0"),
         ("grouping.strategy", "greedy", r"config key grouping.strategy: 'greedy' is not one of"),
-        ("grouping.test_set", "urban100", r"grouping.test_set: 'urban100' is not one of training.test_sets \(heldout\)"),
+        (
+            "grouping.test_set",
+            "urban100",
+            r"grouping.test_set: 'urban100' is not one of training.test_sets \(heldout\)",
+        ),
         ("grouping.probes_per_round", 0, r"config key grouping.probes_per_round"),
         ("baselines.realesrnet", {"arch": "swinir"}, r"config key baselines.realesrnet.arch: 'swinir' is not one of"),
         ("baselines.realesrnet", {"crop": 512}, r"baselines.realesrnet.crop: exceeds training.images.min_side"),
@@ -122,7 +138,11 @@ def test_load_config_errors(tmp_path):
         ("selection.unseen", {"fog": {}}, r"selection.unseen.fog: unknown degradation 'fog'"),
         ("selection.threshold", 0, r"config key selection.threshold"),
         ("training.arch_kwargs", {"num_feats": 8}, r"training.arch_kwargs: \['num_feats'\] not accepted by srresnet"),
-        ("baselines.r", {"arch": "restormer", "arch_kwargs": {"num_feat": 8}}, r"baselines.r.arch_kwargs: \['num_feat'\]"),
+        (
+            "baselines.r",
+            {"arch": "restormer", "arch_kwargs": {"num_feat": 8}},
+            r"baselines.r.arch_kwargs: \['num_feat'\]",
+        ),
     ],
 )
 def test_feature_and_descriptor_mistakes(default, path, value, message):
@@ -133,7 +153,11 @@ def test_feature_and_descriptor_mistakes(default, path, value, message):
 def test_grouping_defaults(default):
     config = validate_config({k: v for k, v in default.items() if k not in ("grouping", "baselines")})
     assert config["grouping"] == {
-        "delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False,
+        "delta": 0.7,
+        "strategy": "lazy",
+        "probes_per_round": 1,
+        "test_set": None,
+        "all_partitions": False,
     }
     assert config["baselines"] == {}
     restormer = validate_config(mutate(mutate(default, "training.arch", "restormer"), "training.arch_kwargs", None))
@@ -174,4 +198,8 @@ def test_paper_config_merged_over_default(default, tmp_path):
     assert config["training"]["arch"] == "restormer" and config["training"]["arch_kwargs"] == {}
     assert config["grouping"]["delta"] == 0.7 and config["grouping"]["test_set"] == "div2k_valid"
     assert config["baselines"]["realesrnet"]["arch"] == "rrdbnet"
-    assert (config["features"]["n_patches"], config["features"]["patch_size"], config["features"]["pca_components"]) == (800, 32, 300)
+    assert (
+        config["features"]["n_patches"],
+        config["features"]["patch_size"],
+        config["features"]["pca_components"],
+    ) == (800, 32, 300)

@@ -101,11 +101,14 @@ def test_gaussian_kernel_matches_opencv(sigma):
     np.testing.assert_allclose(kernels.gaussian_kernel(15, sigma), g @ g.T, atol=1e-7)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: kernels.motion_kernel(13.3, 37.0),
-    lambda: kernels.disk_kernel(2.6),
-    lambda: kernels.sinc_kernel(1.2, 15, 21),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: kernels.motion_kernel(13.3, 37.0),
+        lambda: kernels.disk_kernel(2.6),
+        lambda: kernels.sinc_kernel(1.2, 15, 21),
+    ],
+)
 def test_kernels_normalised_and_point_symmetric(make):
     k = make()
     assert k.shape[0] == k.shape[1] and k.shape[0] % 2 == 1
@@ -206,9 +209,72 @@ def _ijg_table(base: np.ndarray, quality: int) -> np.ndarray:
 
 
 IJG_LUMA = np.array(
-    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ]
 )  # ITU T.81 Annex K, table K.1, row-major
 
 

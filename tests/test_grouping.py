@@ -18,13 +18,12 @@ def set_partitions(items):
     first, rest = items[0], items[1:]
     for p in set_partitions(rest):
         for i in range(len(p)):
-            yield p[:i] + [p[i] | {first}] + p[i + 1:]
+            yield p[:i] + [p[i] | {first}] + p[i + 1 :]
         yield [frozenset([first])] + p
 
 
 def true_min(names, dp, delta):
-    return min(len(p) for p in set_partitions(names)
-               if all(len(g) == 1 or dp(g) <= delta for g in p))
+    return min(len(p) for p in set_partitions(names) if all(len(g) == 1 or dp(g) <= delta for g in p))
 
 
 def random_points(n, seed):
@@ -54,6 +53,7 @@ def max_oracle(names, d, a=1.0, offset=0.0, noise=0.0, seed=0):
         if noise:
             eps = np.random.default_rng([seed, *ii]).normal(0, noise)
         return a * mx + offset + eps
+
     return dp
 
 
@@ -64,6 +64,7 @@ def counting(dp):
         calls[g] += 1
         assert len(g) > 1
         return dp(g)
+
     return ev, calls
 
 
@@ -135,6 +136,7 @@ def test_adversarial_oracle_terminates_feasible(strategy, seed):
 
     def dp(g):
         return float(np.random.default_rng([seed, *sorted(int(x[1:]) for x in g)]).uniform(0, 2))
+
     ev, calls = counting(dp)
     res = search(names, d, 1.0, ev, strategy=strategy, probes_per_round=1 + seed % 3)
     assert max(calls.values(), default=0) <= 1

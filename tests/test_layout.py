@@ -27,3 +27,15 @@ def test_one_device_rule():
         if p.name != "stage.py" and pattern.search(p.read_text())
     ]
     assert not offenders, offenders
+
+
+def test_ruff_check_and_format_are_clean():
+    """The rule set and formatting of pyproject.toml ([tool.ruff]) hold for the whole tree."""
+    import subprocess
+    import sys
+
+    root = PACKAGE.parent
+    ruff = Path(sys.executable).with_name("ruff")
+    for command in ([str(ruff), "check", "."], [str(ruff), "format", "--check", "."]):
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+        assert result.returncode == 0, " ".join(command[1:]) + "\n" + result.stdout + result.stderr

@@ -52,8 +52,16 @@ with open("local_rules.txt", "w") as f:
 """
 
 BOOKKEEPING = {
-    "similarity_tables", "upper_bounds_table", "grouping_candidates", "grouping_round", "grouping_result",
-    "final_group_models", "table1", "selection_references", "validation_matrix", "validation_tables",
+    "similarity_tables",
+    "upper_bounds_table",
+    "grouping_candidates",
+    "grouping_round",
+    "grouping_result",
+    "final_group_models",
+    "table1",
+    "selection_references",
+    "validation_matrix",
+    "validation_tables",
 }
 
 
@@ -99,6 +107,6 @@ def test_the_whole_workflow_plans_under_the_prefix(tmp_path):
     for line in result.stdout.splitlines():
         for field in ("input:", "output:", "log:"):
             if line.strip().startswith(field):
-                paths = [p.strip() for p in line.strip()[len(field):].split(",")]
+                paths = [p.strip() for p in line.strip()[len(field) :].split(",")]
                 outside = [p for p in paths if p and p != "<TBD>" and not p.startswith(("ext/", "/", "haze.py"))]
                 assert not outside, line

@@ -11,9 +11,8 @@ import pytest
 
 from grids import io
 from grids.config import DEFAULT_GROUPING
-from grids.grouping.names import group_members, group_name
 from grids.grouping import search
-from grids.report import table1, write_table1
+from grids.grouping.names import group_members, group_name
 from grids.grouping.rounds import (
     candidates_table,
     export_models,
@@ -23,6 +22,7 @@ from grids.grouping.rounds import (
     member_drops,
     plan_round,
 )
+from grids.report import table1, write_table1
 
 NAMES = ["blur", "jpeg", "noise", "sr", "rain"]
 BASE = {"blur": 25.0, "jpeg": 30.0, "noise": 28.0, "sr": 26.0, "rain": 22.0}
@@ -158,10 +158,19 @@ def _full_checkpoint(path, group: str) -> dict:
     optimiser = torch.optim.AdamW(model.parameters())
     model(torch.rand(1, 3, 8, 8)).mean().backward()
     optimiser.step()
-    state = {"params": model.state_dict(), "optimizer": optimiser.state_dict(), "step": 3, "numpy_rng": "{}",
-             "torch_rng": torch.zeros(2, dtype=torch.uint8), "arch": "srresnet",
-             "arch_kwargs": json.dumps({"num_feat": 4, "num_block": 1}), "group": group, "recipe": '{"lr": 0.1}',
-             "degradations": "{}", "grids_version": "test"}
+    state = {
+        "params": model.state_dict(),
+        "optimizer": optimiser.state_dict(),
+        "step": 3,
+        "numpy_rng": "{}",
+        "torch_rng": torch.zeros(2, dtype=torch.uint8),
+        "arch": "srresnet",
+        "arch_kwargs": json.dumps({"num_feat": 4, "num_block": 1}),
+        "group": group,
+        "recipe": '{"lr": 0.1}',
+        "degradations": "{}",
+        "grids_version": "test",
+    }
     path.parent.mkdir(parents=True)
     torch.save(state, path)
     return state
@@ -172,15 +181,23 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
 
     import torch
 
-    full = {g: _full_checkpoint(tmp_path / "models" / g / "model.pth", g) for g in ("jpeg+sr", "blur", "noise+rain", "old")}
+    full = {
+        g: _full_checkpoint(tmp_path / "models" / g / "model.pth", g) for g in ("jpeg+sr", "blur", "noise+rain", "old")
+    }
     models = {g: tmp_path / "models" / g / "model.pth" for g in full}
     out = tmp_path / "final" / "models"
     export_models(pd.DataFrame({"degradation": ["jpeg"], "group": ["old"]}), models, out)
     groups = pd.DataFrame({"degradation": ["blur", "jpeg", "sr"], "group": ["blur", "jpeg+sr", "jpeg+sr"]})
-    evaluation = pd.concat([eval_rows(g, lambda group, m: 0.25 if len(group) > 1 else 0.0)
-                            for g in ("blur", "jpeg", "sr", "jpeg+sr")])
+    evaluation = pd.concat(
+        [eval_rows(g, lambda group, m: 0.25 if len(group) > 1 else 0.0) for g in ("blur", "jpeg", "sr", "jpeg+sr")]
+    )
     export_models(groups, models, out, evaluation, {**DEFAULT_GROUPING, "delta": 0.5}, "abc", {"photos": []})
-    assert sorted(p.name for p in out.iterdir()) == ["blur.md", "blur.pth", "jpeg+sr.md", "jpeg+sr.pth"]  # no stale model
+    assert sorted(p.name for p in out.iterdir()) == [
+        "blur.md",
+        "blur.pth",
+        "jpeg+sr.md",
+        "jpeg+sr.pth",
+    ]  # no stale model
     slim = torch.load(out / "jpeg+sr.pth", weights_only=True)
     assert "optimizer" not in slim and "torch_rng" not in slim and "numpy_rng" not in slim
     assert all(torch.equal(slim["params"][k], v) for k, v in full["jpeg+sr"]["params"].items())
@@ -201,9 +218,7 @@ def test_table1_rows_and_differences(tmp_path):
     drop = lambda group, member: 0.3 if len(group) > 1 else 0.0  # noqa: E731
     mix_all = group_name(NAMES)
     groups = pd.DataFrame({"degradation": NAMES, "group": ["blur+sr", "jpeg", "noise+rain", "blur+sr", "noise+rain"]})
-    evaluation = pd.concat(
-        [eval_rows(g, drop, ("div2k", "urban")) for g in [*NAMES, mix_all, "blur+sr", "noise+rain"]]
-    )
+    evaluation = pd.concat([eval_rows(g, drop, ("div2k", "urban")) for g in [*NAMES, mix_all, "blur+sr", "noise+rain"]])
     baseline = eval_rows(mix_all, lambda g, m: 2.0, ("div2k", "urban"))
     table = table1(groups, evaluation, {"realesrnet": baseline})
     assert table.test_set.tolist() == ["div2k"] * 6 + ["urban"] * 6
@@ -224,8 +239,14 @@ def test_table1_rows_and_differences(tmp_path):
         io.write_parquet(frame, files[-1])
     io.write_parquet(baseline, tmp_path / "baseline.parquet")
     out = tmp_path / "out"
-    write_table1(str(tmp_path / "groups.parquet"), files, {"realesrnet": str(tmp_path / "baseline.parquet")},
-                 out / "table1.parquet", out / "table1.md", out / "table1.png")
+    write_table1(
+        str(tmp_path / "groups.parquet"),
+        files,
+        {"realesrnet": str(tmp_path / "baseline.parquet")},
+        out / "table1.parquet",
+        out / "table1.md",
+        out / "table1.png",
+    )
     markdown = (tmp_path / "out" / "table1.md").read_text()
     assert "## div2k" in markdown and "## urban" in markdown and "{blur, sr}" in markdown
     assert (tmp_path / "out" / "table1.png").stat().st_size > 5000
@@ -241,8 +262,23 @@ def test_round_cli_writes_the_request(tmp_path, capsys):
         files.append(str(tmp_path / f"{name}.parquet"))
         io.write_parquet(eval_rows(name, drop), files[-1])
     out = tmp_path / "rounds" / "0.parquet"
-    code = main(["round", "--round", "0", "--matrix", str(tmp_path / "matrix.parquet"), "--degradations", *NAMES,
-                 "--eval", *files, "--grouping", '{"delta": 0.5}', "--out", str(out)])
+    code = main(
+        [
+            "round",
+            "--round",
+            "0",
+            "--matrix",
+            str(tmp_path / "matrix.parquet"),
+            "--degradations",
+            *NAMES,
+            "--eval",
+            *files,
+            "--grouping",
+            '{"delta": 0.5}',
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     table = pd.read_parquet(out)
     assert list(table.columns) == ["round", "action", "group", "partition"]
@@ -263,18 +299,39 @@ def test_finish_cli_writes_every_table_and_the_plot(tmp_path):
     for group, frame in evaluation.groupby("trained_on"):
         evals.append(str(tmp_path / "eval" / f"{group}.parquet"))
         io.write_parquet(frame, evals[-1])
-    code = main(["finish", "--rounds", *rounds, "--matrix", str(tmp_path / "matrix.parquet"), "--degradations", *NAMES,
-                 "--eval", *evals, "--grouping", '{"delta": 0.5}',
-                 *[word for name in ("verified", "drops", "partitions")
-                   for word in (f"--{name}", str(tmp_path / "results" / "grouping" / f"{name}.parquet"))],
-                 "--plot", str(tmp_path / "results" / "grouping" / "search.png"),
-                 "--groups", str(tmp_path / "results" / "final" / "groups.parquet")])
+    code = main(
+        [
+            "finish",
+            "--rounds",
+            *rounds,
+            "--matrix",
+            str(tmp_path / "matrix.parquet"),
+            "--degradations",
+            *NAMES,
+            "--eval",
+            *evals,
+            "--grouping",
+            '{"delta": 0.5}',
+            *[
+                word
+                for name in ("verified", "drops", "partitions")
+                for word in (f"--{name}", str(tmp_path / "results" / "grouping" / f"{name}.parquet"))
+            ],
+            "--plot",
+            str(tmp_path / "results" / "grouping" / "search.png"),
+            "--groups",
+            str(tmp_path / "results" / "final" / "groups.parquet"),
+        ]
+    )
     assert code == 0
     expected = finish(tables, matrix, NAMES, evaluation, grouping)
     for name in ("verified", "drops", "partitions"):
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results" / "grouping" / f"{name}.parquet"),
-                                      expected[name])
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results" / "final" / "groups.parquet"), expected["groups"])
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "results" / "grouping" / f"{name}.parquet"), expected[name]
+        )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "results" / "final" / "groups.parquet"), expected["groups"]
+    )
     assert (tmp_path / "results" / "grouping" / "search.png").stat().st_size > 5000
     with pytest.raises(ValueError, match="not finished"):
         finish(tables[:-1], matrix, NAMES, evaluation, grouping)

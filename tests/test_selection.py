@@ -19,8 +19,7 @@ from grids.data import dead_leaves
 from grids.degradations import get_degradation
 from grids.descriptor import load_descriptor
 from grids.features import set_ggd
-from grids.ggd import GGD
-from grids.ggd import kl_divergence, log_kl_distance
+from grids.ggd import GGD, kl_divergence, log_kl_distance
 from grids.selection import (
     PAPER_THRESHOLD,
     Selector,
@@ -37,8 +36,14 @@ from grids.selection import (
 from grids.selection_report import auroc, spearman
 
 ROOT = Path(__file__).resolve().parents[1]
-FEATURES = {"kind": "descriptor", "layer": "conv_last_input", "n_patches": 48, "patch_size": 16,
-            "pca_components": 16, "outlier_stds": 5.0}
+FEATURES = {
+    "kind": "descriptor",
+    "layer": "conv_last_input",
+    "n_patches": 48,
+    "patch_size": 16,
+    "pca_components": 16,
+    "outlier_stds": 5.0,
+}
 
 
 def test_self_augmented_patches_are_flipped_crops():
@@ -68,8 +73,9 @@ def test_small_images_are_padded_with_a_warning():
 
 
 def test_group_ggd_is_the_mean_of_its_members():
-    ggd = pd.DataFrame({"degradation": ["clean", "a", "b", "c"], "alpha": [1.0, 0.5, 0.7, 2.0],
-                        "sigma": [1.0, 2.0, 4.0, 1.0]})
+    ggd = pd.DataFrame(
+        {"degradation": ["clean", "a", "b", "c"], "alpha": [1.0, 0.5, 0.7, 2.0], "sigma": [1.0, 2.0, 4.0, 1.0]}
+    )
     groups = pd.DataFrame({"degradation": ["a", "b", "c"], "group": ["a+b", "a+b", "c"]})
     table = group_ggds(ggd, groups)
     assert table.group.tolist() == ["a+b", "c"]
@@ -97,8 +103,14 @@ def test_divergences_take_the_nearest_reference_of_each_group():
 
 
 def test_image_references_map_member_images_to_their_group():
-    references = pd.DataFrame({"degradation": ["a", "a", "b", "c"], "image": ["x", "y", "x", "x"],
-                               "alpha": [1.0, 2.0, 3.0, 4.0], "sigma": [1.0, 1.0, 1.0, 1.0]})
+    references = pd.DataFrame(
+        {
+            "degradation": ["a", "a", "b", "c"],
+            "image": ["x", "y", "x", "x"],
+            "alpha": [1.0, 2.0, 3.0, 4.0],
+            "sigma": [1.0, 1.0, 1.0, 1.0],
+        }
+    )
     groups = pd.DataFrame({"degradation": ["a", "b"], "group": ["a+b", "a+b"]})
     table = image_references(references, groups)
     assert table.group.tolist() == ["a+b"] * 3 and table.alpha.tolist() == [1.0, 2.0, 3.0]  # c: not a final member
@@ -107,8 +119,13 @@ def test_image_references_map_member_images_to_their_group():
 
 
 def test_leave_one_out_threshold_and_defaults():
-    refs = pd.DataFrame({"group": ["a", "a", "a", "b", "c", "c"], "alpha": [0.5, 0.6, 0.9, 1.0, 2.0, 2.1],
-                         "sigma": [1.0, 1.2, 2.0, 1.0, 3.0, 3.0]})
+    refs = pd.DataFrame(
+        {
+            "group": ["a", "a", "a", "b", "c", "c"],
+            "alpha": [0.5, 0.6, 0.9, 1.0, 2.0, 2.1],
+            "sigma": [1.0, 1.2, 2.0, 1.0, 3.0, 3.0],
+        }
+    )
     nearest = []  # brute force: each reference's distance from the nearest other one of its group
     for i, r in refs.iterrows():
         others = refs[(refs.group == r.group) & (refs.index != i)]
@@ -126,8 +143,9 @@ def test_leave_one_out_threshold_and_defaults():
 
 
 KNOWN = ("gaussian_noise", "salt_pepper", "gaussian_blur", "defocus_blur")
-KNOWN_GROUPS = pd.DataFrame({"degradation": KNOWN,
-                             "group": ["gaussian_noise+salt_pepper"] * 2 + ["defocus_blur+gaussian_blur"] * 2})
+KNOWN_GROUPS = pd.DataFrame(
+    {"degradation": KNOWN, "group": ["gaussian_noise+salt_pepper"] * 2 + ["defocus_blur+gaussian_blur"] * 2}
+)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +171,9 @@ def two_groups(known_sets):
     model = load_descriptor(str(SHIPPED_DESCRIPTOR), "cpu")
     rows = []
     for name, manifest in known_sets.items():
-        fit, _ = set_ggd({r.image_id: io.load_png(r.path) for r in manifest.itertuples()}, FEATURES, seed=0, model=model)
+        fit, _ = set_ggd(
+            {r.image_id: io.load_png(r.path) for r in manifest.itertuples()}, FEATURES, seed=0, model=model
+        )
         rows.append([name, fit.alpha, fit.sigma])
     return group_ggds(pd.DataFrame(rows, columns=["degradation", "alpha", "sigma"]), KNOWN_GROUPS)
 
@@ -169,12 +189,15 @@ def image_refs(known_sets):
 
 
 @pytest.mark.parametrize("reference", ["sets", "images"])
-@pytest.mark.parametrize(("degradation", "expected"), [
-    ("gaussian_noise", "gaussian_noise+salt_pepper"),
-    ("salt_pepper", "gaussian_noise+salt_pepper"),
-    ("gaussian_blur", "defocus_blur+gaussian_blur"),
-    ("defocus_blur", "defocus_blur+gaussian_blur"),
-])
+@pytest.mark.parametrize(
+    ("degradation", "expected"),
+    [
+        ("gaussian_noise", "gaussian_noise+salt_pepper"),
+        ("salt_pepper", "gaussian_noise+salt_pepper"),
+        ("gaussian_blur", "defocus_blur+gaussian_blur"),
+        ("defocus_blur", "defocus_blur+gaussian_blur"),
+    ],
+)
 def test_selection_finds_the_known_group(two_groups, image_refs, reference, degradation, expected):
     refs = two_groups if reference == "sets" else image_refs
     selector = Selector(refs, FEATURES, str(SHIPPED_DESCRIPTOR), threshold=4.0, device="cpu")
@@ -197,8 +220,20 @@ def test_threshold_decides_the_verdict(two_groups):
 
 
 def test_features_must_match_the_results():
-    ggd = pd.DataFrame([{"degradation": "a", "alpha": 1.0, "sigma": 1.0, "n_patches": 48, "patch_size": 16,
-                         "pca_components": 16, "feature_kind": "descriptor", "descriptor_sha256": "abc"}])
+    ggd = pd.DataFrame(
+        [
+            {
+                "degradation": "a",
+                "alpha": 1.0,
+                "sigma": 1.0,
+                "n_patches": 48,
+                "patch_size": 16,
+                "pca_components": 16,
+                "feature_kind": "descriptor",
+                "descriptor_sha256": "abc",
+            }
+        ]
+    )
     check_features(ggd, FEATURES, "abc")
     with pytest.raises(ValueError, match=r"features.n_patches is 32 but .* fitted with 48"):
         check_features(ggd, {**FEATURES, "n_patches": 32}, "abc")

@@ -76,7 +76,9 @@ def test_features_are_per_patch_and_batch_invariant(tiny_net, clean_set):
     rows = descriptor_features(tiny_net, patches, batch_size=3)
     assert rows.shape == (10, 8 * 32 * 32) and rows.dtype == torch.float32
     x = torch.from_numpy(patches[4:5]).permute(0, 3, 1, 2).float() / 255
-    np.testing.assert_allclose(rows[4].numpy(), tiny_net.forward_features(x).reshape(-1).detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        rows[4].numpy(), tiny_net.forward_features(x).reshape(-1).detach().numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_set_ggd_deterministic_and_separates_degradations(tiny_net, clean_set):
@@ -97,7 +99,9 @@ def test_sift_ablation_runs(clean_set):
 
 def ggd_rows(values: dict[str, tuple[float, float]]) -> pd.DataFrame:
     """``ggd.parquet`` rows (every column of the table): the given fits, fixed feature settings."""
-    rows = [(k, a, s, 240, "conv_last_input", 24, 8, 10, "descriptor", "0" * 64, "cpu", 0.1) for k, (a, s) in values.items()]
+    rows = [
+        (k, a, s, 240, "conv_last_input", 24, 8, 10, "descriptor", "0" * 64, "cpu", 0.1) for k, (a, s) in values.items()
+    ]
     return pd.DataFrame(rows, columns=tables.columns("similarity_ggd"))
 
 
@@ -123,7 +127,7 @@ def test_similarity_table_definition():
 
 def test_build_matrix_writes_tables_and_heatmap(tmp_path):
     files = []
-    for i, (name, fit) in enumerate({"clean": (0.5, 1.0), "jpeg": (0.7, 0.8), "sr": (0.9, 0.5)}.items()):
+    for name, fit in {"clean": (0.5, 1.0), "jpeg": (0.7, 0.8), "sr": (0.9, 0.5)}.items():
         path = tmp_path / f"{name}.parquet"
         ggd_rows({name: fit}).to_parquet(path)
         files.append(str(path))

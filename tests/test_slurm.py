@@ -21,7 +21,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from test_workflow import TINY, make_project
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,7 +31,9 @@ def test_a_conforming_frame_passes_and_is_written(tmp_path):
 
 
 def test_missing_column_is_named():
-    with pytest.raises(tables.TableError, match=r"table eval \(results/eval/\{group\}.parquet\): missing column\(s\) ssim"):
+    with pytest.raises(
+        tables.TableError, match=r"table eval \(results/eval/\{group\}.parquet\): missing column\(s\) ssim"
+    ):
         tables.check(eval_frame().drop(columns="ssim"), "eval")
 
 
@@ -44,7 +46,9 @@ def test_wrong_dtype_is_named():
     frame = eval_frame().assign(psnr=lambda f: f.psnr.astype(str))
     with pytest.raises(tables.TableError, match=r"table eval .*: column psnr is \w+, expected float64"):
         tables.check(frame, "eval")
-    manifest = pd.DataFrame([["a", "s", "c", "jpeg", "{}", None, "p", "h"]], columns=tables.columns("degraded_manifest"))
+    manifest = pd.DataFrame(
+        [["a", "s", "c", "jpeg", "{}", None, "p", "h"]], columns=tables.columns("degraded_manifest")
+    )
     with pytest.raises(tables.TableError, match=r"column seed is float64, expected int64"):  # an int column with NaN
         tables.check(manifest.astype({"seed": "float64"}), "degraded_manifest")
 

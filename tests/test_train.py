@@ -20,15 +20,23 @@ from skimage.metrics import peak_signal_noise_ratio
 from grids import io
 from grids.checkpoint import load_checkpoint, load_model
 from grids.data import dead_leaves, prepare_clean_set, set_paths
-from grids.degrade import degrade_dataset
 from grids.degradations import get_degradation
+from grids.degrade import degrade_dataset
 from grids.evaluate import evaluate_model, psnr, restore, ssim
 from grids.grouping.names import group_members, group_name, group_pattern
 from grids.train import OnlineDegrader, Prefetcher, learning_rate, train
 
 RECIPE = {
-    "arch": "srresnet", "arch_kwargs": {"num_feat": 8, "num_block": 2}, "iterations": 40, "batch_size": 4,
-    "crop": 32, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 5, "min_lr_ratio": 0.01, "checkpoint_every": 10,
+    "arch": "srresnet",
+    "arch_kwargs": {"num_feat": 8, "num_block": 2},
+    "iterations": 40,
+    "batch_size": 4,
+    "crop": 32,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "warmup": 5,
+    "min_lr_ratio": 0.01,
+    "checkpoint_every": 10,
     "compile": False,
 }
 ENTRIES = {"gaussian_noise": {"sigma": [10.0, 50.0]}, "jpeg": {"quality": [10, 40]}}
@@ -172,9 +180,27 @@ def _write_manifest(tmp_path: Path, images: list[np.ndarray]) -> Path:
 
 def _train_command(manifest: Path, recipe: dict, out: Path, resume: Path) -> list[str]:
     return [
-        sys.executable, "-m", "grids.train", "--group", GROUP, "--clean", str(manifest),
-        "--degradations", json.dumps(ENTRIES), "--recipe", json.dumps(recipe), "--seed", "0",
-        "--out", str(out), "--log", str(out.with_suffix(".parquet")), "--resume", str(resume), "--threads", "1",
+        sys.executable,
+        "-m",
+        "grids.train",
+        "--group",
+        GROUP,
+        "--clean",
+        str(manifest),
+        "--degradations",
+        json.dumps(ENTRIES),
+        "--recipe",
+        json.dumps(recipe),
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--log",
+        str(out.with_suffix(".parquet")),
+        "--resume",
+        str(resume),
+        "--threads",
+        "1",
     ]
 
 
@@ -190,7 +216,10 @@ def test_killed_job_resumes_to_identical_weights(images, tmp_path, sig):
     recipe = {**RECIPE, "iterations": 300, "checkpoint_every": 10}
     manifest = _write_manifest(tmp_path, images)
     reference = tmp_path / "reference.pth"
-    assert subprocess.run(_train_command(manifest, recipe, reference, tmp_path / "r0.pth"), capture_output=True).returncode == 0
+    assert (
+        subprocess.run(_train_command(manifest, recipe, reference, tmp_path / "r0.pth"), capture_output=True).returncode
+        == 0
+    )
 
     out, resume = tmp_path / "model.pth", tmp_path / "resume.pth"
     job = subprocess.Popen(_train_command(manifest, recipe, out, resume), stderr=subprocess.PIPE, text=True)
@@ -242,14 +271,19 @@ def test_tiled_inference_matches_whole_image(images, tmp_path):
 def test_evaluation_table(images, tmp_path):
     train(GROUP, images, ENTRIES, {**RECIPE, "iterations": 3}, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu")
     test_dir = tmp_path / "test"
-    clean = prepare_clean_set({"photos": [], "dead_leaves": {"count": 2, "size": 48}, "folder": None, "min_side": 32}, 0,
-                              *set_paths(test_dir / "clean"), dataset="test")
+    clean = prepare_clean_set(
+        {"photos": [], "dead_leaves": {"count": 2, "size": 48}, "folder": None, "min_side": 32},
+        0,
+        *set_paths(test_dir / "clean"),
+        dataset="test",
+    )
     degraded = {}
     for name, entry in ENTRIES.items():
         degraded[name] = test_dir / "degraded" / name / "manifest.parquet"
         degrade_dataset(clean, name, entry, 0, degraded[name], degraded[name].parent / "images", "test")
-    table = evaluate_model(tmp_path / "m.pth", {"heldout": (test_dir / "clean" / "manifest.parquet", degraded)},
-                           list(ENTRIES), "cpu")
+    table = evaluate_model(
+        tmp_path / "m.pth", {"heldout": (test_dir / "clean" / "manifest.parquet", degraded)}, list(ENTRIES), "cpu"
+    )
     assert list(table.columns) == ["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim"]
     assert len(table) == 4 and set(table.trained_on) == {GROUP}
     row = table[(table.degradation == "jpeg") & (table.image == "dead_leaves_000")].iloc[0]
@@ -273,13 +307,26 @@ def test_a_log_file_gets_one_readable_line_per_n_steps_and_the_log_table_as_it_g
     lines = [line for line in text.splitlines() if " train " in line]
     assert [int(line.split("step ")[1].split("/")[0]) for line in lines] == [20, 40, 60]
     for line in lines:
-        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d train gaussian_noise\+jpeg: step \d+/60 loss \d\.\d{4} "
-                            r"lr \S+ \d+\.\d\d it/s", line), line
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d train gaussian_noise\+jpeg: step \d+/60 loss \d\.\d{4} "
+            r"lr \S+ \d+\.\d\d it/s",
+            line,
+        ), line
 
 
 def test_the_log_table_is_written_at_each_checkpoint(images, tmp_path):
     recipe = {**RECIPE, "iterations": 40, "checkpoint_every": 20}
     log_path = tmp_path / "log.parquet"
-    partial = train(GROUP, images, ENTRIES, recipe, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu", stop_after=20,
-                    log_path=log_path)
+    partial = train(
+        GROUP,
+        images,
+        ENTRIES,
+        recipe,
+        0,
+        tmp_path / "m.pth",
+        tmp_path / "r.pth",
+        "cpu",
+        stop_after=20,
+        log_path=log_path,
+    )
     assert log_path.exists() and pd.read_parquet(log_path).step.tolist() == partial.step.tolist() == [10, 20]

@@ -47,7 +47,9 @@ TINY = {
         "experiments": {"t1": [["jpeg", "sr"], ["gaussian_noise", "haze"]], "e2": [["ringing", "rl"], ["jpeg", "sr"]]},
         "bootstrap": 200,
     },
-    "baselines": {"rrdb": {"arch": "rrdbnet", "arch_kwargs": {"scale": 1, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}}},
+    "baselines": {
+        "rrdb": {"arch": "rrdbnet", "arch_kwargs": {"scale": 1, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}}
+    },
 }
 
 
@@ -75,7 +77,14 @@ def test_writes_a_manifest_per_degradation(built):
     for name in TINY["degradations"]:
         manifest = pd.read_parquet(built / "results" / "degraded" / name / "manifest.parquet")
         assert list(manifest.columns) == [
-            "image_id", "source_path", "clean_path", "degradation", "params", "seed", "path", "sha256",
+            "image_id",
+            "source_path",
+            "clean_path",
+            "degradation",
+            "params",
+            "seed",
+            "path",
+            "sha256",
         ]
         assert list(manifest.image_id) == ["chelsea", "dead_leaves_000", "dead_leaves_001"]
         assert (manifest.degradation == name).all()
@@ -194,8 +203,9 @@ def test_selection_report(built):
 
 
 def grids_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grids.cli", *args], capture_output=True, text=True, cwd=workdir,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "grids.cli", *args], capture_output=True, text=True, cwd=workdir, timeout=300
+    )
 
 
 def test_exported_group_models_are_slim_and_restore_like_the_checkpoints(built):
@@ -226,13 +236,26 @@ def test_exported_group_models_are_slim_and_restore_like_the_checkpoints(built):
 def test_similarity_validation(built):
     results = built / "results" / "validation"
     table = pd.read_parquet(results / "table2.parquet")
-    assert list(table.columns) == ["experiment", "variant", "side", "group", "size", "distance", "mean_drop",
-                                   "max_drop", "closer", "correct"]
+    assert list(table.columns) == [
+        "experiment",
+        "variant",
+        "side",
+        "group",
+        "size",
+        "distance",
+        "mean_drop",
+        "max_drop",
+        "closer",
+        "correct",
+    ]
     assert set(table.experiment) == {"t1"} and set(table.variant) == {"method", "rb16", "untrained", "sift"}
     assert set(table.group) == {"jpeg+sr", "gaussian_noise+haze"}
-    for variant, rows in table.groupby("variant"):
+    for _variant, rows in table.groupby("variant"):
         assert rows.closer.sum() == 1 and rows.correct.nunique() == 1
-    assert "experiment e2 skipped: ringing, rl not among the configured degradations" in (results / "table2.md").read_text()
+    assert (
+        "experiment e2 skipped: ringing, rl not among the configured degradations"
+        in (results / "table2.md").read_text()
+    )
     assert "experiment e2 skipped" in (built / "logs" / "validation" / "tables.log").read_text()
     method = pd.read_parquet(built / "results" / "similarity" / "matrix.parquet")
     for variant in ("rb16", "untrained", "sift"):  # each variant's own cached matrix, same schema as the method's
@@ -241,7 +264,8 @@ def test_similarity_validation(built):
         assert not np.allclose(other.distance_sym, method.distance_sym)
     premise = pd.read_parquet(results / "premise.parquet")
     assert set(zip(premise.variant, premise.target)) == {
-        (v, t) for v in ("method", "rb16", "untrained", "sift") for t in ("max_drop", "mean_drop")}
+        (v, t) for v in ("method", "rb16", "untrained", "sift") for t in ("max_drop", "mean_drop")
+    }
     groups = pd.read_parquet(results / "premise_groups.parquet")
     verified = set(pd.read_parquet(built / "results" / "grouping" / "verified.parquet").group)
     mix_all = "+".join(sorted(TINY["degradations"]))
@@ -268,7 +292,9 @@ def test_every_table_matches_the_registry(built):
 
 
 def test_select_and_restore_on_the_built_results(built):
-    images = sorted(str(p.relative_to(built)) for p in (built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))
+    images = sorted(
+        str(p.relative_to(built)) for p in (built / "results" / "test" / "heldout" / "degraded").rglob("*.png")
+    )
     result = grids_cli(built, "select", *images, "--json")
     assert result.returncode == 0, result.stderr
     answers = json.loads(result.stdout)
@@ -280,8 +306,12 @@ def test_select_and_restore_on_the_built_results(built):
         assert answer["distance"] == min(answer["divergences"].values())
         assert answer["in_distribution"] == (answer["distance"] <= threshold)  # the report's threshold too
     accuracy = pd.read_parquet(built / "results" / "selection" / "accuracy.parquet")
-    chosen = dict(zip("results/test/heldout/degraded/" + accuracy.degradation + "/images/" + accuracy.image + ".png",
-                      accuracy.chosen_group))
+    chosen = dict(
+        zip(
+            "results/test/heldout/degraded/" + accuracy.degradation + "/images/" + accuracy.image + ".png",
+            accuracy.chosen_group,
+        )
+    )
     assert [a["group"] for a in answers] == [chosen[a["image"]] for a in answers]  # the report's choices
     text = grids_cli(built, "select", images[0])
     assert text.returncode == 0 and "group" in text.stdout and "distance" in text.stdout
@@ -318,12 +348,18 @@ def test_restore_checks_its_output_and_leaves_nothing_partial(built, tmp_path, t
         mount.mkdir()
         # Full: a filler file takes every block (an empty file still fits, so the check passes and
         # the write itself fails); the filler is removed before listing what is left.
-        prepare = (f"mount -t tmpfs -o size=64k tmpfs {mount} && (head -c 1000000 /dev/zero > {mount}/filler; true)"
-                   if target == "full_disk" else f"mount -t tmpfs -o ro,size=64k tmpfs {mount}")
-        script = (f"{prepare} && {sys.executable} -m grids.cli restore {image} -o {mount}/out.png; rc=$?; "
-                  f"rm -f {mount}/filler; ls -A {mount} >&2; exit $rc")
-        result = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, cwd=built,
-                                timeout=300)
+        prepare = (
+            f"mount -t tmpfs -o size=64k tmpfs {mount} && (head -c 1000000 /dev/zero > {mount}/filler; true)"
+            if target == "full_disk"
+            else f"mount -t tmpfs -o ro,size=64k tmpfs {mount}"
+        )
+        script = (
+            f"{prepare} && {sys.executable} -m grids.cli restore {image} -o {mount}/out.png; rc=$?; "
+            f"rm -f {mount}/filler; ls -A {mount} >&2; exit $rc"
+        )
+        result = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, cwd=built, timeout=300
+        )
         output, expected = f"{mount}/out.png", "cannot write"
         lines = result.stderr.strip().splitlines()
         assert lines[-1].startswith("error:"), result.stderr  # `ls -A` printed nothing: the mount is empty
@@ -384,13 +420,39 @@ def test_editing_one_degradation_reruns_only_it(built):
     jobs = dry_run_jobs(out)
     mix_all = "+".join(sorted(TINY["degradations"]))
     assert {("degrade", "degradation=jpeg"), ("ggd_fit", "image_set=jpeg"), ("similarity_tables", "")} <= jobs
-    assert {("test_degrade", "test_set=heldout, degradation=jpeg"), ("train", "group=jpeg"), ("train", f"group={mix_all}")} <= jobs
+    assert {
+        ("test_degrade", "test_set=heldout, degradation=jpeg"),
+        ("train", "group=jpeg"),
+        ("train", f"group={mix_all}"),
+    } <= jobs
     assert {rule for rule, _ in jobs} <= {
-        "degrade", "ggd_fit", "similarity_tables", "similarity_matrix", "test_degrade", "train", "evaluate",
-        "upper_bounds_table", "upper_bounds", "degraded_datasets", "grouping_candidates", "grouping_round",
-        "grouping_result", "final_group_models", "table1", "final_models", "all", "train_baseline", "evaluate_baseline",
-        "selection_tables", "selection_report", "selection_reference_set", "selection_references",
-        "validation_ggd", "validation_matrix", "validation_tables", "similarity_validation",
+        "degrade",
+        "ggd_fit",
+        "similarity_tables",
+        "similarity_matrix",
+        "test_degrade",
+        "train",
+        "evaluate",
+        "upper_bounds_table",
+        "upper_bounds",
+        "degraded_datasets",
+        "grouping_candidates",
+        "grouping_round",
+        "grouping_result",
+        "final_group_models",
+        "table1",
+        "final_models",
+        "all",
+        "train_baseline",
+        "evaluate_baseline",
+        "selection_tables",
+        "selection_report",
+        "selection_reference_set",
+        "selection_references",
+        "validation_ggd",
+        "validation_matrix",
+        "validation_tables",
+        "similarity_validation",
     }
     trained = {w for rule, w in jobs if rule == "train"}
     assert {"group=jpeg", f"group={mix_all}"} <= trained
@@ -468,7 +530,10 @@ def test_paper_config_dry_runs_final_models(tmp_path):
     assert {w for rule, w in jobs if rule == "test_clean_images"} == {"test_set=div2k_valid", "test_set=urban100"}
     assert ("grouping_round", "round=0") in jobs
     assert ("train_store", "") in jobs  # every training reads its crops from the store
-    assert len(re.findall(r"grids.train --group \S+ --store results/train/store/index.parquet", out)) == len(degradations) + 1
+    assert (
+        len(re.findall(r"grids.train --group \S+ --store results/train/store/index.parquet", out))
+        == len(degradations) + 1
+    )
     recipes = re.findall(r"grids.train --group (\S+).*--recipe '(\{[^']*\})'", out)
     assert len(recipes) == len(degradations) + 1  # single-task and the RRDBNet baseline (the rest follow round 0)
     for _, recipe in recipes:
@@ -488,5 +553,8 @@ def test_single_gpu_config_dry_runs_final_models(tmp_path):
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     jobs = dry_run_jobs(out)
-    assert len({w for rule, w in jobs if rule == "train"}) == 11 and len({w for rule, w in jobs if rule == "ggd_fit"}) == 12
+    assert (
+        len({w for rule, w in jobs if rule == "train"}) == 11
+        and len({w for rule, w in jobs if rule == "ggd_fit"}) == 12
+    )
     assert '"n_patches": 800' in out and '"iterations": 2000' in out

@@ -169,8 +169,9 @@ class UserDegradation:
         out, params = result
         out = np.asarray(out)
         if out.shape != image.shape or out.dtype != np.uint8:
-            raise ValueError(f"{where} returned an image of {out.dtype} {out.shape}, expected uint8 {image.shape}; "
-                             f"{self.CONTRACT}")
+            raise ValueError(
+                f"{where} returned an image of {out.dtype} {out.shape}, expected uint8 {image.shape}; {self.CONTRACT}"
+            )
         if not isinstance(params, Mapping):
             raise ValueError(f"{where} returned params of type {type(params).__name__}; {self.CONTRACT}")
         try:
@@ -256,13 +257,9 @@ BUILTINS: dict[str, Degradation] = {
             reference.ringing,
             doc="2-D sinc (circular low-pass) filter",
         ),
-        Degradation(
-            "defocus_blur", {"radius": Param(float, (2.0, 4.0))}, reference.defocus_blur, doc="disk blur"
-        ),
+        Degradation("defocus_blur", {"radius": Param(float, (2.0, 4.0))}, reference.defocus_blur, doc="disk blur"),
         Degradation("jpeg", {"quality": Param(int, (10, 40))}, reference.jpeg, doc="OpenCV JPEG"),
-        Degradation(
-            "poisson_noise", {"peak": Param(float, 100.0)}, reference.poisson_noise, doc="shot noise"
-        ),
+        Degradation("poisson_noise", {"peak": Param(float, 100.0)}, reference.poisson_noise, doc="shot noise"),
         Degradation(
             "inpainting",
             {
@@ -275,9 +272,7 @@ BUILTINS: dict[str, Degradation] = {
             sampler=_sample_inpainting,
             doc="random white/black polylines",
         ),
-        Degradation(
-            "gaussian_noise", {"sigma": Param(float, (10.0, 50.0))}, reference.gaussian_noise, doc="AWGN"
-        ),
+        Degradation("gaussian_noise", {"sigma": Param(float, (10.0, 50.0))}, reference.gaussian_noise, doc="AWGN"),
         Degradation(
             "salt_pepper",
             {"amount": Param(float, 0.05), "salt_ratio": Param(float, 0.5)},
@@ -309,16 +304,20 @@ def load_function(spec: str, base_dir: str | Path = ".") -> Callable:
     else:
         top = module_part.split(".")[0]
         if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-            raise ValueError(f"function {spec!r}: {module_part} is part of Python's standard library; "
-                             "a degradation must be a function of your own .py file or package")
+            raise ValueError(
+                f"function {spec!r}: {module_part} is part of Python's standard library; "
+                "a degradation must be a function of your own .py file or package"
+            )
         module = importlib.import_module(module_part)
     try:
         fn = getattr(module, attr)
     except AttributeError:
         raise ValueError(f"function {spec!r}: {module_part} has no attribute {attr!r}") from None
     if not inspect.isfunction(fn):
-        raise ValueError(f"function {spec!r} is a {type(fn).__name__}, not a plain Python function "
-                         "(def fn(image, rng, **params) -> (image, params))")
+        raise ValueError(
+            f"function {spec!r} is a {type(fn).__name__}, not a plain Python function "
+            "(def fn(image, rng, **params) -> (image, params))"
+        )
     try:
         inspect.signature(fn).bind(None, None)
     except TypeError as err:
@@ -341,7 +340,6 @@ def get_degradation(name: str, entry: Mapping[str, Any] | None = None, base_dir:
         return UserDegradation(name, fn, entry["function"], params)
     if name not in BUILTINS:
         raise KeyError(
-            f"unknown degradation {name!r}; built-ins are {', '.join(NAMES)}; "
-            "a user-defined one needs a 'function' key"
+            f"unknown degradation {name!r}; built-ins are {', '.join(NAMES)}; a user-defined one needs a 'function' key"
         )
     return BUILTINS[name].with_config(entry)

@@ -78,7 +78,7 @@ def rl(x, params, generator=None):
         psf = torch.full((3, 1, k, k), 1.0 / (k * k), device=x.device, dtype=x.dtype)
 
         def conv(t):  # "same" size, zero filled, like scipy.signal.convolve(mode="same")
-            return F.conv2d(t, psf, padding=k // 2, groups=3)
+            return F.conv2d(t, psf, padding=k // 2, groups=3)  # noqa: B023 (used within this iteration only)
 
         estimate = torch.full_like(y, 0.5)
         for _ in range(p["iterations"]):

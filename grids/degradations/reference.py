@@ -79,7 +79,9 @@ def _resize_bicubic(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     Float mode keeps Pillow from rounding and clipping between its horizontal and vertical passes.
     """
     channels = [
-        np.asarray(Image.fromarray(image[..., c].astype(np.float32), mode="F").resize(size_wh, Image.Resampling.BICUBIC))
+        np.asarray(
+            Image.fromarray(image[..., c].astype(np.float32), mode="F").resize(size_wh, Image.Resampling.BICUBIC)
+        )
         for c in range(image.shape[2])
     ]
     return np.clip(np.rint(np.stack(channels, axis=-1)), 0, 255).astype(np.uint8)
@@ -94,9 +96,7 @@ def sr(image, params, rng=None):
 
 def jpeg_encode(image: np.ndarray, quality: int) -> bytes:
     """Encode an RGB uint8 image with OpenCV's JPEG encoder (baseline, 4:2:0)."""
-    ok, buf = cv2.imencode(
-        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    )
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("OpenCV failed to encode a JPEG")
     return buf.tobytes()

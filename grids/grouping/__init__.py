@@ -15,5 +15,13 @@
 from .names import SEPARATOR, group_members, group_name, group_pattern
 from .planner import Planner, SearchResult, rank_groups, search
 
-__all__ = ["SEPARATOR", "Planner", "SearchResult", "group_members", "group_name", "group_pattern", "rank_groups",
-           "search"]
+__all__ = [
+    "SEPARATOR",
+    "Planner",
+    "SearchResult",
+    "group_members",
+    "group_name",
+    "group_pattern",
+    "rank_groups",
+    "search",
+]

@@ -149,10 +149,7 @@ def rank_groups(names, distances, size) -> list[tuple[frozenset[str], float, flo
     perm = sorted(range(len(names)), key=lambda i: names[i])
     sn = [names[i] for i in perm]
     combos, mean, var = _rank_indices(d[np.ix_(perm, perm)], size)
-    return [
-        (frozenset(sn[i] for i in c), float(m), float(v))
-        for c, m, v in zip(combos.tolist(), mean, var)
-    ]
+    return [(frozenset(sn[i] for i in c), float(m), float(v)) for c, m, v in zip(combos.tolist(), mean, var)]
 
 
 class _Need(Exception):
@@ -175,8 +172,7 @@ class Planner:
     MARGIN = 0.15  # dB: lazy phase 2 lets a pair failing by <= MARGIN into larger groups
     WINDOW_DIV = 10  # lazy phase 2: unknown pairs up to len(pairs) // WINDOW_DIV ranks past the cut
 
-    def __init__(self, names, distances, delta, strategy="lazy", probes_per_round=1,
-                 all_partitions=False):
+    def __init__(self, names, distances, delta, strategy="lazy", probes_per_round=1, all_partitions=False):
         names = list(names)
         d = _check_distances(names, distances)
         if strategy not in ("lazy", "paper"):
@@ -209,8 +205,11 @@ class Planner:
     def _rank(self, size: int) -> tuple[list[int], dict[int, int]]:
         if size not in self._ranks:
             combos, _, _ = _rank_indices(self.d, size)
-            masks = ((np.int64(1) << combos).sum(axis=1)).tolist() if self.n < 63 else [
-                sum(1 << int(i) for i in c) for c in combos]
+            masks = (
+                ((np.int64(1) << combos).sum(axis=1)).tolist()
+                if self.n < 63
+                else [sum(1 << int(i) for i in c) for c in combos]
+            )
             self._ranks[size] = (masks, {m: p for p, m in enumerate(masks)})
         return self._ranks[size]
 
@@ -229,8 +228,9 @@ class Planner:
         if unknown:
             raise _Need(unknown[: self.k])
 
-    def _last_feasible(self, lo: int, hi: int, group_at: Callable[[int], int],
-                       known_pos: Callable[[], list[tuple[int, bool]]]) -> int:
+    def _last_feasible(
+        self, lo: int, hi: int, group_at: Callable[[int], int], known_pos: Callable[[], list[tuple[int, bool]]]
+    ) -> int:
         """Largest index in [lo, hi] presumed feasible, assuming monotone feasibility; ``lo`` is
         a feasible (or sentinel) index.  (k+1)-ary search reusing known results."""
         while True:
@@ -247,8 +247,7 @@ class Planner:
                 probes = [(lo + hi + 1) // 2]
             else:
                 span = hi - lo
-                probes = sorted({lo + max(1, math.ceil(j * span / (self.k + 1)))
-                                 for j in range(1, self.k + 1)})
+                probes = sorted({lo + max(1, math.ceil(j * span / (self.k + 1))) for j in range(1, self.k + 1)})
                 probes = [p for p in probes if lo < p <= hi]
             self._need([group_at(p) for p in probes])
             # all probes known now: the next iteration folds them in
@@ -265,8 +264,9 @@ class Planner:
         maxsize = max([1] + [_popcount(g) for c in cands for g in c])
         yield from self._extend_cover([], 0, cands, m, exact, maxsize)
 
-    def _extend_cover(self, chosen: list[int], covered: int, cands: list[list[int]], m: int, exact: bool,
-                      maxsize: int) -> Iterator[list[int]]:
+    def _extend_cover(
+        self, chosen: list[int], covered: int, cands: list[list[int]], m: int, exact: bool, maxsize: int
+    ) -> Iterator[list[int]]:
         """The covers of :meth:`_covers` that extend ``chosen`` (whose union is ``covered``), in DFS
         order. Prunes when the names left cannot fit in the groups left (``maxsize`` names each) or,
         with ``exact``, are fewer than the groups left. ``chosen`` is extended and restored in place;
@@ -425,8 +425,9 @@ class Planner:
                 family[g] = -1.0  # verified feasible: reused first
         return family
 
-    def _add_cliques(self, clique: int, candidates: int, adjacent: list[int], blocking: list[int],
-                     family: dict[int, float]) -> None:
+    def _add_cliques(
+        self, clique: int, candidates: int, adjacent: list[int], blocking: list[int], family: dict[int, float]
+    ) -> None:
         """Add to ``family`` every unknown clique of the pair graph that extends ``clique`` with
         members of ``candidates`` and contains no blocking group."""
         while candidates:
@@ -479,8 +480,9 @@ class Planner:
         return accepted
 
 
-def search(names: list[str], distances: np.ndarray, delta: float,
-           evaluate: Callable[[frozenset[str]], float], **kwargs) -> SearchResult:
+def search(
+    names: list[str], distances: np.ndarray, delta: float, evaluate: Callable[[frozenset[str]], float], **kwargs
+) -> SearchResult:
     """Drive a :class:`Planner` with ``evaluate`` (the verification oracle) until it answers."""
     planner = Planner(names, distances, delta, **kwargs)
     known: dict[frozenset[str], float] = {}

@@ -88,8 +88,12 @@ def group_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> d
 
 def planner_for(matrix: pd.DataFrame, names: list[str], grouping: dict) -> Planner:
     return Planner(
-        names, distance_matrix(matrix, names), grouping["delta"], strategy=grouping["strategy"],
-        probes_per_round=grouping["probes_per_round"], all_partitions=grouping["all_partitions"],
+        names,
+        distance_matrix(matrix, names),
+        grouping["delta"],
+        strategy=grouping["strategy"],
+        probes_per_round=grouping["probes_per_round"],
+        all_partitions=grouping["all_partitions"],
     )
 
 
@@ -98,8 +102,9 @@ def test_set_of(grouping: dict, evaluation: pd.DataFrame) -> str:
     return grouping["test_set"] or str(evaluation.test_set.iloc[0])
 
 
-def plan_round(round_index: int, matrix: pd.DataFrame, names: list[str], evaluation: pd.DataFrame,
-               grouping: dict) -> pd.DataFrame:
+def plan_round(
+    round_index: int, matrix: pd.DataFrame, names: list[str], evaluation: pd.DataFrame, grouping: dict
+) -> pd.DataFrame:
     """One planner step from every result in ``evaluation``: groups to verify, or the answer."""
     known = group_drops(evaluation, test_set_of(grouping, evaluation), sorted(set(evaluation.trained_on)))
     out = planner_for(matrix, names, grouping).next(known)
@@ -123,12 +128,13 @@ def candidates_table(matrix: pd.DataFrame, names: list[str], max_size: int | Non
 
 def mean_distance(distances: np.ndarray, names: list[str], group: str) -> float:
     index = [names.index(m) for m in group_members(group)]
-    pairs = [distances[i, j] for a, i in enumerate(index) for j in index[a + 1:]]
+    pairs = [distances[i, j] for a, i in enumerate(index) for j in index[a + 1 :]]
     return float(np.mean(pairs)) if pairs else 0.0
 
 
-def finish(round_tables: list[pd.DataFrame], matrix: pd.DataFrame, names: list[str], evaluation: pd.DataFrame,
-           grouping: dict) -> dict[str, pd.DataFrame]:
+def finish(
+    round_tables: list[pd.DataFrame], matrix: pd.DataFrame, names: list[str], evaluation: pd.DataFrame, grouping: dict
+) -> dict[str, pd.DataFrame]:
     """The search's tables once its last round answered (see the module docstring)."""
     rounds = pd.concat(round_tables, ignore_index=True)
     final = rounds[rounds.action == "final"]
@@ -140,14 +146,28 @@ def finish(round_tables: list[pd.DataFrame], matrix: pd.DataFrame, names: list[s
     distances = distance_matrix(matrix, names)
     worst = drops.groupby("group")["drop"].max()
     verified = pd.DataFrame(
-        [[g, len(group_members(g)), mean_distance(distances, names, g), float(worst[g]),
-          bool(worst[g] <= grouping["delta"]), int(asked[g])] for g in asked.index],
+        [
+            [
+                g,
+                len(group_members(g)),
+                mean_distance(distances, names, g),
+                float(worst[g]),
+                bool(worst[g] <= grouping["delta"]),
+                int(asked[g]),
+            ]
+            for g in asked.index
+        ],
         columns=tables.columns("grouping_verified"),
     )
     chosen = final[final.partition == 0]
-    groups = pd.DataFrame(
-        [[member, g] for g in chosen.group for member in group_members(g)], columns=tables.columns("final_groups")
-    ).set_index("degradation").loc[names].reset_index()
+    groups = (
+        pd.DataFrame(
+            [[member, g] for g in chosen.group for member in group_members(g)], columns=tables.columns("final_groups")
+        )
+        .set_index("degradation")
+        .loc[names]
+        .reset_index()
+    )
     return {
         "verified": verified,
         "drops": drops,
@@ -163,11 +183,18 @@ def plot_search(verified: pd.DataFrame, delta: float, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for feasible, colour in ((True, "tab:green"), (False, "tab:red")):
         rows = verified[verified.feasible == feasible]
-        ax.scatter(rows.mean_distance, rows.dP, s=20 + 12 * rows["size"], c=colour, alpha=0.8,
-                   label="feasible" if feasible else "infeasible")
+        ax.scatter(
+            rows.mean_distance,
+            rows.dP,
+            s=20 + 12 * rows["size"],
+            c=colour,
+            alpha=0.8,
+            label="feasible" if feasible else "infeasible",
+        )
         for row in rows.itertuples():
-            ax.annotate(f"r{row.round}", (row.mean_distance, row.dP), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+            ax.annotate(
+                f"r{row.round}", (row.mean_distance, row.dP), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
     ax.axhline(delta, color="grey", linestyle="--", label=f"delta = {delta:g} dB")
     ax.set_xlabel("mean pairwise distance of the group (log KL)")
     ax.set_ylabel("dP = max drop vs single-task (dB)")
@@ -177,9 +204,15 @@ def plot_search(verified: pd.DataFrame, delta: float, path: str | Path) -> None:
     io.save_figure(fig, path)
 
 
-def export_models(groups: pd.DataFrame, model_files: dict[str, str | Path], out_dir: str | Path,
-                  evaluation: pd.DataFrame | None = None, grouping: dict | None = None, config_hash: str = "",
-                  training_data: dict | None = None) -> list[Path]:
+def export_models(
+    groups: pd.DataFrame,
+    model_files: dict[str, str | Path],
+    out_dir: str | Path,
+    evaluation: pd.DataFrame | None = None,
+    grouping: dict | None = None,
+    config_hash: str = "",
+    training_data: dict | None = None,
+) -> list[Path]:
     """Write every final group's model (its training checkpoint in ``model_files``, by group name)
     to ``out_dir/{group}.pth`` as a slim file, with a model card
     ``{group}.md`` beside it, replacing the folder whole (so no model of an earlier partition is
@@ -212,11 +245,17 @@ def export_models(groups: pd.DataFrame, model_files: dict[str, str | Path], out_
             members = group_members(group)
             psnr = {m: (float(means[(m, m)]), float(means[(group, m)])) for m in members} if means is not None else {}
             slim = {
-                "params": full["params"], "arch": full["arch"], "arch_kwargs": full["arch_kwargs"], "group": group,
-                "members": members, "delta": float(grouping["delta"]) if grouping else float("nan"),
+                "params": full["params"],
+                "arch": full["arch"],
+                "arch_kwargs": full["arch_kwargs"],
+                "group": group,
+                "members": members,
+                "delta": float(grouping["delta"]) if grouping else float("nan"),
                 "drops": json.dumps({m: single - grouped for m, (single, grouped) in psnr.items()}, sort_keys=True),
-                "recipe": full.get("recipe", ""), "degradations": full.get("degradations", ""),
-                "config_hash": config_hash, "grids_version": full.get("grids_version", ""),
+                "recipe": full.get("recipe", ""),
+                "degradations": full.get("degradations", ""),
+                "config_hash": config_hash,
+                "grids_version": full.get("grids_version", ""),
             }
             path = tmp / f"{group}.pth"
             torch.save(slim, path)
@@ -226,16 +265,20 @@ def export_models(groups: pd.DataFrame, model_files: dict[str, str | Path], out_
     return written
 
 
-def model_card(slim: dict, psnr: dict[str, tuple[float, float]], digest: str, training_data: dict | None,
-               grouping: dict | None) -> str:
+def model_card(
+    slim: dict, psnr: dict[str, tuple[float, float]], digest: str, training_data: dict | None, grouping: dict | None
+) -> str:
     """The model card of one exported group model (Markdown)."""
     members = slim["members"]
     text = f"# GRIDS group model: {slim['group']}\n\n"
-    text += ("Restores images degraded by any one of: " + ", ".join(f"`{m}`" for m in members) + ".\n"
-             if len(members) > 1 else f"The single-task model of `{members[0]}` (a group of one).\n")
+    text += (
+        "Restores images degraded by any one of: " + ", ".join(f"`{m}`" for m in members) + ".\n"
+        if len(members) > 1
+        else f"The single-task model of `{members[0]}` (a group of one).\n"
+    )
     text += f"\n- file: `{slim['group']}.pth`, sha256 `{digest}`\n"
     text += f"- architecture: `{slim['arch']}` {slim['arch_kwargs']}; weights under `params` (no optimizer state)\n"
-    text += f"- input and output: RGB in [0, 1], (B, 3, H, W), same size\n"
+    text += "- input and output: RGB in [0, 1], (B, 3, H, W), same size\n"
     text += f"- training recipe: `{slim['recipe']}`\n"
     if training_data is not None:
         text += f"- training data (clean images, degraded online): `{json.dumps(training_data, sort_keys=True)}`\n"
@@ -243,9 +286,11 @@ def model_card(slim: dict, psnr: dict[str, tuple[float, float]], digest: str, tr
     text += f"- config hash (sha256 of the validated config): `{slim['config_hash']}`\n"
     if psnr:
         test_set = grouping.get("test_set") or "the first test set"
-        text += (f"\n## PSNR per member on {test_set} (dB)\n\nA group is accepted when no member loses more "
-                 f"than delta = {slim['delta']:g} dB against its single-task model.\n\n"
-                 "| member | single-task | this model | drop |\n| --- | --- | --- | --- |\n")
+        text += (
+            f"\n## PSNR per member on {test_set} (dB)\n\nA group is accepted when no member loses more "
+            f"than delta = {slim['delta']:g} dB against its single-task model.\n\n"
+            "| member | single-task | this model | drop |\n| --- | --- | --- | --- |\n"
+        )
         for m in members:
             single, grouped = psnr[m]
             text += f"| {m} | {single:.3f} | {grouped:.3f} | {single - grouped:+.3f} |\n"
@@ -276,8 +321,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--groups", required=True, help="final/groups.parquet to write (the partition used)")
     p = sub.add_parser("export", help="the final groups' models, slim, with model cards, in one folder")
     p.add_argument("--groups", required=True, help="final/groups.parquet")
-    p.add_argument("--model", nargs=2, action="append", default=[], metavar=("GROUP", "FILE"),
-                   help="a final group and its training checkpoint (repeat for every group)")
+    p.add_argument(
+        "--model",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("GROUP", "FILE"),
+        help="a final group and its training checkpoint (repeat for every group)",
+    )
     p.add_argument("--eval", nargs="+", default=[], help="evaluation tables of the final and single-task models")
     p.add_argument("--grouping", help="the config's grouping section, JSON (delta and test set)")
     p.add_argument("--config-hash", default="", help="sha256 of the validated config")
@@ -288,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = io.read_parquets(args.eval) if args.eval else None
         grouping = config_section("grouping", json.loads(args.grouping)) if args.grouping else None
         training = json.loads(args.training_data) if args.training_data else None
-        for path in export_models(pd.read_parquet(args.groups), dict(args.model), args.out, evaluation, grouping,
-                                  args.config_hash, training):
+        for path in export_models(
+            pd.read_parquet(args.groups), dict(args.model), args.out, evaluation, grouping, args.config_hash, training
+        ):
             print(path)
         return 0
     matrix = pd.read_parquet(args.matrix)
