@@ -21,11 +21,12 @@ import numpy as np
 import torch
 import yaml
 
+from grids.archs import size_multiple
 from grids.checkpoint import load_model
 from grids.config import validate_config
 from grids.data import list_sources, load_source
 from grids.degradations import get_degradation
-from grids.evaluate import SIZE_MULTIPLE, psnr, restore
+from grids.evaluate import psnr, restore
 from grids.grouping.names import group_members
 from grids.seeds import rng_for
 from grids.train import train
@@ -92,7 +93,7 @@ def main() -> None:
             )
             seconds = time.perf_counter() - start
             model, state = load_model(out, device)
-            multiple = SIZE_MULTIPLE.get(state["arch"], 8)
+            multiple = size_multiple(model)
             results[precision] = float(np.mean([psnr(restore(model, d, device, multiple), c) for d, c in pairs]))
             print(
                 f"{precision:10s} {seconds:8.1f} {args.iterations / seconds:7.1f} {results[precision]:9.4f}", flush=True

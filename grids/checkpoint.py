@@ -12,8 +12,8 @@ A checkpoint is one ``torch.save`` dict of tensors, numbers and strings only, so
 * ``numpy_rng`` (the data generator's ``bit_generator.state`` as JSON), ``torch_rng`` (the
   degradation noise generator's state) and ``torch_cpu_rng`` (``torch.get_rng_state()``): what an
   exact resume needs;
-* ``arch`` (a name of :data:`grids.archs.ARCHS`) and ``arch_kwargs`` (its keyword arguments, JSON
-  with sorted keys): what :func:`load_model` builds the model from;
+* ``arch`` (a name of :data:`grids.archs.ARCHS`, or a user's ``file.py:Class``) and ``arch_kwargs``
+  (its keyword arguments, JSON with sorted keys): what :func:`load_model` builds the model from;
 * the trainer's metadata: ``group``, ``recipe`` and ``degradations`` (JSON), ``seed``,
   ``precision`` (``bf16`` or ``fp32``), ``grids_version``; a resume checkpoint adds ``log`` (JSON
   rows of the training log so far).
@@ -33,16 +33,15 @@ from pathlib import Path
 import torch
 
 from . import io
-from .archs import ARCHS, load_strict
+from .archs import load_strict, resolve_arch
 
 MODEL_KEYS = ("arch", "arch_kwargs", "params")  # what load_model needs from a file
 
 
 def build_model(arch: str, kwargs: dict) -> torch.nn.Module:
-    """A fresh model of architecture ``arch`` (a name of :data:`grids.archs.ARCHS`)."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
-    return ARCHS[arch](**kwargs)
+    """A fresh model of architecture ``arch``: a name of :data:`grids.archs.ARCHS` or a user's
+    ``file.py:Class`` (relative to the working directory) / ``package.module:Class``."""
+    return resolve_arch(arch)(**kwargs)
 
 
 def save_checkpoint(

@@ -128,8 +128,9 @@ def _select(args) -> int:
 def _restore(args) -> int:
     import torch
 
+    from .archs import size_multiple
     from .checkpoint import load_model
-    from .evaluate import SIZE_MULTIPLE, restore
+    from .evaluate import restore
 
     io.check_output_path(args.output, [args.image], force=args.force)  # before the (long) restoration
     image = _read_inputs([args.image])[args.image]
@@ -154,7 +155,7 @@ def _restore(args) -> int:
         raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all final_models`")
     model, state = load_model(path, selector.device)
     with torch.no_grad():
-        out = restore(model, image, selector.device, SIZE_MULTIPLE.get(state["arch"], 8), args.tile, progress=True)
+        out = restore(model, image, selector.device, size_multiple(model), args.tile, progress=True)
     io.write_png(args.output, out)
     print(json.dumps({"image": args.image, "group": group, "model": path, "output": args.output}))
     return 0

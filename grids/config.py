@@ -178,6 +178,16 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
                     f"config key degradations.{name}: unknown degradation {name!r}.{hint} "
                     f"Built-ins: {', '.join(NAMES)}; a user-defined one needs a 'function' key."
                 )
+    for key, section in [
+        ("training", config.get("training")),
+        *((f"baselines.{name}", entry) for name, entry in (config.get("baselines") or {}).items()),
+    ]:
+        arch = section.get("arch") if isinstance(section, dict) else None
+        if isinstance(arch, str) and ":" not in arch and arch not in ARCH_PARAMETERS:
+            raise ConfigError(
+                f"config key {key}.arch: {arch!r} is not one of {list(ARCH_PARAMETERS)} "
+                "(or name a class of your own as 'file.py:Class' or 'package.module:Class')"
+            )
     if isinstance(config.get("training"), dict) and "runtime" in config["training"]:
         raise ConfigError(
             "config key training.runtime: a cluster's time limit is a resource of the rule, not part of the "
@@ -194,7 +204,7 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     training = config["training"] = {**DEFAULT_TRAINING, **given}
     if ("arch" in given and "arch_kwargs" not in given) or training["arch_kwargs"] is None:
         training["arch_kwargs"] = {}  # the default sizes belong to the default architecture
-    _check_arch_kwargs(training, "training")
+    _check_arch_kwargs(training, "training", base_dir)
     training["images"] = _image_set(training["images"], "training.images", base_dir)
     training["test_sets"] = {
         name: _image_set(spec, f"training.test_sets.{name}", base_dir) for name, spec in training["test_sets"].items()
@@ -219,7 +229,7 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     for name, overrides in config["baselines"].items():
         if "arch" in overrides and overrides.get("arch_kwargs") is None:
             overrides["arch_kwargs"] = {}
-        _check_arch_kwargs({**training, **overrides}, f"baselines.{name}")
+        _check_arch_kwargs({**training, **overrides}, f"baselines.{name}", base_dir)
         if overrides.get("crop", training["crop"]) > training["images"]["min_side"]:
             raise ConfigError(f"config key baselines.{name}.crop: exceeds training.images.min_side")
 
@@ -311,13 +321,35 @@ def _resolve_degradation(name: str, entry: dict, key: str, base_dir: str | Path)
     return dict(deg.config) if name in BUILTINS else entry
 
 
-def _check_arch_kwargs(recipe: dict, key: str) -> None:
+def _check_arch_kwargs(recipe: dict, key: str, base_dir: str | Path = ".") -> None:
+    """The architecture exists and accepts ``arch_kwargs`` (a user's class: importable, a
+    ``torch.nn.Module``, its signature binds them; built-ins are checked without importing torch)."""
+    if recipe["arch"] not in ARCH_PARAMETERS:
+        _check_user_arch(recipe, key, base_dir)
+        return
     unknown = sorted(set(recipe["arch_kwargs"]) - set(ARCH_PARAMETERS[recipe["arch"]]))
     if unknown:
         raise ConfigError(
             f"config key {key}.arch_kwargs: {unknown} not accepted by {recipe['arch']} "
             f"(accepted: {', '.join(ARCH_PARAMETERS[recipe['arch']])}); set arch_kwargs: null for its defaults"
         )
+
+
+def _check_user_arch(recipe: dict, key: str, base_dir: str | Path) -> None:
+    import inspect
+
+    from .archs import resolve_arch
+
+    try:
+        cls = resolve_arch(recipe["arch"], base_dir)
+    except (ImportError, OSError, ValueError, SyntaxError) as err:
+        raise ConfigError(f"config key {key}.arch: {err}") from None
+    try:
+        inspect.signature(cls).bind(**recipe["arch_kwargs"])
+    except TypeError as err:
+        raise ConfigError(
+            f"config key {key}.arch_kwargs: {recipe['arch']} does not accept {recipe['arch_kwargs']}: {err}"
+        ) from None
 
 
 def _image_set(spec: dict, key: str, base_dir: str | Path) -> dict:

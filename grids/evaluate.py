@@ -35,10 +35,9 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from . import io, tables
+from .archs import size_multiple
 from .checkpoint import load_model
 from .stage import add_test_set_argument, pick_device, test_set_manifests
-
-SIZE_MULTIPLE = {"srresnet": 1, "restormer": 8, "rrdbnet": 4}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -122,7 +121,7 @@ def evaluate_model(
     """
     device = pick_device(device)
     model, state = load_model(model_path, device)
-    multiple = SIZE_MULTIPLE.get(state["arch"], 8)
+    multiple = size_multiple(model)
     rows = []
     for set_name, (clean_manifest, degraded_manifests) in test_sets.items():
         clean = pd.read_parquet(clean_manifest)

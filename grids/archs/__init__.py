@@ -1,6 +1,17 @@
-"""Network architectures used by GRIDS (one module per file)."""
+"""Network architectures used by GRIDS (one module per file), and the contract of a user's own.
+
+``training.arch`` (and a baseline's ``arch``) is a built-in name of :data:`ARCHS` or a class of the
+user's, ``file.py:Class`` or ``package.module:Class``. The contract of a restoration backbone:
+
+* a ``torch.nn.Module`` built as ``Class(**arch_kwargs)``;
+* same-resolution restoration: ``forward`` takes ``(B, 3, H, W)`` RGB in [0, 1] and returns the
+  same shape (values outside [0, 1] are clamped when scored);
+* an optional ``size_multiple`` attribute (int, default 1): H and W must be multiples of it, so
+  evaluation and ``grids restore`` reflect-pad the input up to one and crop the output back.
+"""
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
@@ -9,10 +20,33 @@ from grids.archs.restormer import Restormer
 from grids.archs.rrdbnet import RRDBNet
 from grids.archs.srresnet import SRResNet
 
-__all__ = ["ARCHS", "MSRResNet", "RRDBNet", "Restormer", "SRResNet", "load_strict"]
+__all__ = ["ARCHS", "MSRResNet", "RRDBNet", "Restormer", "SRResNet", "load_strict", "resolve_arch", "size_multiple"]
 
 # Restoration backbones by their config name (`training.arch`).
 ARCHS = {"srresnet": SRResNet, "restormer": Restormer, "rrdbnet": RRDBNet}
+
+
+def resolve_arch(arch: str, base_dir: str | Path = ".") -> type[torch.nn.Module]:
+    """The class ``arch`` names: a built-in name, or a user's ``file.py:Class`` /
+    ``package.module:Class`` (a ``torch.nn.Module`` subclass)."""
+    if arch in ARCHS:
+        return ARCHS[arch]
+    if ":" not in arch:
+        raise ValueError(
+            f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)} or name a class of your own "
+            "as 'file.py:Class' or 'package.module:Class'"
+        )
+    from ..user_code import load_attribute
+
+    cls = load_attribute(arch, base_dir, "architecture", "an architecture must be a class of your own file or package")
+    if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise ValueError(f"architecture {arch!r} is a {type(cls).__name__}, not a torch.nn.Module subclass")
+    return cls
+
+
+def size_multiple(model: torch.nn.Module) -> int:
+    """What H and W of the model's input must be multiples of (its ``size_multiple``, default 1)."""
+    return int(getattr(model, "size_multiple", 1))
 
 
 def _first(keys: list[str], n: int = 4) -> str:

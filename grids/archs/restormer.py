@@ -231,6 +231,8 @@ class Restormer(nn.Module):
     initialisation, as in the official code.
     """
 
+    size_multiple = 8  # three 2x downsamplings
+
     def __init__(
         self,
         *,

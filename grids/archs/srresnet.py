@@ -44,6 +44,8 @@ class SRResNet(nn.Module):
     Initialisation as MSRResNet: Kaiming-normal weights * 0.1, zero biases.
     """
 
+    size_multiple = 1  # fully convolutional at one resolution: any H, W
+
     def __init__(
         self,
         *,

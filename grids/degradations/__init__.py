@@ -22,12 +22,9 @@ and :func:`get_degradation` wraps it (see ``examples/haze.py``).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import json
 import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -291,28 +288,9 @@ def load_function(spec: str, base_dir: str | Path = ".") -> Callable:
     or anything from the standard library (``os:system``) is refused here, when the config is
     checked, rather than failing (or doing harm) in a job.
     """
-    module_part, sep, attr = spec.rpartition(":")
-    if not sep or not module_part or not attr:
-        raise ValueError(f"function {spec!r}: expected 'file.py:name' or 'package.module:name'")
-    if module_part.endswith(".py"):
-        path = Path(base_dir) / module_part
-        if not path.is_file():
-            raise FileNotFoundError(f"function {spec!r}: file {path} not found")
-        module_spec = importlib.util.spec_from_file_location(f"grids_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    else:
-        top = module_part.split(".")[0]
-        if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-            raise ValueError(
-                f"function {spec!r}: {module_part} is part of Python's standard library; "
-                "a degradation must be a function of your own .py file or package"
-            )
-        module = importlib.import_module(module_part)
-    try:
-        fn = getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f"function {spec!r}: {module_part} has no attribute {attr!r}") from None
+    from ..user_code import load_attribute
+
+    fn = load_attribute(spec, base_dir, "function", "a degradation must be a function of your own .py file or package")
     if not inspect.isfunction(fn):
         raise ValueError(
             f"function {spec!r} is a {type(fn).__name__}, not a plain Python function "

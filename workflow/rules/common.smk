@@ -19,6 +19,7 @@ from grids.config import (
     validate_config,
 )
 from grids.io import list_image_files
+from grids.user_code import code_file
 from grids.grouping.names import (
     group_members,
     group_name,
@@ -110,8 +111,8 @@ def image_files(images):
 def function_files(entries):
     """The .py files of the user-defined degradations among config ``entries``: a change to one
     reruns what those degradations made."""
-    files = [entry.get("function", "").rpartition(":")[0] for entry in entries]
-    return user_files(file for file in files if file.endswith(".py"))
+    files = [code_file(entry.get("function", "")) for entry in entries]
+    return user_files(file for file in files if file)
 
 
 def working_file(path):
@@ -222,6 +223,20 @@ def get_group_entries_json(wildcards):
     """The config entries of the group's degradations (a param: editing one retrains its groups)."""
     members = group_members(wildcards.group)
     return json.dumps({m: CONFIG["degradations"][m] for m in members}, sort_keys=True)
+
+
+def arch_files(recipe):
+    """The .py file of a user-defined architecture (a change to it retrains)."""
+    file = code_file(recipe["arch"])
+    return user_files([file]) if file else []
+
+
+def get_arch_files(wildcards):
+    return arch_files(CONFIG["training"])
+
+
+def get_baseline_arch_files(wildcards):
+    return arch_files(baseline_recipe(CONFIG, wildcards.baseline))
 
 
 def get_group_function_files(wildcards):

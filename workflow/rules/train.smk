@@ -80,6 +80,7 @@ rule train:
     input:
         store="results/train/store/index.parquet",
         function_files=get_group_function_files,
+        arch_file=get_arch_files,
     output:
         model="results/models/{group}/model.pth",
         log_table="results/models/{group}/train_log.parquet",
@@ -138,6 +139,7 @@ use rule train as train_baseline with:
     input:
         store="results/train/store/index.parquet",
         function_files=get_all_function_files,
+        arch_file=get_baseline_arch_files,
     output:
         model="results/baselines/{baseline}/model.pth",
         log_table="results/baselines/{baseline}/train_log.parquet",
