@@ -22,18 +22,25 @@ The exported final models (``results/final/models/{group}.pth``, written by
 :func:`grids.grouping.rounds.export_models`) are slim: ``params``, ``arch``, ``arch_kwargs`` and
 what the group is, without optimiser or RNG state; :func:`load_model` reads both kinds. A file
 without ``arch``/``arch_kwargs``/``params`` (a BasicSR or official release holds weights only) is
-refused with a message that says so, rather than guessed at.
+refused with a message that says so, rather than guessed at: :func:`import_weights` turns such a
+file into a GRIDS checkpoint first, naming the architecture (a published-weights baseline).
+
+    python -m grids.checkpoint import --weights W.pth --arch rrdbnet --arch-kwargs '{"scale": 4}' \
+        --group realesrgan --out results/baselines/realesrgan/model.pth
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
+import sys
 from pathlib import Path
 
 import torch
 
 from . import io
-from .archs import load_strict, resolve_arch
+from .archs import FromLowResolution, load_strict, resolve_arch
 
 MODEL_KEYS = ("arch", "arch_kwargs", "params")  # what load_model needs from a file
 
@@ -112,4 +119,70 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     load_strict(model, state["params"], str(path), f"{state['arch']} {arch_kwargs}")
+    if getattr(model, "scale", 1) > 1:  # a published x2/x4 network meets same-size inputs this way
+        model = FromLowResolution(model)
     return model.to(device).eval(), state
+
+
+def published_state_dict(state, source: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of a published file: a bare state dict, or BasicSR's ``params_ema`` (preferred:
+    the averaged weights its authors evaluate) / ``params`` (official Restormer files too); a
+    ``module.`` prefix (a DataParallel save) is removed. Anything else is one ValueError."""
+    if isinstance(state, dict) and ("params_ema" in state or "params" in state):
+        state = state["params_ema"] if "params_ema" in state else state["params"]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        kind = type(state).__name__
+        keys = sorted(str(k) for k in state)[:6] if isinstance(state, dict) else []
+        raise ValueError(
+            f"{source}: not a state dict nor a BasicSR-style file (a {kind}"
+            + (f" with keys {keys}" if keys else "")
+            + "); expected tensors by name, or params_ema / params holding them"
+        )
+    if all(str(k).startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+def import_weights(source: str | Path, arch: str, arch_kwargs: dict, group: str, out: str | Path) -> dict:
+    """Write published weights (``source``, any form :func:`published_state_dict` reads) as a GRIDS
+    checkpoint of ``arch`` ``arch_kwargs`` at ``out``, after checking that they fit it exactly
+    (one line naming the first missing and unexpected keys otherwise). ``group`` is what its
+    evaluation rows are labelled with; ``published`` records the source and its sha256."""
+    weights = published_state_dict(load_checkpoint(source), source)
+    model = build_model(arch, arch_kwargs)
+    load_strict(model, weights, str(source), f"{arch} {arch_kwargs}")
+    state = {
+        "params": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "arch": arch,
+        "arch_kwargs": json.dumps(arch_kwargs, sort_keys=True),
+        "group": group,
+        "published": json.dumps(
+            {"source": str(source), "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest()}, sort_keys=True
+        ),
+    }
+    with io.atomic_path(out) as tmp:
+        torch.save(state, tmp)
+    return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.checkpoint", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("import", help="published weights -> a GRIDS checkpoint of a named architecture")
+    p.add_argument("--weights", required=True, help="the published file (.pth)")
+    p.add_argument("--arch", required=True, help="its architecture (a built-in name or file.py:Class)")
+    p.add_argument("--arch-kwargs", default="{}", help="its keyword arguments, JSON")
+    p.add_argument("--group", required=True, help="the label of its evaluation rows (the baseline's name)")
+    p.add_argument("--out", required=True, help="the checkpoint to write")
+    args = parser.parse_args(argv)
+    io.check_output_path(args.out, [args.weights])
+    state = import_weights(args.weights, args.arch, json.loads(args.arch_kwargs), args.group, args.out)
+    count = sum(v.numel() for v in state["params"].values())
+    print(f"{args.weights}: {args.arch} {args.arch_kwargs}, {count:,} parameters -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    from .stage import run_stage
+
+    sys.exit(run_stage(main))

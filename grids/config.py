@@ -229,6 +229,9 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     for name, overrides in config["baselines"].items():
         if "arch" in overrides and overrides.get("arch_kwargs") is None:
             overrides["arch_kwargs"] = {}
+        if "weights" in overrides:
+            _check_published(name, overrides, training, base_dir)
+            continue
         _check_arch_kwargs({**training, **overrides}, f"baselines.{name}", base_dir)
         if overrides.get("crop", training["crop"]) > training["images"]["min_side"]:
             raise ConfigError(f"config key baselines.{name}.crop: exceeds training.images.min_side")
@@ -333,6 +336,36 @@ def _check_arch_kwargs(recipe: dict, key: str, base_dir: str | Path = ".") -> No
             f"config key {key}.arch_kwargs: {unknown} not accepted by {recipe['arch']} "
             f"(accepted: {', '.join(ARCH_PARAMETERS[recipe['arch']])}); set arch_kwargs: null for its defaults"
         )
+
+
+def _check_published(name: str, entry: dict, training: dict, base_dir: str | Path) -> None:
+    """A published-weights baseline: only what evaluating it needs, its file present. Its
+    architecture defaults to the training one (with its sizes, unless it names its own)."""
+    key = f"baselines.{name}"
+    extra = sorted(set(entry) - {"weights", "arch", "arch_kwargs"})
+    if extra:
+        raise ConfigError(
+            f"config key {key}: published weights are evaluated, not trained, so {extra} do not apply "
+            "(a published baseline takes weights, arch and arch_kwargs)"
+        )
+    if not (Path(base_dir) / entry["weights"]).is_file():
+        raise ConfigError(
+            f"config key {key}.weights: file {entry['weights']} not found (for Real-ESRGAN x4plus: "
+            "bash scripts/fetch_realesrgan.sh)"
+        )
+    entry.setdefault("arch", training["arch"])
+    entry.setdefault("arch_kwargs", training["arch_kwargs"])
+    _check_arch_kwargs(entry, key, base_dir)
+
+
+def published_baselines(config: dict[str, Any]) -> dict[str, dict]:
+    """The baselines that name published weights: evaluated as they are, never trained."""
+    return {name: entry for name, entry in config["baselines"].items() if "weights" in entry}
+
+
+def trained_baselines(config: dict[str, Any]) -> dict[str, dict]:
+    """The baselines trained here: a mix-all model with their recipe overrides."""
+    return {name: entry for name, entry in config["baselines"].items() if "weights" not in entry}
 
 
 def _check_user_arch(recipe: dict, key: str, base_dir: str | Path) -> None:

@@ -161,10 +161,10 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
     training, grouping = config["training"], config["grouping"]
     names = list(config["degradations"])
     n = len(names)
-    from .config import baseline_recipe, training_recipe
+    from .config import baseline_recipe, trained_baselines, training_recipe
 
     recipe = training_recipe(config)
-    baselines = {name: baseline_recipe(config, name) for name in config["baselines"]}
+    baselines = {name: baseline_recipe(config, name) for name in trained_baselines(config)}
     sims = simulated_verifications(n, grouping["strategy"], grouping["probes_per_round"], instances) if n > 1 else None
     lines = [
         (

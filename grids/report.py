@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -82,8 +83,16 @@ def table1(
     return table.reset_index(drop=True)[tables.columns("table1", baseline=list(baselines or {}))]
 
 
-def plot_table1(table: pd.DataFrame, path: str | Path) -> None:
-    """Grouped bars per degradation (one panel per test set): upper bound, baselines, GRIDS."""
+PUBLISHED_MARK = "†"
+PUBLISHED_NOTE = (
+    f"{PUBLISHED_MARK} published weights, evaluated as released, not retrained here; a x2/x4 network sees the "
+    "degraded image downscaled by its scale (bicubic, antialiased) and returns the input's size."
+)
+
+
+def plot_table1(table: pd.DataFrame, path: str | Path, published: Sequence[str] = ()) -> None:
+    """Grouped bars per degradation (one panel per test set): upper bound, baselines, GRIDS;
+    ``published`` baselines are marked in the legend."""
     plt = io.pyplot()
     columns = [c for c in table.columns if c.startswith("psnr_") and c != "psnr_grids"] + ["psnr_grids"]
     sets = list(dict.fromkeys(table.test_set))
@@ -99,7 +108,8 @@ def plot_table1(table: pd.DataFrame, path: str | Path) -> None:
                 [i + (k - (len(columns) - 1) / 2) * width for i in x],
                 rows[column],
                 width,
-                label=column.removeprefix("psnr_"),
+                label=column.removeprefix("psnr_")
+                + (PUBLISHED_MARK if column.removeprefix("psnr_") in published else ""),
             )
         low = rows[columns].to_numpy().min()
         ax.set_ylim(max(0.0, low - 3), rows[columns].to_numpy().max() + 1)
@@ -118,8 +128,10 @@ def write_table1(
     table_path: str | Path,
     markdown_path: str | Path,
     chart_path: str | Path,
+    published: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Table 1 as Parquet (``table_path``), Markdown and a bar chart."""
+    """Table 1 as Parquet (``table_path``), Markdown and a bar chart; the ``published`` baselines
+    (released weights, not trained here) are marked with a dagger, as in the paper."""
     groups = pd.read_parquet(groups_file)
     evaluation = io.read_parquets(eval_files)
     baselines = {name: pd.read_parquet(f) for name, f in baseline_files.items()}
@@ -132,11 +144,15 @@ def write_table1(
     )
     partition = groups.groupby("group", sort=False).degradation.apply(list)
     markdown += "Groups: " + "; ".join("{" + ", ".join(m) + "}" for m in partition) + "\n"
+    marked = {f"psnr_{name}": f"psnr_{name}{PUBLISHED_MARK}" for name in published}
     for test_set, rows in table.groupby("test_set", sort=False):
-        markdown += f"\n## {test_set}\n\n" + rows.drop(columns="test_set").round(3).to_markdown(index=False) + "\n"
+        shown = rows.drop(columns="test_set").rename(columns=marked).round(3)
+        markdown += f"\n## {test_set}\n\n" + shown.to_markdown(index=False) + "\n"
+    if published:
+        markdown += f"\n{PUBLISHED_NOTE}\n"
     with io.atomic_path(markdown_path) as tmp:
         tmp.write_text(markdown)
-    plot_table1(table, chart_path)
+    plot_table1(table, chart_path, published)
     return table
 
 
@@ -151,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--groups", required=True, help="final/groups.parquet (degradation, group)")
     p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every model in the table")
     p.add_argument("--baseline", nargs=2, action="append", default=[], metavar=("NAME", "EVAL"))
+    p.add_argument("--published", action="append", default=[], help="a baseline that is published weights (marked)")
     p.add_argument("--table", required=True, help="table1.parquet to write")
     p.add_argument("--markdown", required=True, help="table1.md to write")
     p.add_argument("--chart", required=True, help="table1.png to write")
@@ -158,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "upper-bounds":
         print(upper_bounds(args.eval, args.table, args.summary).round(3).to_string(index=False))
     else:
-        table = write_table1(args.groups, args.eval, dict(args.baseline), args.table, args.markdown, args.chart)
+        table = write_table1(
+            args.groups, args.eval, dict(args.baseline), args.table, args.markdown, args.chart, args.published
+        )
         print(table.round(3).to_string(index=False))
     return 0
 

@@ -20,6 +20,8 @@ from grids import io
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 
+PUBLISHED_X4 = {"scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}
+
 TINY = {
     "seed": 5,
     "images": {"photos": ["chelsea"], "dead_leaves": {"count": 2, "size": 64}, "min_side": 32},
@@ -48,7 +50,9 @@ TINY = {
         "bootstrap": 200,
     },
     "baselines": {
-        "rrdb": {"arch": "rrdbnet", "arch_kwargs": {"scale": 1, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}}
+        "rrdb": {"arch": "rrdbnet", "arch_kwargs": {"scale": 1, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}},
+        # published weights (written by make_project, BasicSR-style): evaluated, not trained
+        "published": {"weights": "published_x4.pth", "arch": "rrdbnet", "arch_kwargs": PUBLISHED_X4},
     },
 }
 
@@ -57,7 +61,20 @@ def make_project(path: Path, config: dict) -> Path:
     (path / "config").mkdir(parents=True)
     (path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copy(ROOT / "examples" / "haze.py", path / "haze.py")
+    write_published_weights(path / "published_x4.pth")
     return path
+
+
+def write_published_weights(path: Path) -> None:
+    """A small x4 RRDBNet saved the way BasicSR releases are: ``params_ema`` (what the loader
+    takes) next to ``params``."""
+    import torch
+
+    from grids.archs import RRDBNet
+
+    torch.manual_seed(0)
+    ema, raw = RRDBNet(**PUBLISHED_X4).state_dict(), RRDBNet(**PUBLISHED_X4).state_dict()
+    torch.save({"params_ema": ema, "params": raw}, path)
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -121,6 +138,27 @@ def test_upper_bounds(built):
     log = pd.read_parquet(built / "results" / "models" / "jpeg" / "train_log.parquet")
     assert log.step.iloc[-1] == 12
     assert not (built / "results" / "resume").exists() or not any((built / "results" / "resume").iterdir())
+
+
+def test_a_published_baseline_is_a_marked_table1_row(built):
+    """Published weights are imported (checked against their architecture), evaluated on every
+    test image and shown in Table 1 with the dagger, never trained."""
+    import torch
+
+    state = torch.load(built / "results" / "baselines" / "published" / "model.pth", weights_only=True)
+    assert (
+        json.loads(state["published"])["sha256"]
+        == hashlib.sha256((built / "published_x4.pth").read_bytes()).hexdigest()
+    )
+    released = torch.load(built / "published_x4.pth", weights_only=True)["params_ema"]
+    assert all(torch.equal(state["params"][k], v) for k, v in released.items())  # params_ema, not params
+    assert not (built / "results" / "baselines" / "published" / "train_log.parquet").exists()
+    evaluation = pd.read_parquet(built / "results" / "baselines" / "published" / "eval.parquet")
+    assert set(evaluation.trained_on) == {"published"} and evaluation.psnr.between(5, 100).all()
+    table = pd.read_parquet(built / "results" / "final" / "table1.parquet")
+    assert table.psnr_published.between(5, 100).all()
+    markdown = (built / "results" / "final" / "table1.md").read_text()
+    assert "psnr_published†" in markdown and "published weights, evaluated as released" in markdown
 
 
 def dry_run_jobs(output: str) -> set[tuple[str, str]]:

@@ -20,7 +20,17 @@ from grids.archs.restormer import Restormer
 from grids.archs.rrdbnet import RRDBNet
 from grids.archs.srresnet import SRResNet
 
-__all__ = ["ARCHS", "MSRResNet", "RRDBNet", "Restormer", "SRResNet", "load_strict", "resolve_arch", "size_multiple"]
+__all__ = [
+    "FromLowResolution",
+    "ARCHS",
+    "MSRResNet",
+    "RRDBNet",
+    "Restormer",
+    "SRResNet",
+    "load_strict",
+    "resolve_arch",
+    "size_multiple",
+]
 
 # Restoration backbones by their config name (`training.arch`).
 ARCHS = {"srresnet": SRResNet, "restormer": Restormer, "rrdbnet": RRDBNet}
@@ -42,6 +52,25 @@ def resolve_arch(arch: str, base_dir: str | Path = ".") -> type[torch.nn.Module]
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise ValueError(f"architecture {arch!r} is a {type(cls).__name__}, not a torch.nn.Module subclass")
     return cls
+
+
+class FromLowResolution(torch.nn.Module):
+    """A x``scale`` super-resolution network as a same-size restorer: the input is downscaled by
+    ``scale`` (bicubic, antialiased) and the network brings it back to the input's size. How a
+    published x4 model (Real-ESRGAN, RRDBNet ``scale: 4``) is scored next to restoration models:
+    its Table 1 row is "this model applied to the x4-downscaled degraded image"."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+        self.scale = int(model.scale)
+        self.size_multiple = self.scale * size_multiple(model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = torch.nn.functional.interpolate(
+            x, scale_factor=1 / self.scale, mode="bicubic", antialias=True, align_corners=False
+        )
+        return self.model(low)
 
 
 def size_multiple(model: torch.nn.Module) -> int:

@@ -113,7 +113,7 @@ class RRDBNet(nn.Module):
         self.num_out_ch = num_out_ch
         self.scale = scale
         self.unshuffle = _UNSHUFFLE[scale]
-        self.size_multiple = 4  # what evaluation pads to (the pixel-unshuffle of scale 1 needs 4)
+        self.size_multiple = self.unshuffle  # what evaluation pads H and W to
 
         self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle**2, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*[RRDB(num_feat=num_feat, num_grow_ch=num_grow_ch) for _ in range(num_block)])

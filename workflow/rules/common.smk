@@ -14,6 +14,8 @@ from grids.config import (
     ConfigError,
     baseline_recipe,
     descriptor_photos,
+    published_baselines,
+    trained_baselines,
     descriptor_weights,
     training_recipe,
     validate_config,
@@ -236,7 +238,7 @@ def get_arch_files(wildcards):
 
 
 def get_baseline_arch_files(wildcards):
-    return arch_files(baseline_recipe(CONFIG, wildcards.baseline))
+    return arch_files(baseline_recipe(CONFIG, wildcards.trained))
 
 
 def get_group_function_files(wildcards):
@@ -295,14 +297,22 @@ def get_upper_bound_evals(wildcards=None):
 
 # --- grouping search --------------------------------------------------------------------------
 
-BASELINES = CONFIG[
-    "baselines"
-]  # extra mix-all baselines with their own recipe (Table 1 rows)
+# Extra Table 1 rows: mix-all models trained with their own recipe, and published weights
+# evaluated as they are (never trained).
+BASELINES = CONFIG["baselines"]
+TRAINED_BASELINES = trained_baselines(CONFIG)
+PUBLISHED_BASELINES = published_baselines(CONFIG)
+
+
+def name_pattern(names):
+    return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 wildcard_constraints:
     round=r"\d+",
-    baseline="|".join(re.escape(name) for name in BASELINES) or "(?!)",
+    baseline=name_pattern(BASELINES),
+    trained=name_pattern(TRAINED_BASELINES),
+    published=name_pattern(PUBLISHED_BASELINES),
 
 
 def get_grouping_json(wildcards=None):
@@ -391,17 +401,32 @@ def get_baseline_evals(wildcards=None):
 
 
 def get_baseline_args(wildcards, input):
-    """`--baseline NAME EVAL` per baseline, from the rule's input.baselines (in config order)."""
+    """`--baseline NAME EVAL` per baseline, from the rule's input.baselines (in config order),
+    and `--published NAME` for those that are published weights."""
     return [
         w
         for name, evaluation in zip(BASELINES, input.baselines)
         for w in ("--baseline", name, evaluation)
-    ]
+    ] + [w for name in PUBLISHED_BASELINES for w in ("--published", name)]
 
 
 def get_baseline_recipe_json(wildcards):
     """The training recipe with the baseline's overrides (e.g. arch: rrdbnet)."""
-    return json.dumps(baseline_recipe(CONFIG, wildcards.baseline), sort_keys=True)
+    return json.dumps(baseline_recipe(CONFIG, wildcards.trained), sort_keys=True)
+
+
+def get_published_weights(wildcards):
+    return user_files([PUBLISHED_BASELINES[wildcards.published]["weights"]])
+
+
+def get_published_arch_files(wildcards):
+    return arch_files(PUBLISHED_BASELINES[wildcards.published])
+
+
+def get_published_arch_kwargs(wildcards):
+    return json.dumps(
+        PUBLISHED_BASELINES[wildcards.published]["arch_kwargs"], sort_keys=True
+    )
 
 
 def get_selection_references(wildcards=None):

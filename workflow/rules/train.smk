@@ -141,18 +141,39 @@ use rule train as train_baseline with:
         function_files=get_all_function_files,
         arch_file=get_baseline_arch_files,
     output:
-        model="results/baselines/{baseline}/model.pth",
-        log_table="results/baselines/{baseline}/train_log.parquet",
+        model="results/baselines/{trained}/model.pth",
+        log_table="results/baselines/{trained}/train_log.parquet",
     log:
-        "logs/train/baseline_{baseline}.log",
+        "logs/train/baseline_{trained}.log",
     benchmark:
-        "benchmarks/train/baseline_{baseline}.tsv"
+        "benchmarks/train/baseline_{trained}.tsv"
     params:
         group=MIX_ALL,
         degradations=json.dumps(CONFIG["degradations"], sort_keys=True),
         recipe=get_baseline_recipe_json,
         seed=CONFIG["seed"],
-        resume=working_file("results/resume/baseline_{baseline}.pth"),
+        resume=working_file("results/resume/baseline_{trained}.pth"),
+
+
+# A published-weights baseline: its file checked against the architecture and written as a GRIDS
+# checkpoint, which rule evaluate_baseline scores like any model (nothing is trained).
+rule import_baseline:
+    input:
+        weights=get_published_weights,
+        arch_file=get_published_arch_files,
+    output:
+        "results/baselines/{published}/model.pth",
+    log:
+        "logs/baselines/import_{published}.log",
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        arch=lambda wildcards: PUBLISHED_BASELINES[wildcards.published]["arch"],
+        arch_kwargs=get_published_arch_kwargs,
+    shell:
+        "python -m grids.checkpoint import --weights {input.weights:q} --arch {params.arch:q}"
+        " --arch-kwargs {params.arch_kwargs:q} --group {wildcards.published:q} --out {output:q} > {log:q} 2>&1"
 
 
 use rule evaluate as evaluate_baseline with:
