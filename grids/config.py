@@ -89,6 +89,7 @@ DEFAULT_VALIDATION = {
     "bootstrap": 1000,
 }
 RESERVED_SET_NAMES = {"clean"}
+TABLE1_NAMES = {"upper", "mixall", "grids"}  # Table 1's own psnr_* columns: not baseline names
 # Keyword arguments of each backbone (kept here so the config is checked without importing torch;
 # tests/test_archs.py checks them against the classes' signatures).
 ARCH_PARAMETERS = {
@@ -225,14 +226,20 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
             f"config key grouping.test_set: {grouping['test_set']!r} is not one of training.test_sets "
             f"({', '.join(training['test_sets'])})"
         )
+    _check_same_size(training, "training")
     config["baselines"] = dict(config.get("baselines") or {})
     for name, overrides in config["baselines"].items():
+        if name in TABLE1_NAMES:
+            raise ConfigError(
+                f"config key baselines.{name}: the name is taken by Table 1's own column psnr_{name}; choose another"
+            )
         if "arch" in overrides and overrides.get("arch_kwargs") is None:
             overrides["arch_kwargs"] = {}
         if "weights" in overrides:
             _check_published(name, overrides, training, base_dir)
             continue
         _check_arch_kwargs({**training, **overrides}, f"baselines.{name}", base_dir)
+        _check_same_size({**training, **overrides}, f"baselines.{name}")
         if overrides.get("crop", training["crop"]) > training["images"]["min_side"]:
             raise ConfigError(f"config key baselines.{name}.crop: exceeds training.images.min_side")
 
@@ -335,6 +342,15 @@ def _check_arch_kwargs(recipe: dict, key: str, base_dir: str | Path = ".") -> No
         raise ConfigError(
             f"config key {key}.arch_kwargs: {unknown} not accepted by {recipe['arch']} "
             f"(accepted: {', '.join(ARCH_PARAMETERS[recipe['arch']])}); set arch_kwargs: null for its defaults"
+        )
+
+
+def _check_same_size(recipe: dict, key: str) -> None:
+    """A model trained here restores at the input's size: RRDBNet only at scale 1."""
+    if recipe["arch"] == "rrdbnet" and recipe["arch_kwargs"].get("scale", 1) != 1:
+        raise ConfigError(
+            f"config key {key}.arch_kwargs: a trained rrdbnet restores at the input's size, so it needs scale: 1 "
+            "(a published x4 model is a baseline with weights: FILE instead)"
         )
 
 

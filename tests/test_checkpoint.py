@@ -90,3 +90,11 @@ def test_a_published_baseline_is_checked_with_the_config(tmp_path):
         validate_config(published_config(tmp_path, {"weights": "gone.pth", "arch": "rrdbnet"}), tmp_path)
     with pytest.raises(ConfigError, match=r"baselines.pub: published weights are evaluated, not trained, so \['lr'\]"):
         validate_config(published_config(tmp_path, {"weights": "w.pth", "arch": "rrdbnet", "lr": 1e-4}), tmp_path)
+
+
+def test_a_baseline_cannot_take_a_table1_column_name_nor_train_a_x4_network(tmp_path):
+    with pytest.raises(ConfigError, match=r"baselines.grids: the name is taken by Table 1's own column psnr_grids"):
+        validate_config(published_config(tmp_path, {"arch": "rrdbnet"}) | {"baselines": {"grids": {}}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"baselines.pub.arch_kwargs: a trained rrdbnet .* needs scale: 1"):
+        validate_config(published_config(tmp_path, {"arch": "rrdbnet", "arch_kwargs": {"scale": 4}}), tmp_path)
+    assert validate_config(published_config(tmp_path, {"arch": "rrdbnet"}), tmp_path)["baselines"]["pub"]
