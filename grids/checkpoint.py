@@ -32,7 +32,6 @@ file into a GRIDS checkpoint first, naming the architecture (a published-weights
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -148,6 +147,8 @@ def import_weights(source: str | Path, arch: str, arch_kwargs: dict, group: str,
     checkpoint of ``arch`` ``arch_kwargs`` at ``out``, after checking that they fit it exactly
     (one line naming the first missing and unexpected keys otherwise). ``group`` is what its
     evaluation rows are labelled with; ``published`` records the source and its sha256."""
+    from .descriptor import sha256_file
+
     weights = published_state_dict(load_checkpoint(source), source)
     model = build_model(arch, arch_kwargs)
     load_strict(model, weights, str(source), f"{arch} {arch_kwargs}")
@@ -156,9 +157,7 @@ def import_weights(source: str | Path, arch: str, arch_kwargs: dict, group: str,
         "arch": arch,
         "arch_kwargs": json.dumps(arch_kwargs, sort_keys=True),
         "group": group,
-        "published": json.dumps(
-            {"source": str(source), "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest()}, sort_keys=True
-        ),
+        "published": json.dumps({"source": str(source), "sha256": sha256_file(source)}, sort_keys=True),
     }
     with io.atomic_path(out) as tmp:
         torch.save(state, tmp)

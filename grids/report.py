@@ -104,12 +104,12 @@ def plot_table1(table: pd.DataFrame, path: str | Path, published: Sequence[str] 
         rows = table[table.test_set == test_set]
         x = range(len(rows))
         for k, column in enumerate(columns):
+            name = column.removeprefix("psnr_")
             ax.bar(
                 [i + (k - (len(columns) - 1) / 2) * width for i in x],
                 rows[column],
                 width,
-                label=column.removeprefix("psnr_")
-                + (PUBLISHED_MARK if column.removeprefix("psnr_") in published else ""),
+                label=name + (PUBLISHED_MARK if name in published else ""),
             )
         low = rows[columns].to_numpy().min()
         ax.set_ylim(max(0.0, low - 3), rows[columns].to_numpy().max() + 1)

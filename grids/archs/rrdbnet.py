@@ -113,7 +113,6 @@ class RRDBNet(nn.Module):
         self.num_out_ch = num_out_ch
         self.scale = scale
         self.unshuffle = _UNSHUFFLE[scale]
-        self.size_multiple = self.unshuffle  # what evaluation pads H and W to
 
         self.conv_first = nn.Conv2d(num_in_ch * self.unshuffle**2, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*[RRDB(num_feat=num_feat, num_grow_ch=num_grow_ch) for _ in range(num_block)])
@@ -123,6 +122,11 @@ class RRDBNet(nn.Module):
         self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+
+    @property
+    def size_multiple(self) -> int:
+        """What evaluation pads H and W to: the input's pixel-unshuffle factor."""
+        return self.unshuffle
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, num_in_ch, H, W)`` in ``[0, 1]`` -> ``(B, num_out_ch, scale*H, scale*W)``."""

@@ -123,6 +123,11 @@ def working_file(path):
     return PREFIX + path
 
 
+def get_checks_cache(wildcards, output):
+    """The clean-set stage's cache of user files that passed, beside the set's manifest."""
+    return os.path.join(os.path.dirname(output.manifest), "checks.parquet")
+
+
 def get_clean_image_files(wildcards):
     return image_files(CONFIG["images"])
 

@@ -20,9 +20,7 @@ rule clean_images:
         seed=CONFIG["seed"],
         # The user files that passed, by content: kept between runs (not an output, which
         # Snakemake would delete first), so a rerun hashes an unchanged file instead of decoding it.
-        checks=lambda wildcards, output: os.path.join(
-            os.path.dirname(output.manifest), "checks.parquet"
-        ),
+        checks=get_checks_cache,
     shell:
         "python -m grids.data --images {params.images:q} --seed {params.seed:q} --dataset {params.dataset:q}"
         " --threads {threads} --manifest {output.manifest:q} --images-dir {output.images:q}"

@@ -13,9 +13,7 @@ use rule clean_images as train_clean_images with:
         images=get_training_images_json,
         dataset="train",
         seed=CONFIG["seed"],
-        checks=lambda wildcards, output: os.path.join(
-            os.path.dirname(output.manifest), "checks.parquet"
-        ),
+        checks=get_checks_cache,
 
 
 # The training images as uncompressed arrays: every training job reads its crops from here instead
@@ -54,9 +52,7 @@ use rule clean_images as test_clean_images with:
         images=get_test_images_json,
         dataset="test-{test_set}",
         seed=CONFIG["seed"],
-        checks=lambda wildcards, output: os.path.join(
-            os.path.dirname(output.manifest), "checks.parquet"
-        ),
+        checks=get_checks_cache,
 
 
 use rule degrade as test_degrade with:
