@@ -104,6 +104,20 @@ def _read_inputs(paths: list[str]) -> dict[str, np.ndarray]:
     return images
 
 
+def _verdict(choice, selector) -> str:
+    """``in distribution`` or the warning, with the statistic's score and the expected drop."""
+    what = f"{choice.statistic} score {choice.score:.3f}" if choice.statistic else f"distance {choice.distance:.3f}"
+    if choice.in_distribution:
+        verdict = f"in distribution: {what} <= {selector.threshold:.4g}"
+    else:
+        verdict = (
+            f"OUT OF DISTRIBUTION: {what} > {selector.threshold:.4g}, no group model was trained on anything like it"
+        )
+    if choice.expected_drop is not None:
+        verdict += f"; expected drop ≈ {choice.expected_drop:.2f} dB against a single-task model"
+    return verdict
+
+
 def _select(args) -> int:
     images = _read_inputs(args.images)
     selector = _selector(args)
@@ -112,12 +126,7 @@ def _select(args) -> int:
         choice = selector.select(image)
         results.append({"image": path, **choice.as_dict()})
         if not args.json:
-            verdict = (
-                "in distribution"
-                if choice.in_distribution
-                else (f"OUT OF DISTRIBUTION (> {selector.threshold:g}): no group model was trained on anything like it")
-            )
-            print(f"{path}: group {choice.group} (distance {choice.distance:.3f}, {verdict})")
+            print(f"{path}: group {choice.group} (distance {choice.distance:.3f}; {_verdict(choice, selector)})")
             for row in choice.divergences.itertuples():
                 print(f"    {row.distance:8.3f}  {row.group}")
     if args.json:
@@ -143,11 +152,14 @@ def _restore(args) -> int:
     else:
         choice = selector.select(image)
         group = choice.group
-        print(f"{args.image}: group {group} (distance {choice.distance:.3f})", file=sys.stderr)
+        print(
+            f"{args.image}: group {group} (distance {choice.distance:.3f}; {_verdict(choice, selector)})",
+            file=sys.stderr,
+        )
         if not choice.in_distribution:
             print(
-                f"warning: {args.image} looks out of distribution (distance {choice.distance:.3f} > "
-                f"{selector.threshold:g}): expect a poor restoration",
+                f"warning: {args.image} looks out of distribution ({choice.statistic or 'distance'} "
+                f"{choice.score:.3f} > {selector.threshold:.4g}): expect a poor restoration",
                 file=sys.stderr,
             )
     path = os.path.join(args.results, "final", "models", f"{group}.pth")

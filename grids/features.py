@@ -92,7 +92,6 @@ def crop_patches(images, boxes: list[tuple[str, int, int]], size: int) -> np.nda
     return patches
 
 
-@torch.no_grad()
 def descriptor_features(
     model: torch.nn.Module,
     patches: np.ndarray,
@@ -105,15 +104,30 @@ def descriptor_features(
     The output is allocated once and filled batch by batch, so the peak is the N x D matrix plus
     one batch of activations.
     """
+    return descriptor_layer_features(model, patches, [layer], device, batch_size)[layer]
+
+
+@torch.no_grad()
+def descriptor_layer_features(
+    model: torch.nn.Module,
+    patches: np.ndarray,
+    layers: list[str],
+    device: str | torch.device = "cpu",
+    batch_size: int = 64,
+) -> dict[str, torch.Tensor]:
+    """``{layer: [N, D_layer]}`` as :func:`descriptor_features`, every layer from one pass of the
+    network per batch (``model.forward_layers``)."""
     device = torch.device(device)
-    rows = None
+    rows: dict[str, torch.Tensor] = {}
     for start in range(0, len(patches), batch_size):
         batch = torch.from_numpy(patches[start : start + batch_size]).to(device)
         x = batch.permute(0, 3, 1, 2).float().div_(255)
-        feat = model.forward_features(x, layer).reshape(len(batch), -1).float()
-        if rows is None:
-            rows = torch.empty((len(patches), feat.shape[1]), dtype=torch.float32, device=device)
-        rows[start : start + len(batch)] = feat
+        maps = model.forward_layers(x, list(layers))
+        for layer in layers:
+            feat = maps.pop(layer).reshape(len(batch), -1).float()
+            if layer not in rows:
+                rows[layer] = torch.empty((len(patches), feat.shape[1]), dtype=torch.float32, device=device)
+            rows[layer][start : start + len(batch)] = feat
     return rows
 
 

@@ -59,12 +59,12 @@ import pandas as pd
 
 from . import io, tables
 from .ggd import GGD, kl_divergence, log_kl_distance
+from .ood import PAPER_THRESHOLD, OodStatistic, SignatureBank, nearest_threshold, predict_drop, signature_table
 from .seeds import rng_for
 from .selection_report import REPORT_FILES
 from .similarity import add_set_arguments
 from .stage import add_test_set_argument, test_set_manifests
 
-PAPER_THRESHOLD = 4.0  # the paper's haze example; on the scale of set-level GGDs
 FEATURE_COLUMNS = {
     "n_patches": "n_patches",
     "patch_size": "patch_size",
@@ -110,13 +110,15 @@ def group_ggds(ggd: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "alpha", "sigma"])
 
 
-def image_references(references: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+def image_references(references: pd.DataFrame, groups: pd.DataFrame, features: dict) -> pd.DataFrame:
     """``group, alpha, sigma``: one row per reference image of each final group's members."""
     missing = sorted(set(groups.degradation) - set(references.degradation))
     if missing:
         raise ValueError(f"references.parquet has no images of {missing}: rebuild final_models")
     group_of = dict(zip(groups.degradation, groups.group))
     table = references[references.degradation.isin(group_of)]
+    if "layer" in table:  # the signature's other layers serve the out-of-distribution statistics
+        table = table[table.layer == method_layer(features)]
     return pd.DataFrame(
         {"group": table.degradation.map(group_of), "alpha": table.alpha, "sigma": table.sigma}
     ).reset_index(drop=True)
@@ -132,69 +134,101 @@ def divergences(references: pd.DataFrame, fit: GGD) -> pd.DataFrame:
     return table.sort_values(["distance", "group"], kind="stable").reset_index(drop=True)
 
 
-def leave_one_out_threshold(references: pd.DataFrame, quantile: float = 0.95) -> float:
-    """The ``quantile`` of each reference's distance to the nearest *other* reference of its group:
-    how far an input of a trained degradation typically lands from its group (groups with a
-    single reference row have no such distance and are skipped)."""
-    nearest = []
-    for _, part in references.groupby("group", sort=False):
-        if len(part) < 2:
-            continue
-        a, s = part.alpha.to_numpy(), part.sigma.to_numpy()
-        d = np.asarray(
-            log_kl_distance(np.asarray(kl_divergence(a[:, None], s[:, None], a[None, :], s[None, :]), float)), float
-        )
-        np.fill_diagonal(d, np.inf)
-        nearest.extend(d.min(axis=0))  # column j: distance of the others (as references) to image j
-    if not nearest:
-        raise ValueError("no group has two reference images: set selection.threshold explicitly")
-    return float(np.quantile(nearest, quantile))
-
-
 def resolve_threshold(threshold: float | None, reference: str, references: pd.DataFrame) -> float:
-    """``selection.threshold``, or its default for the reference kind (see the module doc)."""
+    """``selection.threshold`` on the selection distance itself, or its default for the reference
+    kind (see the module doc)."""
     if threshold is not None:
         return float(threshold)
-    return leave_one_out_threshold(references) if reference == "images" else PAPER_THRESHOLD
+    return nearest_threshold(references) if reference == "images" else PAPER_THRESHOLD
 
 
 @dataclass
 class Selection:
     group: str
-    distance: float
-    in_distribution: bool
+    distance: float  # divergence to the chosen group (the selection's own distance)
+    in_distribution: bool  # score <= the statistic's threshold
     divergences: pd.DataFrame
     alpha: float
     sigma: float
+    statistic: str = ""  # the out-of-distribution statistic ("" : the distance itself)
+    score: float = float("nan")
+    expected_drop: float | None = None  # predicted PSNR loss against the single-task model (dB)
 
     def as_dict(self) -> dict:
         return {
             "group": self.group,
             "distance": self.distance,
             "in_distribution": self.in_distribution,
-            "input_ggd": {"alpha": self.alpha, "sigma": self.sigma},
+            "statistic": self.statistic,
+            "score": self.score,
+            "expected_drop": self.expected_drop,
+            # None where the choice did not need the method's GGD (reference: signature)
+            "input_ggd": {k: None if v != v else v for k, v in (("alpha", self.alpha), ("sigma", self.sigma))},
             "divergences": {r.group: r.distance for r in self.divergences.itertuples()},
         }
 
 
-def image_ggd(image: np.ndarray, features: dict, model, seed: int, device) -> GGD:
-    """The GGD of one image: self-augmented patches, descriptor features (or SIFT), PCA, fit."""
+def selection_features(features: dict, selection: dict) -> dict:
+    """The ``features`` an image's signature is fitted with: the similarity's, with
+    ``selection.n_patches`` patches when set (one image needs fewer than a whole set)."""
+    n = selection.get("n_patches")
+    return features if n is None else {**features, "n_patches": n}
+
+
+def method_layer(features: dict) -> str:
+    """The signature key of the similarity's own features: ``features.layer``, or ``sift``."""
+    return "sift" if features["kind"] == "sift" else features["layer"]
+
+
+def signature_layers(features: dict, layers: list[str] = (), method: bool = True) -> list[str]:
+    """The layers a signature holds: ``layers``, then the method's own unless ``method`` is False
+    (no repeats; SIFT: its own only)."""
+    if features["kind"] == "sift":
+        return ["sift"]
+    return list(dict.fromkeys([*layers, features["layer"]] if method else layers))
+
+
+def image_signature(
+    image: np.ndarray, features: dict, model, seed: int, device, layers: list[str] = (), method: bool = True
+) -> dict[str, tuple[float, float]]:
+    """``{layer: (alpha, sigma)}`` of one image (:mod:`grids.ood`): self-augmented patches, one
+    descriptor pass for every layer of :func:`signature_layers`, then per layer the similarity's
+    PCA + GGD fit. SIFT: one entry."""
     import torch
 
-    from .features import descriptor_features, features_ggd, sift_features
+    from .features import descriptor_layer_features, features_ggd, sift_features
 
     if features["kind"] == "sift":
-        x = torch.from_numpy(sift_features([image], features["n_patches"], seed))
+        maps = {"sift": torch.from_numpy(sift_features([image], features["n_patches"], seed))}
     else:
         patches = self_augmented_patches(image, features["n_patches"], features["patch_size"], seed)
-        x = descriptor_features(model, patches, features["layer"], device)
-    return features_ggd(x, features)[0]
+        maps = descriptor_layer_features(model, patches, signature_layers(features, layers, method), device)
+    signature = {}
+    for layer in list(maps):
+        x = maps.pop(layer)  # freed after its fit: one layer's features in memory at a time
+        fit = features_ggd(x, features)[0]
+        del x
+        signature[layer] = (fit.alpha, fit.sigma)
+    return signature
+
+
+def image_ggd(image: np.ndarray, features: dict, model, seed: int, device) -> GGD:
+    """The GGD of one image: self-augmented patches, descriptor features (or SIFT), PCA, fit."""
+    alpha, sigma = image_signature(image, features, model, seed, device)[method_layer(features)]
+    return GGD(alpha, sigma)
 
 
 def reference_table(
-    name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto"
+    name: str,
+    manifest: pd.DataFrame,
+    descriptor: str | None,
+    features: dict,
+    seed: int,
+    device: str = "auto",
+    layers: list[str] = (),
 ) -> pd.DataFrame:
-    """Stage ``selection_references``: the per-image GGD of every image of one degraded set."""
+    """Stage ``selection_references``: the signature (one row per layer) of every image of one
+    degraded set."""
     from tqdm import tqdm
 
     from .descriptor import load_descriptor, sha256_file
@@ -206,27 +240,33 @@ def reference_table(
         model, sha = load_descriptor(descriptor, device), sha256_file(descriptor)
     rows = []
     for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"references {name}", unit="img"):
-        fit = image_ggd(io.load_png(row.path), features, model, seed, device)
-        rows.append(
-            [
-                name,
-                row.image_id,
-                fit.alpha,
-                fit.sigma,
-                features["n_patches"],
-                features["patch_size"],
-                features["pca_components"],
-                features["kind"],
-                sha,
-            ]
-        )
+        signature = image_signature(io.load_png(row.path), features, model, seed, device, layers)
+        for layer, (alpha, sigma) in signature.items():
+            rows.append(
+                [
+                    name,
+                    row.image_id,
+                    layer,
+                    alpha,
+                    sigma,
+                    features["n_patches"],
+                    features["patch_size"],
+                    features["pca_components"],
+                    features["kind"],
+                    sha,
+                ]
+            )
     return pd.DataFrame(rows, columns=tables.columns("selection_references"))
 
 
 class Selector:
-    """Chooses a final group for an image (see the module docstring).
+    """Chooses a final group for an image and judges whether its model will cope (module doc).
 
-    ``references``: ``group, alpha, sigma`` rows (:func:`image_references` or :func:`group_ggds`).
+    ``references``: ``group, alpha, sigma`` rows (:func:`image_references` or :func:`group_ggds`)
+    that choose the group. ``statistics``: fitted :class:`grids.ood.OodStatistic` by name, every
+    one scored by :meth:`judge`; ``statistic`` names the one whose threshold sets
+    ``in_distribution`` (None: the selection distance against ``threshold``). ``drop_fit``: the
+    report's ``score, drop`` knots for that statistic, for the expected drop.
     """
 
     def __init__(
@@ -237,23 +277,69 @@ class Selector:
         threshold: float = 4.0,
         seed: int = 0,
         device: str = "auto",
+        statistics: dict[str, OodStatistic] | None = None,
+        statistic: str | None = None,
+        drop_fit: pd.DataFrame | None = None,
+        bank: SignatureBank | None = None,
+        bank_layers: list[str] = (),
     ):
         from .descriptor import load_descriptor
         from .stage import pick_device
 
-        self.references, self.features, self.threshold, self.seed = references, features, threshold, seed
+        self.references, self.features, self.seed = references, features, seed
+        self.statistics, self.statistic, self.drop_fit = statistics or {}, statistic, drop_fit
+        self.bank, self.bank_layers = bank, list(bank_layers)
+        if statistic is not None and statistic not in self.statistics:
+            raise ValueError(f"statistic {statistic!r} is not among the fitted ones {sorted(self.statistics)}")
+        self.threshold = self.statistics[statistic].threshold if statistic else threshold
+        self.layers = sorted({layer for s in self.statistics.values() for layer in s.layers} | set(self.bank_layers))
+        # The method's GGD (the deepest layer, the costliest) only when something reads it.
+        self.method = self.bank is None or any(name in ("paper", "nearest") for name in self.statistics)
         self.device = pick_device(device)
         self.model = load_descriptor(descriptor, self.device) if features["kind"] == "descriptor" else None
 
+    def signature(self, image: np.ndarray) -> dict[str, tuple[float, float]]:
+        return image_signature(image, self.features, self.model, self.seed, self.device, self.layers, self.method)
+
     def input_ggd(self, image: np.ndarray) -> GGD:
-        return image_ggd(image, self.features, self.model, self.seed, self.device)
+        """The input's GGD at the method's layer (computed even where the choice does not read it)."""
+        features, layer = self.features, method_layer(self.features)
+        alpha, sigma = image_signature(image, features, self.model, self.seed, self.device)[layer]
+        return GGD(alpha, sigma)
+
+    def choose(self, signature: dict[str, tuple[float, float]]) -> tuple[pd.DataFrame, GGD]:
+        """Every group's divergence (smallest first) and the input's GGD at the method's layer;
+        with a signature ``bank`` the divergence is the distance to the group's nearest reference
+        in the signature space."""
+        alpha, sigma = signature.get(method_layer(self.features), (float("nan"), float("nan")))
+        fit = GGD(alpha, sigma)
+        if self.bank is not None:
+            z = np.array([np.log(v) for layer in self.bank_layers for v in signature[layer]], np.float64)
+            return self.bank.group_distances(z), fit
+        return divergences(self.references, fit), fit
+
+    def judge(self, signature: dict[str, tuple[float, float]], group: str) -> dict[str, float]:
+        """Every fitted statistic's score of the input against ``group``."""
+        return {name: statistic.score(signature, group) for name, statistic in self.statistics.items()}
 
     def select(self, image: np.ndarray) -> Selection:
-        fit = self.input_ggd(image)
-        table = divergences(self.references, fit)
+        signature = self.signature(image)
+        table, fit = self.choose(signature)
         best = table.iloc[0]
+        score = float(best.distance)
+        if self.statistic:
+            score = self.statistics[self.statistic].score(signature, str(best.group))
+        drop = None if self.drop_fit is None else float(predict_drop(self.drop_fit, score))
         return Selection(
-            str(best.group), float(best.distance), bool(best.distance <= self.threshold), table, fit.alpha, fit.sigma
+            str(best.group),
+            float(best.distance),
+            bool(score <= self.threshold),
+            table,
+            fit.alpha,
+            fit.sigma,
+            self.statistic or "",
+            score,
+            drop,
         )
 
 
@@ -279,26 +365,22 @@ def check_features(
         )
 
 
-def load_results(
-    results: str | Path, reference: str = "sets"
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    """``(ggd, groups, references)`` tables of a built workflow (``references`` None unless
-    ``reference`` is ``images``), with a message naming the target to build."""
+def load_results(results: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """``(ggd, groups, references, drop_fit)`` tables of a built workflow (``drop_fit`` None until
+    the selection report has run), with a message naming the target to build."""
     results = Path(results)
     needed = {
         results / "similarity" / "ggd.parquet": "similarity_matrix",
         results / "final" / "groups.parquet": "final_models",
+        results / "selection" / "references.parquet": "final_models",
     }
-    if reference == "images":
-        needed[results / "selection" / "references.parquet"] = "final_models"
     for path, target in needed.items():
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all {target}`")
-    references = pd.read_parquet(results / "selection" / "references.parquet") if reference == "images" else None
+    drop_fit = results / "selection" / "drop_fit.parquet"
     return (
-        pd.read_parquet(results / "similarity" / "ggd.parquet"),
-        pd.read_parquet(results / "final" / "groups.parquet"),
-        references,
+        *(pd.read_parquet(path) for path in needed),
+        pd.read_parquet(drop_fit) if drop_fit.is_file() else None,
     )
 
 
@@ -306,17 +388,94 @@ def build_references(
     reference: str,
     ggd: pd.DataFrame,
     groups: pd.DataFrame,
-    references: pd.DataFrame | None,
+    references: pd.DataFrame,
     features: dict,
     descriptor_sha: str | None,
+    image_features: dict | None = None,
 ) -> pd.DataFrame:
     """The selector's ``group, alpha, sigma`` rows for ``selection.reference``, after checking that
-    the stored fits used the config's features and descriptor."""
+    the stored fits used the config's features (``features``: the similarity's, ``image_features``:
+    the signatures', see :func:`selection_features`) and descriptor."""
     check_features(ggd, features, descriptor_sha)
+    image_features = image_features or features
+    table = "results/selection/references.parquet"
+    check_features(references, image_features, descriptor_sha, table, "final_models")
     if reference == "sets":
         return group_ggds(ggd, groups)
-    check_features(references, features, descriptor_sha, "results/selection/references.parquet", "final_models")
-    return image_references(references, groups)
+    return image_references(references, groups, image_features)
+
+
+def fit_statistics(
+    selection: dict, features: dict, ggd: pd.DataFrame, groups: pd.DataFrame, references: pd.DataFrame, seed: int
+) -> dict[str, OodStatistic]:
+    """Every statistic of :data:`grids.ood.STATISTICS`, fitted on the references;
+    ``selection.threshold`` (when set) overrides the default statistic's threshold only."""
+    from .ood import STATISTICS
+
+    layers = signature_layers(features, selection["layers"]) if features["kind"] == "sift" else selection["layers"]
+    group_of = dict(zip(groups.degradation, groups.group))
+    missing = [layer for layer in signature_layers(features, layers) if layer not in set(references.layer)]
+    if missing:
+        raise ValueError(
+            f"results/selection/references.parquet has no signature at layers {missing} (selection.layers "
+            "changed since it was built?): rebuild `final_models`"
+        )
+    return {
+        name: OodStatistic(
+            name,
+            references,
+            group_of,
+            group_ggds(ggd, groups),
+            method_layer(features),
+            layers,
+            selection["alpha"],
+            seed,
+            selection["threshold"] if name == selection["statistic"] else None,
+        )
+        for name in STATISTICS
+    }
+
+
+def build_selector(
+    selection: dict,
+    features: dict,
+    ggd: pd.DataFrame,
+    groups: pd.DataFrame,
+    references: pd.DataFrame,
+    descriptor: str | None,
+    seed: int,
+    device: str = "auto",
+    descriptor_sha: str | None = None,
+    drop_fit: pd.DataFrame | None = None,
+    every_statistic: bool = False,
+) -> Selector:
+    """The selector of a config's ``selection`` section over a built workflow's tables
+    (``features``: the config's, the similarity's). It scores ``selection.statistic`` alone, or
+    with ``every_statistic`` all four (the report's benchmark)."""
+    image_features = selection_features(features, selection)
+    table = build_references(selection["reference"], ggd, groups, references, features, descriptor_sha, image_features)
+    statistics = fit_statistics(selection, features, ggd, groups, references, seed)
+    bank, layers = None, statistics["knn"].layers
+    if not every_statistic:
+        statistics = {selection["statistic"]: statistics[selection["statistic"]]}
+    if selection["reference"] == "signature":  # every reference image, in the knn statistic's space
+        group_of = dict(zip(groups.degradation, groups.group))
+        keys, z = signature_table(references[references.degradation.isin(group_of)], layers)
+        bank = SignatureBank.fit(z, keys.degradation.map(group_of).to_numpy())
+    if drop_fit is not None:
+        drop_fit = drop_fit[drop_fit.statistic == selection["statistic"]]
+    return Selector(
+        table,
+        image_features,
+        descriptor,
+        seed=seed,
+        device=device,
+        statistics=statistics,
+        statistic=selection["statistic"],
+        drop_fit=drop_fit if drop_fit is not None and len(drop_fit) else None,
+        bank=bank,
+        bank_layers=layers if bank is not None else (),
+    )
 
 
 def selector_from_config(
@@ -325,8 +484,7 @@ def selector_from_config(
     from .config import descriptor_weights
     from .descriptor import sha256_file
 
-    reference = config["selection"]["reference"]
-    ggd, groups, references = load_results(results, reference)
+    ggd, groups, references, drop_fit = load_results(results)
     features = config["features"]
     weights = descriptor_weights(config) if features["kind"] == "descriptor" else None
     if weights is not None and not Path(weights).is_file():
@@ -334,9 +492,16 @@ def selector_from_config(
             f"descriptor weights {weights} not found (descriptor.weights: train needs "
             "`snakemake results/descriptor/msrresnet_x4.pth`)"
         )
-    table = build_references(reference, ggd, groups, references, features, sha256_file(weights) if weights else None)
-    limit = resolve_threshold(config["selection"]["threshold"] if threshold is None else threshold, reference, table)
-    return Selector(table, features, weights, limit, config["seed"], device)
+    selection = dict(config["selection"])
+    if threshold is not None:
+        selection["threshold"] = threshold
+    sha = sha256_file(weights) if weights else None
+    return build_selector(selection, features, ggd, groups, references, weights, config["seed"], device, sha, drop_fit)
+
+
+def report_flag(name: str) -> str:
+    """The report's option for one of its files (``--unseen`` already names the degradations)."""
+    return "unseen-table" if name == "unseen" else name.replace("_", "-")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,19 +514,19 @@ def main(argv: list[str] | None = None) -> int:
     add_test_set_argument(p)
     p.add_argument("--descriptor", default="")
     p.add_argument("--features", required=True, help="the config's features section, JSON")
-    p.add_argument("--reference", choices=["images", "sets"], required=True, help="selection.reference")
-    p.add_argument("--references", help="references.parquet (per-image GGDs; needed for --reference images)")
-    p.add_argument("--threshold", type=float, help="selection.threshold (default: that of the reference kind)")
+    p.add_argument("--selection", required=True, help="the config's selection section, JSON")
+    p.add_argument("--references", required=True, help="references.parquet (per-image signatures)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--unseen", action="append", default=[], help="a test degradation no model was trained on")
     for name in REPORT_FILES:
-        what = {"summary": "summary.md", "confusion": "confusion.png", "scatter": "prediction.png"}.get(
-            name, f"{name}.parquet"
-        )
-        p.add_argument(f"--{name}", required=True, help=f"{what} to write")
-    add_set_arguments(sub.add_parser("references", help="per-image GGDs of one degraded set"))
+        what = {"summary": "summary.md", "confusion": "confusion.png", "scatter": "prediction.png"}.get(name)
+        p.add_argument(f"--{report_flag(name)}", dest=name, required=True, help=f"{what or name + ' table'} to write")
+    p = sub.add_parser("references", help="per-image signatures of one degraded set")
+    add_set_arguments(p)
+    p.add_argument("--layers", nargs="*", default=[], help="selection.layers (features.layer is always added)")
+    p.add_argument("--n-patches", type=int, help="selection.n_patches (default: features.n_patches)")
     p = sub.add_parser("combine", help="concatenate per-set reference tables")
     p.add_argument("--references", nargs="+", required=True)
     p.add_argument("--out", required=True)
@@ -376,22 +541,26 @@ def main(argv: list[str] | None = None) -> int:
     features = json.loads(args.features)
     if args.command == "references":
         table = reference_table(
-            args.set, pd.read_parquet(args.manifest), args.descriptor or None, features, args.seed, args.device
+            args.set,
+            pd.read_parquet(args.manifest),
+            args.descriptor or None,
+            selection_features(features, {"n_patches": args.n_patches}),
+            args.seed,
+            args.device,
+            args.layers,
         )
         tables.write(table, "selection_references", args.out)
         return 0
-    if args.reference == "images" and not args.references:
-        parser.error("--reference images needs --references")
-    ggd, groups = pd.read_parquet(args.ggd), pd.read_parquet(args.groups)
-    references = pd.read_parquet(args.references) if args.reference == "images" else None
-    table = build_references(args.reference, ggd, groups, references, features, None)
-    threshold = resolve_threshold(args.threshold, args.reference, table)
-    selector = Selector(table, features, args.descriptor or None, threshold, args.seed, args.device)
+    selection = json.loads(args.selection)
+    ggd, groups, references = (pd.read_parquet(path) for path in (args.ggd, args.groups, args.references))
+    selector = build_selector(
+        selection, features, ggd, groups, references, args.descriptor or None, args.seed, args.device
+    )
     from .selection_report import selection_tables, write_report
 
     evaluation = io.read_parquets(args.eval)
-    report = selection_tables(selector, groups, test_set_manifests(args.test_set), evaluation, args.unseen)
-    write_report(report, groups, threshold, {name: getattr(args, name) for name in REPORT_FILES})
+    report = selection_tables(selector, groups, test_set_manifests(args.test_set), evaluation, args.unseen, args.seed)
+    write_report(report, groups, selector, {name: getattr(args, name) for name in REPORT_FILES})
     print(Path(args.summary).read_text())
     return 0
 

@@ -49,28 +49,39 @@ def selection_tables(
     test_sets: dict[str, tuple[str, dict[str, str]]],
     evaluation: pd.DataFrame,
     unseen: list[str] = (),
+    seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
-    """Select a group for every degraded test image; score the choice against the true group and
-    the divergence against the PSNR the chosen model obtained (read from ``evaluation``).
-    ``unseen`` degradations (no model trained on them) have no true group: they measure whether
-    the divergence calls them out of distribution. ``test_sets``: name -> (clean manifest,
-    {degradation: degraded manifest}), as :func:`grids.stage.test_set_manifests` reads them."""
+    """Select a group for every degraded test image; score the choice against the true group, and
+    every out-of-distribution statistic of the selector against the PSNR the chosen model obtained
+    (read from ``evaluation``: no model is run). ``unseen`` degradations (no model trained on
+    them) have no true group: they measure whether a statistic calls them out of distribution.
+    ``test_sets``: name -> (clean manifest, {degradation: degraded manifest}), as
+    :func:`grids.stage.test_set_manifests` reads them."""
+    import time
+
     from tqdm import tqdm
 
     true_group = dict(zip(groups.degradation, groups.group))
     psnr = evaluation.set_index(["trained_on", "test_set", "degradation", "image"]).psnr
     nan = float("nan")
-    div_rows, rows = [], []
+    div_rows, rows, score_rows, seconds = [], [], [], []
     for set_name, (_, degraded) in test_sets.items():
         for name in [*groups.degradation, *unseen]:
             if name not in degraded:
                 raise ValueError(f"test set {set_name!r}: no degraded manifest given for {name}")
             manifest = pd.read_parquet(degraded[name])
             for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"{set_name}/{name}", unit="img"):
-                choice = selector.select(io.load_png(row.path))
-                for d in choice.divergences.itertuples():
+                start = time.perf_counter()
+                signature = selector.signature(io.load_png(row.path))
+                seconds.append(time.perf_counter() - start)
+                table, _ = selector.choose(signature)
+                chosen = str(table.group.iloc[0])
+                for d in table.itertuples():
                     div_rows.append([set_name, name, row.image_id, d.group, d.kl, d.distance])
                 seen = name in true_group
+                for statistic, score in selector.judge(signature, chosen).items():
+                    limit = selector.statistics[statistic].threshold
+                    score_rows.append([set_name, name, row.image_id, seen, statistic, score, score <= limit])
                 key = (set_name, name, row.image_id)
                 rows.append(
                     [
@@ -79,41 +90,111 @@ def selection_tables(
                         row.image_id,
                         seen,
                         true_group.get(name, ""),
-                        choice.group,
-                        seen and choice.group == true_group[name],
-                        choice.distance,
-                        choice.in_distribution,
-                        psnr[(choice.group, *key)],
+                        chosen,
+                        seen and chosen == true_group[name],
+                        float(table.distance.iloc[0]),
+                        nan,  # score, in_distribution and expected_drop: filled below
+                        False,
+                        nan,
+                        psnr[(chosen, *key)],
                         psnr[(true_group[name], *key)] if seen else nan,
                         psnr[(name, *key)] if seen else nan,
                     ]
                 )
     accuracy = pd.DataFrame(rows, columns=tables.columns("selection_accuracy"))
-    prediction, ood = [], []
-    for set_name, part in accuracy.groupby("test_set", sort=False):
-        for target, values in (("psnr", part.psnr_chosen), ("drop", part.psnr_single - part.psnr_chosen)):
-            keep = values.notna().to_numpy()
-            rho, p = spearman(part.distance.to_numpy()[keep], values.to_numpy()[keep])
-            prediction.append([set_name, target, int(keep.sum()), rho, p])
+    scores = pd.DataFrame(score_rows, columns=tables.columns("selection_scores"))
+    accuracy["drop"] = accuracy.psnr_single - accuracy.psnr_chosen
+    drop_fits, expected = [], {}
+    for statistic, part in scores.groupby("statistic", sort=False):
+        merged = accuracy.merge(
+            part[["test_set", "degradation", "image", "score"]], on=["test_set", "degradation", "image"]
+        )
+        fit, predicted = drop_prediction(merged, seed)
+        drop_fits.append(fit.assign(statistic=statistic)[["statistic", "score", "drop"]])
+        expected[statistic] = predicted
+    default = scores[scores.statistic == selector.statistic].reset_index(drop=True)
+    accuracy["score"] = default.score.to_numpy()
+    accuracy["in_distribution"] = default.in_distribution.to_numpy()
+    accuracy["expected_drop"] = expected[selector.statistic]
+    scores["expected_drop"] = np.nan
+    for statistic, predicted in expected.items():  # each statistic's rows are in accuracy's order
+        scores.loc[scores.statistic == statistic, "expected_drop"] = predicted
+    prediction, ood, benchmark = [], [], []
+    for (set_name, statistic), part in scores.groupby(["test_set", "statistic"], sort=False):
+        outcome = accuracy[accuracy.test_set == set_name]
+        limit = selector.statistics[statistic].threshold
+        for target, values in (
+            ("psnr", outcome.psnr_chosen.to_numpy()),
+            ("drop", outcome["drop"].to_numpy()),
+        ):
+            keep = ~np.isnan(values)
+            rho, p = spearman(part.score.to_numpy()[keep], values[keep])
+            prediction.append([set_name, statistic, target, int(keep.sum()), rho, p, nan])
+        keep = outcome.seen.to_numpy()
+        guess, truth = part.expected_drop.to_numpy()[keep], outcome["drop"].to_numpy()[keep]
+        rho, p = spearman(guess, truth)
+        mae = float(np.mean(np.abs(guess - truth))) if keep.any() else nan
+        prediction.append([set_name, statistic, "expected_drop", int(keep.sum()), rho, p, mae])
         seen, other = part[part.seen], part[~part.seen]
         ood.append(
             [
                 set_name,
+                statistic,
+                statistic == selector.statistic,
                 len(seen),
                 len(other),
                 float(seen.in_distribution.mean()),
                 float((~other.in_distribution).mean()) if len(other) else nan,
-                auroc(other.distance.to_numpy(), seen.distance.to_numpy()),
-                selector.threshold,
-                float(np.quantile(seen.distance, 0.95)),
+                auroc(other.score.to_numpy(), seen.score.to_numpy()),
+                limit,
+                float(np.quantile(seen.score, 0.95)),
+                float(outcome.correct[outcome.seen].mean()),
+                float(np.mean(seconds)),
             ]
         )
+        psnr_seen = float(outcome.psnr_chosen[outcome.seen].mean())
+        for name, one in other.groupby("degradation", sort=False):
+            obtained = outcome[outcome.degradation == name].psnr_chosen
+            benchmark.append(
+                [
+                    set_name,
+                    statistic,
+                    name,
+                    len(one),
+                    float((~one.in_distribution).mean()),
+                    auroc(one.score.to_numpy(), seen.score.to_numpy()),
+                    float(one.score.mean()),
+                    float(obtained.mean()),
+                    psnr_seen,
+                    float(one.expected_drop.mean()),
+                ]
+            )
     return {
         "divergences": pd.DataFrame(div_rows, columns=tables.columns("selection_divergences")),
-        "accuracy": accuracy,
+        "accuracy": accuracy[tables.columns("selection_accuracy")],
+        "scores": scores[tables.columns("selection_scores")],
         "prediction": pd.DataFrame(prediction, columns=tables.columns("selection_prediction")),
         "ood": pd.DataFrame(ood, columns=tables.columns("selection_ood")),
+        "unseen": pd.DataFrame(benchmark, columns=tables.columns("selection_unseen")),
+        "drop_fit": pd.concat(drop_fits, ignore_index=True)[tables.columns("selection_drop_fit")],
     }
+
+
+def drop_prediction(rows: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The drop predicted from the score, per row of ``rows`` (``seen, image, score, drop``): for a
+    seen image the out-of-fold prediction (:func:`grids.ood.cross_fitted_drops`, the fit never saw
+    that image), for an unseen one the fit on every seen image; also returns that fit's knots."""
+    from .ood import cross_fitted_drops, fit_drop, predict_drop
+
+    seen = rows.seen.to_numpy()
+    predicted = np.full(len(rows), np.nan)
+    if not seen.any():
+        return pd.DataFrame({"score": [], "drop": []}, dtype=np.float64), predicted
+    x, y = rows.score.to_numpy()[seen], rows["drop"].to_numpy()[seen]
+    fit = fit_drop(x, y)
+    predicted[seen] = cross_fitted_drops(rows.image.to_numpy()[seen], x, y, seed)
+    predicted[~seen] = predict_drop(fit, rows.score.to_numpy()[~seen])
+    return fit, predicted
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -148,44 +229,88 @@ def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) 
     io.save_figure(fig, path)
 
 
-def plot_prediction(accuracy: pd.DataFrame, prediction: pd.DataFrame, threshold: float, path: str | Path) -> None:
-    """Divergence to the chosen group vs the PSNR its model obtained, one colour per degradation."""
+def plot_prediction(accuracy: pd.DataFrame, statistic: str, threshold: float, path: str | Path) -> None:
+    """The default statistic's score of each test image vs the PSNR its chosen model obtained, one
+    colour per degradation (crosses: unseen)."""
+    from scipy.stats import spearmanr
+
     plt = io.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.6))
     for name, part in accuracy.groupby("degradation", sort=False):
         unseen = not part.seen.iloc[0]
         ax.scatter(
-            part.distance,
+            part.score,
             part.psnr_chosen,
             s=30 if unseen else 18,
             marker="x" if unseen else "o",
             label=f"{name} (unseen)" if unseen else name,
             alpha=0.8,
         )
-    ax.axvline(threshold, color="grey", linestyle="--", label=f"out of distribution > {threshold:g}")
-    rho = prediction[prediction.target == "psnr"].spearman
-    ax.set_title(f"Prediction without inference: Spearman rho = {', '.join(f'{r:.2f}' for r in rho)}")
-    ax.set_xlabel("divergence to the chosen group (log KL)")
+    ax.axvline(threshold, color="grey", linestyle="--", label=f"out of distribution > {threshold:.3g}")
+    rho = spearmanr(accuracy.score, accuracy.psnr_chosen).statistic if len(accuracy) > 2 else float("nan")
+    ax.set_title(f"Prediction without inference ({statistic}): Spearman rho = {rho:.2f}")
+    ax.set_xlabel(f"{statistic} score against the chosen group")
     ax.set_ylabel("PSNR of the chosen model (dB)")
     ax.legend(fontsize=7, ncols=2)
     fig.tight_layout()
     io.save_figure(fig, path)
 
 
-REPORT_FILES = ("divergences", "accuracy", "prediction", "ood", "summary", "confusion", "scatter")
+def plot_ood(scores: pd.DataFrame, ood: pd.DataFrame, path: str | Path) -> None:
+    """One panel per statistic: every test image's score, seen degradations pooled (grey) and
+    each unseen one on its own row, with the statistic's threshold and AUROC."""
+    plt = io.pyplot()
+    statistics = list(dict.fromkeys(scores.statistic))
+    names = ["seen", *dict.fromkeys(scores.degradation[~scores.seen])]
+    fig, axes = plt.subplots(
+        1, len(statistics), figsize=(3.2 * len(statistics), 0.6 + 0.45 * len(names)), squeeze=False
+    )
+    for ax, statistic in zip(axes[0], statistics):
+        part = scores[scores.statistic == statistic]
+        row = ood[ood.statistic == statistic].iloc[0]
+        for i, name in enumerate(names):
+            values = part.score[part.seen] if name == "seen" else part.score[part.degradation == name]
+            jitter = np.linspace(-0.18, 0.18, len(values)) if len(values) > 1 else np.zeros(len(values))
+            ax.scatter(values, i + jitter, s=12, color="grey" if name == "seen" else f"C{i % 10}", alpha=0.7)
+        ax.axvline(row.threshold, color="black", linestyle="--", lw=1)
+        default = " (default)" if row.default else ""
+        ax.set_title(f"{statistic}{default}\nAUROC {row.auroc:.2f}, seen in {row.seen_in_distribution:.0%}", fontsize=9)
+        ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [""] * len(names), fontsize=8)
+        ax.set_xlabel("score (dashed: threshold)", fontsize=8)
+        ax.invert_yaxis()
+    fig.suptitle("Out-of-distribution statistics on the test sets: unseen degradations should lie right of the line")
+    fig.tight_layout()
+    io.save_figure(fig, path)
+
+
+REPORT_FILES = (
+    "divergences",
+    "accuracy",
+    "scores",
+    "prediction",
+    "ood",
+    "unseen",
+    "drop_fit",
+    "summary",
+    "confusion",
+    "scatter",
+    "ood_plot",
+)
 
 
 def write_report(
-    report: dict[str, pd.DataFrame], groups: pd.DataFrame, threshold: float, paths: dict[str, str | Path]
+    report: dict[str, pd.DataFrame], groups: pd.DataFrame, selector: Selector, paths: dict[str, str | Path]
 ) -> None:
-    """Write the :func:`selection_tables` (``selection_{name}`` tables), the summary and the two
+    """Write the :func:`selection_tables` (``selection_{name}`` tables), the summary and the three
     figures to ``paths`` (keyed by :data:`REPORT_FILES`: a table's name, ``summary``,
-    ``confusion`` and ``scatter``)."""
+    ``confusion``, ``scatter`` and ``ood_plot``)."""
     for name, table in report.items():
         tables.write(table, f"selection_{name}", paths[name])
-    accuracy, prediction = report["accuracy"], report["prediction"]
+    accuracy, prediction, ood = report["accuracy"], report["prediction"], report["ood"]
+    threshold = selector.threshold
     plot_confusion(accuracy, list(dict.fromkeys(groups.group)), paths["confusion"])
-    plot_prediction(accuracy, prediction, threshold, paths["scatter"])
+    plot_prediction(accuracy, selector.statistic, threshold, paths["scatter"])
+    plot_ood(report["scores"], ood, paths["ood_plot"])
     per = (
         accuracy.groupby(["test_set", "degradation"], sort=False)
         .agg(
@@ -193,7 +318,9 @@ def write_report(
             images=("correct", "size"),
             accuracy=("correct", "mean"),
             distance=("distance", "mean"),
+            score=("score", "mean"),
             in_distribution=("in_distribution", "mean"),
+            expected_drop=("expected_drop", "mean"),
             psnr_chosen=("psnr_chosen", "mean"),
             psnr_true=("psnr_true", "mean"),
         )
@@ -203,18 +330,29 @@ def write_report(
     seen = accuracy[accuracy.seen]
     text = "# Adaptive model selection\n\n"
     text += f"Overall: {seen.correct.mean():.1%} of {len(seen)} test images of trained degradations get their true "
-    text += f"group's model; {seen.in_distribution.mean():.1%} of them are judged in distribution "
-    text += f"(distance <= {threshold:g}).\n\n"
-    text += per.round(3).to_markdown(index=False) + "\n\n## Prediction without inference\n\n"
-    text += "Spearman rank correlation of the divergence to the chosen group with the PSNR its model obtained "
-    text += "(`psnr`) and with the loss against the degradation's single-task model (`drop`).\n\n"
-    text += prediction.round(4).to_markdown(index=False) + "\n\n## Out-of-distribution detection\n\n"
+    text += f"group's model; {seen.in_distribution.mean():.1%} of them are judged in distribution by the "
+    text += f"`{selector.statistic}` statistic (score <= {threshold:.4g}).\n\n"
+    text += per.round(3).to_markdown(index=False) + "\n\n## Out-of-distribution statistics\n\n"
     text += (
-        "Unseen degradations (`selection.unseen`, no model trained on them) should be flagged: `unseen_flagged` "
-        "is the fraction above the threshold, `seen_in_distribution` the fraction of trained ones below it, "
-        "`auroc` how well the distance separates the two whatever the threshold, `seen_p95` the 95th "
-        "percentile of the trained degradations' distances (a data-driven threshold).\n\n"
+        "Every statistic scores each test image against the group chosen for it (the choice itself is the same for "
+        "all). `seen_in_distribution`: fraction of images of trained degradations at or below the threshold; "
+        "`unseen_flagged`: fraction of `selection.unseen` images above it; `auroc`: how well the score separates "
+        "unseen from seen, whatever the threshold; `seen_p95`: the seen scores' 95th percentile; `seconds`: "
+        "signature time per image (shared by all statistics; see bench/bench_ood.py for each one's own cost).\n\n"
     )
-    text += report["ood"].round(3).to_markdown(index=False) + "\n"
+    text += ood.round(3).to_markdown(index=False) + "\n\n### Per unseen degradation\n\n"
+    text += (
+        "`flagged`: fraction above the threshold; `auroc`: against every seen image; `psnr_chosen`: the PSNR the "
+        "chosen model obtained on them, against `psnr_seen`, that of the seen images: a flag is right when the "
+        "chosen model does clearly worse than on seen inputs.\n\n"
+    )
+    text += report["unseen"].round(3).to_markdown(index=False) + "\n\n## Prediction without inference\n\n"
+    text += (
+        "Spearman rank correlation of each statistic's score with the PSNR the chosen model obtained (`psnr`) and "
+        "with its loss against the degradation's single-task model (`drop`); `expected_drop`: the drop predicted "
+        "from the score by a monotone fit, out of fold (the fit never saw the image), against the obtained drop "
+        "(`mae`: mean absolute error, dB).\n\n"
+    )
+    text += prediction.round(4).to_markdown(index=False) + "\n"
     with io.atomic_path(paths["summary"]) as tmp:
         tmp.write_text(text)

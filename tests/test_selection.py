@@ -20,6 +20,7 @@ from grids.degradations import get_degradation
 from grids.descriptor import load_descriptor
 from grids.features import set_ggd
 from grids.ggd import GGD, kl_divergence, log_kl_distance
+from grids.ood import nearest_threshold
 from grids.selection import (
     PAPER_THRESHOLD,
     Selector,
@@ -27,7 +28,6 @@ from grids.selection import (
     divergences,
     group_ggds,
     image_references,
-    leave_one_out_threshold,
     load_results,
     reference_table,
     resolve_threshold,
@@ -107,15 +107,18 @@ def test_image_references_map_member_images_to_their_group():
         {
             "degradation": ["a", "a", "b", "c"],
             "image": ["x", "y", "x", "x"],
+            "layer": ["conv_last_input"] * 4,
             "alpha": [1.0, 2.0, 3.0, 4.0],
             "sigma": [1.0, 1.0, 1.0, 1.0],
         }
     )
+    other_layer = references.assign(layer="conv_first", alpha=9.0)  # the signature's other layers are left out
+    references = pd.concat([references, other_layer], ignore_index=True)
     groups = pd.DataFrame({"degradation": ["a", "b"], "group": ["a+b", "a+b"]})
-    table = image_references(references, groups)
+    table = image_references(references, groups, FEATURES)
     assert table.group.tolist() == ["a+b"] * 3 and table.alpha.tolist() == [1.0, 2.0, 3.0]  # c: not a final member
     with pytest.raises(ValueError, match=r"no images of \['d'\]: rebuild final_models"):
-        image_references(references, pd.DataFrame({"degradation": ["d"], "group": ["d"]}))
+        image_references(references, pd.DataFrame({"degradation": ["d"], "group": ["d"]}), FEATURES)
 
 
 def test_leave_one_out_threshold_and_defaults():
@@ -133,13 +136,13 @@ def test_leave_one_out_threshold_and_defaults():
             kl = np.asarray(kl_divergence(others.alpha.to_numpy(), others.sigma.to_numpy(), r.alpha, r.sigma))
             nearest.append(log_kl_distance(kl.min()))
     assert len(nearest) == 5  # b has a single reference: no leave-one-out distance
-    assert leave_one_out_threshold(refs) == pytest.approx(np.quantile(nearest, 0.95))
-    assert leave_one_out_threshold(refs, 0.5) == pytest.approx(np.median(nearest))
+    assert nearest_threshold(refs) == pytest.approx(np.quantile(nearest, 0.95))
+    assert nearest_threshold(refs, 0.5) == pytest.approx(np.median(nearest))
     assert resolve_threshold(None, "images", refs) == pytest.approx(np.quantile(nearest, 0.95))
     assert resolve_threshold(None, "sets", refs) == PAPER_THRESHOLD == 4.0
     assert resolve_threshold(2.5, "images", refs) == 2.5
     with pytest.raises(ValueError, match="set selection.threshold explicitly"):
-        leave_one_out_threshold(refs[refs.group == "b"])
+        nearest_threshold(refs[refs.group == "b"])
 
 
 KNOWN = ("gaussian_noise", "salt_pepper", "gaussian_blur", "defocus_blur")
@@ -185,7 +188,7 @@ def image_refs(known_sets):
     table = pd.concat(tables, ignore_index=True)
     assert len(table) == 16 and table.descriptor_sha256.nunique() == 1 and (table.n_patches == 48).all()
     check_features(table, FEATURES, table.descriptor_sha256.iloc[0])
-    return image_references(table, KNOWN_GROUPS)
+    return image_references(table, KNOWN_GROUPS, FEATURES)
 
 
 @pytest.mark.parametrize("reference", ["sets", "images"])
@@ -250,9 +253,11 @@ def test_missing_results_name_the_target(tmp_path):
         load_results(tmp_path)
     (tmp_path / "final").mkdir()
     pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "final" / "groups.parquet")
-    assert load_results(tmp_path)[2] is None  # sets: no per-image references needed
     with pytest.raises(FileNotFoundError, match=r"selection/references.parquet not found.*final_models"):
-        load_results(tmp_path, "images")
+        load_results(tmp_path)
+    (tmp_path / "selection").mkdir()
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "selection" / "references.parquet")
+    assert load_results(tmp_path)[3] is None  # no drop fit before the selection report has run
 
 
 def test_spearman_handles_degenerate_input():

@@ -42,7 +42,8 @@ TINY = {
         "sr": {"scale": [2.0, 4.0]},
         "haze": {"function": "haze.py:haze", "params": {"strength": [0.3, 0.7]}},
     },
-    "selection": {"unseen": {"salt_pepper": {}}},
+    # alpha 0.3: 3 images per set leave 4 calibration scores, too few for a finite 95 % threshold
+    "selection": {"unseen": {"salt_pepper": {}}, "alpha": 0.3},
     # t1's second group is one the search verifies (round 2): Table 2 reuses its model. e2 names
     # degradations this config lacks: skipped, saying so.
     "validation": {
@@ -223,19 +224,37 @@ def test_selection_report(built):
     assert accuracy.psnr_chosen.notna().all() and accuracy.psnr_single.isna().tolist() == [False] * len(names) + [True]
     divergences = pd.read_parquet(selection / "divergences.parquet")
     assert len(divergences) == (len(names) + 1) * groups.group.nunique()
-    references = pd.read_parquet(selection / "references.parquet")  # selection.reference: images (default)
+    references = pd.read_parquet(selection / "references.parquet")  # one signature row per image and layer
     clean = pd.read_parquet(built / "results" / "clean" / "manifest.parquet")
-    assert sorted(references.degradation.unique()) == sorted(names) and len(references) == len(names) * len(clean)
+    layers = ["conv_first", "RB4", "RB16", "conv_last_input"]  # selection.layers, then features.layer
+    assert sorted(references.degradation.unique()) == sorted(names)
+    assert len(references) == len(names) * len(clean) * len(layers) and list(references.layer.unique()) == layers
     ood = pd.read_parquet(selection / "ood.parquet")
-    assert 0 < ood.threshold.iloc[0] < 10  # leave-one-out default, not the paper's 4 for set-level GGDs
-    assert accuracy.in_distribution.tolist() == (accuracy.distance <= ood.threshold.iloc[0]).tolist()
+    assert ood.statistic.tolist() == ["paper", "nearest", "knn", "mahalanobis"]
+    assert ood.default.tolist() == [False, False, True, False]  # selection.statistic: knn (the default)
+    assert ood[["n_seen", "n_unseen"]].values.tolist() == [[len(names), 1]] * 4 and ood.auroc.between(0, 1).all()
+    knn = ood[ood.default].iloc[0]
+    assert ood.threshold.iloc[0] == 4.0 and 0 < knn.threshold < np.inf  # the paper's 4; split-conformal
+    assert accuracy.in_distribution.tolist() == (accuracy.score <= knn.threshold).tolist()
+    scores = pd.read_parquet(selection / "scores.parquet")
+    assert len(scores) == 4 * len(accuracy)
+    mine = scores[scores.statistic == "knn"]
+    np.testing.assert_array_equal(mine.score, accuracy.score)
+    np.testing.assert_array_equal(mine.expected_drop, accuracy.expected_drop)  # NaN: one image, no other fold
+    nearest = scores[scores.statistic == "nearest"]
+    np.testing.assert_allclose(nearest.score, accuracy.distance)  # nearest: the selection distance itself
     prediction = pd.read_parquet(selection / "prediction.parquet")
-    assert prediction.target.tolist() == ["psnr", "drop"] and prediction.n.tolist() == [len(names) + 1, len(names)]
-    ood = pd.read_parquet(selection / "ood.parquet")
-    assert ood[["n_seen", "n_unseen"]].values.tolist() == [[len(names), 1]] and ood.auroc.between(0, 1).all()
+    assert prediction.target.tolist() == ["psnr", "drop", "expected_drop"] * 4
+    assert prediction.n.tolist() == [len(names) + 1, len(names), len(names)] * 4
+    unseen = pd.read_parquet(selection / "unseen.parquet")
+    assert unseen[["statistic", "degradation", "n"]].values.tolist() == [[s, "salt_pepper", 1] for s in ood.statistic]
+    drop_fit = pd.read_parquet(selection / "drop_fit.parquet")
+    assert set(drop_fit.statistic) == set(ood.statistic)
+    for _, knots in drop_fit.groupby("statistic"):
+        assert knots.score.is_monotonic_increasing and knots["drop"].is_monotonic_increasing
     evaluation = pd.read_parquet(built / "results" / "eval" / "jpeg.parquet")
     assert "salt_pepper" in set(evaluation.degradation)  # models are evaluated on the unseen degradation too
-    for name in ("confusion.png", "prediction.png"):
+    for name in ("confusion.png", "prediction.png", "ood.png"):
         assert (selection / name).stat().st_size > 5000
     assert "Prediction without inference" in (selection / "summary.md").read_text()
 
@@ -338,11 +357,13 @@ def test_select_and_restore_on_the_built_results(built):
     answers = json.loads(result.stdout)
     groups = set(pd.read_parquet(built / "results" / "final" / "groups.parquet").group)
     assert [a["image"] for a in answers] == images
-    threshold = pd.read_parquet(built / "results" / "selection" / "ood.parquet").threshold.iloc[0]
+    ood = pd.read_parquet(built / "results" / "selection" / "ood.parquet")
+    threshold = ood[ood.default].threshold.iloc[0]
     for answer in answers:
         assert answer["group"] in groups and set(answer["divergences"]) == groups
         assert answer["distance"] == min(answer["divergences"].values())
-        assert answer["in_distribution"] == (answer["distance"] <= threshold)  # the report's threshold too
+        assert answer["statistic"] == "knn" and answer["expected_drop"] is not None
+        assert answer["in_distribution"] == (answer["score"] <= threshold)  # the report's threshold too
     accuracy = pd.read_parquet(built / "results" / "selection" / "accuracy.parquet")
     chosen = dict(
         zip(
@@ -351,8 +372,16 @@ def test_select_and_restore_on_the_built_results(built):
         )
     )
     assert [a["group"] for a in answers] == [chosen[a["image"]] for a in answers]  # the report's choices
+    score = dict(
+        zip(
+            "results/test/heldout/degraded/" + accuracy.degradation + "/images/" + accuracy.image + ".png",
+            accuracy.score,
+        )
+    )
+    assert [a["score"] for a in answers] == pytest.approx([score[a["image"]] for a in answers])
     text = grids_cli(built, "select", images[0])
-    assert text.returncode == 0 and "group" in text.stdout and "distance" in text.stdout
+    assert text.returncode == 0 and "group" in text.stdout and "knn score" in text.stdout
+    assert "expected drop ≈" in text.stdout  # the drop predicted from the score, by the report's fit
 
     out = built / "restored.png"
     result = grids_cli(built, "restore", images[0], "-o", str(out))

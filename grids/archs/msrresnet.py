@@ -152,6 +152,28 @@ class MSRResNet(nn.Module):
         feat = self.body(feat)
         return self.lrelu(self.conv_hr(self._upsample(feat)))
 
+    def forward_layers(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """Feature maps of several named layers (as :meth:`forward_features` names them) from one
+        pass that stops at the deepest one asked for: ``{layer: tensor}``."""
+        blocks = {layer: self._block_index(layer) for layer in layers}
+        deepest = (
+            self.num_block
+            if "conv_last_input" in layers
+            else max((b for b in blocks.values() if b is not None), default=-1)
+        )
+        out = {}
+        feat = self.lrelu(self.conv_first(x))
+        if "conv_first" in blocks:
+            out["conv_first"] = feat
+        for i in range(min(deepest + 1, self.num_block)):
+            feat = self.body[i](feat)
+            for layer, block in blocks.items():
+                if block == i:
+                    out[layer] = feat
+        if "conv_last_input" in blocks:
+            out["conv_last_input"] = self.lrelu(self.conv_hr(self._upsample(feat)))
+        return out
+
     def _block_index(self, layer: str) -> int | None:
         """0-based block index for ``body.{i}`` / ``RB{i}``; ``None`` for the other layers."""
         if layer in ("conv_last_input", "conv_first"):

@@ -434,18 +434,11 @@ def get_published_arch_kwargs(wildcards):
     )
 
 
-def get_selection_references(wildcards=None):
-    """Per-image reference GGDs, built only when selection.reference is images."""
-    return (
-        ["results/selection/references.parquet"]
-        if CONFIG["selection"]["reference"] == "images"
-        else []
-    )
-
-
-def get_threshold_arg():
-    threshold = CONFIG["selection"]["threshold"]
-    return [] if threshold is None else ["--threshold", str(threshold)]
+def get_selection_json(wildcards=None):
+    """The `selection` section the selector is built from (statistic, layers, alpha, threshold,
+    reference); `unseen` only decides which test sets exist."""
+    section = {k: v for k, v in CONFIG["selection"].items() if k != "unseen"}
+    return json.dumps(section, sort_keys=True)
 
 
 def get_selection_evals(wildcards):

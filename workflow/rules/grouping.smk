@@ -131,7 +131,7 @@ rule table1:
 rule final_models:
     input:
         rules.final_group_models.output,
-        get_selection_references(),  # what `grids select` compares an input with
+        "results/selection/references.parquet",  # what `grids select` compares an input with
         rules.grouping_candidates.output,
         rules.grouping_result.output,
         rules.table1.output,

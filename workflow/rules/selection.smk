@@ -20,11 +20,17 @@ rule selection_reference_set:
         runtime=30,
     params:
         features=get_features_json,
+        layers=CONFIG["selection"]["layers"],
+        n_patches=(
+            []
+            if CONFIG["selection"]["n_patches"] is None
+            else ["--n-patches", CONFIG["selection"]["n_patches"]]
+        ),
         seed=CONFIG["seed"],
     shell:
         "python -m grids.selection references --set {wildcards.degradation:q} --manifest {input.manifest:q}"
-        " --descriptor={input.descriptor:q} --features {params.features:q} --seed {params.seed:q}"
-        " --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --descriptor={input.descriptor:q} --features {params.features:q} --layers {params.layers:q}"
+        " {params.n_patches:q} --seed {params.seed:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule selection_references:
@@ -49,15 +55,18 @@ rule selection_tables:
     input:
         ggd="results/similarity/ggd.parquet",
         groups="results/final/groups.parquet",
-        references=get_selection_references,
+        references="results/selection/references.parquet",
         descriptor=get_descriptor_input,
         tests=get_test_manifests(),
         evals=get_selection_evals,
     output:
         divergences="results/selection/divergences.parquet",
         accuracy="results/selection/accuracy.parquet",
+        scores="results/selection/scores.parquet",
         prediction="results/selection/prediction.parquet",
         ood="results/selection/ood.parquet",
+        unseen="results/selection/unseen.parquet",
+        drop_fit="results/selection/drop_fit.parquet",
         summary="results/selection/summary.md",
         confusion=report(
             "results/selection/confusion.png",
@@ -67,6 +76,11 @@ rule selection_tables:
         scatter=report(
             "results/selection/prediction.png",
             caption="../report/prediction.rst",
+            category="Selection",
+        ),
+        ood_plot=report(
+            "results/selection/ood.png",
+            caption="../report/ood.rst",
             category="Selection",
         ),
     log:
@@ -83,21 +97,19 @@ rule selection_tables:
     params:
         test_sets=get_test_set_args,
         features=get_features_json,
-        reference=CONFIG["selection"]["reference"],
-        references=lambda wildcards, input: (
-            ["--references", *input.references] if input.references else []
-        ),
-        threshold=get_threshold_arg(),
+        selection=get_selection_json,
         unseen=[word for name in UNSEEN for word in ("--unseen", name)],
         seed=CONFIG["seed"],
     shell:
         "python -m grids.selection report --ggd {input.ggd:q} --groups {input.groups:q}"
         " --eval {input.evals:q} {params.test_sets:q} --descriptor={input.descriptor:q}"
-        " --features {params.features:q} --reference {params.reference:q} {params.references:q} {params.threshold:q}"
+        " --features {params.features:q} --selection {params.selection:q} --references {input.references:q}"
         " --seed {params.seed:q} {params.unseen:q}"
         " --threads {threads} --divergences {output.divergences:q} --accuracy {output.accuracy:q}"
-        " --prediction {output.prediction:q} --ood {output.ood:q} --summary {output.summary:q}"
-        " --confusion {output.confusion:q} --scatter {output.scatter:q} > {log:q} 2>&1"
+        " --scores {output.scores:q} --prediction {output.prediction:q} --ood {output.ood:q}"
+        " --unseen-table {output.unseen:q} --drop-fit {output.drop_fit:q} --summary {output.summary:q}"
+        " --confusion {output.confusion:q} --scatter {output.scatter:q} --ood-plot {output.ood_plot:q}"
+        " > {log:q} 2>&1"
 
 
 rule selection_report:

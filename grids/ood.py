@@ -1,0 +1,243 @@
+"""Out-of-distribution statistics: will the chosen group's model cope with this input?
+
+The selector (:mod:`grids.selection`) picks the group whose references are closest to an input.
+This module scores how far the input lies from the training degradations, without running any
+restoration model, under four statistics (``selection.statistic``):
+
+============  ===============================================================================
+statistic     score of an input, and its default threshold
+============  ===============================================================================
+paper         the paper's rule: distance (log KL) of the input's GGD to the chosen group's
+              mean set GGD (``results/similarity/ggd.parquet``); threshold 4
+nearest       distance to the nearest reference image of the chosen group at
+              ``features.layer`` (one GGD, two numbers per image); threshold: the 95th
+              percentile of each reference's distance to its nearest other reference of its
+              group
+knn           Euclidean distance to the nearest reference image of any trained degradation in
+              the *signature* space (below); threshold: split-conformal (below)
+mahalanobis   the smallest Mahalanobis distance to a group's mean signature, under the
+              within-group covariance pooled over groups (shrunk towards the identity: a group
+              has a few dozen images for a handful of dimensions); split-conformal
+============  ===============================================================================
+
+**Signature.** One descriptor pass over the input's self-augmented patches gives the feature map
+of every layer of ``selection.layers``; per layer the PCA + GGD fit of the similarity recipe gives
+``(alpha, sigma)``. The signature is ``[log alpha, log sigma]`` per layer, standardised by the
+references' mean and spread. The deepest layer has mapped the degradation onto image structure;
+the shallow ones still see noise, blur and colour directly, so together they tell more than the
+one GGD the group choice reads. ``knn`` and ``mahalanobis`` ask whether the input is like *any*
+trained degradation, so an input closest to another group's references is not called out of
+distribution for that (the group choice already went to the closest references it could).
+
+**Split-conformal threshold.** The reference images (every image of every degraded similarity
+set) are split by image id into two halves, seeded: the *proper* half is the bank the input is
+scored against, the *calibration* half is scored against it. With ``n`` calibration scores the
+threshold is the ``ceil((n + 1)(1 - alpha))``-th smallest (``selection.alpha``): an input drawn
+like the calibration images is judged in distribution with probability at least ``1 - alpha``
+(exchangeability; marginal over the trained degradations, and for test images only as far as
+they resemble the reference images). Splitting by image id keeps one photo's differently degraded
+copies on one side, so a calibration image never finds its own content in the bank.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .ggd import kl_divergence, log_kl_distance
+from .seeds import rng_for
+
+STATISTICS = ("paper", "nearest", "knn", "mahalanobis")
+PAPER_THRESHOLD = 4.0  # the paper's haze example; on the scale of set-level GGDs
+SHRINKAGE = 0.2  # Mahalanobis: covariance (1 - s) * pooled + s * identity, in standardised units
+
+
+def signature_vector(rows: pd.DataFrame, layers: list[str]) -> np.ndarray:
+    """``[log alpha, log sigma]`` per layer (``[2 * len(layers)]`` float64) from one image's
+    ``layer, alpha, sigma`` rows."""
+    by_layer = rows.set_index("layer")
+    missing = [layer for layer in layers if layer not in by_layer.index]
+    if missing:
+        raise ValueError(f"no signature rows for layers {missing}: rebuild the selection references")
+    part = by_layer.loc[layers]
+    return np.stack([np.log(part.alpha), np.log(part.sigma)], axis=1).reshape(-1).astype(np.float64)
+
+
+def signature_table(references: pd.DataFrame, layers: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """``(keys, Z)``: ``keys`` = ``degradation, image`` per reference image, ``Z [n, 2 * L]``."""
+    keys, rows = [], []
+    for (degradation, image), part in references.groupby(["degradation", "image"], sort=True):
+        keys.append((degradation, image))
+        rows.append(signature_vector(part, layers))
+    return pd.DataFrame(keys, columns=["degradation", "image"]), np.asarray(rows, np.float64)
+
+
+def conformal_threshold(scores: np.ndarray, alpha: float) -> float:
+    """The ``ceil((n + 1)(1 - alpha))``-th smallest of ``n`` calibration scores (inf when that
+    rank exceeds ``n``: too few scores for this ``alpha``)."""
+    scores = np.sort(np.asarray(scores, np.float64))
+    rank = math.ceil((len(scores) + 1) * (1 - alpha))
+    return float("inf") if rank > len(scores) else float(scores[rank - 1])
+
+
+def split_images(images: list[str], seed: int) -> set[str]:
+    """The calibration half of the reference image ids (seeded; the other half is the bank)."""
+    ids = sorted(set(images))
+    order = rng_for(seed, "conformal-split", len(ids)).permutation(len(ids))
+    return {ids[i] for i in order[: len(ids) // 2]}
+
+
+@dataclass
+class SignatureBank:
+    """Reference signatures of one half of the references, standardised, with group labels."""
+
+    z: np.ndarray  # [n, d] standardised
+    groups: np.ndarray  # [n] group of each row
+    mean: np.ndarray
+    scale: np.ndarray
+    group_means: dict[str, np.ndarray]
+    precision: np.ndarray  # inverse of the shrunk pooled within-group covariance
+
+    @classmethod
+    def fit(cls, z: np.ndarray, groups: np.ndarray) -> SignatureBank:
+        mean, scale = z.mean(axis=0), z.std(axis=0)
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        zs = (z - mean) / scale
+        means = {g: zs[groups == g].mean(axis=0) for g in dict.fromkeys(groups)}
+        centred = zs - np.stack([means[g] for g in groups])
+        cov = centred.T @ centred / max(len(zs) - len(means), 1)
+        cov = (1 - SHRINKAGE) * cov + SHRINKAGE * np.eye(z.shape[1])
+        return cls(zs, np.asarray(groups), mean, scale, means, np.linalg.inv(cov))
+
+    def standardise(self, z: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(z) - self.mean) / self.scale
+
+    def knn(self, z: np.ndarray) -> float:
+        """Distance to the nearest reference of the bank (standardised units)."""
+        return float(np.sqrt(((self.z - self.standardise(z)) ** 2).sum(axis=1)).min())
+
+    def group_distances(self, z: np.ndarray) -> pd.DataFrame:
+        """``group, kl, distance``: per group the distance to its nearest reference (``kl`` NaN:
+        no KL here), smallest first; the selector's choice for ``selection.reference: signature``."""
+        d = np.sqrt(((self.z - self.standardise(z)) ** 2).sum(axis=1))
+        table = pd.DataFrame({"group": self.groups, "distance": d}).groupby("group", sort=False).distance.min()
+        table = table.reset_index().assign(kl=np.nan)[["group", "kl", "distance"]]
+        return table.sort_values(["distance", "group"], kind="stable").reset_index(drop=True)
+
+    def mahalanobis(self, z: np.ndarray) -> float:
+        """The smallest Mahalanobis distance to a group's mean."""
+        d = self.standardise(z)[0] - np.stack(list(self.group_means.values()))
+        return float(np.sqrt(np.einsum("gi,ij,gj->g", d, self.precision, d).min()))
+
+
+class OodStatistic:
+    """One statistic fitted on the references: ``score(input, group)`` and its ``threshold``.
+
+    ``references``: the ``selection_references`` rows (every layer of every reference image);
+    ``group_of``: degradation -> final group; ``set_ggds``: ``group, alpha, sigma`` (mean set
+    GGD per group, for ``paper``); ``layer``: ``features.layer``; ``layers``: the signature's.
+    An input is its signature, a dict ``{layer: (alpha, sigma)}``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        references: pd.DataFrame,
+        group_of: dict[str, str],
+        set_ggds: pd.DataFrame | None,
+        layer: str,
+        layers: list[str],
+        alpha: float = 0.05,
+        seed: int = 0,
+        threshold: float | None = None,
+    ):
+        if name not in STATISTICS:
+            raise ValueError(f"unknown statistic {name!r}; expected one of {', '.join(STATISTICS)}")
+        self.name, self.layer, self.layers, self.alpha = name, layer, list(layers), alpha
+        refs = references[references.degradation.isin(group_of)]
+        if name == "paper":
+            if set_ggds is None:
+                raise ValueError("the paper statistic needs the groups' set GGDs")
+            self.sets = set_ggds.set_index("group")
+            default = PAPER_THRESHOLD
+        elif name == "nearest":
+            method = refs[refs.layer == layer]
+            self.refs = pd.DataFrame(
+                {"group": method.degradation.map(group_of).to_numpy(), "alpha": method.alpha, "sigma": method.sigma}
+            )
+            default = nearest_threshold(self.refs)
+        else:
+            keys, z = signature_table(refs, self.layers)
+            calibration = keys.image.isin(split_images(list(keys.image), seed)).to_numpy()
+            groups = keys.degradation.map(group_of).to_numpy()
+            self.bank = SignatureBank.fit(z[~calibration], groups[~calibration])
+            self.calibration_scores = np.array([self._bank_score(z[i]) for i in np.flatnonzero(calibration)])
+            default = conformal_threshold(self.calibration_scores, alpha)
+        self.threshold = float(default if threshold is None else threshold)
+
+    def _bank_score(self, z: np.ndarray) -> float:
+        return self.bank.knn(z) if self.name == "knn" else self.bank.mahalanobis(z)
+
+    def score(self, signature: dict[str, tuple[float, float]], group: str) -> float:
+        """The input's score (larger: further from the training degradations); ``paper`` and
+        ``nearest`` measure it against the chosen ``group``, the others against every group."""
+        if self.name in ("paper", "nearest"):
+            alpha, sigma = signature[self.layer]
+            refs = self.sets.loc[[group]] if self.name == "paper" else self.refs[self.refs.group == group]
+            kl = np.asarray(kl_divergence(refs.alpha.to_numpy(), refs.sigma.to_numpy(), alpha, sigma), np.float64)
+            return float(log_kl_distance(kl.min()))
+        z = np.array([math.log(v) for layer in self.layers for v in signature[layer]], np.float64)
+        return self._bank_score(z)
+
+
+def nearest_threshold(references: pd.DataFrame, quantile: float = 0.95) -> float:
+    """The ``quantile`` of each reference's distance to the nearest *other* reference of its group:
+    how far an input of a trained degradation typically lands from its group (groups with a
+    single reference row have no such distance and are skipped)."""
+    nearest = []
+    for _, part in references.groupby("group", sort=False):
+        if len(part) < 2:
+            continue
+        a, s = part.alpha.to_numpy(), part.sigma.to_numpy()
+        d = np.asarray(
+            log_kl_distance(np.asarray(kl_divergence(a[:, None], s[:, None], a[None, :], s[None, :]), float)), float
+        )
+        np.fill_diagonal(d, np.inf)
+        nearest.extend(d.min(axis=0))  # column j: distance of the others (as references) to image j
+    if not nearest:
+        raise ValueError("no group has two reference images: set selection.threshold explicitly")
+    return float(np.quantile(nearest, quantile))
+
+
+def fit_drop(scores: np.ndarray, drops: np.ndarray) -> pd.DataFrame:
+    """A non-decreasing fit ``drop ≈ f(score)`` (isotonic regression, scipy): ``score, drop``
+    knots, the mean score and fitted drop of each block; :func:`predict_drop` interpolates."""
+    from scipy.optimize import isotonic_regression
+
+    order = np.argsort(scores, kind="stable")
+    x, y = np.asarray(scores, np.float64)[order], np.asarray(drops, np.float64)[order]
+    fitted = isotonic_regression(y).x
+    blocks = np.r_[0, np.flatnonzero(np.diff(fitted)) + 1, len(fitted)]
+    knots = [(x[a:b].mean(), fitted[a]) for a, b in zip(blocks[:-1], blocks[1:])]
+    return pd.DataFrame(knots, columns=["score", "drop"])
+
+
+def predict_drop(knots: pd.DataFrame, score: float | np.ndarray) -> np.ndarray:
+    """The fitted drop at ``score`` (linear between knots, constant beyond them)."""
+    return np.interp(score, knots.score.to_numpy(), knots["drop"].to_numpy())
+
+
+def cross_fitted_drops(images: np.ndarray, scores: np.ndarray, drops: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Out-of-fold predictions: the image ids are split in two halves (seeded), each half
+    predicted by the fit on the other, so every prediction is for an image the fit never saw."""
+    held = np.asarray(images)
+    first = np.isin(held, sorted(split_images(list(held), seed)))
+    predicted = np.full(len(scores), np.nan)
+    for test in (first, ~first):
+        if test.all() or not test.any():
+            continue
+        predicted[test] = predict_drop(fit_drop(scores[~test], drops[~test]), scores[test])
+    return predicted
