@@ -3,16 +3,18 @@
     .venv/bin/python bench/bench_ood.py                   # CPU, the default config's features
     .venv/bin/python bench/bench_ood.py --device cuda --images 8
 
-The statistics of :mod:`grids.ood` share one signature pass, but each needs only part of it:
+Each statistic of :mod:`grids.ood` needs part of one signature pass:
 
-* ``paper`` and ``nearest``: the GGD at ``features.layer`` (the deepest map by default, which is
-  what the group choice reads too);
-* ``knn`` and ``mahalanobis``: the signature at ``selection.layers`` (GGD + energy per layer),
-  plus ``features.layer`` when the group is chosen by the method's GGD as the selector does.
+* ``paper`` and ``nearest`` (and the group choices ``images`` and ``sets``): the GGD at
+  ``features.layer``, the deepest and costliest map (the selector before the signature existed
+  computed only this, at ``features.n_patches`` patches);
+* ``knn`` and ``mahalanobis`` (and the choice ``signature``, the default): the GGDs at
+  ``selection.layers``, at ``selection.n_patches`` patches;
+* the selection report scores all four, so it computes both.
 
-For each option (its layers and patch count) it times :func:`grids.selection.image_signature` on
-the same images (default-config test images: one photo, three dead-leaves images, each
-degraded by JPEG) after one warm-up, and prints s/image next to the selector's full pass.
+For each option it times :func:`grids.selection.image_signature` on the same images (one photo
+and three dead-leaves images of the default test set, each degraded by JPEG) after one warm-up,
+and prints the median s/image next to the first option's.
 """
 
 from __future__ import annotations
@@ -29,19 +31,18 @@ from grids.config import SHIPPED_DESCRIPTOR, load_config
 from grids.data import dead_leaves, embedded_photo_path
 from grids.degradations import get_degradation
 from grids.descriptor import load_descriptor
-from grids.selection import image_signature
+from grids.selection import image_signature, signature_layers
 
 
-def options(features: dict, layers: list[str]) -> list[tuple[str, str, list[str], int]]:
-    """``(option, method layer, extra layers, n_patches)`` rows, the selector's full pass first."""
-    n, deepest = features["n_patches"], features["layer"]
-    shallow = [layer for layer in layers if layer in ("conv_first", "RB1", "RB2", "RB4")]
+def options(features: dict, selection: dict) -> list[tuple[str, list[str], bool, int]]:
+    """``(option, layers, with the method's layer, n_patches)`` rows."""
+    layers, n = selection["layers"], selection["n_patches"] or features["n_patches"]
     return [
-        ("selector (all statistics)", deepest, layers, n),
-        ("paper / nearest", deepest, [], n),
-        ("knn / mahalanobis alone", layers[-1], layers[:-1], n),
-        ("shallow signature", shallow[-1], shallow[:-1], n),
-        ("shallow signature, 64 patches", shallow[-1], shallow[:-1], 64),
+        (f"features.layer alone, {features['n_patches']} patches", [], True, features["n_patches"]),
+        ("paper / nearest", [], True, n),
+        ("knn / mahalanobis (the default)", layers, False, n),
+        ("every statistic (the report)", layers, True, n),
+        (f"knn / mahalanobis, {features['n_patches']} patches", layers, False, features["n_patches"]),
     ]
 
 
@@ -54,7 +55,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = load_config(["config/config.yaml"])
-    features, layers = config["features"], config["selection"]["layers"]
+    features, selection = config["features"], config["selection"]
     model = load_descriptor(str(SHIPPED_DESCRIPTOR), args.device)
     jpeg = get_degradation("jpeg", config["degradations"]["jpeg"])
     clean = [io.read_image(embedded_photo_path("chelsea"))[0]] + [
@@ -62,22 +63,22 @@ def main() -> None:
     ]
     images = [jpeg(image, np.random.default_rng(k))[0] for k, image in enumerate(clean)][: args.images]
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, {len(images)} images")
-    print(f"{'option':32s} {'layers':48s} {'patches':>7s} {'s/image':>8s} {'vs selector':>11s}")
-    full = None
-    for name, method, extra, n in options(features, layers):
-        cfg = {**features, "layer": method, "n_patches": n}
-        image_signature(images[0], cfg, model, 0, args.device, extra)  # warm-up
+    print(f"{'option':40s} {'layers':38s} {'patches':>7s} {'s/image':>8s} {'vs first':>9s}")
+    first = None
+    for name, layers, method, n in options(features, selection):
+        cfg = {**features, "n_patches": n}
+        image_signature(images[0], cfg, model, 0, args.device, layers, method)  # warm-up
         times = []
         for image in images:
             start = time.perf_counter()
-            image_signature(image, cfg, model, 0, args.device, extra)
+            image_signature(image, cfg, model, 0, args.device, layers, method)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         t = statistics.median(times)
-        full = full or t
-        shown = ", ".join(dict.fromkeys([*extra, method]))
-        print(f"{name:32s} {shown:48s} {n:7d} {t:8.2f} {t / full:10.0%}")
+        first = first or t
+        shown = ", ".join(signature_layers(cfg, layers, method))
+        print(f"{name:40s} {shown:38s} {n:7d} {t:8.2f} {t / first:8.0%}")
 
 
 if __name__ == "__main__":

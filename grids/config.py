@@ -67,7 +67,15 @@ DEFAULT_TRAINING = {
     "compile": False,
 }
 DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
-DEFAULT_SELECTION = {"reference": "images", "threshold": None, "unseen": {}}
+DEFAULT_SELECTION = {
+    "reference": "signature",
+    "statistic": "knn",
+    "layers": ["conv_first", "RB16"],
+    "n_patches": 64,
+    "alpha": 0.05,
+    "threshold": None,
+    "unseen": {},
+}
 # The paper's Table 2 experiments (docs/method.md §8), with this pipeline's degradation names.
 DEFAULT_VALIDATION = {
     "experiments": {

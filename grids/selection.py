@@ -1,48 +1,47 @@
 """Adaptive model selection and generalisation prediction (docs/method.md §7).
 
 This module is the selector that ``grids select`` and ``grids restore`` run, and the command line
-of the selection stages; the selection report is :mod:`grids.selection_report`.
+of the selection stages; the selection report is :mod:`grids.selection_report`, the
+out-of-distribution statistics :mod:`grids.ood`.
 
 For an input image of unknown degradation:
 
-1. Self-augmentation: ``features.n_patches`` random ``patch_size``² crops of the image, each
-   flipped horizontally and/or vertically at random (seeded by ``seed``, so one image always gets
-   the same patches). Crops overlap as much as needed: a 64 px image still yields 256 patches.
-   An image smaller than the patch size on a side is first padded by mirror reflection up to
-   the patch size (the fit then partly sees mirrored content; a warning says so).
-2. Descriptor features, PCA fitted on those patches alone, GGD fit: exactly the similarity
-   stage's recipe (:func:`grids.features.features_ggd`) with the same ``features`` config.
-3. References per final group C_k (``selection.reference``):
+1. Self-augmentation: ``selection.n_patches`` (default: ``features.n_patches``) random
+   ``patch_size``² crops of the image, each flipped horizontally and/or vertically at random
+   (seeded by ``seed``, so one image always gets the same patches). Crops overlap as much as
+   needed: a 64 px image still yields 256 patches. An image smaller than the patch size on a side
+   is first padded by mirror reflection up to the patch size (a warning says so).
+2. The signature: one descriptor pass, then at every layer of ``selection.layers`` (and at
+   ``features.layer`` when the choice or a statistic reads it) PCA fitted on those patches alone
+   and the GGD fit, the similarity stage's recipe (:func:`grids.features.features_ggd`).
+3. The group (``selection.reference``), against references fitted the same way on every image of
+   each final member's degraded set (``results/selection/references.parquet``):
 
-   * ``images`` (default): every image of each member's degraded set gets its GGD by steps 1-2,
-     exactly like an input (``results/selection/references.parquet``); the group's divergence is
-     the smallest ``KL(GGD(reference) || GGD(input))`` over its members' images (nearest
-     neighbour). Reference and input then come from one image each, so their statistics compare.
-   * ``sets`` (the paper's wording): one GGD per group, the means of its members' (alpha, sigma)
-     from the similarity stage (``results/similarity/ggd.parquet``, fitted on whole sets); the
-     divergence is ``KL(GGD(C_k) || GGD(input))``.
+   * ``signature`` (default): the group of the nearest reference image in the signature space;
+   * ``images``: the group of the nearest reference image's GGD at ``features.layer``, the
+     divergence being ``KL(GGD(reference) || GGD(input))``;
+   * ``sets`` (the paper's wording): the group whose mean set GGD (the means of its members'
+     (alpha, sigma) from ``results/similarity/ggd.parquet``) is closest.
 
-   Divergences are reported on the distance scale ``log10(KL + 1e-5) + 5`` like the similarity
-   matrix.
-4. The group of smallest divergence is chosen. Its divergence predicts, without running the
-   model, whether the input is like the training degradations: above ``selection.threshold`` the
-   input is out of distribution. Its default (null) is, for ``images``, the 95th percentile of
-   each reference image's distance to its nearest other reference of the same group (so about
-   5 % of inputs of trained degradations are flagged), and for ``sets`` the paper's 4.
-
-    python -m grids.selection report --ggd G --groups F --eval E... --test-set NAME CLEAN DEGRADED... \
-        --descriptor W --features JSON --threshold T --seed S --divergences D.parquet --accuracy A.parquet \
-        --prediction P.parquet --ood O.parquet --summary summary.md --confusion C.png --scatter S.png
+   Divergences are on the distance scale ``log10(KL + 1e-5) + 5`` like the similarity matrix.
+4. Without running any model, ``selection.statistic`` (:mod:`grids.ood`) scores the input; above
+   its threshold it is out of distribution. The report's monotone fit of the drop on the score
+   (``results/selection/drop_fit.parquet``) gives the expected drop.
 
     python -m grids.selection references --set jpeg --manifest results/degraded/jpeg/manifest.parquet \
-        --descriptor W --features JSON --seed S --out results/selection/references/jpeg.parquet
+        --descriptor W --features JSON --layers conv_first RB16 --n-patches 64 --seed S \
+        --out results/selection/references/jpeg.parquet
 
-``references`` (rule ``selection_references``, one job per degradation): the per-image GGDs of
-one degraded set, with the feature settings and descriptor they were fitted with.
+    python -m grids.selection report --ggd G --groups F --references R --eval E... \
+        --test-set NAME CLEAN DEGRADED... --descriptor W --features JSON --selection JSON --seed S \
+        --divergences D --accuracy A --scores S --prediction P --ood O --unseen-table U \
+        --drop-fit F --summary summary.md --confusion C.png --scatter S.png --ood-plot O.png
 
-``report`` (rule ``selection_report``): the selector run on every degraded test image, scored
-against the true groups and the evaluation tables (:mod:`grids.selection_report`, its tables and
-figures).
+``references`` (rule ``selection_reference_set``, one job per degradation): the per-image
+signatures of one degraded set, with the feature settings and descriptor they were fitted with.
+
+``report`` (rule ``selection_tables``): the selector run on every degraded test image, scored
+against the true groups and the evaluation tables (:mod:`grids.selection_report`).
 """
 
 from __future__ import annotations
@@ -522,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unseen", action="append", default=[], help="a test degradation no model was trained on")
     for name in REPORT_FILES:
         what = {"summary": "summary.md", "confusion": "confusion.png", "scatter": "prediction.png"}.get(name)
-        p.add_argument(f"--{report_flag(name)}", dest=name, required=True, help=f"{what or name + ' table'} to write")
+        p.add_argument(
+            f"--{report_flag(name)}", dest=f"file_{name}", required=True, help=f"{what or name + ' table'} to write"
+        )
     p = sub.add_parser("references", help="per-image signatures of one degraded set")
     add_set_arguments(p)
     p.add_argument("--layers", nargs="*", default=[], help="selection.layers (features.layer is always added)")
@@ -553,15 +554,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     selection = json.loads(args.selection)
     ggd, groups, references = (pd.read_parquet(path) for path in (args.ggd, args.groups, args.references))
+    descriptor = args.descriptor or None
     selector = build_selector(
-        selection, features, ggd, groups, references, args.descriptor or None, args.seed, args.device
+        selection, features, ggd, groups, references, descriptor, args.seed, args.device, every_statistic=True
     )
     from .selection_report import selection_tables, write_report
 
     evaluation = io.read_parquets(args.eval)
     report = selection_tables(selector, groups, test_set_manifests(args.test_set), evaluation, args.unseen, args.seed)
-    write_report(report, groups, selector, {name: getattr(args, name) for name in REPORT_FILES})
-    print(Path(args.summary).read_text())
+    write_report(report, groups, selector, {name: getattr(args, f"file_{name}") for name in REPORT_FILES})
+    print(Path(args.file_summary).read_text())
     return 0
 
 

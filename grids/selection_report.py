@@ -102,13 +102,12 @@ def selection_tables(
                     ]
                 )
     accuracy = pd.DataFrame(rows, columns=tables.columns("selection_accuracy"))
-    scores = pd.DataFrame(score_rows, columns=tables.columns("selection_scores"))
+    scores = pd.DataFrame(score_rows, columns=tables.columns("selection_scores")[:-1])  # expected_drop: below
     accuracy["drop"] = accuracy.psnr_single - accuracy.psnr_chosen
     drop_fits, expected = [], {}
     for statistic, part in scores.groupby("statistic", sort=False):
-        merged = accuracy.merge(
-            part[["test_set", "degradation", "image", "score"]], on=["test_set", "degradation", "image"]
-        )
+        keys = ["test_set", "degradation", "image"]
+        merged = accuracy.drop(columns=["score"]).merge(part[[*keys, "score"]], on=keys)
         fit, predicted = drop_prediction(merged, seed)
         drop_fits.append(fit.assign(statistic=statistic)[["statistic", "score", "drop"]])
         expected[statistic] = predicted
@@ -263,7 +262,7 @@ def plot_ood(scores: pd.DataFrame, ood: pd.DataFrame, path: str | Path) -> None:
     statistics = list(dict.fromkeys(scores.statistic))
     names = ["seen", *dict.fromkeys(scores.degradation[~scores.seen])]
     fig, axes = plt.subplots(
-        1, len(statistics), figsize=(3.2 * len(statistics), 0.6 + 0.45 * len(names)), squeeze=False
+        1, len(statistics), figsize=(3.2 * len(statistics), 1.6 + 0.45 * len(names)), squeeze=False
     )
     for ax, statistic in zip(axes[0], statistics):
         part = scores[scores.statistic == statistic]
@@ -334,8 +333,9 @@ def write_report(
     text += f"`{selector.statistic}` statistic (score <= {threshold:.4g}).\n\n"
     text += per.round(3).to_markdown(index=False) + "\n\n## Out-of-distribution statistics\n\n"
     text += (
-        "Every statistic scores each test image against the group chosen for it (the choice itself is the same for "
-        "all). `seen_in_distribution`: fraction of images of trained degradations at or below the threshold; "
+        "Every statistic scores each test image (`paper` and `nearest` against the group chosen for it, `knn` and "
+        "`mahalanobis` against every trained degradation; the choice itself is the same for all). "
+        "`seen_in_distribution`: fraction of images of trained degradations at or below the threshold; "
         "`unseen_flagged`: fraction of `selection.unseen` images above it; `auroc`: how well the score separates "
         "unseen from seen, whatever the threshold; `seen_p95`: the seen scores' 95th percentile; `seconds`: "
         "signature time per image (shared by all statistics; see bench/bench_ood.py for each one's own cost).\n\n"
