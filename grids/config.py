@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,12 @@ DEFAULT_TRAINING = {
     "test_sets": {"heldout": {"photos": ["chelsea"], "dead_leaves": {"count": 3, "size": 128}}},
     "arch": "srresnet",
     "arch_kwargs": {"num_feat": 32, "num_block": 4},
-    "iterations": 300,
+    "iterations": 150,
     "batch_size": 8,
     "crop": 48,
     "lr": 2e-4,
     "weight_decay": 1e-4,
-    "warmup": 30,
+    "warmup": 20,
     "min_lr_ratio": 0.01,
     "checkpoint_every": 100,
     "compile": False,
@@ -75,6 +76,7 @@ DEFAULT_SELECTION = {
     "alpha": 0.05,
     "threshold": None,
     "unseen": {},
+    "near_misses": [],
 }
 # The paper's Table 2 experiments (docs/method.md §8), with this pipeline's degradation names.
 DEFAULT_VALIDATION = {
@@ -222,6 +224,14 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         shared = sorted(set(spec["photos"]) & set(training["images"]["photos"]))
         if shared:
             raise ConfigError(f"config key training.test_sets.{name}.photos: {shared} also in training.images.photos")
+        in_references = sorted(set(spec["photos"]) & set(images["photos"]))
+        if in_references:  # the selection's references are the degraded `images` sets
+            warnings.warn(
+                f"config key training.test_sets.{name}.photos: {in_references} also in images.photos, whose "
+                "degraded sets are the selection's references: the selection report then scores these test "
+                "images against their own content, and its accuracy and out-of-distribution numbers are optimistic",
+                stacklevel=2,
+            )
     if training["crop"] > training["images"]["min_side"]:
         raise ConfigError(
             f"config key training.crop: {training['crop']} px exceeds training.images.min_side "
@@ -296,6 +306,11 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
                 "unseen degradations must be left out of `degradations`"
             )
         selection["unseen"][name] = _resolve_degradation(name, entry, f"selection.unseen.{name}", base_dir)
+    if not selection["unseen"]:  # `unseen: null` turns the benchmark off, its near misses with it
+        selection["near_misses"] = []
+    strangers = [name for name in selection["near_misses"] if name not in selection["unseen"]]
+    if strangers:
+        raise ConfigError(f"config key selection.near_misses: {strangers} not in selection.unseen")
     return config
 
 

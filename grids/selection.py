@@ -561,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     from .selection_report import selection_tables, write_report
 
     evaluation = io.read_parquets(args.eval)
-    report = selection_tables(selector, groups, test_set_manifests(args.test_set), evaluation, args.unseen, args.seed)
+    test_sets = test_set_manifests(args.test_set)
+    near = selection["near_misses"]
+    report = selection_tables(selector, groups, test_sets, evaluation, args.unseen, args.seed, near)
     write_report(report, groups, selector, {name: getattr(args, f"file_{name}") for name in REPORT_FILES})
     print(Path(args.file_summary).read_text())
     return 0

@@ -50,11 +50,13 @@ def selection_tables(
     evaluation: pd.DataFrame,
     unseen: list[str] = (),
     seed: int = 0,
+    near_misses: list[str] = (),
 ) -> dict[str, pd.DataFrame]:
     """Select a group for every degraded test image; score the choice against the true group, and
     every out-of-distribution statistic of the selector against the PSNR the chosen model obtained
     (read from ``evaluation``: no model is run). ``unseen`` degradations (no model trained on
-    them) have no true group: they measure whether a statistic calls them out of distribution.
+    them) have no true group: they measure whether a statistic calls them out of distribution,
+    except the ``near_misses`` among them, which should be judged in distribution.
     ``test_sets``: name -> (clean manifest, {degradation: degraded manifest}), as
     :func:`grids.stage.test_set_manifests` reads them."""
     import time
@@ -135,16 +137,18 @@ def selection_tables(
         mae = float(np.mean(np.abs(guess - truth))) if keep.any() else nan
         prediction.append([set_name, statistic, "expected_drop", int(keep.sum()), rho, p, mae])
         seen, other = part[part.seen], part[~part.seen]
+        far, near = other[~other.degradation.isin(near_misses)], other[other.degradation.isin(near_misses)]
         ood.append(
             [
                 set_name,
                 statistic,
                 statistic == selector.statistic,
                 len(seen),
-                len(other),
+                len(far),
                 float(seen.in_distribution.mean()),
-                float((~other.in_distribution).mean()) if len(other) else nan,
-                auroc(other.score.to_numpy(), seen.score.to_numpy()),
+                float((~far.in_distribution).mean()) if len(far) else nan,
+                auroc(far.score.to_numpy(), seen.score.to_numpy()),
+                float(near.in_distribution.mean()) if len(near) else nan,
                 limit,
                 float(np.quantile(seen.score, 0.95)),
                 float(outcome.correct[outcome.seen].mean()),
@@ -336,8 +340,10 @@ def write_report(
         "Every statistic scores each test image (`paper` and `nearest` against the group chosen for it, `knn` and "
         "`mahalanobis` against every trained degradation; the choice itself is the same for all). "
         "`seen_in_distribution`: fraction of images of trained degradations at or below the threshold; "
-        "`unseen_flagged`: fraction of `selection.unseen` images above it; `auroc`: how well the score separates "
-        "unseen from seen, whatever the threshold; `seen_p95`: the seen scores' 95th percentile; `seconds`: "
+        "`unseen_flagged`: fraction of `selection.unseen` images above it, near misses (`selection.near_misses`) "
+        "left out; `auroc`: how well the score separates those unseen images from seen ones, whatever the "
+        "threshold; `near_miss_in_distribution`: fraction of near-miss images at or below it; "
+        "`seen_p95`: the seen scores' 95th percentile; `seconds`: "
         "signature time per image (shared by all statistics; see bench/bench_ood.py for each one's own cost).\n\n"
     )
     text += ood.round(3).to_markdown(index=False) + "\n\n### Per unseen degradation\n\n"

@@ -86,6 +86,12 @@ def test_empty_folder(default, tmp_path):
         validate_config(mutate(default, "images.folder", str(tmp_path)))
 
 
+def test_near_misses_must_be_unseen_degradations(default):
+    assert validate_config(default, base_dir=ROOT)["selection"]["near_misses"] == ["mild_blur"]
+    with pytest.raises(ConfigError, match=r"selection.near_misses: \['jpeg'\] not in selection.unseen"):
+        validate_config(mutate(default, "selection.near_misses", ["mild_blur", "jpeg"]), base_dir=ROOT)
+
+
 def test_user_defined_degradation_resolves(default):
     config = mutate(default, "degradations.haze", {"function": "examples/haze.py:haze", "params": {"strength": 0.5}})
     with pytest.raises(ConfigError, match="selection.unseen.haze: 'haze' is a trained degradation"):

@@ -226,7 +226,7 @@ def test_selection_report(built):
     assert len(divergences) == (len(names) + 1) * groups.group.nunique()
     references = pd.read_parquet(selection / "references.parquet")  # one signature row per image and layer
     clean = pd.read_parquet(built / "results" / "clean" / "manifest.parquet")
-    layers = ["conv_first", "RB4", "RB16", "conv_last_input"]  # selection.layers, then features.layer
+    layers = ["conv_first", "RB16", "conv_last_input"]  # selection.layers, then features.layer
     assert sorted(references.degradation.unique()) == sorted(names)
     assert len(references) == len(names) * len(clean) * len(layers) and list(references.layer.unique()) == layers
     ood = pd.read_parquet(selection / "ood.parquet")
