@@ -40,7 +40,7 @@ def options(features: dict, selection: dict) -> list[tuple[str, list[str], bool,
     return [
         (f"features.layer alone, {features['n_patches']} patches", [], True, features["n_patches"]),
         ("paper / nearest", [], True, n),
-        ("knn / mahalanobis (the default)", layers, False, n),
+        ("knn / mahalanobis", layers, False, n),
         ("every statistic (the report)", layers, True, n),
         (f"knn / mahalanobis, {features['n_patches']} patches", layers, False, features["n_patches"]),
     ]

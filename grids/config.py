@@ -70,7 +70,7 @@ DEFAULT_TRAINING = {
 DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
 DEFAULT_SELECTION = {
     "reference": "signature",
-    "statistic": "knn",
+    "statistic": "nearest",
     "layers": ["conv_first", "RB16"],
     "n_patches": 64,
     "alpha": 0.05,

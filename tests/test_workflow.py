@@ -231,18 +231,17 @@ def test_selection_report(built):
     assert len(references) == len(names) * len(clean) * len(layers) and list(references.layer.unique()) == layers
     ood = pd.read_parquet(selection / "ood.parquet")
     assert ood.statistic.tolist() == ["paper", "nearest", "knn", "mahalanobis"]
-    assert ood.default.tolist() == [False, False, True, False]  # selection.statistic: knn (the default)
+    assert ood.default.tolist() == [False, True, False, False]  # selection.statistic: nearest (the default)
     assert ood[["n_seen", "n_unseen"]].values.tolist() == [[len(names), 1]] * 4 and ood.auroc.between(0, 1).all()
-    knn = ood[ood.default].iloc[0]
-    assert ood.threshold.iloc[0] == 4.0 and 0 < knn.threshold < np.inf  # the paper's 4; split-conformal
-    assert accuracy.in_distribution.tolist() == (accuracy.score <= knn.threshold).tolist()
+    chosen = ood[ood.default].iloc[0]
+    assert ood.threshold.iloc[0] == 4.0 and 0 < ood.threshold.iloc[2] < np.inf  # the paper's 4; split-conformal
+    assert accuracy.in_distribution.tolist() == (accuracy.score <= chosen.threshold).tolist()
     scores = pd.read_parquet(selection / "scores.parquet")
     assert len(scores) == 4 * len(accuracy)
-    mine = scores[scores.statistic == "knn"]
+    mine = scores[scores.statistic == "nearest"]
     np.testing.assert_array_equal(mine.score, accuracy.score)
     np.testing.assert_array_equal(mine.expected_drop, accuracy.expected_drop)  # NaN: one image, no other fold
-    nearest = scores[scores.statistic == "nearest"]
-    np.testing.assert_allclose(nearest.score, accuracy.distance)  # nearest: the selection distance itself
+    assert divergences.kl.isna().all()  # reference: signature (the default) has distances, no KL
     prediction = pd.read_parquet(selection / "prediction.parquet")
     assert prediction.target.tolist() == ["psnr", "drop", "expected_drop"] * 4
     assert prediction.n.tolist() == [len(names) + 1, len(names), len(names)] * 4
@@ -362,7 +361,7 @@ def test_select_and_restore_on_the_built_results(built):
     for answer in answers:
         assert answer["group"] in groups and set(answer["divergences"]) == groups
         assert answer["distance"] == min(answer["divergences"].values())
-        assert answer["statistic"] == "knn" and answer["expected_drop"] is not None
+        assert answer["statistic"] == "nearest" and answer["expected_drop"] is not None
         assert answer["in_distribution"] == (answer["score"] <= threshold)  # the report's threshold too
     accuracy = pd.read_parquet(built / "results" / "selection" / "accuracy.parquet")
     chosen = dict(
@@ -380,7 +379,7 @@ def test_select_and_restore_on_the_built_results(built):
     )
     assert [a["score"] for a in answers] == pytest.approx([score[a["image"]] for a in answers])
     text = grids_cli(built, "select", images[0])
-    assert text.returncode == 0 and "group" in text.stdout and "knn score" in text.stdout
+    assert text.returncode == 0 and "group" in text.stdout and "nearest score" in text.stdout
     assert "expected drop ≈" in text.stdout  # the drop predicted from the score, by the report's fit
 
     out = built / "restored.png"
