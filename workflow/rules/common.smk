@@ -117,6 +117,19 @@ def function_files(entries):
     return user_files(file for file in files if file)
 
 
+def side_by_side_threads(most):
+    """Threads per job where many independent jobs wait (trainings, evaluations, GGD fits): half the
+    cores given to a local run, at most `most`, so two such jobs run at once. Small CPU models
+    scale poorly over threads: on 2 cores two 1-thread trainings finish in 1.4x less time than
+    the same two run one after the other with 2 threads each (bench/RESULTS.md). A cluster run
+    (no --cores) gets `most` per job."""
+    cores = workflow.global_resources.get("_cores")
+    cores = getattr(cores, "value", cores)
+    if not cores or cores >= sys.maxsize:
+        return most
+    return max(1, min(most, cores // 2))
+
+
 def working_file(path):
     """A file a rule keeps outside its declared outputs (Snakemake deletes those when a job
     fails), under the module prefix like everything the workflow writes."""
@@ -504,14 +517,28 @@ def get_variant_args(wildcards, input):
     ]
 
 
-def get_validation_evals(wildcards):
-    """Every trained model the premise covers: single-task, mix-all, the search's verifications
-    (its rounds' requests) and the experiments' groups, each evaluated once."""
-    groups = set(get_search_evals(wildcards)) | set(
-        expand("results/eval/{group}.parquet", group=[MIX_ALL, *VALIDATION_GROUPS])
+def get_validation_evals():
+    """The models the premise covers besides the search's: mix-all and the experiments' groups.
+    Known when the DAG is built, so they train alongside the search's rounds instead of after them
+    (a group the search also verifies is still trained once: same file)."""
+    return expand(
+        "results/eval/{group}.parquet", group=sorted({MIX_ALL, *VALIDATION_GROUPS})
     )
-    return sorted(groups)
 
 
 def validation_test_set():
     return CONFIG["grouping"]["test_set"] or TEST_SETS[0]
+
+
+# The search is a chain of one verification at a time; on a machine that runs two jobs at once,
+# the jobs only the validation needs should fill the other slot, not delay the chain.
+VALIDATION_ONLY_GROUPS = {MIX_ALL, *VALIDATION_GROUPS} - set(
+    upper_bound_groups(DEGRADATIONS)
+)
+
+
+def get_search_priority(wildcards):
+    """Priority 1 for the single-task and search trainings (and their evaluations), 0 for the
+    groups only the validation needs and for the baselines."""
+    group = getattr(wildcards, "group", None)
+    return int(group is not None and group not in VALIDATION_ONLY_GROUPS)

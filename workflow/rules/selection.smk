@@ -14,7 +14,7 @@ rule selection_reference_set:
         "benchmarks/selection/references_{degradation}.tsv"
     conda:
         "../../environment.yml"
-    threads: 4
+    threads: side_by_side_threads(4)
     resources:
         mem_mb=8000,
         runtime=30,

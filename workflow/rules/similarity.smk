@@ -11,9 +11,11 @@ rule ggd_fit:
         "logs/similarity/ggd_{image_set}.log",
     benchmark:
         "benchmarks/similarity/ggd_{image_set}.tsv"
+    # The search starts from this matrix (see get_search_priority).
+    priority: 1
     conda:
         "../../environment.yml"
-    threads: 4
+    threads: side_by_side_threads(4)
     resources:
         mem_mb=8000,
         runtime=30,

@@ -84,9 +84,10 @@ rule train:
         "logs/train/{group}.log",
     benchmark:
         "benchmarks/train/{group}.tsv"
+    priority: get_search_priority
     conda:
         "../../environment.yml"
-    threads: 4
+    threads: side_by_side_threads(4)
     resources:
         gpu=1,
         mem_mb=16000,
@@ -116,9 +117,10 @@ rule evaluate:
         "logs/eval/{group}.log",
     benchmark:
         "benchmarks/eval/{group}.tsv"
+    priority: get_search_priority
     conda:
         "../../environment.yml"
-    threads: 4
+    threads: side_by_side_threads(4)
     resources:
         gpu=1,
         mem_mb=8000,

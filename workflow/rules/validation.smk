@@ -26,6 +26,7 @@ use rule ggd_fit as validation_ggd with:
         "logs/validation/ggd_{variant}_{image_set}.log",
     benchmark:
         "benchmarks/validation/ggd_{variant}_{image_set}.tsv"
+    priority: 0
     params:
         features=get_variant_features_json,
         seed=CONFIG["seed"],
@@ -53,7 +54,8 @@ rule validation_tables:
     input:
         matrices=[variant_matrix(v) for v in VALIDATION["variants"]],
         verified="results/grouping/verified.parquet",
-        evals=get_validation_evals,
+        evals=get_validation_evals(),
+        search_evals=get_search_evals,
     output:
         table2="results/validation/table2.parquet",
         drops="results/validation/drops.parquet",
@@ -78,6 +80,8 @@ rule validation_tables:
         "../../environment.yml"
     params:
         experiments=json.dumps(VALIDATION["experiments"], sort_keys=True),
+        # Every trained model, each once (the search may have verified an experiment's group).
+        evals=lambda wildcards, input: sorted({*input.evals, *input.search_evals}),
         degradations=DEGRADATIONS,
         variants=get_variant_args,
         test_set=validation_test_set(),
@@ -85,7 +89,7 @@ rule validation_tables:
         seed=CONFIG["seed"],
     shell:
         "python -m grids.validation tables --experiments {params.experiments:q}"
-        " --degradations {params.degradations:q} --eval {input.evals:q} --verified {input.verified:q}"
+        " --degradations {params.degradations:q} --eval {params.evals:q} --verified {input.verified:q}"
         " {params.variants:q} --test-set {params.test_set:q} --bootstrap {params.bootstrap:q}"
         " --seed {params.seed:q} --table2 {output.table2:q} --drops {output.drops:q}"
         " --table2-md {output.table2_md:q} --table2-png {output.table2_png:q}"
