@@ -19,14 +19,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 import torch
 
 from grids.data import EMBEDDED_PHOTOS, embedded_photo_path
 from grids.degradations import NAMES, get_degradation
 from grids.degradations.batched import from_uint8_images
 from grids.degrade import degrade_dataset
-from grids.io import read_image
+from grids.io import read_image, read_manifest
 
 
 def photos(size: int) -> list[np.ndarray]:
@@ -62,7 +61,7 @@ def main() -> None:
 
     images = photos(args.size)
     crops = from_uint8_images([img[: args.crop, : args.crop] for img in images] * 2, args.device)[: args.batch]
-    clean = pd.read_parquet(args.clean) if Path(args.clean).exists() else None
+    clean = read_manifest(args.clean) if Path(args.clean).exists() else None
     generator = torch.Generator(args.device).manual_seed(0)
 
     header = f"{'degradation':15s} {'reference img/s':>16s} {'batched crops/s':>16s} {'stage img/s':>12s}"

@@ -29,7 +29,6 @@ import time
 import tracemalloc
 
 import numpy as np
-import pandas as pd
 import torch
 
 from grids import io
@@ -49,7 +48,7 @@ def sync(device: torch.device) -> None:
 
 def load_set(name: str) -> dict[str, np.ndarray]:
     path = "results/clean/manifest.parquet" if name == "clean" else f"results/degraded/{name}/manifest.parquet"
-    manifest = pd.read_parquet(path)
+    manifest = io.read_manifest(path)
     return {row.image_id: io.load_png(row.path) for row in manifest.itertuples()}
 
 

@@ -1,6 +1,6 @@
 """The ``grids`` command: small helpers around the pipeline (the pipeline itself is Snakemake).
 
-    grids check-config config/config.yaml      validate a config, print it with defaults filled in
+    grids check-config [FILE...]               validate configs (merged over config/config.yaml), print the result
     grids degradations                         list the built-in degradations and their defaults
     grids degrade IMAGE -d jpeg -o out.png     preview one degradation on one image
     grids matrix [results/similarity/matrix.parquet]   print the similarity matrix (wide)
@@ -10,7 +10,8 @@
     grids import-ncnn-rrdb P.param P.bin -o W.pth   Real-ESRGAN's ncnn weights as a BasicSR RRDBNet file
 
 ``select`` and ``restore`` read the built workflow's results (``--results``, default ``results``)
-and the config it was built with (``--config``, several files merge like ``--configfile``).
+and the config it was built with (``--config``: like ``--configfile``, the files merge in order over
+the working directory's ``config/config.yaml``; so do ``check-config`` and ``plan``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,25 @@ from .config import load_config
 from .degradations import BUILTINS, get_degradation
 from .stage import run_stage
 
+BASE_CONFIG = "config/config.yaml"
+
+
+def config_files(files: list[str] | None, alone: bool = False) -> list[str]:
+    """The config files in merge order, as the workflow reads them: the working directory's
+    config/config.yaml first (when it exists and is not among ``files``), then ``files``, later
+    ones winning. ``alone``: ``files`` only."""
+    files = list(files or [])
+    if alone and files:
+        return files
+    if not os.path.isfile(BASE_CONFIG):
+        return files or [BASE_CONFIG]  # none given, none here: the loader names the missing file
+    if any(os.path.exists(f) and os.path.samefile(f, BASE_CONFIG) for f in files):
+        return files
+    return [BASE_CONFIG, *files]
+
 
 def _check_config(args) -> int:
-    print(yaml.safe_dump(load_config(args.config), sort_keys=False), end="")
+    print(yaml.safe_dump(load_config(config_files(args.config, args.alone)), sort_keys=False), end="")
     return 0
 
 
@@ -76,9 +93,7 @@ def _matrix(args) -> int:
 def _selector(args):
     from .selection import selector_from_config
 
-    return selector_from_config(
-        load_config(args.config or ["config/config.yaml"]), args.results, args.threshold, args.device
-    )
+    return selector_from_config(load_config(config_files(args.config)), args.results, args.threshold, args.device)
 
 
 def _read_input(path: str) -> np.ndarray:
@@ -177,7 +192,7 @@ def _plan(args) -> int:
     """Trainings, GPU-hours, disk and RAM of a run, from the merged config (grids.plan)."""
     from .plan import load_for_plan, plan
 
-    config, assumed = load_for_plan(args.config or ["config/config.yaml"])
+    config, assumed = load_for_plan(config_files(args.config))
     print(plan(config, assumed, args.instances))
 
 
@@ -189,33 +204,84 @@ def _import_ncnn_rrdb(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="grids", description=__doc__.split("\n")[0])
+def _subcommand(sub, name: str, helptext: str, example: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with a runnable example."""
+    return sub.add_parser(
+        name,
+        help=helptext,
+        description=kwargs.pop("description", helptext[0].upper() + helptext[1:] + "."),
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+
+
+CONFIG_HELP = "config files merged in order over config/config.yaml, as with --configfile (repeat)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``grids`` command line (tests/test_commands.py parses every documented command with it)."""
+    parser = argparse.ArgumentParser(
+        prog="grids",
+        description=__doc__.split("\n")[0],
+        epilog="example:\n  grids check-config config/config.yaml my.yaml\n"
+        "run `grids COMMAND --help` for each command's options and an example",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"grids {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("check-config", help="validate a config file")
-    p.add_argument("config", nargs="?", default="config/config.yaml")
+    p = _subcommand(
+        sub,
+        "check-config",
+        "validate config files and print the merged config with defaults filled in",
+        "grids check-config my.yaml            # my.yaml merged over config/config.yaml",
+    )
+    p.add_argument(
+        "config",
+        nargs="*",
+        metavar="FILE",
+        help="config files, merged in order over config/config.yaml (default: config/config.yaml alone)",
+    )
+    p.add_argument("--alone", action="store_true", help="check the given files without config/config.yaml under them")
     p.set_defaults(func=_check_config)
-    p = sub.add_parser("degradations", help="list the built-in degradations")
+    p = _subcommand(sub, "degradations", "list the built-in degradations and their defaults", "grids degradations")
     p.set_defaults(func=_list_degradations)
-    p = sub.add_parser("degrade", help="apply one degradation to one image (PNG out)")
+    p = _subcommand(
+        sub,
+        "degrade",
+        "apply one degradation to one image (PNG out)",
+        "grids degrade photo.png -d jpeg -o photo_jpeg.png --seed 3",
+    )
     p.add_argument("image")
     p.add_argument("-d", "--degradation", required=True)
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", help="take the degradation's parameters from this config")
     p.set_defaults(func=_degrade)
-    p = sub.add_parser("matrix", help="print the similarity matrix as a square table")
+    p = _subcommand(
+        sub,
+        "matrix",
+        "print the similarity matrix as a square table",
+        "grids matrix results/similarity/matrix.parquet --cluster",
+    )
     p.add_argument("path", nargs="?", default="results/similarity/matrix.parquet")
     p.add_argument("--value", default="distance_sym", choices=["distance_sym", "distance", "kl"])
     p.add_argument("--cluster", action="store_true", help="order rows by hierarchical clustering")
     p.add_argument("--digits", type=int, default=2)
     p.set_defaults(func=_matrix)
-    for name, helptext in (
-        ("select", "choose the group model for images of unknown degradation"),
-        ("restore", "restore an image with the chosen (or a given) group model"),
+    for name, helptext, example in (
+        (
+            "select",
+            "choose the group model for images of unknown degradation",
+            "grids select photo.png other.png --json",
+        ),
+        (
+            "restore",
+            "restore an image with the chosen (or a given) group model",
+            "grids restore photo.png -o restored.png",
+        ),
     ):
-        p = sub.add_parser(name, help=helptext)
+        p = _subcommand(sub, name, helptext, example)
         if name == "select":
             p.add_argument("images", nargs="+", metavar="IMAGE")
             p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -226,32 +292,36 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--tile", type=int, default=512, help="tile side (px) for large images")
             p.add_argument("--force", action="store_true", help="allow the output to replace the input image")
         p.add_argument(
-            "--config",
-            action="append",
-            metavar="FILE",
-            help="the config the results were built with (repeat to merge; default config/config.yaml)",
+            "--config", action="append", metavar="FILE", help="the config the results were built with: " + CONFIG_HELP
         )
         p.add_argument("--results", default="results", help="the workflow's results folder")
         p.add_argument("--threshold", type=float, help="out-of-distribution divergence (default: selection.threshold)")
         p.add_argument("--device", default="auto")
         p.set_defaults(func=_select if name == "select" else _restore)
-    p = sub.add_parser("plan", help="what a final_models run will train and cost, before submitting it")
-    p.add_argument(
-        "--config", action="append", metavar="FILE", help="config files, merged in order (default config/config.yaml)"
+    p = _subcommand(
+        sub,
+        "plan",
+        "what a final_models run will train and cost, before submitting it",
+        "grids plan --config config/paper.yaml",
     )
+    p.add_argument("--config", action="append", metavar="FILE", help=CONFIG_HELP)
     p.add_argument("--instances", type=int, default=200, help="simulated grouping searches")
     p.set_defaults(func=_plan)
-    p = sub.add_parser(
+    p = _subcommand(
+        sub,
         "import-ncnn-rrdb",
-        help="convert an ncnn RRDBNet (Real-ESRGAN x4plus) to a BasicSR .pth",
-        description="e.g. grids import-ncnn-rrdb realesrgan-x4plus.param realesrgan-x4plus.bin "
-        "-o weights/realesrgan_x4plus.pth",
+        "convert an ncnn RRDBNet (Real-ESRGAN x4plus) to a BasicSR .pth",
+        "grids import-ncnn-rrdb realesrgan-x4plus.param realesrgan-x4plus.bin -o weights/realesrgan_x4plus.pth",
     )
     p.add_argument("param", help="the ncnn .param file")
     p.add_argument("bin", help="the ncnn .bin file")
     p.add_argument("-o", "--output", required=True, help="the .pth to write ({params, arch, arch_kwargs})")
     p.set_defaults(func=_import_ncnn_rrdb)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return run_stage(lambda: args.func(args))
 
 

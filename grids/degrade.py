@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", required=True, help="the manifest to write")
     parser.add_argument("--images-dir", required=True, help="folder for the degraded PNGs")
     args = parser.parse_args(argv)
-    clean = pd.read_parquet(args.clean)
+    clean = io.read_manifest(args.clean)
     manifest = degrade_dataset(
         clean, args.name, json.loads(args.entry), args.seed, args.manifest, args.images_dir, args.dataset
     )

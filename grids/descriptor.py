@@ -143,9 +143,6 @@ def save_descriptor(model: torch.nn.Module, path: str | Path, extra: dict | None
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of the file's bytes (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
+    """Hex sha256 of the file's bytes (streamed: a large checkpoint is never read whole)."""
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from skimage.metrics import structural_similarity
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm import tqdm
 
 from . import io, tables
@@ -41,8 +41,10 @@ from .stage import add_test_set_argument, pick_device, test_set_manifests
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * math.log10(255.0**2 / mse) if mse > 0 else math.inf
+    """PSNR (dB) of two 8-bit images; identical images get inf (skimage would warn dividing by 0)."""
+    if np.array_equal(a, b):
+        return math.inf
+    return float(peak_signal_noise_ratio(a, b, data_range=255))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -124,11 +126,13 @@ def evaluate_model(
     multiple = size_multiple(model)
     rows = []
     for set_name, (clean_manifest, degraded_manifests) in test_sets.items():
-        clean = pd.read_parquet(clean_manifest)
+        clean = io.read_manifest(clean_manifest)
         missing = [name for name in degradations if name not in degraded_manifests]
         if missing:
             raise ValueError(f"test set {set_name!r}: no degraded manifest given for {', '.join(missing)}")
-        degraded = {name: pd.read_parquet(degraded_manifests[name]).set_index("image_id").path for name in degradations}
+        degraded = {
+            name: io.read_manifest(degraded_manifests[name]).set_index("image_id").path for name in degradations
+        }
         for row in tqdm(clean.itertuples(), total=len(clean), desc=set_name, unit="img"):
             target = io.load_png(row.path)
             for k, name in enumerate(degradations):

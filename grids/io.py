@@ -197,6 +197,78 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
+# The image columns of the clean and degraded manifests. They are stored relative to the
+# manifest's own folder (``images/0001.png``, ``../../clean/images/0001.png``), absolute paths
+# as they are, so a manifest still finds its images after results/ moves, and from any working
+# directory through read_manifest.
+MANIFEST_IMAGE_COLUMNS = ("path", "clean_path")
+
+
+def manifest_relative(frame: pd.DataFrame, manifest_path: str | Path) -> pd.DataFrame:
+    """A copy of ``frame`` with its image columns as stored: relative to the manifest's folder
+    (``frame`` holds them relative to the working directory, or absolute)."""
+    folder = os.path.dirname(os.path.abspath(manifest_path))
+    out = frame.copy()
+    for column in MANIFEST_IMAGE_COLUMNS:
+        if column in out:
+            out[column] = [p if os.path.isabs(p) else os.path.relpath(os.path.abspath(p), folder) for p in out[column]]
+    return out
+
+
+def read_manifest(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A clean or degraded manifest with its image paths ready to open: joined to the manifest's
+    folder as ``path`` names it, so relative to the working directory when ``path`` is relative and
+    absolute when it is absolute (``read_manifest(Path(p).resolve())`` from a notebook anywhere).
+
+        >>> m = read_manifest("results/degraded/jpeg/manifest.parquet")
+        >>> load_png(m.path[0])
+
+    A manifest written before the paths were stored this way (relative to the working directory)
+    still reads: a path that does not exist joined to the folder but does as written is kept.
+    """
+    frame = pd.read_parquet(path, columns=columns)
+    folder = os.path.dirname(os.fspath(path))
+    for column in MANIFEST_IMAGE_COLUMNS:
+        if column in frame:
+            frame[column] = [_manifest_path(folder, p) for p in frame[column]]
+    return frame
+
+
+def _manifest_path(folder: str, stored: str) -> str:
+    if os.path.isabs(stored):
+        return stored
+    joined = os.path.normpath(os.path.join(folder, stored))
+    return stored if not os.path.exists(joined) and os.path.exists(stored) else joined
+
+
+_PAGE_STYLE = (
+    "body{font-family:sans-serif;max-width:72rem;margin:1rem auto;padding:0 1rem}"
+    "table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}"
+    "th,td{border:1px solid #ccc;padding:.2rem .5rem}th{background:#f3f3f3}code{background:#f6f6f6}"
+)
+
+
+def write_markdown(path: str | Path, text: str, html_path: str | Path | None = None) -> None:
+    """A Markdown summary at ``path`` and, when ``html_path`` is given, the same as a standalone
+    HTML page (Snakemake's report shows HTML inline, Markdown only as a download), both atomic."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    if html_path is None:
+        return
+    import html
+
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(text)
+    title = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")), "GRIDS")
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{_PAGE_STYLE}</style></head>\n<body>\n{body}</body>\n</html>\n"
+    )
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(page)
+
+
 def read_parquets(paths) -> pd.DataFrame:
     """Several tables with the same columns, concatenated in order."""
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)

@@ -92,32 +92,35 @@ PUBLISHED_NOTE = (
 
 def plot_table1(table: pd.DataFrame, path: str | Path, published: Sequence[str] = ()) -> None:
     """Grouped bars per degradation (one panel per test set): upper bound, baselines, GRIDS;
-    ``published`` baselines are marked in the legend."""
+    ``published`` baselines are marked in the legend, which is one for the figure, above the panels
+    (outside every axes, so it covers no bar), in as many columns as the figure's width holds."""
     plt = io.pyplot()
     columns = [c for c in table.columns if c.startswith("psnr_") and c != "psnr_grids"] + ["psnr_grids"]
+    labels = [
+        c.removeprefix("psnr_") + (PUBLISHED_MARK if c.removeprefix("psnr_") in published else "") for c in columns
+    ]
     sets = list(dict.fromkeys(table.test_set))
+    width_in = max(6.5, 0.35 * len(columns) * table.degradation.nunique() + 1.5)
+    entry_in = 0.55 + 0.075 * max(len(label) for label in labels)  # a legend entry at 8 pt: handle and text
+    ncols = max(1, min(len(columns), int((width_in - 0.4) / entry_in)))
+    rows_in = 0.22 * -(-len(columns) // ncols)
     fig, axes = plt.subplots(
-        len(sets), 1, figsize=(max(6.0, 0.9 * table.degradation.nunique() + 2), 3.6 * len(sets)), squeeze=False
+        len(sets), 1, figsize=(width_in, 0.5 + rows_in + 3.6 * len(sets)), squeeze=False, layout="constrained"
     )
     width = 0.8 / len(columns)
     for ax, test_set in zip(axes[:, 0], sets):
         rows = table[table.test_set == test_set]
         x = range(len(rows))
-        for k, column in enumerate(columns):
-            name = column.removeprefix("psnr_")
-            ax.bar(
-                [i + (k - (len(columns) - 1) / 2) * width for i in x],
-                rows[column],
-                width,
-                label=name + (PUBLISHED_MARK if name in published else ""),
-            )
+        for k, (column, label) in enumerate(zip(columns, labels)):
+            ax.bar([i + (k - (len(columns) - 1) / 2) * width for i in x], rows[column], width, label=label)
         low = rows[columns].to_numpy().min()
         ax.set_ylim(max(0.0, low - 3), rows[columns].to_numpy().max() + 1)
-        ax.set_xticks(list(x), rows.degradation, rotation=30, ha="right")
+        ax.set_xlim(-0.5, len(rows) - 0.5)
+        ax.set_xticks(list(x), rows.degradation, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_ylabel("PSNR (dB)")
-        ax.set_title(f"Table 1 on {test_set}: single-task upper bound, mix-all baseline, GRIDS groups")
-        ax.legend(fontsize=8, ncols=len(columns))
-    fig.tight_layout()
+        ax.set_title(f"Table 1 on {test_set}: single-task upper bound, mix-all baseline, GRIDS groups", wrap=True)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside upper center", fontsize=8, ncols=ncols)
     io.save_figure(fig, path)
 
 
@@ -129,6 +132,7 @@ def write_table1(
     markdown_path: str | Path,
     chart_path: str | Path,
     published: Sequence[str] = (),
+    html_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Table 1 as Parquet (``table_path``), Markdown and a bar chart; the ``published`` baselines
     (released weights, not trained here) are marked with a dagger, as in the paper."""
@@ -150,8 +154,7 @@ def write_table1(
         markdown += f"\n## {test_set}\n\n" + shown.to_markdown(index=False) + "\n"
     if published:
         markdown += f"\n{PUBLISHED_NOTE}\n"
-    with io.atomic_path(markdown_path) as tmp:
-        tmp.write_text(markdown)
+    io.write_markdown(markdown_path, markdown, html_path)
     plot_table1(table, chart_path, published)
     return table
 
@@ -171,12 +174,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", required=True, help="table1.parquet to write")
     p.add_argument("--markdown", required=True, help="table1.md to write")
     p.add_argument("--chart", required=True, help="table1.png to write")
+    p.add_argument("--html", help="table1.html to write (the Markdown as a page, for the Snakemake report)")
     args = parser.parse_args(argv)
     if args.command == "upper-bounds":
         print(upper_bounds(args.eval, args.table, args.summary).round(3).to_string(index=False))
     else:
         table = write_table1(
-            args.groups, args.eval, dict(args.baseline), args.table, args.markdown, args.chart, args.published
+            args.groups,
+            args.eval,
+            dict(args.baseline),
+            args.table,
+            args.markdown,
+            args.chart,
+            args.published,
+            args.html,
         )
         print(table.round(3).to_string(index=False))
     return 0

@@ -58,7 +58,7 @@ import pandas as pd
 
 from . import io, tables
 from .ggd import GGD, kl_divergence, log_kl_distance
-from .ood import PAPER_THRESHOLD, OodStatistic, SignatureBank, nearest_threshold, predict_drop, signature_table
+from .ood import OodStatistic, SignatureBank, predict_drop, signature_table
 from .seeds import rng_for
 from .selection_report import REPORT_FILES
 from .similarity import add_set_arguments
@@ -131,14 +131,6 @@ def divergences(references: pd.DataFrame, fit: GGD) -> pd.DataFrame:
     table = table.groupby("group", sort=False).kl.min().reset_index()
     table["distance"] = np.atleast_1d(log_kl_distance(table.kl.to_numpy()))
     return table.sort_values(["distance", "group"], kind="stable").reset_index(drop=True)
-
-
-def resolve_threshold(threshold: float | None, reference: str, references: pd.DataFrame) -> float:
-    """``selection.threshold`` on the selection distance itself, or its default for the reference
-    kind (see the module doc)."""
-    if threshold is not None:
-        return float(threshold)
-    return nearest_threshold(references) if reference == "images" else PAPER_THRESHOLD
 
 
 @dataclass
@@ -404,14 +396,25 @@ def build_references(
     return image_references(references, groups, image_features)
 
 
+def statistic_layers(features: dict, selection: dict) -> list[str]:
+    """The layers of the signature space (``knn``, ``mahalanobis``, the ``signature`` choice)."""
+    return signature_layers(features, selection["layers"]) if features["kind"] == "sift" else selection["layers"]
+
+
 def fit_statistics(
-    selection: dict, features: dict, ggd: pd.DataFrame, groups: pd.DataFrame, references: pd.DataFrame, seed: int
+    selection: dict,
+    features: dict,
+    ggd: pd.DataFrame,
+    groups: pd.DataFrame,
+    references: pd.DataFrame,
+    seed: int,
+    names: list[str] | None = None,
 ) -> dict[str, OodStatistic]:
-    """Every statistic of :data:`grids.ood.STATISTICS`, fitted on the references;
-    ``selection.threshold`` (when set) overrides the default statistic's threshold only."""
+    """The statistics ``names`` (default: every one of :data:`grids.ood.STATISTICS`), fitted on the
+    references; ``selection.threshold`` (when set) overrides the default statistic's threshold only."""
     from .ood import STATISTICS
 
-    layers = signature_layers(features, selection["layers"]) if features["kind"] == "sift" else selection["layers"]
+    layers = statistic_layers(features, selection)
     group_of = dict(zip(groups.degradation, groups.group))
     missing = [layer for layer in signature_layers(features, layers) if layer not in set(references.layer)]
     if missing:
@@ -431,7 +434,7 @@ def fit_statistics(
             seed,
             selection["threshold"] if name == selection["statistic"] else None,
         )
-        for name in STATISTICS
+        for name in (STATISTICS if names is None else names)
     }
 
 
@@ -453,10 +456,10 @@ def build_selector(
     with ``every_statistic`` all four (the report's benchmark)."""
     image_features = selection_features(features, selection)
     table = build_references(selection["reference"], ggd, groups, references, features, descriptor_sha, image_features)
-    statistics = fit_statistics(selection, features, ggd, groups, references, seed)
-    bank, layers = None, statistics["knn"].layers
-    if not every_statistic:
-        statistics = {selection["statistic"]: statistics[selection["statistic"]]}
+    # `grids select` fits the one statistic it reports; the report benchmarks all four
+    names = None if every_statistic else [selection["statistic"]]
+    statistics = fit_statistics(selection, features, ggd, groups, references, seed, names)
+    bank, layers = None, statistic_layers(features, selection)
     if selection["reference"] == "signature":  # every reference image, in the knn statistic's space
         group_of = dict(zip(groups.degradation, groups.group))
         keys, z = signature_table(references[references.degradation.isin(group_of)], layers)
@@ -520,7 +523,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--unseen", action="append", default=[], help="a test degradation no model was trained on")
     for name in REPORT_FILES:
-        what = {"summary": "summary.md", "confusion": "confusion.png", "scatter": "prediction.png"}.get(name)
+        what = {
+            "summary": "summary.md",
+            "summary_html": "summary.md as a page (Snakemake report)",
+            "confusion": "confusion.png",
+            "scatter": "prediction.png",
+        }.get(name)
         p.add_argument(
             f"--{report_flag(name)}", dest=f"file_{name}", required=True, help=f"{what or name + ' table'} to write"
         )
@@ -543,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "references":
         table = reference_table(
             args.set,
-            pd.read_parquet(args.manifest),
+            io.read_manifest(args.manifest),
             args.descriptor or None,
             selection_features(features, {"n_patches": args.n_patches}),
             args.seed,

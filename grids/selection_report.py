@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from scipy.stats import mannwhitneyu
 
 from . import io, tables
 
@@ -71,7 +72,7 @@ def selection_tables(
         for name in [*groups.degradation, *unseen]:
             if name not in degraded:
                 raise ValueError(f"test set {set_name!r}: no degraded manifest given for {name}")
-            manifest = pd.read_parquet(degraded[name])
+            manifest = io.read_manifest(degraded[name])
             for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"{set_name}/{name}", unit="img"):
                 start = time.perf_counter()
                 signature = selector.signature(io.load_png(row.path))
@@ -205,9 +206,10 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
     how well the distance separates unseen from seen degradations, whatever the threshold."""
     if len(positive) == 0 or len(negative) == 0:
         return float("nan")
-    greater = (positive[:, None] > negative[None, :]).mean()
-    ties = (positive[:, None] == negative[None, :]).mean()
-    return float(greater + ties / 2)
+    # The Mann-Whitney U of the positives counts exactly those pairs (a tie as 1/2); the p-value,
+    # not used, is the cheap asymptotic one.
+    u = mannwhitneyu(positive, negative, method="asymptotic").statistic
+    return float(u / (len(positive) * len(negative)))
 
 
 def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) -> None:
@@ -232,30 +234,54 @@ def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) 
     io.save_figure(fig, path)
 
 
+SEEN_MARKERS = ("o", "s", "^", "D", "v", "<")
+UNSEEN_MARKERS = ("x", "+", "X", "P", "*", "1")
+
+
+def category_styles(unseen: list[bool]) -> list[tuple[tuple[float, ...], str]]:
+    """A ``(colour, marker)`` per category, no two alike (for up to 60 categories): the 20 colours
+    of tab20 (its 10 dark ones first, so that up to 10 categories get matplotlib's default colours),
+    the marker changing with every 10 (so a light colour is also told from its dark twin by its
+    shape); a category in ``unseen`` gets a cross-like marker instead of a filled one."""
+    from matplotlib import colormaps
+
+    tab20 = colormaps["tab20"].colors
+    palette = [*tab20[0::2], *tab20[1::2]]
+    return [
+        (palette[k % len(palette)], (UNSEEN_MARKERS if u else SEEN_MARKERS)[(k // 10) % len(SEEN_MARKERS)])
+        for k, u in enumerate(unseen)
+    ]
+
+
 def plot_prediction(accuracy: pd.DataFrame, statistic: str, threshold: float, path: str | Path) -> None:
     """The default statistic's score of each test image vs the PSNR its chosen model obtained, one
-    colour per degradation (crosses: unseen)."""
+    colour and marker per degradation (crosses: unseen), the legend beside the axes."""
     from scipy.stats import spearmanr
 
     plt = io.pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.6))
-    for name, part in accuracy.groupby("degradation", sort=False):
+    parts = list(accuracy.groupby("degradation", sort=False))
+    styles = category_styles([not part.seen.iloc[0] for _, part in parts])
+    ncols = 1 if len(parts) <= 16 else 2
+    fig, ax = plt.subplots(figsize=(7 + 1.9 * ncols, 4.6), layout="constrained")
+    for (name, part), (colour, marker) in zip(parts, styles):
         unseen = not part.seen.iloc[0]
         ax.scatter(
             part.score,
             part.psnr_chosen,
-            s=30 if unseen else 18,
-            marker="x" if unseen else "o",
+            s=36 if unseen else 18,
+            color=colour,
+            marker=marker,
+            linewidths=1.6 if unseen else None,  # the crosses are lines: thick enough for the light colours
             label=f"{name} (unseen)" if unseen else name,
-            alpha=0.8,
+            alpha=0.9 if unseen else 0.8,
         )
     ax.axvline(threshold, color="grey", linestyle="--", label=f"out of distribution > {threshold:.3g}")
     rho = spearmanr(accuracy.score, accuracy.psnr_chosen).statistic if len(accuracy) > 2 else float("nan")
     ax.set_title(f"Prediction without inference ({statistic}): Spearman rho = {rho:.2f}")
     ax.set_xlabel(f"{statistic} score against the chosen group")
     ax.set_ylabel("PSNR of the chosen model (dB)")
-    ax.legend(fontsize=7, ncols=2)
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7, ncols=ncols)
     io.save_figure(fig, path)
 
 
@@ -295,6 +321,7 @@ REPORT_FILES = (
     "unseen",
     "drop_fit",
     "summary",
+    "summary_html",
     "confusion",
     "scatter",
     "ood_plot",
@@ -360,5 +387,4 @@ def write_report(
         "(`mae`: mean absolute error, dB).\n\n"
     )
     text += prediction.round(4).to_markdown(index=False) + "\n"
-    with io.atomic_path(paths["summary"]) as tmp:
-        tmp.write_text(text)
+    io.write_markdown(paths["summary"], text, paths["summary_html"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -100,16 +101,42 @@ def cluster_order(wide: pd.DataFrame) -> list[str]:
     return [wide.index[i] for i in leaves_list(linkage(squareform(np.maximum(d, 0), checks=False), "average"))]
 
 
+def fit_width(text) -> None:
+    """Re-wrap ``text`` (a matplotlib ``Text`` of a figure) at its spaces until it lies within the
+    figure's width, laying the figure out (its layout engine included) before each measurement."""
+    fig = text.figure
+    words = " ".join(text.get_text().split())
+    width = len(words)
+    while True:
+        fig.draw_without_rendering()
+        extent = text.get_window_extent()
+        if (extent.x0 >= fig.bbox.x0 and extent.x1 <= fig.bbox.x1) or width <= 12:
+            return
+        width = max(12, min(width - 1, int(width * fig.bbox.width / extent.width * 0.95)))
+        text.set_text(textwrap.fill(words, width))
+
+
 def plot_heatmap(matrix: pd.DataFrame, png: str | Path, svg: str | Path, title: str = "") -> None:
-    """Annotated heatmap of ``distance_sym``, rows/columns ordered by hierarchical clustering."""
+    """Annotated heatmap of ``distance_sym``, rows/columns ordered by hierarchical clustering.
+
+    The figure grows with the number of sets, from a minimum that leaves room for the title (wrapped
+    when wider than the figure) and the colour bar's label; constrained layout keeps the tick labels,
+    title and colour bar inside it."""
     plt = io.pyplot()
     wide = wide_matrix(matrix)
     order = cluster_order(wide)
     wide = wide.loc[order, order]
     n = len(wide)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * n, 0.6 + 0.55 * n))
-    im = ax.imshow(wide.to_numpy(), cmap="viridis_r")
-    ax.set_xticks(range(n), order, rotation=45, ha="right")
+    longest = max(len(name) for name in order)  # the rotated tick labels' extent, in characters
+    margin = 0.6 + 0.06 * longest
+    fig, ax = plt.subplots(
+        figsize=(max(5.6, 1.4 + margin + 0.6 * n), max(4.6, 1.0 + margin + 0.55 * n)), layout="constrained"
+    )
+    # aspect "auto": the cells fill the axes that constrained layout leaves (a fixed aspect would
+    # shrink the axes after the layout, leaving the colour bar taller than the map); the figure's
+    # size keeps them about square
+    im = ax.imshow(wide.to_numpy(), cmap="viridis_r", aspect="auto")
+    ax.set_xticks(range(n), order, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(n), order)
     values = wide.to_numpy()
     threshold = np.nanmean(values)
@@ -125,8 +152,7 @@ def plot_heatmap(matrix: pd.DataFrame, png: str | Path, svg: str | Path, title: 
                 color="white" if values[i, j] > threshold else "black",
             )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="log-KL distance (symmetrised)")
-    ax.set_title(title or "Degradation similarity (smaller = more similar)")
-    fig.tight_layout()
+    fit_width(ax.set_title(title or "Degradation similarity (smaller = more similar)"))
     io.save_figure(fig, png, svg, dpi=150)
 
 
@@ -171,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-        manifest = pd.read_parquet(args.manifest)
+        manifest = io.read_manifest(args.manifest)
         row = fit_set(args.set, manifest, args.descriptor or None, json.loads(args.features), args.seed, args.device)
         tables.write(row, "similarity_ggd", args.out)
         print(row.to_string(index=False))

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arrays", required=True, help="the store's array folder, e.g. results/train/store/arrays")
     parser.add_argument("--threads", type=int, default=1, help="images decoded and written at once")
     args = parser.parse_args(argv)
-    index = build_store(pd.read_parquet(args.clean), args.index, args.arrays, args.threads)
+    index = build_store(io.read_manifest(args.clean), args.index, args.arrays, args.threads)
     print(f"{len(index)} images -> {args.index}")
     return 0
 

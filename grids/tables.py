@@ -99,6 +99,9 @@ _DROPS = (
     ("drop", "float64", "`psnr_single - psnr_group` (dB)"),
 )
 
+# Tables whose image paths are stored relative to the table's folder (grids.io.read_manifest).
+MANIFESTS = ("clean_manifest", "degraded_manifest")
+
 TABLES: dict[str, Table] = {
     "clean_manifest": _table(
         (
@@ -116,7 +119,8 @@ TABLES: dict[str, Table] = {
         (
             "path",
             "str",
-            "the clean 8-bit RGB image: the user's file when it needed no conversion, else a PNG in `images/`",
+            "the clean 8-bit RGB image: the user's file when it needed no conversion, else a PNG in `images/`;"
+            " relative to this manifest's folder (absolute if given so): open it with `grids.io.read_manifest`",
         ),
         ("sha256", "str", "of that file"),
     ),
@@ -140,11 +144,11 @@ TABLES: dict[str, Table] = {
         "one row per degraded image",
         ("image_id", "str", "as in the clean manifest"),
         ("source_path", "str", "original file"),
-        ("clean_path", "str", "the clean image degraded"),
+        ("clean_path", "str", "the clean image degraded (relative to this manifest's folder, like `path`)"),
         ("degradation", "str", "degradation name"),
         ("params", "str", "JSON of the parameters drawn for this image"),
         ("seed", "int64", "seed of this image's generator (from the config seed, dataset, degradation, image id)"),
-        ("path", "str", "the degraded PNG"),
+        ("path", "str", "the degraded PNG, `images/{image_id}.png`: relative to this manifest's folder"),
         ("sha256", "str", "of that PNG; same config -> same bytes"),
     ),
     "store_index": _table(
@@ -501,8 +505,12 @@ def check(frame: pd.DataFrame, name: str) -> None:
 
 
 def write(frame: pd.DataFrame, name: str, path: str | Path) -> None:
-    """:func:`check` ``frame`` against table ``name``, then write it to ``path`` (atomically)."""
+    """:func:`check` ``frame`` against table ``name``, then write it to ``path`` (atomically). A
+    manifest's image paths are stored relative to ``path``'s folder (:func:`grids.io.read_manifest`
+    reads them back)."""
     check(frame, name)
+    if name in MANIFESTS:
+        frame = io.manifest_relative(frame, path)
     io.write_parquet(frame, path)
 
 
@@ -525,8 +533,16 @@ def markdown() -> str:
         "Every table below is declared once in `grids/tables.py`; the writers check their frames against it, and",
         "this section is generated from it (`python -m grids.tables --update README.md`). Types are pandas dtypes:",
         "`str` (text), `int64`, `float64`, `bool`; a table with no rows may hold `object` columns. A column",
-        "`name_{placeholder}` stands for one column per value (per configured baseline). Paths, those of the tables",
-        "and those in them, are relative to the workflow's working directory.",
+        "`name_{placeholder}` stands for one column per value (per configured baseline). The tables' own paths",
+        "are relative to the workflow's working directory. The image paths in the manifests (`clean_manifest`,",
+        "`degraded_manifest`) are relative to the manifest's folder, so they survive moving `results/`; open them",
+        "from any working directory with `grids.io.read_manifest`:",
+        "",
+        "```python",
+        "from grids.io import load_png, read_manifest",
+        'm = read_manifest("/path/to/project/results/degraded/jpeg/manifest.parquet")  # paths joined to its folder',
+        "image = load_png(m.path[0])",
+        "```",
     ]
     for name, spec in TABLES.items():
         paths = ", ".join(f"`{p}`" for p in spec.paths)

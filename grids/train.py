@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.store:  # memory and start-up independent of the training set's size
         images = CropStore.open(args.store)
     else:
-        images = [io.load_png(p) for p in pd.read_parquet(args.clean).path]
+        images = [io.load_png(p) for p in io.read_manifest(args.clean).path]
     try:
         log = train(
             args.group,

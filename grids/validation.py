@@ -240,7 +240,13 @@ def plot_premise(groups: pd.DataFrame, summary: pd.DataFrame, path: str | Path) 
 
 
 def write_markdown(
-    table: pd.DataFrame, drops: pd.DataFrame, summary: pd.DataFrame, skipped: list[str], test_set: str, path: str | Path
+    table: pd.DataFrame,
+    drops: pd.DataFrame,
+    summary: pd.DataFrame,
+    skipped: list[str],
+    test_set: str,
+    path: str | Path,
+    html_path: str | Path | None = None,
 ) -> None:
     text = "# Table 2: does the distance predict the drop?\n\n"
     text += (
@@ -257,8 +263,7 @@ def write_markdown(
     )
     text += verdict.to_markdown() + "\n\n## Member drops\n\n" + drops.round(3).to_markdown(index=False) + "\n"
     text += "\n## The premise over every trained group\n\n" + summary.round(3).to_markdown(index=False) + "\n"
-    with io.atomic_path(path) as tmp:
-        tmp.write_text(text)
+    io.write_markdown(path, text, html_path)
 
 
 def untrained_descriptor(seed: int, out: str | Path) -> None:
@@ -293,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, required=True)
     for name in ("table2", "drops", "table2-md", "table2-png", "premise", "premise-groups", "premise-png"):
         p.add_argument(f"--{name}", required=True)
+    p.add_argument("--table2-html", help="table2.md as a page, for the Snakemake report")
     args = parser.parse_args(argv)
     if args.command == "untrained":
         untrained_descriptor(args.seed, args.out)
@@ -331,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     tables.write(drops, "validation_drops", args.drops)
     tables.write(groups, "validation_premise_groups", args.premise_groups)
     tables.write(summary, "validation_premise", args.premise)
-    write_markdown(table, drops, summary, skipped, test_set, args.table2_md)
+    write_markdown(table, drops, summary, skipped, test_set, args.table2_md, args.table2_html)
     if len(table):
         plot_table2(table, args.table2_png)
     else:  # every experiment skipped: an empty figure that says so

@@ -380,7 +380,7 @@ def test_a_user_degradation_breaking_its_contract_names_it_and_the_image(tmp_pat
     assert not out.exists() or not any(out.iterdir())  # no image, no manifest, no temporary
     with pytest.raises(ValueError, match=expected):
         degrade_dataset(
-            pd.read_parquet(manifest), "mine", json.loads(entry), 0, out / "manifest.parquet", out / "images"
+            io.read_manifest(manifest), "mine", json.loads(entry), 0, out / "manifest.parquet", out / "images"
         )
 
 

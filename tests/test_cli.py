@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from grids import io
 from grids.data import dead_leaves
@@ -27,6 +29,30 @@ def test_check_config_ok_and_bad(tmp_path):
     result = grids("check-config", str(bad))
     assert result.returncode == 2
     assert "config key degradations.jpg: unknown degradation 'jpg'" in result.stderr
+
+
+def test_check_config_merges_files_over_the_default_like_configfile(tmp_path):
+    """An override file is checked as the workflow reads it: config/config.yaml, then each file."""
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("training: {iterations: 10}\ngrouping: {delta: 0.5}\n")
+    second.write_text("training: {iterations: 20}\n")
+    merged = grids("check-config", str(first), str(second))
+    assert merged.returncode == 0, merged.stderr
+    config = yaml.safe_load(merged.stdout)
+    assert config["training"]["iterations"] == 20 and config["grouping"]["delta"] == 0.5  # later file wins
+    assert config["seed"] == 0 and "gaussian_blur" in config["degradations"]  # from config/config.yaml
+    alone = grids("check-config", "--alone", str(second))
+    assert alone.returncode == 2 and "'seed' is a required property" in alone.stderr
+    assert grids("check-config", "--help").stdout.count("example:") == 1
+
+
+def test_every_subcommand_help_ends_with_an_example():
+    from grids.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in sub.choices.items():
+        assert command.epilog and command.epilog.startswith("example:\n  grids " + name), name
 
 
 def test_degradations_lists_all_eleven():

@@ -146,7 +146,7 @@ def test_clean_set_manifest_and_conversions(tmp_path):
     for row in manifest.itertuples():
         image = io.load_png(row.path)
         assert image.shape == (row.height, row.width, 3)
-    pd.testing.assert_frame_equal(manifest, pd.read_parquet(tmp_path / "out" / "manifest.parquet"))
+    pd.testing.assert_frame_equal(manifest, io.read_manifest(tmp_path / "out" / "manifest.parquet"))
 
 
 def test_dead_leaves_seeded_and_natural_looking():
@@ -173,3 +173,47 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_manifest_paths_are_relative_to_the_manifest_and_open_from_anywhere(tmp_path, monkeypatch):
+    """Stored relative to the manifest's folder: the table opens from another working directory
+    and after its results folder moved; an absolute path stays as it is."""
+    from grids import tables
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "degraded" / "jpeg" / "images").mkdir(parents=True)
+    (tmp_path / "results" / "clean" / "images").mkdir(parents=True)
+    image = np.zeros((4, 4, 3), np.uint8)
+    sha = io.write_png("results/degraded/jpeg/images/a.png", image)
+    io.write_png("results/clean/images/a.png", image)
+    outside = str(tmp_path / "photo.png")
+    frame = pd.DataFrame(
+        [
+            ["a", outside, "results/clean/images/a.png", "jpeg", "{}", 1, "results/degraded/jpeg/images/a.png", sha],
+            ["b", outside, outside, "jpeg", "{}", 2, outside, sha],
+        ],
+        columns=tables.columns("degraded_manifest"),
+    )
+    tables.write(frame, "degraded_manifest", "results/degraded/jpeg/manifest.parquet")
+    stored = pd.read_parquet("results/degraded/jpeg/manifest.parquet")
+    assert stored.path.tolist() == ["images/a.png", outside]
+    assert stored.clean_path.tolist() == ["../../clean/images/a.png", outside]
+    assert io.read_manifest("results/degraded/jpeg/manifest.parquet").path.tolist() == frame.path.tolist()
+
+    (tmp_path / "results").rename(tmp_path / "moved")
+    monkeypatch.chdir("/")
+    moved = io.read_manifest(tmp_path / "moved" / "degraded" / "jpeg" / "manifest.parquet")
+    assert moved.path[0] == str(tmp_path / "moved" / "degraded" / "jpeg" / "images" / "a.png")
+    assert io.load_png(moved.path[0]).shape == (4, 4, 3) and io.load_png(moved.clean_path[0]).shape == (4, 4, 3)
+    assert moved.path[1] == outside
+
+
+def test_a_manifest_of_the_old_layout_still_reads(tmp_path, monkeypatch):
+    """Written before the paths were relative to the manifest (relative to the working directory)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "clean" / "images").mkdir(parents=True)
+    io.write_png("results/clean/images/a.png", np.zeros((4, 4, 3), np.uint8))
+    pd.DataFrame({"image_id": ["a"], "path": ["results/clean/images/a.png"]}).to_parquet(
+        "results/clean/manifest.parquet"
+    )
+    assert io.read_manifest("results/clean/manifest.parquet").path.tolist() == ["results/clean/images/a.png"]

@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from grids import io
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 
@@ -85,7 +87,9 @@ def test_the_workflow_runs_as_a_prefixed_module(tmp_path):
     assert not (host / "results").exists() and not (host / "logs").exists()  # everything went under ext/
     matrix = pd.read_parquet(host / "ext" / "results" / "similarity" / "matrix.parquet")
     manifest = pd.read_parquet(host / "ext" / "results" / "degraded" / "haze" / "manifest.parquet")
-    assert manifest.path.str.startswith("ext/results/degraded/haze/images/").all()
+    assert manifest.path.str.startswith("images/").all()  # relative to the manifest's folder
+    opened = io.read_manifest(host / "ext" / "results" / "degraded" / "haze" / "manifest.parquet")
+    assert all(Path(p).is_file() and Path(p).is_relative_to(host / "ext" / "results") for p in opened.path)
     for suffix in ("png", "svg"):
         assert (host / "ext" / "results" / "similarity" / f"heatmap.{suffix}").stat().st_size > 1000
 

@@ -22,7 +22,6 @@ from grids.features import set_ggd
 from grids.ggd import GGD, kl_divergence, log_kl_distance
 from grids.ood import nearest_threshold
 from grids.selection import (
-    PAPER_THRESHOLD,
     Selector,
     check_features,
     divergences,
@@ -30,7 +29,6 @@ from grids.selection import (
     image_references,
     load_results,
     reference_table,
-    resolve_threshold,
     self_augmented_patches,
 )
 from grids.selection_report import auroc, spearman
@@ -138,9 +136,6 @@ def test_leave_one_out_threshold_and_defaults():
     assert len(nearest) == 5  # b has a single reference: no leave-one-out distance
     assert nearest_threshold(refs) == pytest.approx(np.quantile(nearest, 0.95))
     assert nearest_threshold(refs, 0.5) == pytest.approx(np.median(nearest))
-    assert resolve_threshold(None, "images", refs) == pytest.approx(np.quantile(nearest, 0.95))
-    assert resolve_threshold(None, "sets", refs) == PAPER_THRESHOLD == 4.0
-    assert resolve_threshold(2.5, "images", refs) == 2.5
     with pytest.raises(ValueError, match="set selection.threshold explicitly"):
         nearest_threshold(refs[refs.group == "b"])
 

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,40 +23,10 @@ SNAKEFILE = ROOT / "workflow" / "Snakefile"
 
 PUBLISHED_X4 = {"scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}
 
-TINY = {
-    "seed": 5,
-    "images": {"photos": ["chelsea"], "dead_leaves": {"count": 2, "size": 64}, "min_side": 32},
-    "features": {"n_patches": 16, "patch_size": 16, "pca_components": 8},
-    "training": {
-        "images": {"photos": ["coffee"], "dead_leaves": {"count": 2, "size": 64}, "min_side": 32},
-        "test_sets": {"heldout": {"dead_leaves": {"count": 1, "size": 48}, "min_side": 32}},
-        "arch_kwargs": {"num_feat": 8, "num_block": 1},
-        "iterations": 12,
-        "batch_size": 2,
-        "crop": 32,
-        "warmup": 2,
-        "checkpoint_every": 5,
-    },
-    "degradations": {
-        "jpeg": {"quality": [10, 40]},
-        "gaussian_noise": {"sigma": [10.0, 50.0]},
-        "sr": {"scale": [2.0, 4.0]},
-        "haze": {"function": "haze.py:haze", "params": {"strength": [0.3, 0.7]}},
-    },
-    # alpha 0.3: 3 images per set leave 4 calibration scores, too few for a finite 95 % threshold
-    "selection": {"unseen": {"salt_pepper": {}}, "alpha": 0.3},
-    # t1's second group is one the search verifies (round 2): Table 2 reuses its model. e2 names
-    # degradations this config lacks: skipped, saying so.
-    "validation": {
-        "experiments": {"t1": [["jpeg", "sr"], ["gaussian_noise", "haze"]], "e2": [["ringing", "rl"], ["jpeg", "sr"]]},
-        "bootstrap": 200,
-    },
-    "baselines": {
-        "rrdb": {"arch": "rrdbnet", "arch_kwargs": {"scale": 1, "num_feat": 8, "num_block": 1, "num_grow_ch": 8}},
-        # published weights (written by make_project, BasicSR-style): evaluated, not trained
-        "published": {"weights": "published_x4.pth", "arch": "rrdbnet", "arch_kwargs": PUBLISHED_X4},
-    },
-}
+# The tiny config is the repository's .test/ (also runnable by hand: `snakemake --directory .test`),
+# plus a published baseline whose weights make_project writes.
+TINY = yaml.safe_load((ROOT / ".test" / "config" / "config.yaml").read_text())
+TINY["baselines"]["published"] = {"weights": "published_x4.pth", "arch": "rrdbnet", "arch_kwargs": PUBLISHED_X4}
 
 
 def make_project(path: Path, config: dict) -> Path:
@@ -106,8 +77,13 @@ def test_writes_a_manifest_per_degradation(built):
         ]
         assert list(manifest.image_id) == ["chelsea", "dead_leaves_000", "dead_leaves_001"]
         assert (manifest.degradation == name).all()
-        for row in manifest.itertuples():
-            data = (built / row.path).read_bytes()
+        # stored relative to the manifest's folder; read_manifest opens them from anywhere
+        assert (manifest.path == "images/" + manifest.image_id + ".png").all()
+        clean_paths = manifest.clean_path
+        assert (clean_paths.str.startswith("../../clean/images/") | clean_paths.str.startswith("/")).all()
+        opened = io.read_manifest(built / "results" / "degraded" / name / "manifest.parquet")
+        for row in opened.itertuples():
+            data = Path(row.path).read_bytes()
             assert hashlib.sha256(data).hexdigest() == row.sha256
     haze = pd.read_parquet(built / "results" / "degraded" / "haze" / "manifest.parquet")
     assert '"strength"' in haze.params.iloc[0]  # the user-defined degradation ran with its params
@@ -525,10 +501,44 @@ def test_editing_one_degradation_reruns_only_it(built):
     assert all("jpeg" in w.split("=")[1].split("+") for w in trained)  # models without jpeg are kept
 
 
+REPORTED = {  # figure or page -> the target that builds it
+    "heatmap.png": "similarity_matrix",
+    "search.png": "final_models",
+    "table1.png": "final_models",
+    "table1.html": "final_models",
+    "confusion.png": "selection_report",
+    "prediction.png": "selection_report",
+    "ood.png": "selection_report",
+    "summary.html": "selection_report",
+    "table2.png": "similarity_validation",
+    "table2.html": "similarity_validation",
+    "premise.png": "similarity_validation",
+}
+
+
+def report_files(workdir: Path, tmp_path: Path) -> set[str]:
+    """`snakemake --report report.zip` in ``workdir``: the names of the figures and pages in it."""
+    result = snakemake(workdir, "--report", str(tmp_path / "report.zip"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    with zipfile.ZipFile(tmp_path / "report.zip") as report:
+        names = {Path(n).name for n in report.namelist()}
+        front = next(report.read(n).decode() for n in report.namelist() if n.endswith("report.html"))
+    assert "which image degradations can share one restoration model" in front  # report/workflow.rst
+    return names & set(REPORTED)
+
+
+def test_report_after_all_has_every_figure_and_page(built, tmp_path):
+    assert report_files(built, tmp_path) == set(REPORTED)
+    page = (built / "results" / "final" / "table1.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<table>") >= 1 and "psnr_upper" in page
+
+
 def test_same_config_same_bytes(built, tmp_path):
     again = make_project(tmp_path / "again", TINY)
     result = snakemake(again, "--cores", "2", "similarity_matrix")
     assert result.returncode == 0, result.stdout + result.stderr
+    # the report after one target holds what it built, and does not fail on the other targets' figures
+    assert report_files(again, tmp_path) == {"heatmap.png"}
     for name in TINY["degradations"]:
         a = pd.read_parquet(built / "results" / "degraded" / name / "manifest.parquet")
         b = pd.read_parquet(again / "results" / "degraded" / name / "manifest.parquet")

@@ -44,7 +44,7 @@ import pandas as pd
 
 from .. import io, tables
 from ..config import config_section
-from .names import group_members, group_name
+from .names import SEPARATOR, group_members, group_name
 from .planner import Planner, SearchResult, rank_groups
 
 
@@ -176,11 +176,96 @@ def finish(
     }
 
 
+def wrap_group(name: str, width: int = 24) -> str:
+    """A group's name on several lines, each new one starting at a ``+`` (joined again, the lines
+    give the name), so that no line passes ``width`` characters unless one member's name does."""
+    lines = [""]
+    for k, member in enumerate(group_members(name)):
+        piece = member if k == 0 else SEPARATOR + member
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append(piece)
+        else:
+            lines[-1] += piece
+    return "\n".join(lines)
+
+
+def place_labels(ax, xy: np.ndarray, texts: list[str], radii: list[float], fontsize: float = 6.5) -> list:
+    """Annotate each point ``xy[i]`` (data coordinates; its marker ``radii[i]`` points) with
+    ``texts[i]``, greedily: the most crowded points first, each label at the nearest of a ring of
+    offsets where it stays inside the axes, overlaps neither a label placed before nor a marker and
+    is nearer its own point than any other (the least overlap where none is free), joined to its
+    point by a thin line when set apart.
+
+    Lay the figure out and fix the axes' limits first: the offsets are measured on the figure as it
+    is then (in points, so a save at another dpi keeps them)."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    px = fig.dpi / 72
+    centres = ax.transData.transform(xy) if len(xy) else np.zeros((0, 2))
+    markers = [Bbox.from_bounds(x - r * px, y - r * px, 2 * r * px, 2 * r * px) for (x, y), r in zip(centres, radii)]
+
+    def shared(a, b) -> float:
+        box = Bbox.intersection(a, b)
+        return 0.0 if box is None else box.width * box.height
+
+    def reach(box, point) -> float:
+        """How far ``point`` is from ``box`` (display units)."""
+        return float(
+            np.hypot(max(box.x0 - point[0], 0, point[0] - box.x1), max(box.y0 - point[1], 0, point[1] - box.y1))
+        )
+
+    near = [sum(np.hypot(*(centres - c).T) < 60 * px) for c in centres]
+    directions = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
+    ha = {1: "left", 0: "center", -1: "right"}
+    va = {1: "bottom", 0: "center", -1: "top"}
+    placed, annotations = [], [None] * len(texts)
+    for i in sorted(range(len(texts)), key=lambda i: -near[i]):
+        label = ax.annotate(texts[i], xy[i], xytext=(0, 0), textcoords="offset points", fontsize=fontsize)
+        best = None
+        for gap in (2, 8, 16, 26, 38, 52, 68):
+            for dx, dy in directions:
+                step = radii[i] + gap
+                slant = 2**0.5 if dx and dy else 1.0
+                label.xyann = (dx * step / slant, dy * step / slant)
+                label.set_horizontalalignment(ha[dx])
+                label.set_verticalalignment(va[dy])
+                label.update_positions(renderer)
+                box = Text.get_window_extent(label, renderer)  # the text alone
+                outside = box.width * box.height - shared(box, frame)
+                cost = 10 * outside + sum(shared(box, b) for b in placed)
+                cost += sum(shared(box, m) for j, m in enumerate(markers) if j != i)
+                # a label about as near another point as its own could be read as that one's
+                own = reach(box, centres[i]) + 4 * px
+                cost += sum(1.0 for j, c in enumerate(centres) if j != i and reach(box, c) < own)
+                if best is None or cost < best[0]:
+                    best = (cost, label.xyann, ha[dx], va[dy], gap, box)
+            if best[0] == 0:
+                break
+        cost, offset, h, v, gap, box = best
+        label.remove()
+        line = (
+            {"arrowstyle": "-", "color": "grey", "lw": 0.5, "shrinkA": 1, "shrinkB": radii[i]}
+            if gap > 2 or cost
+            else None
+        )
+        label = ax.annotate(
+            texts[i], xy[i], xytext=offset, textcoords="offset points", fontsize=fontsize, ha=h, va=v, arrowprops=line
+        )
+        placed.append(box)
+        annotations[i] = label
+    return annotations
+
+
 def plot_search(verified: pd.DataFrame, delta: float, path: str | Path) -> None:
     """Each verified group's drop against its mean similarity distance, the delta line across:
-    how well the ranking heuristic predicted the trainings' outcome."""
+    how well the ranking heuristic predicted the trainings' outcome. Each point is labelled with its
+    group (wrapped at the ``+``), the labels placed clear of one another where there is room."""
     plt = io.pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(8.6, 5.6), layout="constrained")
     for feasible, colour in ((True, "tab:green"), (False, "tab:red")):
         rows = verified[verified.feasible == feasible]
         ax.scatter(
@@ -191,16 +276,22 @@ def plot_search(verified: pd.DataFrame, delta: float, path: str | Path) -> None:
             alpha=0.8,
             label="feasible" if feasible else "infeasible",
         )
-        for row in rows.itertuples():
-            ax.annotate(
-                f"r{row.round}", (row.mean_distance, row.dP), fontsize=7, xytext=(3, 3), textcoords="offset points"
-            )
     ax.axhline(delta, color="grey", linestyle="--", label=f"delta = {delta:g} dB")
+    ax.margins(x=0.18, y=0.15)  # room for the labels of the outermost points
     ax.set_xlabel("mean pairwise distance of the group (log KL)")
     ax.set_ylabel("dP = max drop vs single-task (dB)")
     ax.set_title(f"Grouping search: {len(verified)} verified groups (marker size = group size)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    fig.draw_without_rendering()  # the layout and the limits, fixed before the labels are placed
+    ax.set_xlim(ax.get_xlim())
+    ax.set_ylim(ax.get_ylim())
+    fig.set_layout_engine("none")
+    place_labels(
+        ax,
+        verified[["mean_distance", "dP"]].to_numpy(dtype=float),
+        [wrap_group(g) for g in verified.group],
+        [float(np.sqrt(20 + 12 * k) / 2) for k in verified["size"]],
+    )
     io.save_figure(fig, path)
 
 

@@ -33,6 +33,8 @@ try:
     CONFIG = validate_config(config)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
+# The report's pages (report/*.rst) read `snakemake.config`: give them the defaults filled in too.
+config.update(CONFIG)
 
 
 # Every file a rule writes lies under one of these folders of the working directory (names in
@@ -117,10 +119,22 @@ def function_files(entries):
     return user_files(file for file in files if file)
 
 
+def report_if_built(path, caption, category):
+    """report() for a figure or page only once it exists. `snakemake --report` re-reads the
+    workflow, so what a run built is registered; what it did not build yet (after one target such
+    as similarity_matrix, the search's plot) is left out instead of failing the whole report.
+    """
+    if not os.path.exists(path):
+        return path
+    return report(path, caption=caption, category=category)
+
+
 def side_by_side_threads(most):
-    """Threads per job where many independent jobs wait (trainings, evaluations, GGD fits): half the
-    cores given to a local run, at most `most`, so two such jobs run at once. Small CPU models
-    scale poorly over threads: on 2 cores two 1-thread trainings finish in 1.4x less time than
+    """Threads per job where many independent jobs wait (trainings, evaluations, GGD fits, and
+    the sets they need): half the cores given to a local run, at most `most`, so two such jobs run
+    at once. (All of them alike: a job wanting every core would wait behind a stream of
+    half-core jobs, whatever its priority, since two cores are never free at once.) Small CPU models
+    scale poorly over threads: on 2 cores two 1-thread trainings side by side finish 1.35x sooner than
     the same two run one after the other with 2 threads each (bench/RESULTS.md). A cluster run
     (no --cores) gets `most` per job."""
     cores = workflow.global_resources.get("_cores")
@@ -531,7 +545,10 @@ def validation_test_set():
 
 
 # The search is a chain of one verification at a time; on a machine that runs two jobs at once,
-# the jobs only the validation needs should fill the other slot, not delay the chain.
+# the jobs only the validation or the selection need should fill the other slot, not delay the
+# chain. So priority 1 goes to everything on the way to the chain (clean and degraded sets, the
+# crop store, the similarity GGD fits, the single-task trainings) and to the chain itself; 0 to
+# the rest. (A rule's priority is not inherited by the jobs it waits for: each rule sets its own.)
 VALIDATION_ONLY_GROUPS = {MIX_ALL, *VALIDATION_GROUPS} - set(
     upper_bound_groups(DEGRADATIONS)
 )

@@ -10,10 +10,12 @@ rule clean_images:
         images=directory("results/clean/images"),
     log:
         "logs/clean_images.log",
+    # Clean sets, degraded sets and the crop store come before everything (see get_search_priority).
+    priority: 1
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     # Files are checked in parallel; a user's file that needs no conversion is not copied.
-    threads: 8
+    threads: side_by_side_threads(8)
     params:
         images=get_images_json,
         dataset="similarity",

@@ -13,8 +13,9 @@ rule degrade:
         "logs/degrade/{degradation}.log",
     benchmark:
         "benchmarks/degrade/{degradation}.tsv"
+    priority: 1
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     params:
         entry=get_degradation_entry,
         dataset="similarity",

@@ -13,7 +13,7 @@ rule train_descriptor:
     benchmark:
         "benchmarks/train_descriptor.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     threads: 8
     resources:
         gpu=1,

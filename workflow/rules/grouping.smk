@@ -18,9 +18,10 @@ rule grouping_candidates:
         "results/grouping/candidates.parquet",
     log:
         "logs/grouping/candidates.log",
+    priority: 1
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     params:
         degradations=DEGRADATIONS,
     shell:
@@ -37,9 +38,10 @@ checkpoint grouping_round:
         "results/grouping/rounds/{round}.parquet",
     log:
         "logs/grouping/round_{round}.log",
+    priority: 1
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     params:
         degradations=DEGRADATIONS,
         grouping=get_grouping_json,
@@ -58,7 +60,7 @@ rule grouping_result:
         verified="results/grouping/verified.parquet",
         drops="results/grouping/drops.parquet",
         partitions="results/grouping/partitions.parquet",
-        plot=report(
+        plot=report_if_built(
             "results/grouping/search.png",
             caption="../report/search.rst",
             category="Grouping",
@@ -66,9 +68,10 @@ rule grouping_result:
         groups="results/final/groups.parquet",
     log:
         "logs/grouping/result.log",
+    priority: 1
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     params:
         degradations=DEGRADATIONS,
         grouping=get_grouping_json,
@@ -90,7 +93,7 @@ rule final_group_models:
         "logs/final/models.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     params:
         models=get_final_model_args,
         grouping=get_grouping_json,
@@ -110,22 +113,27 @@ rule table1:
     output:
         table="results/final/table1.parquet",
         markdown="results/final/table1.md",
-        chart=report(
+        chart=report_if_built(
             "results/final/table1.png",
             caption="../report/table1.rst",
+            category="Grouping",
+        ),
+        html=report_if_built(
+            "results/final/table1.html",
+            caption="../report/table1_table.rst",
             category="Grouping",
         ),
     log:
         "logs/final/table1.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     params:
         baselines=get_baseline_args,
     shell:
         "python -m grids.report table1 --groups {input.groups:q} --eval {input.evals:q}"
         " {params.baselines:q} --table {output.table:q} --markdown {output.markdown:q}"
-        " --chart {output.chart:q} > {log:q} 2>&1"
+        " --chart {output.chart:q} --html {output.html:q} > {log:q} 2>&1"
 
 
 rule final_models:

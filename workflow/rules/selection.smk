@@ -12,8 +12,9 @@ rule selection_reference_set:
         "logs/selection/references_{degradation}.log",
     benchmark:
         "benchmarks/selection/references_{degradation}.tsv"
+    priority: 0
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     threads: side_by_side_threads(4)
     resources:
         mem_mb=8000,
@@ -46,7 +47,7 @@ rule selection_references:
     # Concatenating Parquet files is bookkeeping: next to Snakemake, not a cluster job.
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     shell:
         "python -m grids.selection combine --references {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -68,17 +69,22 @@ rule selection_tables:
         unseen="results/selection/unseen.parquet",
         drop_fit="results/selection/drop_fit.parquet",
         summary="results/selection/summary.md",
-        confusion=report(
+        summary_html=report_if_built(
+            "results/selection/summary.html",
+            caption="../report/selection_summary.rst",
+            category="Selection",
+        ),
+        confusion=report_if_built(
             "results/selection/confusion.png",
             caption="../report/confusion.rst",
             category="Selection",
         ),
-        scatter=report(
+        scatter=report_if_built(
             "results/selection/prediction.png",
             caption="../report/prediction.rst",
             category="Selection",
         ),
-        ood_plot=report(
+        ood_plot=report_if_built(
             "results/selection/ood.png",
             caption="../report/ood.rst",
             category="Selection",
@@ -88,7 +94,7 @@ rule selection_tables:
     benchmark:
         "benchmarks/selection/report.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     threads: 4
     resources:
         gpu=1,
@@ -108,6 +114,7 @@ rule selection_tables:
         " --threads {threads} --divergences {output.divergences:q} --accuracy {output.accuracy:q}"
         " --scores {output.scores:q} --prediction {output.prediction:q} --ood {output.ood:q}"
         " --unseen-table {output.unseen:q} --drop-fit {output.drop_fit:q} --summary {output.summary:q}"
+        " --summary-html {output.summary_html:q}"
         " --confusion {output.confusion:q} --scatter {output.scatter:q} --ood-plot {output.ood_plot:q}"
         " > {log:q} 2>&1"
 

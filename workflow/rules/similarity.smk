@@ -14,7 +14,7 @@ rule ggd_fit:
     # The search starts from this matrix (see get_search_priority).
     priority: 1
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     threads: side_by_side_threads(4)
     resources:
         mem_mb=8000,
@@ -34,7 +34,7 @@ rule similarity_tables:
     output:
         ggd="results/similarity/ggd.parquet",
         matrix="results/similarity/matrix.parquet",
-        heatmap=report(
+        heatmap=report_if_built(
             "results/similarity/heatmap.png",
             caption="../report/heatmap.rst",
             category="Similarity",
@@ -42,10 +42,11 @@ rule similarity_tables:
         heatmap_svg="results/similarity/heatmap.svg",
     log:
         "logs/similarity/matrix.log",
+    priority: 1
     # Seconds of table work: on a cluster it runs next to Snakemake, not waiting for a Slurm slot.
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     shell:
         "python -m grids.similarity matrix --ggd {input:q} --ggd-table {output.ggd:q} --matrix {output.matrix:q}"
         " --heatmap {output.heatmap:q} --heatmap-svg {output.heatmap_svg:q} > {log:q} 2>&1"

@@ -28,9 +28,10 @@ rule train_store:
         "logs/train_store.log",
     benchmark:
         "benchmarks/train_store.tsv"
+    priority: 1
     conda:
-        "../../environment.yml"
-    threads: 8
+        "../envs/grids.yaml"
+    threads: side_by_side_threads(8)
     params:
         arrays=lambda wildcards, output: os.path.join(
             os.path.dirname(output.index), "arrays"
@@ -86,7 +87,7 @@ rule train:
         "benchmarks/train/{group}.tsv"
     priority: get_search_priority
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     threads: side_by_side_threads(4)
     resources:
         gpu=1,
@@ -119,7 +120,7 @@ rule evaluate:
         "benchmarks/eval/{group}.tsv"
     priority: get_search_priority
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     threads: side_by_side_threads(4)
     resources:
         gpu=1,
@@ -165,7 +166,7 @@ rule import_baseline:
         "logs/baselines/import_{published}.log",
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     params:
         arch=lambda wildcards: PUBLISHED_BASELINES[wildcards.published]["arch"],
         arch_kwargs=get_published_arch_kwargs,
@@ -194,10 +195,11 @@ rule upper_bounds_table:
         summary="results/upper_bounds/summary.md",
     log:
         "logs/upper_bounds.log",
+    priority: 1
     # Seconds of table work: on a cluster it runs next to Snakemake, not waiting for a Slurm slot.
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     shell:
         "python -m grids.report upper-bounds --eval {input:q} --table {output.table:q}"
         " --summary {output.summary:q} > {log:q} 2>&1"

@@ -9,7 +9,7 @@ rule untrained_descriptor:
     log:
         "logs/validation/untrained_descriptor.log",
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     params:
         seed=CONFIG["seed"],
     shell:
@@ -45,7 +45,7 @@ rule validation_matrix:
     # Concatenating and correlating tables is bookkeeping: next to Snakemake, not a cluster job.
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     shell:
         "python -m grids.validation matrix --ggd {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -60,14 +60,19 @@ rule validation_tables:
         table2="results/validation/table2.parquet",
         drops="results/validation/drops.parquet",
         table2_md="results/validation/table2.md",
-        table2_png=report(
+        table2_html=report_if_built(
+            "results/validation/table2.html",
+            caption="../report/table2_table.rst",
+            category="Similarity validation",
+        ),
+        table2_png=report_if_built(
             "results/validation/table2.png",
             caption="../report/table2.rst",
             category="Similarity validation",
         ),
         premise="results/validation/premise.parquet",
         premise_groups="results/validation/premise_groups.parquet",
-        premise_png=report(
+        premise_png=report_if_built(
             "results/validation/premise.png",
             caption="../report/premise.rst",
             category="Similarity validation",
@@ -77,7 +82,7 @@ rule validation_tables:
     # Concatenating and correlating tables is bookkeeping: next to Snakemake, not a cluster job.
     localrule: True
     conda:
-        "../../environment.yml"
+        "../envs/grids.yaml"
     params:
         experiments=json.dumps(VALIDATION["experiments"], sort_keys=True),
         # Every trained model, each once (the search may have verified an experiment's group).
@@ -92,7 +97,7 @@ rule validation_tables:
         " --degradations {params.degradations:q} --eval {params.evals:q} --verified {input.verified:q}"
         " {params.variants:q} --test-set {params.test_set:q} --bootstrap {params.bootstrap:q}"
         " --seed {params.seed:q} --table2 {output.table2:q} --drops {output.drops:q}"
-        " --table2-md {output.table2_md:q} --table2-png {output.table2_png:q}"
+        " --table2-md {output.table2_md:q} --table2-html {output.table2_html:q} --table2-png {output.table2_png:q}"
         " --premise {output.premise:q} --premise-groups {output.premise_groups:q}"
         " --premise-png {output.premise_png:q} > {log:q} 2>&1"
 

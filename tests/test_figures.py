@@ -1,0 +1,217 @@
+"""The figures a user review found defective, drawn from small synthetic tables: the heatmap's title
+and colour-bar label fit the figure, every category of the prediction plot has its own colour and
+marker, the search plot labels each point with its group, and Table 1's legend covers no bar."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
+
+from grids import io, tables
+from grids.grouping.names import group_name
+from grids.grouping.rounds import plot_search
+from grids.report import plot_table1
+from grids.selection_report import plot_prediction
+from grids.similarity import plot_heatmap
+
+
+@pytest.fixture
+def saved(monkeypatch):
+    """The figures the plot functions hand to ``io.save_figure``, in order (written as usual)."""
+    figures = []
+    save = io.save_figure
+
+    def record(fig, *paths, **kwargs):
+        figures.append(fig)
+        save(fig, *paths, **kwargs)
+
+    monkeypatch.setattr(io, "save_figure", record)
+    return figures
+
+
+def drawn(fig):
+    """``fig`` laid out and drawn as it is saved (on Agg: saving closed it); its renderer."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def inside(extent: Bbox, frame: Bbox, tolerance: float = 0.5) -> bool:
+    return (
+        extent.x0 >= frame.x0 - tolerance
+        and extent.y0 >= frame.y0 - tolerance
+        and extent.x1 <= frame.x1 + tolerance
+        and extent.y1 <= frame.y1 + tolerance
+    )
+
+
+def overlap(a: Bbox, b: Bbox) -> float:
+    """The area two extents share (0 when they only touch or are apart)."""
+    box = Bbox.intersection(a, b)
+    return 0.0 if box is None else max(0.0, box.width) * max(0.0, box.height)
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+
+
+def matrix_table(names: list[str], seed: int = 0) -> pd.DataFrame:
+    """A ``similarity_matrix`` table of ``names``: symmetric distances, zero on the diagonal."""
+    rng = np.random.default_rng(seed)
+    points = rng.random((len(names), 3)) * 3
+    d = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    rows = [[a, b, 0.1, d[i, j], d[i, j]] for i, a in enumerate(names) for j, b in enumerate(names)]
+    return pd.DataFrame(rows, columns=tables.columns("similarity_matrix"))
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 30])
+def test_heatmap_title_and_colour_bar_label_fit_the_figure(saved, tmp_path, n):
+    names = ["clean", "gaussian_blur", "jpeg", "salt_pepper", *(f"degradation_{k:02d}" for k in range(n))][:n]
+    title = "Degradation similarity (descriptor features; smaller = more similar)"  # what build_matrix passes
+    plot_heatmap(matrix_table(names), tmp_path / "heatmap.png", tmp_path / "heatmap.svg", title=title)
+    assert_png(tmp_path / "heatmap.png")
+    assert "log-KL" in (tmp_path / "heatmap.svg").read_text()
+    (fig,) = saved
+    renderer = drawn(fig)
+    ax, bar = fig.axes  # the heatmap and its colour bar
+    assert " ".join(ax.title.get_text().split()) == title  # wrapped at most, never cut
+    label = bar.yaxis.label
+    assert label.get_text() == "log-KL distance (symmetrised)"
+    for artist in [ax.title, label, *ax.get_xticklabels(), *ax.get_yticklabels()]:
+        extent = artist.get_window_extent(renderer)
+        assert inside(extent, fig.bbox), (artist.get_text(), extent, fig.bbox)
+    assert overlap(ax.title.get_window_extent(renderer), ax.get_window_extent(renderer)) == 0
+
+
+def accuracy_table(seen: int, unseen: int, images: int = 3) -> pd.DataFrame:
+    """A ``selection_accuracy`` table: ``seen`` trained degradations, then ``unseen`` ones."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for k in range(seen + unseen):
+        is_seen = k < seen
+        name = f"degradation_{k:02d}" if is_seen else f"unseen_{k:02d}"
+        group = name if is_seen else ""
+        for i in range(images):
+            score = float(rng.random() * 2)
+            psnr = float(20 + rng.random() * 10)
+            rows.append(
+                ["heldout", name, f"img{i}", is_seen, group, name, is_seen, score, score, score <= 1.0, 0.1]
+                + [psnr, psnr if is_seen else np.nan, psnr if is_seen else np.nan]
+            )
+    return pd.DataFrame(rows, columns=tables.columns("selection_accuracy"))
+
+
+def marker_key(collection) -> tuple:
+    """What tells a scatter's points apart: face and edge colour and the marker's shape."""
+    path = collection.get_paths()[0]
+    colours = [tuple(np.round(c, 3)) for c in (collection.get_facecolor(), collection.get_edgecolor()) for c in c[:1]]
+    return (*colours, np.round(path.vertices, 3).tobytes(), None if path.codes is None else path.codes.tobytes())
+
+
+@pytest.mark.parametrize(("seen", "unseen"), [(12, 0), (10, 2), (20, 4)])
+def test_prediction_gives_every_degradation_its_own_colour_and_marker(saved, tmp_path, seen, unseen):
+    accuracy = accuracy_table(seen, unseen)
+    plot_prediction(accuracy, "knn", 1.0, tmp_path / "prediction.png")
+    assert_png(tmp_path / "prediction.png")
+    (fig,) = saved
+    renderer = drawn(fig)
+    (ax,) = fig.axes
+    keys = [marker_key(c) for c in ax.collections]
+    assert len(keys) == seen + unseen
+    assert len(set(keys)) == len(keys), "two degradations are drawn alike"
+    legends = [*fig.legends, *filter(None, [ax.get_legend()])]
+    (legend,) = legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert all(any(label.startswith(name) for label in labels) for name in accuracy.degradation.unique())
+    assert sum("(unseen)" in label for label in labels) == unseen
+    extent = legend.get_window_extent(renderer)
+    assert inside(extent, fig.bbox)
+    assert overlap(extent, ax.get_window_extent(renderer)) == 0  # the legend hides no point
+    assert inside(ax.title.get_window_extent(renderer), fig.bbox)
+
+
+def verified_table() -> pd.DataFrame:
+    """A ``grouping_verified`` table: a long group, and two groups at almost the same place."""
+    groups = [
+        ["gaussian_noise", "inpainting"],
+        ["defocus_blur", "gaussian_blur"],
+        ["jpeg", "sr"],
+        ["jpeg", "rl"],
+        ["defocus_blur", "gaussian_blur", "motion_blur", "ringing", "rl", "sr"],
+        ["gaussian_noise", "salt_pepper"],
+        ["rain", "haze"],
+        ["low_light", "colour_cast"],
+    ]
+    mean_distance = [4.8, 4.31, 4.57, 4.70, 3.37, 4.50, 3.05, 3.08]
+    dP = [2.54, 0.11, 0.11, 0.49, 0.31, 2.39, 0.08, 0.09]
+    rows = [[group_name(m), len(m), x, y, y <= 0.7, r] for r, (m, x, y) in enumerate(zip(groups, mean_distance, dP))]
+    return pd.DataFrame(rows, columns=tables.columns("grouping_verified"))
+
+
+def test_search_labels_each_point_with_its_group(saved, tmp_path):
+    verified = verified_table()
+    plot_search(verified, 0.7, tmp_path / "search.png")
+    assert_png(tmp_path / "search.png")
+    (fig,) = saved
+    renderer = drawn(fig)
+    (ax,) = fig.axes
+    texts = [t.get_text() for t in ax.texts]
+    assert sorted("".join(t.split()) for t in texts) == sorted(verified.group)  # wrapped at most
+    assert not any(t.startswith("r") and t[1:].isdigit() for t in texts)
+    extents = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the text, not its leader line
+    for extent in extents:
+        assert inside(extent, fig.bbox)
+    for a, b in itertools.combinations(range(len(extents)), 2):
+        assert overlap(extents[a], extents[b]) == 0, (texts[a], texts[b])
+
+
+def table1_table(test_sets: list[str], degradations: list[str], baselines: list[str]) -> pd.DataFrame:
+    """A ``table1`` table whose bars all but reach the top of the axes (little headroom anywhere)."""
+    rows = []
+    for test_set in test_sets:
+        for k, name in enumerate([*degradations, "average"]):
+            values = [30.0 - 0.02 * j for j in range(len(baselines) + 3)]
+            if k == 1:
+                values[1] = 20.0  # one low bar: the y-range is wide, so the top margin is thin
+            rows.append([test_set, name, name, *values, values[-1] - values[0], values[-1] - values[1]])
+    return pd.DataFrame(rows, columns=tables.columns("table1", baseline=baselines))
+
+
+@pytest.mark.parametrize(
+    ("test_sets", "degradations", "baselines"),
+    [
+        (["heldout"], ["blur", "jpeg", "noise"], []),
+        (["div2k", "urban"], ["blur", "jpeg", "noise", "sr", "rain"], ["realesrnet", "swinir", "restormer"]),
+        (["heldout"], [f"degradation_{k:02d}" for k in range(12)], ["realesrnet"]),
+    ],
+)
+def test_table1_legend_covers_no_bar(saved, tmp_path, test_sets, degradations, baselines):
+    table = table1_table(test_sets, degradations, baselines)
+    plot_table1(table, tmp_path / "table1.png", published=baselines[:1])
+    assert_png(tmp_path / "table1.png")
+    (fig,) = saved
+    renderer = drawn(fig)
+    legends = [*fig.legends, *filter(None, (ax.get_legend() for ax in fig.axes))]
+    assert legends
+    models = ["upper", "mixall", *baselines, "grids"]
+    for legend in legends:
+        labels = [t.get_text() for t in legend.get_texts()]
+        assert [label.rstrip("†") for label in labels] == models
+        if baselines:
+            assert labels[2] == f"{baselines[0]}†"  # the published one is marked
+        extent = legend.get_window_extent(renderer)
+        assert inside(extent, fig.bbox)
+        for ax in fig.axes:
+            assert inside(ax.title.get_window_extent(renderer), fig.bbox)
+            assert overlap(extent, ax.title.get_window_extent(renderer)) == 0
+            bars = list(ax.patches)
+            assert len(bars) == len(models) * (len(degradations) + 1)
+            for bar in bars:
+                assert overlap(extent, bar.get_window_extent(renderer)) == 0, (legend, bar)
