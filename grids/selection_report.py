@@ -217,7 +217,7 @@ def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) 
     plt = io.pyplot()
     names = list(dict.fromkeys(accuracy.degradation))
     counts = pd.crosstab(accuracy.degradation, accuracy.chosen_group).reindex(index=names, columns=groups, fill_value=0)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(groups), 1.2 + 0.45 * len(names)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 0.9 * len(groups)), 1.6 + 0.45 * len(names)))
     ax.imshow(counts.to_numpy(), cmap="Blues", aspect="auto")
     truth = dict(zip(accuracy.degradation, accuracy.true_group))
     for i, name in enumerate(names):
@@ -226,10 +226,17 @@ def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) 
             if truth[name] == group:  # unseen degradations have no true group
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="tab:orange", lw=2))
     ax.set_xticks(range(len(groups)), [g.replace("+", "+\n") for g in groups], fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
+    unseen = set(accuracy.degradation[~accuracy.seen])
+    ax.set_yticks(range(len(names)), [f"{n} (unseen)" if n in unseen else n for n in names], fontsize=8)
     ax.set_xlabel("chosen group")
     ax.set_ylabel("true degradation")
-    ax.set_title(f"Model selection: {accuracy.correct.mean():.0%} correct (orange: the true group)")
+    # an unseen degradation has no true group: the accuracy is over the trained degradations' images
+    seen = accuracy[accuracy.seen]
+    ax.set_title(
+        f"Model selection: {seen.correct.mean():.0%} of {len(seen)} images\n"
+        "of trained degradations get their group\n(orange: the true group)",
+        fontsize=10,
+    )
     fig.tight_layout()
     io.save_figure(fig, path)
 

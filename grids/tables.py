@@ -540,6 +540,7 @@ def markdown() -> str:
         "",
         "```python",
         "from grids.io import load_png, read_manifest",
+        "",
         'm = read_manifest("/path/to/project/results/degraded/jpeg/manifest.parquet")  # paths joined to its folder',
         "image = load_png(m.path[0])",
         "```",

@@ -17,7 +17,7 @@ from grids import io, tables
 from grids.grouping.names import group_name
 from grids.grouping.rounds import plot_search
 from grids.report import plot_table1
-from grids.selection_report import plot_prediction
+from grids.selection_report import plot_confusion, plot_prediction
 from grids.similarity import plot_heatmap
 
 
@@ -215,3 +215,20 @@ def test_table1_legend_covers_no_bar(saved, tmp_path, test_sets, degradations, b
             assert len(bars) == len(models) * (len(degradations) + 1)
             for bar in bars:
                 assert overlap(extent, bar.get_window_extent(renderer)) == 0, (legend, bar)
+
+
+def test_confusion_counts_only_trained_degradations_in_its_accuracy(saved, tmp_path):
+    """Unseen degradations have no true group: they are rows of the figure, not misses."""
+    accuracy = accuracy_table(4, 3)
+    assert accuracy.correct[accuracy.seen].all() and not accuracy.correct[~accuracy.seen].any()
+    groups = list(dict.fromkeys(accuracy.true_group[accuracy.seen]))
+    plot_confusion(accuracy, groups, tmp_path / "confusion.png")
+    assert_png(tmp_path / "confusion.png")
+    (fig,) = saved
+    renderer = drawn(fig)
+    (ax,) = fig.axes
+    seen = int(accuracy.seen.sum())
+    assert ax.get_title().startswith(f"Model selection: 100% of {seen} images\nof trained degradations")
+    assert inside(ax.title.get_window_extent(renderer), fig.bbox)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert sum(label.endswith("(unseen)") for label in labels) == 3
