@@ -15,6 +15,7 @@ import site
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -23,8 +24,10 @@ import pytest
 from test_commands import ROOT, copy_checkout
 
 
-def run(*command, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=900, **kwargs)
+def run(*command, cwd=None, **kwargs) -> subprocess.CompletedProcess:
+    # never from the checkout: `python -c` puts the working directory first on sys.path
+    cwd = cwd or Path(tempfile.gettempdir())
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=900, cwd=cwd, **kwargs)
     assert result.returncode == 0, f"{command}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -67,7 +70,7 @@ def test_wheel_metadata_and_contents(built):
 
 def test_jobs_import_the_checkout_without_an_install(built):
     python, venv = built["python"], built["venv"]
-    hidden = subprocess.run([python, "-c", "import grids"], capture_output=True, text=True)
+    hidden = subprocess.run([python, "-c", "import grids"], capture_output=True, text=True, cwd=built["tmp"])
     assert hidden.returncode != 0, "grids is importable in the fresh venv before any install: the test means nothing"
     work = built["tmp"] / "work"
     (work / "config").mkdir(parents=True)
