@@ -23,7 +23,6 @@ Output (long): one row per test image, table ``eval`` of :mod:`grids.tables`.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -41,10 +40,9 @@ from .stage import add_test_set_argument, pick_device, test_set_manifests
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) of two 8-bit images; identical images get inf (skimage would warn dividing by 0)."""
-    if np.array_equal(a, b):
-        return math.inf
-    return float(peak_signal_noise_ratio(a, b, data_range=255))
+    """PSNR (dB) of two 8-bit images; identical images get inf (skimage divides by a zero MSE)."""
+    with np.errstate(divide="ignore"):
+        return float(peak_signal_noise_ratio(a, b, data_range=255))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

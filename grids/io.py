@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import html
 import os
 import shutil
 import tempfile
@@ -255,8 +256,6 @@ def write_markdown(path: str | Path, text: str, html_path: str | Path | None = N
         tmp.write_text(text)
     if html_path is None:
         return
-    import html
-
     from markdown_it import MarkdownIt
 
     body = MarkdownIt("commonmark").enable("table").render(text)
