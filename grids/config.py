@@ -67,7 +67,17 @@ DEFAULT_TRAINING = {
     "checkpoint_every": 100,
     "compile": False,
 }
-DEFAULT_GROUPING = {"delta": 0.7, "strategy": "lazy", "probes_per_round": 1, "test_set": None, "all_partitions": False}
+DEFAULT_GROUPING = {
+    "delta": 0.7,
+    "strategy": "lazy",
+    "probes_per_round": 1,
+    "test_set": None,
+    "all_partitions": False,
+    "decision": "conservative",
+    "min_gain": 0.5,
+    "bootstrap": 1000,
+    "replicates": {"degradations": None, "seeds": 2},
+}
 DEFAULT_SELECTION = {
     "reference": "signature",
     "statistic": "nearest",
@@ -98,8 +108,8 @@ DEFAULT_VALIDATION = {
     "variants": ["method", "rb16", "untrained", "sift"],
     "bootstrap": 1000,
 }
-RESERVED_SET_NAMES = {"clean"}
-TABLE1_NAMES = {"upper", "mixall", "grids"}  # Table 1's own psnr_* columns: not baseline names
+RESERVED_SET_NAMES = {"clean", "input"}  # the clean set; the degraded input scored as a model (the identity)
+TABLE1_NAMES = {"input", "upper", "mixall", "grids"}  # Table 1's own psnr_* columns: not baseline names
 # Keyword arguments of each backbone (kept here so the config is checked without importing torch;
 # tests/test_archs.py checks them against the classes' signatures).
 ARCH_PARAMETERS = {
@@ -244,6 +254,7 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
             f"config key grouping.test_set: {grouping['test_set']!r} is not one of training.test_sets "
             f"({', '.join(training['test_sets'])})"
         )
+    grouping["replicates"] = _replicates(grouping["replicates"], list(config["degradations"]))
     _check_same_size(training, "training")
     config["baselines"] = dict(config.get("baselines") or {})
     for name, overrides in config["baselines"].items():
@@ -287,7 +298,10 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
 
     for name, entry in config["degradations"].items():
         if name in RESERVED_SET_NAMES:
-            raise ConfigError(f"config key degradations.{name}: the name {name!r} is reserved for the clean set")
+            raise ConfigError(
+                f"config key degradations.{name}: the name {name!r} is reserved (clean: the clean image set; "
+                "input: the degraded input scored as a model)"
+            )
         config["degradations"][name] = _resolve_degradation(name, entry, f"degradations.{name}", base_dir)
     validation = config["validation"] = {**DEFAULT_VALIDATION, **config.get("validation", {})}
     validation["experiments"] = dict(validation["experiments"] or {})
@@ -312,6 +326,17 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     if strangers:
         raise ConfigError(f"config key selection.near_misses: {strangers} not in selection.unseen")
     return config
+
+
+def _replicates(given: dict, degradations: list[str]) -> dict:
+    """``grouping.replicates`` with its defaults: null degradations are the first three configured."""
+    replicates = {**DEFAULT_GROUPING["replicates"], **given}
+    if replicates["degradations"] is None:
+        replicates["degradations"] = degradations[:3]
+    strangers = [name for name in replicates["degradations"] if name not in degradations]
+    if strangers:
+        raise ConfigError(f"config key grouping.replicates.degradations: {strangers} not among `degradations`")
+    return replicates
 
 
 def training_recipe(config: dict[str, Any]) -> dict[str, Any]:

@@ -44,11 +44,24 @@ EMBEDDED_PHOTOS: dict[str, tuple[str, str]] = {
 }
 
 
+# The descriptor's held-out photos, shipped in grids/assets/photos (CC licences in its manifest.csv):
+# the shipped descriptor never trained on them (train_descriptor holds out every len/3-th photo),
+# so they can serve as test images. 512 px on the long side.
+SHIPPED_TEST_PHOTOS: dict[str, tuple[str, str]] = {
+    "aitzgorri": ("lomiri1604_aitzgorri.jpg", "CC-BY-SA-4.0 (grids/assets/photos/manifest.csv)"),
+    "free": ("lomiri1604_free.jpg", "CC-BY-SA-4.0 (grids/assets/photos/manifest.csv)"),
+    "sunset": ("lomiri1604_sunset.jpg", "CC-BY-SA-4.0 (grids/assets/photos/manifest.csv)"),
+}
+
+
 def embedded_photo_path(name: str) -> Path:
     import skimage.data
 
+    if name in SHIPPED_TEST_PHOTOS:
+        return Path(__file__).parent / "assets" / "photos" / SHIPPED_TEST_PHOTOS[name][0]
     if name not in EMBEDDED_PHOTOS:
-        raise KeyError(f"unknown embedded photo {name!r}; choose from {', '.join(EMBEDDED_PHOTOS)}")
+        choices = [*EMBEDDED_PHOTOS, *SHIPPED_TEST_PHOTOS]
+        raise KeyError(f"unknown embedded photo {name!r}; choose from {', '.join(choices)}")
     return Path(skimage.data.__file__).parent / EMBEDDED_PHOTOS[name][0]
 
 

@@ -12,6 +12,10 @@ images larger than ``tile`` px, runs overlapping tiles (several per forward pass
 averages the overlaps. One test image is in memory at a time; each clean target is decoded once
 for all the degradations.
 
+Every row also carries the PSNR of the degraded input itself against the clean image and the
+model's gain over it: a restoration model is judged against doing nothing first. ``--model input``
+scores that identity as a model of its own (trained_on ``input``; no checkpoint).
+
 Output (long): one row per test image, table ``eval`` of :mod:`grids.tables`.
 
     python -m grids.evaluate --model results/models/jpeg/model.pth --degradations jpeg sr \
@@ -37,6 +41,8 @@ from . import io, tables
 from .archs import size_multiple
 from .checkpoint import load_model
 from .stage import add_test_set_argument, pick_device, test_set_manifests
+
+IDENTITY = "input"  # the model name of the degraded input itself (no restoration)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -120,8 +126,11 @@ def evaluate_model(
     from every degradation. Rows are ordered by test set, degradation, then image.
     """
     device = pick_device(device)
-    model, state = load_model(model_path, device)
-    multiple = size_multiple(model)
+    if str(model_path) == IDENTITY:
+        model, state, multiple = None, {"group": IDENTITY}, 1
+    else:
+        model, state = load_model(model_path, device)
+        multiple = size_multiple(model)
     rows = []
     for set_name, (clean_manifest, degraded_manifests) in test_sets.items():
         clean = io.read_manifest(clean_manifest)
@@ -136,7 +145,9 @@ def evaluate_model(
             for k, name in enumerate(degradations):
                 if row.image_id not in degraded[name].index:
                     continue
-                output = restore(model, io.load_png(degraded[name][row.image_id]), device, multiple, tile)
+                image = io.load_png(degraded[name][row.image_id])
+                output = image if model is None else restore(model, image, device, multiple, tile)
+                score, baseline = psnr(output, target), psnr(image, target)
                 rows.append(
                     [
                         (set_name, k, row.Index),
@@ -145,8 +156,10 @@ def evaluate_model(
                         set_name,
                         name,
                         row.image_id,
-                        psnr(output, target),
+                        score,
                         ssim(output, target),
+                        baseline,
+                        score - baseline,
                     ]
                 )
     rows.sort(key=lambda r: (list(test_sets).index(r[0][0]), *r[0][1:]))  # the table's order, not the loop's
@@ -155,7 +168,9 @@ def evaluate_model(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True)
+    parser.add_argument(
+        "--model", required=True, help=f"a model checkpoint, or {IDENTITY!r}: the degraded input itself"
+    )
     add_test_set_argument(parser)
     parser.add_argument("--degradations", nargs="+", required=True)
     parser.add_argument("--out", required=True)
@@ -167,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     table = evaluate_model(args.model, test_set_manifests(args.test_set), args.degradations, args.device, args.tile)
     tables.write(table, "eval", args.out)
-    print(table.groupby("degradation")[["psnr", "ssim"]].mean().round(3).to_string())
+    print(table.groupby("degradation")[["psnr", "ssim", "psnr_input", "gain"]].mean().round(3).to_string())
     return 0
 
 

@@ -48,6 +48,31 @@ MEASURED_IT_PER_S = {
         "sizes": "64 features, 16 blocks (1.22 M)",
     },
 }
+# bench/bench_recipe.py on 2 CPU cores (bench/RESULTS.md "Training recipe"): the fewest iterations
+# of the step counts tried after which the single-task model of each built-in degradation gained
+# at least 0.5 dB over its degraded input, with the recipe of LEARNING_RECIPE; None: not within the
+# largest count tried (LEARNING_MAX_TRIED).
+LEARNING_RECIPE = {
+    "arch": "srresnet",
+    "arch_kwargs": {"num_feat": 32, "num_block": 4},
+    "lr": 2e-3,
+    "batch_size": 8,
+    "crop": 32,
+}
+LEARNING_MAX_TRIED = 400
+STEPS_TO_LEARN: dict[str, int | None] = {
+    "gaussian_blur": 300,
+    "motion_blur": None,
+    "rl": 300,
+    "sr": 300,
+    "ringing": 400,
+    "defocus_blur": 300,
+    "jpeg": 400,
+    "poisson_noise": 300,
+    "inpainting": 300,
+    "gaussian_noise": 300,
+    "salt_pepper": 300,
+}
 # bench/bench_scale.py on 2 CPU cores (bench/RESULTS.md "Scale rehearsal"): peak RSS, MB.
 MEASURED_RSS_MB = {"train": 1295, "clean set": 520, "crop store": 227, "evaluate": 792}
 PNG_BYTES_PER_PIXEL = 1.6
@@ -154,6 +179,33 @@ def _gpu_hours(recipe: dict) -> tuple[float | None, str]:
     return recipe["iterations"] / it_per_s / 3600, note
 
 
+def learning_warnings(config: dict) -> list[str]:
+    """A warning per configured built-in degradation whose single-task model will likely not learn
+    (gain < 0.5 dB over its input) in the configured iterations, from bench/bench_recipe.py's
+    measurements; only for the recipe those were measured with."""
+    from .config import training_recipe
+
+    recipe = training_recipe(config)
+    if any(recipe.get(k) != v for k, v in LEARNING_RECIPE.items()):
+        return []
+    warnings = []
+    for name in config["degradations"]:
+        if name not in STEPS_TO_LEARN:
+            continue
+        needed = STEPS_TO_LEARN[name]
+        if needed is None:
+            warnings.append(
+                f"warning: {name}: no gain of 0.5 dB over the input within {LEARNING_MAX_TRIED} iterations in "
+                "bench/RESULTS.md; its verdicts will likely be uninformative"
+            )
+        elif recipe["iterations"] < needed:
+            warnings.append(
+                f"warning: {name}: bench/RESULTS.md measured {needed} iterations to gain 0.5 dB over the input "
+                f"with this recipe; training.iterations is {recipe['iterations']}"
+            )
+    return warnings
+
+
 def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instances: int = 200) -> str:
     """The text ``grids plan`` prints for a validated, merged ``config`` (``assumed``: image sets
     planned with assumed sizes, from :func:`load_for_plan`)."""
@@ -192,6 +244,11 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
             f"    ({instances} simulated searches of the planner with n = {n}; the real number depends on "
             "the measured PSNRs)"
         )
+    learning = learning_warnings(config)
+    if learning:
+        lines.append("")
+        lines.append("Will the models learn? (bench/bench_recipe.py, CPU)")
+        lines += [f"  {line}" for line in learning]
     lines.append("")
     lines.append(f"GPU time (measured on {MEASURED_CARD}, bench/RESULTS.md)")
     lines.append(f"  {main_note}")

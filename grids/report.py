@@ -26,14 +26,34 @@ from .grouping.names import group_name, upper_bound_groups
 
 
 def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
-    """Per (test_set, degradation): single-task and mix-all mean PSNR/SSIM and the drop."""
-    means = evaluation.groupby(["trained_on", "test_set", "degradation"], as_index=False)[["psnr", "ssim"]].mean()
+    """Per (test_set, degradation): the input's mean PSNR, single-task and mix-all mean PSNR/SSIM
+    and gain over the input, and the mix-all model's drop."""
+    columns = ["psnr", "ssim", "psnr_input", "gain"]
+    means = evaluation.groupby(["trained_on", "test_set", "degradation"], as_index=False)[columns].mean()
     single = means[means.trained_on == means.degradation].drop(columns="trained_on")
     mix_all = upper_bound_groups(sorted(single.degradation.unique()))[-1]
     mix = means[means.trained_on == mix_all].drop(columns="trained_on")
+    mix = mix.drop(columns="psnr_input")
     table = single.merge(mix, on=["test_set", "degradation"], suffixes=("_single", "_mixall"), how="left")
     table["drop_db"] = table.psnr_single - table.psnr_mixall
-    return table
+    first = ["test_set", "degradation", "psnr_input"]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def not_learned_note(table: pd.DataFrame, min_gain: float) -> str:
+    """A Markdown note naming the single-task models that gained less than ``min_gain`` dB over
+    their input (``table``: Table 1 rows, or any with ``degradation``, ``psnr_upper``, ``psnr_input``)."""
+    rows = table[(table.degradation != "average") & ~(table.psnr_upper - table.psnr_input >= min_gain)]
+    if rows.empty:
+        return f"Every single-task model gains at least grouping.min_gain = {min_gain:g} dB over its input.\n"
+    named = ", ".join(
+        f"{r.degradation} ({r.psnr_upper - r.psnr_input:+.2f} dB on {r.test_set})" for r in rows.itertuples()
+    )
+    return (
+        f"**Did not learn** (single-task gain over the input below grouping.min_gain = {min_gain:g} dB): {named}. "
+        "Their rows compare models that barely restore anything, and every grouping verdict involving them is "
+        "uninformative: train longer or with another recipe (bench/bench_recipe.py).\n"
+    )
 
 
 def upper_bounds(eval_files: list[str], table_path: str | Path, summary_path: str | Path) -> pd.DataFrame:
@@ -42,7 +62,10 @@ def upper_bounds(eval_files: list[str], table_path: str | Path, summary_path: st
     tables.write(evaluation, "upper_bounds_evaluation", table_path)
     table = upper_bound_summary(evaluation)
     markdown = "# Upper bounds: single-task models vs the mix-all baseline\n\n"
-    markdown += "Mean PSNR (dB) / SSIM on each test set; drop = single-task PSNR - mix-all PSNR.\n\n"
+    markdown += (
+        "Mean PSNR (dB) / SSIM on each test set; `psnr_input` is the degraded input itself, `gain_*` what each "
+        "model adds over it; drop = single-task PSNR - mix-all PSNR.\n\n"
+    )
     markdown += table.round(3).to_markdown(index=False) + "\n"
     with io.atomic_path(summary_path) as tmp:
         tmp.write_text(markdown)
@@ -57,6 +80,7 @@ def table1(
     difference to the upper bound and to the mix-all baseline (dB, negative = worse); and one
     ``average`` row per test set (the mean of the degradation rows)."""
     means = evaluation.groupby(["trained_on", "test_set", "degradation"]).psnr.mean()
+    inputs = evaluation.groupby(["test_set", "degradation"]).psnr_input.mean()
     names = list(groups.degradation)
     mix_all = group_name(names)
     rows = []
@@ -66,6 +90,7 @@ def table1(
                 "test_set": test_set,
                 "degradation": name,
                 "group": group,
+                "psnr_input": inputs[(test_set, name)],
                 "psnr_upper": means[(name, test_set, name)],
                 "psnr_mixall": means[(mix_all, test_set, name)] if len(names) > 1 else means[(name, test_set, name)],
             }
@@ -96,6 +121,7 @@ def plot_table1(table: pd.DataFrame, path: str | Path, published: Sequence[str] 
     (outside every axes, so it covers no bar), in as many columns as the figure's width holds."""
     plt = io.pyplot()
     columns = [c for c in table.columns if c.startswith("psnr_") and c != "psnr_grids"] + ["psnr_grids"]
+    # the input's bar first and grey: the level every model starts from
     labels = [
         c.removeprefix("psnr_") + (PUBLISHED_MARK if c.removeprefix("psnr_") in published else "") for c in columns
     ]
@@ -112,7 +138,10 @@ def plot_table1(table: pd.DataFrame, path: str | Path, published: Sequence[str] 
         rows = table[table.test_set == test_set]
         x = range(len(rows))
         for k, (column, label) in enumerate(zip(columns, labels)):
-            ax.bar([i + (k - (len(columns) - 1) / 2) * width for i in x], rows[column], width, label=label)
+            colour = "lightgrey" if column == "psnr_input" else None
+            ax.bar(
+                [i + (k - (len(columns) - 1) / 2) * width for i in x], rows[column], width, label=label, color=colour
+            )
         low = rows[columns].to_numpy().min()
         ax.set_ylim(max(0.0, low - 3), rows[columns].to_numpy().max() + 1)
         ax.set_xlim(-0.5, len(rows) - 0.5)
@@ -133,9 +162,11 @@ def write_table1(
     chart_path: str | Path,
     published: Sequence[str] = (),
     html_path: str | Path | None = None,
+    min_gain: float = 0.5,
 ) -> pd.DataFrame:
     """Table 1 as Parquet (``table_path``), Markdown and a bar chart; the ``published`` baselines
-    (released weights, not trained here) are marked with a dagger, as in the paper."""
+    (released weights, not trained here) are marked with a dagger, as in the paper; the notes name
+    every single-task model that gained less than ``min_gain`` dB over its input."""
     groups = pd.read_parquet(groups_file)
     evaluation = io.read_parquets(eval_files)
     baselines = {name: pd.read_parquet(f) for name, f in baseline_files.items()}
@@ -143,7 +174,8 @@ def write_table1(
     tables.write(table, "table1", table_path)
     markdown = "# Table 1: GRIDS group models vs the single-task upper bound and the mix-all baseline\n\n"
     markdown += (
-        "Mean PSNR (dB) per degradation; `vs_upper` = GRIDS - single-task, `vs_mixall` = GRIDS - "
+        "Mean PSNR (dB) per degradation; `psnr_input` is the degraded input itself (no restoration), the "
+        "baseline every model is judged against first; `vs_upper` = GRIDS - single-task, `vs_mixall` = GRIDS - "
         "mix-all (positive: GRIDS is better).\n\n"
     )
     partition = groups.groupby("group", sort=False).degradation.apply(list)
@@ -152,6 +184,7 @@ def write_table1(
     for test_set, rows in table.groupby("test_set", sort=False):
         shown = rows.drop(columns="test_set").rename(columns=marked).round(3)
         markdown += f"\n## {test_set}\n\n" + shown.to_markdown(index=False) + "\n"
+    markdown += "\n## Notes\n\n" + not_learned_note(table, min_gain)
     if published:
         markdown += f"\n{PUBLISHED_NOTE}\n"
     io.write_markdown(markdown_path, markdown, html_path)
@@ -175,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", required=True, help="table1.md to write")
     p.add_argument("--chart", required=True, help="table1.png to write")
     p.add_argument("--html", help="table1.html to write (the Markdown as a page, for the Snakemake report)")
+    p.add_argument("--min-gain", type=float, default=0.5, help="grouping.min_gain (dB): models below it are named")
     args = parser.parse_args(argv)
     if args.command == "upper-bounds":
         print(upper_bounds(args.eval, args.table, args.summary).round(3).to_string(index=False))
@@ -188,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             args.chart,
             args.published,
             args.html,
+            args.min_gain,
         )
         print(table.round(3).to_string(index=False))
     return 0

@@ -185,6 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.similarity", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_set_arguments(sub.add_parser("ggd", help="GGD of one image set"))
+    p = sub.add_parser("ggd-sets", help="GGDs of several image sets in one process (one start-up for all)")
+    p.add_argument("--set", nargs=3, action="append", required=True, metavar=("NAME", "MANIFEST", "OUT"))
+    for option, kwargs in [
+        ("--descriptor", {"help": "descriptor weights (.pth); not needed for kind=sift"}),
+        ("--features", {"required": True, "help": "the config's `features` section, as JSON"}),
+        ("--seed", {"type": int, "required": True}),
+        ("--device", {"default": "auto"}),
+        ("--threads", {"type": int, "default": 0}),
+    ]:
+        p.add_argument(option, **kwargs)
     p = sub.add_parser("matrix", help="combine GGD rows into the similarity tables and heatmap")
     p.add_argument("--ggd", nargs="+", required=True, help="the per-set GGD rows")
     p.add_argument("--ggd-table", required=True, help="all sets' GGD rows, e.g. results/similarity/ggd.parquet")
@@ -192,15 +202,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heatmap", required=True, help="the heatmap PNG")
     p.add_argument("--heatmap-svg", required=True, help="the heatmap SVG")
     args = parser.parse_args(argv)
-    if args.command == "ggd":
+    if args.command in ("ggd", "ggd-sets"):
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
-        manifest = io.read_manifest(args.manifest)
-        row = fit_set(args.set, manifest, args.descriptor or None, json.loads(args.features), args.seed, args.device)
-        tables.write(row, "similarity_ggd", args.out)
-        print(row.to_string(index=False))
+        sets = [(args.set, args.manifest, args.out)] if args.command == "ggd" else args.set
+        for name, manifest, out in sets:
+            row = fit_set(
+                name,
+                io.read_manifest(manifest),
+                args.descriptor or None,
+                json.loads(args.features),
+                args.seed,
+                args.device,
+            )
+            tables.write(row, "similarity_ggd", out)
+            print(row.to_string(index=False), flush=True)
     else:
         matrix = build_matrix(args.ggd, args.ggd_table, args.matrix, args.heatmap, args.heatmap_svg)
         print(wide_matrix(matrix).round(2).to_string())

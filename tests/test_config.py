@@ -128,7 +128,11 @@ def test_load_config_errors(tmp_path):
         ("features.layer", "conv_hr", r"config key features.layer"),
         ("descriptor.weights", "missing.pth", r"descriptor.weights: file missing.pth not found"),
         ("descriptor.train.crop", 30, r"config key descriptor.train.crop: 30 is not a multiple of 4"),
-        ("degradations.clean", {"function": "examples/haze.py:haze"}, r"'clean' is reserved for the clean set"),
+        (
+            "degradations.clean",
+            {"function": "examples/haze.py:haze"},
+            r"'clean' is reserved \(clean: the clean image set",
+        ),
         ("grouping.delta", -0.1, r"config key grouping.delta: -0.1 is less than the minimum of 0"),
         ("grouping.strategy", "greedy", r"config key grouping.strategy: 'greedy' is not one of"),
         (
@@ -164,6 +168,10 @@ def test_grouping_defaults(default):
         "probes_per_round": 1,
         "test_set": None,
         "all_partitions": False,
+        "decision": "conservative",
+        "min_gain": 0.5,
+        "bootstrap": 1000,
+        "replicates": {"degradations": list(default["degradations"])[:3], "seeds": 2},
     }
     assert config["baselines"] == {}
     restormer = validate_config(mutate(mutate(default, "training.arch", "restormer"), "training.arch_kwargs", None))

@@ -57,8 +57,13 @@ def eval_rows(group: str, drop, test_sets=("heldout",)) -> pd.DataFrame:
         for name in NAMES:
             for image, jitter in (("a", 0.1), ("b", -0.1)):
                 psnr = BASE[name] + jitter - (drop(members, name) if name in members else 1.0)
-                rows.append([f"results/models/{group}/model.pth", group, test_set, name, image, psnr, 0.9])
-    return pd.DataFrame(rows, columns=["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim"])
+                identity = BASE[name] - 3.0 + jitter  # the degraded input: 3 dB below the single-task model
+                rows.append([f"results/models/{group}/model.pth", group, test_set, name, image, psnr, 0.9, identity])
+    frame = pd.DataFrame(
+        rows, columns=["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim", "psnr_input"]
+    )
+    frame["gain"] = frame.psnr - frame.psnr_input
+    return frame
 
 
 def test_member_drops_and_group_drops():
@@ -68,7 +73,10 @@ def test_member_drops_and_group_drops():
     assert drops.degradation.tolist() == ["jpeg", "sr"]
     assert drops["drop"].tolist() == pytest.approx([0.4, 0.9])
     assert drops.psnr_single.tolist() == pytest.approx([30.0, 26.0])
-    known = group_drops(evaluation, "heldout", sorted(set(evaluation.trained_on)))
+    assert drops.psnr_input.tolist() == pytest.approx([27.0, 23.0])
+    assert drops.gain_single.tolist() == pytest.approx([3.0, 3.0])
+    assert drops.gain_group.tolist() == pytest.approx([2.6, 2.1])
+    known = group_drops(evaluation, "heldout", sorted(set(evaluation.trained_on)), DEFAULT_GROUPING)
     assert known == pytest.approx({frozenset({"jpeg", "sr"}): 0.9, frozenset({"blur", "noise", "sr"}): 0.9})
 
 
@@ -314,21 +322,24 @@ def test_finish_cli_writes_every_table_and_the_plot(tmp_path):
             '{"delta": 0.5}',
             *[
                 word
-                for name in ("verified", "drops", "partitions")
-                for word in (f"--{name}", str(tmp_path / "results" / "grouping" / f"{name}.parquet"))
+                for name in ("verified", "drops", "partitions", "stability", "stability_partitions")
+                for word in (f"--{name.replace('_', '-')}", str(tmp_path / "results" / "grouping" / f"{name}.parquet"))
             ],
             "--plot",
             str(tmp_path / "results" / "grouping" / "search.png"),
+            "--stability-plot",
+            str(tmp_path / "results" / "grouping" / "stability.png"),
             "--groups",
             str(tmp_path / "results" / "final" / "groups.parquet"),
         ]
     )
     assert code == 0
     expected = finish(tables, matrix, NAMES, evaluation, grouping)
-    for name in ("verified", "drops", "partitions"):
+    for name in ("verified", "drops", "partitions", "stability", "stability_partitions"):
         pd.testing.assert_frame_equal(
             pd.read_parquet(tmp_path / "results" / "grouping" / f"{name}.parquet"), expected[name]
         )
+    assert (tmp_path / "results" / "grouping" / "stability.png").stat().st_size > 5000
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "results" / "final" / "groups.parquet"), expected["groups"]
     )

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def eval_frame() -> pd.DataFrame:
     return pd.DataFrame(
-        [["results/models/jpeg/model.pth", "jpeg", "heldout", "jpeg", "img0", 30.5, 0.9]],
+        [["results/models/jpeg/model.pth", "jpeg", "heldout", "jpeg", "img0", 30.5, 0.9, 28.0, 2.5]],
         columns=tables.columns("eval"),
     )
 
@@ -65,7 +65,7 @@ def test_every_problem_is_reported_at_once():
 def test_column_order_is_part_of_the_contract():
     frame = eval_frame()
     with pytest.raises(tables.TableError, match="columns in the order ssim, psnr"):
-        tables.check(frame[["ssim", "psnr", *frame.columns[:-2]]], "eval")
+        tables.check(frame[["ssim", "psnr", *frame.columns[:-4], *frame.columns[-2:]]], "eval")
 
 
 def test_text_columns_of_python_strings_and_empty_frames_pass():
@@ -82,11 +82,11 @@ def test_text_columns_of_python_strings_and_empty_frames_pass():
 
 def test_pattern_columns_expand_per_value():
     names = tables.columns("table1", baseline=["rrdb", "swinir"])
-    assert names[3:8] == ["psnr_upper", "psnr_mixall", "psnr_rrdb", "psnr_swinir", "psnr_grids"]
+    assert names[3:9] == ["psnr_input", "psnr_upper", "psnr_mixall", "psnr_rrdb", "psnr_swinir", "psnr_grids"]
     assert "psnr_{baseline}" not in tables.columns("table1") and len(tables.columns("table1")) == len(names) - 2
-    row = ["heldout", "jpeg", "jpeg", 30.0, 29.0, 28.0, 27.0, 30.0, 0.0, 1.0]
+    row = ["heldout", "jpeg", "jpeg", 25.0, 30.0, 29.0, 28.0, 27.0, 30.0, 0.0, 1.0]
     tables.check(pd.DataFrame([row], columns=names), "table1")
-    tables.check(pd.DataFrame([row[:5] + row[7:]], columns=tables.columns("table1")), "table1")  # no baseline
+    tables.check(pd.DataFrame([row[:6] + row[8:]], columns=tables.columns("table1")), "table1")  # no baseline
     wrong = pd.DataFrame([row], columns=names).assign(psnr_rrdb="x")
     with pytest.raises(tables.TableError, match="column psnr_rrdb is"):
         tables.check(wrong, "table1")

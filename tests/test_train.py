@@ -284,13 +284,29 @@ def test_evaluation_table(images, tmp_path):
     table = evaluate_model(
         tmp_path / "m.pth", {"heldout": (test_dir / "clean" / "manifest.parquet", degraded)}, list(ENTRIES), "cpu"
     )
-    assert list(table.columns) == ["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim"]
+    assert list(table.columns) == [
+        "model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim", "psnr_input", "gain"
+    ]  # fmt: skip
     assert len(table) == 4 and set(table.trained_on) == {GROUP}
     row = table[(table.degradation == "jpeg") & (table.image == "dead_leaves_000")].iloc[0]
     model, _ = load_model(tmp_path / "m.pth")
-    degraded = io.load_png(test_dir / "degraded" / "jpeg" / "images" / "dead_leaves_000.png")
+    degraded_image = io.load_png(test_dir / "degraded" / "jpeg" / "images" / "dead_leaves_000.png")
     target = io.load_png(test_dir / "clean" / "images" / "dead_leaves_000.png")
-    assert row.psnr == pytest.approx(psnr(restore(model, degraded, "cpu"), target))
+    assert row.psnr == pytest.approx(psnr(restore(model, degraded_image, "cpu"), target))
+    assert row.psnr_input == psnr(degraded_image, target)
+    assert row.gain == pytest.approx(row.psnr - row.psnr_input)
+
+    # The identity as a model: exactly the PSNR of each degraded file against its clean image.
+    identity = evaluate_model(
+        "input", {"heldout": (test_dir / "clean" / "manifest.parquet", degraded)}, list(ENTRIES), "cpu"
+    )
+    assert set(identity.trained_on) == {"input"} and (identity.gain == 0).all()
+    for each in identity.itertuples():
+        clean_image = io.load_png(test_dir / "clean" / "images" / f"{each.image}.png")
+        file = io.load_png(test_dir / "degraded" / each.degradation / "images" / f"{each.image}.png")
+        assert each.psnr == each.psnr_input == psnr(file, clean_image)
+    merged = table.merge(identity, on=["degradation", "image"], suffixes=("", "_identity"))
+    assert (merged.psnr_input == merged.psnr_identity).all()
 
 
 def test_a_log_file_gets_one_readable_line_per_n_steps_and_the_log_table_as_it_goes(images, tmp_path):

@@ -109,9 +109,15 @@ def test_upper_bounds(built):
     mix_all = "+".join(sorted(names))
     table = pd.read_parquet(built / "results" / "upper_bounds" / "evaluation.parquet")
     assert set(table.trained_on) == {*names, mix_all}
-    assert len(table) == (len(names) + 1) * (len(names) + 1) * 1  # models x (degradations + unseen) x test images
+    # a model is scored on its members: single-task models on theirs, mix-all on every one (1 test image)
+    assert len(table) == len(names) + len(names)
     assert table.psnr.between(5, 100).all() and table.ssim.between(-1, 1).all()
-    assert "drop" in (built / "results" / "upper_bounds" / "summary.md").read_text()
+    assert (table.gain == table.psnr - table.psnr_input).all()
+    summary = (built / "results" / "upper_bounds" / "summary.md").read_text()
+    assert "drop" in summary and "psnr_input" in summary and "gain_single" in summary
+    identity = pd.read_parquet(built / "results" / "eval" / "input.parquet")
+    assert set(identity.trained_on) == {"input"} and (identity.psnr == identity.psnr_input).all()
+    assert set(identity.degradation) == {*names, *TINY["selection"]["unseen"]}
     log = pd.read_parquet(built / "results" / "models" / "jpeg" / "train_log.parquet")
     assert log.step.iloc[-1] == 12
     assert not (built / "results" / "resume").exists() or not any((built / "results" / "resume").iterdir())
@@ -158,13 +164,25 @@ def test_final_models(built):
     assert (tables[-1].action == "final").all() and all((t.action == "verify").all() for t in tables[:-1])
     asked = [g for t in tables[:-1] for g in t.group]
     verified = pd.read_parquet(grouping / "verified.parquet")
-    assert list(verified.columns) == ["group", "size", "mean_distance", "dP", "feasible", "round"]
+    assert list(verified.columns) == [
+        "group", "size", "mean_distance", "dP", "dP_sd_images", "dP_sd_seeds", "dP_low", "dP_high",
+        "feasible", "weakest_gain", "uninformative", "round",
+    ]  # fmt: skip
     assert verified.group.tolist() == asked and len(set(asked)) == len(asked)  # never verified twice
     drops = pd.read_parquet(grouping / "drops.parquet")
     worst = drops.groupby("group")["drop"].max()
+    floor = pd.read_parquet(grouping / "noise_floor.parquet")
+    assert floor.degradation.tolist() == ["jpeg", "pooled"] and floor.n_seeds.tolist() == [2, 2]
     for row in verified.itertuples():
         assert row.dP == pytest.approx(worst[row.group])
-        assert row.feasible == (row.dP <= 0.7)  # the default delta
+        assert row.dP_sd_seeds == pytest.approx(floor.drop_sd.iloc[-1])
+        assert row.feasible == (row.dP_high <= 0.7)  # the default: conservative, delta 0.7
+        weakest = drops[drops.group == row.group].gain_single.min()
+        assert row.weakest_gain == pytest.approx(weakest) and row.uninformative == (weakest < 0.5)
+    stability = pd.read_parquet(grouping / "stability.parquet")
+    assert sorted(stability.group) == sorted(g for g in verified.group if "+" in g)
+    partitions = pd.read_parquet(grouping / "stability_partitions.parquet")
+    assert partitions.resamples.sum() == 50 and (grouping / "stability.png").stat().st_size > 5000
     groups = pd.read_parquet(built / "results" / "final" / "groups.parquet")
     assert groups.degradation.tolist() == names
     feasible = set(verified.group[verified.feasible])
@@ -181,6 +199,9 @@ def test_final_models(built):
     table = pd.read_parquet(built / "results" / "final" / "table1.parquet")
     assert table.degradation.tolist() == [*names, "average"]
     assert table.psnr_grids.between(5, 100).all() and table.psnr_rrdb.between(5, 100).all()
+    assert table.psnr_input.between(5, 100).all() and table.columns[3] == "psnr_input"
+    notes = (built / "results" / "final" / "table1.md").read_text().split("## Notes")[1]
+    assert "grouping.min_gain = 0.5 dB" in notes
     rrdb = pd.read_parquet(built / "results" / "baselines" / "rrdb" / "eval.parquet")
     assert len(rrdb) == len(names) + 1 and rrdb.model.str.contains("baselines/rrdb").all()  # + the unseen one
     assert "## heldout" in (built / "results" / "final" / "table1.md").read_text()
@@ -487,6 +508,11 @@ def test_editing_one_degradation_reruns_only_it(built):
         "all",
         "train_baseline",
         "evaluate_baseline",
+        "evaluate_others",
+        "evaluate_input",
+        "train_replicate",
+        "evaluate_replicate",
+        "noise_floor",
         "selection_tables",
         "selection_report",
         "selection_reference_set",
@@ -504,6 +530,7 @@ def test_editing_one_degradation_reruns_only_it(built):
 REPORTED = {  # figure or page -> the target that builds it
     "heatmap.png": "similarity_matrix",
     "search.png": "final_models",
+    "stability.png": "final_models",
     "table1.png": "final_models",
     "table1.html": "final_models",
     "confusion.png": "selection_report",

@@ -44,6 +44,7 @@ import pandas as pd
 
 from .. import io, tables
 from ..config import config_section
+from . import evidence
 from .names import SEPARATOR, group_members, group_name
 from .planner import Planner, SearchResult, rank_groups
 
@@ -66,24 +67,37 @@ def mean_psnr(evaluation: pd.DataFrame, test_set: str) -> pd.DataFrame:
 
 
 def member_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> pd.DataFrame:
-    """Per group and member: single-task PSNR, group-model PSNR and their difference (dB)."""
+    """Per group and member: single-task PSNR, group-model PSNR, their difference, the input's
+    PSNR and both models' gains over it (dB)."""
+    rows = evaluation[evaluation.test_set == test_set]
     means = mean_psnr(evaluation, test_set).set_index(["trained_on", "degradation"]).psnr
-    rows = []
+    inputs = rows.groupby("degradation").psnr_input.mean()
+    out = []
     for group in groups:
         for member in group_members(group):
             for model in (member, group):
                 if (model, member) not in means.index:
                     raise ValueError(f"no evaluation of model {model!r} on {member!r} ({test_set})")
-            single, grouped = means[(member, member)], means[(group, member)]
-            rows.append([group, member, single, grouped, single - grouped])
-    return pd.DataFrame(rows, columns=tables.columns("grouping_drops"))
+            single, grouped, identity = means[(member, member)], means[(group, member)], inputs[member]
+            out.append(
+                [group, member, single, grouped, single - grouped, identity, single - identity, grouped - identity]
+            )
+    return pd.DataFrame(out, columns=tables.columns("grouping_drops"))
 
 
-def group_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> dict[frozenset[str], float]:
-    """``dP(C)`` of every non-singleton group in ``groups`` (the planner's ``known``)."""
-    drops = member_drops(evaluation, test_set, [g for g in groups if len(group_members(g)) > 1])
-    worst = drops.groupby("group")["drop"].max()
-    return {frozenset(group_members(g)): float(v) for g, v in worst.items()}
+def group_drops(
+    evaluation: pd.DataFrame,
+    test_set: str,
+    groups: list[str],
+    grouping: dict,
+    noise_floor: pd.DataFrame | None = None,
+    seed: int = 0,
+) -> dict[frozenset[str], float]:
+    """The planner's ``known``: per non-singleton group, the value it compares with delta --
+    ``dP`` under ``grouping.decision: point``, the upper end of its interval under ``conservative``."""
+    found = evidence.group_evidence(evaluation, test_set, groups, grouping, noise_floor, seed)
+    column = "dP_high" if grouping["decision"] == "conservative" else "dP"
+    return {frozenset(group_members(g)): float(v) for g, v in zip(found.group, found[column])}
 
 
 def planner_for(matrix: pd.DataFrame, names: list[str], grouping: dict) -> Planner:
@@ -103,10 +117,17 @@ def test_set_of(grouping: dict, evaluation: pd.DataFrame) -> str:
 
 
 def plan_round(
-    round_index: int, matrix: pd.DataFrame, names: list[str], evaluation: pd.DataFrame, grouping: dict
+    round_index: int,
+    matrix: pd.DataFrame,
+    names: list[str],
+    evaluation: pd.DataFrame,
+    grouping: dict,
+    noise_floor: pd.DataFrame | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """One planner step from every result in ``evaluation``: groups to verify, or the answer."""
-    known = group_drops(evaluation, test_set_of(grouping, evaluation), sorted(set(evaluation.trained_on)))
+    test_set = test_set_of(grouping, evaluation)
+    known = group_drops(evaluation, test_set, sorted(set(evaluation.trained_on)), grouping, noise_floor, seed)
     out = planner_for(matrix, names, grouping).next(known)
     if isinstance(out, SearchResult):
         partitions = [out.partition] + [p for p in out.all_partitions if set(p) != set(out.partition)]
@@ -133,7 +154,13 @@ def mean_distance(distances: np.ndarray, names: list[str], group: str) -> float:
 
 
 def finish(
-    round_tables: list[pd.DataFrame], matrix: pd.DataFrame, names: list[str], evaluation: pd.DataFrame, grouping: dict
+    round_tables: list[pd.DataFrame],
+    matrix: pd.DataFrame,
+    names: list[str],
+    evaluation: pd.DataFrame,
+    grouping: dict,
+    noise_floor: pd.DataFrame | None = None,
+    seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
     """The search's tables once its last round answered (see the module docstring)."""
     rounds = pd.concat(round_tables, ignore_index=True)
@@ -144,21 +171,10 @@ def finish(
     asked = rounds[rounds.action == "verify"].drop_duplicates("group").set_index("group")["round"]
     drops = member_drops(evaluation, test_set, list(asked.index))
     distances = distance_matrix(matrix, names)
-    worst = drops.groupby("group")["drop"].max()
-    verified = pd.DataFrame(
-        [
-            [
-                g,
-                len(group_members(g)),
-                mean_distance(distances, names, g),
-                float(worst[g]),
-                bool(worst[g] <= grouping["delta"]),
-                int(asked[g]),
-            ]
-            for g in asked.index
-        ],
-        columns=tables.columns("grouping_verified"),
-    )
+    found = evidence.group_evidence(evaluation, test_set, list(asked.index), grouping, noise_floor, seed)
+    found.insert(2, "mean_distance", [mean_distance(distances, names, g) for g in found.group])
+    found["round"] = [int(asked[g]) for g in found.group]
+    verified = found[tables.columns("grouping_verified")].reset_index(drop=True)
     chosen = final[final.partition == 0]
     groups = (
         pd.DataFrame(
@@ -168,11 +184,19 @@ def finish(
         .loc[names]
         .reset_index()
     )
+    gains = evidence.single_task_gains(evaluation[evaluation.test_set == test_set], names)
+    half = dict(zip(verified.group, verified.dP_high - verified.dP))
+    stability, partitions = evidence.partition_stability(
+        evaluation, test_set, names, list(asked.index), list(chosen.group), grouping, half, seed
+    )
     return {
         "verified": verified,
         "drops": drops,
         "partitions": final[tables.columns("grouping_partitions")].reset_index(drop=True),
         "groups": groups,
+        "gains": gains,
+        "stability": stability,
+        "stability_partitions": partitions,
     }
 
 
@@ -260,27 +284,49 @@ def place_labels(ax, xy: np.ndarray, texts: list[str], radii: list[float], fonts
     return annotations
 
 
-def plot_search(verified: pd.DataFrame, delta: float, path: str | Path) -> None:
-    """Each verified group's drop against its mean similarity distance, the delta line across:
-    how well the ranking heuristic predicted the trainings' outcome. Each point is labelled with its
-    group (wrapped at the ``+``), the labels placed clear of one another where there is room."""
+def plot_search(
+    verified: pd.DataFrame, delta: float, path: str | Path, gains: pd.Series | None = None, min_gain: float = 0.0
+) -> None:
+    """Each verified group's drop (with its 95 % interval) against its mean similarity distance,
+    the delta line across: how well the ranking heuristic predicted the trainings' outcome. Hollow
+    markers: uninformative verdicts (a member's single-task model did not learn). Each point is
+    labelled with its group (wrapped at the ``+``), the labels placed clear of one another where
+    there is room; ``gains`` (single-task gain over the input per degradation) go in the title."""
     plt = io.pyplot()
     fig, ax = plt.subplots(figsize=(8.6, 5.6), layout="constrained")
+    ax.errorbar(
+        verified.mean_distance,
+        verified.dP,
+        yerr=[verified.dP - verified.dP_low, verified.dP_high - verified.dP],
+        fmt="none",
+        ecolor="grey",
+        elinewidth=0.7,
+        alpha=0.6,
+    )
     for feasible, colour in ((True, "tab:green"), (False, "tab:red")):
-        rows = verified[verified.feasible == feasible]
-        ax.scatter(
-            rows.mean_distance,
-            rows.dP,
-            s=20 + 12 * rows["size"],
-            c=colour,
-            alpha=0.8,
-            label="feasible" if feasible else "infeasible",
-        )
+        for blind in (False, True):
+            rows = verified[(verified.feasible == feasible) & (verified.uninformative == blind)]
+            if rows.empty:
+                continue
+            ax.scatter(
+                rows.mean_distance,
+                rows.dP,
+                s=20 + 12 * rows["size"],
+                facecolors="none" if blind else colour,
+                edgecolors=colour,
+                alpha=0.8,
+                label=("feasible" if feasible else "infeasible") + (" (uninformative)" if blind else ""),
+            )
     ax.axhline(delta, color="grey", linestyle="--", label=f"delta = {delta:g} dB")
     ax.margins(x=0.18, y=0.15)  # room for the labels of the outermost points
     ax.set_xlabel("mean pairwise distance of the group (log KL)")
     ax.set_ylabel("dP = max drop vs single-task (dB)")
-    ax.set_title(f"Grouping search: {len(verified)} verified groups (marker size = group size)")
+    title = f"Grouping search: {len(verified)} verified groups (marker size = group size; bars: 95 % interval)"
+    if gains is not None and len(gains):
+        weak = [f"{n} {g:+.2f}" for n, g in gains.items() if not g >= min_gain]
+        title += f"\nsingle-task gain over the input: median {gains.median():+.2f} dB"
+        title += f"; below {min_gain:g} dB: {', '.join(weak)}" if weak else f"; all >= {min_gain:g} dB"
+    ax.set_title(title, fontsize=9, wrap=True)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     fig.draw_without_rendering()  # the layout and the limits, fixed before the labels are placed
     ax.set_xlim(ax.get_xlim())
@@ -323,9 +369,11 @@ def export_models(
     from ..checkpoint import load_checkpoint
 
     written = []
-    means = None
+    means = inputs = None
     if evaluation is not None and grouping is not None:
-        means = mean_psnr(evaluation, test_set_of(grouping, evaluation)).set_index(["trained_on", "degradation"]).psnr
+        test_set = test_set_of(grouping, evaluation)
+        means = mean_psnr(evaluation, test_set).set_index(["trained_on", "degradation"]).psnr
+        inputs = evaluation[evaluation.test_set == test_set].groupby("degradation").psnr_input.mean()
     with io.atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for group in dict.fromkeys(groups.group):
@@ -334,7 +382,11 @@ def export_models(
                 raise FileNotFoundError(f"model of group {group!r} not found: {source or 'no file given'}")
             full = load_checkpoint(source)
             members = group_members(group)
-            psnr = {m: (float(means[(m, m)]), float(means[(group, m)])) for m in members} if means is not None else {}
+            psnr = (
+                {m: (float(means[(m, m)]), float(means[(group, m)]), float(inputs[m])) for m in members}
+                if means is not None
+                else {}
+            )
             slim = {
                 "params": full["params"],
                 "arch": full["arch"],
@@ -342,7 +394,10 @@ def export_models(
                 "group": group,
                 "members": members,
                 "delta": float(grouping["delta"]) if grouping else float("nan"),
-                "drops": json.dumps({m: single - grouped for m, (single, grouped) in psnr.items()}, sort_keys=True),
+                "drops": json.dumps({m: single - grouped for m, (single, grouped, _) in psnr.items()}, sort_keys=True),
+                "gains": json.dumps(
+                    {m: grouped - identity for m, (_, grouped, identity) in psnr.items()}, sort_keys=True
+                ),
                 "recipe": full.get("recipe", ""),
                 "degradations": full.get("degradations", ""),
                 "config_hash": config_hash,
@@ -357,7 +412,11 @@ def export_models(
 
 
 def model_card(
-    slim: dict, psnr: dict[str, tuple[float, float]], digest: str, training_data: dict | None, grouping: dict | None
+    slim: dict,
+    psnr: dict[str, tuple[float, float, float]],
+    digest: str,
+    training_data: dict | None,
+    grouping: dict | None,
 ) -> str:
     """The model card of one exported group model (Markdown)."""
     members = slim["members"]
@@ -379,12 +438,23 @@ def model_card(
         test_set = grouping.get("test_set") or "the first test set"
         text += (
             f"\n## PSNR per member on {test_set} (dB)\n\nA group is accepted when no member loses more "
-            f"than delta = {slim['delta']:g} dB against its single-task model.\n\n"
-            "| member | single-task | this model | drop |\n| --- | --- | --- | --- |\n"
+            f"than delta = {slim['delta']:g} dB against its single-task model. `input` is the degraded "
+            "image itself: `gain` is what this model restores over doing nothing.\n\n"
+            "| member | input | single-task | this model | gain | drop |\n| --- | --- | --- | --- | --- | --- |\n"
         )
         for m in members:
-            single, grouped = psnr[m]
-            text += f"| {m} | {single:.3f} | {grouped:.3f} | {single - grouped:+.3f} |\n"
+            single, grouped, identity = psnr[m]
+            text += (
+                f"| {m} | {identity:.3f} | {single:.3f} | {grouped:.3f} | {grouped - identity:+.3f} "
+                f"| {single - grouped:+.3f} |\n"
+            )
+        min_gain = (grouping or {}).get("min_gain")
+        weak = [m for m in members if min_gain is not None and not psnr[m][0] - psnr[m][2] >= min_gain]
+        if weak:
+            text += (
+                f"\nWarning: the single-task model of {', '.join(weak)} gains less than grouping.min_gain = "
+                f"{min_gain:g} dB over its input: it did not learn, so this group's verdict is uninformative.\n"
+            )
     return text
 
 
@@ -401,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--degradations", nargs="+", required=True)
         p.add_argument("--eval", nargs="+", required=True, help="evaluation tables known so far")
         p.add_argument("--grouping", required=True, help="the config's grouping section, JSON")
+        p.add_argument("--noise-floor", help="grouping/noise_floor.parquet: the seed noise of a drop (none: 0)")
+        p.add_argument("--seed", type=int, default=0, help="the config's seed (bootstrap resamples)")
         if name == "round":
             p.add_argument("--round", type=int, required=True)
             p.add_argument("--out", required=True)
@@ -410,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
                 p.add_argument(f"--{table}", required=True, help=f"grouping/{table}.parquet to write")
             p.add_argument("--plot", required=True, help="the search plot (PNG) to write")
             p.add_argument("--groups", required=True, help="final/groups.parquet to write (the partition used)")
+            p.add_argument("--stability", required=True, help="grouping/stability.parquet to write")
+            p.add_argument("--stability-partitions", required=True, help="grouping/stability_partitions.parquet")
+            p.add_argument("--stability-plot", required=True, help="grouping/stability.png to write")
     p = sub.add_parser("export", help="the final groups' models, slim, with model cards, in one folder")
     p.add_argument("--groups", required=True, help="final/groups.parquet")
     p.add_argument(
@@ -443,18 +518,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     grouping = config_section("grouping", json.loads(args.grouping))
     evaluation = io.read_parquets(args.eval)
+    noise = pd.read_parquet(args.noise_floor) if args.noise_floor else None
     if args.command == "round":
-        table = plan_round(args.round, matrix, args.degradations, evaluation, grouping)
+        table = plan_round(args.round, matrix, args.degradations, evaluation, grouping, noise, args.seed)
         tables.write(table, "grouping_round", args.out)
         print(table.to_string(index=False))
         return 0
-    found = finish([pd.read_parquet(f) for f in args.rounds], matrix, args.degradations, evaluation, grouping)
-    for name in ("verified", "drops", "partitions"):
+    rounds = [pd.read_parquet(f) for f in args.rounds]
+    found = finish(rounds, matrix, args.degradations, evaluation, grouping, noise, args.seed)
+    evidence.warn_not_learned(found["gains"], grouping["min_gain"])
+    for name in ("verified", "drops", "partitions", "stability", "stability_partitions"):
         tables.write(found[name], f"grouping_{name}", getattr(args, name))
     tables.write(found["groups"], "final_groups", args.groups)
-    plot_search(found["verified"], grouping["delta"], args.plot)
+    plot_search(found["verified"], grouping["delta"], args.plot, found["gains"], grouping["min_gain"])
+    evidence.plot_stability(found["stability"], found["stability_partitions"], grouping["delta"], args.stability_plot)
     print(found["verified"].round(3).to_string(index=False))
     print(found["groups"].to_string(index=False))
+    print(found["stability_partitions"].head(5).round(3).to_string(index=False))
     return 0
 
 

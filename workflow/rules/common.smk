@@ -193,6 +193,22 @@ def get_descriptor_train_args(wildcards):
     return [str(word) for pair in args.items() for word in pair]
 
 
+def get_all_set_manifests(wildcards=None):
+    """Every image set's manifest, in IMAGE_SETS order."""
+    return [
+        get_set_manifest(type("Set", (), {"image_set": name})) for name in IMAGE_SETS
+    ]
+
+
+def get_variant_set_args(wildcards, input, output):
+    """`--set NAME MANIFEST OUT` per image set, from the rule's input.manifests and outputs."""
+    return [
+        word
+        for name, manifest, out in zip(IMAGE_SETS, input.manifests, output)
+        for word in ("--set", name, manifest, out)
+    ]
+
+
 def get_set_manifest(wildcards):
     if wildcards.image_set == "clean":
         return "results/clean/manifest.parquet"
@@ -233,6 +249,7 @@ MIX_ALL = group_name(
 wildcard_constraints:
     test_set="|".join(re.escape(name) for name in TEST_SETS),
     group=group_pattern(DEGRADATIONS),
+    others=group_pattern(DEGRADATIONS),
 
 
 def get_training_images_json(wildcards):
@@ -295,8 +312,9 @@ def get_train_runtime(wildcards, attempt):
     return 60 * attempt
 
 
-def get_test_manifests(wildcards=None):
-    """Per test set, in order: its clean manifest, then one per test degradation."""
+def get_test_manifests(wildcards=None, degradations=None):
+    """Per test set, in order: its clean manifest, then one per test degradation (all of them, or
+    `degradations`)."""
     return [
         path
         for name in TEST_SETS
@@ -304,16 +322,36 @@ def get_test_manifests(wildcards=None):
             f"results/test/{name}/clean/manifest.parquet",
             *expand(
                 f"results/test/{name}/degraded/{{degradation}}/manifest.parquet",
-                degradation=TEST_DEGRADATIONS,
+                degradation=degradations or TEST_DEGRADATIONS,
             ),
         ]
     ]
 
 
+def eval_degradations(wildcards):
+    """What a model is scored on: a group's model on its members (all that its drops, Table 1 and
+    Table 2 read); a baseline on every test degradation; a final group's model on the rest by rule
+    evaluate_others (the selection report reads the chosen model on any test image)."""
+    if hasattr(wildcards, "others"):
+        members = group_members(wildcards.others)
+        return [name for name in TEST_DEGRADATIONS if name not in members]
+    if hasattr(wildcards, "group"):
+        return group_members(wildcards.group)
+    return TEST_DEGRADATIONS
+
+
+def get_eval_tests(wildcards):
+    return get_test_manifests(degradations=eval_degradations(wildcards))
+
+
+def get_replicate_tests(wildcards):
+    return get_test_manifests(degradations=[wildcards.degradation])
+
+
 def get_test_set_args(wildcards, input):
     """`--test-set NAME CLEAN DEGRADED...` per test set, from the rule's input.tests (which
     get_test_manifests lays out per test set)."""
-    size = 1 + len(TEST_DEGRADATIONS)
+    size = len(input.tests) // len(TEST_SETS)
     return [
         word
         for i, name in enumerate(TEST_SETS)
@@ -377,6 +415,59 @@ def round_evals(r):
 
 def get_round_evals(wildcards):
     return round_evals(int(wildcards.round))
+
+
+# --- the noise floor: single-task models retrained from other seeds ------------------------------
+
+REPLICATES = CONFIG["grouping"]["replicates"]
+REPLICATE_RUNS = [
+    f"{name}/seed{k}"
+    for name in (REPLICATES["degradations"] if REPLICATES["seeds"] else [])
+    for k in range(1, REPLICATES["seeds"] + 1)
+]
+
+
+wildcard_constraints:
+    k=r"[1-9]\d*",
+
+
+def get_replicate_entries_json(wildcards):
+    return json.dumps(
+        {wildcards.degradation: CONFIG["degradations"][wildcards.degradation]},
+        sort_keys=True,
+    )
+
+
+def get_replicate_seed(wildcards):
+    """Replicate k trains from seed `config seed + k` (the workflow's own model is k = 0)."""
+    return CONFIG["seed"] + int(wildcards.k)
+
+
+def get_replicate_evals(wildcards=None):
+    return expand("results/replicates/{run}/eval.parquet", run=REPLICATE_RUNS)
+
+
+def get_replicate_args(wildcards, input):
+    """`--replicate DEGRADATION EVAL` per replicate, from the rule's input.replicates."""
+    return [
+        word
+        for run, path in zip(REPLICATE_RUNS, input.replicates)
+        for word in ("--replicate", run.split("/")[0], path)
+    ]
+
+
+def get_noise_floor(wildcards=None):
+    """The noise floor's table, where there are replicates (else a drop's seed noise counts as 0)."""
+    return ["results/grouping/noise_floor.parquet"] if REPLICATE_RUNS else []
+
+
+def get_search_noise_floor(wildcards):
+    """The rounds wait for the noise floor only when it decides (conservative decision)."""
+    return get_noise_floor() if CONFIG["grouping"]["decision"] == "conservative" else []
+
+
+def noise_floor_arg(files):
+    return ["--noise-floor", files[0]] if files else []
 
 
 def get_previous_round(wildcards):
@@ -469,7 +560,16 @@ def get_selection_json(wildcards=None):
 
 
 def get_selection_evals(wildcards):
-    """Evaluations of the single-task models and of every final group's model."""
+    """Evaluations of the single-task models and of every final group's model, on every test
+    degradation (the chosen model may be any final group's)."""
+    groups = set(final_groups()) | set(DEGRADATIONS)
+    return expand("results/eval/{group}.parquet", group=sorted(groups)) + expand(
+        "results/eval/others/{others}.parquet", others=final_groups()
+    )
+
+
+def get_export_evals(wildcards):
+    """What the model cards read: the single-task and final groups' evaluations on their members."""
     groups = set(final_groups()) | set(DEGRADATIONS)
     return expand("results/eval/{group}.parquet", group=sorted(groups))
 
@@ -558,4 +658,8 @@ def get_search_priority(wildcards):
     """Priority 1 for the single-task and search trainings (and their evaluations), 0 for the
     groups only the validation needs and for the baselines."""
     group = getattr(wildcards, "group", None)
+    if group is None and hasattr(
+        wildcards, "k"
+    ):  # a replicate: the conservative search waits for it
+        return int(CONFIG["grouping"]["decision"] == "conservative")
     return int(group is not None and group not in VALIDATION_ONLY_GROUPS)

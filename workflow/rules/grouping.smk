@@ -34,6 +34,7 @@ checkpoint grouping_round:
         matrix="results/similarity/matrix.parquet",
         evals=get_round_evals,
         previous=get_previous_round,
+        noise_floor=get_search_noise_floor,
     output:
         "results/grouping/rounds/{round}.parquet",
     log:
@@ -45,10 +46,13 @@ checkpoint grouping_round:
     params:
         degradations=DEGRADATIONS,
         grouping=get_grouping_json,
+        noise_floor=lambda wildcards, input: noise_floor_arg(input.noise_floor),
+        seed=CONFIG["seed"],
     shell:
         "python -m grids.grouping.rounds round --round {wildcards.round:q} --matrix {input.matrix:q}"
         " --degradations {params.degradations:q} --eval {input.evals:q}"
-        " --grouping {params.grouping:q} --out {output:q} > {log:q} 2>&1"
+        " --grouping {params.grouping:q} {params.noise_floor:q} --seed {params.seed:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule grouping_result:
@@ -56,6 +60,7 @@ rule grouping_result:
         matrix="results/similarity/matrix.parquet",
         rounds=get_all_rounds,
         evals=get_search_evals,
+        noise_floor=get_noise_floor(),
     output:
         verified="results/grouping/verified.parquet",
         drops="results/grouping/drops.parquet",
@@ -66,6 +71,13 @@ rule grouping_result:
             category="Grouping",
         ),
         groups="results/final/groups.parquet",
+        stability="results/grouping/stability.parquet",
+        stability_partitions="results/grouping/stability_partitions.parquet",
+        stability_plot=report_if_built(
+            "results/grouping/stability.png",
+            caption="../report/stability.rst",
+            category="Grouping",
+        ),
     log:
         "logs/grouping/result.log",
     priority: 1
@@ -75,18 +87,23 @@ rule grouping_result:
     params:
         degradations=DEGRADATIONS,
         grouping=get_grouping_json,
+        noise_floor=lambda wildcards, input: noise_floor_arg(input.noise_floor),
+        seed=CONFIG["seed"],
     shell:
         "python -m grids.grouping.rounds finish --rounds {input.rounds:q} --matrix {input.matrix:q}"
         " --degradations {params.degradations:q} --eval {input.evals:q} --grouping {params.grouping:q}"
+        " {params.noise_floor:q} --seed {params.seed:q}"
         " --verified {output.verified:q} --drops {output.drops:q} --partitions {output.partitions:q}"
-        " --plot {output.plot:q} --groups {output.groups:q} > {log:q} 2>&1"
+        " --plot {output.plot:q} --groups {output.groups:q} --stability {output.stability:q}"
+        " --stability-partitions {output.stability_partitions:q} --stability-plot {output.stability_plot:q}"
+        " > {log:q} 2>&1"
 
 
 rule final_group_models:
     input:
         groups="results/final/groups.parquet",
         models=get_final_models,
-        evals=get_selection_evals,
+        evals=get_export_evals,
     output:
         directory("results/final/models"),
     log:
@@ -109,6 +126,7 @@ rule table1:
     input:
         groups="results/final/groups.parquet",
         evals=get_table1_evals,
+        identity="results/eval/input.parquet",
         baselines=get_baseline_evals(),
     output:
         table="results/final/table1.parquet",
@@ -130,9 +148,10 @@ rule table1:
         "../envs/grids.yaml"
     params:
         baselines=get_baseline_args,
+        min_gain=CONFIG["grouping"]["min_gain"],
     shell:
-        "python -m grids.report table1 --groups {input.groups:q} --eval {input.evals:q}"
-        " {params.baselines:q} --table {output.table:q} --markdown {output.markdown:q}"
+        "python -m grids.report table1 --groups {input.groups:q} --eval {input.evals:q} {input.identity:q}"
+        " {params.baselines:q} --min-gain {params.min_gain:q} --table {output.table:q} --markdown {output.markdown:q}"
         " --chart {output.chart:q} --html {output.html:q} > {log:q} 2>&1"
 
 

@@ -111,7 +111,7 @@ rule train:
 rule evaluate:
     input:
         model="results/models/{group}/model.pth",
-        tests=get_test_manifests(),
+        tests=get_eval_tests,
     output:
         "results/eval/{group}.parquet",
     log:
@@ -128,7 +128,7 @@ rule evaluate:
         runtime=60,
     params:
         test_sets=get_test_set_args,
-        degradations=TEST_DEGRADATIONS,
+        degradations=eval_degradations,
     shell:
         "python -m grids.evaluate --model {input.model:q} {params.test_sets:q}"
         " --degradations {params.degradations:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
@@ -175,10 +175,102 @@ rule import_baseline:
         " --arch-kwargs {params.arch_kwargs:q} --group {wildcards.published:q} --out {output:q} > {log:q} 2>&1"
 
 
+# A final group's model on every test degradation it was not trained on: what the selection
+# report reads when it picks this model for any test image (the search needs only the members).
+use rule evaluate as evaluate_others with:
+    input:
+        model="results/models/{others}/model.pth",
+        tests=get_eval_tests,
+    output:
+        "results/eval/others/{others}.parquet",
+    log:
+        "logs/eval/others_{others}.log",
+    benchmark:
+        "benchmarks/eval/others_{others}.tsv"
+    priority: 0
+
+
+# The noise floor: single-task models of grouping.replicates.degradations trained again from
+# other seeds, each scored on its own degradation, so that a drop is reported with its seed noise.
+use rule train as train_replicate with:
+    input:
+        store="results/train/store/index.parquet",
+        function_files=get_user_function_file,
+        arch_file=get_arch_files,
+    output:
+        model="results/replicates/{degradation}/seed{k}/model.pth",
+        log_table="results/replicates/{degradation}/seed{k}/train_log.parquet",
+    log:
+        "logs/replicates/{degradation}_seed{k}.log",
+    benchmark:
+        "benchmarks/replicates/{degradation}_seed{k}.tsv"
+    params:
+        group="{degradation}",
+        degradations=get_replicate_entries_json,
+        recipe=get_recipe_json,
+        seed=get_replicate_seed,
+        resume=working_file("results/resume/replicates/{degradation}_seed{k}.pth"),
+
+
+use rule evaluate as evaluate_replicate with:
+    input:
+        model="results/replicates/{degradation}/seed{k}/model.pth",
+        tests=get_replicate_tests,
+    output:
+        "results/replicates/{degradation}/seed{k}/eval.parquet",
+    log:
+        "logs/replicates/{degradation}_seed{k}_eval.log",
+    benchmark:
+        "benchmarks/replicates/{degradation}_seed{k}_eval.tsv"
+    params:
+        test_sets=get_test_set_args,
+        degradations="{degradation}",
+
+
+rule noise_floor:
+    input:
+        single=expand("results/eval/{group}.parquet", group=REPLICATES["degradations"]),
+        replicates=get_replicate_evals(),
+    output:
+        "results/grouping/noise_floor.parquet",
+    log:
+        "logs/grouping/noise_floor.log",
+    priority: get_search_priority
+    localrule: True
+    conda:
+        "../envs/grids.yaml"
+    params:
+        replicates=get_replicate_args,
+        test_set=validation_test_set(),
+    shell:
+        "python -m grids.grouping.evidence noise-floor --test-set {params.test_set:q} --single {input.single:q}"
+        " {params.replicates:q} --out {output:q} > {log:q} 2>&1"
+
+
+# The degraded input itself scored as a model (the identity): the level every model is judged
+# against first (Table 1's `input` column).
+rule evaluate_input:
+    input:
+        tests=get_test_manifests(),
+    output:
+        "results/eval/input.parquet",
+    log:
+        "logs/eval/input.log",
+    localrule: True
+    conda:
+        "../envs/grids.yaml"
+    params:
+        test_sets=get_test_set_args,
+        degradations=TEST_DEGRADATIONS,
+    shell:
+        "python -m grids.evaluate --model input {params.test_sets:q} --degradations {params.degradations:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 use rule evaluate as evaluate_baseline with:
     input:
         model="results/baselines/{baseline}/model.pth",
-        tests=get_test_manifests(),
+        tests=get_eval_tests,
     output:
         "results/baselines/{baseline}/eval.parquet",
     log:

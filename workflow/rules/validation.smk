@@ -16,20 +16,35 @@ rule untrained_descriptor:
         "python -m grids.validation untrained --seed {params.seed:q} --out {output:q} > {log:q} 2>&1"
 
 
-use rule ggd_fit as validation_ggd with:
+# One job per variant fits every set (the same fit as rule ggd_fit, set by set): a dozen sets of
+# seconds each would otherwise pay a dozen process start-ups.
+rule validation_ggd:
     input:
-        manifest=get_set_manifest,
+        manifests=get_all_set_manifests(),
         descriptor=get_variant_descriptor,
     output:
-        "results/validation/ggd/{variant}/{image_set}.parquet",
+        expand(
+            "results/validation/ggd/{{variant}}/{image_set}.parquet",
+            image_set=IMAGE_SETS,
+        ),
     log:
-        "logs/validation/ggd_{variant}_{image_set}.log",
+        "logs/validation/ggd_{variant}.log",
     benchmark:
-        "benchmarks/validation/ggd_{variant}_{image_set}.tsv"
+        "benchmarks/validation/ggd_{variant}.tsv"
     priority: 0
+    conda:
+        "../envs/grids.yaml"
+    threads: side_by_side_threads(4)
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
+        sets=get_variant_set_args,
         features=get_variant_features_json,
         seed=CONFIG["seed"],
+    shell:
+        "python -m grids.similarity ggd-sets {params.sets:q} --descriptor={input.descriptor:q}"
+        " --features {params.features:q} --seed {params.seed:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule validation_matrix:

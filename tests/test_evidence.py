@@ -1,0 +1,199 @@
+"""Evidence behind a verdict (grids.grouping.evidence): models judged against their input, a
+drop's interval, the conservative decision, the noise floor and partition stability, on hand-made
+evaluation tables whose answers are known, and one real model that did not learn (lr 0)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from grids.config import DEFAULT_GROUPING
+from grids.data import dead_leaves, prepare_clean_set, set_paths
+from grids.degrade import degrade_dataset
+from grids.evaluate import evaluate_model
+from grids.grouping import evidence
+from grids.grouping.names import group_members
+from grids.train import train
+
+DELTA = 0.7
+GROUPING = {**DEFAULT_GROUPING, "delta": DELTA, "bootstrap": 2000}
+
+
+def table(models: dict[str, dict[str, list[float]]], inputs: dict[str, float]) -> pd.DataFrame:
+    """An evaluation table: ``models[model][degradation]`` = PSNR per test image; the input's PSNR
+    of each degradation is ``inputs[degradation]`` on every image."""
+    rows = []
+    for model, scores in models.items():
+        for name, values in scores.items():
+            for k, value in enumerate(values):
+                rows.append([f"{model}.pth", model, "t", name, f"img{k}", value, 0.9, inputs[name]])
+    frame = pd.DataFrame(
+        rows, columns=["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim", "psnr_input"]
+    )
+    frame["gain"] = frame.psnr - frame.psnr_input
+    return frame
+
+
+def two_members(drops_b: list[float]) -> pd.DataFrame:
+    """Group a+b: member a loses nothing, member b loses ``drops_b`` per image; both single-task
+    models gain 5 dB over their input."""
+    n = len(drops_b)
+    return table(
+        {
+            "a": {"a": [30.0] * n},
+            "b": {"b": [30.0] * n},
+            "a+b": {"a": [30.0] * n, "b": [30.0 - d for d in drops_b]},
+        },
+        {"a": 25.0, "b": 25.0},
+    )
+
+
+def floor_with_drop_sd(sd: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        [[evidence.POOLED, 6, np.nan, sd / np.sqrt(2), sd, np.nan, np.nan]],
+        columns=["degradation", "n_seeds", "psnr_mean", "psnr_sd", "drop_sd", "gain_mean", "gain_min"],
+    )
+
+
+@pytest.mark.parametrize(("half_width", "feasible"), [(0.3, False), (0.05, True)])
+def test_conservative_decision_needs_the_interval_below_delta(half_width, feasible):
+    # 0.6 dB on every image (no image noise); the seed noise alone sets the interval's half width.
+    evaluation = two_members([0.6] * 8)
+    floor = floor_with_drop_sd(half_width / evidence.Z95)
+    for decision, expected in (("conservative", feasible), ("point", True)):
+        found = evidence.group_evidence(evaluation, "t", ["a+b"], {**GROUPING, "decision": decision}, floor, 0)
+        row = found.iloc[0]
+        assert row.dP == pytest.approx(0.6) and row.dP_sd_images == pytest.approx(0.0)
+        assert row.dP_high == pytest.approx(0.6 + half_width)
+        assert bool(row.feasible) is expected
+    assert bool(evidence.decide(0.6, 0.3, DELTA, "conservative")) is False
+    assert bool(evidence.decide(0.6, 0.05, DELTA, "conservative")) is True
+    with pytest.raises(ValueError, match="grouping.decision"):
+        evidence.decide(0.6, 0.05, DELTA, "optimistic")
+
+
+def test_image_noise_widens_the_interval_like_a_bootstrap_of_the_mean():
+    rng = np.random.default_rng(0)
+    drops = list(rng.normal(0.3, 0.4, size=40))
+    row = evidence.group_evidence(two_members(drops), "t", ["a+b"], GROUPING, None, 0).iloc[0]
+    # one member drifts, the other never drops: dP is b's mean and its sd that of a mean of 40
+    assert row.dP == pytest.approx(np.mean(drops))
+    assert row.dP_sd_images == pytest.approx(np.std(drops, ddof=1) / np.sqrt(40), rel=0.15)
+    assert row.dP_sd_seeds == 0.0  # no noise floor given
+
+
+def test_a_group_exactly_at_delta_flips_in_about_half_the_resamples():
+    # b's per-image drops are symmetric around delta: the full-data verdict sits on the edge.
+    evaluation = two_members([DELTA - 0.5, DELTA + 0.5] * 5)
+    per_group, partitions = evidence.partition_stability(
+        evaluation, "t", ["a", "b"], ["a+b"], ["a+b"], {**GROUPING, "decision": "point"}, {}, seed=0
+    )
+    row = per_group.iloc[0]
+    assert row.dP == pytest.approx(DELTA) and bool(row.feasible)
+    assert 0.35 < row.flip_rate < 0.65
+    same = partitions[partitions.is_search].fraction.sum()
+    assert same == pytest.approx(row.feasible_rate)
+    assert set(partitions.partition) == {"a+b", "a / b"}
+    assert partitions.fraction.sum() == pytest.approx(1.0)
+
+
+def test_a_clear_group_never_flips():
+    evaluation = two_members([0.1, 0.2] * 5)
+    per_group, partitions = evidence.partition_stability(
+        evaluation, "t", ["a", "b"], ["a+b"], ["a+b"], GROUPING, {"a+b": 0.1}, seed=0
+    )
+    assert per_group.flip_rate.iloc[0] == 0.0 and partitions.partition.tolist() == ["a+b"]
+
+
+def test_fewest_groups_matches_brute_force():
+    names = ["a", "b", "c", "d", "e"]
+    rng = np.random.default_rng(1)
+    from itertools import combinations
+
+    groups = ["+".join(c) for size in (2, 3) for c in combinations(names, size)]
+    for trial in range(20):
+        allowed = [g for g in groups if rng.random() < 0.3]
+        risk = {g: float(rng.random()) for g in allowed}
+        found = evidence.fewest_groups(names, allowed, risk)
+
+        def covers(choice):
+            members = [m for g in choice for m in group_members(g)]
+            return sorted(members) == names
+
+        best = None
+        for k in range(1, 6):
+            for choice in combinations(allowed + names, k):
+                if covers(choice):
+                    worst = max((risk.get(g, -np.inf) for g in choice), default=-np.inf)
+                    if best is None or worst < best[0]:
+                        best = (worst, choice)
+            if best is not None:
+                break
+        assert len(found) == len(best[1]), trial
+        assert max((risk.get(g, -np.inf) for g in found), default=-np.inf) == best[0]
+
+
+def test_noise_floor_spread_and_pooled_row():
+    one = {"x": [20.0, 20.2], "y": [30.0, 30.0]}
+    seeds = [
+        table({"x": {"x": one["x"]}}, {"x": 18.0}),
+        table({"x": {"x": [v + 0.3 for v in one["x"]]}}, {"x": 18.0}),
+        table({"x": {"x": [v - 0.3 for v in one["x"]]}}, {"x": 18.0}),
+    ]
+    found = evidence.noise_floor("t", {"x": seeds})
+    x = found[found.degradation == "x"].iloc[0]
+    assert x.n_seeds == 3 and x.psnr_sd == pytest.approx(0.3)
+    assert x.drop_sd == pytest.approx(0.3 * np.sqrt(2))
+    pooled = found[found.degradation == evidence.POOLED].iloc[0]
+    assert pooled.psnr_sd == pytest.approx(0.3)
+    assert evidence.seed_drop_sd(found) == pytest.approx(0.3 * np.sqrt(2))
+
+
+def test_a_model_that_did_not_learn_is_named_and_its_verdicts_marked(tmp_path, capsys):
+    """A real training with lr 0 restores nothing; its degradation is reported and every group
+    containing it is uninformative."""
+    torch.set_num_threads(1)
+    recipe = {
+        "arch": "srresnet",
+        "arch_kwargs": {"num_feat": 8, "num_block": 1},
+        "iterations": 3,
+        "batch_size": 2,
+        "crop": 32,
+        "lr": 0.0,
+        "weight_decay": 0.0,
+        "warmup": 1,
+        "min_lr_ratio": 0.01,
+        "checkpoint_every": 10,
+        "compile": False,
+    }
+    entries = {"gaussian_noise": {"sigma": [30.0, 30.0]}}
+    images = [dead_leaves(48, np.random.default_rng(i)) for i in range(2)]
+    train("gaussian_noise", images, entries, recipe, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu")
+    test = tmp_path / "test"
+    clean = prepare_clean_set(
+        {"photos": [], "dead_leaves": {"count": 2, "size": 48}, "folder": None, "min_side": 32},
+        0,
+        *set_paths(test / "clean"),
+        dataset="test",
+    )
+    degraded = test / "degraded" / "gaussian_noise" / "manifest.parquet"
+    degrade_dataset(clean, "gaussian_noise", entries["gaussian_noise"], 0, degraded, degraded.parent / "images", "t")
+    real = evaluate_model(
+        tmp_path / "m.pth",
+        {"t": (test / "clean" / "manifest.parquet", {"gaussian_noise": degraded})},
+        ["gaussian_noise"],
+    )
+    assert real.gain.mean() < 0.5
+    # A second degradation whose model learned, and a group of both (hand-made rows).
+    learned = table({"jpeg": {"jpeg": [30.0, 30.0]}, "gaussian_noise+jpeg": {"jpeg": [29.9, 29.9]}}, {"jpeg": 27.0})
+    group_on_noise = real.assign(trained_on="gaussian_noise+jpeg")
+    ids = dict(zip(["img0", "img1"], real.image))
+    evaluation = pd.concat([real, group_on_noise, learned.assign(image=learned.image.map(ids), test_set="t")])
+    gains = evidence.single_task_gains(evaluation, ["gaussian_noise", "jpeg"])
+    assert evidence.not_learned(gains, 0.5) == ["gaussian_noise"]
+    evidence.warn_not_learned(gains, 0.5)
+    assert "gaussian_noise gains" in capsys.readouterr().err
+    row = evidence.group_evidence(evaluation, "t", ["gaussian_noise+jpeg"], GROUPING, None, 0).iloc[0]
+    assert bool(row.uninformative) and row.weakest_gain == pytest.approx(gains["gaussian_noise"])
