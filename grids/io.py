@@ -21,6 +21,7 @@ import errno
 import hashlib
 import html
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -131,8 +132,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds.
 
     Works for files and directories: readers never see a half-written output, and a failure leaves
-    nothing behind. An OSError of the writing (disk full, read-only, no permission) becomes an
-    :class:`OutputError` naming ``path``.
+    nothing behind; the temporaries of a writer killed with ``kill -9`` are removed by the next
+    write of ``path`` (:func:`remove_stale_temporaries`). An OSError of the writing (disk full,
+    read-only, no permission) becomes an :class:`OutputError` naming ``path``.
     """
     path = Path(path)
     if path.exists() and not (path.is_file() or path.is_dir()):
@@ -140,6 +142,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
         yield tmp
         if path.is_dir() and not path.is_symlink():
@@ -162,6 +165,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+# The temporary sibling of atomic_path: ``.{name}.`` and mkdtemp's 8 random characters.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is that of an :func:`atomic_path` temporary (a folder, or a file of an
+    older version), which only a killed writer leaves behind."""
+    return _TEMPORARY.fullmatch(name) is not None
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, a link or a folder tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries of ``path`` that a writer killed with ``kill -9`` left (its
+    ``finally`` never ran); return them. An output has one writer at a time (Snakemake runs one
+    job per output), so a temporary of ``path`` seen before writing it is stale."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = []
+    for sibling in path.parent.iterdir():
+        match = _TEMPORARY.fullmatch(sibling.name)
+        if match and match["name"] == path.name:
+            remove_path(sibling)
+            stale.append(sibling)
+    return stale
 
 
 def check_output_path(path: str | Path, inputs=(), force: bool = False, kind: str = "input image") -> Path:

@@ -518,3 +518,102 @@ def test_load_config_rejects_duplicates_in_any_merged_file(tmp_path):
     (tmp_path / "b.yaml").write_text("training:\n  iterations: 5\n  iterations: 6\n")
     with pytest.raises(ConfigError, match=r"b.yaml, line 3, column 3: duplicate key 'iterations'"):
         load_config([tmp_path / "a.yaml", tmp_path / "b.yaml"])
+
+
+# --- the crop store ---------------------------------------------------------------------------------
+
+
+def clean_training_set(tmp_path: Path) -> Path:
+    from grids.data import prepare_clean_set, set_paths
+
+    config = {"photos": [], "dead_leaves": {"count": 3, "size": 48}, "min_side": 32}
+    prepare_clean_set(config, 0, *set_paths(tmp_path / "clean"))
+    return tmp_path / "clean" / "manifest.parquet"
+
+
+def build_store_stage(cwd: Path, manifest: Path, store: Path, prefix: tuple[str, ...] = ()):
+    args = ("--clean", str(manifest), "--index", str(store / "index.parquet"), "--arrays", str(store / "arrays"))
+    return run([sys.executable, *(prefix or ("-m", "grids.store")), *args], cwd)
+
+
+# python -m grids.store that kills itself with SIGKILL while writing its second array: a
+# deterministic kill -9 in the middle of a write (after atomic_path made its temporary folder).
+KILLED_STORE = (
+    "import os, signal, sys, numpy as np\nfrom grids import store\n"
+    "save, calls = np.save, []\n"
+    "def dying_save(f, array, **kw):\n"
+    "    calls.append(1)\n"
+    "    if len(calls) == 2:\n"
+    "        f.write(b'\\x93NUMPY half an array'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    save(f, array, **kw)\n"
+    "np.save = dying_save\n"
+    "sys.exit(store.main(sys.argv[1:]))\n"
+)
+
+
+def test_train_store_killed_with_kill_9_reruns_to_the_uninterrupted_result(tmp_path):
+    manifest = clean_training_set(tmp_path)
+    killed = build_store_stage(tmp_path, manifest, tmp_path / "killed", ("-c", KILLED_STORE))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    arrays = tmp_path / "killed" / "arrays"
+    assert any(p.is_dir() and p.name.startswith(".") for p in arrays.iterdir())  # the temporary folder left
+    rerun = build_store_stage(tmp_path, manifest, tmp_path / "killed")
+    assert rerun.returncode == 0, rerun.stderr
+    assert build_store_stage(tmp_path, manifest, tmp_path / "whole").returncode == 0
+    assert files_under(arrays) == files_under(tmp_path / "whole" / "arrays")  # no temporary left either
+    index = {s: pd.read_parquet(tmp_path / s / "index.parquet") for s in ("killed", "whole")}
+    assert index["killed"].drop(columns="path").equals(index["whole"].drop(columns="path"))
+    assert [Path(p).name for p in index["killed"].path] == [Path(p).name for p in index["whole"].path]
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def flip_a_pixel(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+# How an array is damaged -> what a training job opening the store says (None: it cannot tell,
+# the header and size are right) and what a rebuild says.
+STORE_DAMAGE = {
+    "truncated": (truncate, r"bytes where its header needs \d+ \(truncated\)", r"\(truncated\); rebuilt"),
+    "deleted": (Path.unlink, r"missing", None),
+    "not_npy": (lambda p: p.write_bytes(b"garbage"), r"not a readable \.npy array", r"not a readable \.npy array"),
+    "pixel_changed": (flip_a_pixel, None, r"sha256 \w+\.\.\. differs from the \w+\.\.\. recorded when written"),
+    "stale_temporary": (lambda p: (p.parent / f".{p.name}.ab12cd_9").mkdir(), None, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STORE_DAMAGE))
+def test_a_damaged_store_is_named_when_opened_and_rebuilt(tmp_path, case):
+    damage, when_opened, when_rebuilt = STORE_DAMAGE[case]
+    manifest = clean_training_set(tmp_path)
+    store = tmp_path / "store"
+    assert build_store_stage(tmp_path, manifest, store).returncode == 0
+    good = files_under(store / "arrays")
+    array = sorted((store / "arrays").glob("*.npy"))[1]
+    damage(array)
+    opened = run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom grids.stage import run_stage\nfrom grids.store import CropStore\n"
+            f"sys.exit(run_stage(lambda: CropStore.open({str(store / 'index.parquet')!r}) and 0))",
+        ],
+        tmp_path,
+    )
+    if when_opened is None:
+        assert opened.returncode == 0, opened.stderr
+    else:
+        line = one_error_line(opened)
+        assert line.startswith(f"error: {array}: ") and re.search(when_opened, line), line
+        assert "snakemake --forcerun train_store" in line
+    rebuilt = build_store_stage(tmp_path, manifest, store)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    if when_rebuilt:
+        assert re.search(f"{re.escape(str(array))}: .*{when_rebuilt}", rebuilt.stdout), rebuilt.stdout
+    assert files_under(store / "arrays") == good
+    assert sorted(p.name for p in (store / "arrays").iterdir()) == sorted(good)  # no folder left
