@@ -617,3 +617,43 @@ def test_a_damaged_store_is_named_when_opened_and_rebuilt(tmp_path, case):
         assert re.search(f"{re.escape(str(array))}: .*{when_rebuilt}", rebuilt.stdout), rebuilt.stdout
     assert files_under(store / "arrays") == good
     assert sorted(p.name for p in (store / "arrays").iterdir()) == sorted(good)  # no folder left
+
+
+# --- command-line numbers and choices ---------------------------------------------------------------
+
+# (arguments after `grids`, the start of the one error line). Each is refused before any work, so
+# no results, model or config beyond the working directory's default is needed.
+CLI_CASES = {
+    "tile_zero": (["restore", "in.png", "-o", "out.png", "--tile", "0"], "error: --tile 0: must be an integer >= 64"),
+    "tile_negative": (["restore", "in.png", "-o", "out.png", "--tile", "-5"], "error: --tile -5: must be"),
+    "tile_one": (["restore", "in.png", "-o", "out.png", "--tile", "1"], "error: --tile 1: must be"),
+    "threshold_nan": (["select", "in.png", "--threshold", "nan"], "error: --threshold nan: must be a finite number"),
+    "threshold_inf": (["restore", "in.png", "-o", "out.png", "--threshold", "inf"], "error: --threshold inf: must"),
+    "threshold_zero": (["select", "in.png", "--threshold", "0"], "error: --threshold 0.0: must be a finite number > 0"),
+    "instances_zero": (["plan", "--instances", "0"], "error: --instances 0: must be an integer >= 1"),
+    "instances_negative": (["plan", "--instances", "-3"], "error: --instances -3: must be an integer >= 1"),
+    "digits_negative": (["matrix", "m.parquet", "--digits", "-1"], "error: --digits -1: must be an integer >= 0"),
+    "seed_negative": (["degrade", "in.png", "-d", "jpeg", "-o", "o.png", "--seed", "-1"], "error: --seed -1: must"),
+    "device_unknown": (["select", "in.png", "--device", "gpu"], "error: --device 'gpu': expected one of auto, cpu"),
+    "device_cuda_none": (["select", "in.png", "--device", "cuda"], "error: --device cuda: CUDA is not available"),
+    "device_cuda_index": (["select", "in.png", "--device", "cuda:99"], "error: --device cuda:99: "),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_every_cli_number_and_choice_is_checked_naming_the_option(tmp_path, case):
+    args, expected = CLI_CASES[case]
+    if case == "device_cuda_none" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    png(tmp_path / "in.png")
+    before = files_under(tmp_path)
+    line = one_error_line(grids(tmp_path, *args))
+    assert line.startswith(expected), line
+    assert files_under(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_the_smallest_tile_covers_the_overlap_and_the_architecture_s_multiple():
+    from grids.cli import MIN_TILE, TILE_OVERLAP, min_tile
+
+    assert MIN_TILE == 2 * TILE_OVERLAP == min_tile(1) == min_tile(4) == min_tile(16)
+    assert min_tile(24) == 72 and min_tile(128) == 128
