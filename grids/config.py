@@ -410,7 +410,7 @@ def trained_baselines(config: dict[str, Any]) -> dict[str, dict]:
 def _check_user_arch(recipe: dict, key: str, base_dir: str | Path) -> None:
     import inspect
 
-    from .archs import resolve_arch
+    from .archs import check_arch_contract, resolve_arch
 
     try:
         cls = resolve_arch(recipe["arch"], base_dir)
@@ -422,6 +422,12 @@ def _check_user_arch(recipe: dict, key: str, base_dir: str | Path) -> None:
         raise ConfigError(
             f"config key {key}.arch_kwargs: {recipe['arch']} does not accept {recipe['arch_kwargs']}: {err}"
         ) from None
+    # Built and run once on a tiny input, so a class that breaks its contract fails here, naming
+    # it, rather than in a training job (this runs the user's code, as the README says).
+    try:
+        check_arch_contract(cls, recipe["arch"], recipe["arch_kwargs"])
+    except ValueError as err:
+        raise ConfigError(f"config key {key}.arch: {err}") from None
 
 
 def _image_set(spec: dict, key: str, base_dir: str | Path) -> dict:

@@ -657,3 +657,55 @@ def test_the_smallest_tile_covers_the_overlap_and_the_architecture_s_multiple():
 
     assert MIN_TILE == 2 * TILE_OVERLAP == min_tile(1) == min_tile(4) == min_tile(16)
     assert min_tile(24) == 72 and min_tile(128) == 128
+
+
+# --- user architectures -----------------------------------------------------------------------------
+
+USER_NET = """import torch
+{top}
+
+class Net(torch.nn.Module):
+    def __init__(self, width=4):
+        super().__init__()
+        {init}
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        {forward}
+        return self.conv(x)
+"""
+SPEC = r"config key training\.arch: architecture 'net\.py:Net': "
+INIT = r"Net\(\*\*\{'width': 3\}\) raised "
+FORWARD = r"forward on a \(1, 3, 16, 16\) input "
+# case -> (code changes, the error line's pattern after the config key)
+USER_ARCHS = {
+    "import_raises": ({"top": "raise RuntimeError('no gpu')"}, r"importing \S*net\.py raised RuntimeError: no gpu"),
+    "import_exits": ({"top": "import sys; sys.exit(3)"}, r"importing \S*net\.py raised SystemExit: 3"),
+    "init_raises": ({"init": "raise ValueError('bad width')"}, INIT + r"ValueError: bad width"),
+    "init_exits": ({"init": "raise SystemExit('usage: net')"}, INIT + r"SystemExit: usage: net"),
+    "forward_raises": ({"forward": "raise IndexError('odd')"}, FORWARD + r"raised IndexError: odd"),
+    "wrong_shape": (
+        {"forward": "return torch.nn.functional.interpolate(x, scale_factor=2)"},
+        FORWARD + r"returned \(1, 3, 32, 32\); a backbone restores at the same size",
+    ),
+    "not_a_tensor": ({"forward": "return [x]"}, FORWARD + r"returned list"),
+    "multiple_zero": ({"init": "self.size_multiple = 0"}, r"size_multiple is 0, expected a positive integer"),
+    "multiple_float": ({"init": "self.size_multiple = 2.5"}, r"size_multiple is 2\.5, expected a positive integer"),
+    "multiple_text": ({"init": "self.size_multiple = '4'"}, r"size_multiple is '4', expected a positive integer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USER_ARCHS))
+def test_a_user_architecture_breaking_its_contract_is_one_line_at_parse_time(tmp_path, case):
+    changes, expected = USER_ARCHS[case]
+    code = USER_NET.format(**{"top": "", "init": "pass", "forward": "pass", **changes})
+    config = {**SMALL, "training": {**SMALL["training"], "arch": "net.py:Net", "arch_kwargs": {"width": 3}}}
+    workdir = project(tmp_path, config)
+    (workdir / "net.py").write_text(code)
+    line = one_error_line(grids(workdir, "check-config", "config/config.yaml"))
+    assert re.search(SPEC + expected, line), line
+    if case in ("import_exits", "init_raises", "wrong_shape"):  # the workflow's pre-check says the same
+        result = snakemake(workdir, "-n", "degraded_datasets")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and re.search(SPEC + expected, output) and "Traceback" not in output, output
+    assert sorted(p.name for p in workdir.iterdir()) == ["config", "net.py"]  # no results, no caches
