@@ -208,7 +208,11 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         error = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message}")
+        message = error.message
+        if list(error.absolute_path)[:2] == ["validation", "experiments"] and error.validator == "minItems":
+            if len(error.absolute_path) == 4:  # a group, not the pair of groups
+                message = f"{error.instance} has {len(error.instance)} member(s); a group mixes 2 or more degradations"
+        raise ConfigError(f"config key {_key(error.absolute_path)}: {message}")
 
     images = config["images"] = _image_set(config["images"], "images", base_dir)
     given = config.get("training", {})
@@ -292,11 +296,7 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     validation = config["validation"] = {**DEFAULT_VALIDATION, **config.get("validation", {})}
     validation["experiments"] = dict(validation["experiments"] or {})
     for name, sides in validation["experiments"].items():
-        if len(sides[0]) != len(sides[1]):
-            raise ConfigError(
-                f"config key validation.experiments.{name}: its two groups have {len(sides[0])} and "
-                f"{len(sides[1])} members; an experiment compares groups of equal size"
-            )
+        _check_experiment(name, sides, config)
     selection = config["selection"] = {**DEFAULT_SELECTION, **config.get("selection", {})}
     selection["unseen"] = dict(selection["unseen"] or {})
     for name, entry in selection["unseen"].items():
@@ -428,6 +428,27 @@ def _check_user_arch(recipe: dict, key: str, base_dir: str | Path) -> None:
         check_arch_contract(cls, recipe["arch"], recipe["arch_kwargs"])
     except ValueError as err:
         raise ConfigError(f"config key {key}.arch: {err}") from None
+
+
+def _check_experiment(name: str, sides: list[list[str]], config: dict) -> None:
+    """Two different groups of equal size (the schema holds each to 2+ distinct names) whose members
+    are degradations. A built-in left out of ``degradations`` (or an unseen one) is a known name:
+    the experiment is skipped, saying so, when the workflow runs; any other name is a mistake."""
+    key = f"config key validation.experiments.{name}"
+    known = set(NAMES) | set(config["degradations"]) | set((config.get("selection") or {}).get("unseen") or {})
+    for member in (m for side in sides for m in side):
+        if member not in known:
+            close = difflib.get_close_matches(member, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"built-ins are {', '.join(NAMES)}"
+            raise ConfigError(f"{key}: {member!r} is not a degradation (neither built-in nor configured); {hint}")
+    if len(sides[0]) != len(sides[1]):
+        raise ConfigError(
+            f"{key}: its two groups have {len(sides[0])} and {len(sides[1])} members; an experiment compares "
+            "groups of equal size"
+        )
+    if set(sides[0]) == set(sides[1]):
+        same = ", ".join(sorted(sides[0]))
+        raise ConfigError(f"{key}: its two groups are the same ({same}); an experiment compares two different groups")
 
 
 def _image_set(spec: dict, key: str, base_dir: str | Path) -> dict:

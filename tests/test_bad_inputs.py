@@ -709,3 +709,42 @@ def test_a_user_architecture_breaking_its_contract_is_one_line_at_parse_time(tmp
         output = result.stdout + result.stderr
         assert result.returncode != 0 and re.search(SPEC + expected, output) and "Traceback" not in output, output
     assert sorted(p.name for p in workdir.iterdir()) == ["config", "net.py"]  # no results, no caches
+
+
+# --- validation experiments ---------------------------------------------------------------------------
+
+# SMALL trains jpeg only; the experiments name two more degradations, configured here.
+EXPERIMENT_DEGRADATIONS = {"jpeg": {"quality": [10, 40]}, "gaussian_noise": {}, "sr": {}}
+EXPERIMENTS = {
+    "typo": ([["jpg", "sr"], ["gaussian_noise", "jpeg"]], r"'jpg' is not a degradation .*did you mean 'jpeg'\?"),
+    "unknown": ([["zzz_qqq", "sr"], ["gaussian_noise", "jpeg"]], r"'zzz_qqq' is not a degradation .*built-ins are"),
+    "identical": ([["jpeg", "sr"], ["sr", "jpeg"]], r"its two groups are the same \(jpeg, sr\)"),
+    "empty": ([[], ["sr", "jpeg"]], r"\[\] has 0 member\(s\); a group mixes 2 or more degradations"),
+    "one_member": ([["jpeg"], ["sr"]], r"\['\w+'\] has 1 member\(s\); a group mixes 2 or more"),
+    "unequal": ([["jpeg", "sr", "gaussian_noise"], ["sr", "jpeg"]], r"its two groups have 3 and 2 members"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPERIMENTS))
+def test_a_bad_validation_experiment_is_one_line_at_parse_time(tmp_path, case):
+    sides, expected = EXPERIMENTS[case]
+    config = {**SMALL, "degradations": EXPERIMENT_DEGRADATIONS, "validation": {"experiments": {"e1": sides}}}
+    workdir = project(tmp_path, config)
+    line = one_error_line(grids(workdir, "check-config", "config/config.yaml"))
+    assert re.search(r"config key validation\.experiments\.e1\S*: " + expected, line), line
+    if case == "typo":  # the workflow's pre-check says the same
+        result = snakemake(workdir, "-n", "degraded_datasets")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and re.search(expected, output) and "Traceback" not in output, output
+    assert sorted(p.name for p in workdir.iterdir()) == ["config"]
+
+
+def test_an_experiment_naming_a_built_in_left_out_of_the_config_is_skipped_not_refused(tmp_path):
+    from grids.validation import runnable_experiments
+
+    sides = [["jpeg", "motion_blur"], ["gaussian_noise", "sr"]]  # motion_blur: built-in, not configured
+    config = {**SMALL, "degradations": EXPERIMENT_DEGRADATIONS, "validation": {"experiments": {"e1": sides}}}
+    result = grids(project(tmp_path, config), "check-config", "config/config.yaml")
+    assert result.returncode == 0, result.stderr
+    kept, skipped = runnable_experiments({"e1": sides}, list(EXPERIMENT_DEGRADATIONS))
+    assert not kept and skipped == ["experiment e1 skipped: motion_blur not among the configured degradations"]
