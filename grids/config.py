@@ -510,6 +510,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """A config file as a mapping: a missing file, a YAML mistake, a duplicate key or a top level
     that is not a mapping is a :class:`ConfigError` naming the file (and the line)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path}: is a folder, not a file")
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -519,6 +521,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     config = parse_yaml(text, str(path))
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(config).__name__}")
+    if "__use_yte__" in config:
+        # With it, Snakemake's loader evaluates the file's ?-expressions as Python: a config that runs
+        # code. Refused, so config/config.yaml (read here before Snakemake reads it) never does.
+        raise ConfigError(
+            f"config file {path}: __use_yte__ makes Snakemake run the file's YTE expressions as Python code; "
+            "GRIDS configs are plain YAML: remove the key (and any ?-expressions)"
+        )
     return config
 
 

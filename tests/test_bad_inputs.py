@@ -510,7 +510,8 @@ def test_grids_restore_refuses_its_input_as_output_before_any_work(tmp_path):
 def test_check_config_on_a_missing_or_unreadable_file(tmp_path):
     assert one_error_line(grids(tmp_path, "check-config", "nope.yaml")) == "error: config file nope.yaml not found"
     (tmp_path / "dir.yaml").mkdir()
-    assert "config file dir.yaml: cannot be read" in one_error_line(grids(tmp_path, "check-config", "dir.yaml"))
+    line = one_error_line(grids(tmp_path, "check-config", "dir.yaml"))
+    assert line == "error: config file dir.yaml: is a folder, not a file"
 
 
 def test_load_config_rejects_duplicates_in_any_merged_file(tmp_path):
@@ -748,3 +749,39 @@ def test_an_experiment_naming_a_built_in_left_out_of_the_config_is_skipped_not_r
     assert result.returncode == 0, result.stderr
     kept, skipped = runnable_experiments({"e1": sides}, list(EXPERIMENT_DEGRADATIONS))
     assert not kept and skipped == ["experiment e1 skipped: motion_blur not among the configured degradations"]
+
+
+# --- config files that are code, missing, folders or not YAML ----------------------------------------
+
+YTE = 'seed: ?__import__("pathlib").Path("pwned").touch() or 3\n'
+CONFIG_FILES = {
+    "yte_in_base": ("config/config.yaml", "__use_yte__: true\n" + YTE, "__use_yte__ makes Snakemake run"),
+    "yte_in_extra": ("extra.yaml", "__use_yte__: true\n" + YTE, "__use_yte__ makes Snakemake run"),
+    "yte_false": ("extra.yaml", "__use_yte__: false\nseed: 4\n", "__use_yte__ makes Snakemake run"),
+    "missing": ("missing.yaml", None, "not found"),
+    "folder": ("folder.yaml", "", "is a folder, not a file"),
+    "syntax": ("extra.yaml", "seed: 1\nimages: {photos: [astronaut]\n", r"line \d+, column \d+: not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_FILES))
+def test_a_config_file_that_is_code_missing_a_folder_or_not_yaml_is_one_line_naming_it(tmp_path, case):
+    name, text, expected = CONFIG_FILES[case]
+    workdir = project(tmp_path, SMALL)
+    if case == "folder":
+        (workdir / name).mkdir()
+    elif text is not None:
+        base = yaml.safe_dump({k: v for k, v in SMALL.items() if k != "seed"})  # the file sets seed
+        (workdir / name).write_text(text if name != "config/config.yaml" else base + text)
+    extra = [] if name == "config/config.yaml" else [name]
+    line = one_error_line(grids(workdir, "check-config", "config/config.yaml", *extra))
+    assert re.search(f"^error: config file {re.escape(name)}(:| |, ).*{expected}", line), line
+    assert not (workdir / "pwned").exists()  # grids never evaluates a config
+    if case in ("yte_in_base", "yte_in_extra"):
+        result = snakemake(workdir, "-n", "degraded_datasets", *(["--configfile", name] if extra else []))
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and re.search(expected, output) and "Traceback" not in output, output
+        assert not (workdir / "results").exists()
+        if case == "yte_in_base":  # checked before Snakemake loads it: the expression never ran
+            assert not (workdir / "pwned").exists()
+        # (A --configfile is loaded, its expressions run, by Snakemake before the workflow: README.)
