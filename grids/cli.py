@@ -241,7 +241,7 @@ def _plan(args) -> int:
 def _import_ncnn_rrdb(args) -> int:
     from .ncnn import import_rrdb
 
-    io.check_output_path(args.output, [args.param, args.bin], kind="input file")
+    io.check_output_path(args.output, [args.param, args.bin], kind="input file", force_option=None)
     print(json.dumps(import_rrdb(args.param, args.bin, args.output)))
     return 0
 

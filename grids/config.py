@@ -387,7 +387,10 @@ def _check_published(name: str, entry: dict, training: dict, base_dir: str | Pat
             f"config key {key}: published weights are evaluated, not trained, so {extra} do not apply "
             "(a published baseline takes weights, arch and arch_kwargs)"
         )
-    if not (Path(base_dir) / entry["weights"]).is_file():
+    weights = Path(base_dir) / entry["weights"]
+    if weights.is_dir():
+        raise ConfigError(f"config key {key}.weights: {entry['weights']} is a folder; give the weights file (.pth)")
+    if not weights.is_file():
         raise ConfigError(
             f"config key {key}.weights: file {entry['weights']} not found (for Real-ESRGAN x4plus: "
             "bash scripts/fetch_realesrgan.sh)"

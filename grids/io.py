@@ -201,12 +201,15 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     return stale
 
 
-def check_output_path(path: str | Path, inputs=(), force: bool = False, kind: str = "input image") -> Path:
+def check_output_path(
+    path: str | Path, inputs=(), force: bool = False, kind: str = "input image", force_option: str | None = "--force"
+) -> Path:
     """Check, before any work, that ``path`` can be written and is none of ``inputs``.
 
     A folder, a special file (``/dev/full``), an input (unless ``force``) or a folder that cannot
     be written (read-only file system, no permission: probed with a real temporary file) is an
-    :class:`OutputError` naming ``path``.
+    :class:`OutputError` naming ``path``. ``force_option``: the caller's option that allows
+    replacing an input, suggested in the message (None: the caller has none).
     """
     path = Path(path)
     if path.is_dir():
@@ -216,7 +219,8 @@ def check_output_path(path: str | Path, inputs=(), force: bool = False, kind: st
     for source in inputs:
         if path.exists() and os.path.samefile(path, source) or path.resolve() == Path(source).resolve():
             if not force:
-                raise OutputError(f"{path}: is the {kind} {source}; choose another output (or --force to replace it)")
+                hint = f" (or {force_option} to replace it)" if force_option else ""
+                raise OutputError(f"{path}: is the {kind} {source}; choose another output{hint}")
     folder = path.parent
     while not folder.exists():  # atomic_path creates the missing folders: probe where it would start
         folder = folder.parent

@@ -785,3 +785,49 @@ def test_a_config_file_that_is_code_missing_a_folder_or_not_yaml_is_one_line_nam
         if case == "yte_in_base":  # checked before Snakemake loads it: the expression never ran
             assert not (workdir / "pwned").exists()
         # (A --configfile is loaded, its expressions run, by Snakemake before the workflow: README.)
+
+
+# --- one line naming the culprit ----------------------------------------------------------------------
+
+
+def culprit_ncnn_binary_param(workdir: Path) -> tuple[list[str], str]:
+    (workdir / "r.param").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (workdir / "r.bin").write_bytes(b"\0" * 64)
+    return ["import-ncnn-rrdb", "r.param", "r.bin", "-o", "out.pth"], r"^error: r\.param: not an ncnn \.param file"
+
+
+def culprit_ncnn_own_input(workdir: Path) -> tuple[list[str], str]:
+    (workdir / "r.param").write_text("7767517\n1 1\n")
+    (workdir / "r.bin").write_bytes(b"\0" * 64)
+    return ["import-ncnn-rrdb", "r.param", "r.bin", "-o", "r.bin"], r"^error: r\.bin: is the input file r\.bin; [^-]*$"
+
+
+def culprit_weights_folder(workdir: Path) -> tuple[list[str], str]:
+    (workdir / "weights").mkdir()
+    config = {**SMALL, "baselines": {"esr": {"weights": "weights", "arch": "rrdbnet", "arch_kwargs": {"scale": 4}}}}
+    project(workdir, config)
+    return ["check-config"], r"^error: config key baselines\.esr\.weights: weights is a folder; give the weights file"
+
+
+CULPRITS = {
+    "ncnn_binary_param": culprit_ncnn_binary_param,
+    "ncnn_own_input": culprit_ncnn_own_input,  # no --force suggested: the command has none
+    "weights_folder": culprit_weights_folder,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CULPRITS))
+def test_each_mistake_is_one_line_naming_the_culprit(tmp_path, case):
+    args, expected = CULPRITS[case](tmp_path)
+    before = files_under(tmp_path)
+    line = one_error_line(grids(tmp_path, *args))
+    assert re.search(expected, line), line
+    assert files_under(tmp_path) == before  # nothing written, nothing touched
+
+
+def test_a_job_building_a_user_class_whose_constructor_raises_names_the_class(tmp_path):
+    (tmp_path / "net.py").write_text(USER_NET.format(top="", init="raise ValueError('bad width')", forward="pass"))
+    code = "import sys\nfrom grids.stage import run_stage\nfrom grids.checkpoint import build_model\n"
+    code += "sys.exit(run_stage(lambda: build_model('net.py:Net', {'width': 3}) and 0))\n"
+    line = one_error_line(run([sys.executable, "-c", code], tmp_path))
+    assert line == "error: architecture 'net.py:Net': Net(**{'width': 3}) raised ValueError: bad width", line
