@@ -567,6 +567,40 @@ def test_train_store_killed_with_kill_9_reruns_to_the_uninterrupted_result(tmp_p
     assert [Path(p).name for p in index["killed"].path] == [Path(p).name for p in index["whole"].path]
 
 
+def test_train_store_killed_from_outside_while_a_temporary_exists_reruns_cleanly(tmp_path):
+    """``kill -9`` of a real ``python -m grids.store`` the moment a temporary folder appears (polled;
+    a build that finished first is retried on a fresh folder)."""
+    import time
+
+    from grids.data import prepare_clean_set, set_paths
+
+    config = {"photos": [], "dead_leaves": {"count": 6, "size": 768}, "min_side": 32}
+    prepare_clean_set(config, 0, *set_paths(tmp_path / "clean"))
+    manifest = tmp_path / "clean" / "manifest.parquet"
+    for attempt in range(8):
+        store = tmp_path / f"killed{attempt}"
+        args = ["--clean", str(manifest), "--index", str(store / "index.parquet"), "--arrays", str(store / "arrays")]
+        job = subprocess.Popen([sys.executable, "-m", "grids.store", *args], cwd=tmp_path, stderr=subprocess.DEVNULL)
+        caught = False
+        while job.poll() is None and not caught:
+            if (store / "arrays").is_dir():
+                caught = any(p.is_dir() for p in (store / "arrays").iterdir())
+            if caught:
+                job.kill()
+            time.sleep(0.0002)
+        job.wait()
+        if caught and job.returncode == -signal.SIGKILL and any((store / "arrays").iterdir()):
+            break
+    else:
+        pytest.skip("the build always finished before a temporary folder was seen")
+    assert any(p.is_dir() and p.name.startswith(".") for p in (store / "arrays").iterdir())
+    assert build_store_stage(tmp_path, manifest, store).returncode == 0
+    assert build_store_stage(tmp_path, manifest, tmp_path / "whole").returncode == 0
+    assert files_under(store / "arrays") == files_under(tmp_path / "whole" / "arrays")
+    names = [sorted(p.name for p in (folder / "arrays").iterdir()) for folder in (store, tmp_path / "whole")]
+    assert names[0] == names[1]  # no temporary folder left
+
+
 def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-100])
 
