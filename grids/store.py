@@ -99,8 +99,9 @@ def _build_one(row, arrays: Path, recorded: dict[str, str]) -> tuple[bool, str, 
     image = io.decode_clean(data, row.path)
     if image.shape != (row.height, row.width, 3):
         raise io.BadImageError(f"{row.path}: {image.shape} does not match the manifest's {row.height}x{row.width}")
-    # A file object: np.save would append .npy to the temporary name.
-    with io.atomic_path(target) as tmp:
+    # A file object: np.save would append .npy to the temporary name. build_store removes what a
+    # killed build left in the folder once, at the end (a scan per array costs 6 ms x 3,450 on DF2K).
+    with io.atomic_path(target, clean_stale=False) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, image, allow_pickle=False)
         digest = file_sha256(tmp)
@@ -129,8 +130,7 @@ def build_store(
     arrays.mkdir(parents=True, exist_ok=True)
     rows = list(manifest.itertuples())
     recorded = _read_checksums(arrays)
-    # One write per array: two identical images share one, and two writers of one file would take
-    # each other's temporary for a killed build's (atomic_path removes those).
+    # One write per array: two identical images share one (two writers of one file would race).
     unique = list({r.sha256: r for r in rows}.values())
     with ThreadPoolExecutor(max(1, threads)) as pool:
         built = pool.map(lambda r: _build_one(r, arrays, recorded), unique)

@@ -284,6 +284,15 @@ def test_atomic_path_refuses_to_replace_a_special_file():
             pass
 
 
+def test_atomic_path_removes_what_a_killed_writer_of_the_same_output_left(tmp_path):
+    (tmp_path / ".a.png.ab12cd_9").mkdir()  # a killed writer's temporary folder (mkdtemp's 8 characters)
+    (tmp_path / ".a.png.ab12cd_9" / "a.png").write_bytes(b"half")
+    (tmp_path / ".a.png.zz99zz_0").write_bytes(b"half")  # a temporary file of an older version
+    (tmp_path / ".a.png.b.png.ab12cd_9").mkdir()  # another output's ("a.png.b.png"): not ours
+    png(tmp_path / "a.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.png.b.png.ab12cd_9", "a.png"]
+
+
 # --- configs ------------------------------------------------------------------------------------------
 
 
