@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from . import io
-from .archs import FromLowResolution, load_strict, resolve_arch
+from .archs import ARCHS, FromLowResolution, build_user_arch, load_strict, resolve_arch
 
 MODEL_KEYS = ("arch", "arch_kwargs", "params")  # what load_model needs from a file
 
@@ -47,7 +47,8 @@ MODEL_KEYS = ("arch", "arch_kwargs", "params")  # what load_model needs from a f
 def build_model(arch: str, kwargs: dict) -> torch.nn.Module:
     """A fresh model of architecture ``arch``: a name of :data:`grids.archs.ARCHS` or a user's
     ``file.py:Class`` (relative to the working directory) / ``package.module:Class``."""
-    return resolve_arch(arch)(**kwargs)
+    cls = resolve_arch(arch)
+    return cls(**kwargs) if arch in ARCHS else build_user_arch(cls, arch, kwargs)
 
 
 def save_checkpoint(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -44,6 +45,40 @@ def config_files(files: list[str] | None, alone: bool = False) -> list[str]:
     if any(os.path.exists(f) and os.path.samefile(f, BASE_CONFIG) for f in files):
         return files
     return [BASE_CONFIG, *files]
+
+
+# Tiles of ``grids restore`` overlap by this many pixels (blended), so a tile must be larger.
+TILE_OVERLAP = 32
+MIN_TILE = 2 * TILE_OVERLAP
+
+
+def min_tile(multiple: int) -> int:
+    """The smallest ``--tile`` for a model whose input sides are padded to ``multiple``: twice the
+    overlap (each tile then adds new pixels), rounded up to the multiple."""
+    return -(-max(MIN_TILE, multiple) // multiple) * multiple
+
+
+# Each numeric option: (test, what it must be). Checked before any work, so a bad value is one
+# ``error:`` line naming the option instead of an IndexError, a garbage image or a nan accepted.
+NUMBER_CHECKS = {
+    "tile": (lambda v: v >= MIN_TILE, f"an integer >= {MIN_TILE} (tiles overlap by {TILE_OVERLAP} px)"),
+    "threshold": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "instances": (lambda v: v >= 1, "an integer >= 1"),
+    "digits": (lambda v: v >= 0, "an integer >= 0"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
+}
+
+
+def check_options(args) -> None:
+    """The numeric options and ``--device`` of a parsed command line (ValueError naming the option)."""
+    for name, (ok, what) in NUMBER_CHECKS.items():
+        value = getattr(args, name, None)
+        if value is not None and not ok(value):
+            raise ValueError(f"--{name} {value}: must be {what}")
+    if getattr(args, "device", None) is not None:
+        from .stage import pick_device
+
+        pick_device(args.device)
 
 
 def _check_config(args) -> int:
@@ -181,8 +216,14 @@ def _restore(args) -> int:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all final_models`")
     model, state = load_model(path, selector.device)
+    multiple = size_multiple(model)
+    if args.tile < min_tile(multiple):
+        raise ValueError(
+            f"--tile {args.tile}: must be at least {min_tile(multiple)} for {path} ({state['arch']} pads its "
+            f"input to multiples of {multiple}, tiles overlap by {TILE_OVERLAP} px)"
+        )
     with torch.no_grad():
-        out = restore(model, image, selector.device, size_multiple(model), args.tile, progress=True)
+        out = restore(model, image, selector.device, multiple, args.tile, TILE_OVERLAP, progress=True)
     io.write_png(args.output, out)
     print(json.dumps({"image": args.image, "group": group, "model": path, "output": args.output}))
     return 0
@@ -194,12 +235,13 @@ def _plan(args) -> int:
 
     config, assumed = load_for_plan(config_files(args.config))
     print(plan(config, assumed, args.instances))
+    return 0
 
 
 def _import_ncnn_rrdb(args) -> int:
     from .ncnn import import_rrdb
 
-    io.check_output_path(args.output, [args.param, args.bin], kind="input file")
+    io.check_output_path(args.output, [args.param, args.bin], kind="input file", force_option=None)
     print(json.dumps(import_rrdb(args.param, args.bin, args.output)))
     return 0
 
@@ -296,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--results", default="results", help="the workflow's results folder")
         p.add_argument("--threshold", type=float, help="out-of-distribution divergence (default: selection.threshold)")
-        p.add_argument("--device", default="auto")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
         p.set_defaults(func=_select if name == "select" else _restore)
     p = _subcommand(
         sub,
@@ -322,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_stage(lambda: args.func(args))
+    return run_stage(lambda: check_options(args) or args.func(args))
 
 
 if __name__ == "__main__":

@@ -218,7 +218,11 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         error = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(f"config key {_key(error.absolute_path)}: {error.message}")
+        message = error.message
+        if list(error.absolute_path)[:2] == ["validation", "experiments"] and error.validator == "minItems":
+            if len(error.absolute_path) == 4:  # a group, not the pair of groups
+                message = f"{error.instance} has {len(error.instance)} member(s); a group mixes 2 or more degradations"
+        raise ConfigError(f"config key {_key(error.absolute_path)}: {message}")
 
     images = config["images"] = _image_set(config["images"], "images", base_dir)
     given = config.get("training", {})
@@ -306,11 +310,7 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     validation = config["validation"] = {**DEFAULT_VALIDATION, **config.get("validation", {})}
     validation["experiments"] = dict(validation["experiments"] or {})
     for name, sides in validation["experiments"].items():
-        if len(sides[0]) != len(sides[1]):
-            raise ConfigError(
-                f"config key validation.experiments.{name}: its two groups have {len(sides[0])} and "
-                f"{len(sides[1])} members; an experiment compares groups of equal size"
-            )
+        _check_experiment(name, sides, config)
     selection = config["selection"] = {**DEFAULT_SELECTION, **config.get("selection", {})}
     selection["unseen"] = dict(selection["unseen"] or {})
     for name, entry in selection["unseen"].items():
@@ -412,7 +412,10 @@ def _check_published(name: str, entry: dict, training: dict, base_dir: str | Pat
             f"config key {key}: published weights are evaluated, not trained, so {extra} do not apply "
             "(a published baseline takes weights, arch and arch_kwargs)"
         )
-    if not (Path(base_dir) / entry["weights"]).is_file():
+    weights = Path(base_dir) / entry["weights"]
+    if weights.is_dir():
+        raise ConfigError(f"config key {key}.weights: {entry['weights']} is a folder; give the weights file (.pth)")
+    if not weights.is_file():
         raise ConfigError(
             f"config key {key}.weights: file {entry['weights']} not found (for Real-ESRGAN x4plus: "
             "bash scripts/fetch_realesrgan.sh)"
@@ -435,7 +438,7 @@ def trained_baselines(config: dict[str, Any]) -> dict[str, dict]:
 def _check_user_arch(recipe: dict, key: str, base_dir: str | Path) -> None:
     import inspect
 
-    from .archs import resolve_arch
+    from .archs import check_arch_contract, resolve_arch
 
     try:
         cls = resolve_arch(recipe["arch"], base_dir)
@@ -447,6 +450,33 @@ def _check_user_arch(recipe: dict, key: str, base_dir: str | Path) -> None:
         raise ConfigError(
             f"config key {key}.arch_kwargs: {recipe['arch']} does not accept {recipe['arch_kwargs']}: {err}"
         ) from None
+    # Built and run once on a tiny input, so a class that breaks its contract fails here, naming
+    # it, rather than in a training job (this runs the user's code, as the README says).
+    try:
+        check_arch_contract(cls, recipe["arch"], recipe["arch_kwargs"])
+    except ValueError as err:
+        raise ConfigError(f"config key {key}.arch: {err}") from None
+
+
+def _check_experiment(name: str, sides: list[list[str]], config: dict) -> None:
+    """Two different groups of equal size (the schema holds each to 2+ distinct names) whose members
+    are degradations. A built-in left out of ``degradations`` (or an unseen one) is a known name:
+    the experiment is skipped, saying so, when the workflow runs; any other name is a mistake."""
+    key = f"config key validation.experiments.{name}"
+    known = set(NAMES) | set(config["degradations"]) | set((config.get("selection") or {}).get("unseen") or {})
+    for member in (m for side in sides for m in side):
+        if member not in known:
+            close = difflib.get_close_matches(member, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"built-ins are {', '.join(NAMES)}"
+            raise ConfigError(f"{key}: {member!r} is not a degradation (neither built-in nor configured); {hint}")
+    if len(sides[0]) != len(sides[1]):
+        raise ConfigError(
+            f"{key}: its two groups have {len(sides[0])} and {len(sides[1])} members; an experiment compares "
+            "groups of equal size"
+        )
+    if set(sides[0]) == set(sides[1]):
+        same = ", ".join(sorted(sides[0]))
+        raise ConfigError(f"{key}: its two groups are the same ({same}); an experiment compares two different groups")
 
 
 def _image_set(spec: dict, key: str, base_dir: str | Path) -> dict:
@@ -508,6 +538,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """A config file as a mapping: a missing file, a YAML mistake, a duplicate key or a top level
     that is not a mapping is a :class:`ConfigError` naming the file (and the line)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path}: is a folder, not a file")
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -517,6 +549,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     config = parse_yaml(text, str(path))
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(config).__name__}")
+    if "__use_yte__" in config:
+        # With it, Snakemake's loader evaluates the file's ?-expressions as Python: a config that runs
+        # code. Refused, so config/config.yaml (read here before Snakemake reads it) never does.
+        raise ConfigError(
+            f"config file {path}: __use_yte__ makes Snakemake run the file's YTE expressions as Python code; "
+            "GRIDS configs are plain YAML: remove the key (and any ?-expressions)"
+        )
     return config
 
 

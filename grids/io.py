@@ -21,6 +21,7 @@ import errno
 import hashlib
 import html
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -127,12 +128,14 @@ def decode_clean(data: bytes | np.ndarray, name: str | Path = "image") -> np.nda
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, clean_stale: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds.
 
     Works for files and directories: readers never see a half-written output, and a failure leaves
-    nothing behind. An OSError of the writing (disk full, read-only, no permission) becomes an
-    :class:`OutputError` naming ``path``.
+    nothing behind; the temporaries of a writer killed with ``kill -9`` are removed by the next
+    write of ``path`` (:func:`remove_stale_temporaries`; ``clean_stale=False`` for a caller that
+    clears its folder itself). An OSError of the writing (disk full, read-only, no permission)
+    becomes an :class:`OutputError` naming ``path``.
     """
     path = Path(path)
     if path.exists() and not (path.is_file() or path.is_dir()):
@@ -140,6 +143,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if clean_stale:
+            remove_stale_temporaries(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
         yield tmp
         if path.is_dir() and not path.is_symlink():
@@ -164,12 +169,50 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
-def check_output_path(path: str | Path, inputs=(), force: bool = False, kind: str = "input image") -> Path:
+# The temporary sibling of atomic_path: ``.{name}.`` and mkdtemp's 8 random characters.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is that of an :func:`atomic_path` temporary (a folder, or a file of an
+    older version), which only a killed writer leaves behind."""
+    return _TEMPORARY.fullmatch(name) is not None
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, a link or a folder tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries of ``path`` that a writer killed with ``kill -9`` left (its
+    ``finally`` never ran); return them. An output has one writer at a time (Snakemake runs one
+    job per output), so a temporary of ``path`` seen before writing it is stale."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    prefix, stale = f".{path.name}.", []
+    with os.scandir(path.parent) as entries:  # a string test first: folders of thousands of images
+        names = [e.name for e in entries if e.name.startswith(prefix) and is_temporary(e.name)]
+    for name in names:
+        if len(name) == len(prefix) + 8:
+            remove_path(path.parent / name)
+            stale.append(path.parent / name)
+    return stale
+
+
+def check_output_path(
+    path: str | Path, inputs=(), force: bool = False, kind: str = "input image", force_option: str | None = "--force"
+) -> Path:
     """Check, before any work, that ``path`` can be written and is none of ``inputs``.
 
     A folder, a special file (``/dev/full``), an input (unless ``force``) or a folder that cannot
     be written (read-only file system, no permission: probed with a real temporary file) is an
-    :class:`OutputError` naming ``path``.
+    :class:`OutputError` naming ``path``. ``force_option``: the caller's option that allows
+    replacing an input, suggested in the message (None: the caller has none).
     """
     path = Path(path)
     if path.is_dir():
@@ -179,7 +222,8 @@ def check_output_path(path: str | Path, inputs=(), force: bool = False, kind: st
     for source in inputs:
         if path.exists() and os.path.samefile(path, source) or path.resolve() == Path(source).resolve():
             if not force:
-                raise OutputError(f"{path}: is the {kind} {source}; choose another output (or --force to replace it)")
+                hint = f" (or {force_option} to replace it)" if force_option else ""
+                raise OutputError(f"{path}: is the {kind} {source}; choose another output{hint}")
     folder = path.parent
     while not folder.exists():  # atomic_path creates the missing folders: probe where it would start
         folder = folder.parent

@@ -32,7 +32,10 @@ FP32_TAG = 0
 def read_param(path: str | Path) -> list[dict]:
     """The layers of an ncnn ``.param`` file: ``type, name, inputs, outputs, params`` (ints or floats
     by key; array parameters, ``-23300 - k``, kept as lists)."""
-    lines = Path(path).read_text().split("\n")
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError:  # Python's message names no file
+        raise ValueError(f"{path}: not an ncnn .param file (binary data, not text; is it the .bin?)") from None
     if not lines or lines[0].strip() != "7767517":
         raise ValueError(f"{path}: not an ncnn .param file (first line {lines[0][:20]!r}, expected 7767517)")
     layers = []

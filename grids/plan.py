@@ -13,7 +13,8 @@ From the merged config alone (nothing under ``results/`` is needed, no model is 
   delta at the 20-35 % quantile of the pair distances);
 * GPU-hours: iterations / the end-to-end it/s measured in ``bench/RESULTS.md`` for the
   architecture on the card named there, scaled by the pixels per step when the batch or crop
-  differs from the measured ones (throughput assumed proportional to pixels: an approximation);
+  is larger than the measured ones (throughput assumed proportional to pixels: an approximation);
+  a smaller step is taken at the measured rate (an upper bound: per-step costs do not shrink);
   an architecture without a measurement is reported as such, never guessed;
 * disk: the crop store (3 bytes per training pixel; image sizes read from the files' headers when
   the folders exist), the degraded PNGs of the similarity and test sets (about 1.6 bytes per pixel,
@@ -164,18 +165,51 @@ def _parameters(arch: str, kwargs: dict) -> int:
     return sum(p.numel() for p in build_model(arch, kwargs).parameters())
 
 
+def _unit(hours: float) -> tuple[float, str]:
+    """The divisor and unit that read well for ``hours`` (a short run is minutes, not 0.0 hours)."""
+    if hours >= 1:
+        return 1.0, "GPU-hours"
+    if hours * 60 >= 1:
+        return 1 / 60, "GPU-minutes"
+    return 1 / 3600, "GPU-seconds"
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def _duration(hours: float) -> str:
+    """``1,234 GPU-hours``, ``2.5 GPU-hours``, ``7.3 GPU-minutes``, ``40 GPU-seconds``."""
+    if hours * 3600 < 1:
+        return "under 1 GPU-second"
+    divisor, unit = _unit(hours)
+    return f"{_number(hours / divisor)} {unit}"
+
+
+def _span(low: float, high: float) -> str:
+    """``low-high`` in the unit of ``high``: ``12-17 GPU-minutes``."""
+    divisor, unit = _unit(high)
+    if low == high:
+        return _duration(high)
+    return f"{_number(low / divisor)}-{_number(high / divisor)} {unit}"
+
+
 def _gpu_hours(recipe: dict) -> tuple[float | None, str]:
     measured = MEASURED_IT_PER_S.get(recipe["arch"])
     if measured is None:
         return None, f"{recipe['arch']}: no it/s measured in bench/RESULTS.md (run bench/bench_train.py on the card)"
     scale = (recipe["batch_size"] * recipe["crop"] ** 2) / (measured["batch_size"] * measured["crop"] ** 2)
-    it_per_s = measured["it_per_s"] / scale
+    # Never faster than measured: data loading, the optimizer step and kernel launches do not shrink
+    # with the pixels, so a small step taken as proportionally faster gave "0.0 GPU-hours".
+    it_per_s = measured["it_per_s"] / max(scale, 1.0)
     note = (
         f"{recipe['arch']}: {it_per_s:.2f} it/s (measured {measured['it_per_s']} it/s at batch "
         f"{measured['batch_size']} x {measured['crop']}², {measured['sizes']})"
     )
     if (recipe.get("arch_kwargs") or {}) != measured["kwargs"]:
-        note += f"; this config's sizes {recipe['arch_kwargs']} differ: scaled by pixels only, a rough figure"
+        note += f"; this config's sizes {recipe['arch_kwargs']} differ: a rough figure"
+    if scale < 1:
+        note += f"; {scale:.2g}x the measured pixels per step, taken at the measured rate: an upper bound"
     return recipe["iterations"] / it_per_s / 3600, note
 
 
@@ -253,7 +287,7 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
     lines.append(f"GPU time (measured on {MEASURED_CARD}, bench/RESULTS.md)")
     lines.append(f"  {main_note}")
     if main_hours is not None:
-        lines.append(f"  per training: {main_hours:.1f} GPU-hours")
+        lines.append(f"  per training: {_duration(main_hours)}")
     total_lo = total_med = total_hi = 0.0
     missing = []
     if main_hours is not None:
@@ -266,15 +300,15 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
         missing.append(recipe["arch"])
     for name, base in baselines.items():
         hours, note = _gpu_hours(base)
-        lines.append(f"  baseline {name}: {note}" + (f": {hours:.1f} GPU-hours" if hours is not None else ""))
+        lines.append(f"  baseline {name}: {note}" + (f": {_duration(hours)}" if hours is not None else ""))
         if hours is None:
             missing.append(f"baseline {name}")
         else:
             total_lo, total_med, total_hi = total_lo + hours, total_med + hours, total_hi + hours
     if main_hours is not None:
         lines.append(
-            f"  total: about {total_med:,.0f} GPU-hours (verifications 10th-90th percentile: "
-            f"{total_lo:,.0f}-{total_hi:,.0f})" + (f", not counting {', '.join(missing)}" if missing else "")
+            f"  total: about {_duration(total_med)} (verifications 10th-90th percentile: "
+            f"{_span(total_lo, total_hi)})" + (f", not counting {', '.join(missing)}" if missing else "")
         )
         lines.append("  (training only: evaluations, GGD fits and selection add GPU-minutes per model)")
     else:

@@ -13,6 +13,7 @@ stages never import the command module.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -39,12 +40,30 @@ def run_stage(main: Callable[[], int]) -> int:
         return 2
 
 
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
 def pick_device(device: str = "auto"):
-    """``auto``: the first CUDA device when there is one, else the CPU; otherwise ``device`` as given."""
+    """``auto``: the first CUDA device when there is one, else the CPU; otherwise ``device`` as
+    given, once checked: a name outside :data:`DEVICES`, or a device this machine lacks, is a
+    ValueError naming ``--device`` (else loading a model on it fails naming the model's file)."""
     import torch
 
+    if isinstance(device, torch.device):
+        return device
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(device)):
+        raise ValueError(f"--device {device!r}: expected one of {DEVICES}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            why = "no CUDA device found" if torch.version.cuda else f"torch {torch.__version__} is built without CUDA"
+            raise ValueError(f"--device {device}: CUDA is not available here ({why}); use --device cpu or auto")
+        count, index = torch.cuda.device_count(), int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: Apple's MPS is not available here; use --device cpu or auto")
     return torch.device(device)
 
 

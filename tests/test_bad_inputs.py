@@ -284,6 +284,15 @@ def test_atomic_path_refuses_to_replace_a_special_file():
             pass
 
 
+def test_atomic_path_removes_what_a_killed_writer_of_the_same_output_left(tmp_path):
+    (tmp_path / ".a.png.ab12cd_9").mkdir()  # a killed writer's temporary folder (mkdtemp's 8 characters)
+    (tmp_path / ".a.png.ab12cd_9" / "a.png").write_bytes(b"half")
+    (tmp_path / ".a.png.zz99zz_0").write_bytes(b"half")  # a temporary file of an older version
+    (tmp_path / ".a.png.b.png.ab12cd_9").mkdir()  # another output's ("a.png.b.png"): not ours
+    png(tmp_path / "a.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.png.b.png.ab12cd_9", "a.png"]
+
+
 # --- configs ------------------------------------------------------------------------------------------
 
 
@@ -510,7 +519,8 @@ def test_grids_restore_refuses_its_input_as_output_before_any_work(tmp_path):
 def test_check_config_on_a_missing_or_unreadable_file(tmp_path):
     assert one_error_line(grids(tmp_path, "check-config", "nope.yaml")) == "error: config file nope.yaml not found"
     (tmp_path / "dir.yaml").mkdir()
-    assert "config file dir.yaml: cannot be read" in one_error_line(grids(tmp_path, "check-config", "dir.yaml"))
+    line = one_error_line(grids(tmp_path, "check-config", "dir.yaml"))
+    assert line == "error: config file dir.yaml: is a folder, not a file"
 
 
 def test_load_config_rejects_duplicates_in_any_merged_file(tmp_path):
@@ -518,3 +528,349 @@ def test_load_config_rejects_duplicates_in_any_merged_file(tmp_path):
     (tmp_path / "b.yaml").write_text("training:\n  iterations: 5\n  iterations: 6\n")
     with pytest.raises(ConfigError, match=r"b.yaml, line 3, column 3: duplicate key 'iterations'"):
         load_config([tmp_path / "a.yaml", tmp_path / "b.yaml"])
+
+
+# --- the crop store ---------------------------------------------------------------------------------
+
+
+def clean_training_set(tmp_path: Path) -> Path:
+    from grids.data import prepare_clean_set, set_paths
+
+    config = {"photos": [], "dead_leaves": {"count": 3, "size": 48}, "min_side": 32}
+    prepare_clean_set(config, 0, *set_paths(tmp_path / "clean"))
+    return tmp_path / "clean" / "manifest.parquet"
+
+
+def build_store_stage(cwd: Path, manifest: Path, store: Path, prefix: tuple[str, ...] = ()):
+    args = ("--clean", str(manifest), "--index", str(store / "index.parquet"), "--arrays", str(store / "arrays"))
+    return run([sys.executable, *(prefix or ("-m", "grids.store")), *args], cwd)
+
+
+# python -m grids.store that kills itself with SIGKILL while writing its second array: a
+# deterministic kill -9 in the middle of a write (after atomic_path made its temporary folder).
+KILLED_STORE = (
+    "import os, signal, sys, numpy as np\nfrom grids import store\n"
+    "save, calls = np.save, []\n"
+    "def dying_save(f, array, **kw):\n"
+    "    calls.append(1)\n"
+    "    if len(calls) == 2:\n"
+    "        f.write(b'\\x93NUMPY half an array'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    save(f, array, **kw)\n"
+    "np.save = dying_save\n"
+    "sys.exit(store.main(sys.argv[1:]))\n"
+)
+
+
+def test_train_store_killed_with_kill_9_reruns_to_the_uninterrupted_result(tmp_path):
+    manifest = clean_training_set(tmp_path)
+    killed = build_store_stage(tmp_path, manifest, tmp_path / "killed", ("-c", KILLED_STORE))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    arrays = tmp_path / "killed" / "arrays"
+    assert any(p.is_dir() and p.name.startswith(".") for p in arrays.iterdir())  # the temporary folder left
+    rerun = build_store_stage(tmp_path, manifest, tmp_path / "killed")
+    assert rerun.returncode == 0, rerun.stderr
+    assert build_store_stage(tmp_path, manifest, tmp_path / "whole").returncode == 0
+    assert files_under(arrays) == files_under(tmp_path / "whole" / "arrays")  # no temporary left either
+    index = {s: pd.read_parquet(tmp_path / s / "index.parquet") for s in ("killed", "whole")}
+    assert index["killed"].drop(columns="path").equals(index["whole"].drop(columns="path"))
+    assert [Path(p).name for p in index["killed"].path] == [Path(p).name for p in index["whole"].path]
+
+
+def test_train_store_killed_from_outside_while_a_temporary_exists_reruns_cleanly(tmp_path):
+    """``kill -9`` of a real ``python -m grids.store`` the moment a temporary folder appears (polled;
+    a build that finished first is retried on a fresh folder)."""
+    import time
+
+    from grids.data import prepare_clean_set, set_paths
+
+    config = {"photos": [], "dead_leaves": {"count": 6, "size": 768}, "min_side": 32}
+    prepare_clean_set(config, 0, *set_paths(tmp_path / "clean"))
+    manifest = tmp_path / "clean" / "manifest.parquet"
+    for attempt in range(8):
+        store = tmp_path / f"killed{attempt}"
+        args = ["--clean", str(manifest), "--index", str(store / "index.parquet"), "--arrays", str(store / "arrays")]
+        job = subprocess.Popen([sys.executable, "-m", "grids.store", *args], cwd=tmp_path, stderr=subprocess.DEVNULL)
+        caught = False
+        while job.poll() is None and not caught:
+            if (store / "arrays").is_dir():
+                caught = any(p.is_dir() for p in (store / "arrays").iterdir())
+            if caught:
+                job.kill()
+            time.sleep(0.0002)
+        job.wait()
+        if caught and job.returncode == -signal.SIGKILL and any((store / "arrays").iterdir()):
+            break
+    else:
+        pytest.skip("the build always finished before a temporary folder was seen")
+    assert any(p.is_dir() and p.name.startswith(".") for p in (store / "arrays").iterdir())
+    assert build_store_stage(tmp_path, manifest, store).returncode == 0
+    assert build_store_stage(tmp_path, manifest, tmp_path / "whole").returncode == 0
+    assert files_under(store / "arrays") == files_under(tmp_path / "whole" / "arrays")
+    names = [sorted(p.name for p in (folder / "arrays").iterdir()) for folder in (store, tmp_path / "whole")]
+    assert names[0] == names[1]  # no temporary folder left
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def flip_a_pixel(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+# How an array is damaged -> what a training job opening the store says (None: it cannot tell,
+# the header and size are right) and what a rebuild says.
+STORE_DAMAGE = {
+    "truncated": (truncate, r"bytes where its header needs \d+ \(truncated\)", r"\(truncated\); rebuilt"),
+    "deleted": (Path.unlink, r"missing", None),
+    "not_npy": (lambda p: p.write_bytes(b"garbage"), r"not a readable \.npy array", r"not a readable \.npy array"),
+    "pixel_changed": (flip_a_pixel, None, r"sha256 \w+\.\.\. differs from the \w+\.\.\. recorded when written"),
+    "stale_temporary": (lambda p: (p.parent / f".{p.name}.ab12cd_9").mkdir(), None, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STORE_DAMAGE))
+def test_a_damaged_store_is_named_when_opened_and_rebuilt(tmp_path, case):
+    damage, when_opened, when_rebuilt = STORE_DAMAGE[case]
+    manifest = clean_training_set(tmp_path)
+    store = tmp_path / "store"
+    assert build_store_stage(tmp_path, manifest, store).returncode == 0
+    good = files_under(store / "arrays")
+    array = sorted((store / "arrays").glob("*.npy"))[1]
+    damage(array)
+    opened = run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom grids.stage import run_stage\nfrom grids.store import CropStore\n"
+            f"sys.exit(run_stage(lambda: CropStore.open({str(store / 'index.parquet')!r}) and 0))",
+        ],
+        tmp_path,
+    )
+    if when_opened is None:
+        assert opened.returncode == 0, opened.stderr
+    else:
+        line = one_error_line(opened)
+        assert line.startswith(f"error: {array}: ") and re.search(when_opened, line), line
+        assert "snakemake --forcerun train_store" in line
+    rebuilt = build_store_stage(tmp_path, manifest, store)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    if when_rebuilt:
+        assert re.search(f"{re.escape(str(array))}: .*{when_rebuilt}", rebuilt.stdout), rebuilt.stdout
+    assert files_under(store / "arrays") == good
+    assert sorted(p.name for p in (store / "arrays").iterdir()) == sorted(good)  # no folder left
+
+
+# --- command-line numbers and choices ---------------------------------------------------------------
+
+# (arguments after `grids`, the start of the one error line). Each is refused before any work, so
+# no results, model or config beyond the working directory's default is needed.
+CLI_CASES = {
+    "tile_zero": (["restore", "in.png", "-o", "out.png", "--tile", "0"], "error: --tile 0: must be an integer >= 64"),
+    "tile_negative": (["restore", "in.png", "-o", "out.png", "--tile", "-5"], "error: --tile -5: must be"),
+    "tile_one": (["restore", "in.png", "-o", "out.png", "--tile", "1"], "error: --tile 1: must be"),
+    "threshold_nan": (["select", "in.png", "--threshold", "nan"], "error: --threshold nan: must be a finite number"),
+    "threshold_inf": (["restore", "in.png", "-o", "out.png", "--threshold", "inf"], "error: --threshold inf: must"),
+    "threshold_zero": (["select", "in.png", "--threshold", "0"], "error: --threshold 0.0: must be a finite number > 0"),
+    "instances_zero": (["plan", "--instances", "0"], "error: --instances 0: must be an integer >= 1"),
+    "instances_negative": (["plan", "--instances", "-3"], "error: --instances -3: must be an integer >= 1"),
+    "digits_negative": (["matrix", "m.parquet", "--digits", "-1"], "error: --digits -1: must be an integer >= 0"),
+    "seed_negative": (["degrade", "in.png", "-d", "jpeg", "-o", "o.png", "--seed", "-1"], "error: --seed -1: must"),
+    "device_unknown": (["select", "in.png", "--device", "gpu"], "error: --device 'gpu': expected one of auto, cpu"),
+    "device_cuda_none": (["select", "in.png", "--device", "cuda"], "error: --device cuda: CUDA is not available"),
+    "device_cuda_index": (["select", "in.png", "--device", "cuda:99"], "error: --device cuda:99: "),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_every_cli_number_and_choice_is_checked_naming_the_option(tmp_path, case):
+    args, expected = CLI_CASES[case]
+    if case == "device_cuda_none" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    png(tmp_path / "in.png")
+    before = files_under(tmp_path)
+    line = one_error_line(grids(tmp_path, *args))
+    assert line.startswith(expected), line
+    assert files_under(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_the_smallest_tile_covers_the_overlap_and_the_architecture_s_multiple():
+    from grids.cli import MIN_TILE, TILE_OVERLAP, min_tile
+
+    assert MIN_TILE == 2 * TILE_OVERLAP == min_tile(1) == min_tile(4) == min_tile(16)
+    assert min_tile(24) == 72 and min_tile(128) == 128
+
+
+# --- user architectures -----------------------------------------------------------------------------
+
+USER_NET = """import torch
+{top}
+
+class Net(torch.nn.Module):
+    def __init__(self, width=4):
+        super().__init__()
+        {init}
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        {forward}
+        return self.conv(x)
+"""
+SPEC = r"config key training\.arch: architecture 'net\.py:Net': "
+INIT = r"Net\(\*\*\{'width': 3\}\) raised "
+FORWARD = r"forward on a \(1, 3, 16, 16\) input "
+# case -> (code changes, the error line's pattern after the config key)
+USER_ARCHS = {
+    "import_raises": ({"top": "raise RuntimeError('no gpu')"}, r"importing \S*net\.py raised RuntimeError: no gpu"),
+    "import_exits": ({"top": "import sys; sys.exit(3)"}, r"importing \S*net\.py raised SystemExit: 3"),
+    "init_raises": ({"init": "raise ValueError('bad width')"}, INIT + r"ValueError: bad width"),
+    "init_exits": ({"init": "raise SystemExit('usage: net')"}, INIT + r"SystemExit: usage: net"),
+    "forward_raises": ({"forward": "raise IndexError('odd')"}, FORWARD + r"raised IndexError: odd"),
+    "wrong_shape": (
+        {"forward": "return torch.nn.functional.interpolate(x, scale_factor=2)"},
+        FORWARD + r"returned \(1, 3, 32, 32\); a backbone restores at the same size",
+    ),
+    "not_a_tensor": ({"forward": "return [x]"}, FORWARD + r"returned list"),
+    "multiple_zero": ({"init": "self.size_multiple = 0"}, r"size_multiple is 0, expected a positive integer"),
+    "multiple_float": ({"init": "self.size_multiple = 2.5"}, r"size_multiple is 2\.5, expected a positive integer"),
+    "multiple_text": ({"init": "self.size_multiple = '4'"}, r"size_multiple is '4', expected a positive integer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USER_ARCHS))
+def test_a_user_architecture_breaking_its_contract_is_one_line_at_parse_time(tmp_path, case):
+    changes, expected = USER_ARCHS[case]
+    code = USER_NET.format(**{"top": "", "init": "pass", "forward": "pass", **changes})
+    config = {**SMALL, "training": {**SMALL["training"], "arch": "net.py:Net", "arch_kwargs": {"width": 3}}}
+    workdir = project(tmp_path, config)
+    (workdir / "net.py").write_text(code)
+    line = one_error_line(grids(workdir, "check-config", "config/config.yaml"))
+    assert re.search(SPEC + expected, line), line
+    if case in ("import_exits", "init_raises", "wrong_shape"):  # the workflow's pre-check says the same
+        result = snakemake(workdir, "-n", "degraded_datasets")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and re.search(SPEC + expected, output) and "Traceback" not in output, output
+    assert sorted(p.name for p in workdir.iterdir()) == ["config", "net.py"]  # no results, no caches
+
+
+# --- validation experiments ---------------------------------------------------------------------------
+
+# SMALL trains jpeg only; the experiments name two more degradations, configured here.
+EXPERIMENT_DEGRADATIONS = {"jpeg": {"quality": [10, 40]}, "gaussian_noise": {}, "sr": {}}
+EXPERIMENTS = {
+    "typo": ([["jpg", "sr"], ["gaussian_noise", "jpeg"]], r"'jpg' is not a degradation .*did you mean 'jpeg'\?"),
+    "unknown": ([["zzz_qqq", "sr"], ["gaussian_noise", "jpeg"]], r"'zzz_qqq' is not a degradation .*built-ins are"),
+    "identical": ([["jpeg", "sr"], ["sr", "jpeg"]], r"its two groups are the same \(jpeg, sr\)"),
+    "empty": ([[], ["sr", "jpeg"]], r"\[\] has 0 member\(s\); a group mixes 2 or more degradations"),
+    "one_member": ([["jpeg"], ["sr"]], r"\['\w+'\] has 1 member\(s\); a group mixes 2 or more"),
+    "unequal": ([["jpeg", "sr", "gaussian_noise"], ["sr", "jpeg"]], r"its two groups have 3 and 2 members"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPERIMENTS))
+def test_a_bad_validation_experiment_is_one_line_at_parse_time(tmp_path, case):
+    sides, expected = EXPERIMENTS[case]
+    config = {**SMALL, "degradations": EXPERIMENT_DEGRADATIONS, "validation": {"experiments": {"e1": sides}}}
+    workdir = project(tmp_path, config)
+    line = one_error_line(grids(workdir, "check-config", "config/config.yaml"))
+    assert re.search(r"config key validation\.experiments\.e1\S*: " + expected, line), line
+    if case == "typo":  # the workflow's pre-check says the same
+        result = snakemake(workdir, "-n", "degraded_datasets")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and re.search(expected, output) and "Traceback" not in output, output
+    assert sorted(p.name for p in workdir.iterdir()) == ["config"]
+
+
+def test_an_experiment_naming_a_built_in_left_out_of_the_config_is_skipped_not_refused(tmp_path):
+    from grids.validation import runnable_experiments
+
+    sides = [["jpeg", "motion_blur"], ["gaussian_noise", "sr"]]  # motion_blur: built-in, not configured
+    config = {**SMALL, "degradations": EXPERIMENT_DEGRADATIONS, "validation": {"experiments": {"e1": sides}}}
+    result = grids(project(tmp_path, config), "check-config", "config/config.yaml")
+    assert result.returncode == 0, result.stderr
+    kept, skipped = runnable_experiments({"e1": sides}, list(EXPERIMENT_DEGRADATIONS))
+    assert not kept and skipped == ["experiment e1 skipped: motion_blur not among the configured degradations"]
+
+
+# --- config files that are code, missing, folders or not YAML ----------------------------------------
+
+YTE = 'seed: ?__import__("pathlib").Path("pwned").touch() or 3\n'
+CONFIG_FILES = {
+    "yte_in_base": ("config/config.yaml", "__use_yte__: true\n" + YTE, "__use_yte__ makes Snakemake run"),
+    "yte_in_extra": ("extra.yaml", "__use_yte__: true\n" + YTE, "__use_yte__ makes Snakemake run"),
+    "yte_false": ("extra.yaml", "__use_yte__: false\nseed: 4\n", "__use_yte__ makes Snakemake run"),
+    "missing": ("missing.yaml", None, "not found"),
+    "folder": ("folder.yaml", "", "is a folder, not a file"),
+    "syntax": ("extra.yaml", "seed: 1\nimages: {photos: [astronaut]\n", r"line \d+, column \d+: not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_FILES))
+def test_a_config_file_that_is_code_missing_a_folder_or_not_yaml_is_one_line_naming_it(tmp_path, case):
+    name, text, expected = CONFIG_FILES[case]
+    workdir = project(tmp_path, SMALL)
+    if case == "folder":
+        (workdir / name).mkdir()
+    elif text is not None:
+        base = yaml.safe_dump({k: v for k, v in SMALL.items() if k != "seed"})  # the file sets seed
+        (workdir / name).write_text(text if name != "config/config.yaml" else base + text)
+    extra = [] if name == "config/config.yaml" else [name]
+    line = one_error_line(grids(workdir, "check-config", "config/config.yaml", *extra))
+    assert re.search(f"^error: config file {re.escape(name)}(:| |, ).*{expected}", line), line
+    assert not (workdir / "pwned").exists()  # grids never evaluates a config
+    if case in ("yte_in_base", "yte_in_extra"):
+        result = snakemake(workdir, "-n", "degraded_datasets", *(["--configfile", name] if extra else []))
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and re.search(expected, output) and "Traceback" not in output, output
+        assert not (workdir / "results").exists()
+        if case == "yte_in_base":  # checked before Snakemake loads it: the expression never ran
+            assert not (workdir / "pwned").exists()
+        # (A --configfile is loaded, its expressions run, by Snakemake before the workflow: README.)
+
+
+# --- one line naming the culprit ----------------------------------------------------------------------
+
+
+def culprit_ncnn_binary_param(workdir: Path) -> tuple[list[str], str]:
+    (workdir / "r.param").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (workdir / "r.bin").write_bytes(b"\0" * 64)
+    return ["import-ncnn-rrdb", "r.param", "r.bin", "-o", "out.pth"], r"^error: r\.param: not an ncnn \.param file"
+
+
+def culprit_ncnn_own_input(workdir: Path) -> tuple[list[str], str]:
+    (workdir / "r.param").write_text("7767517\n1 1\n")
+    (workdir / "r.bin").write_bytes(b"\0" * 64)
+    return ["import-ncnn-rrdb", "r.param", "r.bin", "-o", "r.bin"], r"^error: r\.bin: is the input file r\.bin; [^-]*$"
+
+
+def culprit_weights_folder(workdir: Path) -> tuple[list[str], str]:
+    (workdir / "weights").mkdir()
+    config = {**SMALL, "baselines": {"esr": {"weights": "weights", "arch": "rrdbnet", "arch_kwargs": {"scale": 4}}}}
+    project(workdir, config)
+    return ["check-config"], r"^error: config key baselines\.esr\.weights: weights is a folder; give the weights file"
+
+
+CULPRITS = {
+    "ncnn_binary_param": culprit_ncnn_binary_param,
+    "ncnn_own_input": culprit_ncnn_own_input,  # no --force suggested: the command has none
+    "weights_folder": culprit_weights_folder,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CULPRITS))
+def test_each_mistake_is_one_line_naming_the_culprit(tmp_path, case):
+    args, expected = CULPRITS[case](tmp_path)
+    before = files_under(tmp_path)
+    line = one_error_line(grids(tmp_path, *args))
+    assert re.search(expected, line), line
+    assert files_under(tmp_path) == before  # nothing written, nothing touched
+
+
+def test_a_job_building_a_user_class_whose_constructor_raises_names_the_class(tmp_path):
+    (tmp_path / "net.py").write_text(USER_NET.format(top="", init="raise ValueError('bad width')", forward="pass"))
+    code = "import sys\nfrom grids.stage import run_stage\nfrom grids.checkpoint import build_model\n"
+    code += "sys.exit(run_stage(lambda: build_model('net.py:Net', {'width': 3}) and 0))\n"
+    line = one_error_line(run([sys.executable, "-c", code], tmp_path))
+    assert line == "error: architecture 'net.py:Net': Net(**{'width': 3}) raised ValueError: bad width", line

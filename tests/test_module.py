@@ -114,3 +114,14 @@ def test_the_whole_workflow_plans_under_the_prefix(tmp_path):
                 paths = [p.strip() for p in line.strip()[len(field) :].split(",")]
                 outside = [p for p in paths if p and p != "<TBD>" and not p.startswith(("ext/", "/", "haze.py"))]
                 assert not outside, line
+
+
+def test_an_absolute_module_prefix_works(tmp_path):
+    """Every output under an absolute prefix (it was refused: "/p/results/x lies outside /p/results/")."""
+    host = project(tmp_path / "host")
+    out = tmp_path / "elsewhere"
+    (host / "Snakefile").write_text(HOST.replace('"ext"', repr(str(out))))
+    result = run(host, "-s", str(host / "Snakefile"), "--cores", "2", "grids_similarity_matrix")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (out / "results" / "similarity" / "matrix.parquet").is_file()
+    assert not (host / "results").exists() and not (host / "logs").exists()

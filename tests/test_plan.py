@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from grids.plan import load_for_plan, plan, simulated_verifications
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,4 +55,14 @@ def test_plan_reads_the_default_config_and_its_images(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "grouping verifications" in result.stdout and "from the files' headers" in result.stdout
-    assert re.search(r"per training: [\d.]+ GPU-hours", result.stdout)  # srresnet is measured
+    assert re.search(r"per training: [\d.]+ GPU-(hours|minutes|seconds)", result.stdout)  # srresnet is measured
+
+
+@pytest.mark.parametrize("extra", ["config.yaml", "gpu.yaml", "paper.yaml"])
+def test_every_shipped_config_gets_figures_in_a_readable_unit(extra):
+    files = [str(ROOT / "config" / "config.yaml")] + ([str(ROOT / "config" / extra)] if extra != "config.yaml" else [])
+    text = plan(*load_for_plan(files), instances=5)
+    per_training = re.search(r"per training: ([\d.,]+) GPU-(hours|minutes|seconds)", text)
+    assert per_training and float(per_training[1].replace(",", "")) >= 1, text  # never "0.0 GPU-hours"
+    total = re.search(r"total: about ([\d.,]+) GPU-\w+ \(verifications \S+ percentile: ([\d.,]+)-([\d.,]+) ", text)
+    assert total and all(float(x.replace(",", "")) > 0 for x in total.groups()), text  # never "0-0"

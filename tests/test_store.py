@@ -158,12 +158,12 @@ def test_random_crop_draws_what_the_trainers_drew_before_it_was_shared():
 
 def test_store_is_incremental(store, user_folder, tmp_path):
     manifest, index, out = store
-    before = {p.name: p.stat().st_mtime_ns for p in (out / "arrays").iterdir()}
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "arrays").glob("*.npy")}
     assert len(before) == 3
     write_rgb(user_folder / "photo.jpg", dead_leaves(70, np.random.default_rng(7)))
     manifest = prepare_clean_set(folder_config(user_folder), 0, *set_paths(tmp_path / "clean"))
     index = build_store(manifest, *store_paths(out))
-    after = {p.name: p.stat().st_mtime_ns for p in (out / "arrays").iterdir()}
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "arrays").glob("*.npy")}
     changed = index.set_index("image_id").sha256["photo"] + ".npy"
     assert set(after) == set(before) - (set(before) - set(after)) | {changed} and len(after) == 3
     assert all(after[k] == before[k] for k in after if k != changed)  # the others were not rewritten

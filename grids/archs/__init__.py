@@ -27,6 +27,8 @@ __all__ = [
     "RRDBNet",
     "Restormer",
     "SRResNet",
+    "build_user_arch",
+    "check_arch_contract",
     "load_strict",
     "resolve_arch",
     "size_multiple",
@@ -52,6 +54,37 @@ def resolve_arch(arch: str, base_dir: str | Path = ".") -> type[torch.nn.Module]
     if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
         raise ValueError(f"architecture {arch!r} is a {type(cls).__name__}, not a torch.nn.Module subclass")
     return cls
+
+
+def build_user_arch(cls: type[torch.nn.Module], spec: str, kwargs: dict) -> torch.nn.Module:
+    """``cls(**kwargs)`` for the user's class ``spec``: an exception of its constructor (SystemExit
+    included) is one ValueError naming the spec (file and class) and the exception."""
+    from ..user_code import user_code_errors
+
+    with user_code_errors(f"architecture {spec!r}: {cls.__name__}(**{kwargs})"):
+        return cls(**kwargs)
+
+
+def check_arch_contract(cls: type[torch.nn.Module], spec: str, kwargs: dict) -> None:
+    """Hold a user's class to the contract above, once, when the config is checked: built with
+    ``kwargs``, a valid ``size_multiple``, and one forward pass on a tiny input (CPU, no gradient)
+    returning the input's shape. Runs the user's code; a failure is a ValueError naming ``spec``."""
+    from ..user_code import user_code_errors
+
+    model = build_user_arch(cls, spec, kwargs)
+    multiple = getattr(model, "size_multiple", 1)
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"architecture {spec!r}: size_multiple is {multiple!r}, expected a positive integer")
+    side = multiple * -(-16 // multiple)  # the smallest multiple of it from 16 px up
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), user_code_errors(f"architecture {spec!r}: forward on a {tuple(x.shape)} input"):
+        out = model.eval()(x)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != tuple(x.shape):
+        raise ValueError(
+            f"architecture {spec!r}: forward on a {tuple(x.shape)} input returned {shape}; a backbone "
+            "restores at the same size, (B, 3, H, W) in and out"
+        )
 
 
 class FromLowResolution(torch.nn.Module):

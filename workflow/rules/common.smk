@@ -58,7 +58,10 @@ def check_output_locations(rules):
             *([each.benchmark] if each.benchmark else []),
         ]:
             normal = os.path.normpath(str(path))
-            if os.path.isabs(normal) or not normal.startswith(PREFIXED_ROOTS):
+            # Absolute only under an absolute module prefix (refusing it said "/p/results/x lies
+            # outside /p/results/").
+            absolute = os.path.isabs(normal) and not os.path.isabs(PREFIX)
+            if absolute or not normal.startswith(PREFIXED_ROOTS):
                 raise WorkflowError(
                     f"{path} (an output of {each.name}) lies outside {', '.join(PREFIXED_ROOTS)}"
                 )
