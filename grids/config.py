@@ -54,13 +54,15 @@ DEFAULT_TRAINING = {
         "photos": ["astronaut", "coffee", "rocket", "hubble_deep_field"],
         "dead_leaves": {"count": 8, "size": 256},
     },
-    "test_sets": {"heldout": {"photos": ["chelsea"], "dead_leaves": {"count": 3, "size": 128}}},
+    "test_sets": {
+        "heldout": {"photos": ["chelsea", "aitzgorri", "free", "sunset"], "dead_leaves": {"count": 4, "size": 128}}
+    },
     "arch": "srresnet",
     "arch_kwargs": {"num_feat": 32, "num_block": 4},
-    "iterations": 150,
+    "iterations": 400,
     "batch_size": 8,
-    "crop": 48,
-    "lr": 2e-4,
+    "crop": 32,
+    "lr": 2e-3,
     "weight_decay": 1e-4,
     "warmup": 20,
     "min_lr_ratio": 0.01,
@@ -76,7 +78,7 @@ DEFAULT_GROUPING = {
     "decision": "conservative",
     "min_gain": 0.5,
     "bootstrap": 1000,
-    "replicates": {"degradations": None, "seeds": 2},
+    "replicates": {"degradations": None, "seeds": 1},
 }
 DEFAULT_SELECTION = {
     "reference": "signature",
@@ -329,14 +331,21 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
 
 
 def _replicates(given: dict, degradations: list[str]) -> dict:
-    """``grouping.replicates`` with its defaults: null degradations are the first three configured."""
+    """``grouping.replicates`` with its defaults, its degradations checked."""
     replicates = {**DEFAULT_GROUPING["replicates"], **given}
-    if replicates["degradations"] is None:
-        replicates["degradations"] = degradations[:3]
-    strangers = [name for name in replicates["degradations"] if name not in degradations]
+    strangers = [name for name in replicates["degradations"] or [] if name not in degradations]
     if strangers:
         raise ConfigError(f"config key grouping.replicates.degradations: {strangers} not among `degradations`")
     return replicates
+
+
+def replicate_degradations(config: dict[str, Any]) -> list[str]:
+    """The degradations the noise floor retrains (null: the first three configured); none without seeds."""
+    replicates = config["grouping"]["replicates"]
+    if not replicates["seeds"]:
+        return []
+    chosen = replicates["degradations"]
+    return list(config["degradations"])[:3] if chosen is None else list(chosen)
 
 
 def training_recipe(config: dict[str, Any]) -> dict[str, Any]:

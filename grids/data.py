@@ -48,9 +48,9 @@ EMBEDDED_PHOTOS: dict[str, tuple[str, str]] = {
 # the shipped descriptor never trained on them (train_descriptor holds out every len/3-th photo),
 # so they can serve as test images. 512 px on the long side.
 SHIPPED_TEST_PHOTOS: dict[str, tuple[str, str]] = {
-    "aitzgorri": ("lomiri1604_aitzgorri.jpg", "CC-BY-SA-4.0 (grids/assets/photos/manifest.csv)"),
-    "free": ("lomiri1604_free.jpg", "CC-BY-SA-4.0 (grids/assets/photos/manifest.csv)"),
-    "sunset": ("lomiri1604_sunset.jpg", "CC-BY-SA-4.0 (grids/assets/photos/manifest.csv)"),
+    "aitzgorri": ("lomiri1604_aitzgorri.jpg", "CC-BY-4.0, Aitzol Berasategi"),
+    "free": ("lomiri1604_free.jpg", "CC-BY-SA-4.0, Peter Nerlich"),
+    "sunset": ("lomiri1604_sunset.jpg", "CC-BY-4.0, Aitzol Berasategi"),
 }
 
 

@@ -171,7 +171,7 @@ def test_grouping_defaults(default):
         "decision": "conservative",
         "min_gain": 0.5,
         "bootstrap": 1000,
-        "replicates": {"degradations": list(default["degradations"])[:3], "seeds": 2},
+        "replicates": {"degradations": None, "seeds": 1},
     }
     assert config["baselines"] == {}
     restormer = validate_config(mutate(mutate(default, "training.arch", "restormer"), "training.arch_kwargs", None))

@@ -15,6 +15,7 @@ from grids.config import (
     baseline_recipe,
     descriptor_photos,
     published_baselines,
+    replicate_degradations,
     trained_baselines,
     descriptor_weights,
     training_recipe,
@@ -422,11 +423,11 @@ def get_round_evals(wildcards):
 
 # --- the noise floor: single-task models retrained from other seeds ------------------------------
 
-REPLICATES = CONFIG["grouping"]["replicates"]
+REPLICATED = replicate_degradations(CONFIG)
 REPLICATE_RUNS = [
     f"{name}/seed{k}"
-    for name in (REPLICATES["degradations"] if REPLICATES["seeds"] else [])
-    for k in range(1, REPLICATES["seeds"] + 1)
+    for name in REPLICATED
+    for k in range(1, CONFIG["grouping"]["replicates"]["seeds"] + 1)
 ]
 
 

@@ -229,7 +229,7 @@ use rule evaluate as evaluate_replicate with:
 
 rule noise_floor:
     input:
-        single=expand("results/eval/{group}.parquet", group=REPLICATES["degradations"]),
+        single=expand("results/eval/{group}.parquet", group=REPLICATED),
         replicates=get_replicate_evals(),
     output:
         "results/grouping/noise_floor.parquet",
