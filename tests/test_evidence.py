@@ -197,3 +197,24 @@ def test_a_model_that_did_not_learn_is_named_and_its_verdicts_marked(tmp_path, c
     assert "gaussian_noise gains" in capsys.readouterr().err
     row = evidence.group_evidence(evaluation, "t", ["gaussian_noise+jpeg"], GROUPING, None, 0).iloc[0]
     assert bool(row.uninformative) and row.weakest_gain == pytest.approx(gains["gaussian_noise"])
+
+
+def test_another_partition_of_the_same_size_is_a_tie_not_a_flip():
+    """Two feasible pairs share a member: the search took one, the other has the smaller drop.
+    While the search's groups stay feasible and nothing smaller exists, its answer stands."""
+    n = 6
+    evaluation = table(
+        {
+            "a": {"a": [30.0] * n},
+            "b": {"b": [30.0] * n},
+            "c": {"c": [30.0] * n},
+            "a+b": {"a": [29.8] * n, "b": [29.8, 29.7] * 3},
+            "b+c": {"b": [29.9] * n, "c": [29.9, 29.95] * 3},
+        },
+        {"a": 25.0, "b": 25.0, "c": 25.0},
+    )
+    per_group, partitions = evidence.partition_stability(
+        evaluation, "t", ["a", "b", "c"], ["a+b", "b+c"], ["a+b", "c"], GROUPING, {}, seed=0
+    )
+    assert per_group.feasible_rate.tolist() == [1.0, 1.0]
+    assert partitions.partition.tolist() == ["a+b / c"] and partitions.is_search.all()

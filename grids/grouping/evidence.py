@@ -20,9 +20,11 @@ rule) or ``conservative`` (the interval's upper end ``<= delta``: feasible only 
 below delta beyond the noise).
 
 Partition stability resamples the test images once more, re-decides every verified group, and
-takes the partition that evidence supports (the fewest groups, all verified feasible in that
-resample, singletons always allowed); how often it is the search's partition, and how often each
-group's verdict flips, says how much the answer rests on the particular test images.
+takes the partition that evidence supports: the search's own partition while all its groups stay
+feasible and no partition with fewer verified-feasible groups exists (another partition of the
+same size is a tie, not a different answer), else the fewest verified-feasible groups (singletons
+always allowed). How often it is the search's partition, and how often each group's verdict
+flips, says how much the answer rests on the particular test images.
 
     python -m grids.grouping.evidence noise-floor --test-set heldout --single E... \\
         --replicate DEG EVAL ... --out results/grouping/noise_floor.parquet
@@ -267,6 +269,9 @@ def partition_stability(
     for b in range(n):
         ok = [g for g in multi if decide(resampled[g][b], half_widths.get(g, 0.0), delta, decision)]
         found = tuple(fewest_groups(names, ok, {g: resampled[g][b] for g in ok}))
+        still = all(g in ok for g in searched if g in drops)
+        if still and len(found) == len(searched):  # the search's answer still stands: no tie-break
+            found = searched
         counts[found] = counts.get(found, 0) + 1
     per_group = pd.DataFrame(
         [
