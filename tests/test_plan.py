@@ -66,3 +66,17 @@ def test_every_shipped_config_gets_figures_in_a_readable_unit(extra):
     assert per_training and float(per_training[1].replace(",", "")) >= 1, text  # never "0.0 GPU-hours"
     total = re.search(r"total: about ([\d.,]+) GPU-\w+ \(verifications \S+ percentile: ([\d.,]+)-([\d.,]+) ", text)
     assert total and all(float(x.replace(",", "")) > 0 for x in total.groups()), text  # never "0-0"
+
+
+def test_plan_warns_when_the_iterations_are_below_what_a_degradation_needed():
+    from grids.config import load_config
+    from grids.plan import learning_warnings
+
+    config = load_config(str(ROOT / "config" / "config.yaml"), base_dir=ROOT)
+    default = learning_warnings(config)
+    assert [line.split(":")[1].strip() for line in default] == ["motion_blur", "jpeg"]  # measured, never learned
+    config["training"]["iterations"] = 200
+    short = learning_warnings(config)
+    assert any("gaussian_blur: bench/RESULTS.md measured 300 iterations" in line for line in short)
+    config["training"]["lr"] = 2e-4  # another recipe: nothing measured, nothing claimed
+    assert learning_warnings(config) == []
