@@ -180,7 +180,11 @@ TABLES: dict[str, Table] = {
         *_MATRIX,
     ),
     "train_log": _table(
-        ("results/models/{group}/train_log.parquet", "results/baselines/{baseline}/train_log.parquet"),
+        (
+            "results/models/{group}/train_log.parquet",
+            "results/baselines/{baseline}/train_log.parquet",
+            "results/replicates/{degradation}/seed{k}/train_log.parquet",
+        ),
         "one row every 10 steps (and the last), also written at each checkpoint",
         ("step", "int64", "steps done"),
         ("loss", "float64", "L1 loss of that step's batch"),
@@ -195,7 +199,12 @@ TABLES: dict[str, Table] = {
         ("lr", "float64", "learning rate of that step"),
     ),
     "eval": _table(
-        ("results/eval/{group}.parquet", "results/baselines/{baseline}/eval.parquet"),
+        (
+            "results/eval/{group}.parquet",
+            "results/eval/others/{group}.parquet",
+            "results/baselines/{baseline}/eval.parquet",
+            "results/replicates/{degradation}/seed{k}/eval.parquet",
+        ),
         "one row per model and test image",
         *_EVAL,
     ),

@@ -151,7 +151,10 @@ def verified_table() -> pd.DataFrame:
     ]
     mean_distance = [4.8, 4.31, 4.57, 4.70, 3.37, 4.50, 3.05, 3.08]
     dP = [2.54, 0.11, 0.11, 0.49, 0.31, 2.39, 0.08, 0.09]
-    rows = [[group_name(m), len(m), x, y, y <= 0.7, r] for r, (m, x, y) in enumerate(zip(groups, mean_distance, dP))]
+    rows = [
+        [group_name(m), len(m), x, y, 0.05, 0.08, y - 0.19, y + 0.19, y + 0.19 <= 0.7, 1.0, k % 3 == 0, r]
+        for r, (k, m, x, y) in enumerate(zip(range(len(groups)), groups, mean_distance, dP))
+    ]
     return pd.DataFrame(rows, columns=tables.columns("grouping_verified"))
 
 
@@ -180,7 +183,7 @@ def table1_table(test_sets: list[str], degradations: list[str], baselines: list[
             values = [30.0 - 0.02 * j for j in range(len(baselines) + 3)]
             if k == 1:
                 values[1] = 20.0  # one low bar: the y-range is wide, so the top margin is thin
-            rows.append([test_set, name, name, *values, values[-1] - values[0], values[-1] - values[1]])
+            rows.append([test_set, name, name, 25.0, *values, values[-1] - values[0], values[-1] - values[1]])
     return pd.DataFrame(rows, columns=tables.columns("table1", baseline=baselines))
 
 
@@ -200,12 +203,12 @@ def test_table1_legend_covers_no_bar(saved, tmp_path, test_sets, degradations, b
     renderer = drawn(fig)
     legends = [*fig.legends, *filter(None, (ax.get_legend() for ax in fig.axes))]
     assert legends
-    models = ["upper", "mixall", *baselines, "grids"]
+    models = ["input", "upper", "mixall", *baselines, "grids"]
     for legend in legends:
         labels = [t.get_text() for t in legend.get_texts()]
         assert [label.rstrip("†") for label in labels] == models
         if baselines:
-            assert labels[2] == f"{baselines[0]}†"  # the published one is marked
+            assert labels[3] == f"{baselines[0]}†"  # the published one is marked
         extent = legend.get_window_extent(renderer)
         assert inside(extent, fig.bbox)
         for ax in fig.axes:

@@ -249,7 +249,11 @@ def test_selection_report(built):
     for _, knots in drop_fit.groupby("statistic"):
         assert knots.score.is_monotonic_increasing and knots["drop"].is_monotonic_increasing
     evaluation = pd.read_parquet(built / "results" / "eval" / "jpeg.parquet")
-    assert "salt_pepper" in set(evaluation.degradation)  # models are evaluated on the unseen degradation too
+    assert set(evaluation.degradation) == {"jpeg"}  # a model is scored on its members ...
+    final = groups.group[groups.degradation == "jpeg"].iloc[0]
+    others = pd.read_parquet(built / "results" / "eval" / "others" / f"{final}.parquet")
+    assert "salt_pepper" in set(others.degradation)  # ... and a final group's on every other one too
+    assert not set(others.degradation) & set(final.split("+"))
     for name in ("confusion.png", "prediction.png", "ood.png"):
         assert (selection / name).stat().st_size > 5000
     assert "Prediction without inference" in (selection / "summary.md").read_text()
@@ -635,10 +639,10 @@ def test_paper_config_dry_runs_final_models(tmp_path):
     assert ("train_store", "") in jobs  # every training reads its crops from the store
     assert (
         len(re.findall(r"grids.train --group \S+ --store results/train/store/index.parquet", out))
-        == len(degradations) + 1
+        == len(degradations) + 1 + 3  # and the noise floor's replicates of the first three
     )
     recipes = re.findall(r"grids.train --group (\S+).*--recipe '(\{[^']*\})'", out)
-    assert len(recipes) == len(degradations) + 1  # single-task and the RRDBNet baseline (the rest follow round 0)
+    assert len(recipes) == len(degradations) + 1 + 3  # single-task, the RRDBNet baseline, the replicates
     for _, recipe in recipes:
         recipe = json.loads(recipe)
         assert recipe["iterations"] == 600000 and recipe["crop"] == 256

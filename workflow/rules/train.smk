@@ -209,7 +209,7 @@ use rule train as train_replicate with:
         degradations=get_replicate_entries_json,
         recipe=get_recipe_json,
         seed=get_replicate_seed,
-        resume=working_file("results/resume/replicates/{degradation}_seed{k}.pth"),
+        resume=working_file("results/resume/replicate_{degradation}_seed{k}.pth"),
 
 
 use rule evaluate as evaluate_replicate with:
