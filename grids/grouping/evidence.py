@@ -40,7 +40,7 @@ import pandas as pd
 
 from .. import io, tables
 from ..seeds import rng_for
-from .names import group_members, group_name
+from .names import group_members
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 DECISIONS = ("point", "conservative")
@@ -160,18 +160,8 @@ def group_evidence(
     return pd.DataFrame(rows, columns=EVIDENCE_COLUMNS)
 
 
-EVIDENCE_COLUMNS = [
-    "group",
-    "size",
-    "dP",
-    "dP_sd_images",
-    "dP_sd_seeds",
-    "dP_low",
-    "dP_high",
-    "feasible",
-    "weakest_gain",
-    "uninformative",
-]
+# grouping_verified's columns but the two the search stage adds (distance and round)
+EVIDENCE_COLUMNS = [c for c in tables.columns("grouping_verified") if c not in ("mean_distance", "round")]
 
 # --- the noise floor: replicate trainings ------------------------------------------------------
 
@@ -264,7 +254,7 @@ def partition_stability(
         resampled[g] = np.nanmax(np.nanmean(values[picks], axis=1), axis=1)
     delta, decision = grouping["delta"], grouping["decision"]
     feasible = {g: bool(decide(point[g], half_widths.get(g, 0.0), delta, decision)) for g in multi}
-    searched = group_name_list(partition)
+    searched = tuple(sorted(partition))
     counts: dict[tuple[str, ...], int] = {}
     for b in range(n):
         ok = [g for g in multi if decide(resampled[g][b], half_widths.get(g, 0.0), delta, decision)]
@@ -293,10 +283,6 @@ def partition_stability(
         for p, c in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     ]
     return per_group, pd.DataFrame(found_rows, columns=tables.columns("grouping_stability_partitions"))
-
-
-def group_name_list(partition: list[str]) -> tuple[str, ...]:
-    return tuple(sorted(group_name(group_members(g)) for g in partition))
 
 
 def plot_stability(per_group: pd.DataFrame, partitions: pd.DataFrame, delta: float, path) -> None:

@@ -60,9 +60,7 @@ def distance_matrix(matrix: pd.DataFrame, names: list[str]) -> np.ndarray:
 
 def mean_psnr(evaluation: pd.DataFrame, test_set: str) -> pd.DataFrame:
     """Mean PSNR per (trained_on, degradation) on ``test_set``."""
-    rows = evaluation[evaluation.test_set == test_set]
-    if rows.empty:
-        raise ValueError(f"no evaluation rows for test set {test_set!r} (have: {sorted(set(evaluation.test_set))})")
+    rows = evidence.test_rows(evaluation, test_set)
     return rows.groupby(["trained_on", "degradation"], as_index=False).psnr.mean()
 
 
@@ -184,7 +182,7 @@ def finish(
         .loc[names]
         .reset_index()
     )
-    gains = evidence.single_task_gains(evaluation[evaluation.test_set == test_set], names)
+    gains = evidence.single_task_gains(evidence.test_rows(evaluation, test_set), names)
     half = dict(zip(verified.group, verified.dP_high - verified.dP))
     stability, partitions = evidence.partition_stability(
         evaluation, test_set, names, list(asked.index), list(chosen.group), grouping, half, seed

@@ -199,9 +199,7 @@ def get_descriptor_train_args(wildcards):
 
 def get_all_set_manifests(wildcards=None):
     """Every image set's manifest, in IMAGE_SETS order."""
-    return [
-        get_set_manifest(type("Set", (), {"image_set": name})) for name in IMAGE_SETS
-    ]
+    return [set_manifest(name) for name in IMAGE_SETS]
 
 
 def get_variant_set_args(wildcards, input, output):
@@ -213,10 +211,14 @@ def get_variant_set_args(wildcards, input, output):
     ]
 
 
-def get_set_manifest(wildcards):
-    if wildcards.image_set == "clean":
+def set_manifest(image_set):
+    if image_set == "clean":
         return "results/clean/manifest.parquet"
-    return f"results/degraded/{wildcards.image_set}/manifest.parquet"
+    return f"results/degraded/{image_set}/manifest.parquet"
+
+
+def get_set_manifest(wildcards):
+    return set_manifest(wildcards.image_set)
 
 
 def descriptor_input():
@@ -470,8 +472,9 @@ def get_search_noise_floor(wildcards):
     return get_noise_floor() if CONFIG["grouping"]["decision"] == "conservative" else []
 
 
-def noise_floor_arg(files):
-    return ["--noise-floor", files[0]] if files else []
+def get_noise_floor_arg(wildcards, input):
+    """`--noise-floor FILE` where the rule's input has the noise floor, else nothing."""
+    return ["--noise-floor", input.noise_floor[0]] if input.noise_floor else []
 
 
 def get_previous_round(wildcards):

@@ -46,7 +46,7 @@ checkpoint grouping_round:
     params:
         degradations=DEGRADATIONS,
         grouping=get_grouping_json,
-        noise_floor=lambda wildcards, input: noise_floor_arg(input.noise_floor),
+        noise_floor=get_noise_floor_arg,
         seed=CONFIG["seed"],
     shell:
         "python -m grids.grouping.rounds round --round {wildcards.round:q} --matrix {input.matrix:q}"
@@ -87,7 +87,7 @@ rule grouping_result:
     params:
         degradations=DEGRADATIONS,
         grouping=get_grouping_json,
-        noise_floor=lambda wildcards, input: noise_floor_arg(input.noise_floor),
+        noise_floor=get_noise_floor_arg,
         seed=CONFIG["seed"],
     shell:
         "python -m grids.grouping.rounds finish --rounds {input.rounds:q} --matrix {input.matrix:q}"
