@@ -28,7 +28,7 @@ import yaml
 from . import __version__, io
 from .config import load_config
 from .degradations import BUILTINS, get_degradation
-from .stage import run_stage
+from .stage import MIN_TILE, TILE_OVERLAP, check_tile, run_stage
 
 BASE_CONFIG = "config/config.yaml"
 
@@ -45,17 +45,6 @@ def config_files(files: list[str] | None, alone: bool = False) -> list[str]:
     if any(os.path.exists(f) and os.path.samefile(f, BASE_CONFIG) for f in files):
         return files
     return [BASE_CONFIG, *files]
-
-
-# Tiles of ``grids restore`` overlap by this many pixels (blended), so a tile must be larger.
-TILE_OVERLAP = 32
-MIN_TILE = 2 * TILE_OVERLAP
-
-
-def min_tile(multiple: int) -> int:
-    """The smallest ``--tile`` for a model whose input sides are padded to ``multiple``: twice the
-    overlap (each tile then adds new pixels), rounded up to the multiple."""
-    return -(-max(MIN_TILE, multiple) // multiple) * multiple
 
 
 # Each numeric option: (test, what it must be). Checked before any work, so a bad value is one
@@ -217,11 +206,7 @@ def _restore(args) -> int:
         raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all final_models`")
     model, state = load_model(path, selector.device)
     multiple = size_multiple(model)
-    if args.tile < min_tile(multiple):
-        raise ValueError(
-            f"--tile {args.tile}: must be at least {min_tile(multiple)} for {path} ({state['arch']} pads its "
-            f"input to multiples of {multiple}, tiles overlap by {TILE_OVERLAP} px)"
-        )
+    check_tile(args.tile, multiple, f"{path} ({state['arch']})")
     with torch.no_grad():
         out = restore(model, image, selector.device, multiple, args.tile, TILE_OVERLAP, progress=True)
     io.write_png(args.output, out)
@@ -296,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("image")
     p.add_argument("-d", "--degradation", required=True)
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-o", "--output", required=True, help="degraded PNG to write (a missing folder is created)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", help="take the degradation's parameters from this config")
     p.set_defaults(func=_degrade)
@@ -329,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="machine-readable output")
         else:
             p.add_argument("image")
-            p.add_argument("-o", "--output", required=True, help="restored PNG")
+            p.add_argument("-o", "--output", required=True, help="restored PNG to write (a missing folder is created)")
             p.add_argument("--group", help="use this final group's model instead of choosing")
             p.add_argument("--tile", type=int, default=512, help="tile side (px) for large images")
             p.add_argument("--force", action="store_true", help="allow the output to replace the input image")
@@ -357,7 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("param", help="the ncnn .param file")
     p.add_argument("bin", help="the ncnn .bin file")
-    p.add_argument("-o", "--output", required=True, help="the .pth to write ({params, arch, arch_kwargs})")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the .pth to write ({params, arch, arch_kwargs}; a missing folder is created)",
+    )
     p.set_defaults(func=_import_ncnn_rrdb)
     return parser
 

@@ -107,6 +107,8 @@ def load_descriptor(path: str | Path, device: str | torch.device = "cpu") -> MSR
         ValueError: the file is not a plain weights file (pickled objects), not a torch file, or
             its keys/shapes do not fit (the message names the path and the keys).
     """
+    if path is None:  # a stage run by hand without --descriptor
+        raise ValueError("--descriptor: not given; the descriptor features need its weights (.pth)")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"descriptor weights not found: {path}")

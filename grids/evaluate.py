@@ -40,7 +40,7 @@ from tqdm import tqdm
 from . import io, tables
 from .archs import size_multiple
 from .checkpoint import load_model
-from .stage import add_test_set_argument, pick_device, test_set_manifests
+from .stage import TILE_OVERLAP, add_test_set_argument, check_tile, pick_device, test_set_manifests
 
 IDENTITY = "input"  # the model name of the degraded input itself (no restoration)
 
@@ -75,7 +75,7 @@ def restore(
     device,
     multiple: int = 1,
     tile: int = 512,
-    overlap: int = 32,
+    overlap: int = TILE_OVERLAP,
     progress: bool = False,
     batch: int | None = None,
 ) -> np.ndarray:
@@ -131,6 +131,7 @@ def evaluate_model(
     else:
         model, state = load_model(model_path, device)
         multiple = size_multiple(model)
+    check_tile(tile, multiple, f"{model_path} ({state.get('arch', 'identity')})")
     rows = []
     for set_name, (clean_manifest, degraded_manifests) in test_sets.items():
         clean = io.read_manifest(clean_manifest)
@@ -175,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--degradations", nargs="+", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--tile", type=int, default=512, help="tile side (px) for images larger than it")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
+    check_tile(args.tile)  # before any file is read; evaluate_model checks it against the model too
     if args.threads:
         torch.set_num_threads(args.threads)
     table = evaluate_model(args.model, test_set_manifests(args.test_set), args.degradations, args.device, args.tile)

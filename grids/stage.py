@@ -36,6 +36,8 @@ def run_stage(main: Callable[[], int]) -> int:
         if os.environ.get("GRIDS_DEBUG"):
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, FileNotFoundError) and " " not in str(err):  # pyarrow's: the bare path
+            message = f"{err}: no such file"
         print(f"error: {message}", file=sys.stderr)
         return 2
 
@@ -65,6 +67,27 @@ def pick_device(device: str = "auto"):
     if device == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"--device {device}: Apple's MPS is not available here; use --device cpu or auto")
     return torch.device(device)
+
+
+# Tiles of a restoration (``grids restore``, ``python -m grids.evaluate``) overlap by this many
+# pixels and are blended, so a tile must be larger: else it adds no new pixels and the output is garbage.
+TILE_OVERLAP = 32
+MIN_TILE = 2 * TILE_OVERLAP
+
+
+def min_tile(multiple: int) -> int:
+    """The smallest tile for a model whose input sides are padded to ``multiple``: twice the
+    overlap (each tile then adds new pixels), rounded up to the multiple."""
+    return -(-max(MIN_TILE, multiple) // multiple) * multiple
+
+
+def check_tile(tile: int, multiple: int = 1, model: str = "") -> None:
+    """ValueError naming ``--tile`` when ``tile`` is below :func:`min_tile` for ``model``."""
+    if tile < min_tile(multiple):
+        pads = f" for {model} (it pads its input to multiples of {multiple})" if model else ""
+        raise ValueError(
+            f"--tile {tile}: must be at least {min_tile(multiple)}{pads}; tiles overlap by {TILE_OVERLAP} px"
+        )
 
 
 def add_test_set_argument(parser) -> None:

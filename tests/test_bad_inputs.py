@@ -25,7 +25,15 @@ import yaml
 
 from grids import io
 from grids.checkpoint import load_model, save_checkpoint
-from grids.config import NAME_PATTERN, ConfigError, load_config, schema, validate_config
+from grids.config import (
+    DEFAULT_FEATURES,
+    NAME_PATTERN,
+    SHIPPED_DESCRIPTOR,
+    ConfigError,
+    load_config,
+    schema,
+    validate_config,
+)
 from grids.data import dead_leaves
 from grids.degrade import degrade_dataset
 
@@ -697,10 +705,29 @@ def test_every_cli_number_and_choice_is_checked_naming_the_option(tmp_path, case
 
 
 def test_the_smallest_tile_covers_the_overlap_and_the_architecture_s_multiple():
-    from grids.cli import MIN_TILE, TILE_OVERLAP, min_tile
+    from grids.stage import MIN_TILE, TILE_OVERLAP, check_tile, min_tile
 
     assert MIN_TILE == 2 * TILE_OVERLAP == min_tile(1) == min_tile(4) == min_tile(16)
     assert min_tile(24) == 72 and min_tile(128) == 128
+    check_tile(96, 48, "m.pth")
+    with pytest.raises(ValueError, match=r"^--tile 64: must be at least 96 for m.pth \(it pads its input to multip"):
+        check_tile(64, 48, "m.pth")
+
+
+@pytest.mark.parametrize("tile", ["0", "-5", "63"])
+def test_python_m_grids_evaluate_refuses_a_tile_below_the_minimum(tmp_path, tile):
+    out = tmp_path / "eval.parquet"
+    result = stage(
+        tmp_path,
+        "evaluate",
+        model="input",
+        test_set="heldout\0none.parquet",
+        degradations="jpeg",
+        out=str(out),
+        tile=tile,
+    )
+    assert one_error_line(result).startswith(f"error: --tile {tile}: must be at least 64; tiles overlap by 32 px")
+    assert not out.exists()
 
 
 # --- user architectures -----------------------------------------------------------------------------
@@ -874,3 +901,165 @@ def test_a_job_building_a_user_class_whose_constructor_raises_names_the_class(tm
     code += "sys.exit(run_stage(lambda: build_model('net.py:Net', {'width': 3}) and 0))\n"
     line = one_error_line(run([sys.executable, "-c", code], tmp_path))
     assert line == "error: architecture 'net.py:Net': Net(**{'width': 3}) raised ValueError: bad width", line
+
+
+# --- kill -9 at any point of a stage ----------------------------------------------------------------
+# Each stage is run once whole, and once into another folder where it is killed with SIGKILL at
+# several points in turn (the moment an atomic_path temporary appears, then at fractions of the
+# whole run's time), each kill followed by the same command again; the last run is left to finish.
+# Its outputs must equal the whole run's, with no temporary left. (train_store: above; train:
+# tests/test_train.py, which kills a training mid-loop and resumes it to identical weights.)
+
+KILL_FRACTIONS = (0.35, 0.7)
+DEAD_LEAVES_SET = {"photos": [], "dead_leaves": {"count": 8, "size": 256}, "min_side": 32}
+
+
+def has_temporary(folder: Path) -> bool:
+    """An atomic_path temporary (a hidden ``.<name>.<random>`` sibling, file or folder) under ``folder``."""
+    return folder.is_dir() and any(p.name.startswith(".") for p in folder.rglob("*"))
+
+
+def kill_9_when(args: list[str], cwd: Path, ready, timeout: float = 300) -> int:
+    """Run ``args`` and SIGKILL it the moment ``ready()`` holds; its return code (-9 when killed)."""
+    import time
+
+    job = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while job.poll() is None and time.monotonic() < deadline:
+        if ready():
+            job.kill()
+            break
+        time.sleep(0.002)
+    return job.wait()
+
+
+def outputs(folder: Path) -> dict[str, object]:
+    """Every file under ``folder``: Parquet as a frame (the folder's own path replaced, so two
+    folders compare), anything else as bytes."""
+    found = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+            for column in frame.columns[[dtype.kind == "O" or dtype == "str" for dtype in frame.dtypes]]:
+                frame[column] = frame[column].map(
+                    lambda v: v.replace(str(folder), "<out>") if isinstance(v, str) else v
+                )
+            found[str(path.relative_to(folder))] = frame
+        else:
+            found[str(path.relative_to(folder))] = path.read_bytes()
+    return found
+
+
+def stage_clean(tmp_path: Path):
+    def command(out: Path) -> list[str]:
+        return [
+            *(sys.executable, "-m", "grids.data", "--images", json.dumps(DEAD_LEAVES_SET), "--seed", "0"),
+            *("--dataset", "train", "--manifest", str(out / "manifest.parquet")),
+            *("--images-dir", str(out / "images"), "--checks", str(out / "checks.parquet")),
+        ]
+
+    return command
+
+
+def clean_set(tmp_path: Path) -> Path:
+    folder = tmp_path / "clean"
+    assert run(stage_clean(tmp_path)(folder), tmp_path).returncode == 0
+    return folder / "manifest.parquet"
+
+
+def stage_degrade(tmp_path: Path):
+    clean = clean_set(tmp_path)
+
+    def command(out: Path) -> list[str]:
+        return [
+            *(sys.executable, "-m", "grids.degrade", "--clean", str(clean), "--name", "gaussian_noise"),
+            *("--seed", "0", "--manifest", str(out / "manifest.parquet"), "--images-dir", str(out / "images")),
+        ]
+
+    return command
+
+
+def degraded_test_set(tmp_path: Path) -> list[str]:
+    """``--test-set`` words for an 8-image clean set and its jpeg and noise copies."""
+    clean = clean_set(tmp_path)
+    words = ["heldout", str(clean)]
+    for name in ("jpeg", "gaussian_noise"):
+        folder = tmp_path / name
+        assert (
+            degrade_dataset(pd.read_parquet(clean), name, {}, 0, folder / "manifest.parquet", folder / "images")
+            is not None
+        )
+        words.append(str(folder / "manifest.parquet"))
+    return words
+
+
+def stage_evaluate(tmp_path: Path):
+    test_set = degraded_test_set(tmp_path)
+    model = tmp_path / "model.pth"
+    torch.manual_seed(0)
+    grids_checkpoint(model, "srresnet", {"num_feat": 16, "num_block": 2}, srresnet_params(num_feat=16, num_block=2))
+
+    def command(out: Path) -> list[str]:
+        return [
+            *(sys.executable, "-m", "grids.evaluate", "--model", str(model), "--test-set", *test_set),
+            *("--degradations", "jpeg", "gaussian_noise", "--threads", "1", "--out", str(out / "eval.parquet")),
+        ]
+
+    return command
+
+
+def stage_references(tmp_path: Path):
+    manifest = degraded_test_set(tmp_path)[2]  # the jpeg copy
+    features = {**DEFAULT_FEATURES, "n_patches": 32, "patch_size": 16, "pca_components": 8}
+
+    def command(out: Path) -> list[str]:
+        return [
+            *(sys.executable, "-m", "grids.selection", "references", "--set", "jpeg", "--manifest", manifest),
+            *("--descriptor", str(SHIPPED_DESCRIPTOR), "--features", json.dumps(features), "--seed", "0"),
+            *("--threads", "1"),
+            *("--out", str(out / "references.parquet")),
+        ]
+
+    return command
+
+
+KILLED_STAGES = {"clean_images": stage_clean, "degrade": stage_degrade, "evaluate": stage_evaluate}
+KILLED_STAGES["selection_references"] = stage_references
+
+
+@pytest.mark.parametrize("name", sorted(KILLED_STAGES))
+def test_a_stage_killed_with_kill_9_at_any_point_reruns_to_the_uninterrupted_result(tmp_path, name):
+    import time
+
+    command = KILLED_STAGES[name](tmp_path)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    start = time.monotonic()
+    assert run(command(whole), tmp_path).returncode == 0
+    seconds = time.monotonic() - start
+    codes = [kill_9_when(command(killed), tmp_path, lambda: has_temporary(killed))]
+    for fraction in KILL_FRACTIONS:
+        at = time.monotonic() + fraction * seconds
+        codes.append(kill_9_when(command(killed), tmp_path, lambda at=at: time.monotonic() >= at))
+    assert codes[0] == -signal.SIGKILL and codes.count(-signal.SIGKILL) >= 2, codes  # really killed mid-run
+    rerun = run(command(killed), tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert not has_temporary(killed)
+    found, expected = outputs(killed), outputs(whole)
+    assert sorted(found) == sorted(expected)
+    for key, value in expected.items():
+        if isinstance(value, pd.DataFrame):
+            pd.testing.assert_frame_equal(found[key], value, obj=key)
+        else:
+            assert found[key] == value, key
+
+
+@pytest.mark.parametrize("command", ["degrade", "restore", "import-ncnn-rrdb"])
+def test_a_command_writing_a_file_creates_its_missing_folder_and_says_so(tmp_path, command):
+    """The policy for output folders, one for every command: create them, documented in ``--help``."""
+    helped = grids(tmp_path, command, "--help")
+    assert re.search(r"a\s+missing\s+folder\s+is\s+created", helped.stdout), helped.stdout
+    if command == "degrade":
+        png(tmp_path / "in.png")
+        done = grids(tmp_path, "degrade", "in.png", "-d", "jpeg", "-o", "new/deeper/out.png")
+        assert done.returncode == 0, done.stderr
+        assert io.load_png(tmp_path / "new" / "deeper" / "out.png").shape == (48, 48, 3)

@@ -305,3 +305,20 @@ def test_rejects_non_rgb_input():
 def test_unknown_degradation_names_builtins():
     with pytest.raises(KeyError, match="gaussian_blur"):
         get_degradation("gausian_blur")
+
+
+@pytest.mark.parametrize("block_pixels", [1, 100, 1 << 20])
+def test_noise_drawn_by_row_blocks_equals_one_draw_over_the_whole_image(monkeypatch, block_pixels):
+    """The noise ops work a block of rows at a time (memory on huge images); the output is the one
+    whole-image formula's, bit for bit, whatever the block size."""
+    from grids.degradations import reference
+
+    monkeypatch.setattr(reference, "BLOCK_PIXELS", block_pixels)
+    image = np.random.default_rng(1).integers(0, 256, (53, 29, 3), dtype=np.uint8)
+    x = image.astype(np.float32) / 255.0
+    noise = np.random.default_rng(2).standard_normal(image.shape, dtype=np.float32) * (17.0 / 255.0)
+    whole = np.clip(np.rint((x + noise) * 255.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(reference.gaussian_noise(image, {"sigma": 17.0}, np.random.default_rng(2)), whole)
+    shot = np.random.default_rng(3).poisson(x * 20.0).astype(np.float32) / 20.0
+    whole = np.clip(np.rint(shot * 255.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(reference.poisson_noise(image, {"peak": 20.0}, np.random.default_rng(3)), whole)
