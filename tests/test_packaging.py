@@ -119,12 +119,16 @@ def test_wheel_installs_and_its_command_runs(built):
     assert "gaussian_noise" in checked.stdout
 
 
-def test_citation_states_the_package_version():
+def test_citation_states_the_package_version_and_repository():
+    import tomllib
+
     citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     assert str(citation["version"]) == grids.__version__
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert citation["repository-code"] == urls["Repository"]
 
 
-def test_readme_images_work_off_the_repository(built):
+def test_readme_images_work_off_the_repository():
     """PyPI shows README.md without the repository's files: its images link to their raw files in
     the repository pyproject.toml names."""
     import tomllib
