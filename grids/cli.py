@@ -1,17 +1,18 @@
-"""The ``grids`` command: small helpers around the pipeline (the pipeline itself is Snakemake).
+"""grids: small helpers around the GRIDS pipeline (the pipeline itself is a Snakemake workflow).
 
+    grids init DIR                             a working directory for the installed workflow
     grids check-config [FILE...]               validate configs (merged over config/config.yaml), print the result
     grids degradations                         list the built-in degradations and their defaults
     grids degrade IMAGE -d jpeg -o out.png     preview one degradation on one image
     grids matrix [results/similarity/matrix.parquet]   print the similarity matrix (wide)
     grids select IMAGE... [--json]             pick the group model for images of unknown degradation
     grids restore IMAGE -o OUT [--group G]     restore with the chosen (or a given) group model
-    grids plan [--config FILE]...              trainings, GPU-hours, disk and RAM of a run, before it
+    grids plan [FILE...]                       trainings, GPU-hours, disk and RAM of a run, before it
     grids import-ncnn-rrdb P.param P.bin -o W.pth   Real-ESRGAN's ncnn weights as a BasicSR RRDBNet file
 
-``select`` and ``restore`` read the built workflow's results (``--results``, default ``results``)
-and the config it was built with (``--config``: like ``--configfile``, the files merge in order over
-the working directory's ``config/config.yaml``; so do ``check-config`` and ``plan``).
+select and restore read the built workflow's results (--results, default results) and the config
+it was built with (--config: like --configfile, the files merge in order over the working
+directory's config/config.yaml; so do check-config and plan, which also take them as arguments).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from .degradations import BUILTINS, get_degradation
 from .stage import MIN_TILE, TILE_OVERLAP, check_tile, run_stage
 
 BASE_CONFIG = "config/config.yaml"
+NO_CONFIG = (
+    f"no {BASE_CONFIG} in this folder: run the command in a GRIDS working directory (make one with "
+    "`grids init DIR`, or use a clone of the repository), or name config files with --config"
+)
 
 
 def config_files(files: list[str] | None, alone: bool = False) -> list[str]:
@@ -41,7 +46,9 @@ def config_files(files: list[str] | None, alone: bool = False) -> list[str]:
     if alone and files:
         return files
     if not os.path.isfile(BASE_CONFIG):
-        return files or [BASE_CONFIG]  # none given, none here: the loader names the missing file
+        if not files:
+            raise FileNotFoundError(NO_CONFIG)
+        return files
     if any(os.path.exists(f) and os.path.samefile(f, BASE_CONFIG) for f in files):
         return files
     return [BASE_CONFIG, *files]
@@ -70,8 +77,25 @@ def check_options(args) -> None:
         pick_device(args.device)
 
 
+def _given_configs(args) -> list[str]:
+    """check-config's and plan's config files: the arguments, then each --config, in that order."""
+    return [*args.files, *(args.config or [])]
+
+
+def _init(args) -> int:
+    from .deploy import init
+
+    written = init(args.directory)
+    print("\n".join(str(path) for path in written))
+    print(
+        f"next: cd {args.directory} && snakemake --cores all similarity_matrix   (edit config/config.yaml first)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _check_config(args) -> int:
-    print(yaml.safe_dump(load_config(config_files(args.config, args.alone)), sort_keys=False), end="")
+    print(yaml.safe_dump(load_config(config_files(_given_configs(args), args.alone)), sort_keys=False), end="")
     return 0
 
 
@@ -218,7 +242,7 @@ def _plan(args) -> int:
     """Trainings, GPU-hours, disk and RAM of a run, from the merged config (grids.plan)."""
     from .plan import load_for_plan, plan
 
-    config, assumed = load_for_plan(config_files(args.config))
+    config, assumed = load_for_plan(config_files(_given_configs(args)))
     print(plan(config, assumed, args.instances))
     return 0
 
@@ -246,29 +270,41 @@ def _subcommand(sub, name: str, helptext: str, example: str, **kwargs) -> argpar
 CONFIG_HELP = "config files merged in order over config/config.yaml, as with --configfile (repeat)"
 
 
+def _config_arguments(p: argparse.ArgumentParser) -> None:
+    """check-config's and plan's config files: as arguments, with --config (as select and restore
+    take them), or both (the arguments first)."""
+    p.add_argument("files", nargs="*", metavar="FILE", help=CONFIG_HELP.replace(" (repeat)", ""))
+    p.add_argument("--config", action="append", metavar="FILE", help="one more config file, after the FILEs (repeat)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``grids`` command line (tests/test_commands.py parses every documented command with it)."""
     parser = argparse.ArgumentParser(
         prog="grids",
         description=__doc__.split("\n")[0],
-        epilog="example:\n  grids check-config config/config.yaml my.yaml\n"
-        "run `grids COMMAND --help` for each command's options and an example",
+        epilog="example:\n  grids init my_run && cd my_run && snakemake --cores all similarity_matrix\n"
+        "run grids COMMAND --help for each command's options and an example",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"grids {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    p = _subcommand(
+        sub,
+        "init",
+        "write a working directory that runs the installed workflow (workflow/Snakefile, config/)",
+        "grids init my_run && cd my_run && snakemake --cores all similarity_matrix",
+    )
+    p.add_argument(
+        "directory", metavar="DIR", help="the folder to write (created if missing; its files must not exist)"
+    )
+    p.set_defaults(func=_init)
     p = _subcommand(
         sub,
         "check-config",
         "validate config files and print the merged config with defaults filled in",
         "grids check-config my.yaml            # my.yaml merged over config/config.yaml",
     )
-    p.add_argument(
-        "config",
-        nargs="*",
-        metavar="FILE",
-        help="config files, merged in order over config/config.yaml (default: config/config.yaml alone)",
-    )
+    _config_arguments(p)
     p.add_argument("--alone", action="store_true", help="check the given files without config/config.yaml under them")
     p.set_defaults(func=_check_config)
     p = _subcommand(sub, "degradations", "list the built-in degradations and their defaults", "grids degradations")
@@ -279,10 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
         "apply one degradation to one image (PNG out)",
         "grids degrade photo.png -d jpeg -o photo_jpeg.png --seed 3",
     )
-    p.add_argument("image")
-    p.add_argument("-d", "--degradation", required=True)
-    p.add_argument("-o", "--output", required=True, help="degraded PNG to write (a missing folder is created)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("image", help="the clean input image")
+    p.add_argument("-d", "--degradation", required=True, help="a degradation's name (see grids degradations)")
+    p.add_argument("-o", "--output", required=True, help="the degraded PNG to write (a missing folder is created)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the degradation's parameters (default: 0)")
     p.add_argument("--config", help="take the degradation's parameters from this config")
     p.set_defaults(func=_degrade)
     p = _subcommand(
@@ -291,10 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
         "print the similarity matrix as a square table",
         "grids matrix results/similarity/matrix.parquet --cluster",
     )
-    p.add_argument("path", nargs="?", default="results/similarity/matrix.parquet")
-    p.add_argument("--value", default="distance_sym", choices=["distance_sym", "distance", "kl"])
+    p.add_argument(
+        "path",
+        nargs="?",
+        default="results/similarity/matrix.parquet",
+        help="the matrix (default: results/similarity/matrix.parquet)",
+    )
+    p.add_argument(
+        "--value",
+        default="distance_sym",
+        choices=["distance_sym", "distance", "kl"],
+        help="the column to show (default: distance_sym, the symmetrised log-KL distance)",
+    )
     p.add_argument("--cluster", action="store_true", help="order rows by hierarchical clustering")
-    p.add_argument("--digits", type=int, default=2)
+    p.add_argument("--digits", type=int, default=2, help="decimals shown (default: 2)")
     p.set_defaults(func=_matrix)
     for name, helptext, example in (
         (
@@ -310,10 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = _subcommand(sub, name, helptext, example)
         if name == "select":
-            p.add_argument("images", nargs="+", metavar="IMAGE")
+            p.add_argument("images", nargs="+", metavar="IMAGE", help="images of unknown degradation")
             p.add_argument("--json", action="store_true", help="machine-readable output")
         else:
-            p.add_argument("image")
+            p.add_argument("image", help="the image to restore")
             p.add_argument("-o", "--output", required=True, help="restored PNG to write (a missing folder is created)")
             p.add_argument("--group", help="use this final group's model instead of choosing")
             p.add_argument("--tile", type=int, default=512, help="tile side (px) for large images")
@@ -329,9 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "plan",
         "what a final_models run will train and cost, before submitting it",
-        "grids plan --config config/paper.yaml",
+        "grids plan config/paper.yaml",
     )
-    p.add_argument("--config", action="append", metavar="FILE", help=CONFIG_HELP)
+    _config_arguments(p)
     p.add_argument("--instances", type=int, default=200, help="simulated grouping searches")
     p.set_defaults(func=_plan)
     p = _subcommand(

@@ -84,3 +84,63 @@ def test_degrade_bad_inputs(tmp_path):
 def test_matrix_before_it_is_built(tmp_path):
     result = grids("matrix", cwd=tmp_path)
     assert result.returncode == 2 and "snakemake --cores all similarity_matrix" in result.stderr
+
+
+def _parsers(parser: argparse.ArgumentParser, path: str = "grids"):
+    """Every parser of the command line with its name, subcommands included."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                yield from _parsers(command, f"{path} {name}")
+
+
+def test_every_argument_says_what_it_is_in_plain_text():
+    """Each option and argument of each command has a help line; no help text shows RST markup."""
+    from grids.cli import build_parser
+
+    found = list(_parsers(build_parser()))
+    assert len(found) > 8, [name for name, _ in found]  # the subcommands were walked
+    for name, parser in found:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                assert all(c.help for c in action._choices_actions), name
+                continue
+            assert action.help and action.help != argparse.SUPPRESS, f"{name}: {action.dest} has no help line"
+        text = parser.format_help()
+        assert "``" not in text and ":func:" not in text and ":class:" not in text, f"{name} --help:\n{text}"
+
+
+def test_check_config_and_plan_take_files_as_arguments_and_with_config(tmp_path):
+    override = tmp_path / "short.yaml"
+    override.write_text("training: {iterations: 21}\n")
+    for args in ([str(override)], ["--config", str(override)]):
+        result = grids("check-config", *args)
+        assert result.returncode == 0, result.stderr
+        assert yaml.safe_load(result.stdout)["training"]["iterations"] == 21, args
+    both = grids("check-config", str(override), "--config", "config/gpu.yaml")  # arguments first, then --config
+    assert yaml.safe_load(both.stdout)["training"]["iterations"] == 2000, both.stderr
+
+
+def test_outside_a_working_directory_the_commands_say_what_to_do(tmp_path):
+    photo = str(ROOT / "grids" / "assets" / "photos" / "lomiri1604_bridge.jpg")
+    for command in (["check-config"], ["plan"], ["select", photo]):
+        result = grids(*command, cwd=tmp_path)
+        assert result.returncode == 2 and result.stdout == "", command
+        assert result.stderr.count("\n") == 1 and "grids init DIR" in result.stderr, (command, result.stderr)
+
+
+def test_init_writes_a_working_directory_the_commands_find(tmp_path):
+    result = grids("init", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    assert (run / "workflow" / "Snakefile").is_file() and "use rule * from grids" in (
+        run / "workflow" / "Snakefile"
+    ).read_text()
+    assert (run / "config" / "config.yaml").read_text() == (ROOT / "config" / "config.yaml").read_text()
+    assert (run / "config" / "gpu.yaml").is_file() and (run / "config" / "README.md").is_file()
+    assert (run / "examples" / "haze.py").is_file()  # the default config names it
+    checked = grids("check-config", cwd=run)
+    assert checked.returncode == 0 and "gaussian_blur" in checked.stdout, checked.stderr
+    again = grids("init", str(run), cwd=tmp_path)  # nothing is overwritten
+    assert again.returncode == 2 and "already exist" in again.stderr

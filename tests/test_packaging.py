@@ -1,7 +1,9 @@
 """The package as a user installs it: `python -m build` from a clone makes an sdist and a wheel with
-the declared name, licence and package data; the wheel installs into a fresh venv and its `grids`
-command runs. Before the wheel is there, the workflow's jobs in that venv import `grids` from the
-workflow's own checkout (workflow/Snakefile puts it on PYTHONPATH), as under `--sdm conda`.
+the declared name, licence, metadata and package data (the workflow, the configs and the examples
+included); the wheel installs into a fresh venv, its `grids` command runs, and `grids init` makes a
+working directory, away from any checkout, in which Snakemake runs the installed workflow. Before
+the wheel is there, the workflow's jobs in that venv import `grids` from the workflow's own
+checkout (workflow/Snakefile puts it on PYTHONPATH), as under `--sdm conda`.
 
 The fresh venv borrows this environment's dependencies (torch & co.) through a .pth line to its
 site-packages: that adds the folder to sys.path without running its .pth files, so the editable
@@ -11,6 +13,7 @@ install of this checkout stays invisible and `import grids` there means the whee
 from __future__ import annotations
 
 import os
+import re
 import site
 import subprocess
 import sys
@@ -20,8 +23,12 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 from test_commands import ROOT, copy_checkout
+
+import grids
 
 
 def run(*command, cwd=None, **kwargs) -> subprocess.CompletedProcess:
@@ -52,8 +59,13 @@ def test_wheel_metadata_and_contents(built):
         names = wheel.namelist()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         meta = Parser().parsestr(wheel.read(metadata).decode())
-    assert built["wheel"].name.startswith("grids_restoration-0.1.0-")
+    assert built["wheel"].name.startswith(f"grids_restoration-{grids.__version__}-")
+    assert meta["Version"] == grids.__version__  # single-sourced from grids/__init__.py
     assert meta["Name"] == "grids-restoration" and meta["License-Expression"] == "MIT"
+    classifiers = meta.get_all("Classifier")
+    assert "Typing :: Typed" in classifiers and "Intended Audience :: Science/Research" in classifiers
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL"))
+    assert urls["Repository"].startswith("https://github.com/"), urls
     assert "LICENSE" in meta.get_all("License-File")
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     extras = meta.get_all("Provides-Extra")
@@ -63,9 +75,21 @@ def test_wheel_metadata_and_contents(built):
     # package data the stages read at run time: the shipped descriptor, the config schema
     assert "grids/assets/descriptor/msrresnet_x4.pth" in names
     assert "grids/config.schema.yaml" in names
+    assert "grids/py.typed" in names
+    # every module of the package (its subpackages are listed by hand in pyproject.toml) and every
+    # file `grids init` deploys: the workflow, the configs, the example user code
+    shipped = {f"grids/{p.relative_to(ROOT / 'grids').as_posix()}" for p in (ROOT / "grids").rglob("*.py")} | {
+        f"grids/{prefix}/{p.relative_to(ROOT / folder).as_posix()}"
+        for folder, prefix in (("workflow", "workflow"), ("config", "configs"), ("examples", "examples"))
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert not shipped - set(names), sorted(shipped - set(names))
     with tarfile.open(built["sdist"]) as sdist:
         members = {Path(m).relative_to(Path(m).parts[0]).as_posix() for m in sdist.getnames() if "/" in m}
     assert {"LICENSE", "pyproject.toml", "README.md"} <= members
+    # a wheel built from the sdist (pip install of the sdist) ships the same workflow and configs
+    assert {"workflow/Snakefile", "workflow/rules/train.smk", "config/config.yaml", "examples/haze.py"} <= members
 
 
 def test_jobs_import_the_checkout_without_an_install(built):
@@ -93,3 +117,51 @@ def test_wheel_installs_and_its_command_runs(built):
     config = built["clone"] / ".test" / "config" / "config.yaml"
     checked = run(venv / "bin" / "grids", "check-config", "--alone", config, cwd=config.parent.parent)
     assert "gaussian_noise" in checked.stdout
+
+
+def test_citation_states_the_package_version_and_repository():
+    import tomllib
+
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert str(citation["version"]) == grids.__version__
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    assert citation["repository-code"] == urls["Repository"]
+
+
+def test_readme_images_work_off_the_repository():
+    """PyPI shows README.md without the repository's files: its images link to their raw files in
+    the repository pyproject.toml names."""
+    import tomllib
+
+    repository = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    raw = repository.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/"
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (ROOT / "README.md").read_text())
+    assert images
+    for link in images:
+        assert link.startswith(raw), link
+        assert (ROOT / link[len(raw) :]).is_file(), link
+
+
+def test_init_from_the_wheel_runs_the_workflow_away_from_any_checkout(built):
+    """pip install, grids init, snakemake: the installed workflow as a module, the tiny config."""
+    python, venv = built["python"], built["venv"]
+    run(python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", built["wheel"])
+    deployed = run(python, "-c", "from grids.deploy import workflow_folder; print(workflow_folder())").stdout.strip()
+    assert Path(deployed).is_relative_to(venv), deployed  # the wheel's workflow, not the checkout's
+    home = built["tmp"] / "away"  # under the temporary folder: no checkout above it
+    home.mkdir()
+    run(venv / "bin" / "grids", "init", "study", cwd=home)
+    work = home / "study"
+    assert {"Snakefile"} == {p.name for p in (work / "workflow").iterdir()}
+    (work / "config" / "config.yaml").write_text((ROOT / ".test" / "config" / "config.yaml").read_text())
+    (work / "haze.py").write_text((work / "examples" / "haze.py").read_text())  # the tiny config's path
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    checked = run(venv / "bin" / "grids", "check-config", cwd=work, env=env)
+    assert "iterations: 12" in checked.stdout  # the working directory's config, found
+    dry = run(python, "-m", "snakemake", "-n", "all", cwd=work, env=env)
+    assert all(job in dry.stdout for job in ("ggd_fit", "train", "final_group_models", "table1")), dry.stdout
+    run(python, "-m", "snakemake", "--cores", "2", "similarity_matrix", cwd=work, env=env)
+    matrix = pd.read_parquet(work / "results" / "similarity" / "matrix.parquet")
+    assert set(matrix.deg_a) == set(matrix.deg_b) == {"clean", "jpeg", "gaussian_noise", "sr", "haze"}
+    assert (work / "results" / "similarity" / "heatmap.png").stat().st_size > 1000
