@@ -408,7 +408,9 @@ def _check_published(name: str, entry: dict, training: dict, base_dir: str | Pat
         )
     weights = Path(base_dir) / entry["weights"]
     if weights.is_dir():
-        raise ConfigError(f"config key {key}.weights: {entry['weights']} is a folder; give the weights file (.pth)")
+        raise ConfigError(
+            f"config key {key}.weights: {entry['weights']} is a folder; give the weights file (.pth or .safetensors)"
+        )
     if not weights.is_file():
         raise ConfigError(
             f"config key {key}.weights: file {entry['weights']} not found (for Real-ESRGAN x4plus: "

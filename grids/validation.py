@@ -219,6 +219,16 @@ def plot_table2(table: pd.DataFrame, path: str | Path) -> None:
     io.save_figure(fig, path)
 
 
+def premise_key(names: list[str], width: int = 44) -> list[str]:
+    """The premise figure's key, "number  name" per group (numbered from 1 in order), a long name
+    wrapped at its "+" with the lines after the first indented, in two columns of about equal
+    length: the two columns' texts."""
+    entries = [f"{k:>2}  " + wrap_group(name, width).replace("\n", "\n    ") for k, name in enumerate(names, 1)]
+    heights = [entry.count("\n") + 1 for entry in entries]
+    split = next((k for k in range(len(entries)) if sum(heights[:k]) >= sum(heights) / 2), len(entries))
+    return ["\n".join(entries[:split]), "\n".join(entries[split:])]
+
+
 def plot_premise(groups: pd.DataFrame, summary: pd.DataFrame, path: str | Path) -> None:
     """Max drop against mean distance, one panel per variant (two per row). Each point carries its
     group's number, placed clear of the other labels and markers; the key below names the groups
@@ -229,18 +239,8 @@ def plot_premise(groups: pd.DataFrame, summary: pd.DataFrame, path: str | Path) 
     number = {name: k + 1 for k, name in enumerate(names)}
     cols = min(2, len(variants))
     rows = -(-len(variants) // cols)
-    # the key: "number  name", a long name wrapped at its "+" and indented; two columns of equal length
-    entries = [f"{number[n]:>2}  " + wrap_group(n, 44).replace("\n", "\n    ") for n in names]
-    lines = sum(e.count("\n") + 1 for e in entries)
-    half, count, split = lines / 2, 0, len(entries)
-    for k, entry in enumerate(entries):
-        if count >= half:
-            split = k
-            break
-        count += entry.count("\n") + 1
-    columns = [entries[:split], entries[split:]]
-    key_lines = max(sum(e.count("\n") + 1 for e in column) for column in columns)
-    key_in = 0.2 + 0.14 * key_lines
+    columns = premise_key(names)
+    key_in = 0.2 + 0.14 * max(text.count("\n") + 1 for text in columns)
     fig = plt.figure(figsize=(4.6 * cols + 0.4, 3.6 * rows + key_in), layout="constrained")
     panels, key = fig.subfigures(2, 1, height_ratios=[3.6 * rows, key_in])
     axes = panels.subplots(rows, cols, squeeze=False).ravel()
@@ -256,8 +256,8 @@ def plot_premise(groups: pd.DataFrame, summary: pd.DataFrame, path: str | Path) 
         ax.set_xlabel("mean pairwise distance of the group", fontsize=8)
         ax.set_ylabel("max drop vs single-task (dB)", fontsize=8)
         ax.margins(0.1)
-    for k, column in enumerate(columns):
-        key.text(0.02 + 0.5 * k, 1.0, "\n".join(column), va="top", fontsize=7, family="monospace")
+    for k, text in enumerate(columns):
+        key.text(0.02 + 0.5 * k, 1.0, text, va="top", fontsize=7, family="monospace")
     fig.draw_without_rendering()  # the layout and the limits, fixed before the labels are placed
     for ax in axes[: len(variants)]:
         ax.set_xlim(ax.get_xlim())

@@ -389,7 +389,9 @@ def test_select_and_restore_on_the_built_results(built):
     assert result.returncode == 0, result.stderr
     restored = io.read_image(out)[0]
     assert restored.shape == io.read_image(built / images[0])[0].shape
-    assert json.loads(result.stdout.strip().splitlines()[-1])["group"] == answers[0]["group"]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["group"] == answers[0]["group"]
+    assert answer["model"].endswith(f"{answer['group']}.safetensors")  # the export read without unpickling
     group = sorted(groups)[0]
     forced = grids_cli(built, "restore", images[0], "-o", str(out), "--group", group)
     assert forced.returncode == 0 and json.loads(forced.stdout.strip().splitlines()[-1])["group"] == group

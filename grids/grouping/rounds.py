@@ -27,9 +27,10 @@ Outputs (the tables' columns: ``grouping_*`` and ``final_groups`` of :mod:`grids
 * ``grouping/partitions.parquet``: every minimal partition returned.
 * ``grouping/search.png``: each verified group's drop against its mean distance, delta marked.
 * ``final/groups.parquet``: the partition used, one row per degradation.
-* ``final/models/{group}.pth`` + ``{group}.md``: each final group's model, slim (weights, architecture,
-  members, delta, drops, recipe, config hash; no optimizer state), and its model card (a
-  singleton's is its single-task model).
+* ``final/models/{group}.pth`` + ``{group}.safetensors`` + ``{group}.md``: each final group's model,
+  slim (weights, architecture, members, delta, drops, recipe, config hash; no optimizer state),
+  the same weights as safetensors, and its model card (a singleton's is its single-task model);
+  written by :func:`grids.checkpoint.export_models`, the ``export`` command here.
 """
 
 from __future__ import annotations
