@@ -19,8 +19,15 @@ A checkpoint is one ``torch.save`` dict of tensors, numbers and strings only, so
   rows of the training log so far).
 
 The exported final models (``results/final/models/{group}.pth``, written by
-:func:`grids.grouping.rounds.export_models`) are slim: ``params``, ``arch``, ``arch_kwargs`` and
-what the group is, without optimiser or RNG state; :func:`load_model` reads both kinds. A file
+:func:`export_models`) are slim: ``params``, ``arch``, ``arch_kwargs`` and what the group is,
+without optimiser or RNG state; :func:`load_model` reads both kinds. Each is exported a second
+time as ``{group}.safetensors`` (the format model hubs and traiNNer-redux ship): the same tensors
+under the same BasicSR key names, weights only, and the rest as the file's string metadata
+(``arch``, ``arch_kwargs`` JSON, ``members`` JSON, ...; :func:`write_safetensors`). Every reader
+here (:func:`load_checkpoint`, so :func:`load_model`, ``grids restore`` and :func:`import_weights`
+for published weights) takes either file by its suffix. Beside both sits the model card
+``{group}.md`` (:func:`model_card`), whose YAML front matter follows the Hugging Face model-card
+convention. A file
 without ``arch``/``arch_kwargs``/``params`` (a BasicSR or official release holds weights only) is
 refused with a message that says so, rather than guessed at: :func:`import_weights` turns such a
 file into a GRIDS checkpoint first, naming the architecture (a published-weights baseline).
@@ -36,12 +43,18 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from . import io
 from .archs import ARCHS, FromLowResolution, build_user_arch, load_strict, resolve_arch
+from .descriptor import sha256_file
+from .grouping.names import group_members
 
 MODEL_KEYS = ("arch", "arch_kwargs", "params")  # what load_model needs from a file
+SAFETENSORS = ".safetensors"
+# metadata entries that are not strings in a .pth file: JSON in the safetensors metadata
+JSON_METADATA = ("members", "delta")
 
 
 def build_model(arch: str, kwargs: dict) -> torch.nn.Module:
@@ -75,13 +88,47 @@ def save_checkpoint(
             raise io.OutputError(f"{path}: cannot write ({str(err).splitlines()[0]})") from None
 
 
+def write_safetensors(path: str | Path, params: dict[str, torch.Tensor], meta: dict) -> None:
+    """``params`` as a safetensors file at ``path`` (atomically), ``meta`` as its metadata: strings
+    kept, anything else as JSON (safetensors metadata holds strings only)."""
+    from safetensors.torch import save
+
+    metadata = {"format": "pt", **{k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in params.items()}
+    with io.atomic_path(path) as tmp:
+        # bytes written by Python: the file gets the usual permissions (save_file makes it 0600)
+        tmp.write_bytes(save(tensors, metadata=metadata))
+
+
+def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """A safetensors file as the dict a ``.pth`` checkpoint gives: the tensors under ``params``,
+    the metadata beside them (``members`` and ``delta`` decoded back from JSON)."""
+    from safetensors import safe_open
+
+    params = {}
+    with safe_open(str(path), framework="pt", device=str(device)) as fh:
+        meta = dict(fh.metadata() or {})
+        for key in fh.keys():
+            params[key] = fh.get_tensor(key)
+    meta.pop("format", None)
+    for key in JSON_METADATA:
+        if key in meta:
+            meta[key] = json.loads(meta[key])
+    return {"params": params, **meta}
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
-    """A checkpoint file, read with ``weights_only=True`` (no pickled code).
+    """A checkpoint file: a ``.pth`` read with ``weights_only=True`` (no pickled code), or a
+    ``.safetensors`` file (:func:`read_safetensors`).
 
     A file that cannot be read that way (a pickle payload, truncation, garbage) is one ValueError
     naming it; a missing file stays a FileNotFoundError.
     """
     try:
+        if Path(path).suffix == SAFETENSORS:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+            return read_safetensors(path, device)
         return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise
@@ -148,8 +195,6 @@ def import_weights(source: str | Path, arch: str, arch_kwargs: dict, group: str,
     checkpoint of ``arch`` ``arch_kwargs`` at ``out``, after checking that they fit it exactly
     (one line naming the first missing and unexpected keys otherwise). ``group`` is what its
     evaluation rows are labelled with; ``published`` records the source and its sha256."""
-    from .descriptor import sha256_file
-
     weights = published_state_dict(load_checkpoint(source), source)
     model = build_model(arch, arch_kwargs)
     load_strict(model, weights, str(source), f"{arch} {arch_kwargs}")
@@ -165,11 +210,171 @@ def import_weights(source: str | Path, arch: str, arch_kwargs: dict, group: str,
     return state
 
 
+def export_models(
+    groups: pd.DataFrame,
+    model_files: dict[str, str | Path],
+    out_dir: str | Path,
+    evaluation: pd.DataFrame | None = None,
+    grouping: dict | None = None,
+    config_hash: str = "",
+    training_data: dict | None = None,
+) -> list[Path]:
+    """Write every final group's model (its training checkpoint in ``model_files``, by group name)
+    to ``out_dir`` as ``{group}.pth`` (slim), ``{group}.safetensors`` (the same tensors) and the
+    model card ``{group}.md``, replacing the folder whole (so no model of an earlier partition is
+    left next to the current ones). Returns the ``.pth`` paths.
+
+    The slim file holds the weights under ``params`` (what BasicSR-style loaders read), the
+    architecture and its keyword arguments, and what the group is: ``group``, ``members``,
+    ``delta``, ``drops`` and ``gains`` (dB per member against its single-task model and against
+    the input, on the grouping test set, JSON), ``recipe``, ``degradations`` and ``config_hash``;
+    no optimizer or RNG state. With ``evaluation`` and ``grouping`` the drops and the card's PSNR
+    table are filled in.
+    """
+    written = []
+    member_psnr = None
+    if evaluation is not None and grouping is not None:
+        grouping, member_psnr = _member_psnr(evaluation, grouping)
+    with io.atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for group in dict.fromkeys(groups.group):
+            source = model_files.get(group)
+            if source is None or not Path(source).is_file():
+                raise FileNotFoundError(f"model of group {group!r} not found: {source or 'no file given'}")
+            full = load_checkpoint(source)
+            members = group_members(group)
+            psnr = member_psnr(members, group) if member_psnr else {}
+            slim = {
+                "params": full["params"],
+                "arch": full["arch"],
+                "arch_kwargs": full["arch_kwargs"],
+                "group": group,
+                "members": members,
+                "delta": float(grouping["delta"]) if grouping else float("nan"),
+                "drops": json.dumps({m: single - grouped for m, (single, grouped, _) in psnr.items()}, sort_keys=True),
+                "gains": json.dumps(
+                    {m: grouped - identity for m, (_, grouped, identity) in psnr.items()}, sort_keys=True
+                ),
+                "recipe": full.get("recipe", ""),
+                "degradations": full.get("degradations", ""),
+                "config_hash": config_hash,
+                "grids_version": full.get("grids_version", ""),
+            }
+            torch.save(slim, tmp / f"{group}.pth")
+            write_safetensors(
+                tmp / f"{group}{SAFETENSORS}", slim["params"], {k: v for k, v in slim.items() if k != "params"}
+            )
+            digests = {suffix: sha256_file(tmp / f"{group}{suffix}") for suffix in (".pth", SAFETENSORS)}
+            (tmp / f"{group}.md").write_text(model_card(slim, psnr, digests, training_data, grouping))
+            written.append(Path(out_dir) / f"{group}.pth")
+    return written
+
+
+def _member_psnr(evaluation: pd.DataFrame, grouping: dict):
+    """``grouping`` with its test set named (the first evaluated where the config leaves it out),
+    and ``(members, group) -> {member: (single-task PSNR, group PSNR, input PSNR)}`` on that set:
+    what the drops, the gains and the card's tables are made of."""
+    from .grouping.rounds import mean_psnr, test_set_of
+
+    test_set = test_set_of(grouping, evaluation)
+    means = mean_psnr(evaluation, test_set).set_index(["trained_on", "degradation"]).psnr
+    inputs = evaluation[evaluation.test_set == test_set].groupby("degradation").psnr_input.mean()
+    return {**grouping, "test_set": test_set}, lambda members, group: {
+        m: (float(means[(m, m)]), float(means[(group, m)]), float(inputs[m])) for m in members
+    }
+
+
+def card_front_matter(name: str, datasets: list[str], results: list[dict]) -> str:
+    """A model card's YAML front matter in the Hugging Face model-card convention: the library,
+    the task tags, the licence, the training data and a ``model-index`` of ``results`` (each
+    ``{"task", "dataset", "value"}``: a PSNR in dB)."""
+    import yaml
+
+    index = [
+        {
+            "task": {"type": "image-to-image", "name": r["task"]},
+            "dataset": {"name": r["dataset"], "type": r["dataset"]},
+            "metrics": [{"type": "psnr", "name": "PSNR (dB)", "value": round(float(r["value"]), 3)}],
+        }
+        for r in results
+    ]
+    front = {
+        "library_name": "grids",
+        "pipeline_tag": "image-to-image",
+        "tags": ["image-to-image", "image-restoration", "grids"],
+        "license": "mit",  # the package's licence; the training photos' own licences: their LICENSES.md
+        "datasets": datasets,
+        "model-index": [{"name": name, "results": index}],
+    }
+    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n"
+
+
+def training_datasets(training_data: dict | None) -> list[str]:
+    """The training images of a ``training.images`` section, named for a model card."""
+    data = training_data or {}
+    names = [str(p) for p in data.get("photos") or []]
+    names += [str(data["folder"])] if data.get("folder") else []
+    leaves = (data.get("dead_leaves") or {}).get("count", 0)
+    return names + ([f"dead_leaves (synthetic, {leaves} images)"] if leaves else [])
+
+
+def model_card(
+    slim: dict,
+    psnr: dict[str, tuple[float, float, float]],
+    digests: dict[str, str],
+    training_data: dict | None,
+    grouping: dict | None,
+) -> str:
+    """The model card of one exported group model: YAML front matter, then Markdown."""
+    members = slim["members"]
+    test_set = (grouping or {}).get("test_set") or "the first test set"
+    results = [{"task": f"Image restoration: {m}", "dataset": f"{test_set}: {m}", "value": psnr[m][1]} for m in psnr]
+    text = card_front_matter(f"grids-{slim['group']}", training_datasets(training_data), results)
+    text += f"# GRIDS group model: {slim['group']}\n\n"
+    text += (
+        "Restores images degraded by any one of: " + ", ".join(f"`{m}`" for m in members) + ".\n"
+        if len(members) > 1
+        else f"The single-task model of `{members[0]}` (a group of one).\n"
+    )
+    for suffix, digest in digests.items():
+        text += f"\n- file: `{slim['group']}{suffix}`, sha256 `{digest}`"
+    text += "\n- the same weights in both files; `.safetensors` keeps the rest as its metadata\n"
+    text += f"- architecture: `{slim['arch']}` {slim['arch_kwargs']}; weights under `params` (no optimizer state)\n"
+    text += "- load either file with `grids.checkpoint.load_model(path)`\n"
+    text += "- input and output: RGB in [0, 1], (B, 3, H, W), same size\n"
+    text += f"- training recipe: `{slim['recipe']}`\n"
+    if training_data is not None:
+        text += f"- training data (clean images, degraded online): `{json.dumps(training_data, sort_keys=True)}`\n"
+    text += f"- degradations as configured: `{slim['degradations']}`\n"
+    text += f"- config hash (sha256 of the validated config): `{slim['config_hash']}`\n"
+    if psnr:
+        text += (
+            f"\n## PSNR per member on {test_set} (dB)\n\nA group is accepted when no member loses more "
+            f"than delta = {slim['delta']:g} dB against its single-task model. `input` is the degraded "
+            "image itself: `gain` is what this model restores over doing nothing.\n\n"
+            "| member | input | single-task | this model | gain | drop |\n| --- | --- | --- | --- | --- | --- |\n"
+        )
+        for m in members:
+            single, grouped, identity = psnr[m]
+            text += (
+                f"| {m} | {identity:.3f} | {single:.3f} | {grouped:.3f} | {grouped - identity:+.3f} "
+                f"| {single - grouped:+.3f} |\n"
+            )
+        min_gain = (grouping or {}).get("min_gain")
+        weak = [m for m in members if min_gain is not None and not psnr[m][0] - psnr[m][2] >= min_gain]
+        if weak:
+            text += (
+                f"\nWarning: the single-task model of {', '.join(weak)} gains less than grouping.min_gain = "
+                f"{min_gain:g} dB over its input: it did not learn, so this group's verdict is uninformative.\n"
+            )
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.checkpoint", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("import", help="published weights -> a GRIDS checkpoint of a named architecture")
-    p.add_argument("--weights", required=True, help="the published file (.pth)")
+    p.add_argument("--weights", required=True, help="the published file (.pth or .safetensors)")
     p.add_argument("--arch", required=True, help="its architecture (a built-in name or file.py:Class)")
     p.add_argument("--arch-kwargs", default="{}", help="its keyword arguments, JSON")
     p.add_argument("--group", required=True, help="the label of its evaluation rows (the baseline's name)")

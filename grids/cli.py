@@ -225,7 +225,9 @@ def _restore(args) -> int:
                 f"{choice.score:.3f} > {selector.threshold:.4g}): expect a poor restoration",
                 file=sys.stderr,
             )
-    path = os.path.join(args.results, "final", "models", f"{group}.pth")
+    # the safetensors export first (no pickle at all), the .pth beside it otherwise
+    stem = os.path.join(args.results, "final", "models", group)
+    path = next((stem + s for s in (".safetensors", ".pth") if os.path.isfile(stem + s)), stem + ".pth")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all final_models`")
     model, state = load_model(path, selector.device)

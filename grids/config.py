@@ -28,88 +28,78 @@ from .io import list_image_files, unusable_files
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
-# The one home of the config's defaults: what validate_config fills in for a key left out, and
-# what config/config.yaml (the embedded run) and config/README.md state (tests/test_defaults.py
-# keeps the three equal). The stages receive complete, validated sections and merge nothing.
-DEFAULT_IMAGES = {"photos": [], "dead_leaves": {"count": 0, "size": 256}, "folder": None, "min_side": 64}
+
+@cache
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _resolve(node: dict) -> dict:
+    """A schema node with its local ``$ref`` (``#/$defs/...``) followed; its own keys win."""
+    if "$ref" not in node:
+        return node
+    target = schema()
+    for part in node["$ref"].removeprefix("#/").split("/"):
+        target = target[part]
+    return {**_resolve(target), **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def schema_defaults(node: dict) -> Any:
+    """What a schema node states as the value of a key left out: its ``default``, or for an object
+    without one, the defaults of its properties (deep copies: callers may change them)."""
+    node = _resolve(node)
+    if "default" in node:
+        return copy.deepcopy(node["default"])
+    properties = node.get("properties", {})
+    return {name: schema_defaults(child) for name, child in properties.items()}
+
+
+def parameter_rows(node: dict | None = None, prefix: str = "") -> list[dict[str, Any]]:
+    """The parameter table the Snakemake workflow catalog renders from the schema: per key (nested
+    keys dotted) its ``type``, ``default``, whether it is ``required`` and its ``description``.
+
+    A key with a ``default`` of its own is one row (its default is the whole value); an object
+    without one lists its properties beneath it. A map (an object admitting keys of any name:
+    ``degradations``, ``baselines``, ``training.test_sets``) is one row: its entries are names
+    the user chooses, not config keys (a built-in degradation's parameters default in its code)."""
+    node = _resolve(schema() if node is None else node)
+    rows = []
+    for name, child in node.get("properties", {}).items():
+        child = _resolve(child)
+        key = prefix + name
+        kind = child.get("type", "enum" if "enum" in child else "")
+        rows.append(
+            {
+                "name": key,
+                "type": kind if isinstance(kind, str) else "|".join(kind),
+                "required": name in node.get("required", []),
+                "has_default": "default" in child,
+                "default": child.get("default"),
+                "description": " ".join(str(child.get("description", "")).split()),
+            }
+        )
+        is_map = child.get("additionalProperties", False) is not False
+        if "default" not in child and "properties" in child and not is_map:
+            rows += parameter_rows(child, key + ".")
+    return rows
+
+
+# The one home of the config's defaults is the schema (config.schema.yaml, whose `default` fields
+# the Snakemake workflow catalog shows as well): these dicts are read from it, once. They are what
+# validate_config fills in for a key left out; config/config.yaml (the embedded run) and
+# config/README.md state the same values (tests/test_defaults.py keeps them equal). The stages
+# receive complete, validated sections and merge nothing.
+DEFAULT_IMAGES = schema_defaults(schema()["$defs"]["image_set"])
 ASSETS = Path(__file__).with_name("assets")  # shipped inside the package (works when pip-installed)
 SHIPPED_DESCRIPTOR = ASSETS / "descriptor" / "msrresnet_x4.pth"
 SHIPPED_PHOTOS = ASSETS / "photos"
 TRAINED_DESCRIPTOR = "results/descriptor/msrresnet_x4.pth"  # what the rule train_descriptor writes
-DEFAULT_DESCRIPTOR = {
-    "weights": "shipped",
-    "train": {"photos": "shipped", "holdout": 3, "iterations": 600, "batch_size": 8, "crop": 64, "lr": 2e-4},
-}
-# SRGA scale is n_patches 800, patch_size 32, pca_components 300 (config/paper.yaml).
-DEFAULT_FEATURES = {
-    "kind": "descriptor",
-    "layer": "conv_last_input",
-    "n_patches": 256,
-    "patch_size": 24,
-    "pca_components": 128,
-    "outlier_stds": 5.0,
-}
-DEFAULT_TRAINING = {
-    "images": {
-        "photos": ["astronaut", "coffee", "rocket", "hubble_deep_field"],
-        "dead_leaves": {"count": 8, "size": 256},
-    },
-    "test_sets": {
-        "heldout": {"photos": ["chelsea", "aitzgorri", "free", "sunset"], "dead_leaves": {"count": 4, "size": 128}}
-    },
-    "arch": "srresnet",
-    "arch_kwargs": {"num_feat": 32, "num_block": 4},
-    "iterations": 400,
-    "batch_size": 8,
-    "crop": 32,
-    "lr": 2e-3,
-    "weight_decay": 1e-4,
-    "warmup": 20,
-    "min_lr_ratio": 0.01,
-    "checkpoint_every": 100,
-    "compile": False,
-}
-DEFAULT_GROUPING = {
-    "delta": 0.7,
-    "strategy": "lazy",
-    "probes_per_round": 1,
-    "test_set": None,
-    "all_partitions": False,
-    "decision": "conservative",
-    "min_gain": 0.5,
-    "bootstrap": 1000,
-    "replicates": {"degradations": None, "seeds": 1},
-}
-DEFAULT_SELECTION = {
-    "reference": "signature",
-    "statistic": "nearest",
-    "layers": ["conv_first", "RB16"],
-    "n_patches": 64,
-    "alpha": 0.05,
-    "threshold": None,
-    "unseen": {},
-    "near_misses": [],
-}
-# The paper's Table 2 experiments (docs/method.md §8), with this pipeline's degradation names.
-DEFAULT_VALIDATION = {
-    "experiments": {
-        "e1": [["sr", "defocus_blur"], ["gaussian_noise", "salt_pepper"]],
-        "e2": [["ringing", "rl", "defocus_blur"], ["gaussian_blur", "jpeg", "salt_pepper"]],
-        "e3": [
-            ["ringing", "rl", "defocus_blur", "motion_blur"],
-            ["gaussian_blur", "gaussian_noise", "salt_pepper", "motion_blur"],
-        ],
-        "e4": [
-            ["sr", "jpeg", "ringing", "rl", "defocus_blur"],
-            ["gaussian_blur", "inpainting", "salt_pepper", "poisson_noise", "motion_blur"],
-        ],
-        "e5": [["sr", "jpeg", "poisson_noise"], ["gaussian_blur", "inpainting", "poisson_noise"]],
-        "e6": [["sr", "jpeg", "inpainting"], ["gaussian_blur", "ringing", "defocus_blur"]],
-        "e7": [["jpeg", "poisson_noise", "gaussian_noise"], ["jpeg", "poisson_noise", "inpainting"]],
-    },
-    "variants": ["method", "rb16", "untrained", "sift"],
-    "bootstrap": 1000,
-}
+DEFAULT_DESCRIPTOR = schema_defaults(schema()["properties"]["descriptor"])
+DEFAULT_FEATURES = schema_defaults(schema()["properties"]["features"])
+DEFAULT_TRAINING = schema_defaults(schema()["properties"]["training"])
+DEFAULT_GROUPING = schema_defaults(schema()["properties"]["grouping"])
+DEFAULT_SELECTION = schema_defaults(schema()["properties"]["selection"])
+DEFAULT_VALIDATION = schema_defaults(schema()["properties"]["validation"])
 RESERVED_SET_NAMES = {"clean", "input"}  # the clean set; the degraded input scored as a model (the identity)
 TABLE1_NAMES = {"input", "upper", "mixall", "grids"}  # Table 1's own psnr_* columns: not baseline names
 # Keyword arguments of each backbone (kept here so the config is checked without importing torch;
@@ -165,11 +155,6 @@ def _check_names(config: dict) -> None:
         if isinstance(section, dict):
             for name in section:
                 check_name(name, f"{key}.{name}")
-
-
-@cache
-def schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def _key(path) -> str:
@@ -423,7 +408,9 @@ def _check_published(name: str, entry: dict, training: dict, base_dir: str | Pat
         )
     weights = Path(base_dir) / entry["weights"]
     if weights.is_dir():
-        raise ConfigError(f"config key {key}.weights: {entry['weights']} is a folder; give the weights file (.pth)")
+        raise ConfigError(
+            f"config key {key}.weights: {entry['weights']} is a folder; give the weights file (.pth or .safetensors)"
+        )
     if not weights.is_file():
         raise ConfigError(
             f"config key {key}.weights: file {entry['weights']} not found (for Real-ESRGAN x4plus: "

@@ -7,6 +7,8 @@ arbitrary unpickling is refused with :class:`ValueError`):
 * a BasicSR checkpoint ``{"params_ema": state, ...}`` or ``{"params": state, ...}``
   (``params_ema`` is preferred when both are present);
 * keys prefixed with ``module.`` (saved from ``DataParallel``/``DistributedDataParallel``);
+* a ``.safetensors`` file of those tensors (what ``grids.train_descriptor`` exports beside its
+  ``.pth``);
 * the older ESRGAN / mmsr naming: ``recon_trunk.{i}.conv1|conv2`` -> ``body.{i}.conv1|conv2``,
   ``HRconv`` -> ``conv_hr`` (``conv_first``, ``upconv1``, ``upconv2``, ``conv_last`` unchanged).
 
@@ -113,14 +115,19 @@ def load_descriptor(path: str | Path, device: str | torch.device = "cpu") -> MSR
     if not path.is_file():
         raise FileNotFoundError(f"descriptor weights not found: {path}")
     try:
-        raw = torch.load(path, map_location=device, weights_only=True)
+        if path.suffix == ".safetensors":  # the exported form: tensors only, BasicSR key names
+            from .checkpoint import read_safetensors
+
+            raw = read_safetensors(path, device)["params"]
+        else:
+            raw = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(
             f"{path}: not a plain weights file (it holds pickled objects that weights_only=True "
             f"refuses to load): {str(err).splitlines()[0]}"
         ) from None
     except Exception as err:  # garbage raises KeyError, EOFError, RuntimeError, ... depending on bytes
-        raise ValueError(f"{path}: not a readable torch weights file ({type(err).__name__}: {err})") from None
+        raise ValueError(f"{path}: not a readable weights file ({type(err).__name__}: {err})") from None
     try:
         state = remap_state_dict(raw)
         model = MSRResNet(**_infer_config(state))

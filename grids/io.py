@@ -327,6 +327,15 @@ def pyplot():
     return plt
 
 
+def ink_on(rgba) -> str:
+    """The text colour readable on a cell of colour ``rgba``: white on dark cells, black on light
+    ones, by the cell's relative luminance (sRGB, WCAG weights)."""
+    channels = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
+    # 0.179: where white and black have the same contrast ratio against the cell
+    return "white" if luminance < 0.179 else "black"
+
+
 def save_figure(fig, *paths: str | Path, dpi: int = 120) -> None:
     """Write ``fig`` atomically to each path (format from its suffix), then free it."""
     import matplotlib.pyplot as plt

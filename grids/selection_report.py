@@ -218,16 +218,17 @@ def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) 
     names = list(dict.fromkeys(accuracy.degradation))
     counts = pd.crosstab(accuracy.degradation, accuracy.chosen_group).reindex(index=names, columns=groups, fill_value=0)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 0.9 * len(groups)), 1.6 + 0.45 * len(names)))
-    ax.imshow(counts.to_numpy(), cmap="Blues", aspect="auto")
+    image = ax.imshow(counts.to_numpy(), cmap="Blues", aspect="auto")
     truth = dict(zip(accuracy.degradation, accuracy.true_group))
     for i, name in enumerate(names):
         for j, group in enumerate(groups):
-            ax.text(j, i, counts.iloc[i, j], ha="center", va="center", fontsize=8)
+            ink = io.ink_on(image.cmap(image.norm(counts.iloc[i, j])))
+            ax.text(j, i, counts.iloc[i, j], ha="center", va="center", fontsize=10, color=ink)
             if truth[name] == group:  # unseen degradations have no true group
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="tab:orange", lw=2))
-    ax.set_xticks(range(len(groups)), [g.replace("+", "+\n") for g in groups], fontsize=7)
+    ax.set_xticks(range(len(groups)), [g.replace("+", "+\n") for g in groups], fontsize=8)
     unseen = set(accuracy.degradation[~accuracy.seen])
-    ax.set_yticks(range(len(names)), [f"{n} (unseen)" if n in unseen else n for n in names], fontsize=8)
+    ax.set_yticks(range(len(names)), [f"{n} (unseen)" if n in unseen else n for n in names], fontsize=9)
     ax.set_xlabel("chosen group")
     ax.set_ylabel("true degradation")
     # an unseen degradation has no true group: the accuracy is over the trained degradations' images

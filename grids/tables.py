@@ -10,8 +10,8 @@ on, and everything else follows from it:
   once with an error naming the table rather than a reader failing later;
 * the workflow test checks every ``*.parquet`` a real run leaves under ``results/`` against the
   registry (:func:`table_for` finds a file's table from its path);
-* the README's "Output tables" section is :func:`markdown`, regenerated with
-  ``python -m grids.tables --update README.md`` (a test keeps the two equal).
+* the table reference ``docs/tables.md`` is :func:`markdown`, regenerated with
+  ``python -m grids.tables --update docs/tables.md`` (a test keeps the two equal).
 
 Types are what pandas holds when the writers build the frames (and when the file is read back):
 ``str`` (text: pandas' ``str`` dtype, or on pandas 2 an ``object`` column of Python strings),
@@ -588,11 +588,11 @@ def table_for(path: str | Path) -> str:
 
 
 def markdown() -> str:
-    """The README's table documentation: per table its paths, meaning and a column | type | meaning table."""
+    """The table reference (docs/tables.md): per table its paths, meaning and a column | type | meaning table."""
     lines = [
         "Every table below is declared once in `grids/tables.py`; the writers check their frames against it, and",
-        "this section is generated from it (`python -m grids.tables --update README.md`). Types are pandas dtypes:",
-        "`str` (text), `int64`, `float64`, `bool`; a table with no rows may hold `object` columns. A column",
+        "this section is generated from it (`python -m grids.tables --update docs/tables.md`). Types are pandas",
+        "dtypes: `str` (text), `int64`, `float64`, `bool`; a table with no rows may hold `object` columns. A column",
         "`name_{placeholder}` stands for one column per value (per configured baseline). The tables' own paths",
         "are relative to the workflow's working directory. The image paths in the manifests (`clean_manifest`,",
         "`degraded_manifest`) are relative to the manifest's folder, so they survive moving `results/`; open them",
@@ -620,13 +620,13 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_section(text: str) -> str:
-    """What ``text`` (the README) holds between the markers."""
+def marked_section(text: str) -> str:
+    """What ``text`` (a Markdown document) holds between the markers."""
     start, end = text.index(START) + len(START), text.index(END)
     return text[start:end].strip("\n") + "\n"
 
 
-def update_readme(path: str | Path) -> bool:
+def update_doc(path: str | Path) -> bool:
     """Replace the section between the markers of ``path`` with :func:`markdown`; True if it changed."""
     path = Path(path)
     text = path.read_text()
@@ -641,11 +641,11 @@ def update_readme(path: str | Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.tables", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--update", metavar="README", help="rewrite the section between the tables markers of this file"
+        "--update", metavar="FILE", help="rewrite the section between the tables markers of FILE (docs/tables.md)"
     )
     args = parser.parse_args(argv)
     if args.update:
-        changed = update_readme(args.update)
+        changed = update_doc(args.update)
         print(f"{args.update}: {'updated' if changed else 'already up to date'}")
     else:
         sys.stdout.write(markdown())

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from . import io, tables
 from .archs import MSRResNet
+from .checkpoint import SAFETENSORS, card_front_matter, write_safetensors
 from .descriptor import save_descriptor, sha256_file
 from .seeds import derive_seed
 from .stage import pick_device
@@ -120,9 +121,9 @@ def train_descriptor(
     card: str | Path | None = None,
     log_table: str | Path | None = None,
 ) -> dict:
-    """Train, evaluate and save the descriptor to ``out``, its model card to ``card`` and its
-    training log to ``log_table`` (by default beside ``out``: ``.md``, ``.log.parquet``); return
-    the model card's facts."""
+    """Train, evaluate and save the descriptor to ``out`` (and the same weights beside it as
+    ``.safetensors``), its model card to ``card`` and its training log to ``log_table`` (by
+    default beside ``out``: ``.md``, ``.log.parquet``); return the model card's facts."""
     device = pick_device(device)
     if crop % SCALE:
         raise ValueError(f"crop must be a multiple of {SCALE}, got {crop}")
@@ -167,8 +168,11 @@ def train_descriptor(
         "photos": _display_path(photos),
     }
     out = Path(out)
-    save_descriptor(model.to(memory_format=torch.contiguous_format), out, {"meta": json.dumps(facts)})
+    model = model.to(memory_format=torch.contiguous_format)
+    save_descriptor(model, out, {"meta": json.dumps(facts)})
+    write_safetensors(out.with_suffix(SAFETENSORS), model.state_dict(), {"arch": "MSRResNet", "meta": facts})
     facts["sha256"] = sha256_file(out)
+    facts["sha256_safetensors"] = sha256_file(out.with_suffix(SAFETENSORS))
     log_frame = pd.DataFrame(log, columns=tables.columns("descriptor_log"))
     tables.write(log_frame, "descriptor_log", out.with_suffix(".log.parquet") if log_table is None else log_table)
     with io.atomic_path(out.with_suffix(".md") if card is None else card) as tmp:
@@ -186,7 +190,13 @@ def _display_path(path: str | Path) -> str:
 
 
 def model_card(facts: dict) -> str:
-    return f"""# Degradation descriptor: MSRResNet x4
+    """The descriptor's model card: Hugging Face front matter (its x4 PSNR as the model-index), then
+    what it is and how it was trained."""
+    result = {"task": "Image super-resolution x4 (bicubic)", "dataset": "held-out photos", "value": facts["psnr_x4"]}
+    front = card_front_matter("grids-descriptor-msrresnet-x4", [facts["photos"]], [result])
+    return (
+        front
+        + f"""# Degradation descriptor: MSRResNet x4
 
 Trained by `grids.train_descriptor` (rule `train_descriptor`) on clean bicubic x4 super-resolution.
 
@@ -199,11 +209,13 @@ Trained by `grids.train_descriptor` (rule `train_descriptor`) on clean bicubic x
 | iterations | {facts["iterations"]} ({facts["train_seconds"]} s on {facts["device"]}) |
 | x4 PSNR, held-out (RGB, 4 px border) | {facts["psnr_x4"]} dB vs bicubic {facts["psnr_bicubic"]} dB (gain {facts["gain_db"]:+.3f} dB) |
 | seed | {facts["seed"]} |
-| sha256 | `{facts["sha256"]}` |
+| sha256 | `{facts["sha256"]}` (`.pth`), `{facts["sha256_safetensors"]}` (`.safetensors`) |
 
-Load with `grids.descriptor.load_descriptor` (`torch.load(weights_only=True)`); BasicSR's official
+Load either file with `grids.descriptor.load_descriptor` (`.pth` with `torch.load(weights_only=True)`;
+`.safetensors`: the same tensors under the same BasicSR key names); BasicSR's official
 `MSRResNet_x4` weights load the same way (set `descriptor.weights` in the config).
 """
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,7 +46,7 @@ from scipy import stats
 
 from . import io, tables
 from .grouping.names import group_members, group_name
-from .grouping.rounds import member_drops  # the drops the search uses, the same way
+from .grouping.rounds import member_drops, place_labels, wrap_group  # the drops the search uses, the same way
 
 VARIANTS = ("method", "rb16", "untrained", "sift")
 TARGETS = ("max_drop", "mean_drop")
@@ -183,59 +183,91 @@ def premise_groups(
 
 
 def plot_table2(table: pd.DataFrame, path: str | Path) -> None:
-    """Per experiment: both groups' mean drop (bars), labelled by the method's distance."""
+    """Per experiment, its two groups by name (horizontal bars, so long names stay readable) with
+    their mean drop, each labelled by the method's distance; ``*`` marks the group called closer."""
     plt = io.pyplot()
     method = table[table.variant == table.variant.iloc[0]]
     experiments = list(dict.fromkeys(method.experiment))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(experiments) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.42 * len(method)), layout="constrained")
+    positions, names = [], []
     for k, side in enumerate("ab"):
         rows = method[method.side == side].set_index("experiment").loc[experiments]
-        x = np.arange(len(experiments)) + (k - 0.5) * 0.38
-        bars = ax.bar(x, rows.mean_drop, 0.38, label=f"group {side}", color=("tab:blue", "tab:orange")[k])
-        for bar, distance, closer in zip(bars, rows.distance, rows.closer):
+        y = np.arange(len(experiments)) * 2.6 + k  # a gap between experiments
+        bars = ax.barh(y, rows.mean_drop, 0.8, label=f"group {side}", color=("tab:blue", "tab:orange")[k])
+        for bar, distance, closer, drop in zip(bars, rows.distance, rows.closer, rows.mean_drop):
             ax.annotate(
                 f"d={distance:.2f}{' *' if closer else ''}",
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                ha="center",
-                va="bottom",
+                (drop, bar.get_y() + bar.get_height() / 2),
+                ha="left" if drop >= 0 else "right",
+                va="center",
                 fontsize=7,
-                xytext=(0, 2),
+                xytext=(3 if drop >= 0 else -3, 0),
                 textcoords="offset points",
             )
-    ax.set_xticks(range(len(experiments)), experiments)
-    ax.set_ylabel("mean drop vs single-task (dB)")
+        positions += list(y)
+        names += [f"{e} {side}: {g}" for e, g in zip(experiments, rows.group)]
+    ax.set_yticks(positions, names, fontsize=7)
+    ax.invert_yaxis()  # e1 on top
+    ax.axvline(0, color="black", lw=0.8)
+    ax.margins(x=0.2)  # room for the distance labels
+    ax.set_xlabel("mean drop vs single-task (dB)")
     ax.set_title(
-        f"Table 2: mean drop of each experiment's groups (d = {method.variant.iloc[0]} distance, * = called closer)",
+        f"Table 2: mean drop of each experiment's groups\n(d = {method.variant.iloc[0]} distance, * = called closer)",
         fontsize=9,
     )
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8, ncols=2)
     io.save_figure(fig, path)
 
 
+def premise_key(names: list[str], width: int = 44) -> list[str]:
+    """The premise figure's key, "number  name" per group (numbered from 1 in order), a long name
+    wrapped at its "+" with the lines after the first indented, in two columns of about equal
+    length: the two columns' texts."""
+    entries = [f"{k:>2}  " + wrap_group(name, width).replace("\n", "\n    ") for k, name in enumerate(names, 1)]
+    heights = [entry.count("\n") + 1 for entry in entries]
+    split = next((k for k in range(len(entries)) if sum(heights[:k]) >= sum(heights) / 2), len(entries))
+    return ["\n".join(entries[:split]), "\n".join(entries[split:])]
+
+
 def plot_premise(groups: pd.DataFrame, summary: pd.DataFrame, path: str | Path) -> None:
-    """Max drop against mean distance, one panel per variant, groups labelled."""
+    """Max drop against mean distance, one panel per variant (two per row). Each point carries its
+    group's number, placed clear of the other labels and markers; the key below names the groups
+    (one number per group in every panel): some thirty full names cannot share a panel legibly."""
     plt = io.pyplot()
     variants = list(dict.fromkeys(groups.variant))
-    fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 4.0), squeeze=False)
-    for ax, variant in zip(axes[0], variants):
+    names = list(dict.fromkeys(groups.group))
+    number = {name: k + 1 for k, name in enumerate(names)}
+    cols = min(2, len(variants))
+    rows = -(-len(variants) // cols)
+    columns = premise_key(names)
+    key_in = 0.2 + 0.14 * max(text.count("\n") + 1 for text in columns)
+    fig = plt.figure(figsize=(4.6 * cols + 0.4, 3.6 * rows + key_in), layout="constrained")
+    panels, key = fig.subfigures(2, 1, height_ratios=[3.6 * rows, key_in])
+    axes = panels.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(variants) :]:
+        ax.set_axis_off()
+    for ax, variant in zip(axes, variants):
         part = groups[groups.variant == variant]
         ax.scatter(part.distance, part.max_drop, s=14 + 8 * part["size"], alpha=0.8)
-        for row in part.itertuples():
-            ax.annotate(
-                row.group if len(row.group) <= 28 else f"{row.size} degradations",
-                (row.distance, row.max_drop),
-                fontsize=6,
-                xytext=(3, 2),
-                textcoords="offset points",
-            )
         stat = summary[(summary.variant == variant) & (summary.target == "max_drop")].iloc[0]
         ax.set_title(
             f"{variant}: Spearman {stat.spearman:.2f} [{stat.spearman_low:.2f}, {stat.spearman_high:.2f}]", fontsize=9
         )
-        ax.set_xlabel("mean pairwise distance of the group")
-        ax.set_ylabel("max drop vs single-task (dB)")
-    fig.tight_layout()
+        ax.set_xlabel("mean pairwise distance of the group", fontsize=8)
+        ax.set_ylabel("max drop vs single-task (dB)", fontsize=8)
+        ax.margins(0.1)
+    for k, text in enumerate(columns):
+        key.text(0.02 + 0.5 * k, 1.0, text, va="top", fontsize=7, family="monospace")
+    fig.draw_without_rendering()  # the layout and the limits, fixed before the labels are placed
+    for ax in axes[: len(variants)]:
+        ax.set_xlim(ax.get_xlim())
+        ax.set_ylim(ax.get_ylim())
+    fig.set_layout_engine("none")
+    for ax, variant in zip(axes, variants):
+        part = groups[groups.variant == variant]
+        xy = part[["distance", "max_drop"]].to_numpy(dtype=float)
+        radii = [float(np.sqrt(14 + 8 * k) / 2) for k in part["size"]]
+        place_labels(ax, xy, [str(number[g]) for g in part.group], radii, fontsize=6.5)
     io.save_figure(fig, path)
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from grids.archs import ARCHS, FromLowResolution, RRDBNet, size_multiple
-from grids.checkpoint import import_weights, load_model, published_state_dict
+from grids.checkpoint import import_weights, load_model, published_state_dict, write_safetensors
 from grids.config import ConfigError, validate_config
 
 SMALL = {
@@ -41,6 +41,29 @@ def test_every_released_form_gives_identical_outputs(tmp_path, arch, form):
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
     assert state["group"] == "pub" and len(json.loads(state["published"])["sha256"]) == 64
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_published_safetensors_weights_give_the_outputs_of_the_pth(tmp_path, arch):
+    """A released .safetensors file (tensors only, BasicSR key names) imports like the .pth."""
+    torch.manual_seed(2)
+    reference = ARCHS[arch](**SMALL[arch]).eval()
+    torch.save({"params": reference.state_dict()}, tmp_path / "released.pth")
+    write_safetensors(tmp_path / "released.safetensors", reference.state_dict(), {})
+    for suffix in (".pth", ".safetensors"):
+        import_weights(tmp_path / f"released{suffix}", arch, SMALL[arch], "pub", tmp_path / f"model{suffix}.pth")
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        outputs = [load_model(tmp_path / f"model{suffix}.pth")[0](x) for suffix in (".pth", ".safetensors")]
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], reference(x))
+
+
+def test_a_broken_safetensors_file_is_one_line_naming_it(tmp_path):
+    (tmp_path / "w.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    with pytest.raises(ValueError, match=r"w\.safetensors: not a loadable GRIDS checkpoint"):
+        load_model(tmp_path / "w.safetensors")
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "absent.safetensors")
 
 
 def test_weights_that_do_not_fit_are_one_line_naming_the_keys(tmp_path):

@@ -1,5 +1,7 @@
-"""One home for the config's defaults (the DEFAULT_* dicts of grids.config): what validate_config
-fills in, what config/config.yaml sets and what config/README.md states agree."""
+"""One home for the config's defaults, the schema's ``default`` fields (read into the DEFAULT_* dicts
+of grids.config): what validate_config fills in, what config/config.yaml sets and what
+config/README.md states agree, and the schema renders the workflow catalog's parameter table with a
+default and a description for every key."""
 
 from __future__ import annotations
 
@@ -135,3 +137,40 @@ def test_train_descriptor_takes_its_recipe_from_the_config_only(flag):
         ]
         i = args.index(flag)
         train_descriptor.main(args[:i] + args[i + 2 :])
+
+
+def catalog_table() -> str:
+    """The parameter table as the Snakemake workflow catalog renders it from the schema."""
+    lines = ["| parameter | type | default | description |", "| --- | --- | --- | --- |"]
+    for row in cfg.parameter_rows():
+        default = "required" if row["required"] else yaml.safe_dump(row["default"], default_flow_style=True).strip()
+        default = default.removesuffix("\n...").removesuffix(" ...") if row["has_default"] or row["required"] else ""
+        lines.append(f"| `{row['name']}` | {row['type']} | {default} | {row['description']} |")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_schema_gives_every_key_a_default_and_a_description():
+    rows = cfg.parameter_rows()
+    names = [row["name"] for row in rows]
+    sections = {name for name in names if any(other.startswith(name + ".") for other in names)}
+    for row in rows:
+        assert row["description"], f"{row['name']}: no description in the schema"
+        # a section's default is its keys' defaults, listed beneath it
+        assert row["required"] or row["has_default"] or row["name"] in sections, f"{row['name']}: no default"
+    assert {"seed", "images", "degradations"} == {row["name"] for row in rows if row["required"]}
+    table = catalog_table()
+    assert "| `grouping.delta` | number | 0.7 |" in table
+    assert "| `features.outlier_stds` | number|null | 5.0 |" in table
+    assert "| `degradations` | object | required |" in table and "degradations.jpeg" not in table  # a map
+    for key in DEFAULTS:  # every default validate_config fills in is a row, or inside a row's value
+        assert any(key == name or key.startswith(name + ".") for name in names), key
+
+
+def test_the_catalog_table_states_what_validate_config_fills_in():
+    flat = {row["name"]: row["default"] for row in cfg.parameter_rows() if row["has_default"]}
+    for key, value in DEFAULTS.items():
+        owner = max((name for name in flat if key == name or key.startswith(name + ".")), key=len)
+        node = flat[owner]
+        for part in key.removeprefix(owner).strip(".").split(".") if key != owner else []:
+            node = node[part]
+        assert node == value, key

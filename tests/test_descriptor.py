@@ -293,7 +293,7 @@ def test_whole_pickled_module_refused(tmp_path):
 def test_non_torch_file_refused(data, tmp_path):
     path = tmp_path / "garbage.pth"
     path.write_bytes(data)
-    with pytest.raises(ValueError, match="not a readable torch weights file") as info:
+    with pytest.raises(ValueError, match="not a readable weights file") as info:
         load_descriptor(path)
     assert str(path) in str(info.value)
 

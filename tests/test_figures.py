@@ -1,10 +1,13 @@
 """The figures a user review found defective, drawn from small synthetic tables: the heatmap's title
 and colour-bar label fit the figure, every category of the prediction plot has its own colour and
-marker, the search plot labels each point with its group, and Table 1's legend covers no bar."""
+marker, the search plot labels each point with its group, Table 1 shows gains from 0 dB with its
+legend clear of bars and titles, the confusion counts are readable on every cell, Table 2 names its
+groups, and the premise's labels do not overlap."""
 
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -19,6 +22,7 @@ from grids.grouping.rounds import plot_search
 from grids.report import plot_table1
 from grids.selection_report import plot_confusion, plot_prediction
 from grids.similarity import plot_heatmap
+from grids.validation import plot_premise, plot_table2
 
 
 @pytest.fixture
@@ -203,12 +207,12 @@ def test_table1_legend_covers_no_bar(saved, tmp_path, test_sets, degradations, b
     renderer = drawn(fig)
     legends = [*fig.legends, *filter(None, (ax.get_legend() for ax in fig.axes))]
     assert legends
-    models = ["input", "upper", "mixall", *baselines, "grids"]
+    models = ["upper", "mixall", *baselines, "grids"]
     for legend in legends:
         labels = [t.get_text() for t in legend.get_texts()]
         assert [label.rstrip("†") for label in labels] == models
         if baselines:
-            assert labels[3] == f"{baselines[0]}†"  # the published one is marked
+            assert labels[2] == f"{baselines[0]}†"  # the published one is marked
         extent = legend.get_window_extent(renderer)
         assert inside(extent, fig.bbox)
         for ax in fig.axes:
@@ -235,3 +239,132 @@ def test_confusion_counts_only_trained_degradations_in_its_accuracy(saved, tmp_p
     assert inside(ax.title.get_window_extent(renderer), fig.bbox)
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert sum(label.endswith("(unseen)") for label in labels) == 3
+
+
+def test_table1_shows_gains_over_the_input_from_zero(saved, tmp_path):
+    """The bars start at the input's level (0 dB), not at an arbitrary PSNR floor; the input's own
+    PSNR is under each degradation's name."""
+    table = table1_table(["heldout"], ["blur", "jpeg"], [])
+    plot_table1(table, tmp_path / "table1.png")
+    (fig,) = saved
+    drawn(fig)
+    (ax,) = fig.axes
+    low, high = ax.get_ylim()
+    assert low <= 0 < high
+    heights = sorted(round(bar.get_height(), 6) for bar in ax.patches)
+    expected = sorted(round(v - 25.0, 6) for c in ("psnr_upper", "psnr_mixall", "psnr_grids") for v in table[c])
+    assert heights == expected
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[0] == "blur\n(input 25.0)"
+
+
+def contrast(a, b) -> float:
+    """WCAG contrast ratio of two colours."""
+    from matplotlib.colors import to_rgba
+
+    def luminance(colour):
+        c = [x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in to_rgba(colour)[:3]]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_confusion_counts_are_readable_on_every_cell(saved, tmp_path):
+    accuracy = accuracy_table(4, 2, images=6)
+    groups = list(dict.fromkeys(accuracy.true_group[accuracy.seen]))
+    plot_confusion(accuracy, groups, tmp_path / "confusion.png")
+    (fig,) = saved
+    drawn(fig)
+    (ax,) = fig.axes
+    image = ax.images[0]
+    cells = image.get_array()
+    texts = [t for t in ax.texts if t.get_text().isdigit()]
+    assert len(texts) == cells.size
+    colours = set()
+    for text in texts:
+        j, i = (round(v) for v in text.get_position())
+        cell = image.cmap(image.norm(cells[i, j]))
+        assert contrast(text.get_color(), cell) >= 4.5, (text.get_text(), text.get_color(), cell)
+        colours.add(text.get_color())
+    assert colours == {"white", "black"}  # the darkest cells (6 of 6) and the empty ones
+
+
+def table2_table() -> pd.DataFrame:
+    """A ``validation_table2`` table of two experiments under two variants, long group names."""
+    sides = {
+        "e1": (["defocus_blur", "gaussian_blur", "motion_blur"], ["gaussian_noise", "jpeg", "salt_pepper"]),
+        "e2": (["jpeg", "poisson_noise", "sr"], ["inpainting", "ringing", "rl"]),
+    }
+    rows = []
+    for variant in ("method", "sift"):
+        for k, (experiment, (a, b)) in enumerate(sides.items()):
+            for side, members, drop in (("a", a, 0.4 + k), ("b", b, -1.5 + 3 * k)):
+                rows.append(
+                    [experiment, variant, side, group_name(members), 3, 2.0 + k + (side == "b"), drop, drop + 0.5]
+                    + [side == "a", True]
+                )
+    return pd.DataFrame(rows, columns=tables.columns("validation_table2"))
+
+
+def test_table2_names_each_experiments_groups(saved, tmp_path):
+    table = table2_table()
+    plot_table2(table, tmp_path / "table2.png")
+    assert_png(tmp_path / "table2.png")
+    (fig,) = saved
+    renderer = drawn(fig)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    method = table[table.variant == "method"]
+    for row in method.itertuples():
+        assert f"{row.experiment} {row.side}: {row.group}" in labels
+    texts = [*ax.get_yticklabels(), *ax.texts, ax.title]
+    for text in texts:
+        assert inside(text.get_window_extent(renderer), fig.bbox), text.get_text()
+    for a, b in itertools.combinations(texts, 2):
+        assert overlap(a.get_window_extent(renderer), b.get_window_extent(renderer)) == 0, (a, b)
+
+
+def premise_tables(n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``validation_premise_groups`` and ``validation_premise`` of ``n`` groups under four variants,
+    most of them crowded into one corner (as the default run's are)."""
+    rng = np.random.default_rng(3)
+    names = [f"degradation_{k:02d}" for k in range(12)]
+    groups = [group_name(rng.choice(names, size=2 + k % 4, replace=False).tolist()) for k in range(n)]
+    groups = list(dict.fromkeys(groups))
+    rows, summary = [], []
+    for variant in ("method", "rb16", "untrained", "sift"):
+        for k, group in enumerate(groups):
+            crowded = k % 3 != 0
+            distance = float(rng.uniform(2.0, 2.4) if crowded else rng.uniform(1.0, 5.0))
+            drop = float(rng.uniform(0.0, 0.6) if crowded else rng.uniform(0.0, 10.0))
+            rows.append([group, group.count("+") + 1, "search", drop / 2, drop, variant, distance])
+        summary.append([variant, "max_drop", len(groups), 0.3, -0.1, 0.6, 0.1, 0.2, -0.1, 0.5, 0.1, 0.5, 7])
+    return (
+        pd.DataFrame(rows, columns=tables.columns("validation_premise_groups")),
+        pd.DataFrame(summary, columns=tables.columns("validation_premise")),
+    )
+
+
+@pytest.mark.parametrize("n", [6, 30])
+def test_premise_labels_do_not_overlap_and_the_key_names_every_group(saved, tmp_path, n):
+    groups, summary = premise_tables(n)
+    plot_premise(groups, summary, tmp_path / "premise.png")
+    assert_png(tmp_path / "premise.png")
+    (fig,) = saved
+    renderer = drawn(fig)
+    names = list(dict.fromkeys(groups.group))
+    key = "\n".join(t.get_text() for t in fig.findobj(Text) if "degradation_" in t.get_text())
+    key = key.replace("\n    +", "+")  # a long name is wrapped at a "+", its lines indented
+    for k, name in enumerate(names, 1):
+        assert re.search(rf"^\s*{k}  {re.escape(name)}$", key, flags=re.M), name
+    panels = [ax for ax in fig.axes if ax.collections]
+    assert len(panels) == 4
+    for ax in panels:
+        texts = list(ax.texts)
+        assert sorted(int(t.get_text()) for t in texts) == list(range(1, len(names) + 1))
+        extents = [Text.get_window_extent(t, renderer) for t in texts]
+        for extent in extents:
+            assert inside(extent, ax.get_window_extent(renderer)), extent
+        for a, b in itertools.combinations(range(len(extents)), 2):
+            assert overlap(extents[a], extents[b]) == 0, (texts[a].get_text(), texts[b].get_text())

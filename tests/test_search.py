@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from grids import io
+from grids.checkpoint import export_models
 from grids.config import DEFAULT_GROUPING
 from grids.grouping import search
 from grids.grouping.names import group_members, group_name
 from grids.grouping.rounds import (
     candidates_table,
-    export_models,
     finish,
     group_drops,
     main,
@@ -185,9 +185,13 @@ def _full_checkpoint(path, group: str) -> dict:
 
 
 def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
+    import hashlib
     import json
 
     import torch
+    import yaml
+
+    from grids.checkpoint import load_model
 
     full = {
         g: _full_checkpoint(tmp_path / "models" / g / "model.pth", g) for g in ("jpeg+sr", "blur", "noise+rain", "old")
@@ -199,12 +203,15 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
     evaluation = pd.concat(
         [eval_rows(g, lambda group, m: 0.25 if len(group) > 1 else 0.0) for g in ("blur", "jpeg", "sr", "jpeg+sr")]
     )
-    export_models(groups, models, out, evaluation, {**DEFAULT_GROUPING, "delta": 0.5}, "abc", {"photos": []})
+    training = {"photos": ["astronaut"], "dead_leaves": {"count": 8, "size": 256}}
+    export_models(groups, models, out, evaluation, {**DEFAULT_GROUPING, "delta": 0.5}, "abc", training)
     assert sorted(p.name for p in out.iterdir()) == [
         "blur.md",
         "blur.pth",
+        "blur.safetensors",
         "jpeg+sr.md",
         "jpeg+sr.pth",
+        "jpeg+sr.safetensors",
     ]  # no stale model
     slim = torch.load(out / "jpeg+sr.pth", weights_only=True)
     assert "optimizer" not in slim and "torch_rng" not in slim and "numpy_rng" not in slim
@@ -213,10 +220,27 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
     assert json.loads(slim["drops"]) == pytest.approx({"jpeg": 0.25, "sr": 0.25})
     assert (out / "jpeg+sr.pth").stat().st_size < (tmp_path / "models" / "jpeg+sr" / "model.pth").stat().st_size / 2
     card = (out / "jpeg+sr.md").read_text()
-    import hashlib
-
-    assert hashlib.sha256((out / "jpeg+sr.pth").read_bytes()).hexdigest() in card
+    for name in ("jpeg+sr.pth", "jpeg+sr.safetensors"):
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() in card
     assert "| jpeg |" in card and "+0.250" in card and "delta = 0.5 dB" in card
+    # the card's front matter: the Hugging Face model-card fields, the PSNR per member
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["library_name"] and front["license"] == "mit" and front["datasets"][0] == "astronaut"
+    assert {"image-to-image", "image-restoration"} <= set(front["tags"])
+    [index] = front["model-index"]
+    metrics = {r["dataset"]["name"]: r["metrics"][0] for r in index["results"]}
+    assert sorted(metrics) == ["heldout: jpeg", "heldout: sr"] and metrics["heldout: jpeg"]["type"] == "psnr"
+    # the safetensors export: the same weights under the same keys, the same model, the same outputs
+    pth, pth_state = load_model(out / "jpeg+sr.pth")
+    safe, safe_state = load_model(out / "jpeg+sr.safetensors")
+    assert sorted(safe_state["params"]) == sorted(slim["params"])  # the same BasicSR key names
+    assert safe_state["members"] == ["jpeg", "sr"] and safe_state["delta"] == 0.5
+    assert {k: safe_state[k] for k in ("arch", "arch_kwargs", "drops", "config_hash")} == {
+        k: pth_state[k] for k in ("arch", "arch_kwargs", "drops", "config_hash")
+    }
+    x = torch.rand(2, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(pth(x), safe(x))
     with pytest.raises(FileNotFoundError, match="'missing'"):
         export_models(pd.DataFrame({"degradation": ["x"], "group": ["missing"]}), models, out)
     assert sorted(p.name for p in out.glob("*.pth")) == ["blur.pth", "jpeg+sr.pth"]  # a failure leaves it whole

@@ -1,5 +1,5 @@
 """The table registry: its checks name the table and the problem, its entries are sane, and the
-README documents exactly what it declares."""
+table reference (docs/tables.md) documents exactly what it declares."""
 
 from __future__ import annotations
 
@@ -137,20 +137,24 @@ def test_registry_is_sane():
             assert tables.table_for(re.sub(r"\{\w+\}", "x", path)) == name
 
 
-def test_readme_section_is_the_registry():
-    readme = (ROOT / "README.md").read_text()
-    assert readme.count(tables.START) == readme.count(tables.END) == 1
-    assert tables.readme_section(readme) == tables.markdown(), "regenerate: python -m grids.tables --update README.md"
+def test_table_reference_is_the_registry():
+    reference = (ROOT / "docs" / "tables.md").read_text()
+    assert reference.count(tables.START) == reference.count(tables.END) == 1
+    assert tables.marked_section(reference) == tables.markdown(), (
+        "regenerate: python -m grids.tables --update docs/tables.md"
+    )
     for name in tables.TABLES:
-        assert f"### `{name}`" in readme
+        assert f"### `{name}`" in reference
+    readme = (ROOT / "README.md").read_text()
+    assert "](docs/tables.md)" in readme and tables.START not in readme  # linked, not copied
 
 
 def test_update_rewrites_only_the_marked_section(tmp_path, capsys):
-    path = tmp_path / "README.md"
+    path = tmp_path / "tables.md"
     path.write_text(f"# Title\n\nbefore\n{tables.START}\nold\n{tables.END}\nafter\n")
     assert tables.main(["--update", str(path)]) == 0
     text = path.read_text()
     assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{tables.END}\nafter\n")
-    assert tables.readme_section(text) == tables.markdown()
-    assert not tables.update_readme(path)  # already up to date
+    assert tables.marked_section(text) == tables.markdown()
+    assert not tables.update_doc(path)  # already up to date
     assert "updated" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from grids import io
 from grids.data import dead_leaves
@@ -67,7 +68,16 @@ def test_tiny_training_run_writes_loadable_weights(tmp_path):
     assert meta["iterations"] == 3 and meta["train_images"] == 3 and len(meta["heldout_images"]) == 1
     assert facts["sha256"] == sha256_file(out)
     card = out.with_suffix(".md").read_text()
-    assert facts["sha256"] in card and "PSNR" in card
+    assert facts["sha256"] in card and "PSNR" in card and facts["sha256_safetensors"] in card
+    front = yaml.safe_load(card.split("---\n")[1])  # Hugging Face model-card front matter
+    assert {"image-to-image", "image-restoration"} <= set(front["tags"]) and front["license"]
+    [result] = front["model-index"][0]["results"]
+    assert result["metrics"][0] == {"type": "psnr", "name": "PSNR (dB)", "value": facts["psnr_x4"]}
+    # the safetensors export beside it: the same network, the same outputs
+    safe = load_descriptor(out.with_suffix(".safetensors"))
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(model(x), safe(x))
     log = pd.read_parquet(out.with_suffix(".log.parquet"))
     assert list(log.columns) == ["step", "loss", "lr"] and log.step.iloc[-1] == 2
 

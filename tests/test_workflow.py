@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import shutil
@@ -283,11 +284,11 @@ def test_exported_group_models_are_slim_and_restore_like_the_checkpoints(built):
         assert hashlib.sha256(slim_path.read_bytes()).hexdigest() in card
         assert all(f"| {m} |" in card for m in group.split("+"))
         outputs = []
-        for path in (slim_path, full_path):
+        for path in (slim_path, slim_path.with_suffix(".safetensors"), full_path):
             model, _ = load_model(path)
             with torch.no_grad():
                 outputs.append(restore(model, image, torch.device("cpu")))
-        assert np.array_equal(*outputs)
+        assert np.array_equal(outputs[0], outputs[1]) and np.array_equal(outputs[0], outputs[2])
 
 
 def test_similarity_validation(built):
@@ -388,7 +389,9 @@ def test_select_and_restore_on_the_built_results(built):
     assert result.returncode == 0, result.stderr
     restored = io.read_image(out)[0]
     assert restored.shape == io.read_image(built / images[0])[0].shape
-    assert json.loads(result.stdout.strip().splitlines()[-1])["group"] == answers[0]["group"]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["group"] == answers[0]["group"]
+    assert answer["model"].endswith(f"{answer['group']}.safetensors")  # the export read without unpickling
     group = sorted(groups)[0]
     forced = grids_cli(built, "restore", images[0], "-o", str(out), "--group", group)
     assert forced.returncode == 0 and json.loads(forced.stdout.strip().splitlines()[-1])["group"] == group
@@ -547,14 +550,22 @@ REPORTED = {  # figure or page -> the target that builds it
 }
 
 
-def report_files(workdir: Path, tmp_path: Path) -> set[str]:
-    """`snakemake --report report.zip` in ``workdir``: the names of the figures and pages in it."""
-    result = snakemake(workdir, "--report", str(tmp_path / "report.zip"))
+def report_files(workdir: Path, tmp_path: Path, *targets: str) -> set[str]:
+    """`snakemake --report report.zip [TARGET...]` in ``workdir``: the names of the figures and
+    pages in it. Checks that the front page holds the run's whole config (Snakemake 9's report has
+    no page showing the config files) and that Snakemake warned of no missing metadata (what it
+    prints for every output of the targets' jobs not built yet)."""
+    result = snakemake(workdir, "--report", str(tmp_path / "report.zip"), *targets)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "Missing metadata" not in result.stdout + result.stderr
     with zipfile.ZipFile(tmp_path / "report.zip") as report:
         names = {Path(n).name for n in report.namelist()}
         front = next(report.read(n).decode() for n in report.namelist() if n.endswith("report.html"))
     assert "which image degradations can share one restoration model" in front  # report/workflow.rst
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    front = html.unescape(front.replace('\\"', '"'))
+    assert re.search(rf'"pca_components": {config["features"]["pca_components"]}\b', front)  # a key it sets
+    assert re.search(r'"probes_per_round": 1\b', front)  # and a default it leaves out
     return names & set(REPORTED)
 
 
@@ -568,14 +579,22 @@ def test_same_config_same_bytes(built, tmp_path):
     again = make_project(tmp_path / "again", TINY)
     result = snakemake(again, "--cores", "2", "similarity_matrix")
     assert result.returncode == 0, result.stdout + result.stderr
-    # the report after one target holds what it built, and does not fail on the other targets' figures
-    assert report_files(again, tmp_path) == {"heatmap.png"}
+    # the report of that target holds what it built, the config and no warning
+    assert report_files(again, tmp_path, "similarity_matrix") == {"heatmap.png"}
     for name in TINY["degradations"]:
         a = pd.read_parquet(built / "results" / "degraded" / name / "manifest.parquet")
         b = pd.read_parquet(again / "results" / "degraded" / name / "manifest.parquet")
         pd.testing.assert_frame_equal(a.drop(columns="source_path"), b.drop(columns="source_path"))
     a, b = (pd.read_parquet(d / "results" / "similarity" / "matrix.parquet") for d in (built, again))
     pd.testing.assert_frame_equal(a, b, rtol=1e-6)
+
+
+def test_report_after_similarity_matrix_holds_the_config_and_the_heatmap(tmp_path):
+    """README command 1, then its report: the heatmap and the whole config, no metadata warning."""
+    workdir = make_project(tmp_path / "first", TINY)
+    result = snakemake(workdir, "--cores", "2", "similarity_matrix")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report_files(workdir, tmp_path, "similarity_matrix") == {"heatmap.png"}
 
 
 def test_invalid_config_fails_before_any_job(tmp_path):

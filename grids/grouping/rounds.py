@@ -27,9 +27,10 @@ Outputs (the tables' columns: ``grouping_*`` and ``final_groups`` of :mod:`grids
 * ``grouping/partitions.parquet``: every minimal partition returned.
 * ``grouping/search.png``: each verified group's drop against its mean distance, delta marked.
 * ``final/groups.parquet``: the partition used, one row per degradation.
-* ``final/models/{group}.pth`` + ``{group}.md``: each final group's model, slim (weights, architecture,
-  members, delta, drops, recipe, config hash; no optimizer state), and its model card (a
-  singleton's is its single-task model).
+* ``final/models/{group}.pth`` + ``{group}.safetensors`` + ``{group}.md``: each final group's model,
+  slim (weights, architecture, members, delta, drops, recipe, config hash; no optimizer state),
+  the same weights as safetensors, and its model card (a singleton's is its single-task model);
+  written by :func:`grids.checkpoint.export_models`, the ``export`` command here.
 """
 
 from __future__ import annotations
@@ -277,7 +278,7 @@ def place_labels(ax, xy: np.ndarray, texts: list[str], radii: list[float], fonts
         label = ax.annotate(
             texts[i], xy[i], xytext=offset, textcoords="offset points", fontsize=fontsize, ha=h, va=v, arrowprops=line
         )
-        placed.append(box)
+        placed.append(box.padded(px))  # a point of air: labels that touch may overlap at another dpi
         annotations[i] = label
     return annotations
 
@@ -339,123 +340,6 @@ def plot_search(
     io.save_figure(fig, path)
 
 
-def export_models(
-    groups: pd.DataFrame,
-    model_files: dict[str, str | Path],
-    out_dir: str | Path,
-    evaluation: pd.DataFrame | None = None,
-    grouping: dict | None = None,
-    config_hash: str = "",
-    training_data: dict | None = None,
-) -> list[Path]:
-    """Write every final group's model (its training checkpoint in ``model_files``, by group name)
-    to ``out_dir/{group}.pth`` as a slim file, with a model card
-    ``{group}.md`` beside it, replacing the folder whole (so no model of an earlier partition is
-    left next to the current ones).
-
-    The slim file holds the weights under ``params`` (what BasicSR-style loaders read), the
-    architecture and its keyword arguments, and what the group is: ``group``, ``members``,
-    ``delta``, ``drops`` (dB per member against its single-task model, on the grouping test set),
-    ``recipe``, ``degradations`` and ``config_hash``; no optimizer or RNG state (both kinds of
-    file: :mod:`grids.checkpoint`). With ``evaluation`` and ``grouping`` the drops and the card's
-    PSNR table are filled in.
-    """
-    import hashlib
-
-    import torch
-
-    from ..checkpoint import load_checkpoint
-
-    written = []
-    means = inputs = None
-    if evaluation is not None and grouping is not None:
-        test_set = test_set_of(grouping, evaluation)
-        means = mean_psnr(evaluation, test_set).set_index(["trained_on", "degradation"]).psnr
-        inputs = evaluation[evaluation.test_set == test_set].groupby("degradation").psnr_input.mean()
-    with io.atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        for group in dict.fromkeys(groups.group):
-            source = model_files.get(group)
-            if source is None or not Path(source).is_file():
-                raise FileNotFoundError(f"model of group {group!r} not found: {source or 'no file given'}")
-            full = load_checkpoint(source)
-            members = group_members(group)
-            psnr = (
-                {m: (float(means[(m, m)]), float(means[(group, m)]), float(inputs[m])) for m in members}
-                if means is not None
-                else {}
-            )
-            slim = {
-                "params": full["params"],
-                "arch": full["arch"],
-                "arch_kwargs": full["arch_kwargs"],
-                "group": group,
-                "members": members,
-                "delta": float(grouping["delta"]) if grouping else float("nan"),
-                "drops": json.dumps({m: single - grouped for m, (single, grouped, _) in psnr.items()}, sort_keys=True),
-                "gains": json.dumps(
-                    {m: grouped - identity for m, (_, grouped, identity) in psnr.items()}, sort_keys=True
-                ),
-                "recipe": full.get("recipe", ""),
-                "degradations": full.get("degradations", ""),
-                "config_hash": config_hash,
-                "grids_version": full.get("grids_version", ""),
-            }
-            path = tmp / f"{group}.pth"
-            torch.save(slim, path)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            (tmp / f"{group}.md").write_text(model_card(slim, psnr, digest, training_data, grouping))
-            written.append(Path(out_dir) / f"{group}.pth")
-    return written
-
-
-def model_card(
-    slim: dict,
-    psnr: dict[str, tuple[float, float, float]],
-    digest: str,
-    training_data: dict | None,
-    grouping: dict | None,
-) -> str:
-    """The model card of one exported group model (Markdown)."""
-    members = slim["members"]
-    text = f"# GRIDS group model: {slim['group']}\n\n"
-    text += (
-        "Restores images degraded by any one of: " + ", ".join(f"`{m}`" for m in members) + ".\n"
-        if len(members) > 1
-        else f"The single-task model of `{members[0]}` (a group of one).\n"
-    )
-    text += f"\n- file: `{slim['group']}.pth`, sha256 `{digest}`\n"
-    text += f"- architecture: `{slim['arch']}` {slim['arch_kwargs']}; weights under `params` (no optimizer state)\n"
-    text += "- input and output: RGB in [0, 1], (B, 3, H, W), same size\n"
-    text += f"- training recipe: `{slim['recipe']}`\n"
-    if training_data is not None:
-        text += f"- training data (clean images, degraded online): `{json.dumps(training_data, sort_keys=True)}`\n"
-    text += f"- degradations as configured: `{slim['degradations']}`\n"
-    text += f"- config hash (sha256 of the validated config): `{slim['config_hash']}`\n"
-    if psnr:
-        test_set = grouping.get("test_set") or "the first test set"
-        text += (
-            f"\n## PSNR per member on {test_set} (dB)\n\nA group is accepted when no member loses more "
-            f"than delta = {slim['delta']:g} dB against its single-task model. `input` is the degraded "
-            "image itself: `gain` is what this model restores over doing nothing.\n\n"
-            "| member | input | single-task | this model | gain | drop |\n| --- | --- | --- | --- | --- | --- |\n"
-        )
-        for m in members:
-            single, grouped, identity = psnr[m]
-            text += (
-                f"| {m} | {identity:.3f} | {single:.3f} | {grouped:.3f} | {grouped - identity:+.3f} "
-                f"| {single - grouped:+.3f} |\n"
-            )
-        min_gain = (grouping or {}).get("min_gain")
-        weak = [m for m in members if min_gain is not None and not psnr[m][0] - psnr[m][2] >= min_gain]
-        if weak:
-            text += (
-                f"\nWarning: the single-task model of {', '.join(weak)} gains less than grouping.min_gain = "
-                f"{min_gain:g} dB over its input: it did not learn, so this group's verdict is uninformative.\n"
-            )
-    return text
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.grouping.rounds", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -503,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = io.read_parquets(args.eval) if args.eval else None
         grouping = config_section("grouping", json.loads(args.grouping)) if args.grouping else None
         training = json.loads(args.training_data) if args.training_data else None
+        from ..checkpoint import export_models  # torch is imported for this command only
+
         for path in export_models(
             pd.read_parquet(args.groups), dict(args.model), args.out, evaluation, grouping, args.config_hash, training
         ):

@@ -6,6 +6,8 @@ rule train_descriptor:
         photos=get_descriptor_photo_files,
     output:
         weights="results/descriptor/msrresnet_x4.pth",
+        # written beside the weights by grids.train_descriptor: the same tensors
+        safetensors="results/descriptor/msrresnet_x4.safetensors",
         card="results/descriptor/msrresnet_x4.md",
         log_table="results/descriptor/msrresnet_x4.log.parquet",
     log:
