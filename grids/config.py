@@ -48,6 +48,7 @@ DEFAULT_FEATURES = {
     "patch_size": 24,
     "pca_components": 128,
     "outlier_stds": 5.0,
+    "distance": "log_kl",
 }
 DEFAULT_TRAINING = {
     "images": {

@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 from test_commands import ROOT, copy_checkout
 
+from grids.degradations import NAMES
+
 
 def run(*command, cwd=None, **kwargs) -> subprocess.CompletedProcess:
     # never from the checkout: `python -c` puts the working directory first on sys.path
@@ -89,7 +91,7 @@ def test_wheel_installs_and_its_command_runs(built):
     where = run(python, "-c", "import grids; print(grids.__file__)").stdout.strip()
     assert Path(where).is_relative_to(venv), where  # the wheel's copy, not this checkout
     assert "check-config" in run(venv / "bin" / "grids", "--help").stdout
-    assert len(run(venv / "bin" / "grids", "degradations").stdout.splitlines()) == 11
+    assert len(run(venv / "bin" / "grids", "degradations").stdout.splitlines()) == len(NAMES)
     config = built["clone"] / ".test" / "config" / "config.yaml"
     checked = run(venv / "bin" / "grids", "check-config", "--alone", config, cwd=config.parent.parent)
     assert "gaussian_noise" in checked.stdout
