@@ -254,6 +254,19 @@ def training_meta(group: str, entries: dict, recipe: dict, seed: int, bf16: bool
     }
 
 
+def initial_state(group: str, recipe: dict, seed: int, device: torch.device):
+    """``(model, optimiser, numpy rng, torch generator)`` of a training started from scratch, each
+    seeded from ``seed`` and the group."""
+    torch.manual_seed(derive_seed(seed, "train", group, "init"))
+    model = build_model(recipe["arch"], recipe["arch_kwargs"]).to(device)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999), weight_decay=recipe["weight_decay"]
+    )
+    rng = np.random.default_rng(derive_seed(seed, "train", group, "data"))
+    generator = torch.Generator(device).manual_seed(derive_seed(seed, "train", group, "noise") % 2**63)
+    return model, optimiser, rng, generator
+
+
 def resume_training(
     resume: Path, meta: dict, model, optimiser, rng: np.random.Generator, generator: torch.Generator, device
 ) -> tuple[int, list[tuple]]:
@@ -336,13 +349,7 @@ def train(
     members = group_members(group)
     degradations = {name: get_degradation(name, entries[name]) for name in members}
     meta = training_meta(group, {m: entries[m] for m in members}, recipe, seed, bf16)
-    torch.manual_seed(derive_seed(seed, "train", group, "init"))
-    model = build_model(recipe["arch"], recipe["arch_kwargs"]).to(device)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999), weight_decay=recipe["weight_decay"]
-    )
-    rng = np.random.default_rng(derive_seed(seed, "train", group, "data"))
-    generator = torch.Generator(device).manual_seed(derive_seed(seed, "train", group, "noise") % 2**63)
+    model, optimiser, rng, generator = initial_state(group, recipe, seed, device)
     resume = Path(resume)
     start_step, log = resume_training(resume, meta, model, optimiser, rng, generator, device)
     if bf16:
