@@ -37,7 +37,7 @@ import pandas as pd
 
 from . import io, tables
 from .config import config_section
-from .ggd import get_distance
+from .ggd import DISTANCES, get_distance
 from .plotting import fit_width
 from .stage import add_set_arguments, pick_device
 
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--matrix", required=True, help="the similarity table to write")
     p.add_argument("--heatmap", required=True, help="the heatmap PNG")
     p.add_argument("--heatmap-svg", required=True, help="the heatmap SVG")
-    p.add_argument("--distance", default="log_kl", help="features.distance (grids.ggd.DISTANCES)")
+    p.add_argument("--distance", default="log_kl", choices=list(DISTANCES), help="features.distance")
     args = parser.parse_args(argv)
     if args.command in ("ggd", "ggd-sets"):
         if args.threads:

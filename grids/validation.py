@@ -45,6 +45,7 @@ import pandas as pd
 from scipy import stats
 
 from . import io, tables
+from .ggd import DISTANCES
 from .grouping.names import group_members, group_name
 from .grouping.rounds import member_drops  # the drops the search uses, the same way
 from .similarity import group_distance, similarity_table, wide_matrix
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("matrix", help="one variant's similarity matrix from its per-set GGD tables")
     p.add_argument("--ggd", nargs="+", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--distance", default="log_kl", help="features.distance (grids.ggd.DISTANCES)")
+    p.add_argument("--distance", default="log_kl", choices=list(DISTANCES), help="features.distance")
     p = sub.add_parser("tables", help="Table 2 and the premise report")
     p.add_argument("--experiments", required=True, help="the config's validation.experiments, JSON")
     p.add_argument("--degradations", nargs="+", required=True)
