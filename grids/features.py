@@ -15,18 +15,57 @@ The SRGA recipe (docs/method.md §2-3), for one image set (the clean set or one 
 
 ``kind: sift`` swaps step 2 for OpenCV SIFT descriptors (128-D per keypoint) of the whole images,
 an ablation that asks whether the network's features matter.
+
+An image's :class:`Signature` is this fit at several layers of one descriptor pass (the selector's
+and the out-of-distribution statistics' input); its :meth:`Signature.vector` is the one place the
+``[log alpha, log sigma]`` per layer is built.
+
+Functions here take a complete ``features`` section (every key of the config's defaults): the
+stages' ``main`` and :mod:`grids.config` fill in what a hand-written section leaves out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
-from .config import config_section
 from .ggd import GGD, fit_ggd_torch
 from .seeds import rng_for
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The GGD of one image (or image set) at each of several descriptor layers (SIFT: the one
+    entry ``sift``), ``{layer: GGD}``."""
+
+    ggds: Mapping[str, GGD]
+
+    @classmethod
+    def from_rows(cls, rows: pd.DataFrame) -> Signature:
+        """From ``layer, alpha, sigma`` rows (one image's rows of ``references.parquet``)."""
+        return cls({layer: GGD(a, s) for layer, a, s in zip(rows.layer, rows.alpha, rows.sigma)})
+
+    def __getitem__(self, layer: str) -> GGD:
+        return self.ggds[layer]
+
+    def __contains__(self, layer: str) -> bool:
+        return layer in self.ggds
+
+    def __iter__(self):
+        return iter(self.ggds)
+
+    def vector(self, layers: list[str]) -> np.ndarray:
+        """``[log alpha, log sigma]`` per layer of ``layers`` (``[2 * len(layers)]`` float64): the
+        point of the signature space the ``knn``/``mahalanobis`` statistics and the signature
+        choice compare."""
+        missing = [layer for layer in layers if layer not in self.ggds]
+        if missing:
+            raise ValueError(f"no signature at layers {missing}: rebuild the selection references")
+        return np.log(np.array([(self.ggds[k].alpha, self.ggds[k].sigma) for k in layers], np.float64)).reshape(-1)
 
 
 def patch_boxes(sizes: dict[str, tuple[int, int]], n: int, size: int, seed: int) -> list[tuple[str, int, int]]:
@@ -187,7 +226,7 @@ def set_ggd(
     model: torch.nn.Module | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[GGD, int]:
-    """GGD of one image set under the ``features`` config; also returns the number of values fitted."""
+    """GGD of one image set under the ``features`` section; also returns the number of values fitted."""
     if features["kind"] == "sift":  # a generator: one image decoded at a time for ImageFiles
         x = torch.from_numpy(sift_features((images[i] for i in sorted(images)), features["n_patches"], seed)).to(device)
     else:
@@ -204,7 +243,4 @@ def features_ggd(x: torch.Tensor, features: dict) -> tuple[GGD, int]:
     k = min(features["pca_components"], x.shape[0] - 1, x.shape[1])
     scores = pca_scores(x, k)
     del x
-    # A hand-written features section may lack keys: config_section fills in the config's defaults
-    # (the one place they live) and checks it, as validate_config does for a whole config.
-    outlier_stds = config_section("features", features)["outlier_stds"]
-    return fit_ggd_torch(scores, outlier_stds=outlier_stds), scores.numel()
+    return fit_ggd_torch(scores, outlier_stds=features["outlier_stds"]), scores.numel()

@@ -2,13 +2,15 @@
 
 The selector (:mod:`grids.selection`) picks the group whose references are closest to an input.
 This module scores how far the input lies from the training degradations, without running any
-restoration model, under four statistics (``selection.statistic``):
+restoration model, under four statistics (``selection.statistic``), each a class of
+:data:`STATISTICS` that declares what it reads, its default threshold and its meaning:
 
 ============  ===============================================================================
 statistic     score of an input, and its default threshold
 ============  ===============================================================================
-paper         the paper's rule: distance (log KL) of the input's GGD to the chosen group's
-              mean set GGD (``results/similarity/ggd.parquet``); threshold 4
+paper         the paper's rule: distance (``features.distance``) of the input's GGD to the
+              chosen group's mean set GGD (``results/similarity/ggd.parquet``); threshold 4
+              (:data:`grids.ggd.PAPER_THRESHOLD`)
 nearest       distance to the nearest reference image of the chosen group at
               ``features.layer`` (one GGD, two numbers per image); threshold: the 95th
               percentile of each reference's distance to its nearest other reference of its
@@ -37,41 +39,38 @@ like the calibration images is judged in distribution with probability at least 
 (exchangeability; marginal over the trained degradations, and for test images only as far as
 they resemble the reference images). Splitting by image id keeps one photo's differently degraded
 copies on one side, so a calibration image never finds its own content in the bank.
+
+**Adding a statistic** is one subclass of :class:`Statistic` in :data:`STATISTICS` (its name,
+meaning, what it reads, ``default_threshold`` and ``score``) and a test; the config schema's
+``selection.statistic`` enum is checked against the registry by the tests.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from .ggd import kl_divergence, log_kl_distance
 from .seeds import rng_for
 
-STATISTICS = ("paper", "nearest", "knn", "mahalanobis")
-PAPER_THRESHOLD = 4.0  # the paper's haze example; on the scale of set-level GGDs
+if TYPE_CHECKING:
+    from .features import Signature
+
 SHRINKAGE = 0.2  # Mahalanobis: covariance (1 - s) * pooled + s * identity, in standardised units
 
 
-def signature_vector(rows: pd.DataFrame, layers: list[str]) -> np.ndarray:
-    """``[log alpha, log sigma]`` per layer (``[2 * len(layers)]`` float64) from one image's
-    ``layer, alpha, sigma`` rows."""
-    by_layer = rows.set_index("layer")
-    missing = [layer for layer in layers if layer not in by_layer.index]
-    if missing:
-        raise ValueError(f"no signature rows for layers {missing}: rebuild the selection references")
-    part = by_layer.loc[layers]
-    return np.stack([np.log(part.alpha), np.log(part.sigma)], axis=1).reshape(-1).astype(np.float64)
-
-
 def signature_table(references: pd.DataFrame, layers: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """``(keys, Z)``: ``keys`` = ``degradation, image`` per reference image, ``Z [n, 2 * L]``."""
+    """``(keys, Z)``: ``keys`` = ``degradation, image`` per reference image, ``Z [n, 2 * L]`` the
+    images' :meth:`grids.features.Signature.vector` at ``layers``."""
+    from .features import Signature
+
     keys, rows = [], []
     for (degradation, image), part in references.groupby(["degradation", "image"], sort=True):
         keys.append((degradation, image))
-        rows.append(signature_vector(part, layers))
+        rows.append(Signature.from_rows(part).vector(layers))
     return pd.DataFrame(keys, columns=["degradation", "image"]), np.asarray(rows, np.float64)
 
 
@@ -133,78 +132,193 @@ class SignatureBank:
         return float(np.sqrt(np.einsum("gi,ij,gj->g", d, self.precision, d).min()))
 
 
-class OodStatistic:
-    """One statistic fitted on the references: ``score(input, group)`` and its ``threshold``.
+@dataclass(frozen=True)
+class References:
+    """What a statistic is fitted on.
 
-    ``references``: the ``selection_references`` rows (every layer of every reference image);
-    ``group_of``: degradation -> final group; ``set_ggds``: ``group, alpha, sigma`` (mean set
-    GGD per group, for ``paper``); ``layer``: ``features.layer``; ``layers``: the signature's.
-    An input is its signature, a dict ``{layer: (alpha, sigma)}``.
+    ``rows``: the ``selection_references`` rows (every layer of every reference image);
+    ``group_of``: degradation -> final group (other degradations' rows are left out);
+    ``layer``: ``features.layer`` (the method's GGD); ``layers``: the signature's
+    (``selection.layers``); ``set_ggds``: ``group, alpha, sigma``, each group's mean set GGD;
+    ``alpha``: ``selection.alpha``; ``distance``: ``features.distance``.
     """
 
-    def __init__(
-        self,
-        name: str,
-        references: pd.DataFrame,
-        group_of: dict[str, str],
-        set_ggds: pd.DataFrame | None,
-        layer: str,
-        layers: list[str],
-        alpha: float = 0.05,
-        seed: int = 0,
-        threshold: float | None = None,
-    ):
-        if name not in STATISTICS:
-            raise ValueError(f"unknown statistic {name!r}; expected one of {', '.join(STATISTICS)}")
-        self.name, self.layer, self.layers, self.alpha = name, layer, list(layers), alpha
-        refs = references[references.degradation.isin(group_of)]
-        if name == "paper":
-            if set_ggds is None:
-                raise ValueError("the paper statistic needs the groups' set GGDs")
-            self.sets = set_ggds.set_index("group")
-            default = PAPER_THRESHOLD
-        elif name == "nearest":
-            method = refs[refs.layer == layer]
-            self.refs = pd.DataFrame(
-                {"group": method.degradation.map(group_of).to_numpy(), "alpha": method.alpha, "sigma": method.sigma}
-            )
-            default = nearest_threshold(self.refs)
-        else:
-            keys, z = signature_table(refs, self.layers)
-            calibration = keys.image.isin(split_images(list(keys.image), seed)).to_numpy()
-            groups = keys.degradation.map(group_of).to_numpy()
-            self.bank = SignatureBank.fit(z[~calibration], groups[~calibration])
-            self.calibration_scores = np.array([self._bank_score(z[i]) for i in np.flatnonzero(calibration)])
-            default = conformal_threshold(self.calibration_scores, alpha)
-        self.threshold = float(default if threshold is None else threshold)
+    rows: pd.DataFrame
+    group_of: dict[str, str]
+    layer: str
+    layers: list[str]
+    set_ggds: pd.DataFrame | None = None
+    alpha: float = 0.05
+    seed: int = 0
+    distance: str = "log_kl"
 
-    def _bank_score(self, z: np.ndarray) -> float:
-        return self.bank.knn(z) if self.name == "knn" else self.bank.mahalanobis(z)
-
-    def score(self, signature: dict[str, tuple[float, float]], group: str) -> float:
-        """The input's score (larger: further from the training degradations); ``paper`` and
-        ``nearest`` measure it against the chosen ``group``, the others against every group."""
-        if self.name in ("paper", "nearest"):
-            alpha, sigma = signature[self.layer]
-            refs = self.sets.loc[[group]] if self.name == "paper" else self.refs[self.refs.group == group]
-            kl = np.asarray(kl_divergence(refs.alpha.to_numpy(), refs.sigma.to_numpy(), alpha, sigma), np.float64)
-            return float(log_kl_distance(kl.min()))
-        z = np.array([math.log(v) for layer in self.layers for v in signature[layer]], np.float64)
-        return self._bank_score(z)
+    def trained(self) -> pd.DataFrame:
+        return self.rows[self.rows.degradation.isin(self.group_of)]
 
 
-def nearest_threshold(references: pd.DataFrame, quantile: float = 0.95) -> float:
+class Statistic:
+    """An out-of-distribution statistic fitted on :class:`References`: ``score(signature, group)``
+    (larger: further from the training degradations) and ``threshold`` (the default, or the given
+    one). Subclasses declare:
+
+    * ``name``: the config value of ``selection.statistic``;
+    * ``meaning``: its score and default threshold in words;
+    * ``reads_method_layer``: it reads the input's GGD at ``features.layer`` (the deepest layer,
+      the costliest; the selector computes it only when something reads it);
+    * ``layers``: the signature layers it reads (set on fitting);
+    * ``against_group``: it measures the input against the chosen group (else every group).
+    """
+
+    name: ClassVar[str]
+    meaning: ClassVar[str]
+    reads_method_layer: ClassVar[bool] = False
+    against_group: ClassVar[bool] = False
+
+    def __init__(self, references: References, threshold: float | None = None):
+        self.layers: list[str] = []
+        self.fit(references)
+        self.threshold = float(self.default_threshold() if threshold is None else threshold)
+
+    def fit(self, references: References) -> None:
+        raise NotImplementedError
+
+    def default_threshold(self) -> float:
+        raise NotImplementedError
+
+    def score(self, signature: Signature, group: str) -> float:
+        raise NotImplementedError
+
+
+class _DistanceStatistic(Statistic):
+    """The distance (``features.distance``) of the input's GGD at ``features.layer`` to the
+    nearest of the chosen group's GGDs (:meth:`group_ggds`)."""
+
+    reads_method_layer = True
+    against_group = True
+
+    def fit(self, references: References) -> None:
+        from .ggd import get_distance
+
+        self.layer, self.distance = references.layer, get_distance(references.distance)
+
+    def group_ggds(self, group: str) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def score(self, signature: Signature, group: str) -> float:
+        refs, fit = self.group_ggds(group), signature[self.layer]
+        _, distance = self.distance.between(refs.alpha.to_numpy(), refs.sigma.to_numpy(), fit.alpha, fit.sigma)
+        return float(distance.min())
+
+
+class Paper(_DistanceStatistic):
+    name = "paper"
+    meaning = "distance of the input's GGD to the chosen group's mean set GGD; threshold 4 (the paper's)"
+
+    def fit(self, references: References) -> None:
+        super().fit(references)
+        if references.set_ggds is None:
+            raise ValueError("the paper statistic needs the groups' set GGDs")
+        self.sets = references.set_ggds.set_index("group")
+
+    def default_threshold(self) -> float:
+        return self.distance.threshold
+
+    def group_ggds(self, group: str) -> pd.DataFrame:
+        return self.sets.loc[[group]]
+
+
+class Nearest(_DistanceStatistic):
+    name = "nearest"
+    meaning = (
+        "distance to the nearest reference image of the chosen group at features.layer; threshold: the 95th "
+        "percentile of each reference's distance to its nearest other reference of its group"
+    )
+
+    def fit(self, references: References) -> None:
+        super().fit(references)
+        rows = references.trained()
+        method = rows[rows.layer == self.layer]
+        group = method.degradation.map(references.group_of).to_numpy()
+        self.refs = pd.DataFrame({"group": group, "alpha": method.alpha, "sigma": method.sigma})
+
+    def default_threshold(self) -> float:
+        return nearest_threshold(self.refs, distance=self.distance.name)
+
+    def group_ggds(self, group: str) -> pd.DataFrame:
+        return self.refs[self.refs.group == group]
+
+
+class _BankStatistic(Statistic):
+    """A score in the signature space of ``selection.layers`` against a bank of half the reference
+    images, with a split-conformal threshold from the other half (module doc)."""
+
+    def fit(self, references: References) -> None:
+        self.layers, self.alpha = list(references.layers), references.alpha
+        keys, z = signature_table(references.trained(), self.layers)
+        calibration = keys.image.isin(split_images(list(keys.image), references.seed)).to_numpy()
+        groups = keys.degradation.map(references.group_of).to_numpy()
+        self.bank = SignatureBank.fit(z[~calibration], groups[~calibration])
+        self.calibration_scores = np.array([self.bank_score(z[i]) for i in np.flatnonzero(calibration)])
+
+    def default_threshold(self) -> float:
+        return conformal_threshold(self.calibration_scores, self.alpha)
+
+    def bank_score(self, z: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def score(self, signature: Signature, group: str) -> float:
+        return self.bank_score(signature.vector(self.layers))
+
+
+class Knn(_BankStatistic):
+    name = "knn"
+    meaning = (
+        "Euclidean distance to the nearest reference image of any trained degradation in the signature space; "
+        "split-conformal threshold"
+    )
+
+    def bank_score(self, z: np.ndarray) -> float:
+        return self.bank.knn(z)
+
+
+class Mahalanobis(_BankStatistic):
+    name = "mahalanobis"
+    meaning = (
+        "the smallest Mahalanobis distance to a group's mean signature (pooled, shrunk covariance); "
+        "split-conformal threshold"
+    )
+
+    def bank_score(self, z: np.ndarray) -> float:
+        return self.bank.mahalanobis(z)
+
+
+STATISTICS: dict[str, type[Statistic]] = {cls.name: cls for cls in (Paper, Nearest, Knn, Mahalanobis)}
+
+
+def fit_statistic(name: str, references: References, threshold: float | None = None) -> Statistic:
+    """The statistic called ``name`` fitted on ``references`` (``threshold``: None for its own)."""
+    if name not in STATISTICS:
+        raise ValueError(f"unknown statistic {name!r}; expected one of {', '.join(STATISTICS)}")
+    return STATISTICS[name](references, threshold)
+
+
+def listed(names, last: str = "or") -> str:
+    """Names quoted and joined for a sentence of the docs or the report: `a`, `b` or `c`."""
+    quoted = [f"`{n}`" for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {last} {quoted[-1]}"
+
+
+def nearest_threshold(references: pd.DataFrame, quantile: float = 0.95, distance: str = "log_kl") -> float:
     """The ``quantile`` of each reference's distance to the nearest *other* reference of its group:
     how far an input of a trained degradation typically lands from its group (groups with a
     single reference row have no such distance and are skipped)."""
+    from .ggd import get_distance
+
     nearest = []
     for _, part in references.groupby("group", sort=False):
         if len(part) < 2:
             continue
-        a, s = part.alpha.to_numpy(), part.sigma.to_numpy()
-        d = np.asarray(
-            log_kl_distance(np.asarray(kl_divergence(a[:, None], s[:, None], a[None, :], s[None, :]), float)), float
-        )
+        _, d = get_distance(distance).pairwise(part.alpha.to_numpy(), part.sigma.to_numpy())
         np.fill_diagonal(d, np.inf)
         nearest.extend(d.min(axis=0))  # column j: distance of the others (as references) to image j
     if not nearest:

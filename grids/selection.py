@@ -1,8 +1,8 @@
 """Adaptive model selection and generalisation prediction (docs/method.md §7).
 
-This module is the selector that ``grids select`` and ``grids restore`` run, and the command line
-of the selection stages; the selection report is :mod:`grids.selection_report`, the
-out-of-distribution statistics :mod:`grids.ood`.
+This module is the selector that ``grids select`` and ``grids restore`` run, and the stage that
+fits its references; it imports no report code (tests/test_layout.py). The selection report is
+:mod:`grids.selection_report`, the out-of-distribution statistics :mod:`grids.ood`.
 
 For an input image of unknown degradation:
 
@@ -23,7 +23,7 @@ For an input image of unknown degradation:
    * ``sets`` (the paper's wording): the group whose mean set GGD (the means of its members'
      (alpha, sigma) from ``results/similarity/ggd.parquet``) is closest.
 
-   Divergences are on the distance scale ``log10(KL + 1e-5) + 5`` like the similarity matrix.
+   Divergences are the similarity matrix's distance (``features.distance``, :mod:`grids.ggd`).
 4. Without running any model, ``selection.statistic`` (:mod:`grids.ood`) scores the input; above
    its threshold it is out of distribution. The report's monotone fit of the drop on the score
    (``results/selection/drop_fit.parquet``) gives the expected drop.
@@ -32,16 +32,8 @@ For an input image of unknown degradation:
         --descriptor W --features JSON --layers conv_first RB16 --n-patches 64 --seed S \
         --out results/selection/references/jpeg.parquet
 
-    python -m grids.selection report --ggd G --groups F --references R --eval E... \
-        --test-set NAME CLEAN DEGRADED... --descriptor W --features JSON --selection JSON --seed S \
-        --divergences D --accuracy A --scores S --prediction P --ood O --unseen-table U \
-        --drop-fit F --summary summary.md --confusion C.png --scatter S.png --ood-plot O.png
-
 ``references`` (rule ``selection_reference_set``, one job per degradation): the per-image
 signatures of one degraded set, with the feature settings and descriptor they were fitted with.
-
-``report`` (rule ``selection_tables``): the selector run on every degraded test image, scored
-against the true groups and the evaluation tables (:mod:`grids.selection_report`).
 """
 
 from __future__ import annotations
@@ -52,17 +44,20 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from . import io, tables
-from .ggd import GGD, kl_divergence, log_kl_distance
-from .ood import OodStatistic, SignatureBank, predict_drop, signature_table
+from .config import config_section
+from .ggd import GGD, get_distance
+from .ood import References, SignatureBank, Statistic, fit_statistic, predict_drop, signature_table
 from .seeds import rng_for
-from .selection_report import REPORT_FILES
-from .similarity import add_set_arguments
-from .stage import add_test_set_argument, test_set_manifests
+from .stage import add_set_arguments
+
+if TYPE_CHECKING:  # torch, which grids.features imports, is loaded when a signature is computed
+    from .features import Signature
 
 FEATURE_COLUMNS = {
     "n_patches": "n_patches",
@@ -123,13 +118,15 @@ def image_references(references: pd.DataFrame, groups: pd.DataFrame, features: d
     ).reset_index(drop=True)
 
 
-def divergences(references: pd.DataFrame, fit: GGD) -> pd.DataFrame:
-    """``group, kl, distance``: per group the smallest ``KL(reference || input)`` over its reference
-    rows (one row per group for ``sets``, one per image for ``images``), smallest distance first."""
-    kl = np.atleast_1d(kl_divergence(references.alpha.to_numpy(), references.sigma.to_numpy(), fit.alpha, fit.sigma))
-    table = pd.DataFrame({"group": references.group.to_numpy(), "kl": np.asarray(kl, dtype=np.float64)})
+def divergences(references: pd.DataFrame, fit: GGD, distance: str = "log_kl") -> pd.DataFrame:
+    """``group, kl, distance``: per group the smallest divergence ``D(reference || input)`` over its
+    reference rows (one row per group for ``sets``, one per image for ``images``), smallest distance
+    first (``distance``: ``features.distance``)."""
+    measure = get_distance(distance)
+    kl, _ = measure.between(references.alpha.to_numpy(), references.sigma.to_numpy(), fit.alpha, fit.sigma)
+    table = pd.DataFrame({"group": references.group.to_numpy(), "kl": np.atleast_1d(kl)})
     table = table.groupby("group", sort=False).kl.min().reset_index()
-    table["distance"] = np.atleast_1d(log_kl_distance(table.kl.to_numpy()))
+    table["distance"] = np.atleast_1d(measure.scale(table.kl.to_numpy()))
     return table.sort_values(["distance", "group"], kind="stable").reset_index(drop=True)
 
 
@@ -181,13 +178,13 @@ def signature_layers(features: dict, layers: list[str] = (), method: bool = True
 
 def image_signature(
     image: np.ndarray, features: dict, model, seed: int, device, layers: list[str] = (), method: bool = True
-) -> dict[str, tuple[float, float]]:
-    """``{layer: (alpha, sigma)}`` of one image (:mod:`grids.ood`): self-augmented patches, one
-    descriptor pass for every layer of :func:`signature_layers`, then per layer the similarity's
-    PCA + GGD fit. SIFT: one entry."""
+) -> Signature:
+    """The :class:`grids.features.Signature` of one image: self-augmented patches, one descriptor
+    pass for every layer of :func:`signature_layers`, then per layer the similarity's PCA + GGD fit.
+    SIFT: one entry."""
     import torch
 
-    from .features import descriptor_layer_features, features_ggd, sift_features
+    from .features import Signature, descriptor_layer_features, features_ggd, sift_features
 
     if features["kind"] == "sift":
         maps = {"sift": torch.from_numpy(sift_features([image], features["n_patches"], seed))}
@@ -197,16 +194,9 @@ def image_signature(
     signature = {}
     for layer in list(maps):
         x = maps.pop(layer)  # freed after its fit: one layer's features in memory at a time
-        fit = features_ggd(x, features)[0]
+        signature[layer] = features_ggd(x, features)[0]
         del x
-        signature[layer] = (fit.alpha, fit.sigma)
-    return signature
-
-
-def image_ggd(image: np.ndarray, features: dict, model, seed: int, device) -> GGD:
-    """The GGD of one image: self-augmented patches, descriptor features (or SIFT), PCA, fit."""
-    alpha, sigma = image_signature(image, features, model, seed, device)[method_layer(features)]
-    return GGD(alpha, sigma)
+    return Signature(signature)
 
 
 def reference_table(
@@ -232,14 +222,14 @@ def reference_table(
     rows = []
     for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"references {name}", unit="img"):
         signature = image_signature(io.load_png(row.path), features, model, seed, device, layers)
-        for layer, (alpha, sigma) in signature.items():
+        for layer in signature:
             rows.append(
                 [
                     name,
                     row.image_id,
                     layer,
-                    alpha,
-                    sigma,
+                    signature[layer].alpha,
+                    signature[layer].sigma,
                     features["n_patches"],
                     features["patch_size"],
                     features["pca_components"],
@@ -254,10 +244,11 @@ class Selector:
     """Chooses a final group for an image and judges whether its model will cope (module doc).
 
     ``references``: ``group, alpha, sigma`` rows (:func:`image_references` or :func:`group_ggds`)
-    that choose the group. ``statistics``: fitted :class:`grids.ood.OodStatistic` by name, every
+    that choose the group. ``statistics``: fitted :class:`grids.ood.Statistic` by name, every
     one scored by :meth:`judge`; ``statistic`` names the one whose threshold sets
-    ``in_distribution`` (None: the selection distance against ``threshold``). ``drop_fit``: the
-    report's ``score, drop`` knots for that statistic, for the expected drop.
+    ``in_distribution`` (None: the selection distance against ``threshold``, by default the
+    distance's own, :data:`grids.ggd.PAPER_THRESHOLD`). ``drop_fit``: the report's ``score,
+    drop`` knots for that statistic, for the expected drop.
     """
 
     def __init__(
@@ -265,10 +256,10 @@ class Selector:
         references: pd.DataFrame,
         features: dict,
         descriptor: str | None,
-        threshold: float = 4.0,
+        threshold: float | None = None,
         seed: int = 0,
         device: str = "auto",
-        statistics: dict[str, OodStatistic] | None = None,
+        statistics: dict[str, Statistic] | None = None,
         statistic: str | None = None,
         drop_fit: pd.DataFrame | None = None,
         bank: SignatureBank | None = None,
@@ -282,34 +273,31 @@ class Selector:
         self.bank, self.bank_layers = bank, list(bank_layers)
         if statistic is not None and statistic not in self.statistics:
             raise ValueError(f"statistic {statistic!r} is not among the fitted ones {sorted(self.statistics)}")
-        self.threshold = self.statistics[statistic].threshold if statistic else threshold
+        self.distance = get_distance(features["distance"])
+        if statistic:
+            self.threshold = self.statistics[statistic].threshold
+        else:
+            self.threshold = self.distance.threshold if threshold is None else threshold
         self.layers = sorted({layer for s in self.statistics.values() for layer in s.layers} | set(self.bank_layers))
         # The method's GGD (the deepest layer, the costliest) only when something reads it.
-        self.method = self.bank is None or any(name in ("paper", "nearest") for name in self.statistics)
+        self.method = self.bank is None or any(s.reads_method_layer for s in self.statistics.values())
         self.device = pick_device(device)
         self.model = load_descriptor(descriptor, self.device) if features["kind"] == "descriptor" else None
 
-    def signature(self, image: np.ndarray) -> dict[str, tuple[float, float]]:
+    def signature(self, image: np.ndarray) -> Signature:
         return image_signature(image, self.features, self.model, self.seed, self.device, self.layers, self.method)
 
-    def input_ggd(self, image: np.ndarray) -> GGD:
-        """The input's GGD at the method's layer (computed even where the choice does not read it)."""
-        features, layer = self.features, method_layer(self.features)
-        alpha, sigma = image_signature(image, features, self.model, self.seed, self.device)[layer]
-        return GGD(alpha, sigma)
-
-    def choose(self, signature: dict[str, tuple[float, float]]) -> tuple[pd.DataFrame, GGD]:
-        """Every group's divergence (smallest first) and the input's GGD at the method's layer;
-        with a signature ``bank`` the divergence is the distance to the group's nearest reference
-        in the signature space."""
-        alpha, sigma = signature.get(method_layer(self.features), (float("nan"), float("nan")))
-        fit = GGD(alpha, sigma)
+    def choose(self, signature: Signature) -> tuple[pd.DataFrame, GGD | None]:
+        """Every group's divergence (smallest first) and the input's GGD at the method's layer
+        (None where nothing read it); with a signature ``bank`` the divergence is the distance to
+        the group's nearest reference in the signature space."""
+        layer = method_layer(self.features)
+        fit = signature[layer] if layer in signature else None
         if self.bank is not None:
-            z = np.array([np.log(v) for layer in self.bank_layers for v in signature[layer]], np.float64)
-            return self.bank.group_distances(z), fit
-        return divergences(self.references, fit), fit
+            return self.bank.group_distances(signature.vector(self.bank_layers)), fit
+        return divergences(self.references, fit, self.distance.name), fit
 
-    def judge(self, signature: dict[str, tuple[float, float]], group: str) -> dict[str, float]:
+    def judge(self, signature: Signature, group: str) -> dict[str, float]:
         """Every fitted statistic's score of the input against ``group``."""
         return {name: statistic.score(signature, group) for name, statistic in self.statistics.items()}
 
@@ -326,8 +314,8 @@ class Selector:
             float(best.distance),
             bool(score <= self.threshold),
             table,
-            fit.alpha,
-            fit.sigma,
+            fit.alpha if fit else float("nan"),
+            fit.sigma if fit else float("nan"),
             self.statistic or "",
             score,
             drop,
@@ -409,7 +397,7 @@ def fit_statistics(
     references: pd.DataFrame,
     seed: int,
     names: list[str] | None = None,
-) -> dict[str, OodStatistic]:
+) -> dict[str, Statistic]:
     """The statistics ``names`` (default: every one of :data:`grids.ood.STATISTICS`), fitted on the
     references; ``selection.threshold`` (when set) overrides the default statistic's threshold only."""
     from .ood import STATISTICS
@@ -422,18 +410,18 @@ def fit_statistics(
             f"results/selection/references.parquet has no signature at layers {missing} (selection.layers "
             "changed since it was built?): rebuild `final_models`"
         )
+    fitted_on = References(
+        references,
+        group_of,
+        method_layer(features),
+        layers,
+        group_ggds(ggd, groups),
+        selection["alpha"],
+        seed,
+        features["distance"],
+    )
     return {
-        name: OodStatistic(
-            name,
-            references,
-            group_of,
-            group_ggds(ggd, groups),
-            method_layer(features),
-            layers,
-            selection["alpha"],
-            seed,
-            selection["threshold"] if name == selection["statistic"] else None,
-        )
+        name: fit_statistic(name, fitted_on, selection["threshold"] if name == selection["statistic"] else None)
         for name in (STATISTICS if names is None else names)
     }
 
@@ -501,37 +489,9 @@ def selector_from_config(
     return build_selector(selection, features, ggd, groups, references, weights, config["seed"], device, sha, drop_fit)
 
 
-def report_flag(name: str) -> str:
-    """The report's option for one of its files (``--unseen`` already names the degradations)."""
-    return "unseen-table" if name == "unseen" else name.replace("_", "-")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.selection", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("report", help="selection accuracy and divergence/PSNR correlation on the test sets")
-    p.add_argument("--ggd", required=True)
-    p.add_argument("--groups", required=True)
-    p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every single-task and final model")
-    add_test_set_argument(p)
-    p.add_argument("--descriptor", default="")
-    p.add_argument("--features", required=True, help="the config's features section, JSON")
-    p.add_argument("--selection", required=True, help="the config's selection section, JSON")
-    p.add_argument("--references", required=True, help="references.parquet (per-image signatures)")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--unseen", action="append", default=[], help="a test degradation no model was trained on")
-    for name in REPORT_FILES:
-        what = {
-            "summary": "summary.md",
-            "summary_html": "summary.md as a page (Snakemake report)",
-            "confusion": "confusion.png",
-            "scatter": "prediction.png",
-        }.get(name)
-        p.add_argument(
-            f"--{report_flag(name)}", dest=f"file_{name}", required=True, help=f"{what or name + ' table'} to write"
-        )
     p = sub.add_parser("references", help="per-image signatures of one degraded set")
     add_set_arguments(p)
     p.add_argument("--layers", nargs="*", default=[], help="selection.layers (features.layer is always added)")
@@ -540,40 +500,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--references", nargs="+", required=True)
     p.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    if getattr(args, "threads", 0):
-        import torch
-
-        torch.set_num_threads(args.threads)
     if args.command == "combine":
         tables.write(io.read_parquets(args.references), "selection_references", args.out)
         return 0
-    features = json.loads(args.features)
-    if args.command == "references":
-        table = reference_table(
-            args.set,
-            io.read_manifest(args.manifest),
-            args.descriptor or None,
-            selection_features(features, {"n_patches": args.n_patches}),
-            args.seed,
-            args.device,
-            args.layers,
-        )
-        tables.write(table, "selection_references", args.out)
-        return 0
-    selection = json.loads(args.selection)
-    ggd, groups, references = (pd.read_parquet(path) for path in (args.ggd, args.groups, args.references))
-    descriptor = args.descriptor or None
-    selector = build_selector(
-        selection, features, ggd, groups, references, descriptor, args.seed, args.device, every_statistic=True
-    )
-    from .selection_report import selection_tables, write_report
+    if args.threads:
+        import torch
 
-    evaluation = io.read_parquets(args.eval)
-    test_sets = test_set_manifests(args.test_set)
-    near = selection["near_misses"]
-    report = selection_tables(selector, groups, test_sets, evaluation, args.unseen, args.seed, near)
-    write_report(report, groups, selector, {name: getattr(args, f"file_{name}") for name in REPORT_FILES})
-    print(Path(args.file_summary).read_text())
+        torch.set_num_threads(args.threads)
+    features = config_section("features", json.loads(args.features))
+    table = reference_table(
+        args.set,
+        io.read_manifest(args.manifest),
+        args.descriptor or None,
+        selection_features(features, {"n_patches": args.n_patches}),
+        args.seed,
+        args.device,
+        args.layers,
+    )
+    tables.write(table, "selection_references", args.out)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The selection report (rule ``selection_report``, ``python -m grids.selection report``): how well
+"""The selection report (rule ``selection_tables``, ``python -m grids.selection_report``): how well
 the selector of :mod:`grids.selection` chooses, and whether its divergence predicts the result.
 
 Kept apart from the selector, which ``grids select`` and ``grids restore`` use at run time: the
@@ -17,10 +17,18 @@ tables of :mod:`grids.tables`):
 * ``ood.parquet``: out-of-distribution detection on the ``selection.unseen`` degradations (applied
   to the test sets, never trained on; their rows have ``seen`` false and no true group);
 * ``confusion.png``, ``prediction.png`` and ``summary.md``.
+
+    python -m grids.selection_report --ggd G --groups F --references R --eval E... \
+        --test-set NAME CLEAN DEGRADED... --descriptor W --features JSON --selection JSON --seed S \
+        --divergences D --accuracy A --scores S --prediction P --ood O --unseen-table U \
+        --drop-fit F --summary summary.md --confusion C.png --scatter S.png --ood-plot O.png
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +37,10 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from . import io, tables
+from .config import config_section
+from .ood import STATISTICS, listed
+from .plotting import category_styles
+from .stage import add_test_set_argument, test_set_manifests
 
 if TYPE_CHECKING:
     from .selection import Selector
@@ -60,6 +72,30 @@ def selection_tables(
     except the ``near_misses`` among them, which should be judged in distribution.
     ``test_sets``: name -> (clean manifest, {degradation: degraded manifest}), as
     :func:`grids.stage.test_set_manifests` reads them."""
+    divergences, accuracy, scores, seconds = select_test_images(selector, groups, test_sets, evaluation, unseen)
+    drop = accuracy.psnr_single - accuracy.psnr_chosen  # against the degradation's own single-task model
+    drop_fit = expected_drops(accuracy, scores, drop, selector.statistic, seed)
+    return {
+        "divergences": divergences,
+        "accuracy": accuracy[tables.columns("selection_accuracy")],
+        "scores": scores[tables.columns("selection_scores")],
+        "prediction": prediction_table(accuracy, scores, drop),
+        "ood": ood_table(selector, accuracy, scores, near_misses, seconds),
+        "unseen": unseen_table(accuracy, scores, near_misses),
+        "drop_fit": drop_fit,
+    }
+
+
+def select_test_images(
+    selector: Selector,
+    groups: pd.DataFrame,
+    test_sets: dict[str, tuple[str, dict[str, str]]],
+    evaluation: pd.DataFrame,
+    unseen: list[str],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[float]]:
+    """The selector on every degraded test image: ``(divergences, accuracy, scores, seconds)``,
+    ``accuracy``'s score columns and ``scores``' ``expected_drop`` still to be filled in
+    (:func:`expected_drops`); ``seconds``: the signature time of each image."""
     import time
 
     from tqdm import tqdm
@@ -73,73 +109,94 @@ def selection_tables(
             if name not in degraded:
                 raise ValueError(f"test set {set_name!r}: no degraded manifest given for {name}")
             manifest = io.read_manifest(degraded[name])
+            seen = name in true_group
             for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"{set_name}/{name}", unit="img"):
                 start = time.perf_counter()
                 signature = selector.signature(io.load_png(row.path))
                 seconds.append(time.perf_counter() - start)
                 table, _ = selector.choose(signature)
                 chosen = str(table.group.iloc[0])
-                for d in table.itertuples():
-                    div_rows.append([set_name, name, row.image_id, d.group, d.kl, d.distance])
-                seen = name in true_group
+                key = (set_name, name, row.image_id)
+                div_rows.extend([*key, d.group, d.kl, d.distance] for d in table.itertuples())
                 for statistic, score in selector.judge(signature, chosen).items():
                     limit = selector.statistics[statistic].threshold
-                    score_rows.append([set_name, name, row.image_id, seen, statistic, score, score <= limit])
-                key = (set_name, name, row.image_id)
+                    score_rows.append([*key, seen, statistic, score, score <= limit])
+                truth = true_group.get(name, "")
                 rows.append(
                     [
-                        set_name,
-                        name,
-                        row.image_id,
+                        *key,
                         seen,
-                        true_group.get(name, ""),
+                        truth,
                         chosen,
-                        seen and chosen == true_group[name],
+                        seen and chosen == truth,
                         float(table.distance.iloc[0]),
-                        nan,  # score, in_distribution and expected_drop: filled below
+                        nan,  # score, in_distribution and expected_drop: filled by expected_drops
                         False,
                         nan,
                         psnr[(chosen, *key)],
-                        psnr[(true_group[name], *key)] if seen else nan,
+                        psnr[(truth, *key)] if seen else nan,
                         psnr[(name, *key)] if seen else nan,
                     ]
                 )
-    accuracy = pd.DataFrame(rows, columns=tables.columns("selection_accuracy"))
-    scores = pd.DataFrame(score_rows, columns=tables.columns("selection_scores")[:-1])  # expected_drop: below
-    accuracy["drop"] = accuracy.psnr_single - accuracy.psnr_chosen
+    return (
+        pd.DataFrame(div_rows, columns=tables.columns("selection_divergences")),
+        pd.DataFrame(rows, columns=tables.columns("selection_accuracy")),
+        pd.DataFrame(score_rows, columns=tables.columns("selection_scores")[:-1]),
+        seconds,
+    )
+
+
+def expected_drops(
+    accuracy: pd.DataFrame, scores: pd.DataFrame, drop: pd.Series, default: str, seed: int
+) -> pd.DataFrame:
+    """Per statistic, the drop predicted from its score (:func:`drop_prediction`) into ``scores``;
+    the ``default`` statistic's score, verdict and prediction into ``accuracy`` (both in place,
+    every statistic's rows being in ``accuracy``'s order). Returns the fits' knots."""
+    keys = ["test_set", "degradation", "image"]
+    outcome = accuracy[[*keys, "seen"]].assign(drop=drop)
     drop_fits, expected = [], {}
     for statistic, part in scores.groupby("statistic", sort=False):
-        keys = ["test_set", "degradation", "image"]
-        merged = accuracy.drop(columns=["score"]).merge(part[[*keys, "score"]], on=keys)
-        fit, predicted = drop_prediction(merged, seed)
+        fit, expected[statistic] = drop_prediction(outcome.merge(part[[*keys, "score"]], on=keys), seed)
         drop_fits.append(fit.assign(statistic=statistic)[["statistic", "score", "drop"]])
-        expected[statistic] = predicted
-    default = scores[scores.statistic == selector.statistic].reset_index(drop=True)
-    accuracy["score"] = default.score.to_numpy()
-    accuracy["in_distribution"] = default.in_distribution.to_numpy()
-    accuracy["expected_drop"] = expected[selector.statistic]
+    chosen = scores[scores.statistic == default]
+    accuracy["score"] = chosen.score.to_numpy()
+    accuracy["in_distribution"] = chosen.in_distribution.to_numpy()
+    accuracy["expected_drop"] = expected[default]
     scores["expected_drop"] = np.nan
-    for statistic, predicted in expected.items():  # each statistic's rows are in accuracy's order
+    for statistic, predicted in expected.items():
         scores.loc[scores.statistic == statistic, "expected_drop"] = predicted
-    prediction, ood, benchmark = [], [], []
+    return pd.concat(drop_fits, ignore_index=True)[tables.columns("selection_drop_fit")]
+
+
+def prediction_table(accuracy: pd.DataFrame, scores: pd.DataFrame, drop: pd.Series) -> pd.DataFrame:
+    """Per test set and statistic: the score's rank correlation with the PSNR obtained and with the
+    drop, and how well the expected drop predicts the drop."""
+    nan, rows = float("nan"), []
     for (set_name, statistic), part in scores.groupby(["test_set", "statistic"], sort=False):
-        outcome = accuracy[accuracy.test_set == set_name]
-        limit = selector.statistics[statistic].threshold
-        for target, values in (
-            ("psnr", outcome.psnr_chosen.to_numpy()),
-            ("drop", outcome["drop"].to_numpy()),
-        ):
+        here = (accuracy.test_set == set_name).to_numpy()
+        for target, values in (("psnr", accuracy.psnr_chosen.to_numpy()[here]), ("drop", drop.to_numpy()[here])):
             keep = ~np.isnan(values)
             rho, p = spearman(part.score.to_numpy()[keep], values[keep])
-            prediction.append([set_name, statistic, target, int(keep.sum()), rho, p, nan])
-        keep = outcome.seen.to_numpy()
-        guess, truth = part.expected_drop.to_numpy()[keep], outcome["drop"].to_numpy()[keep]
+            rows.append([set_name, statistic, target, int(keep.sum()), rho, p, nan])
+        keep = accuracy.seen.to_numpy()[here]
+        guess, truth = part.expected_drop.to_numpy()[keep], drop.to_numpy()[here][keep]
         rho, p = spearman(guess, truth)
         mae = float(np.mean(np.abs(guess - truth))) if keep.any() else nan
-        prediction.append([set_name, statistic, "expected_drop", int(keep.sum()), rho, p, mae])
+        rows.append([set_name, statistic, "expected_drop", int(keep.sum()), rho, p, mae])
+    return pd.DataFrame(rows, columns=tables.columns("selection_prediction"))
+
+
+def ood_table(
+    selector: Selector, accuracy: pd.DataFrame, scores: pd.DataFrame, near_misses: list[str], seconds: list[float]
+) -> pd.DataFrame:
+    """Per test set and statistic: how it separates the unseen degradations (near misses apart)
+    from the seen ones, at its threshold and whatever the threshold."""
+    nan, rows = float("nan"), []
+    for (set_name, statistic), part in scores.groupby(["test_set", "statistic"], sort=False):
+        outcome = accuracy[accuracy.test_set == set_name]
         seen, other = part[part.seen], part[~part.seen]
         far, near = other[~other.degradation.isin(near_misses)], other[other.degradation.isin(near_misses)]
-        ood.append(
+        rows.append(
             [
                 set_name,
                 statistic,
@@ -150,16 +207,26 @@ def selection_tables(
                 float((~far.in_distribution).mean()) if len(far) else nan,
                 auroc(far.score.to_numpy(), seen.score.to_numpy()),
                 float(near.in_distribution.mean()) if len(near) else nan,
-                limit,
+                selector.statistics[statistic].threshold,
                 float(np.quantile(seen.score, 0.95)),
                 float(outcome.correct[outcome.seen].mean()),
                 float(np.mean(seconds)),
             ]
         )
+    return pd.DataFrame(rows, columns=tables.columns("selection_ood"))
+
+
+def unseen_table(accuracy: pd.DataFrame, scores: pd.DataFrame, near_misses: list[str]) -> pd.DataFrame:
+    """Per test set, statistic and unseen degradation: how often it is flagged, and the PSNR its
+    chosen models obtained against that of the seen images."""
+    rows = []
+    for (set_name, statistic), part in scores.groupby(["test_set", "statistic"], sort=False):
+        outcome = accuracy[accuracy.test_set == set_name]
+        seen, other = part[part.seen], part[~part.seen]
         psnr_seen = float(outcome.psnr_chosen[outcome.seen].mean())
         for name, one in other.groupby("degradation", sort=False):
             obtained = outcome[outcome.degradation == name].psnr_chosen
-            benchmark.append(
+            rows.append(
                 [
                     set_name,
                     statistic,
@@ -173,15 +240,7 @@ def selection_tables(
                     float(one.expected_drop.mean()),
                 ]
             )
-    return {
-        "divergences": pd.DataFrame(div_rows, columns=tables.columns("selection_divergences")),
-        "accuracy": accuracy[tables.columns("selection_accuracy")],
-        "scores": scores[tables.columns("selection_scores")],
-        "prediction": pd.DataFrame(prediction, columns=tables.columns("selection_prediction")),
-        "ood": pd.DataFrame(ood, columns=tables.columns("selection_ood")),
-        "unseen": pd.DataFrame(benchmark, columns=tables.columns("selection_unseen")),
-        "drop_fit": pd.concat(drop_fits, ignore_index=True)[tables.columns("selection_drop_fit")],
-    }
+    return pd.DataFrame(rows, columns=tables.columns("selection_unseen"))
 
 
 def drop_prediction(rows: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
@@ -240,25 +299,6 @@ def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) 
     )
     fig.tight_layout()
     io.save_figure(fig, path)
-
-
-SEEN_MARKERS = ("o", "s", "^", "D", "v", "<")
-UNSEEN_MARKERS = ("x", "+", "X", "P", "*", "1")
-
-
-def category_styles(unseen: list[bool]) -> list[tuple[tuple[float, ...], str]]:
-    """A ``(colour, marker)`` per category, no two alike (for up to 60 categories): the 20 colours
-    of tab20 (its 10 dark ones first, so that up to 10 categories get matplotlib's default colours),
-    the marker changing with every 10 (so a light colour is also told from its dark twin by its
-    shape); a category in ``unseen`` gets a cross-like marker instead of a filled one."""
-    from matplotlib import colormaps
-
-    tab20 = colormaps["tab20"].colors
-    palette = [*tab20[0::2], *tab20[1::2]]
-    return [
-        (palette[k % len(palette)], (UNSEEN_MARKERS if u else SEEN_MARKERS)[(k // 10) % len(SEEN_MARKERS)])
-        for k, u in enumerate(unseen)
-    ]
 
 
 def plot_prediction(accuracy: pd.DataFrame, statistic: str, threshold: float, path: str | Path) -> None:
@@ -371,9 +411,11 @@ def write_report(
     text += f"group's model; {seen.in_distribution.mean():.1%} of them are judged in distribution by the "
     text += f"`{selector.statistic}` statistic (score <= {threshold:.4g}).\n\n"
     text += per.round(3).to_markdown(index=False) + "\n\n## Out-of-distribution statistics\n\n"
+    by_group = listed([n for n, cls in STATISTICS.items() if cls.against_group], "and")
+    by_all = listed([n for n, cls in STATISTICS.items() if not cls.against_group], "and")
     text += (
-        "Every statistic scores each test image (`paper` and `nearest` against the group chosen for it, `knn` and "
-        "`mahalanobis` against every trained degradation; the choice itself is the same for all). "
+        f"Every statistic scores each test image ({by_group} against the group chosen for it, {by_all} "
+        "against every trained degradation; the choice itself is the same for all). "
         "`seen_in_distribution`: fraction of images of trained degradations at or below the threshold; "
         "`unseen_flagged`: fraction of `selection.unseen` images above it, near misses (`selection.near_misses`) "
         "left out; `auroc`: how well the score separates those unseen images from seen ones, whatever the "
@@ -396,3 +438,64 @@ def write_report(
     )
     text += prediction.round(4).to_markdown(index=False) + "\n"
     io.write_markdown(paths["summary"], text, paths["summary_html"])
+
+
+def report_flag(name: str) -> str:
+    """The report's option for one of its files (``--unseen`` already names the degradations)."""
+    return "unseen-table" if name == "unseen" else name.replace("_", "-")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m grids.selection_report", description=__doc__.split("\n")[0])
+    p.add_argument("--ggd", required=True)
+    p.add_argument("--groups", required=True)
+    p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every single-task and final model")
+    add_test_set_argument(p)
+    p.add_argument("--descriptor", default="")
+    p.add_argument("--features", required=True, help="the config's features section, JSON")
+    p.add_argument("--selection", required=True, help="the config's selection section, JSON")
+    p.add_argument("--references", required=True, help="references.parquet (per-image signatures)")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--unseen", action="append", default=[], help="a test degradation no model was trained on")
+    what = {
+        "summary": "summary.md",
+        "summary_html": "summary.md as a page (Snakemake report)",
+        "confusion": "confusion.png",
+        "scatter": "prediction.png",
+    }
+    for name in REPORT_FILES:
+        help_text = f"{what.get(name) or name + ' table'} to write"
+        p.add_argument(f"--{report_flag(name)}", dest=f"file_{name}", required=True, help=help_text)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .selection import build_selector
+
+    args = parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    features = config_section("features", json.loads(args.features))
+    selection = config_section("selection", json.loads(args.selection))
+    ggd, groups, references = (pd.read_parquet(path) for path in (args.ggd, args.groups, args.references))
+    descriptor = args.descriptor or None
+    selector = build_selector(
+        selection, features, ggd, groups, references, descriptor, args.seed, args.device, every_statistic=True
+    )
+    evaluation = io.read_parquets(args.eval)
+    test_sets = test_set_manifests(args.test_set)
+    near = selection["near_misses"]
+    report = selection_tables(selector, groups, test_sets, evaluation, args.unseen, args.seed, near)
+    write_report(report, groups, selector, {name: getattr(args, f"file_{name}") for name in REPORT_FILES})
+    print(Path(args.file_summary).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    from .stage import run_stage
+
+    sys.exit(run_stage(main))

@@ -17,7 +17,11 @@ Tables (long format; columns: ``similarity_ggd`` and ``similarity_matrix`` of :m
 * ``ggd.parquet``: one row per set, with the feature settings it was fitted with; the clean set is
   the row ``clean``.
 * ``matrix.parquet``: every ordered pair: ``kl = KL(p_a || p_b)``, ``distance = log10(kl + 1e-5) + 5``,
-  ``distance_sym`` the mean of both directions. Smaller = more similar.
+  ``distance_sym`` the mean of both directions. Smaller = more similar. Under ``features.distance``
+  other than ``log_kl`` (:data:`grids.ggd.DISTANCES`), ``kl`` holds that distance's divergence.
+
+The square form (:func:`wide_matrix`) and a group's mean pairwise distance (:func:`group_distance`)
+are defined here once, for the grouping search and the validation alike.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -33,8 +36,10 @@ import numpy as np
 import pandas as pd
 
 from . import io, tables
-from .ggd import kl_divergence, log_kl_distance
-from .stage import pick_device
+from .config import config_section
+from .ggd import DISTANCES, get_distance
+from .plotting import fit_width
+from .stage import add_set_arguments, pick_device
 
 CLEAN = "clean"
 
@@ -70,12 +75,11 @@ def fit_set(
     return pd.DataFrame([row], columns=tables.columns("similarity_ggd"))
 
 
-def similarity_table(ggd: pd.DataFrame) -> pd.DataFrame:
-    """Long ``deg_a, deg_b, kl, distance, distance_sym`` over every ordered pair of sets."""
+def similarity_table(ggd: pd.DataFrame, distance: str = "log_kl") -> pd.DataFrame:
+    """Long ``deg_a, deg_b, kl, distance, distance_sym`` over every ordered pair of sets, under the
+    distance called ``distance`` (``features.distance``)."""
     names = ggd.degradation.tolist()
-    a, s = ggd.alpha.to_numpy(), ggd.sigma.to_numpy()
-    kl = np.asarray(kl_divergence(a[:, None], s[:, None], a[None, :], s[None, :]), dtype=np.float64)
-    distance = np.asarray(log_kl_distance(kl), dtype=np.float64)
+    kl, distance = get_distance(distance).pairwise(ggd.alpha.to_numpy(), ggd.sigma.to_numpy())
     symmetric = (distance + distance.T) / 2
     ia, ib = np.meshgrid(np.arange(len(names)), np.arange(len(names)), indexing="ij")
     values = [np.array(names)[ia.ravel()], np.array(names)[ib.ravel()], kl.ravel(), distance.ravel(), symmetric.ravel()]
@@ -83,10 +87,24 @@ def similarity_table(ggd: pd.DataFrame) -> pd.DataFrame:
 
 
 def wide_matrix(matrix: pd.DataFrame, value: str = "distance_sym", names: list[str] | None = None) -> pd.DataFrame:
-    """The square matrix of ``value`` (rows ``deg_a``, columns ``deg_b``), in ``names`` order."""
+    """The square matrix of ``value`` (rows ``deg_a``, columns ``deg_b``), in ``names`` order
+    (default: the table's), with a message naming the sets the table lacks."""
+    order = list(names or dict.fromkeys(matrix.deg_a))
+    missing = sorted(set(order) - set(matrix.deg_a))
+    if missing:
+        raise ValueError(f"the similarity matrix has no rows for {missing}: rebuild similarity_matrix")
     wide = matrix.pivot(index="deg_a", columns="deg_b", values=value)
-    order = names or list(dict.fromkeys(matrix.deg_a))
     return wide.loc[order, order].rename_axis(index=None, columns=None)
+
+
+def group_distance(wide: pd.DataFrame, members: list[str]) -> float:
+    """Mean distance over the pairs of ``members`` in the square matrix ``wide`` (0 for a
+    singleton): how close a group's degradations are."""
+    missing = sorted(set(members) - set(wide.index))
+    if missing:
+        raise ValueError(f"the similarity matrix has no rows for {missing}: rebuild similarity_matrix")
+    pairs = [wide.at[a, b] for i, a in enumerate(members) for b in members[i + 1 :]]
+    return float(np.mean(pairs)) if pairs else 0.0
 
 
 def cluster_order(wide: pd.DataFrame) -> list[str]:
@@ -101,22 +119,9 @@ def cluster_order(wide: pd.DataFrame) -> list[str]:
     return [wide.index[i] for i in leaves_list(linkage(squareform(np.maximum(d, 0), checks=False), "average"))]
 
 
-def fit_width(text) -> None:
-    """Re-wrap ``text`` (a matplotlib ``Text`` of a figure) at its spaces until it lies within the
-    figure's width, laying the figure out (its layout engine included) before each measurement."""
-    fig = text.figure
-    words = " ".join(text.get_text().split())
-    width = len(words)
-    while True:
-        fig.draw_without_rendering()
-        extent = text.get_window_extent()
-        if (extent.x0 >= fig.bbox.x0 and extent.x1 <= fig.bbox.x1) or width <= 12:
-            return
-        width = max(12, min(width - 1, int(width * fig.bbox.width / extent.width * 0.95)))
-        text.set_text(textwrap.fill(words, width))
-
-
-def plot_heatmap(matrix: pd.DataFrame, png: str | Path, svg: str | Path, title: str = "") -> None:
+def plot_heatmap(
+    matrix: pd.DataFrame, png: str | Path, svg: str | Path, title: str = "", label: str = "log-KL distance"
+) -> None:
     """Annotated heatmap of ``distance_sym``, rows/columns ordered by hierarchical clustering.
 
     The figure grows with the number of sets, from a minimum that leaves room for the title (wrapped
@@ -151,34 +156,29 @@ def plot_heatmap(matrix: pd.DataFrame, png: str | Path, svg: str | Path, title: 
                 fontsize=7,
                 color="white" if values[i, j] > threshold else "black",
             )
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="log-KL distance (symmetrised)")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=f"{label} (symmetrised)")
     fit_width(ax.set_title(title or "Degradation similarity (smaller = more similar)"))
     io.save_figure(fig, png, svg, dpi=150)
 
 
 def build_matrix(
-    ggd_files: list[str], ggd_path: str | Path, matrix_path: str | Path, png: str | Path, svg: str | Path
+    ggd_files: list[str],
+    ggd_path: str | Path,
+    matrix_path: str | Path,
+    png: str | Path,
+    svg: str | Path,
+    distance: str = "log_kl",
 ) -> pd.DataFrame:
     """Combine per-set GGD rows into ``ggd_path``; write the matrix and its heatmap (PNG, SVG)."""
     ggd = io.read_parquets(ggd_files)
-    matrix = similarity_table(ggd)
+    matrix = similarity_table(ggd, distance)
     tables.write(ggd, "similarity_ggd", ggd_path)
     tables.write(matrix, "similarity_matrix", matrix_path)
     kind = ggd.feature_kind.iloc[0]
-    plot_heatmap(matrix, png, svg, title=f"Degradation similarity ({kind} features; smaller = more similar)")
+    label = "log-KL distance" if distance == "log_kl" else f"{distance} distance"
+    title = f"Degradation similarity ({kind} features; smaller = more similar)"
+    plot_heatmap(matrix, png, svg, title=title, label=label)
     return matrix
-
-
-def add_set_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments of a stage that fits GGDs on one image set (here and ``grids.selection``)."""
-    p.add_argument("--set", required=True, help="set name (a degradation, or 'clean')")
-    p.add_argument("--manifest", required=True, help="the set's manifest.parquet")
-    p.add_argument("--descriptor", help="descriptor weights (.pth); not needed for kind=sift")
-    p.add_argument("--features", required=True, help="the config's `features` section, as JSON")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
-    p.add_argument("--out", required=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--matrix", required=True, help="the similarity table to write")
     p.add_argument("--heatmap", required=True, help="the heatmap PNG")
     p.add_argument("--heatmap-svg", required=True, help="the heatmap SVG")
+    p.add_argument("--distance", default="log_kl", choices=list(DISTANCES), help="features.distance")
     args = parser.parse_args(argv)
     if args.command in ("ggd", "ggd-sets"):
         if args.threads:
@@ -208,19 +209,20 @@ def main(argv: list[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         sets = [(args.set, args.manifest, args.out)] if args.command == "ggd" else args.set
+        features = config_section("features", json.loads(args.features))  # a hand-written one may lack keys
         for name, manifest, out in sets:
             row = fit_set(
                 name,
                 io.read_manifest(manifest),
                 args.descriptor or None,
-                json.loads(args.features),
+                features,
                 args.seed,
                 args.device,
             )
             tables.write(row, "similarity_ggd", out)
             print(row.to_string(index=False), flush=True)
     else:
-        matrix = build_matrix(args.ggd, args.ggd_table, args.matrix, args.heatmap, args.heatmap_svg)
+        matrix = build_matrix(args.ggd, args.ggd_table, args.matrix, args.heatmap, args.heatmap_svg, args.distance)
         print(wide_matrix(matrix).round(2).to_string())
     return 0
 

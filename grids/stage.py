@@ -90,6 +90,19 @@ def check_tile(tile: int, multiple: int = 1, model: str = "") -> None:
         )
 
 
+def add_set_arguments(p) -> None:
+    """The arguments of a stage that fits GGDs on one image set (``grids.similarity ggd``,
+    ``grids.selection references``)."""
+    p.add_argument("--set", required=True, help="set name (a degradation, or 'clean')")
+    p.add_argument("--manifest", required=True, help="the set's manifest.parquet")
+    p.add_argument("--descriptor", help="descriptor weights (.pth); not needed for kind=sift")
+    p.add_argument("--features", required=True, help="the config's `features` section, as JSON")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    p.add_argument("--out", required=True)
+
+
 def add_test_set_argument(parser) -> None:
     """``--test-set NAME CLEAN DEGRADED...``, repeated per test set: the files a rule passes."""
     parser.add_argument(

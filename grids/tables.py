@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
+from .ood import STATISTICS, listed
 
 DTYPES = ("str", "int64", "float64", "bool")
 START, END = "<!-- tables:start -->", "<!-- tables:end -->"
@@ -367,7 +368,7 @@ TABLES: dict[str, Table] = {
         ("degradation", "str", "its degradation"),
         ("image", "str", "image id"),
         ("seen", "bool", "a model was trained on this degradation"),
-        ("statistic", "str", "`paper`, `nearest`, `knn` or `mahalanobis`"),
+        ("statistic", "str", listed(STATISTICS)),
         ("score", "float64", "the statistic's score (larger: further from the training degradations)"),
         ("in_distribution", "bool", "`score <=` the statistic's threshold"),
         ("expected_drop", "float64", "drop predicted from the score (dB; out of fold for seen images)"),

@@ -181,6 +181,140 @@ class _Preempted(Exception):
     pass
 
 
+class Preemption:
+    """While entered, SIGTERM (Slurm preemption) only sets :attr:`requested`: the loop finishes
+    its step, saves and exits to be requeued."""
+
+    def __init__(self):
+        self.requested = False
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __enter__(self) -> Preemption:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+class Progress:
+    """The training log (a row every 10 steps and at the last) and its display: a tqdm bar on a
+    terminal; otherwise one line every ``every`` steps (default: about 100 a run), since a bar's
+    carriage returns make a day of training one line of tens of MB."""
+
+    def __init__(self, group: str, iterations: int, start_step: int, log: list[tuple], every: int | None = None):
+        self.group, self.iterations, self.log = group, iterations, log
+        self.terminal = sys.stderr.isatty()
+        self.bar = tqdm(
+            range(start_step, iterations),
+            initial=start_step,
+            total=iterations,
+            desc=f"train {group}",
+            unit="it",
+            disable=not self.terminal,
+        )
+        # Log rows come every 10 steps, so progress lines do too.
+        self.every = max(10, iterations // 100 // 10 * 10) if every is None else -(-every // 10) * 10
+        self.tic, self.last_logged = time.perf_counter(), start_step
+
+    def record(self, done: int, loss: torch.Tensor, lr: float) -> None:
+        """After step ``done``: a log row (and maybe a progress line) when one is due."""
+        if done % 10 and done != self.iterations:
+            return
+        rate = (done - self.last_logged) / max(time.perf_counter() - self.tic, 1e-9)
+        self.tic, self.last_logged = time.perf_counter(), done
+        self.log.append((done, loss.item(), lr, rate))
+        self.bar.set_postfix(loss=f"{self.log[-1][1]:.4f}")
+        if not self.terminal and (done % self.every == 0 or done == self.iterations):
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            print(
+                f"{stamp} train {self.group}: step {done}/{self.iterations} loss {self.log[-1][1]:.4f} "
+                f"lr {self.log[-1][2]:.3g} {rate:.2f} it/s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.log, columns=tables.columns("train_log"))
+
+
+def training_meta(group: str, entries: dict, recipe: dict, seed: int, bf16: bool) -> dict:
+    """What a checkpoint records of its training (a resume checkpoint must match it)."""
+    return {
+        "arch": recipe["arch"],
+        "arch_kwargs": json.dumps(recipe["arch_kwargs"], sort_keys=True),
+        "group": group,
+        "recipe": json.dumps(recipe, sort_keys=True),
+        "degradations": json.dumps(entries, sort_keys=True),
+        "seed": seed,
+        "precision": "bf16" if bf16 else "fp32",
+        "grids_version": __version__,
+    }
+
+
+def initial_state(group: str, recipe: dict, seed: int, device: torch.device):
+    """``(model, optimiser, numpy rng, torch generator)`` of a training started from scratch, each
+    seeded from ``seed`` and the group."""
+    torch.manual_seed(derive_seed(seed, "train", group, "init"))
+    model = build_model(recipe["arch"], recipe["arch_kwargs"]).to(device)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999), weight_decay=recipe["weight_decay"]
+    )
+    rng = np.random.default_rng(derive_seed(seed, "train", group, "data"))
+    generator = torch.Generator(device).manual_seed(derive_seed(seed, "train", group, "noise") % 2**63)
+    return model, optimiser, rng, generator
+
+
+def resume_training(
+    resume: Path, meta: dict, model, optimiser, rng: np.random.Generator, generator: torch.Generator, device
+) -> tuple[int, list[tuple]]:
+    """Load ``resume`` (when it exists and was written for this training) into the model,
+    optimiser and RNGs; returns the step to start from and the log rows written before it."""
+    if not resume.exists():
+        return 0, []
+    try:
+        state = load_checkpoint(resume, device)
+    except ValueError as err:
+        raise ValueError(
+            f"{err}; it is this training's resume checkpoint: delete it (rm {resume}) "
+            "to start the training from scratch"
+        ) from None
+    if any(state[key] != meta[key] for key in ("recipe", "group", "degradations")):
+        print(f"{resume}: written for another group/recipe, starting from scratch", file=sys.stderr)
+        return 0, []
+    model.load_state_dict(state["params"])
+    optimiser.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = json.loads(state["numpy_rng"])
+    generator.set_state(state["torch_rng"].cpu())  # get_state is always a CPU tensor
+    torch.set_rng_state(state["torch_cpu_rng"].cpu())
+    print(f"resumed from {resume} at step {int(state['step'])}", file=sys.stderr)
+    return int(state["step"]), [tuple(row) for row in json.loads(state.get("log", "[]"))]  # rows logged so far
+
+
+def training_loop(
+    step_fn, optimiser, data: Prefetcher, recipe: dict, progress: Progress, bf16: bool, save, stop_after, preemption
+) -> bool:
+    """The steps from where ``progress`` starts to ``recipe["iterations"]``, calling ``save(done)``
+    every ``checkpoint_every`` steps, on preemption (then raising :class:`_Preempted`) and at
+    ``stop_after``; returns False when stopped there."""
+    for step in progress.bar:
+        for param_group in optimiser.param_groups:
+            param_group["lr"] = learning_rate(step, recipe)
+        degraded, clean = data.next()
+        loss = optimisation_step(step_fn, optimiser, degraded, clean, bf16=bf16)
+        done = step + 1
+        progress.record(done, loss, optimiser.param_groups[0]["lr"])
+        if done % recipe["checkpoint_every"] == 0 or preemption.requested or done == stop_after:
+            save(done)
+        if preemption.requested:
+            raise _Preempted
+        if done == stop_after:
+            return False
+    return True
+
+
 def train(
     group: str,
     images: list[np.ndarray] | CropStore,
@@ -204,127 +338,46 @@ def train(
     channels_last on CUDA, fp32 on CPU), ``bf16`` or ``fp32``. ``prefetch``: batches built ahead on
     a background thread (None: 2 on CUDA, where it keeps the GPU fed, 0 on CPU, where the thread
     would only compete with the step for cores); the batch sequence is the same either way.
-
-    Progress: a tqdm bar on a terminal; otherwise (a log file, a Slurm job) one line every
-    ``progress_every`` steps (default: about 100 lines a run) with time, step, loss, lr and it/s,
-    since a bar's carriage returns make a day of training one line of tens of MB. ``log_path``:
-    the training log is also written there at every checkpoint, so it can be read while training.
+    ``progress_every``: see :class:`Progress`. ``log_path``: the training log is also written
+    there at every checkpoint, so it can be read while training.
     """
     device = pick_device(device)
     cuda = device.type == "cuda"
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     bf16 = precision == "bf16" or (precision == "auto" and cuda)
-    if prefetch is None:
-        prefetch = 2 if cuda else 0
     members = group_members(group)
     degradations = {name: get_degradation(name, entries[name]) for name in members}
-    meta = {
-        "arch": recipe["arch"],
-        "arch_kwargs": json.dumps(recipe["arch_kwargs"], sort_keys=True),
-        "group": group,
-        "recipe": json.dumps(recipe, sort_keys=True),
-        "degradations": json.dumps({m: entries[m] for m in members}, sort_keys=True),
-        "seed": seed,
-        "precision": "bf16" if bf16 else "fp32",
-        "grids_version": __version__,
-    }
-    torch.manual_seed(derive_seed(seed, "train", group, "init"))
-    model = build_model(recipe["arch"], recipe["arch_kwargs"]).to(device)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=recipe["lr"], betas=(0.9, 0.999), weight_decay=recipe["weight_decay"]
-    )
-    rng = np.random.default_rng(derive_seed(seed, "train", group, "data"))
-    generator = torch.Generator(device).manual_seed(derive_seed(seed, "train", group, "noise") % 2**63)
-    start_step, log = 0, []
+    meta = training_meta(group, {m: entries[m] for m in members}, recipe, seed, bf16)
+    model, optimiser, rng, generator = initial_state(group, recipe, seed, device)
     resume = Path(resume)
-    if resume.exists():
-        try:
-            state = load_checkpoint(resume, device)
-        except ValueError as err:
-            raise ValueError(
-                f"{err}; it is this training's resume checkpoint: delete it (rm {resume}) "
-                "to start the training from scratch"
-            ) from None
-        if (
-            state["recipe"] != meta["recipe"]
-            or state["group"] != group
-            or state["degradations"] != meta["degradations"]
-        ):
-            print(f"{resume}: written for another group/recipe, starting from scratch", file=sys.stderr)
-        else:
-            model.load_state_dict(state["params"])
-            optimiser.load_state_dict(state["optimizer"])
-            rng.bit_generator.state = json.loads(state["numpy_rng"])
-            generator.set_state(state["torch_rng"].cpu())  # get_state is always a CPU tensor
-            torch.set_rng_state(state["torch_cpu_rng"].cpu())
-            start_step = int(state["step"])
-            log = [tuple(row) for row in json.loads(state.get("log", "[]"))]  # rows logged before the save
-            print(f"resumed from {resume} at step {start_step}", file=sys.stderr)
-
+    start_step, log = resume_training(resume, meta, model, optimiser, rng, generator, device)
     if bf16:
         model = model.to(memory_format=torch.channels_last)
     step_fn = torch.compile(model) if cuda and recipe.get("compile") else model
     data = Prefetcher(
-        OnlineDegrader(images, degradations, recipe["crop"], device), recipe["batch_size"], rng, generator, prefetch
+        OnlineDegrader(images, degradations, recipe["crop"], device),
+        recipe["batch_size"],
+        rng,
+        generator,
+        (2 if cuda else 0) if prefetch is None else prefetch,
     )
+    progress = Progress(group, recipe["iterations"], start_step, log, progress_every)
 
-    preempted = False
+    def save(done: int) -> None:
+        save_checkpoint(resume, model, optimiser, done, data.state(), {**meta, "log": json.dumps(progress.log)})
+        if log_path is not None:
+            tables.write(progress.frame(), "train_log", log_path)
 
-    def on_sigterm(signum, frame):  # Slurm preemption: finish the step, save, exit
-        nonlocal preempted
-        preempted = True
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    iterations, every = recipe["iterations"], recipe["checkpoint_every"]
-    terminal = sys.stderr.isatty()
-    bar = tqdm(
-        range(start_step, iterations),
-        initial=start_step,
-        total=iterations,
-        desc=f"train {group}",
-        unit="it",
-        disable=not terminal,
-    )
-    # Log rows come every 10 steps, so progress lines do too.
-    progress_every = max(10, iterations // 100 // 10 * 10) if progress_every is None else -(-progress_every // 10) * 10
-    tic, last_logged = time.perf_counter(), start_step
-    try:
-        model.train()
-        for step in bar:
-            for param_group in optimiser.param_groups:
-                param_group["lr"] = learning_rate(step, recipe)
-            degraded, clean = data.next()
-            loss = optimisation_step(step_fn, optimiser, degraded, clean, bf16=bf16)
-            done = step + 1
-            if done % 10 == 0 or done == iterations:
-                rate = (done - last_logged) / max(time.perf_counter() - tic, 1e-9)
-                tic, last_logged = time.perf_counter(), done
-                log.append((done, loss.item(), optimiser.param_groups[0]["lr"], rate))
-                bar.set_postfix(loss=f"{log[-1][1]:.4f}")
-                if not terminal and (done % progress_every == 0 or done == iterations):
-                    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-                    print(
-                        f"{stamp} train {group}: step {done}/{iterations} loss {log[-1][1]:.4f} "
-                        f"lr {log[-1][2]:.3g} {rate:.2f} it/s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            if done % every == 0 or preempted or done == stop_after:
-                save_checkpoint(resume, model, optimiser, done, data.state(), {**meta, "log": json.dumps(log)})
-                if log_path is not None:
-                    tables.write(pd.DataFrame(log, columns=tables.columns("train_log")), "train_log", log_path)
-            if preempted:
-                raise _Preempted
-            if done == stop_after:
-                return pd.DataFrame(log, columns=tables.columns("train_log"))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        data.close()
-
-    frame = pd.DataFrame(log, columns=tables.columns("train_log"))
-    save_checkpoint(out, model, optimiser, iterations, data.state(), meta)
-    return frame
+    model.train()
+    with Preemption() as preemption:
+        try:
+            finished = training_loop(step_fn, optimiser, data, recipe, progress, bf16, save, stop_after, preemption)
+        finally:
+            data.close()
+    if finished:
+        save_checkpoint(out, model, optimiser, recipe["iterations"], data.state(), meta)
+    return progress.frame()
 
 
 def main(argv: list[str] | None = None) -> int:

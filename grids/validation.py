@@ -45,10 +45,12 @@ import pandas as pd
 from scipy import stats
 
 from . import io, tables
+from .ggd import DISTANCES
 from .grouping.names import group_members, group_name
-from .grouping.rounds import member_drops, place_labels, wrap_group  # the drops the search uses, the same way
+from .grouping.rounds import member_drops  # the drops the search uses, the same way
+from .plotting import place_labels, wrap_group
+from .similarity import group_distance, similarity_table, wide_matrix
 
-VARIANTS = ("method", "rb16", "untrained", "sift")
 TARGETS = ("max_drop", "mean_drop")
 
 
@@ -72,13 +74,7 @@ def experiment_groups(experiments: dict[str, list[list[str]]], degradations: lis
 
 def mean_distance(matrix: pd.DataFrame, group: str) -> float:
     """Mean ``distance_sym`` over the group's pairs (0 for a singleton)."""
-    wide = matrix.pivot(index="deg_a", columns="deg_b", values="distance_sym")
-    members = group_members(group)
-    missing = sorted(set(members) - set(wide.index))
-    if missing:
-        raise ValueError(f"the similarity matrix has no rows for {missing}")
-    pairs = [wide.loc[a, b] for a, b in itertools.combinations(members, 2)]
-    return float(np.mean(pairs)) if pairs else 0.0
+    return group_distance(wide_matrix(matrix), group_members(group))
 
 
 def table2(experiments: dict[str, list[str]], matrices: dict[str, pd.DataFrame], drops: pd.DataFrame) -> pd.DataFrame:
@@ -319,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("matrix", help="one variant's similarity matrix from its per-set GGD tables")
     p.add_argument("--ggd", nargs="+", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--distance", default="log_kl", choices=list(DISTANCES), help="features.distance")
     p = sub.add_parser("tables", help="Table 2 and the premise report")
     p.add_argument("--experiments", required=True, help="the config's validation.experiments, JSON")
     p.add_argument("--degradations", nargs="+", required=True)
@@ -335,10 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "untrained":
         untrained_descriptor(args.seed, args.out)
         return 0
-    from .similarity import similarity_table
-
     if args.command == "matrix":
-        tables.write(similarity_table(io.read_parquets(args.ggd)), "similarity_matrix", args.out)
+        matrix = similarity_table(io.read_parquets(args.ggd), args.distance)
+        tables.write(matrix, "similarity_matrix", args.out)
         return 0
     experiments, skipped = runnable_experiments(json.loads(args.experiments), args.degradations)
     for line in skipped:

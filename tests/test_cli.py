@@ -13,6 +13,7 @@ import yaml
 
 from grids import io
 from grids.data import dead_leaves
+from grids.degradations import NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,9 +56,9 @@ def test_every_subcommand_help_ends_with_an_example():
         assert command.epilog and command.epilog.startswith("example:\n  grids " + name), name
 
 
-def test_degradations_lists_all_eleven():
+def test_degradations_lists_every_builtin():
     result = grids("degradations")
-    assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 11
+    assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == len(NAMES)
 
 
 def test_degrade_one_image(tmp_path):

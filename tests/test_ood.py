@@ -17,15 +17,16 @@ from scipy.spatial.distance import mahalanobis as scipy_mahalanobis
 
 from grids.archs import MSRResNet
 from grids.data import dead_leaves
-from grids.features import descriptor_features, descriptor_layer_features
-from grids.ggd import kl_divergence, log_kl_distance
+from grids.features import Signature, descriptor_features, descriptor_layer_features
+from grids.ggd import GGD, kl_divergence, log_kl_distance
 from grids.ood import (
     SHRINKAGE,
-    OodStatistic,
+    References,
     SignatureBank,
     conformal_threshold,
     cross_fitted_drops,
     fit_drop,
+    fit_statistic,
     predict_drop,
     signature_table,
     split_images,
@@ -89,7 +90,7 @@ def test_forward_layers_equals_one_layer_at_a_time(tiny_net):
 
 def test_signature_holds_every_layer_and_the_method_one(tiny_net):
     features = {"kind": "descriptor", "layer": "conv_last_input", "n_patches": 24, "patch_size": 12}
-    features |= {"pca_components": 8, "outlier_stds": None}
+    features |= {"pca_components": 8, "outlier_stds": None, "distance": "log_kl"}
     image = dead_leaves(48, np.random.default_rng(3))
     signature = image_signature(image, features, tiny_net, 0, "cpu", ["conv_first", "RB3"])
     assert (
@@ -97,7 +98,10 @@ def test_signature_holds_every_layer_and_the_method_one(tiny_net):
     )
     alone = image_signature(image, features, tiny_net, 0, "cpu")
     assert alone["conv_last_input"] == signature["conv_last_input"]  # the method's GGD does not depend on the others
-    assert all(len(v) == 2 and min(v) > 0 for v in signature.values())  # (alpha, sigma) per layer
+    assert all(isinstance(signature[k], GGD) for k in signature)  # (alpha, sigma) per layer
+    vector = signature.vector(["conv_first", "RB3"])
+    expected = [math.log(v) for k in ("conv_first", "RB3") for v in (signature[k].alpha, signature[k].sigma)]
+    assert vector.tolist() == expected
 
 
 def test_conformal_threshold_rank():
@@ -138,7 +142,7 @@ def _references(rng) -> pd.DataFrame:
 
 def test_knn_and_mahalanobis_against_brute_force():
     refs = _references(np.random.default_rng(0))
-    sig = {"L1": (1.3, 0.9), "L2": (1.1, 1.2)}
+    sig = Signature({"L1": GGD(1.3, 0.9), "L2": GGD(1.1, 1.2)})
     z_input = np.log([1.3, 0.9, 1.1, 1.2])
     keys, z = signature_table(refs, ["L1", "L2"])
     calibration = keys.image.isin(split_images(list(keys.image), 0)).to_numpy()
@@ -155,7 +159,7 @@ def test_knn_and_mahalanobis_against_brute_force():
         ),
     }
     for name in ("knn", "mahalanobis"):
-        statistic = OodStatistic(name, refs, {"a": "a", "b": "b"}, None, "L2", ["L1", "L2"], alpha=0.2, seed=0)
+        statistic = fit_statistic(name, References(refs, {"a": "a", "b": "b"}, "L2", ["L1", "L2"], alpha=0.2))
         for group in ("a", "b"):  # the chosen group does not matter: every trained degradation counts
             assert statistic.score(sig, group) == pytest.approx(expected[name], rel=1e-9)
         assert len(statistic.calibration_scores) == 8
@@ -165,17 +169,17 @@ def test_knn_and_mahalanobis_against_brute_force():
 def test_paper_and_nearest_statistics_against_brute_force():
     refs = _references(np.random.default_rng(1))
     sets = pd.DataFrame({"group": ["a", "b"], "alpha": [1.0, 2.7], "sigma": [1.0, 1.1]})
-    paper = OodStatistic("paper", refs, {"a": "a", "b": "b"}, sets, "L2", ["L1", "L2"])
-    nearest = OodStatistic("nearest", refs, {"a": "ab", "b": "ab"}, sets.iloc[:0], "L2", ["L1"])
-    sig = {"L1": (9.0, 9.0), "L2": (1.2, 0.8)}  # paper and nearest read L2 alone
+    paper = fit_statistic("paper", References(refs, {"a": "a", "b": "b"}, "L2", ["L1", "L2"], sets))
+    nearest = fit_statistic("nearest", References(refs, {"a": "ab", "b": "ab"}, "L2", ["L1"], sets.iloc[:0]))
+    sig = Signature({"L1": GGD(9.0, 9.0), "L2": GGD(1.2, 0.8)})  # paper and nearest read L2 alone
     assert paper.threshold == 4.0
     assert paper.score(sig, "b") == pytest.approx(log_kl_distance(kl_divergence(2.7, 1.1, 1.2, 0.8)))
     l2 = refs[refs.layer == "L2"]
     kl = np.asarray(kl_divergence(l2.alpha.to_numpy(), l2.sigma.to_numpy(), 1.2, 0.8))
     assert nearest.score(sig, "ab") == pytest.approx(log_kl_distance(kl.min()))
     with pytest.raises(ValueError, match="unknown statistic"):
-        OodStatistic("vgg", refs, {"a": "a"}, None, "L2", ["L2"])
-    override = OodStatistic("knn", refs, {"a": "a", "b": "b"}, None, "L2", ["L1", "L2"], threshold=2.5)
+        fit_statistic("vgg", References(refs, {"a": "a"}, "L2", ["L2"]))
+    override = fit_statistic("knn", References(refs, {"a": "a", "b": "b"}, "L2", ["L1", "L2"]), threshold=2.5)
     assert override.threshold == 2.5
 
 

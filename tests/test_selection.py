@@ -41,6 +41,7 @@ FEATURES = {
     "patch_size": 16,
     "pca_components": 16,
     "outlier_stds": 5.0,
+    "distance": "log_kl",
 }
 
 

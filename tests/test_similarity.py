@@ -11,13 +11,22 @@ import torch
 
 from grids import tables
 from grids.archs import MSRResNet
+from grids.config import DEFAULT_FEATURES
 from grids.data import dead_leaves
 from grids.degradations import get_degradation
 from grids.features import crop_patches, descriptor_features, flip_signs, patch_boxes, pca_scores, set_ggd
 from grids.ggd import kl_divergence
 from grids.similarity import build_matrix, cluster_order, similarity_table, wide_matrix
 
-FEATURES = {"kind": "descriptor", "layer": "conv_last_input", "n_patches": 24, "patch_size": 8, "pca_components": 10}
+# A complete features section, as the stages' main() fill it in (grids.config.config_section).
+FEATURES = {
+    **DEFAULT_FEATURES,
+    "kind": "descriptor",
+    "layer": "conv_last_input",
+    "n_patches": 24,
+    "patch_size": 8,
+    "pca_components": 10,
+}
 
 
 @pytest.fixture(scope="module")

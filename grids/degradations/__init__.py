@@ -14,6 +14,12 @@ Each configured parameter is either a fixed value or a ``[low, high]`` range dra
 
 Built-ins also have a batched torch form (``deg.apply_batch``, see ``batched.py``) that applies
 already-drawn parameters to a ``(B, 3, H, W)`` float tensor on CPU or CUDA, for online training.
+It is a field of each built-in (``batched``, the function's name in ``batched.py``, so this module
+imports no torch); tests check that each names a function there and that the config schema's
+per-degradation blocks name the same parameters.
+
+**Adding a built-in**: its reference function (``reference.py``), its batched form
+(``batched.py``), its entry in :data:`BUILTINS` and its block in ``config.schema.yaml``.
 
 User-defined degradations need no change here: a config entry ``function: "file.py:name"`` (or
 ``"package.module:name"``) names a function ``fn(image, rng, **params) -> (image, drawn_params)``
@@ -33,20 +39,6 @@ from typing import Any
 import numpy as np
 
 from . import reference
-
-NAMES = (
-    "gaussian_blur",
-    "motion_blur",
-    "rl",
-    "sr",
-    "ringing",
-    "defocus_blur",
-    "jpeg",
-    "poisson_noise",
-    "inpainting",
-    "gaussian_noise",
-    "salt_pepper",
-)
 
 
 @dataclass(frozen=True)
@@ -101,6 +93,7 @@ class Degradation:
     name: str
     params: Mapping[str, Param]
     apply: Callable[[np.ndarray, dict, np.random.Generator], np.ndarray]
+    batched: str  # its batched torch form: the name of a function of batched.py
     sampler: Callable[[np.random.Generator, Mapping[str, Any], tuple[int, int]], dict] | None = None
     doc: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)  # configured values, over the defaults
@@ -142,7 +135,7 @@ class Degradation:
         """Batched torch form: ``(B, 3, H, W)`` float in [0, 1] -> same, quantised to 1/255."""
         from . import batched  # torch is imported only by users of the batched forms
 
-        return batched.BATCHED[self.name](images, params, generator)
+        return getattr(batched, self.batched)(images, params, generator)
 
 
 @dataclass(frozen=True)
@@ -225,12 +218,14 @@ BUILTINS: dict[str, Degradation] = {
             "gaussian_blur",
             {"kernel_size": Param(int, 15, odd=True), "sigma": Param(float, (2.0, 4.0))},
             reference.gaussian_blur,
+            batched="gaussian_blur",
             doc="isotropic Gaussian blur",
         ),
         Degradation(
             "motion_blur",
             {"length": Param(float, (10.0, 20.0)), "angle": Param(float, (0.0, 180.0))},
             reference.motion_blur,
+            batched="motion_blur",
             doc="linear motion blur, length in px, angle in degrees",
         ),
         Degradation(
@@ -241,9 +236,10 @@ BUILTINS: dict[str, Degradation] = {
                 "pad": Param(int, 7),
             },
             reference.rl,
+            batched="rl",
             doc="Richardson-Lucy output (box PSF) on a linear-ramp padded image",
         ),
-        Degradation("sr", {"scale": Param(float, (2.0, 4.0))}, reference.sr, doc="bicubic down/up"),
+        Degradation("sr", {"scale": Param(float, (2.0, 4.0))}, reference.sr, batched="sr", doc="bicubic down/up"),
         Degradation(
             "ringing",
             {
@@ -252,11 +248,24 @@ BUILTINS: dict[str, Degradation] = {
                 "pad_to": Param(int, 21, odd=True),
             },
             reference.ringing,
+            batched="ringing",
             doc="2-D sinc (circular low-pass) filter",
         ),
-        Degradation("defocus_blur", {"radius": Param(float, (2.0, 4.0))}, reference.defocus_blur, doc="disk blur"),
-        Degradation("jpeg", {"quality": Param(int, (10, 40))}, reference.jpeg, doc="OpenCV JPEG"),
-        Degradation("poisson_noise", {"peak": Param(float, 100.0)}, reference.poisson_noise, doc="shot noise"),
+        Degradation(
+            "defocus_blur",
+            {"radius": Param(float, (2.0, 4.0))},
+            reference.defocus_blur,
+            batched="defocus_blur",
+            doc="disk blur",
+        ),
+        Degradation("jpeg", {"quality": Param(int, (10, 40))}, reference.jpeg, batched="jpeg", doc="OpenCV JPEG"),
+        Degradation(
+            "poisson_noise",
+            {"peak": Param(float, 100.0)},
+            reference.poisson_noise,
+            batched="poisson_noise",
+            doc="shot noise",
+        ),
         Degradation(
             "inpainting",
             {
@@ -266,19 +275,27 @@ BUILTINS: dict[str, Degradation] = {
                 "step": Param(float, (0.1, 0.3)),
             },
             reference.inpainting,
+            batched="inpainting",
             sampler=_sample_inpainting,
             doc="random white/black polylines",
         ),
-        Degradation("gaussian_noise", {"sigma": Param(float, (10.0, 50.0))}, reference.gaussian_noise, doc="AWGN"),
+        Degradation(
+            "gaussian_noise",
+            {"sigma": Param(float, (10.0, 50.0))},
+            reference.gaussian_noise,
+            batched="gaussian_noise",
+            doc="AWGN",
+        ),
         Degradation(
             "salt_pepper",
             {"amount": Param(float, 0.05), "salt_ratio": Param(float, 0.5)},
             reference.salt_pepper,
+            batched="salt_pepper",
             doc="impulse noise",
         ),
     ]
 }
-assert tuple(BUILTINS) == NAMES
+NAMES = tuple(BUILTINS)  # the built-ins' names, in the paper's order
 
 
 def load_function(spec: str, base_dir: str | Path = ".") -> Callable:

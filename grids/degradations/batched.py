@@ -17,7 +17,7 @@ where those operations exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -151,21 +151,6 @@ def inpainting(x, params, generator=None):
     painted = torch.from_numpy(painted.reshape(-1, 1, h, w)).to(x.device, x.dtype)
     hit = torch.from_numpy(labels[:, None] > 0).to(x.device)
     return torch.where(hit, painted, x)
-
-
-BATCHED: dict[str, Callable] = {
-    "gaussian_blur": gaussian_blur,
-    "motion_blur": motion_blur,
-    "rl": rl,
-    "sr": sr,
-    "ringing": ringing,
-    "defocus_blur": defocus_blur,
-    "jpeg": jpeg,
-    "poisson_noise": poisson_noise,
-    "inpainting": inpainting,
-    "gaussian_noise": gaussian_noise,
-    "salt_pepper": salt_pepper,
-}
 
 
 def from_uint8_images(images: Sequence[np.ndarray], device: str | torch.device = "cpu") -> torch.Tensor:

@@ -45,18 +45,16 @@ import pandas as pd
 
 from .. import io, tables
 from ..config import config_section
+from ..plotting import place_labels, wrap_group
+from ..similarity import group_distance, wide_matrix
 from . import evidence
-from .names import SEPARATOR, group_members, group_name
+from .names import group_members, group_name
 from .planner import Planner, SearchResult, rank_groups
 
 
 def distance_matrix(matrix: pd.DataFrame, names: list[str]) -> np.ndarray:
     """The symmetric ``distance_sym`` matrix of ``names`` (the clean set and others left out)."""
-    missing = sorted(set(names) - set(matrix.deg_a))
-    if missing:
-        raise ValueError(f"similarity matrix has no rows for {missing}; rebuild similarity_matrix")
-    wide = matrix.pivot(index="deg_a", columns="deg_b", values="distance_sym")
-    return wide.loc[names, names].to_numpy(dtype=float)
+    return wide_matrix(matrix, names=names).to_numpy(dtype=float)
 
 
 def mean_psnr(evaluation: pd.DataFrame, test_set: str) -> pd.DataFrame:
@@ -146,12 +144,6 @@ def candidates_table(matrix: pd.DataFrame, names: list[str], max_size: int | Non
     return pd.DataFrame(rows, columns=tables.columns("grouping_candidates"))
 
 
-def mean_distance(distances: np.ndarray, names: list[str], group: str) -> float:
-    index = [names.index(m) for m in group_members(group)]
-    pairs = [distances[i, j] for a, i in enumerate(index) for j in index[a + 1 :]]
-    return float(np.mean(pairs)) if pairs else 0.0
-
-
 def finish(
     round_tables: list[pd.DataFrame],
     matrix: pd.DataFrame,
@@ -169,9 +161,9 @@ def finish(
     test_set = test_set_of(grouping, evaluation)
     asked = rounds[rounds.action == "verify"].drop_duplicates("group").set_index("group")["round"]
     drops = member_drops(evaluation, test_set, list(asked.index))
-    distances = distance_matrix(matrix, names)
+    wide = wide_matrix(matrix, names=names)
     found = evidence.group_evidence(evaluation, test_set, list(asked.index), grouping, noise_floor, seed)
-    found.insert(2, "mean_distance", [mean_distance(distances, names, g) for g in found.group])
+    found.insert(2, "mean_distance", [group_distance(wide, group_members(g)) for g in found.group])
     found["round"] = [int(asked[g]) for g in found.group]
     verified = found[tables.columns("grouping_verified")].reset_index(drop=True)
     chosen = final[final.partition == 0]
@@ -197,90 +189,6 @@ def finish(
         "stability": stability,
         "stability_partitions": partitions,
     }
-
-
-def wrap_group(name: str, width: int = 24) -> str:
-    """A group's name on several lines, each new one starting at a ``+`` (joined again, the lines
-    give the name), so that no line passes ``width`` characters unless one member's name does."""
-    lines = [""]
-    for k, member in enumerate(group_members(name)):
-        piece = member if k == 0 else SEPARATOR + member
-        if lines[-1] and len(lines[-1]) + len(piece) > width:
-            lines.append(piece)
-        else:
-            lines[-1] += piece
-    return "\n".join(lines)
-
-
-def place_labels(ax, xy: np.ndarray, texts: list[str], radii: list[float], fontsize: float = 6.5) -> list:
-    """Annotate each point ``xy[i]`` (data coordinates; its marker ``radii[i]`` points) with
-    ``texts[i]``, greedily: the most crowded points first, each label at the nearest of a ring of
-    offsets where it stays inside the axes, overlaps neither a label placed before nor a marker and
-    is nearer its own point than any other (the least overlap where none is free), joined to its
-    point by a thin line when set apart.
-
-    Lay the figure out and fix the axes' limits first: the offsets are measured on the figure as it
-    is then (in points, so a save at another dpi keeps them)."""
-    from matplotlib.text import Text
-    from matplotlib.transforms import Bbox
-
-    fig = ax.figure
-    renderer = fig.canvas.get_renderer()
-    frame = ax.get_window_extent(renderer)
-    px = fig.dpi / 72
-    centres = ax.transData.transform(xy) if len(xy) else np.zeros((0, 2))
-    markers = [Bbox.from_bounds(x - r * px, y - r * px, 2 * r * px, 2 * r * px) for (x, y), r in zip(centres, radii)]
-
-    def shared(a, b) -> float:
-        box = Bbox.intersection(a, b)
-        return 0.0 if box is None else box.width * box.height
-
-    def reach(box, point) -> float:
-        """How far ``point`` is from ``box`` (display units)."""
-        return float(
-            np.hypot(max(box.x0 - point[0], 0, point[0] - box.x1), max(box.y0 - point[1], 0, point[1] - box.y1))
-        )
-
-    near = [sum(np.hypot(*(centres - c).T) < 60 * px) for c in centres]
-    directions = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
-    ha = {1: "left", 0: "center", -1: "right"}
-    va = {1: "bottom", 0: "center", -1: "top"}
-    placed, annotations = [], [None] * len(texts)
-    for i in sorted(range(len(texts)), key=lambda i: -near[i]):
-        label = ax.annotate(texts[i], xy[i], xytext=(0, 0), textcoords="offset points", fontsize=fontsize)
-        best = None
-        for gap in (2, 8, 16, 26, 38, 52, 68):
-            for dx, dy in directions:
-                step = radii[i] + gap
-                slant = 2**0.5 if dx and dy else 1.0
-                label.xyann = (dx * step / slant, dy * step / slant)
-                label.set_horizontalalignment(ha[dx])
-                label.set_verticalalignment(va[dy])
-                label.update_positions(renderer)
-                box = Text.get_window_extent(label, renderer)  # the text alone
-                outside = box.width * box.height - shared(box, frame)
-                cost = 10 * outside + sum(shared(box, b) for b in placed)
-                cost += sum(shared(box, m) for j, m in enumerate(markers) if j != i)
-                # a label about as near another point as its own could be read as that one's
-                own = reach(box, centres[i]) + 4 * px
-                cost += sum(1.0 for j, c in enumerate(centres) if j != i and reach(box, c) < own)
-                if best is None or cost < best[0]:
-                    best = (cost, label.xyann, ha[dx], va[dy], gap, box)
-            if best[0] == 0:
-                break
-        cost, offset, h, v, gap, box = best
-        label.remove()
-        line = (
-            {"arrowstyle": "-", "color": "grey", "lw": 0.5, "shrinkA": 1, "shrinkB": radii[i]}
-            if gap > 2 or cost
-            else None
-        )
-        label = ax.annotate(
-            texts[i], xy[i], xytext=offset, textcoords="offset points", fontsize=fontsize, ha=h, va=v, arrowprops=line
-        )
-        placed.append(box.padded(px))  # a point of air: labels that touch may overlap at another dpi
-        annotations[i] = label
-    return annotations
 
 
 def plot_search(

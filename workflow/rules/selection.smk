@@ -107,7 +107,7 @@ rule selection_tables:
         unseen=[word for name in UNSEEN for word in ("--unseen", name)],
         seed=CONFIG["seed"],
     shell:
-        "python -m grids.selection report --ggd {input.ggd:q} --groups {input.groups:q}"
+        "python -m grids.selection_report --ggd {input.ggd:q} --groups {input.groups:q}"
         " --eval {input.evals:q} {params.test_sets:q} --descriptor={input.descriptor:q}"
         " --features {params.features:q} --selection {params.selection:q} --references {input.references:q}"
         " --seed {params.seed:q} {params.unseen:q}"

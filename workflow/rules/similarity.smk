@@ -47,9 +47,12 @@ rule similarity_tables:
     localrule: True
     conda:
         "../envs/grids.yaml"
+    params:
+        distance=CONFIG["features"]["distance"],
     shell:
         "python -m grids.similarity matrix --ggd {input:q} --ggd-table {output.ggd:q} --matrix {output.matrix:q}"
-        " --heatmap {output.heatmap:q} --heatmap-svg {output.heatmap_svg:q} > {log:q} 2>&1"
+        " --heatmap {output.heatmap:q} --heatmap-svg {output.heatmap_svg:q} --distance {params.distance:q}"
+        " > {log:q} 2>&1"
 
 
 rule similarity_matrix:

@@ -61,8 +61,11 @@ rule validation_matrix:
     localrule: True
     conda:
         "../envs/grids.yaml"
+    params:
+        distance=CONFIG["features"]["distance"],
     shell:
-        "python -m grids.validation matrix --ggd {input:q} --out {output:q} > {log:q} 2>&1"
+        "python -m grids.validation matrix --ggd {input:q} --distance {params.distance:q} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule validation_tables:
