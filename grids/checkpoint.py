@@ -274,7 +274,7 @@ def _member_psnr(evaluation: pd.DataFrame, grouping: dict):
     """``grouping`` with its test set named (the first evaluated where the config leaves it out),
     and ``(members, group) -> {member: (single-task PSNR, group PSNR, input PSNR)}`` on that set:
     what the drops, the gains and the card's tables are made of."""
-    from .grouping.rounds import mean_psnr, test_set_of
+    from .grouping.evidence import mean_psnr, test_set_of
 
     test_set = test_set_of(grouping, evaluation)
     means = mean_psnr(evaluation, test_set).set_index(["trained_on", "degradation"]).psnr

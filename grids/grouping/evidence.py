@@ -53,6 +53,17 @@ def test_rows(evaluation: pd.DataFrame, test_set: str) -> pd.DataFrame:
     return rows
 
 
+def mean_psnr(evaluation: pd.DataFrame, test_set: str) -> pd.DataFrame:
+    """Mean PSNR per (trained_on, degradation) on ``test_set``."""
+    rows = test_rows(evaluation, test_set)
+    return rows.groupby(["trained_on", "degradation"], as_index=False).psnr.mean()
+
+
+def test_set_of(grouping: dict, evaluation: pd.DataFrame) -> str:
+    """The configured test set, or the first one evaluated (the order of the config)."""
+    return grouping["test_set"] or str(evaluation.test_set.iloc[0])
+
+
 def per_image(evaluation: pd.DataFrame, model: str, degradation: str) -> pd.Series:
     """PSNR of ``model`` on ``degradation``'s test images (rows of one test set), by image id."""
     rows = evaluation[(evaluation.trained_on == model) & (evaluation.degradation == degradation)]

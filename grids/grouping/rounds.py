@@ -48,6 +48,7 @@ from ..config import config_section
 from ..plotting import place_labels, wrap_group
 from ..similarity import group_distance, wide_matrix
 from . import evidence
+from .evidence import mean_psnr, test_set_of
 from .names import group_members, group_name
 from .planner import Planner, SearchResult, rank_groups
 
@@ -55,12 +56,6 @@ from .planner import Planner, SearchResult, rank_groups
 def distance_matrix(matrix: pd.DataFrame, names: list[str]) -> np.ndarray:
     """The symmetric ``distance_sym`` matrix of ``names`` (the clean set and others left out)."""
     return wide_matrix(matrix, names=names).to_numpy(dtype=float)
-
-
-def mean_psnr(evaluation: pd.DataFrame, test_set: str) -> pd.DataFrame:
-    """Mean PSNR per (trained_on, degradation) on ``test_set``."""
-    rows = evidence.test_rows(evaluation, test_set)
-    return rows.groupby(["trained_on", "degradation"], as_index=False).psnr.mean()
 
 
 def member_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> pd.DataFrame:
@@ -106,11 +101,6 @@ def planner_for(matrix: pd.DataFrame, names: list[str], grouping: dict) -> Plann
         probes_per_round=grouping["probes_per_round"],
         all_partitions=grouping["all_partitions"],
     )
-
-
-def test_set_of(grouping: dict, evaluation: pd.DataFrame) -> str:
-    """The configured test set, or the first one evaluated (the order of the config)."""
-    return grouping["test_set"] or str(evaluation.test_set.iloc[0])
 
 
 def plan_round(
