@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .config import descriptor_photos, published_baselines, replicate_degradations, trained_baselines
-from .grouping.names import group_members, group_name, mix_all, upper_bound_groups
+from .grouping.names import group_members, group_name, mix_all_group, upper_bound_groups
 
 # The workflow's targets (workflow/Snakefile); `all` is every one of them.
 TARGETS = (
@@ -130,7 +130,7 @@ class RunPlan:
         self.test_degradations = self.degradations + self.unseen
         self.image_sets = ["clean", *self.degradations]  # clean: the similarity tables' reference row
         self.test_sets = list(config["training"]["test_sets"])
-        self.mix_all = mix_all(self.degradations)
+        self.mix_all = mix_all_group(self.degradations)
         self.upper_bound_groups = upper_bound_groups(self.degradations)
         # Extra Table 1 rows: mix-all models trained with their own recipe, and published weights
         # evaluated as they are (never trained).

@@ -24,7 +24,7 @@ def group_pattern(names: Iterable[str]) -> str:
     return f"(?:{alternatives})(?:\\{SEPARATOR}(?:{alternatives}))*"
 
 
-def mix_all(names: Iterable[str]) -> str | None:
+def mix_all_group(names: Iterable[str]) -> str | None:
     """The mix-all baseline's group: every degradation, a model of its own only with more than one
     (with one degradation it would be that degradation's single-task model: None)."""
     names = set(names)
@@ -33,4 +33,4 @@ def mix_all(names: Iterable[str]) -> str | None:
 
 def upper_bound_groups(names: list[str]) -> list[str]:
     """The models of the upper-bound table: one per degradation and the mix-all baseline."""
-    return [*names, *filter(None, [mix_all(names)])]
+    return [*names, *filter(None, [mix_all_group(names)])]
