@@ -18,6 +18,8 @@ from typing import Any
 
 from .config import descriptor_photos, published_baselines, replicate_degradations, trained_baselines
 from .grouping.names import group_members, group_name, mix_all_group, upper_bound_groups
+from .io import list_image_files
+from .user_code import code_file
 
 # The workflow's targets (workflow/Snakefile); `all` is every one of them.
 TARGETS = (
@@ -240,6 +242,33 @@ class RunPlan:
             "--seed": self.config["seed"],
         }
         return [str(word) for pair in args.items() for word in pair]
+
+    # --- the user's files a job reads (editing one reruns the job) ---
+
+    def entries(self, names: Iterable[str]) -> dict[str, dict]:
+        """The resolved config entries of degradations ``names`` (trained or unseen)."""
+        entries = {**self.config["degradations"], **self.config["selection"]["unseen"]}
+        return {name: entries[name] for name in names}
+
+    def function_files(self, names: Iterable[str]) -> list[str]:
+        """The .py files of the user-defined degradations among ``names``."""
+        files = [code_file(entry.get("function", "")) for entry in self.entries(names).values()]
+        return [file for file in files if file]
+
+    @staticmethod
+    def image_files(images: dict[str, Any]) -> list[str]:
+        """The image files of an images section's folder: adding, removing or touching one reruns
+        the set made from it."""
+        return [str(path) for path in list_image_files(images["folder"])[0]] if images["folder"] else []
+
+    def descriptor_photo_files(self) -> list[str]:
+        """The photos rule train_descriptor trains on."""
+        return self.image_files({"folder": descriptor_photos(self.config)})
+
+    @staticmethod
+    def arch_files(recipe: dict[str, Any]) -> list[str]:
+        """The .py file of a user-defined architecture (a change to it retrains)."""
+        return [file for file in [code_file(recipe["arch"])] if file]
 
     def validation_test_set(self) -> str:
         """The test set whose PSNR defines a drop (the search's, the noise floor's, Table 2's)."""

@@ -15,14 +15,11 @@ from grids import runplan
 from grids.config import (
     ConfigError,
     baseline_recipe,
-    descriptor_photos,
     descriptor_weights,
     training_recipe,
     validate_config,
 )
 from grids.grouping.names import group_members, group_name, group_pattern
-from grids.io import list_image_files
-from grids.user_code import code_file
 
 try:
     CONFIG = validate_config(config)
@@ -70,7 +67,6 @@ os.environ["PATH"] = os.pathsep.join(
 )
 DEGRADATIONS, UNSEEN, IMAGE_SETS = PLAN.degradations, PLAN.unseen, PLAN.image_sets
 TEST_DEGRADATIONS, TEST_SETS = PLAN.test_degradations, PLAN.test_sets
-ENTRIES = {**CONFIG["degradations"], **CONFIG["selection"]["unseen"]}
 # Recorded in every exported group model: which validated config the model comes from.
 CONFIG_HASH = hashlib.sha256(json.dumps(CONFIG, sort_keys=True).encode()).hexdigest()
 MIX_ALL = group_name(DEGRADATIONS)  # what a baseline trains on: every degradation
@@ -108,17 +104,13 @@ def as_json(value):
 get_images_json = lambda wildcards: as_json(CONFIG["images"])
 get_training_images_json = lambda wildcards: as_json(CONFIG["training"]["images"])
 get_test_images_json = lambda w: as_json(CONFIG["training"]["test_sets"][w.test_set])
-get_degradation_entry = lambda wildcards: as_json(ENTRIES[wildcards.degradation])
+get_degradation_entry = lambda w: as_json(PLAN.entries([w.degradation])[w.degradation])
 get_features_json = lambda wildcards: as_json(CONFIG["features"])
 get_grouping_json = lambda wildcards=None: as_json(CONFIG["grouping"])
 get_recipe_json = lambda wildcards: as_json(training_recipe(CONFIG))
 get_baseline_recipe_json = lambda w: as_json(baseline_recipe(CONFIG, w.trained))
-get_group_entries_json = lambda w: as_json(
-    {m: CONFIG["degradations"][m] for m in group_members(w.group)}
-)
-get_replicate_entries_json = lambda w: as_json(
-    {w.degradation: CONFIG["degradations"][w.degradation]}
-)
+get_group_entries_json = lambda w: as_json(PLAN.entries(group_members(w.group)))
+get_replicate_entries_json = lambda w: as_json(PLAN.entries([w.degradation]))
 get_published_arch_kwargs = lambda w: as_json(
     PUBLISHED_BASELINES[w.published]["arch_kwargs"]
 )
@@ -137,22 +129,6 @@ def user_files(paths):
     return [local(str(path)) for path in paths]
 
 
-def image_files(images):
-    """An images section's folder's files: adding, removing or touching one reruns its set."""
-    return user_files(list_image_files(images["folder"])[0]) if images["folder"] else []
-
-
-def function_files(entries):
-    """The .py files of user-defined degradations: a change to one reruns what they made."""
-    files = [code_file(entry.get("function", "")) for entry in entries]
-    return user_files(file for file in files if file)
-
-
-def arch_files(recipe):
-    """The .py file of a user-defined architecture (a change to it retrains)."""
-    return user_files(filter(None, [code_file(recipe["arch"])]))
-
-
 def descriptor_input():
     """The descriptor weights: shipped, trained by rule train_descriptor, or a user file."""
     weights = descriptor_weights(CONFIG)
@@ -160,30 +136,27 @@ def descriptor_input():
     return [weights] if trained else user_files([weights])
 
 
+image_files = lambda images: user_files(PLAN.image_files(images))
+arch_files = lambda recipe: user_files(PLAN.arch_files(recipe))
+function_files = lambda names: user_files(PLAN.function_files(names))
 get_clean_image_files = lambda wildcards: image_files(CONFIG["images"])
 get_training_image_files = lambda wildcards: image_files(CONFIG["training"]["images"])
 get_test_image_files = lambda w: image_files(
     CONFIG["training"]["test_sets"][w.test_set]
 )
-get_user_function_file = lambda w: function_files([ENTRIES[w.degradation]])
-get_group_function_files = lambda w: function_files(
-    [CONFIG["degradations"][m] for m in group_members(w.group)]
-)
-get_all_function_files = lambda w: function_files(CONFIG["degradations"].values())
+get_user_function_file = lambda w: function_files([w.degradation])
+get_group_function_files = lambda w: function_files(group_members(w.group))
+get_all_function_files = lambda w: function_files(DEGRADATIONS)
 get_arch_files = lambda wildcards: arch_files(CONFIG["training"])
 get_baseline_arch_files = lambda w: arch_files(baseline_recipe(CONFIG, w.trained))
 get_published_weights = lambda w: user_files(
     [PUBLISHED_BASELINES[w.published]["weights"]]
 )
 get_published_arch_files = lambda w: arch_files(PUBLISHED_BASELINES[w.published])
-get_descriptor_photo_files = lambda w: user_files(
-    list_image_files(descriptor_photos(CONFIG))[0]
-)
+get_descriptor_photo_files = lambda w: user_files(PLAN.descriptor_photo_files())
 get_descriptor_input = lambda w: (
     [] if CONFIG["features"]["kind"] == "sift" else descriptor_input()
 )
-
-
 get_descriptor_train_args = lambda wildcards: PLAN.descriptor_train_args()
 
 
