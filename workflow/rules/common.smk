@@ -318,11 +318,13 @@ def round_evals(r):
     return evals(DEGRADATIONS) + evals(runplan.requested_groups(read_round, r))
 
 
+def get_previous_round(wildcards):
+    r = int(wildcards.round)
+    return [f"results/grouping/rounds/{r - 1}.parquet"] if r else []
+
+
 final_groups = lambda: runplan.final_groups(read_round)
 get_round_evals = lambda wildcards: round_evals(int(wildcards.round))
-get_previous_round = lambda w: expand(
-    "results/grouping/rounds/{r}.parquet", r=range(int(w.round))[-1:]
-)
 get_all_rounds = lambda w: [
     f"results/grouping/rounds/{r}.parquet"
     for r in range(runplan.final_round(read_round)[0] + 1)
