@@ -162,10 +162,29 @@ def _key(path) -> str:
 
 
 def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[str, Any]:
-    """Check ``config`` and return a copy with defaults filled in; raise :class:`ConfigError`."""
+    """Check ``config`` and return a copy with defaults filled in; raise :class:`ConfigError`.
+    The checks run in this order, so that of several mistakes the same one is reported first."""
     config = copy.deepcopy(dict(config))
-    # `name: null` drops an entry inherited from an earlier config file (Snakemake merges
-    # --configfile files key by key, so an entry cannot be deleted otherwise).
+    _drop_null_entries(config)
+    _check_names(config)
+    _check_degradation_names(config)
+    _check_arch_names(config)
+    _check_schema(config)
+    config["images"] = _image_set(config["images"], "images", base_dir)
+    _training_section(config, base_dir)
+    _grouping_section(config)
+    _baselines_section(config, base_dir)
+    _features_section(config)
+    _descriptor_section(config, base_dir)
+    _degradations_section(config, base_dir)
+    _validation_section(config)
+    _selection_section(config, base_dir)
+    return config
+
+
+def _drop_null_entries(config: dict[str, Any]) -> None:
+    """`name: null` drops an entry inherited from an earlier config file (Snakemake merges
+    --configfile files key by key, so an entry cannot be deleted otherwise)."""
     for section in (
         config.get("degradations"),
         (config.get("training") or {}).get("test_sets"),
@@ -175,17 +194,25 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         if isinstance(section, dict):
             for name in [n for n, v in section.items() if v is None]:
                 del section[name]
-    _check_names(config)
+
+
+def _check_degradation_names(config: dict[str, Any]) -> None:
+    """An unknown degradation, with the closest built-in name (before the schema's vaguer message)."""
     degradations = config.get("degradations")
-    if isinstance(degradations, dict):
-        for name, entry in degradations.items():
-            if name not in BUILTINS and not (isinstance(entry, dict) and "function" in entry):
-                close = difflib.get_close_matches(str(name), NAMES, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ConfigError(
-                    f"config key degradations.{name}: unknown degradation {name!r}.{hint} "
-                    f"Built-ins: {', '.join(NAMES)}; a user-defined one needs a 'function' key."
-                )
+    if not isinstance(degradations, dict):
+        return
+    for name, entry in degradations.items():
+        if name not in BUILTINS and not (isinstance(entry, dict) and "function" in entry):
+            close = difflib.get_close_matches(str(name), NAMES, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"config key degradations.{name}: unknown degradation {name!r}.{hint} "
+                f"Built-ins: {', '.join(NAMES)}; a user-defined one needs a 'function' key."
+            )
+
+
+def _check_arch_names(config: dict[str, Any]) -> None:
+    """An unknown architecture of the training or a baseline, and a misplaced training.runtime."""
     for key, section in [
         ("training", config.get("training")),
         *((f"baselines.{name}", entry) for name, entry in (config.get("baselines") or {}).items()),
@@ -202,16 +229,23 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
             "experiment: set it in your profile (set-resources: train: runtime: MINUTES) or on the command "
             "line (--set-resources train:runtime=MINUTES)"
         )
-    errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.path))
-    if errors:
-        error = jsonschema.exceptions.best_match(errors)
-        message = error.message
-        if list(error.absolute_path)[:2] == ["validation", "experiments"] and error.validator == "minItems":
-            if len(error.absolute_path) == 4:  # a group, not the pair of groups
-                message = f"{error.instance} has {len(error.instance)} member(s); a group mixes 2 or more degradations"
-        raise ConfigError(f"config key {_key(error.absolute_path)}: {message}")
 
-    images = config["images"] = _image_set(config["images"], "images", base_dir)
+
+def _check_schema(config: dict[str, Any]) -> None:
+    """The schema's best-matching error, naming the key."""
+    errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.path))
+    if not errors:
+        return
+    error = jsonschema.exceptions.best_match(errors)
+    message = error.message
+    if list(error.absolute_path)[:2] == ["validation", "experiments"] and error.validator == "minItems":
+        if len(error.absolute_path) == 4:  # a group, not the pair of groups
+            message = f"{error.instance} has {len(error.instance)} member(s); a group mixes 2 or more degradations"
+    raise ConfigError(f"config key {_key(error.absolute_path)}: {message}")
+
+
+def _training_section(config: dict[str, Any], base_dir: str | Path) -> None:
+    """`training` with its defaults, its image sets resolved; test photos kept out of training."""
     given = config.get("training", {})
     training = config["training"] = {**DEFAULT_TRAINING, **given}
     if ("arch" in given and "arch_kwargs" not in given) or training["arch_kwargs"] is None:
@@ -225,13 +259,13 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         shared = sorted(set(spec["photos"]) & set(training["images"]["photos"]))
         if shared:
             raise ConfigError(f"config key training.test_sets.{name}.photos: {shared} also in training.images.photos")
-        in_references = sorted(set(spec["photos"]) & set(images["photos"]))
+        in_references = sorted(set(spec["photos"]) & set(config["images"]["photos"]))
         if in_references:  # the selection's references are the degraded `images` sets
             warnings.warn(
                 f"config key training.test_sets.{name}.photos: {in_references} also in images.photos, whose "
                 "degraded sets are the selection's references: the selection report then scores these test "
                 "images against their own content, and its accuracy and out-of-distribution numbers are optimistic",
-                stacklevel=2,
+                stacklevel=3,
             )
     if training["crop"] > training["images"]["min_side"]:
         raise ConfigError(
@@ -239,7 +273,10 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
             f"({training['images']['min_side']} px)"
         )
 
+
+def _grouping_section(config: dict[str, Any]) -> None:
     grouping = config["grouping"] = {**DEFAULT_GROUPING, **config.get("grouping", {})}
+    training = config["training"]
     if grouping["test_set"] is not None and grouping["test_set"] not in training["test_sets"]:
         raise ConfigError(
             f"config key grouping.test_set: {grouping['test_set']!r} is not one of training.test_sets "
@@ -247,6 +284,11 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         )
     grouping["replicates"] = _replicates(grouping["replicates"], list(config["degradations"]))
     _check_same_size(training, "training")
+
+
+def _baselines_section(config: dict[str, Any], base_dir: str | Path) -> None:
+    """Each baseline: published weights checked, or the training recipe with its overrides."""
+    training = config["training"]
     config["baselines"] = dict(config.get("baselines") or {})
     for name, overrides in config["baselines"].items():
         if name in TABLE1_NAMES:
@@ -263,9 +305,8 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
         if overrides.get("crop", training["crop"]) > training["images"]["min_side"]:
             raise ConfigError(f"config key baselines.{name}.crop: exceeds training.images.min_side")
 
-    descriptor = {**DEFAULT_DESCRIPTOR, **config.get("descriptor", {})}
-    descriptor["train"] = {**DEFAULT_DESCRIPTOR["train"], **descriptor.get("train", {})}
-    config["descriptor"] = descriptor
+
+def _features_section(config: dict[str, Any]) -> None:
     features = config["features"] = {**DEFAULT_FEATURES, **config.get("features", {})}
     if features["kind"] == "descriptor" and features["n_patches"] < 2:
         raise ConfigError("config key features.n_patches: need at least 2 patches for a PCA")
@@ -274,11 +315,18 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
             f"config key features.pca_components: {features['pca_components']} must be smaller than "
             f"features.n_patches ({features['n_patches']}): centred PCA has rank n_patches - 1"
         )
+    images = config["images"]
     if features["patch_size"] > images["min_side"]:
         raise ConfigError(
             f"config key features.patch_size: {features['patch_size']} px exceeds images.min_side "
             f"({images['min_side']} px), so an accepted image could be too small to crop"
         )
+
+
+def _descriptor_section(config: dict[str, Any], base_dir: str | Path) -> None:
+    descriptor = {**DEFAULT_DESCRIPTOR, **config.get("descriptor", {})}
+    descriptor["train"] = {**DEFAULT_DESCRIPTOR["train"], **descriptor.get("train", {})}
+    config["descriptor"] = descriptor
     if descriptor["weights"] not in ("shipped", "train") and not (Path(base_dir) / descriptor["weights"]).is_file():
         raise ConfigError(
             f"config key descriptor.weights: file {descriptor['weights']} not found "
@@ -287,6 +335,8 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     if descriptor["train"]["photos"] != "shipped" and not (Path(base_dir) / descriptor["train"]["photos"]).is_dir():
         raise ConfigError(f"config key descriptor.train.photos: folder {descriptor['train']['photos']} does not exist")
 
+
+def _degradations_section(config: dict[str, Any], base_dir: str | Path) -> None:
     for name, entry in config["degradations"].items():
         if name in RESERVED_SET_NAMES:
             raise ConfigError(
@@ -294,10 +344,17 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
                 "input: the degraded input scored as a model)"
             )
         config["degradations"][name] = _resolve_degradation(name, entry, f"degradations.{name}", base_dir)
+
+
+def _validation_section(config: dict[str, Any]) -> None:
     validation = config["validation"] = {**DEFAULT_VALIDATION, **config.get("validation", {})}
     validation["experiments"] = dict(validation["experiments"] or {})
     for name, sides in validation["experiments"].items():
         _check_experiment(name, sides, config)
+
+
+def _selection_section(config: dict[str, Any], base_dir: str | Path) -> None:
+    """`selection`: the unseen degradations resolved, kept out of training; their near misses."""
     selection = config["selection"] = {**DEFAULT_SELECTION, **config.get("selection", {})}
     selection["unseen"] = dict(selection["unseen"] or {})
     for name, entry in selection["unseen"].items():
@@ -312,7 +369,6 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     strangers = [name for name in selection["near_misses"] if name not in selection["unseen"]]
     if strangers:
         raise ConfigError(f"config key selection.near_misses: {strangers} not in selection.unseen")
-    return config
 
 
 def _replicates(given: dict, degradations: list[str]) -> dict:

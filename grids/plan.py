@@ -243,15 +243,16 @@ def learning_warnings(config: dict) -> list[str]:
 def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instances: int = 200) -> str:
     """The text ``grids plan`` prints for a validated, merged ``config`` (``assumed``: image sets
     planned with assumed sizes, from :func:`load_for_plan`)."""
-    assumed = assumed or {}
-    training, grouping = config["training"], config["grouping"]
-    names = list(config["degradations"])
-    n = len(names)
-    from .config import baseline_recipe, trained_baselines, training_recipe
+    from .config import baseline_recipe, training_recipe
+    from .runplan import RunPlan
 
+    run, grouping = RunPlan.from_config(config), config["grouping"]
     recipe = training_recipe(config)
-    baselines = {name: baseline_recipe(config, name) for name in trained_baselines(config)}
+    baselines = {name: baseline_recipe(config, name) for name in run.trained_baselines}
+    n = len(run.degradations)
     sims = simulated_verifications(n, grouping["strategy"], grouping["probes_per_round"], instances) if n > 1 else None
+    fixed = len(run.upper_bound_groups)  # the trainings every run has: single-task models and mix-all
+    verifications = _percentiles(sims[:, 0]) if sims is not None else None
     lines = [
         (
             f"grids plan: {n} degradations, strategy {grouping['strategy']}, probes_per_round "
@@ -259,17 +260,33 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
         ),
         "",
     ]
-    main_hours, main_note = _gpu_hours(recipe)
-    fixed = n + (1 if n > 1 else 0)
-    lines.append("Trainings")
+    lines += _trainings(run, recipe, baselines, sims, instances)
+    learning = learning_warnings(config)
+    if learning:
+        lines += ["", "Will the models learn? (bench/bench_recipe.py, CPU)", *(f"  {line}" for line in learning)]
+    lines += ["", *_gpu_time(recipe, baselines, fixed, verifications)]
+    lines += ["", *_disk(config, assumed or {}, recipe, baselines, fixed + (verifications or (0, 0, 0))[1])]
+    lines += ["", *_ram()]
+    return "\n".join(lines)
+
+
+def _percentiles(verifications: np.ndarray) -> tuple[int, int, int]:
+    """The 10th, 50th and 90th percentile of the simulated searches' verifications."""
+    return tuple(round(float(np.percentile(verifications, q))) for q in (10, 50, 90))
+
+
+def _trainings(run, recipe: dict, baselines: dict, sims: np.ndarray | None, instances: int) -> list[str]:
+    """What will be trained: counts and iterations; the search's verifications as simulated."""
+    n = len(run.degradations)
+    lines = ["Trainings"]
     lines.append(f"  single-task models      {n:5d}  x {recipe['iterations']:,} iterations ({recipe['arch']})")
-    if n > 1:
+    if run.mix_all:
         lines.append(f"  mix-all baseline        {1:5d}  x {recipe['iterations']:,} iterations ({recipe['arch']})")
     for name, base in baselines.items():
         lines.append(f"  baseline {name:14s} {1:5d}  x {base['iterations']:,} iterations ({base['arch']})")
     if sims is not None:
         ev, rounds = sims[:, 0], sims[:, 1]
-        p10, med, p90 = (round(float(np.percentile(ev, q))) for q in (10, 50, 90))
+        p10, med, p90 = _percentiles(ev)
         lines.append(
             f"  grouping verifications  {med:5d}  median; {p10}-{p90} (10th-90th percentile), max {ev.max()}, "
             f"in a median of {int(np.median(rounds))} rounds (max {rounds.max()})"
@@ -278,26 +295,29 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
             f"    ({instances} simulated searches of the planner with n = {n}; the real number depends on "
             "the measured PSNRs)"
         )
-    learning = learning_warnings(config)
-    if learning:
-        lines.append("")
-        lines.append("Will the models learn? (bench/bench_recipe.py, CPU)")
-        lines += [f"  {line}" for line in learning]
-    lines.append("")
-    lines.append(f"GPU time (measured on {MEASURED_CARD}, bench/RESULTS.md)")
+    return lines
+
+
+def _gpu_time(recipe: dict, baselines: dict, fixed: int, verifications: tuple[int, int, int] | None) -> list[str]:
+    """GPU time per training and in all (``verifications``: the search's 10th, 50th and 90th
+    percentile of trainings, None without a search)."""
+    lines = [f"GPU time (measured on {MEASURED_CARD}, bench/RESULTS.md)"]
+    main_hours, main_note = _gpu_hours(recipe)
     lines.append(f"  {main_note}")
-    if main_hours is not None:
-        lines.append(f"  per training: {_duration(main_hours)}")
-    total_lo = total_med = total_hi = 0.0
     missing = []
-    if main_hours is not None:
-        total_lo = total_med = total_hi = fixed * main_hours
-        if sims is not None:
-            total_lo += p10 * main_hours
-            total_med += med * main_hours
-            total_hi += p90 * main_hours
-    else:
+    if main_hours is None:
         missing.append(recipe["arch"])
+        total_lo = total_med = total_hi = 0.0
+    else:
+        lines.append(f"  per training: {_duration(main_hours)}")
+        total_lo = total_med = total_hi = fixed * main_hours
+        if verifications is not None:
+            p10, med, p90 = verifications
+            total_lo, total_med, total_hi = (
+                total_lo + p10 * main_hours,
+                total_med + med * main_hours,
+                total_hi + p90 * main_hours,
+            )
     for name, base in baselines.items():
         hours, note = _gpu_hours(base)
         lines.append(f"  baseline {name}: {note}" + (f": {_duration(hours)}" if hours is not None else ""))
@@ -305,17 +325,19 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
             missing.append(f"baseline {name}")
         else:
             total_lo, total_med, total_hi = total_lo + hours, total_med + hours, total_hi + hours
-    if main_hours is not None:
-        lines.append(
-            f"  total: about {_duration(total_med)} (verifications 10th-90th percentile: "
-            f"{_span(total_lo, total_hi)})" + (f", not counting {', '.join(missing)}" if missing else "")
-        )
-        lines.append("  (training only: evaluations, GGD fits and selection add GPU-minutes per model)")
-    else:
-        lines.append(f"  total: unknown ({', '.join(missing)} not measured)")
+    if main_hours is None:
+        return [*lines, f"  total: unknown ({', '.join(missing)} not measured)"]
+    lines.append(
+        f"  total: about {_duration(total_med)} (verifications 10th-90th percentile: "
+        f"{_span(total_lo, total_hi)})" + (f", not counting {', '.join(missing)}" if missing else "")
+    )
+    return [*lines, "  (training only: evaluations, GGD fits and selection add GPU-minutes per model)"]
 
-    lines.append("")
-    lines.append("Disk")
+
+def _disk(config: dict, assumed: dict, recipe: dict, baselines: dict, n_trainings: int) -> list[str]:
+    """The crop store, the degraded sets and the checkpoints (``n_trainings``: the median number)."""
+    training, n = config["training"], len(config["degradations"])
+    lines = ["Disk"]
     train_images, train_pixels, how = _set_pixels(training["images"], assumed.get("training.images"))
     lines.append(
         f"  crop store (results/train/store): {_gb(train_pixels * 3)} for {train_images} training images ({how})"
@@ -336,25 +358,25 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
         (b["arch"], str(b["arch_kwargs"])): b for b in baselines.values()
     }
     checkpoint_gb = 0.0
-    n_trainings = fixed + (med if sims is not None else 0)
     for (arch, _), r in archs.items():
         size = _parameters(arch, r["arch_kwargs"]) * 4 * 3 / 1e9  # weights + AdamW's two moments
-        count = n_trainings if r is recipe else 1
-        checkpoint_gb += size * count
+        checkpoint_gb += size * (n_trainings if r is recipe else 1)
         lines.append(f"  checkpoints {arch}: {size * 1e3:.0f} MB each (final + a resume file while training)")
     lines.append(f"  checkpoints in all: about {checkpoint_gb:.1f} GB (median number of trainings)")
     lines.append("  user images are referenced in place: only files needing a conversion are written again")
-    lines.append("")
-    lines.append("RAM per job (peak RSS measured by bench/bench_scale.py on CPU; flat in the number of images)")
-    lines.append(
-        f"  training: {MEASURED_RSS_MB['train'] / 1e3:.1f} GB host memory (SRResNet 32/4, batch 8 x 256², CPU); "
-        "a CUDA job adds the CUDA context and libraries (a few GB, not measured here)"
-    )
-    lines.append(
-        f"  clean set: {MEASURED_RSS_MB['clean set'] / 1e3:.2f} GB with 2 worker processes (+ about 0.16 GB per "
-        f"extra worker); crop store: {MEASURED_RSS_MB['crop store'] / 1e3:.2f} GB"
-    )
-    lines.append(
-        f"  evaluation: {MEASURED_RSS_MB['evaluate'] / 1e3:.2f} GB on CPU for 2K test images (one image at a time)"
-    )
-    return "\n".join(lines)
+    return lines
+
+
+def _ram() -> list[str]:
+    return [
+        "RAM per job (peak RSS measured by bench/bench_scale.py on CPU; flat in the number of images)",
+        (
+            f"  training: {MEASURED_RSS_MB['train'] / 1e3:.1f} GB host memory (SRResNet 32/4, batch 8 x 256², CPU); "
+            "a CUDA job adds the CUDA context and libraries (a few GB, not measured here)"
+        ),
+        (
+            f"  clean set: {MEASURED_RSS_MB['clean set'] / 1e3:.2f} GB with 2 worker processes (+ about 0.16 GB per "
+            f"extra worker); crop store: {MEASURED_RSS_MB['crop store'] / 1e3:.2f} GB"
+        ),
+        f"  evaluation: {MEASURED_RSS_MB['evaluate'] / 1e3:.2f} GB on CPU for 2K test images (one image at a time)",
+    ]

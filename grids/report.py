@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io, tables
-from .grouping.names import group_name, upper_bound_groups
+from .grouping.names import mix_all_group
 
 
 def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
@@ -31,7 +31,8 @@ def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
     columns = ["psnr", "ssim", "psnr_input", "gain"]
     means = evaluation.groupby(["trained_on", "test_set", "degradation"], as_index=False)[columns].mean()
     single = means[means.trained_on == means.degradation].drop(columns="trained_on")
-    mix_all = upper_bound_groups(sorted(single.degradation.unique()))[-1]
+    names = sorted(single.degradation.unique())
+    mix_all = mix_all_group(names) or names[0]  # one degradation: its own model is the mix of all
     mix = means[means.trained_on == mix_all].drop(columns="trained_on")
     mix = mix.drop(columns="psnr_input")
     table = single.merge(mix, on=["test_set", "degradation"], suffixes=("_single", "_mixall"), how="left")
@@ -81,8 +82,7 @@ def table1(
     ``average`` row per test set (the mean of the degradation rows)."""
     means = evaluation.groupby(["trained_on", "test_set", "degradation"]).psnr.mean()
     inputs = evaluation.groupby(["test_set", "degradation"]).psnr_input.mean()
-    names = list(groups.degradation)
-    mix_all = group_name(names)
+    mix_all = mix_all_group(groups.degradation)
     rows = []
     for test_set in sorted(set(evaluation.test_set)):
         for name, group in zip(groups.degradation, groups.group):
@@ -92,7 +92,7 @@ def table1(
                 "group": group,
                 "psnr_input": inputs[(test_set, name)],
                 "psnr_upper": means[(name, test_set, name)],
-                "psnr_mixall": means[(mix_all, test_set, name)] if len(names) > 1 else means[(name, test_set, name)],
+                "psnr_mixall": means[(mix_all or name, test_set, name)],
             }
             for b, table in (baselines or {}).items():
                 row[f"psnr_{b}"] = table[(table.test_set == test_set) & (table.degradation == name)].psnr.mean()

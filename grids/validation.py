@@ -46,30 +46,13 @@ from scipy import stats
 
 from . import io, tables
 from .ggd import DISTANCES
-from .grouping.names import group_members, group_name
+from .grouping.names import group_members, mix_all_group
 from .grouping.rounds import member_drops  # the drops the search uses, the same way
 from .plotting import place_labels, wrap_group
+from .runplan import runnable_experiments
 from .similarity import group_distance, similarity_table, wide_matrix
 
 TARGETS = ("max_drop", "mean_drop")
-
-
-def runnable_experiments(experiments: dict[str, list[list[str]]], degradations: list[str]) -> tuple[dict, list[str]]:
-    """The experiments whose every member is a configured degradation, and a message per skipped one."""
-    kept, skipped = {}, []
-    for name, sides in experiments.items():
-        missing = sorted({m for side in sides for m in side} - set(degradations))
-        if missing:
-            skipped.append(f"experiment {name} skipped: {', '.join(missing)} not among the configured degradations")
-        else:
-            kept[name] = [group_name(side) for side in sides]
-    return kept, skipped
-
-
-def experiment_groups(experiments: dict[str, list[list[str]]], degradations: list[str]) -> list[str]:
-    """Canonical names of every group the runnable experiments need trained, in first-use order."""
-    kept, _ = runnable_experiments(experiments, degradations)
-    return list(dict.fromkeys(g for sides in kept.values() for g in sides))
 
 
 def mean_distance(matrix: pd.DataFrame, group: str) -> float:
@@ -356,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     sources = {g: "search" for g in pd.read_parquet(args.verified).group}
     sources.update({g: "table2" for g in all_groups if g not in sources})
-    mix_all = group_name(args.degradations)
-    sources.setdefault(mix_all, "mix-all")
+    mix_all = mix_all_group(args.degradations)
+    if mix_all:
+        sources.setdefault(mix_all, "mix-all")
     trained = set(evaluation.trained_on)
     groups = premise_groups(evaluation, test_set, {g: s for g, s in sources.items() if g in trained}, matrices)
     summary = premise(groups, table, args.bootstrap, args.seed)

@@ -24,7 +24,13 @@ def group_pattern(names: Iterable[str]) -> str:
     return f"(?:{alternatives})(?:\\{SEPARATOR}(?:{alternatives}))*"
 
 
+def mix_all_group(names: Iterable[str]) -> str | None:
+    """The mix-all baseline's group: every degradation, a model of its own only with more than one
+    (with one degradation it would be that degradation's single-task model: None)."""
+    names = set(names)
+    return group_name(names) if len(names) > 1 else None
+
+
 def upper_bound_groups(names: list[str]) -> list[str]:
-    """The models of the upper-bound table: one per degradation and, with several degradations,
-    the mix-all baseline (the group of every one; with one, it is that degradation's model)."""
-    return [*names, group_name(names)] if len(names) > 1 else list(names)
+    """The models of the upper-bound table: one per degradation and the mix-all baseline."""
+    return [*names, *filter(None, [mix_all_group(names)])]
