@@ -11,6 +11,7 @@ when it is parsed, and tests/test_runplan.py checks it against a dry run's job l
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -39,6 +40,18 @@ VARIANT_FEATURES = {
     "untrained": {"kind": "descriptor"},
     "sift": {"kind": "sift"},
 }
+
+
+def outside(roots: tuple[str, ...], paths: Iterable[Any]) -> list[str]:
+    """The ``paths`` (as written, normalised) that lie under none of ``roots`` (folders ending in
+    ``/``). A path is absolute only under an absolute root, such as a module's absolute prefix."""
+    found = []
+    for path in map(str, paths):
+        normal = os.path.normpath(path)
+        absolute = os.path.isabs(normal) and not any(os.path.isabs(root) for root in roots)
+        if absolute or not normal.startswith(roots):
+            found.append(path)
+    return found
 
 
 def runnable_experiments(experiments: dict[str, list[list[str]]], degradations: list[str]) -> tuple[dict, list[str]]:
@@ -273,3 +286,28 @@ class RunPlan:
     def validation_test_set(self) -> str:
         """The test set whose PSNR defines a drop (the search's, the noise floor's, Table 2's)."""
         return self.config["grouping"]["test_set"] or self.test_sets[0]
+
+    # --- the test sets' files, and how a stage is told about them ---
+
+    def test_manifests(self, degradations: Iterable[str] | None = None) -> list[str]:
+        """Per test set, in order: its clean manifest, then one per test degradation (all of them,
+        or ``degradations``): what `--test-set` of an evaluation or the selection report lists."""
+        names = list(degradations or self.test_degradations)
+        return [
+            path
+            for test_set in self.test_sets
+            for path in [
+                f"results/test/{test_set}/clean/manifest.parquet",
+                *(f"results/test/{test_set}/degraded/{name}/manifest.parquet" for name in names),
+            ]
+        ]
+
+    def test_set_args(self, manifests: list[str]) -> list[str]:
+        """``--test-set NAME CLEAN DEGRADED...`` per test set, from files laid out as :meth:`test_manifests`
+        lays them out (a rule passes its input, where a module's prefix may have moved them)."""
+        size = len(manifests) // len(self.test_sets)
+        return [
+            word
+            for k, name in enumerate(self.test_sets)
+            for word in ("--test-set", name, *manifests[k * size : (k + 1) * size])
+        ]

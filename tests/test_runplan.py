@@ -191,3 +191,35 @@ def test_the_run_plan_imports_neither_torch_nor_snakemake():
     code = "import sys, grids.runplan; print(sorted(m for m in ('torch', 'snakemake') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_test_manifests_and_their_arguments(tiny):
+    sets, names = tiny.test_sets, tiny.test_degradations
+    paths = tiny.test_manifests()
+    assert len(paths) == len(sets) * (1 + len(names))
+    assert paths[0] == f"results/test/{sets[0]}/clean/manifest.parquet"
+    assert paths[1] == f"results/test/{sets[0]}/degraded/{names[0]}/manifest.parquet"
+    only = tiny.test_manifests(["jpeg"])
+    assert only == [
+        p
+        for s in sets
+        for p in (f"results/test/{s}/clean/manifest.parquet", f"results/test/{s}/degraded/jpeg/manifest.parquet")
+    ]
+    moved = [f"P/{p}" for p in only]  # as a module's prefix passes them
+    words = tiny.test_set_args(moved)
+    assert words == [w for k, s in enumerate(sets) for w in ("--test-set", s, *moved[2 * k : 2 * k + 2])]
+
+
+@pytest.mark.parametrize(
+    "roots, path, outside",
+    [
+        (("results/", "logs/"), "results/a.parquet", False),
+        (("results/", "logs/"), "results/../victim", True),
+        (("results/", "logs/"), "resultsx/a", True),
+        (("results/",), "/abs/results/a", True),
+        (("/p/results/",), "/p/results/a", False),  # an absolute module prefix
+        (("/p/results/",), "/p/results/../../x", True),
+    ],
+)
+def test_outside_the_output_roots(roots, path, outside):
+    assert runplan.outside(roots, [path]) == ([path] if outside else [])

@@ -39,20 +39,10 @@ PREFIXED_ROOTS = tuple(PREFIX + root for root in OUTPUT_ROOTS)
 
 def check_output_locations(rules):
     """Refuse, at parse time, a rule of this workflow whose output, log or benchmark lies outside
-    OUTPUT_ROOTS, under the module prefix if any (a host workflow's own rules are its business).
-    """
-    for each in rules:
-        if each.module_globals is not globals():
-            continue
-        for path in [*each.output, *each.log, *filter(None, [each.benchmark])]:
-            normal = os.path.normpath(str(path))
-            # Absolute only under an absolute module prefix (refusing it said "/p/results/x lies
-            # outside /p/results/").
-            absolute = os.path.isabs(normal) and not os.path.isabs(PREFIX)
-            if absolute or not normal.startswith(PREFIXED_ROOTS):
-                raise WorkflowError(
-                    f"{path} (an output of {each.name}) lies outside {', '.join(PREFIXED_ROOTS)}"
-                )
+    OUTPUT_ROOTS, under the module prefix if any (a host workflow's own rules are its business)."""
+    for each in (rule for rule in rules if rule.module_globals is globals()):
+        for path in runplan.outside(PREFIXED_ROOTS, [*each.output, *each.log, *filter(None, [each.benchmark])]):
+            raise WorkflowError(f"{path} (an output of {each.name}) lies outside {', '.join(PREFIXED_ROOTS)}")
 
 
 # Jobs call `python -m grids.<stage>`: put the interpreter running Snakemake (which has the
@@ -62,9 +52,7 @@ envvars:
     "PATH",
 
 
-os.environ["PATH"] = os.pathsep.join(
-    [str(Path(sys.executable).parent), os.environ["PATH"]]
-)
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 DEGRADATIONS, UNSEEN, IMAGE_SETS = PLAN.degradations, PLAN.unseen, PLAN.image_sets
 TEST_DEGRADATIONS, TEST_SETS = PLAN.test_degradations, PLAN.test_sets
 # Recorded in every exported group model: which validated config the model comes from.
@@ -111,14 +99,10 @@ get_recipe_json = lambda wildcards: as_json(training_recipe(CONFIG))
 get_baseline_recipe_json = lambda w: as_json(baseline_recipe(CONFIG, w.trained))
 get_group_entries_json = lambda w: as_json(PLAN.entries(group_members(w.group)))
 get_replicate_entries_json = lambda w: as_json(PLAN.entries([w.degradation]))
-get_published_arch_kwargs = lambda w: as_json(
-    PUBLISHED_BASELINES[w.published]["arch_kwargs"]
-)
+get_published_arch_kwargs = lambda w: as_json(PUBLISHED_BASELINES[w.published]["arch_kwargs"])
 get_variant_features_json = lambda w: as_json(PLAN.variant_features(w.variant))
 # The selector is built from the `selection` section; `unseen` only decides which test sets exist.
-get_selection_json = lambda wildcards=None: as_json(
-    {k: v for k, v in CONFIG["selection"].items() if k != "unseen"}
-)
+get_selection_json = lambda wildcards=None: as_json({k: v for k, v in CONFIG["selection"].items() if k != "unseen"})
 
 # --- the user's files (images, weights, functions, architectures) ------------------------------
 
@@ -141,22 +125,16 @@ arch_files = lambda recipe: user_files(PLAN.arch_files(recipe))
 function_files = lambda names: user_files(PLAN.function_files(names))
 get_clean_image_files = lambda wildcards: image_files(CONFIG["images"])
 get_training_image_files = lambda wildcards: image_files(CONFIG["training"]["images"])
-get_test_image_files = lambda w: image_files(
-    CONFIG["training"]["test_sets"][w.test_set]
-)
+get_test_image_files = lambda w: image_files(CONFIG["training"]["test_sets"][w.test_set])
 get_user_function_file = lambda w: function_files([w.degradation])
 get_group_function_files = lambda w: function_files(group_members(w.group))
 get_all_function_files = lambda w: function_files(DEGRADATIONS)
 get_arch_files = lambda wildcards: arch_files(CONFIG["training"])
 get_baseline_arch_files = lambda w: arch_files(baseline_recipe(CONFIG, w.trained))
-get_published_weights = lambda w: user_files(
-    [PUBLISHED_BASELINES[w.published]["weights"]]
-)
+get_published_weights = lambda w: user_files([PUBLISHED_BASELINES[w.published]["weights"]])
 get_published_arch_files = lambda w: arch_files(PUBLISHED_BASELINES[w.published])
 get_descriptor_photo_files = lambda w: user_files(PLAN.descriptor_photo_files())
-get_descriptor_input = lambda w: (
-    [] if CONFIG["features"]["kind"] == "sift" else descriptor_input()
-)
+get_descriptor_input = lambda w: ([] if CONFIG["features"]["kind"] == "sift" else descriptor_input())
 get_descriptor_train_args = lambda wildcards: PLAN.descriptor_train_args()
 
 
@@ -201,36 +179,14 @@ def evals(groups):
     return expand("results/eval/{group}.parquet", group=groups)
 
 
-def get_test_manifests(wildcards=None, degradations=None):
-    """Per test set, in order: its clean manifest, then one per test degradation (all of them, or
-    `degradations`)."""
-    return [
-        path
-        for name in TEST_SETS
-        for path in [
-            f"results/test/{name}/clean/manifest.parquet",
-            *expand(
-                f"results/test/{name}/degraded/{{degradation}}/manifest.parquet",
-                degradation=degradations or TEST_DEGRADATIONS,
-            ),
-        ]
-    ]
+get_test_manifests = lambda w=None, degradations=None: PLAN.test_manifests(degradations)
 
 
 def eval_degradations(wildcards):
-    return PLAN.eval_degradations(
-        getattr(wildcards, "group", None), getattr(wildcards, "others", None)
-    )
+    return PLAN.eval_degradations(getattr(wildcards, "group", None), getattr(wildcards, "others", None))
 
 
-def get_test_set_args(wildcards, input):
-    """`--test-set NAME CLEAN DEGRADED...` per test set, from the rule's input.tests (which
-    get_test_manifests lays out per test set)."""
-    size = len(input.tests) // len(TEST_SETS)
-    tests = [input.tests[i * size : (i + 1) * size] for i in range(len(TEST_SETS))]
-    return [
-        w for name, paths in zip(TEST_SETS, tests) for w in ("--test-set", name, *paths)
-    ]
+get_test_set_args = lambda w, input: PLAN.test_set_args(input.tests)
 
 
 def pairs(option, names, paths):
@@ -238,33 +194,23 @@ def pairs(option, names, paths):
     return [word for name, path in zip(names, paths) for word in (option, name, path)]
 
 
-get_checks_cache = lambda w, output: os.path.join(
-    os.path.dirname(output.manifest), "checks.parquet"
-)
+get_checks_cache = lambda w, output: os.path.join(os.path.dirname(output.manifest), "checks.parquet")
 get_set_manifest = lambda wildcards: set_manifest(wildcards.image_set)
 get_degraded_manifests = lambda w=None: [set_manifest(name) for name in DEGRADATIONS]
 get_all_set_manifests = lambda w=None: [set_manifest(name) for name in IMAGE_SETS]
 get_variant_set_args = lambda w, input, output: [
-    word
-    for name, manifest, out in zip(IMAGE_SETS, input.manifests, output)
-    for word in ("--set", name, manifest, out)
+    word for name, manifest, out in zip(IMAGE_SETS, input.manifests, output) for word in ("--set", name, manifest, out)
 ]
-get_ggd_files = lambda w=None: expand(
-    "results/similarity/ggd/{image_set}.parquet", image_set=IMAGE_SETS
-)
+get_ggd_files = lambda w=None: expand("results/similarity/ggd/{image_set}.parquet", image_set=IMAGE_SETS)
 get_eval_tests = lambda w: get_test_manifests(degradations=eval_degradations(w))
 get_replicate_tests = lambda w: get_test_manifests(degradations=[w.degradation])
 get_upper_bound_evals = lambda w=None: evals(PLAN.upper_bound_groups)
 get_validation_evals = lambda w=None: evals(PLAN.validation_groups)
-get_baseline_evals = lambda w=None: expand(
-    "results/baselines/{baseline}/eval.parquet", baseline=BASELINES
-)
+get_baseline_evals = lambda w=None: expand("results/baselines/{baseline}/eval.parquet", baseline=BASELINES)
 get_baseline_args = lambda w, input: pairs("--baseline", BASELINES, input.baselines) + [
     word for name in PUBLISHED_BASELINES for word in ("--published", name)
 ]
-get_replicate_evals = lambda w=None: expand(
-    "results/replicates/{run}/eval.parquet", run=REPLICATE_RUNS
-)
+get_replicate_evals = lambda w=None: expand("results/replicates/{run}/eval.parquet", run=REPLICATE_RUNS)
 get_replicate_args = lambda w, input: pairs(
     "--replicate", [run.split("/")[0] for run in REPLICATE_RUNS], input.replicates
 )
@@ -274,9 +220,7 @@ get_variant_descriptor = lambda w: {
     "untrained": [UNTRAINED_DESCRIPTOR],
     "configured": descriptor_input(),
 }[PLAN.variant_descriptor(w.variant)]
-get_search_priority = lambda w: PLAN.priority(
-    getattr(w, "group", None), replicate=hasattr(w, "k")
-)
+get_search_priority = lambda w: PLAN.priority(getattr(w, "group", None), replicate=hasattr(w, "k"))
 # Replicate k trains from seed `config seed + k` (the workflow's own model is k = 0).
 get_replicate_seed = lambda w: CONFIG["seed"] + int(w.k)
 validation_test_set = PLAN.validation_test_set
@@ -292,19 +236,11 @@ def get_train_runtime(wildcards, attempt):
 # --- the noise floor and the grouping search: reading the round tables --------------------------
 
 
-def get_noise_floor(wildcards=None):
-    """The noise floor's table, where there are replicates (else a drop's seed noise counts as 0)."""
-    return ["results/grouping/noise_floor.parquet"] if REPLICATE_RUNS else []
-
-
-def get_search_noise_floor(wildcards):
-    """The rounds wait for the noise floor only when it decides (conservative decision)."""
-    return get_noise_floor() if CONFIG["grouping"]["decision"] == "conservative" else []
-
-
-def get_noise_floor_arg(wildcards, input):
-    """`--noise-floor FILE` where the rule's input has the noise floor, else nothing."""
-    return ["--noise-floor", input.noise_floor[0]] if input.noise_floor else []
+# The noise floor's table where there are replicates (else a drop's seed noise counts as 0); the
+# rounds wait for it only when it decides (conservative decision).
+get_noise_floor = lambda w=None: ["results/grouping/noise_floor.parquet"] if REPLICATE_RUNS else []
+get_search_noise_floor = lambda w: get_noise_floor() if CONFIG["grouping"]["decision"] == "conservative" else []
+get_noise_floor_arg = lambda w, input: ["--noise-floor", input.noise_floor[0]] if input.noise_floor else []
 
 
 def read_round(r):
@@ -326,17 +262,12 @@ def get_previous_round(wildcards):
 final_groups = lambda: runplan.final_groups(read_round)
 get_round_evals = lambda wildcards: round_evals(int(wildcards.round))
 get_all_rounds = lambda w: [
-    f"results/grouping/rounds/{r}.parquet"
-    for r in range(runplan.final_round(read_round)[0] + 1)
+    f"results/grouping/rounds/{r}.parquet" for r in range(runplan.final_round(read_round)[0] + 1)
 ]
 get_search_evals = lambda w: round_evals(runplan.final_round(read_round)[0])
-get_final_models = lambda w: expand(
-    "results/models/{group}/model.pth", group=final_groups()
-)
+get_final_models = lambda w: expand("results/models/{group}/model.pth", group=final_groups())
 get_final_model_args = lambda w, input: [
-    word
-    for group, model in zip(final_groups(), input.models)
-    for word in ("--model", group, model)
+    word for group, model in zip(final_groups(), input.models) for word in ("--model", group, model)
 ]
 get_table1_evals = lambda w: evals(PLAN.table1_groups(final_groups()))
 get_export_evals = lambda w: evals(PLAN.scored_groups(final_groups()))

@@ -23,9 +23,7 @@ rule selection_reference_set:
         features=get_features_json,
         layers=CONFIG["selection"]["layers"],
         n_patches=(
-            []
-            if CONFIG["selection"]["n_patches"] is None
-            else ["--n-patches", CONFIG["selection"]["n_patches"]]
+            [] if CONFIG["selection"]["n_patches"] is None else ["--n-patches", CONFIG["selection"]["n_patches"]]
         ),
         seed=CONFIG["seed"],
     shell:

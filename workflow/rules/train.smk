@@ -33,9 +33,7 @@ rule train_store:
         "../envs/grids.yaml"
     threads: side_by_side_threads(8)
     params:
-        arrays=lambda wildcards, output: os.path.join(
-            os.path.dirname(output.index), "arrays"
-        ),
+        arrays=lambda wildcards, output: os.path.join(os.path.dirname(output.index), "arrays"),
     shell:
         "python -m grids.store --clean {input.clean:q} --index {output.index:q} --arrays {params.arrays:q}"
         " --threads {threads} > {log:q} 2>&1"
