@@ -363,12 +363,34 @@ def _selection_section(config: dict[str, Any], base_dir: str | Path) -> None:
                 f"config key selection.unseen.{name}: {name!r} is a trained degradation (or reserved); "
                 "unseen degradations must be left out of `degradations`"
             )
-        selection["unseen"][name] = _resolve_degradation(name, entry, f"selection.unseen.{name}", base_dir)
+        key = f"selection.unseen.{name}"
+        if isinstance(entry, dict) and "compose" in entry:  # kept as given; the degrade stage gets the parts
+            _resolve_degradation(name, composite_entry(entry, config["degradations"], key), key, base_dir)
+            continue
+        selection["unseen"][name] = _resolve_degradation(name, entry, key, base_dir)
     if not selection["unseen"]:  # `unseen: null` turns the benchmark off, its near misses with it
         selection["near_misses"] = []
     strangers = [name for name in selection["near_misses"] if name not in selection["unseen"]]
     if strangers:
         raise ConfigError(f"config key selection.near_misses: {strangers} not in selection.unseen")
+
+
+def composite_entry(entry: dict, degradations: dict[str, dict], key: str = "selection.unseen") -> dict:
+    """An unseen degradation ``{compose: [a, b, ...]}`` (trained degradations applied in sequence,
+    each with its trained parameter ranges) as the degrade stage takes it: ``{compose: [{name,
+    entry}, ...]}``. A ConfigError naming ``key`` for anything else."""
+    parts = entry.get("compose")
+    extra = sorted(set(entry) - {"compose"})
+    if extra:
+        raise ConfigError(f"config key {key}: a composite takes only `compose` (its parts keep their own), not {extra}")
+    if not isinstance(parts, list) or len(parts) < 2 or not all(isinstance(part, str) for part in parts):
+        raise ConfigError(f"config key {key}.compose: expected a list of two or more trained degradation names")
+    for part in parts:
+        if part not in degradations:
+            close = difflib.get_close_matches(part, sorted(degradations), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"trained: {', '.join(degradations)}"
+            raise ConfigError(f"config key {key}.compose: {part!r} is not a trained degradation; {hint}")
+    return {"compose": [{"name": part, "entry": degradations[part]} for part in parts]}
 
 
 def _replicates(given: dict, degradations: list[str]) -> dict:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .config import descriptor_photos, published_baselines, replicate_degradations, trained_baselines
+from .config import composite_entry, descriptor_photos, published_baselines, replicate_degradations, trained_baselines
 from .grouping.names import group_members, group_name, mix_all_group, upper_bound_groups
 from .io import list_image_files
 from .user_code import code_file
@@ -260,13 +260,19 @@ class RunPlan:
 
     def entries(self, names: Iterable[str]) -> dict[str, dict]:
         """The resolved config entries of degradations ``names`` (trained or unseen)."""
-        entries = {**self.config["degradations"], **self.config["selection"]["unseen"]}
-        return {name: entries[name] for name in names}
+        trained = self.config["degradations"]
+        entries = {**trained, **self.config["selection"]["unseen"]}
+        return {
+            name: composite_entry(entries[name], trained) if "compose" in entries[name] else entries[name]
+            for name in names
+        }
 
     def function_files(self, names: Iterable[str]) -> list[str]:
-        """The .py files of the user-defined degradations among ``names``."""
-        files = [code_file(entry.get("function", "")) for entry in self.entries(names).values()]
-        return [file for file in files if file]
+        """The .py files of the user-defined degradations among ``names`` (a composite's parts too)."""
+        entries = list(self.entries(names).values())
+        entries += [part["entry"] for entry in entries for part in entry.get("compose", [])]
+        files = [code_file(entry.get("function", "")) for entry in entries]
+        return list(dict.fromkeys(file for file in files if file))
 
     @staticmethod
     def image_files(images: dict[str, Any]) -> list[str]:

@@ -810,6 +810,26 @@ def test_a_bad_validation_experiment_is_one_line_at_parse_time(tmp_path, case):
     assert sorted(p.name for p in workdir.iterdir()) == ["config"]
 
 
+# A composite unseen degradation (`compose:` trained degradations in sequence) -> the error.
+COMPOSITES = {
+    "typo": ({"compose": ["jpg", "sr"]}, r"compose: 'jpg' is not a trained degradation; did you mean 'jpeg'\?"),
+    "untrained": ({"compose": ["jpeg", "motion_blur"]}, r"compose: 'motion_blur' is not a trained degradation"),
+    "one_part": ({"compose": ["jpeg"]}, r"compose: expected a list of two or more trained degradation names"),
+    "not_a_list": ({"compose": "jpeg"}, r"compose: expected a list of two or more"),
+    "extra_key": ({"compose": ["jpeg", "sr"], "params": {}}, r"a composite takes only `compose`.*\['params'\]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COMPOSITES))
+def test_a_bad_composite_is_one_line_at_parse_time(tmp_path, case):
+    entry, expected = COMPOSITES[case]
+    config = {**SMALL, "degradations": EXPERIMENT_DEGRADATIONS, "selection": {"unseen": {"mixed": entry}}}
+    workdir = project(tmp_path, config)
+    line = one_error_line(grids(workdir, "check-config", "config/config.yaml"))
+    assert re.search(r"config key selection\.unseen\.mixed(\.compose)?: " + expected.split(": ", 1)[-1], line), line
+    assert sorted(p.name for p in workdir.iterdir()) == ["config"]
+
+
 def test_an_experiment_naming_a_built_in_left_out_of_the_config_is_skipped_not_refused(tmp_path):
     from grids.validation import runnable_experiments
 

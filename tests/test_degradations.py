@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io as _io
+import json
 import math
 
 import cv2
@@ -322,3 +323,27 @@ def test_noise_drawn_by_row_blocks_equals_one_draw_over_the_whole_image(monkeypa
     shot = np.random.default_rng(3).poisson(x * 20.0).astype(np.float32) / 20.0
     whole = np.clip(np.rint(shot * 255.0), 0, 255).astype(np.uint8)
     assert np.array_equal(reference.poisson_noise(image, {"peak": 20.0}, np.random.default_rng(3)), whole)
+
+
+def test_a_composite_is_its_parts_in_sequence_and_deterministic():
+    """CDD-11-style composites: the parts applied in order from one generator."""
+    from grids.degradations import Composite
+
+    entry = {
+        "compose": [
+            {"name": "gaussian_blur", "entry": {"kernel_size": 15, "sigma": [2.0, 4.0]}},
+            {"name": "gaussian_noise", "entry": {"sigma": [10.0, 50.0]}},
+        ]
+    }
+    composite = get_degradation("noisy_blur", entry)
+    assert isinstance(composite, Composite)
+    image = dead_leaves(64, np.random.default_rng(0))
+    out, params = composite(image, np.random.default_rng(7))
+    again, same = composite(image, np.random.default_rng(7))
+    assert np.array_equal(out, again) and params == same
+    rng = np.random.default_rng(7)
+    blurred, first = get_degradation("gaussian_blur", entry["compose"][0]["entry"])(image, rng)
+    expected, second = get_degradation("gaussian_noise", entry["compose"][1]["entry"])(blurred, rng)
+    assert np.array_equal(out, expected)
+    assert params == {"gaussian_blur": first, "gaussian_noise": second}
+    json.dumps(params)  # the degraded manifest stores them as JSON

@@ -223,3 +223,14 @@ def test_test_manifests_and_their_arguments(tiny):
 )
 def test_outside_the_output_roots(roots, path, outside):
     assert runplan.outside(roots, [path]) == ([path] if outside else [])
+def test_a_composite_unseen_degradation_gets_its_parts_trained_entries():
+    config = copy.deepcopy(TINY)
+    trained = list(config["degradations"])[:2]
+    config["selection"]["unseen"]["mixed"] = {"compose": trained}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = RunPlan.from_config(validate_config(config, base_dir=ROOT / ".test"))
+    assert "mixed" in plan.test_degradations and "mixed" not in plan.degradations
+    parts = plan.entries(["mixed"])["mixed"]["compose"]
+    assert [part["name"] for part in parts] == trained
+    assert [part["entry"] for part in parts] == [plan.config["degradations"][name] for name in trained]

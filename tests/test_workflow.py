@@ -255,7 +255,15 @@ def test_selection_report(built):
     others = pd.read_parquet(built / "results" / "eval" / "others" / f"{final}.parquet")
     assert "salt_pepper" in set(others.degradation)  # ... and a final group's on every other one too
     assert not set(others.degradation) & set(final.split("+"))
-    for name in ("confusion.png", "prediction.png", "ood.png"):
+    outcomes = pd.read_parquet(selection / "failure_images.parquet")  # the failure benchmark
+    assert outcomes[["degradation", "image"]].values.tolist() == accuracy[["degradation", "image"]].values.tolist()
+    assert (outcomes.gain <= outcomes.oracle_gain + 1e-9).all() and set(outcomes.oracle_group) <= set(groups.group)
+    assert (outcomes.fails == (outcomes.gain < 0.5)).all()
+    np.testing.assert_allclose(outcomes.psnr_chosen, accuracy.psnr_chosen)
+    failure = pd.read_parquet(selection / "failure.parquet")
+    assert failure.statistic.tolist() == ood.statistic.tolist() and (failure.n == len(accuracy)).all()
+    assert (failure.n_fails == outcomes.fails.sum()).all()
+    for name in ("confusion.png", "prediction.png", "ood.png", "failure.png"):
         assert (selection / name).stat().st_size > 5000
     assert "Prediction without inference" in (selection / "summary.md").read_text()
 

@@ -139,6 +139,22 @@ class Degradation:
 
 
 @dataclass(frozen=True)
+class Composite:
+    """Degradations applied in sequence (the CDD-11 style of real photos: noise after blur, JPEG
+    after noise), each part drawing its parameters and randomness from the same generator in turn,
+    so the output is exactly ``part_n(... part_1(image))``. Its params: ``{part: part's params}``."""
+
+    name: str
+    parts: tuple[Any, ...]
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, **config):
+        params = {}
+        for part in self.parts:
+            image, params[part.name] = part(image, rng)
+        return image, params
+
+
+@dataclass(frozen=True)
 class UserDegradation:
     """A user-defined degradation: ``function(image, rng, **config) -> (image, drawn_params)``."""
 
@@ -323,6 +339,9 @@ def load_function(spec: str, base_dir: str | Path = ".") -> Callable:
 def get_degradation(name: str, entry: Mapping[str, Any] | None = None, base_dir: str | Path = "."):
     """The degradation called ``name``; ``entry`` is its config entry (needed for user ones)."""
     entry = dict(entry or {})
+    if "compose" in entry:  # resolved parts: [{"name": ..., "entry": {...}}, ...]
+        parts = [get_degradation(part["name"], part["entry"], base_dir) for part in entry["compose"]]
+        return Composite(name, tuple(parts))
     if "function" in entry:
         fn = load_function(entry["function"], base_dir)
         params = entry.get("params") or {}

@@ -117,6 +117,40 @@ rule selection_tables:
         " > {log:q} 2>&1"
 
 
+rule selection_failure:
+    input:
+        accuracy="results/selection/accuracy.parquet",
+        scores="results/selection/scores.parquet",
+        groups="results/final/groups.parquet",
+        evals=get_selection_evals,
+        identity="results/eval/input.parquet",
+    output:
+        images="results/selection/failure_images.parquet",
+        table="results/selection/failure.parquet",
+        figure=report_if_built(
+            "results/selection/failure.png",
+            caption="../report/failure.rst",
+            category="Selection",
+        ),
+    log:
+        "logs/selection/failure.log",
+    benchmark:
+        "benchmarks/selection/failure.tsv"
+    conda:
+        "../envs/grids.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        min_gain=CONFIG["selection"]["min_gain"],
+    shell:
+        "python -m grids.failure --accuracy {input.accuracy:q} --scores {input.scores:q}"
+        " --groups {input.groups:q} --eval {input.identity:q} {input.evals:q}"
+        " --min-gain {params.min_gain:q} --images {output.images:q} --out {output.table:q}"
+        " --figure {output.figure:q} > {log:q} 2>&1"
+
+
 rule selection_report:
     input:
         rules.selection_tables.output,
+        rules.selection_failure.output,

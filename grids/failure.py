@@ -1,0 +1,165 @@
+"""Stage ``selection_failure``: can a training-free score say, before restoring, that the chosen
+model will not help this image?
+
+"Unseen versus seen" is the wrong question for a user: an unseen rain image restored as well as a
+seen one is no failure, and a seen JPEG image the model barely improves is one. So every degraded
+test image (seen and unseen degradations alike) gets an outcome, and every out-of-distribution
+statistic is scored on predicting it:
+
+* ``gain``: the chosen group model's PSNR over the degraded input (the identity baseline);
+* ``oracle_gain``: the best gain of any final group model on that image;
+* ``fails``: ``gain < min_gain`` (``selection.min_gain``, 0.5 dB by default).
+
+Per statistic (a larger score means further from the training degradations, so more likely to
+fail): the AUROC of the score for ``fails``, the false-positive rate at 95 % true-positive rate
+(how many good restorations a flag that catches 95 % of the failures also stops), and Spearman's
+rho of the score with the realised gain. Nothing is run: the gains come from the evaluation
+tables, the choices and scores from the selection report.
+
+    python -m grids.failure --accuracy results/selection/accuracy.parquet \
+        --scores results/selection/scores.parquet --groups results/final/groups.parquet \
+        --eval results/eval/input.parquet \
+        results/eval/G.parquet results/eval/others/G.parquet ... --min-gain 0.5 \
+        --images results/selection/failure_images.parquet --out results/selection/failure.parquet \
+        --figure results/selection/failure.png
+
+Columns: tables ``selection_failure_images`` and ``selection_failure`` of :mod:`grids.tables`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io, tables
+from .evaluate import IDENTITY
+from .selection_report import auroc, spearman
+
+KEYS = ["test_set", "degradation", "image"]
+TPR = 0.95  # the share of failures a flag must catch in the FPR column
+
+
+def image_outcomes(
+    accuracy: pd.DataFrame, evaluation: pd.DataFrame, groups: list[str], min_gain: float
+) -> pd.DataFrame:
+    """One row per selected test image: the chosen and the oracle's gain over the input, and ``fails``.
+
+    ``evaluation``: eval rows of the identity (``trained_on == 'input'``) and of every final group
+    model (``groups``) on every test image, as the ``evaluate``/``evaluate_others``/``evaluate_input``
+    rules write; the oracle is the best of ``groups`` per image.
+    """
+    inputs = evaluation[evaluation.trained_on == IDENTITY].set_index(KEYS).psnr.rename("psnr_input")
+    models = evaluation[evaluation.trained_on.isin(set(groups))]
+    models = models.drop_duplicates([*KEYS, "trained_on"])  # a member's own and the others' table
+    psnr = models.set_index([*KEYS, "trained_on"]).psnr
+    best = models.loc[models.groupby(KEYS).psnr.idxmax(), [*KEYS, "trained_on", "psnr"]]
+    best = best.set_index(KEYS).rename(columns={"trained_on": "oracle_group", "psnr": "psnr_oracle"})
+    rows = accuracy[[*KEYS, "seen", "chosen_group"]].join(inputs, on=KEYS).join(best, on=KEYS)
+    index = pd.MultiIndex.from_frame(rows[[*KEYS, "chosen_group"]])
+    rows["psnr_chosen"] = psnr.reindex(index).to_numpy()
+    missing = rows[rows[["psnr_input", "psnr_chosen", "psnr_oracle"]].isna().any(axis=1)]
+    if len(missing):
+        first = missing.iloc[0]
+        raise ValueError(
+            f"no evaluation of {first.chosen_group!r} or of the input on {first.test_set}/{first.degradation}/"
+            f"{first.image} ({len(missing)} images): pass every final group's eval and others table and the input's"
+        )
+    rows["gain"] = rows.psnr_chosen - rows.psnr_input
+    rows["oracle_gain"] = rows.psnr_oracle - rows.psnr_input
+    rows["fails"] = rows.gain < min_gain
+    return rows[tables.columns("selection_failure_images")].reset_index(drop=True)
+
+
+def fpr_at_tpr(score: np.ndarray, positive: np.ndarray, tpr: float = TPR) -> float:
+    """False-positive rate of the flag ``score >= t`` at the largest ``t`` that still flags at
+    least ``tpr`` of the positives (NaN without positives or negatives)."""
+    score, positive = np.asarray(score, float), np.asarray(positive, bool)
+    if positive.all() or not positive.any():
+        return float("nan")
+    ranked = np.sort(score[positive])[::-1]
+    threshold = ranked[int(np.ceil(tpr * len(ranked))) - 1]  # that many positives score >= it
+    return float((score[~positive] >= threshold).mean())
+
+
+def failure_metrics(outcomes: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Per test set and statistic: how well its score predicts ``fails`` and the gain."""
+    rows = []
+    joined = scores[[*KEYS, "statistic", "score"]].merge(outcomes, on=KEYS, validate="many_to_one")
+    for (test_set, statistic), group in joined.groupby(["test_set", "statistic"], sort=False):
+        fails = group.fails.to_numpy()
+        score = group.score.to_numpy()
+        rows.append(
+            [
+                test_set,
+                statistic,
+                len(group),
+                int(fails.sum()),
+                auroc(score[fails], score[~fails]),
+                fpr_at_tpr(score, fails),
+                spearman(score, group.gain.to_numpy())[0],
+                float(group.gain.mean()),
+                float(group.oracle_gain.mean()),
+            ]
+        )
+    return pd.DataFrame(rows, columns=tables.columns("selection_failure"))
+
+
+def plot_failure(outcomes: pd.DataFrame, scores: pd.DataFrame, min_gain: float, path: str | Path) -> None:
+    """Score against realised gain, one panel per statistic; failures and unseen degradations marked."""
+    plt = io.pyplot()
+    joined = scores[[*KEYS, "statistic", "score"]].merge(outcomes, on=KEYS)
+    statistics = list(dict.fromkeys(joined.statistic))
+    fig, axes = plt.subplots(1, len(statistics), figsize=(3.6 * len(statistics), 3.4), squeeze=False)
+    for ax, statistic in zip(axes[0], statistics):
+        part = joined[joined.statistic == statistic]
+        for seen, marker, label in ((True, "o", "seen"), (False, "^", "unseen")):
+            for fails, colour in ((False, "tab:blue"), (True, "tab:red")):
+                dots = part[(part.seen == seen) & (part.fails == fails)]
+                name = f"{label}, {'fails' if fails else 'helps'}"
+                ax.scatter(dots.score, dots.gain, s=14, marker=marker, color=colour, alpha=0.7, label=name)
+        ax.axhline(min_gain, color="grey", lw=0.8, ls="--")
+        fails = part.fails.to_numpy()
+        ax.set_title(f"{statistic}: AUROC {auroc(part.score[fails], part.score[~fails]):.2f}", fontsize=10)
+        ax.set_xlabel("score (larger: further from training)")
+    axes[0][0].set_ylabel("gain of the chosen model over the input (dB)")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(f"Does the score predict a restoration that gains < {min_gain:g} dB?", fontsize=11)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grids.failure", description=__doc__.split("\n")[0])
+    parser.add_argument("--accuracy", required=True, help="the selection report's accuracy.parquet")
+    parser.add_argument("--scores", required=True, help="the selection report's scores.parquet")
+    parser.add_argument("--groups", required=True, help="results/final/groups.parquet (the final groups)")
+    parser.add_argument("--eval", nargs="+", required=True, help="eval tables: the input's and every final group's")
+    parser.add_argument("--min-gain", type=float, required=True, help="selection.min_gain: a gain below it fails (dB)")
+    parser.add_argument("--images", required=True, help="per-image outcomes (.parquet) to write")
+    parser.add_argument("--out", required=True, help="per-statistic metrics (.parquet) to write")
+    parser.add_argument("--figure", required=True, help="score against gain (.png) to write")
+    args = parser.parse_args(argv)
+    if not np.isfinite(args.min_gain):
+        raise ValueError(f"--min-gain {args.min_gain}: must be a finite number")
+    groups = sorted(set(pd.read_parquet(args.groups).group))
+    outcomes = image_outcomes(pd.read_parquet(args.accuracy), io.read_parquets(args.eval), groups, args.min_gain)
+    scores = pd.read_parquet(args.scores)
+    metrics = failure_metrics(outcomes, scores)
+    tables.write(outcomes, "selection_failure_images", args.images)
+    tables.write(metrics, "selection_failure", args.out)
+    plot_failure(outcomes, scores, args.min_gain, args.figure)
+    print(f"{int(outcomes.fails.sum())} of {len(outcomes)} images fail (gain < {args.min_gain:g} dB)")
+    print(metrics.round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    from .stage import run_stage
+
+    sys.exit(run_stage(main))

@@ -1,0 +1,94 @@
+"""The failure benchmark (grids.failure): outcomes from evaluation tables, and its metrics against
+hand computations on small tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grids import tables
+from grids.failure import failure_metrics, fpr_at_tpr, image_outcomes
+
+GROUPS = ["jpeg", "noise"]
+
+
+def eval_rows(model: str, psnr: dict[tuple[str, str], float]) -> list[dict]:
+    return [
+        {"trained_on": model, "test_set": "t", "degradation": d, "image": i, "psnr": p} for (d, i), p in psnr.items()
+    ]
+
+
+def small_case() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two groups, three images: jpeg/a helped by its group, jpeg/b not, haze/c (unseen) helped
+    only by the other group (the oracle)."""
+    accuracy = pd.DataFrame(
+        {
+            "test_set": "t",
+            "degradation": ["jpeg", "jpeg", "haze"],
+            "image": ["a", "b", "c"],
+            "seen": [True, True, False],
+            "chosen_group": ["jpeg", "jpeg", "jpeg"],
+        }
+    )
+    evaluation = pd.DataFrame(
+        eval_rows("input", {("jpeg", "a"): 20.0, ("jpeg", "b"): 30.0, ("haze", "c"): 15.0})
+        + eval_rows("jpeg", {("jpeg", "a"): 22.0, ("jpeg", "b"): 30.2, ("haze", "c"): 14.0})
+        + eval_rows("jpeg", {("jpeg", "a"): 22.0})  # the same model's row again (its members' table)
+        + eval_rows("noise", {("jpeg", "a"): 21.0, ("jpeg", "b"): 30.1, ("haze", "c"): 16.5})
+    )
+    return accuracy, evaluation
+
+
+def test_outcomes_are_the_chosen_and_the_oracle_gain_over_the_input():
+    accuracy, evaluation = small_case()
+    rows = image_outcomes(accuracy, evaluation, GROUPS, min_gain=0.5)
+    assert list(rows.columns) == tables.columns("selection_failure_images")
+    assert rows.gain.round(6).tolist() == [2.0, 0.2, -1.0]
+    assert rows.oracle_gain.round(6).tolist() == [2.0, 0.2, 1.5]
+    assert rows.oracle_group.tolist() == ["jpeg", "jpeg", "noise"]
+    assert rows.fails.tolist() == [False, True, True]
+    tables.check(rows, "selection_failure_images")
+
+
+def test_an_image_without_the_chosen_model_s_evaluation_is_named():
+    accuracy, evaluation = small_case()
+    evaluation = evaluation[~((evaluation.trained_on == "jpeg") & (evaluation.degradation == "haze"))]
+    with pytest.raises(ValueError, match=r"no evaluation of 'jpeg' or of the input on t/haze/c \(1 images\)"):
+        image_outcomes(accuracy, evaluation, GROUPS, 0.5)
+
+
+def test_fpr_at_95_tpr_by_hand():
+    # Failures score 5, 4, 3, 1; helped images 4.5, 2, 0. Catching 95 % of 4 failures means all 4:
+    # threshold 1, which also flags 4.5 and 2 of the 3 helped images.
+    score = np.array([5, 4, 3, 1, 4.5, 2, 0])
+    fails = np.array([1, 1, 1, 1, 0, 0, 0], bool)
+    assert fpr_at_tpr(score, fails) == pytest.approx(2 / 3)
+    assert fpr_at_tpr(score, fails, tpr=0.5) == pytest.approx(1 / 3)  # threshold 4: flags 4.5
+    assert np.isnan(fpr_at_tpr(score, np.ones(7, bool)))
+    separated = np.array([9, 8, 1, 0])
+    assert fpr_at_tpr(separated, np.array([1, 1, 0, 0], bool)) == 0.0
+
+
+def test_metrics_by_hand():
+    accuracy, evaluation = small_case()
+    outcomes = image_outcomes(accuracy, evaluation, GROUPS, 0.5)
+    scores = pd.DataFrame(
+        {
+            "test_set": "t",
+            "degradation": ["jpeg", "jpeg", "haze"] * 2,
+            "image": ["a", "b", "c"] * 2,
+            "statistic": ["good"] * 3 + ["bad"] * 3,
+            "score": [0.1, 0.8, 0.9, 0.9, 0.1, 0.5],
+        }
+    )
+    metrics = failure_metrics(outcomes, scores)
+    assert list(metrics.columns) == tables.columns("selection_failure")
+    metrics = metrics.set_index("statistic")
+    # good: both failures (0.8, 0.9) above the helped 0.1 -> AUROC 1; bad: both below 0.9 -> 0.
+    assert metrics.auroc.to_dict() == {"good": 1.0, "bad": 0.0}
+    assert metrics.fpr_at_95_tpr.to_dict() == {"good": 0.0, "bad": 1.0}
+    assert metrics.n_fails.tolist() == [2, 2] and metrics.n.tolist() == [3, 3]
+    # gains 2.0, 0.2, -1.0: good's scores rank them exactly reversed
+    assert metrics.spearman_gain["good"] == pytest.approx(-1.0)
+    assert metrics.mean_oracle_gain["good"] == pytest.approx((2.0 + 0.2 + 1.5) / 3)
