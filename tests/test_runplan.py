@@ -223,6 +223,8 @@ def test_test_manifests_and_their_arguments(tiny):
 )
 def test_outside_the_output_roots(roots, path, outside):
     assert runplan.outside(roots, [path]) == ([path] if outside else [])
+
+
 def test_a_composite_unseen_degradation_gets_its_parts_trained_entries():
     config = copy.deepcopy(TINY)
     trained = list(config["degradations"])[:2]
