@@ -529,6 +529,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "evaluate_replicate",
         "noise_floor",
         "selection_tables",
+        "selection_failure",
         "selection_report",
         "selection_reference_set",
         "selection_references",

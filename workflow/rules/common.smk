@@ -40,7 +40,7 @@ PREFIXED_ROOTS = tuple(PREFIX + root for root in OUTPUT_ROOTS)
 def check_output_locations(rules):
     """Refuse, at parse time, a rule of this workflow whose output, log or benchmark lies outside
     OUTPUT_ROOTS, under the module prefix if any (a host workflow's own rules are its business)."""
-    for each in (rule for rule in rules if rule.module_globals is globals()):
+    for each in (r for r in rules if r.module_globals is globals()):
         for path in runplan.outside(PREFIXED_ROOTS, [*each.output, *each.log, *filter(None, [each.benchmark])]):
             raise WorkflowError(f"{path} (an output of {each.name}) lies outside {', '.join(PREFIXED_ROOTS)}")
 
@@ -52,7 +52,8 @@ envvars:
     "PATH",
 
 
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+# (one os.environ[...] per line: `snakemake --lint` reads each line for the variable it names)
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.getenv("PATH", "")])
 DEGRADATIONS, UNSEEN, IMAGE_SETS = PLAN.degradations, PLAN.unseen, PLAN.image_sets
 TEST_DEGRADATIONS, TEST_SETS = PLAN.test_degradations, PLAN.test_sets
 # Recorded in every exported group model: which validated config the model comes from.
