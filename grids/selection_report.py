@@ -488,7 +488,16 @@ def main(argv: list[str] | None = None) -> int:
     ggd, groups, references, gains = (pd.read_parquet(path) for path in tables_in)
     descriptor = args.descriptor or None
     selector = build_selector(
-        selection, features, ggd, groups, references, descriptor, args.seed, args.device, True, gains=gains
+        selection,
+        features,
+        ggd,
+        groups,
+        references,
+        descriptor,
+        args.seed,
+        args.device,
+        every_statistic=True,
+        gains=gains,
     )
     evaluation = io.read_parquets(args.eval)
     test_sets = test_set_manifests(args.test_set)
