@@ -530,6 +530,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "noise_floor",
         "selection_tables",
         "selection_failure",
+        "selection_routers",
         "selection_report",
         "selection_reference_set",
         "selection_references",
