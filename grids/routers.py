@@ -12,9 +12,10 @@ of the selection report (seen and unseen degradations):
   (:func:`grids.selection.build_selector`, :meth:`~grids.selection.Selector.signature`), gives
   the group and its probability.
 * ``cnn``: a tiny CNN on pixels (three 3x3 convolutions of 16/32/32 channels, the last two of
-  stride 2, ReLU, global average pool, linear) trained with AdamW on random flipped crops of the
-  degraded similarity images of the final groups' members, label = group, the groups drawn
-  equally often. At test time its softmax averaged over a fixed seeded set of flipped crops.
+  stride 2, ReLU, global average pool, linear) trained with AdamW, ``selection.router_steps``
+  steps of 32 random flipped 48 px crops of the degraded similarity images of the final groups'
+  members, label = group, the groups drawn equally often. At test time its softmax averaged over
+  a fixed seeded set of 16 flipped crops.
 * ``grids``: the choice and default statistic's score from ``accuracy.parquet`` (the report's).
 * ``oracle``: the final group whose model restores the image best (it runs every model).
 
@@ -33,7 +34,7 @@ forward passes; NaN for the oracle.
         --degraded results/degraded/jpeg/manifest.parquet ... \
         --eval results/eval/input.parquet results/eval/G.parquet results/eval/others/G.parquet ... \
         --test-set heldout CLEAN DEGRADED... --descriptor W --features JSON --selection JSON \
-        --seed S --min-gain 0.5 --threads 2 --images results/selection/router_images.parquet \
+        --seed S --min-gain 0.5 --steps 300 --threads 2 --images results/selection/router_images.parquet \
         --out results/selection/routers.parquet --figure results/selection/routers.png
 
 Columns: tables ``selection_router_images`` and ``selection_routers`` of :mod:`grids.tables`.
@@ -53,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, tables
-from .config import config_section
+from .config import DEFAULT_SELECTION, config_section
 from .failure import KEYS, image_outcomes
 from .seeds import derive_seed, rng_for
 from .selection import self_augmented_patches
@@ -65,7 +66,15 @@ if TYPE_CHECKING:
 
 ROUTERS = ("grids", "logistic", "cnn", "oracle")
 L2 = 1e-2  # logistic: weight decay on the mean cross-entropy (standardised signatures)
-CNN = {"steps": 300, "batch": 32, "crop": 48, "lr": 2e-3, "weight_decay": 1e-4, "test_crops": 16}
+# the CNN router; its steps: selection.router_steps
+CNN = {
+    "steps": DEFAULT_SELECTION["router_steps"],
+    "batch": 32,
+    "crop": 48,
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "test_crops": 16,
+}
 
 
 @dataclass
@@ -379,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--selection", required=True, help="the config's selection section, JSON")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--min-gain", type=float, required=True, help="selection.min_gain: a gain below it fails (dB)")
-    parser.add_argument("--steps", type=int, default=CNN["steps"], help="CNN training steps")
+    parser.add_argument("--steps", type=int, default=CNN["steps"], help="CNN training steps (selection.router_steps)")
     parser.add_argument("--device", default="cpu", help="where signatures are computed (routers train on the CPU)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--images", required=True, help="per-image choices (.parquet) to write")

@@ -186,12 +186,13 @@ rule selection_routers:
         selection=get_selection_json,
         seed=CONFIG["seed"],
         min_gain=CONFIG["selection"]["min_gain"],
+        steps=CONFIG["selection"]["router_steps"],
     shell:
         "python -m grids.routers --accuracy {input.accuracy:q} --groups {input.groups:q} --ggd {input.ggd:q}"
         " --references {input.references:q} --degraded {input.degraded:q}"
         " --eval {input.identity:q} {input.evals:q} {params.test_sets:q} --descriptor={input.descriptor:q}"
         " --features {params.features:q} --selection {params.selection:q} --seed {params.seed:q}"
-        " --min-gain {params.min_gain:q} --threads {threads} --images {output.images:q} --out {output.table:q}"
+        " --min-gain {params.min_gain:q} --steps {params.steps:q} --threads {threads} --images {output.images:q} --out {output.table:q}"
         " --figure {output.figure:q} > {log:q} 2>&1"
 
 
