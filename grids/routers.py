@@ -315,10 +315,12 @@ def router_images(
     )
     table = pd.concat([*parts, oracle], ignore_index=True)
     table["true_group"] = table.degradation.map(true_group).fillna("").astype(str)
-    order = {name: i for i, name in enumerate(ROUTERS)}
-    table = table.sort_values(
-        ["test_set", "router"], key=lambda c: c.map(order) if c.name == "router" else c, kind="stable"
-    )
+    # test sets in the report's order, then the routers in ROUTERS' order, the images in the report's
+    order = {
+        "test_set": {name: i for i, name in enumerate(dict.fromkeys(choices.test_set))},
+        "router": {name: i for i, name in enumerate(ROUTERS)},
+    }
+    table = table.sort_values(["test_set", "router"], key=lambda column: column.map(order[column.name]), kind="stable")
     return table[tables.columns("selection_router_images")].reset_index(drop=True)
 
 

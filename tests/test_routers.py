@@ -153,3 +153,17 @@ def test_a_test_set_without_seen_or_unseen_images_has_nan(column):
     summary = compare_routers(router_images(choices[keep], evaluation, groups, min_gain=0.5))
     other = "psnr_lost_unseen" if column == "psnr_lost_seen" else "psnr_lost_seen"
     assert summary[other].isna().all() and summary[column].notna().all()
+
+
+def test_test_sets_keep_the_report_s_order():
+    groups, evaluation, choices = small_case()
+    other = {"test_set": "a_set"}
+    images = router_images(
+        pd.concat([choices, choices.assign(**other)], ignore_index=True),
+        pd.concat([evaluation, evaluation.assign(**other)], ignore_index=True),  # a unique index, as read_parquets'
+        groups,
+        0.5,
+    )
+    assert images.test_set.tolist() == ["t"] * 12 + ["a_set"] * 12
+    assert images.router.tolist()[:12] == images.router.tolist()[12:]
+    assert compare_routers(images).test_set.tolist() == ["t"] * 4 + ["a_set"] * 4
