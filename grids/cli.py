@@ -138,10 +138,11 @@ def _matrix(args) -> int:
     return 0
 
 
-def _selector(args):
+def _selector(args, config: dict | None = None):
     from .selection import selector_from_config
 
-    return selector_from_config(load_config(config_files(args.config)), args.results, args.threshold, args.device)
+    config = config or load_config(config_files(args.config))
+    return selector_from_config(config, args.results, args.threshold, args.device)
 
 
 def _read_input(path: str) -> np.ndarray:
@@ -167,14 +168,29 @@ def _read_inputs(paths: list[str]) -> dict[str, np.ndarray]:
     return images
 
 
+def _expectation(choice) -> str:
+    """``expect +2.1 dB (0.8 to 3.0)``: the chosen model's expected gain over the input and its
+    interval, or "" where the workflow has no reference gains."""
+    if choice.expected_gain is None:
+        return ""
+    return f"expect {choice.expected_gain:+.1f} dB ({choice.gain_low:+.1f} to {choice.gain_high:+.1f}) over the input"
+
+
 def _verdict(choice, selector) -> str:
-    """``in distribution`` or the warning, with the statistic's score and the expected drop."""
+    """``in distribution`` or the warning naming the nearest group, with the statistic's score and
+    the expected drop."""
     what = f"{choice.statistic} score {choice.score:.3f}" if choice.statistic else f"distance {choice.distance:.3f}"
     if choice.in_distribution:
         verdict = f"in distribution: {what} <= {selector.threshold:.4g}"
+    elif choice.statistic == "gain":
+        verdict = (
+            f"NOT EXPECTED TO HELP: {what} > {selector.threshold:.4g} (an expected gain below "
+            f"{-selector.threshold:.4g} dB); the nearest group is {choice.group}"
+        )
     else:
         verdict = (
-            f"OUT OF DISTRIBUTION: {what} > {selector.threshold:.4g}, no group model was trained on anything like it"
+            f"OUT OF DISTRIBUTION: {what} > {selector.threshold:.4g}, no group model was trained on anything "
+            f"like it; the nearest group is {choice.group}"
         )
     if choice.expected_drop is not None:
         verdict += f"; expected drop ≈ {choice.expected_drop:.2f} dB against a single-task model"
@@ -189,7 +205,9 @@ def _select(args) -> int:
         choice = selector.select(image)
         results.append({"image": path, **choice.as_dict()})
         if not args.json:
-            print(f"{path}: group {choice.group} (distance {choice.distance:.3f}; {_verdict(choice, selector)})")
+            expect = _expectation(choice)
+            print(f"{path}: group {choice.group}{', ' + expect if expect else ''}")
+            print(f"    distance {choice.distance:.3f}; {_verdict(choice, selector)}")
             for row in choice.divergences.itertuples():
                 print(f"    {row.distance:8.3f}  {row.group}")
     if args.json:
@@ -206,8 +224,10 @@ def _restore(args) -> int:
 
     io.check_output_path(args.output, [args.image], force=args.force)  # before the (long) restoration
     image = _read_inputs([args.image])[args.image]
-    selector = _selector(args)
+    config = load_config(config_files(args.config))
+    selector = _selector(args, config)
     known = list(dict.fromkeys(selector.references.group))
+    fallback = args.fallback or config["selection"]["fallback"]
     if args.group:
         if args.group not in known:
             raise ValueError(f"--group {args.group!r} is not a final group; choose one of: {', '.join(known)}")
@@ -215,21 +235,16 @@ def _restore(args) -> int:
     else:
         choice = selector.select(image)
         group = choice.group
-        print(
-            f"{args.image}: group {group} (distance {choice.distance:.3f}; {_verdict(choice, selector)})",
-            file=sys.stderr,
-        )
-        if not choice.in_distribution:
-            print(
-                f"warning: {args.image} looks out of distribution ({choice.statistic or 'distance'} "
-                f"{choice.score:.3f} > {selector.threshold:.4g}): expect a poor restoration",
-                file=sys.stderr,
-            )
-    # the safetensors export first (no pickle at all), the .pth beside it otherwise
-    stem = os.path.join(args.results, "final", "models", group)
-    path = next((stem + s for s in (".safetensors", ".pth") if os.path.isfile(stem + s)), stem + ".pth")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all final_models`")
+        expect = _expectation(choice)
+        print(f"{args.image}: group {group}{', ' + expect if expect else ''}", file=sys.stderr)
+        print(f"    distance {choice.distance:.3f}; {_verdict(choice, selector)}", file=sys.stderr)
+        if flagged(choice, config["selection"]["min_gain"]):
+            group = _fall_back(args, fallback, group, config)
+    if group == "identity":  # do no harm: the input, unchanged
+        io.write_png(args.output, image)
+        print(json.dumps({"image": args.image, "group": "identity", "model": None, "output": args.output}))
+        return 0
+    path = _model_path(args.results, group, known)
     model, state = load_model(path, selector.device)
     multiple = size_multiple(model)
     check_tile(args.tile, multiple, f"{path} ({state['arch']})")
@@ -238,6 +253,41 @@ def _restore(args) -> int:
     io.write_png(args.output, out)
     print(json.dumps({"image": args.image, "group": group, "model": path, "output": args.output}))
     return 0
+
+
+def flagged(choice, min_gain: float) -> bool:
+    """What ``selection.fallback`` takes over: an input the statistic flags, or one whose chosen
+    model is expected to gain less than ``min_gain`` dB."""
+    low_gain = choice.expected_gain is not None and choice.expected_gain < min_gain
+    return not choice.in_distribution or low_gain
+
+
+def _fall_back(args, fallback: str, group: str, config: dict) -> str:
+    """The model a flagged input goes to under ``fallback`` (the chosen ``group`` for none), said on stderr."""
+    from .grouping.names import mix_all_group
+
+    if fallback == "mixall":
+        mix_all = mix_all_group(config["degradations"])
+        group = mix_all or group  # with one degradation its model is the mix-all model
+        what = f"the mix-all model ({group})"
+    elif fallback == "identity":
+        group, what = "identity", "the input unchanged (the identity)"
+    else:
+        what = "its model anyway (selection.fallback: none)"
+    print(f"warning: {args.image} is flagged: expect a poor restoration; writing {what}", file=sys.stderr)
+    return group
+
+
+def _model_path(results: str, group: str, final: list[str]) -> str:
+    """A final group's export (the safetensors first: no pickle at all, the .pth beside it
+    otherwise), or the mix-all model's training checkpoint (a fallback, not a final group)."""
+    stem = os.path.join(results, "final", "models", group)
+    path = next((stem + s for s in (".safetensors", ".pth") if os.path.isfile(stem + s)), stem + ".pth")
+    if group not in final:
+        path = os.path.join(results, "models", group, "model.pth")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: build it first with `snakemake --cores all final_models`")
+    return path
 
 
 def _plan(args) -> int:
@@ -366,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--group", help="use this final group's model instead of choosing")
             p.add_argument("--tile", type=int, default=512, help="tile side (px) for large images")
             p.add_argument("--force", action="store_true", help="allow the output to replace the input image")
+            p.add_argument(
+                "--fallback",
+                choices=["none", "mixall", "identity"],
+                help="for a flagged input: its chosen model (none), the mix-all model or the input unchanged "
+                "(default: selection.fallback)",
+            )
         p.add_argument(
             "--config", action="append", metavar="FILE", help="the config the results were built with: " + CONFIG_HELP
         )

@@ -19,11 +19,23 @@ tables, the choices and scores from the selection report.
     python -m grids.failure --accuracy results/selection/accuracy.parquet \
         --scores results/selection/scores.parquet --groups results/final/groups.parquet \
         --eval results/eval/input.parquet \
-        results/eval/G.parquet results/eval/others/G.parquet ... --min-gain 0.5 \
-        --images results/selection/failure_images.parquet --out results/selection/failure.parquet \
-        --figure results/selection/failure.png
+        results/eval/G.parquet results/eval/others/G.parquet ... --min-gain 0.5 --alpha 0.05 \
+        --mix-all M --images results/selection/failure_images.parquet --out results/selection/failure.parquet \
+        --figure results/selection/failure.png --gain results/selection/gain.parquet \
+        --fallback results/selection/fallback.parquet
 
-Columns: tables ``selection_failure_images`` and ``selection_failure`` of :mod:`grids.tables`.
+Two more answers come from the same rows:
+
+* the **expected gain** (:mod:`grids.gain`), predicted before restoring: its error and how often
+  the realised gain falls in its interval (table ``selection_gain``), seen and unseen apart;
+* the **fallback** (``selection.fallback``): ``grids restore`` sends a flagged image (out of
+  distribution by the default statistic, or expected to gain less than ``min_gain``) to the
+  mix-all model or returns it unchanged (``identity``). Table ``selection_fallback`` gives the
+  mean PSNR with each, and its change against no fallback with a bootstrap interval over images,
+  on seen degradations (which a fallback must not hurt) and unseen ones.
+
+Columns: tables ``selection_failure_images``, ``selection_failure``, ``selection_gain`` and
+``selection_fallback`` of :mod:`grids.tables`.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ import pandas as pd
 
 from . import io, tables
 from .evaluate import IDENTITY
+from .seeds import rng_for
 from .selection_report import auroc, spearman
 
 KEYS = ["test_set", "degradation", "image"]
@@ -44,13 +57,15 @@ TPR = 0.95  # the share of failures a flag must catch in the FPR column
 
 
 def image_outcomes(
-    accuracy: pd.DataFrame, evaluation: pd.DataFrame, groups: list[str], min_gain: float
+    accuracy: pd.DataFrame, evaluation: pd.DataFrame, groups: list[str], min_gain: float, mix_all: str | None = None
 ) -> pd.DataFrame:
-    """One row per selected test image: the chosen and the oracle's gain over the input, and ``fails``.
+    """One row per selected test image: the chosen and the oracle's gain over the input, ``fails``,
+    the gain predicted before restoring, and whether the selector flagged the image.
 
     ``evaluation``: eval rows of the identity (``trained_on == 'input'``) and of every final group
     model (``groups``) on every test image, as the ``evaluate``/``evaluate_others``/``evaluate_input``
-    rules write; the oracle is the best of ``groups`` per image.
+    rules write; the oracle is the best of ``groups`` per image. ``mix_all``: the mix-all model's
+    name, whose rows give ``psnr_mixall`` (the fallback's; NaN without it).
     """
     inputs = evaluation[evaluation.trained_on == IDENTITY].set_index(KEYS).psnr.rename("psnr_input")
     models = evaluation[evaluation.trained_on.isin(set(groups))]
@@ -71,6 +86,13 @@ def image_outcomes(
     rows["gain"] = rows.psnr_chosen - rows.psnr_input
     rows["oracle_gain"] = rows.psnr_oracle - rows.psnr_input
     rows["fails"] = rows.gain < min_gain
+    for column in ("expected_gain", "gain_low", "gain_high"):
+        rows[column] = accuracy[column].to_numpy()
+    rows["covered"] = (rows.gain >= rows.gain_low) & (rows.gain <= rows.gain_high)
+    # what `grids restore` routes to selection.fallback: the default statistic's flag, or a low expected gain
+    rows["flagged"] = (~accuracy.in_distribution.to_numpy(bool)) | (rows.expected_gain < min_gain).to_numpy()
+    mixall = evaluation[evaluation.trained_on == mix_all].drop_duplicates(KEYS).set_index(KEYS).psnr
+    rows["psnr_mixall"] = mixall.reindex(pd.MultiIndex.from_frame(rows[KEYS])).to_numpy(np.float64)
     return rows[tables.columns("selection_failure_images")].reset_index(drop=True)
 
 
@@ -108,6 +130,71 @@ def failure_metrics(outcomes: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFram
     return pd.DataFrame(rows, columns=tables.columns("selection_failure"))
 
 
+SUBSETS = {"all": None, "seen": True, "unseen": False}
+
+
+def subsets(outcomes: pd.DataFrame):
+    """``(test_set, subset, rows)`` for every test set and ``all``/``seen``/``unseen`` (non-empty)."""
+    for test_set, part in outcomes.groupby("test_set", sort=False):
+        for subset, seen in SUBSETS.items():
+            rows = part if seen is None else part[part.seen == seen]
+            if len(rows):
+                yield test_set, subset, rows
+
+
+def gain_metrics(outcomes: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Per test set and subset: the error of the expected gain and its interval's coverage."""
+    rows = []
+    for test_set, subset, part in subsets(outcomes):
+        error = part.expected_gain - part.gain
+        rows.append(
+            [
+                test_set,
+                subset,
+                len(part),
+                float(error.abs().mean()),
+                float(error.mean()),
+                spearman(part.expected_gain.to_numpy(), part.gain.to_numpy())[0],
+                float(part.covered.mean()),
+                1 - alpha,
+                float((part.gain_high - part.gain_low).mean()),
+            ]
+        )
+    return pd.DataFrame(rows, columns=tables.columns("selection_gain"))
+
+
+FALLBACKS = ("none", "mixall", "identity")  # selection.fallback
+BOOTSTRAP = 1000  # image resamples of a fallback's PSNR change
+
+
+def fallback_psnr(outcomes: pd.DataFrame, fallback: str) -> np.ndarray:
+    """Each image's PSNR after ``grids restore`` with ``fallback``: flagged images get the mix-all
+    model's output or the input itself, the others the chosen model's."""
+    other = {"none": outcomes.psnr_chosen, "mixall": outcomes.psnr_mixall, "identity": outcomes.psnr_input}[fallback]
+    return np.where(outcomes.flagged, other, outcomes.psnr_chosen)
+
+
+def fallback_effect(outcomes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per test set, subset and fallback: mean PSNR, and its change against no fallback with a 95 %
+    bootstrap interval over the test images (seeded)."""
+    rows = []
+    for test_set, subset, part in subsets(outcomes):
+        base = part.psnr_chosen.to_numpy()
+        for fallback in FALLBACKS:
+            if fallback == "mixall" and part.psnr_mixall.isna().any():
+                continue  # no mix-all model (one degradation) or no evaluation of it
+            change = fallback_psnr(part, fallback) - base
+            rng = rng_for(seed, "fallback", test_set, subset, fallback)
+            means = change[rng.integers(0, len(change), (BOOTSTRAP, len(change)))].mean(axis=1)
+            low, high = np.percentile(means, [2.5, 97.5])
+            psnr = base + change
+            n_routed = int(part.flagged.sum()) if fallback != "none" else 0
+            rows.append(
+                [test_set, subset, fallback, len(part), n_routed, float(psnr.mean()), float(change.mean()), low, high]
+            )
+    return pd.DataFrame(rows, columns=tables.columns("selection_fallback"))
+
+
 def plot_failure(outcomes: pd.DataFrame, scores: pd.DataFrame, min_gain: float, path: str | Path) -> None:
     """Score against realised gain, one panel per statistic; failures and unseen degradations marked."""
     plt = io.pyplot()
@@ -141,21 +228,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", required=True, help="results/final/groups.parquet (the final groups)")
     parser.add_argument("--eval", nargs="+", required=True, help="eval tables: the input's and every final group's")
     parser.add_argument("--min-gain", type=float, required=True, help="selection.min_gain: a gain below it fails (dB)")
+    parser.add_argument("--alpha", type=float, required=True, help="selection.alpha: the gain interval's level")
+    parser.add_argument("--mix-all", default=None, help="the mix-all model's name (its eval tables among --eval)")
+    parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     parser.add_argument("--images", required=True, help="per-image outcomes (.parquet) to write")
     parser.add_argument("--out", required=True, help="per-statistic metrics (.parquet) to write")
     parser.add_argument("--figure", required=True, help="score against gain (.png) to write")
+    parser.add_argument("--gain", required=True, help="the expected gain's errors and coverage (.parquet) to write")
+    parser.add_argument("--fallback", required=True, help="the fallbacks' effect (.parquet) to write")
     args = parser.parse_args(argv)
     if not np.isfinite(args.min_gain):
         raise ValueError(f"--min-gain {args.min_gain}: must be a finite number")
     groups = sorted(set(pd.read_parquet(args.groups).group))
-    outcomes = image_outcomes(pd.read_parquet(args.accuracy), io.read_parquets(args.eval), groups, args.min_gain)
+    evaluation = io.read_parquets(args.eval)
+    outcomes = image_outcomes(pd.read_parquet(args.accuracy), evaluation, groups, args.min_gain, args.mix_all)
     scores = pd.read_parquet(args.scores)
     metrics = failure_metrics(outcomes, scores)
+    gain, fallback = gain_metrics(outcomes, args.alpha), fallback_effect(outcomes, args.seed)
     tables.write(outcomes, "selection_failure_images", args.images)
     tables.write(metrics, "selection_failure", args.out)
+    tables.write(gain, "selection_gain", args.gain)
+    tables.write(fallback, "selection_fallback", args.fallback)
     plot_failure(outcomes, scores, args.min_gain, args.figure)
     print(f"{int(outcomes.fails.sum())} of {len(outcomes)} images fail (gain < {args.min_gain:g} dB)")
-    print(metrics.round(3).to_string(index=False))
+    for table in (metrics, gain, fallback):
+        print(table.round(3).to_string(index=False))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 The selector (:mod:`grids.selection`) picks the group whose references are closest to an input.
 This module scores how far the input lies from the training degradations, without running any
-restoration model, under four statistics (``selection.statistic``), each a class of
+restoration model, under five statistics (``selection.statistic``), each a class of
 :data:`STATISTICS` that declares what it reads, its default threshold and its meaning:
 
 ============  ===============================================================================
@@ -20,6 +20,10 @@ knn           Euclidean distance to the nearest reference image of any trained d
 mahalanobis   the smallest Mahalanobis distance to a group's mean signature, under the
               within-group covariance pooled over groups (shrunk towards the identity: a group
               has a few dozen images for a handful of dimensions); split-conformal
+gain          minus the expected gain of the chosen model over the input: the mean realised
+              gain of the nearest reference images in the signature space (:mod:`grids.gain`);
+              threshold ``-selection.min_gain``: it asks "will the model help?" rather than
+              "is the input unseen?"
 ============  ===============================================================================
 
 **Signature.** One descriptor pass over the input's self-augmented patches gives the feature map
@@ -140,7 +144,9 @@ class References:
     ``group_of``: degradation -> final group (other degradations' rows are left out);
     ``layer``: ``features.layer`` (the method's GGD); ``layers``: the signature's
     (``selection.layers``); ``set_ggds``: ``group, alpha, sigma``, each group's mean set GGD;
-    ``alpha``: ``selection.alpha``; ``distance``: ``features.distance``.
+    ``alpha``: ``selection.alpha``; ``distance``: ``features.distance``; ``gains``: the
+    references' realised gains (table ``selection_reference_gains``; the ``gain`` statistic's) and
+    ``min_gain``: ``selection.min_gain``.
     """
 
     rows: pd.DataFrame
@@ -151,6 +157,8 @@ class References:
     alpha: float = 0.05
     seed: int = 0
     distance: str = "log_kl"
+    gains: pd.DataFrame | None = None
+    min_gain: float = 0.5
 
     def trained(self) -> pd.DataFrame:
         return self.rows[self.rows.degradation.isin(self.group_of)]
@@ -292,7 +300,32 @@ class Mahalanobis(_BankStatistic):
         return self.bank.mahalanobis(z)
 
 
-STATISTICS: dict[str, type[Statistic]] = {cls.name: cls for cls in (Paper, Nearest, Knn, Mahalanobis)}
+class Gain(Statistic):
+    name = "gain"
+    meaning = (
+        "minus the expected gain of the chosen model (the mean realised gain of the nearest reference images in "
+        "the signature space, grids/gain.py); threshold: minus selection.min_gain (flagged: not expected to help)"
+    )
+
+    def fit(self, references: References) -> None:
+        from .gain import fit_gain_model
+
+        if references.gains is None:
+            raise ValueError(
+                "the gain statistic needs the references' gains (results/selection/reference_gains.parquet)"
+            )
+        self.layers, self.min_gain = list(references.layers), references.min_gain
+        keys, z = signature_table(references.trained(), self.layers)
+        self.model = fit_gain_model(keys, z, references.gains, references.alpha)
+
+    def default_threshold(self) -> float:
+        return -self.min_gain
+
+    def score(self, signature: Signature, group: str) -> float:
+        return -self.model.predict(signature.vector(self.layers))[0]
+
+
+STATISTICS: dict[str, type[Statistic]] = {cls.name: cls for cls in (Paper, Nearest, Knn, Mahalanobis, Gain)}
 
 
 def fit_statistic(name: str, references: References, threshold: float | None = None) -> Statistic:

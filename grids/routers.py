@@ -20,8 +20,8 @@ of the selection report (seen and unseen degradations):
 * ``oracle``: the final group whose model restores the image best (it runs every model).
 
 Per router and image: the chosen model's PSNR, its gain over the input and ``fails`` (``gain <
-selection.min_gain``) come from the evaluation tables, as in :mod:`grids.failure` (no restoration
-is run). ``confidence`` is the router's largest probability, and for ``grids`` its default
+selection.min_gain``) come from the evaluation tables, read as :mod:`grids.failure` reads them (no
+restoration is run). ``confidence`` is the router's largest probability, and for ``grids`` its default
 statistic's score (larger: worse). ``seconds`` is the time to route the image on this machine:
 for ``logistic`` the selector's signature plus the classifier, for ``grids`` that same signature
 time (one computation serves both: it is the selector's own, with ``features.layer`` where its
@@ -31,6 +31,7 @@ forward passes; NaN for the oracle.
     python -m grids.routers --accuracy results/selection/accuracy.parquet \
         --groups results/final/groups.parquet --ggd results/similarity/ggd.parquet \
         --references results/selection/references.parquet \
+        --reference-gains results/selection/reference_gains.parquet \
         --degraded results/degraded/jpeg/manifest.parquet ... \
         --eval results/eval/input.parquet results/eval/G.parquet results/eval/others/G.parquet ... \
         --test-set heldout CLEAN DEGRADED... --descriptor W --features JSON --selection JSON \
@@ -55,7 +56,7 @@ import pandas as pd
 
 from . import io, tables
 from .config import DEFAULT_SELECTION, config_section
-from .failure import KEYS, image_outcomes
+from .evaluate import IDENTITY
 from .seeds import derive_seed, rng_for
 from .selection import self_augmented_patches
 from .selection_report import auroc
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from .selection import Selector
 
 ROUTERS = ("grids", "logistic", "cnn", "oracle")
+KEYS = ["test_set", "degradation", "image"]  # a test image, as in the selection report's tables
 L2 = 1e-2  # logistic: weight decay on the mean cross-entropy (standardised signatures)
 # the CNN router; its steps: selection.router_steps
 CNN = {
@@ -290,31 +292,55 @@ def route(
     return pd.DataFrame(rows, columns=[*KEYS, "seen", "router", "chosen_group", "confidence", "seconds"])
 
 
+def outcomes(choices: pd.DataFrame, evaluation: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """``psnr_input, psnr, oracle_group, psnr_oracle`` for every row of ``choices`` (``KEYS,
+    chosen_group``), read from the eval tables of the identity and the final ``groups``' models
+    (the oracle: the best of them on the image), as :func:`grids.failure.image_outcomes` reads them."""
+    inputs = evaluation[evaluation.trained_on == IDENTITY].drop_duplicates(KEYS).set_index(KEYS).psnr
+    models = evaluation[evaluation.trained_on.isin(set(groups))].drop_duplicates([*KEYS, "trained_on"])
+    models = models.reset_index(drop=True)
+    best = models.loc[models.groupby(KEYS).psnr.idxmax()].set_index(KEYS)
+    keys = pd.MultiIndex.from_frame(choices[KEYS])
+    rows = pd.DataFrame(
+        {
+            "psnr_input": inputs.reindex(keys).to_numpy(np.float64),
+            "psnr": models.set_index([*KEYS, "trained_on"])
+            .psnr.reindex(pd.MultiIndex.from_frame(choices[[*KEYS, "chosen_group"]]))
+            .to_numpy(np.float64),
+            "oracle_group": best.trained_on.reindex(keys).to_numpy(),
+            "psnr_oracle": best.psnr.reindex(keys).to_numpy(np.float64),
+        }
+    )
+    missing = rows[["psnr_input", "psnr", "psnr_oracle"]].isna().any(axis=1).to_numpy()
+    if missing.any():
+        first = choices[missing].iloc[0]
+        raise ValueError(
+            f"no evaluation of {first.chosen_group!r} or of the input on {first.test_set}/{first.degradation}/"
+            f"{first.image} ({int(missing.sum())} rows): pass every final group's eval and others table and the input's"
+        )
+    return rows
+
+
 def router_images(
     choices: pd.DataFrame, evaluation: pd.DataFrame, groups: pd.DataFrame, min_gain: float
 ) -> pd.DataFrame:
     """Table ``selection_router_images``: every router's choice (``choices``, from :func:`route`)
     with the PSNR, gain and ``fails`` the evaluation tables give it, and the oracle's rows."""
-    names = sorted(set(groups.group))
-    true_group = dict(zip(groups.degradation, groups.group))
-    parts = []
-    for _, part in choices.groupby("router", sort=False):
-        outcome = image_outcomes(part, evaluation, names, min_gain)
-        parts.append(
-            part.reset_index(drop=True).assign(psnr=outcome.psnr_chosen, gain=outcome.gain, fails=outcome.fails)
-        )
-    # the oracle's group and PSNR per image are the same in every router's outcomes: the last one's
-    oracle = outcome.assign(
+    choices = choices.reset_index(drop=True)
+    found = outcomes(choices, evaluation, sorted(set(groups.group)))
+    table = choices.assign(psnr=found.psnr, gain=found.psnr - found.psnr_input)
+    first = ~choices.duplicated(KEYS).to_numpy()  # the oracle's rows: one per image
+    oracle = choices[first].assign(
         router="oracle",
-        chosen_group=outcome.oracle_group,
+        chosen_group=found.oracle_group[first].to_numpy(),
         confidence=np.nan,
-        psnr=outcome.psnr_oracle,
-        gain=outcome.oracle_gain,
-        fails=outcome.oracle_gain < min_gain,
+        psnr=found.psnr_oracle[first].to_numpy(),
+        gain=(found.psnr_oracle - found.psnr_input)[first].to_numpy(),
         seconds=np.nan,
     )
-    table = pd.concat([*parts, oracle], ignore_index=True)
-    table["true_group"] = table.degradation.map(true_group).fillna("").astype(str)
+    table = pd.concat([table, oracle], ignore_index=True)
+    table["fails"] = table.gain < min_gain
+    table["true_group"] = table.degradation.map(dict(zip(groups.degradation, groups.group))).fillna("").astype(str)
     # test sets in the report's order, then the routers in ROUTERS' order, the images in the report's
     order = {
         "test_set": {name: i for i, name in enumerate(dict.fromkeys(choices.test_set))},
@@ -382,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", required=True, help="results/final/groups.parquet (the final groups)")
     parser.add_argument("--ggd", required=True, help="results/similarity/ggd.parquet")
     parser.add_argument("--references", required=True, help="results/selection/references.parquet")
+    parser.add_argument("--reference-gains", required=True, help="reference_gains.parquet (the gain statistic's)")
     parser.add_argument("--degraded", nargs="+", required=True, help="degraded similarity manifests (CNN training)")
     parser.add_argument("--eval", nargs="+", required=True, help="eval tables: the input's and every final group's")
     add_test_set_argument(parser)
@@ -407,9 +434,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     features = config_section("features", json.loads(args.features))
     selection = config_section("selection", json.loads(args.selection))
-    ggd, groups, references = (pd.read_parquet(p) for p in (args.ggd, args.groups, args.references))
+    tables_in = (args.ggd, args.groups, args.references, args.reference_gains)
+    ggd, groups, references, gains = (pd.read_parquet(p) for p in tables_in)
+    descriptor = args.descriptor or None
     selector = build_selector(
-        selection, features, ggd, groups, references, args.descriptor or None, args.seed, args.device
+        selection, features, ggd, groups, references, descriptor, args.seed, args.device, gains=gains
     )
     layers = statistic_layers(features, selection)
     logistic = fit_logistic(references, groups, layers, args.seed)

@@ -191,7 +191,8 @@ class RunPlan:
             "similarity_matrix": Needs(),
             "upper_bounds": trained | Needs(groups=tuple(self.upper_bound_groups)),
             "final_models": search | every_test | Needs(baselines=tuple(self.baselines)),
-            "selection_report": search | every_test,
+            # the mix-all model: the failure benchmark's `mixall` fallback
+            "selection_report": search | every_test | Needs(groups=tuple(filter(None, [self.mix_all]))),
             "similarity_validation": search
             | Needs(groups=tuple(self.validation_groups), variants=tuple(self.fit_variants)),
         }[target]
@@ -218,6 +219,19 @@ class RunPlan:
         if group is not None:
             return group_members(group)
         return list(self.test_degradations)
+
+    def reference_degradations(self, group: str | None = None) -> list[str]:
+        """The similarity sets a final model is scored on, to fit the expected gain of ``grids
+        select`` (grids/gain.py): its group's members; the identity's (``group`` None): every one."""
+        return list(self.degradations) if group is None else group_members(group)
+
+    def mix_all_evals(self) -> list[str]:
+        """The mix-all model's evaluations on every test degradation (the ``mixall`` fallback's):
+        its members' table and, with unseen degradations, the others'."""
+        if self.mix_all is None:
+            return []
+        others = [f"results/eval/others/{self.mix_all}.parquet"] if self.unseen else []
+        return [f"results/eval/{self.mix_all}.parquet", *others]
 
     def variant_features(self, variant: str) -> dict[str, Any]:
         """The features section a variant fits with (the configured one, changed where it differs)."""

@@ -27,6 +27,9 @@ For an input image of unknown degradation:
 4. Without running any model, ``selection.statistic`` (:mod:`grids.ood`) scores the input; above
    its threshold it is out of distribution. The report's monotone fit of the drop on the score
    (``results/selection/drop_fit.parquet``) gives the expected drop.
+5. The expected gain of the chosen model over the input, with an interval (:mod:`grids.gain`):
+   the realised gains of the nearest reference images in the signature space
+   (``results/selection/reference_gains.parquet``).
 
     python -m grids.selection references --set jpeg --manifest results/degraded/jpeg/manifest.parquet \
         --descriptor W --features JSON --layers conv_first RB16 --n-patches 64 --seed S \
@@ -51,6 +54,7 @@ import pandas as pd
 
 from . import io, tables
 from .config import config_section
+from .gain import GainModel, fit_gain_model
 from .ggd import GGD, get_distance
 from .ood import References, SignatureBank, Statistic, fit_statistic, predict_drop, signature_table
 from .seeds import rng_for
@@ -141,6 +145,9 @@ class Selection:
     statistic: str = ""  # the out-of-distribution statistic ("" : the distance itself)
     score: float = float("nan")
     expected_drop: float | None = None  # predicted PSNR loss against the single-task model (dB)
+    expected_gain: float | None = None  # predicted gain of the chosen model over the input (dB)
+    gain_low: float | None = None  # its interval (selection.alpha, grids/gain.py)
+    gain_high: float | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -150,6 +157,8 @@ class Selection:
             "statistic": self.statistic,
             "score": self.score,
             "expected_drop": self.expected_drop,
+            "expected_gain": self.expected_gain,
+            "gain_interval": None if self.expected_gain is None else [self.gain_low, self.gain_high],
             # None where the choice did not need the method's GGD (reference: signature)
             "input_ggd": {k: None if v != v else v for k, v in (("alpha", self.alpha), ("sigma", self.sigma))},
             "divergences": {r.group: r.distance for r in self.divergences.itertuples()},
@@ -248,7 +257,8 @@ class Selector:
     one scored by :meth:`judge`; ``statistic`` names the one whose threshold sets
     ``in_distribution`` (None: the selection distance against ``threshold``, by default the
     distance's own, :data:`grids.ggd.PAPER_THRESHOLD`). ``drop_fit``: the report's ``score,
-    drop`` knots for that statistic, for the expected drop.
+    drop`` knots for that statistic, for the expected drop. ``gain_model``: the expected gain of
+    the chosen model (:class:`grids.gain.GainModel`) over the signature at ``gain_layers``.
     """
 
     def __init__(
@@ -264,6 +274,8 @@ class Selector:
         drop_fit: pd.DataFrame | None = None,
         bank: SignatureBank | None = None,
         bank_layers: list[str] = (),
+        gain_model: GainModel | None = None,
+        gain_layers: list[str] = (),
     ):
         from .descriptor import load_descriptor
         from .stage import pick_device
@@ -271,6 +283,7 @@ class Selector:
         self.references, self.features, self.seed = references, features, seed
         self.statistics, self.statistic, self.drop_fit = statistics or {}, statistic, drop_fit
         self.bank, self.bank_layers = bank, list(bank_layers)
+        self.gain_model, self.gain_layers = gain_model, list(gain_layers)
         if statistic is not None and statistic not in self.statistics:
             raise ValueError(f"statistic {statistic!r} is not among the fitted ones {sorted(self.statistics)}")
         self.distance = get_distance(features["distance"])
@@ -278,7 +291,8 @@ class Selector:
             self.threshold = self.statistics[statistic].threshold
         else:
             self.threshold = self.distance.threshold if threshold is None else threshold
-        self.layers = sorted({layer for s in self.statistics.values() for layer in s.layers} | set(self.bank_layers))
+        read = {layer for s in self.statistics.values() for layer in s.layers} | {*self.bank_layers, *self.gain_layers}
+        self.layers = sorted(read)
         # The method's GGD (the deepest layer, the costliest) only when something reads it.
         self.method = self.bank is None or any(s.reads_method_layer for s in self.statistics.values())
         self.device = pick_device(device)
@@ -309,6 +323,7 @@ class Selector:
         if self.statistic:
             score = self.statistics[self.statistic].score(signature, str(best.group))
         drop = None if self.drop_fit is None else float(predict_drop(self.drop_fit, score))
+        gain = (None,) * 3 if self.gain_model is None else self.expected_gain(signature)
         return Selection(
             str(best.group),
             float(best.distance),
@@ -319,7 +334,12 @@ class Selector:
             self.statistic or "",
             score,
             drop,
+            *gain,
         )
+
+    def expected_gain(self, signature: Signature) -> tuple[float, float, float]:
+        """``(expected, low, high)`` gain of the chosen model over the input (dB, :mod:`grids.gain`)."""
+        return self.gain_model.predict(signature.vector(self.gain_layers))
 
 
 def check_features(
@@ -344,14 +364,17 @@ def check_features(
         )
 
 
-def load_results(results: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
-    """``(ggd, groups, references, drop_fit)`` tables of a built workflow (``drop_fit`` None until
-    the selection report has run), with a message naming the target to build."""
+def load_results(
+    results: str | Path,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """``(ggd, groups, references, reference_gains, drop_fit)`` tables of a built workflow
+    (``drop_fit`` None until the selection report has run), with a message naming the target to build."""
     results = Path(results)
     needed = {
         results / "similarity" / "ggd.parquet": "similarity_matrix",
         results / "final" / "groups.parquet": "final_models",
         results / "selection" / "references.parquet": "final_models",
+        results / "selection" / "reference_gains.parquet": "final_models",
     }
     for path, target in needed.items():
         if not path.is_file():
@@ -397,9 +420,11 @@ def fit_statistics(
     references: pd.DataFrame,
     seed: int,
     names: list[str] | None = None,
+    gains: pd.DataFrame | None = None,
 ) -> dict[str, Statistic]:
-    """The statistics ``names`` (default: every one of :data:`grids.ood.STATISTICS`), fitted on the
-    references; ``selection.threshold`` (when set) overrides the default statistic's threshold only."""
+    """The statistics ``names`` (default: every one of :data:`grids.ood.STATISTICS`, ``gain`` only
+    with the references' ``gains``), fitted on the references; ``selection.threshold`` (when set)
+    overrides the default statistic's threshold only."""
     from .ood import STATISTICS
 
     layers = statistic_layers(features, selection)
@@ -419,10 +444,14 @@ def fit_statistics(
         selection["alpha"],
         seed,
         features["distance"],
+        gains,
+        selection["min_gain"],
     )
+    if names is None:
+        names = [name for name in STATISTICS if name != "gain" or gains is not None]
     return {
         name: fit_statistic(name, fitted_on, selection["threshold"] if name == selection["statistic"] else None)
-        for name in (STATISTICS if names is None else names)
+        for name in names
     }
 
 
@@ -438,20 +467,23 @@ def build_selector(
     descriptor_sha: str | None = None,
     drop_fit: pd.DataFrame | None = None,
     every_statistic: bool = False,
+    gains: pd.DataFrame | None = None,
 ) -> Selector:
     """The selector of a config's ``selection`` section over a built workflow's tables
     (``features``: the config's, the similarity's). It scores ``selection.statistic`` alone, or
-    with ``every_statistic`` all four (the report's benchmark)."""
+    with ``every_statistic`` all of them (the report's benchmark); with the references' ``gains``
+    (table ``selection_reference_gains``) it also gives the expected gain."""
     image_features = selection_features(features, selection)
     table = build_references(selection["reference"], ggd, groups, references, features, descriptor_sha, image_features)
-    # `grids select` fits the one statistic it reports; the report benchmarks all four
+    # `grids select` fits the one statistic it reports; the report benchmarks all of them
     names = None if every_statistic else [selection["statistic"]]
-    statistics = fit_statistics(selection, features, ggd, groups, references, seed, names)
+    statistics = fit_statistics(selection, features, ggd, groups, references, seed, names, gains)
     bank, layers = None, statistic_layers(features, selection)
+    group_of = dict(zip(groups.degradation, groups.group))
+    keys, z = signature_table(references[references.degradation.isin(group_of)], layers)
     if selection["reference"] == "signature":  # every reference image, in the knn statistic's space
-        group_of = dict(zip(groups.degradation, groups.group))
-        keys, z = signature_table(references[references.degradation.isin(group_of)], layers)
         bank = SignatureBank.fit(z, keys.degradation.map(group_of).to_numpy())
+    gain_model = None if gains is None else fit_gain_model(keys, z, gains, selection["alpha"])
     if drop_fit is not None:
         drop_fit = drop_fit[drop_fit.statistic == selection["statistic"]]
     return Selector(
@@ -465,6 +497,8 @@ def build_selector(
         drop_fit=drop_fit if drop_fit is not None and len(drop_fit) else None,
         bank=bank,
         bank_layers=layers if bank is not None else (),
+        gain_model=gain_model,
+        gain_layers=layers if gain_model is not None else (),
     )
 
 
@@ -474,7 +508,7 @@ def selector_from_config(
     from .config import descriptor_weights
     from .descriptor import sha256_file
 
-    ggd, groups, references, drop_fit = load_results(results)
+    ggd, groups, references, gains, drop_fit = load_results(results)
     features = config["features"]
     weights = descriptor_weights(config) if features["kind"] == "descriptor" else None
     if weights is not None and not Path(weights).is_file():
@@ -486,7 +520,9 @@ def selector_from_config(
     if threshold is not None:
         selection["threshold"] = threshold
     sha = sha256_file(weights) if weights else None
-    return build_selector(selection, features, ggd, groups, references, weights, config["seed"], device, sha, drop_fit)
+    return build_selector(
+        selection, features, ggd, groups, references, weights, config["seed"], device, sha, drop_fit, gains=gains
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

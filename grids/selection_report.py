@@ -122,6 +122,7 @@ def select_test_images(
                     limit = selector.statistics[statistic].threshold
                     score_rows.append([*key, seen, statistic, score, score <= limit])
                 truth = true_group.get(name, "")
+                gain = (nan,) * 3 if selector.gain_model is None else selector.expected_gain(signature)
                 rows.append(
                     [
                         *key,
@@ -136,6 +137,7 @@ def select_test_images(
                         psnr[(chosen, *key)],
                         psnr[(truth, *key)] if seen else nan,
                         psnr[(name, *key)] if seen else nan,
+                        *gain,
                     ]
                 )
     return (
@@ -455,6 +457,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--features", required=True, help="the config's features section, JSON")
     p.add_argument("--selection", required=True, help="the config's selection section, JSON")
     p.add_argument("--references", required=True, help="references.parquet (per-image signatures)")
+    p.add_argument("--reference-gains", required=True, help="reference_gains.parquet (their realised gains)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
@@ -481,10 +484,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     features = config_section("features", json.loads(args.features))
     selection = config_section("selection", json.loads(args.selection))
-    ggd, groups, references = (pd.read_parquet(path) for path in (args.ggd, args.groups, args.references))
+    tables_in = (args.ggd, args.groups, args.references, args.reference_gains)
+    ggd, groups, references, gains = (pd.read_parquet(path) for path in tables_in)
     descriptor = args.descriptor or None
     selector = build_selector(
-        selection, features, ggd, groups, references, descriptor, args.seed, args.device, every_statistic=True
+        selection, features, ggd, groups, references, descriptor, args.seed, args.device, True, gains=gains
     )
     evaluation = io.read_parquets(args.eval)
     test_sets = test_set_manifests(args.test_set)

@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from grids import tables
-from grids.failure import failure_metrics, fpr_at_tpr, image_outcomes
+from grids.failure import (
+    failure_metrics,
+    fallback_effect,
+    fallback_psnr,
+    fpr_at_tpr,
+    gain_metrics,
+    image_outcomes,
+)
 
 GROUPS = ["jpeg", "noise"]
 
@@ -29,6 +36,11 @@ def small_case() -> tuple[pd.DataFrame, pd.DataFrame]:
             "image": ["a", "b", "c"],
             "seen": [True, True, False],
             "chosen_group": ["jpeg", "jpeg", "jpeg"],
+            # the selector's flag and expected gain: b (expected 0.3 < 0.5) and c (out of distribution) flagged
+            "in_distribution": [True, True, False],
+            "expected_gain": [1.5, 0.3, 1.0],
+            "gain_low": [0.5, -0.5, 0.0],
+            "gain_high": [2.5, 1.1, 2.0],
         }
     )
     evaluation = pd.DataFrame(
@@ -36,6 +48,7 @@ def small_case() -> tuple[pd.DataFrame, pd.DataFrame]:
         + eval_rows("jpeg", {("jpeg", "a"): 22.0, ("jpeg", "b"): 30.2, ("haze", "c"): 14.0})
         + eval_rows("jpeg", {("jpeg", "a"): 22.0})  # the same model's row again (its members' table)
         + eval_rows("noise", {("jpeg", "a"): 21.0, ("jpeg", "b"): 30.1, ("haze", "c"): 16.5})
+        + eval_rows("jpeg+noise", {("jpeg", "a"): 21.5, ("jpeg", "b"): 29.0, ("haze", "c"): 16.0})  # mix-all
     )
     return accuracy, evaluation
 
@@ -48,7 +61,47 @@ def test_outcomes_are_the_chosen_and_the_oracle_gain_over_the_input():
     assert rows.oracle_gain.round(6).tolist() == [2.0, 0.2, 1.5]
     assert rows.oracle_group.tolist() == ["jpeg", "jpeg", "noise"]
     assert rows.fails.tolist() == [False, True, True]
+    assert rows.covered.tolist() == [True, True, False]  # -1.0 lies below c's interval [0, 2]
+    assert rows.flagged.tolist() == [False, True, True]
+    assert np.isnan(rows.psnr_mixall).all()  # no mix-all model named
     tables.check(rows, "selection_failure_images")
+    with_mix = image_outcomes(accuracy, evaluation, GROUPS, min_gain=0.5, mix_all="jpeg+noise")
+    assert with_mix.psnr_mixall.tolist() == [21.5, 29.0, 16.0]
+
+
+def test_gain_metrics_by_hand():
+    accuracy, evaluation = small_case()
+    outcomes = image_outcomes(accuracy, evaluation, GROUPS, 0.5)
+    table = gain_metrics(outcomes, alpha=0.1)
+    tables.check(table, "selection_gain")
+    metrics = table.set_index("subset")
+    assert list(metrics.index) == ["all", "seen", "unseen"]
+    # errors expected - realised: 1.5 - 2.0, 0.3 - 0.2, 1.0 - (-1.0)
+    assert metrics.mae["all"] == pytest.approx((0.5 + 0.1 + 2.0) / 3)
+    assert metrics.bias["seen"] == pytest.approx((-0.5 + 0.1) / 2)
+    assert metrics.coverage.to_dict() == pytest.approx({"all": 2 / 3, "seen": 1.0, "unseen": 0.0})
+    assert metrics.nominal.tolist() == pytest.approx([0.9] * 3)
+    assert metrics.mean_width["all"] == pytest.approx((2.0 + 1.6 + 2.0) / 3)
+
+
+def test_the_fallback_routes_exactly_the_flagged_images():
+    accuracy, evaluation = small_case()
+    outcomes = image_outcomes(accuracy, evaluation, GROUPS, 0.5, mix_all="jpeg+noise")
+    assert fallback_psnr(outcomes, "none").tolist() == [22.0, 30.2, 14.0]
+    assert fallback_psnr(outcomes, "mixall").tolist() == [22.0, 29.0, 16.0]  # b and c: the mix-all model's
+    assert fallback_psnr(outcomes, "identity").tolist() == [22.0, 30.0, 15.0]  # b and c: the input
+    effect = fallback_effect(outcomes, seed=0)
+    tables.check(effect, "selection_fallback")
+    row = effect.set_index(["subset", "fallback"])
+    assert row.loc[("all", "mixall"), "change"] == pytest.approx((0 - 1.2 + 2.0) / 3)
+    assert row.loc[("unseen", "identity"), "change"] == pytest.approx(1.0)  # one image: no spread
+    assert row.loc[("unseen", "identity"), ["change_low", "change_high"]].tolist() == pytest.approx([1.0, 1.0])
+    assert row.loc[("seen", "mixall"), "n_routed"] == 1 and row.loc[("seen", "none"), "n_routed"] == 0
+    low, high = row.loc[("all", "mixall"), ["change_low", "change_high"]]
+    assert low <= row.loc[("all", "mixall"), "change"] <= high
+    assert effect.equals(fallback_effect(outcomes, seed=0))  # seeded
+    without = fallback_effect(image_outcomes(accuracy, evaluation, GROUPS, 0.5), seed=0)
+    assert "mixall" not in set(without.fallback)  # no mix-all model: that row is left out
 
 
 def test_an_image_without_the_chosen_model_s_evaluation_is_named():

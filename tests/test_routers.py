@@ -119,6 +119,13 @@ def test_router_images_read_the_evaluation():
     assert oracle.fails.tolist() == [False, True, False] and oracle.confidence.isna().all()
 
 
+def test_an_image_without_the_chosen_model_s_evaluation_is_named():
+    groups, evaluation, choices = small_case()
+    evaluation = evaluation[~((evaluation.trained_on == "noise") & (evaluation.image == "c"))]
+    with pytest.raises(ValueError, match=r"no evaluation of 'noise' .* t/haze/c"):
+        router_images(choices, evaluation, groups, min_gain=0.5)
+
+
 def test_comparison_equals_a_hand_computation():
     groups, evaluation, choices = small_case()
     summary = compare_routers(router_images(choices, evaluation, groups, min_gain=0.5))

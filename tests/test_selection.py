@@ -253,7 +253,10 @@ def test_missing_results_name_the_target(tmp_path):
         load_results(tmp_path)
     (tmp_path / "selection").mkdir()
     pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "selection" / "references.parquet")
-    assert load_results(tmp_path)[3] is None  # no drop fit before the selection report has run
+    with pytest.raises(FileNotFoundError, match=r"selection/reference_gains.parquet not found.*final_models"):
+        load_results(tmp_path)
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "selection" / "reference_gains.parquet")
+    assert load_results(tmp_path)[4] is None  # no drop fit before the selection report has run
 
 
 def test_spearman_handles_degenerate_input():

@@ -383,7 +383,10 @@ def test_select_and_restore_on_the_built_results(built):
     for answer in answers:
         assert answer["group"] in groups and set(answer["divergences"]) == groups
         assert answer["distance"] == min(answer["divergences"].values())
-        assert answer["statistic"] == "nearest" and answer["expected_drop"] is not None
+        assert answer["statistic"] == "gain" and answer["expected_drop"] is not None
+        low, high = answer["gain_interval"]
+        assert low <= answer["expected_gain"] <= high
+        assert answer["score"] == pytest.approx(-answer["expected_gain"])  # the gain statistic's score
         assert answer["in_distribution"] == (answer["score"] <= threshold)  # the report's threshold too
     accuracy = pd.read_parquet(built / "results" / "selection" / "accuracy.parquet")
     chosen = dict(
@@ -401,7 +404,8 @@ def test_select_and_restore_on_the_built_results(built):
     )
     assert [a["score"] for a in answers] == pytest.approx([score[a["image"]] for a in answers])
     text = grids_cli(built, "select", images[0])
-    assert text.returncode == 0 and "group" in text.stdout and "nearest score" in text.stdout
+    assert text.returncode == 0 and "group" in text.stdout and "gain score" in text.stdout
+    assert re.search(r": group \S+, expect [+-]\d+\.\d dB \([+-]\d+\.\d to [+-]\d+\.\d\) over the input", text.stdout)
     assert "expected drop ≈" in text.stdout  # the drop predicted from the score, by the report's fit
 
     out = built / "restored.png"

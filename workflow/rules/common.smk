@@ -214,6 +214,13 @@ get_baseline_evals = lambda w=None: expand("results/baselines/{baseline}/eval.pa
 get_baseline_args = lambda w, input: pairs("--baseline", BASELINES, input.baselines) + [
     word for name in PUBLISHED_BASELINES for word in ("--published", name)
 ]
+reference_degradations = lambda w: PLAN.reference_degradations(getattr(w, "group", None))
+get_reference_tests = lambda w: [set_manifest(name) for name in ["clean", *reference_degradations(w)]]
+get_reference_set_args = lambda w, input: ["--test-set", "references", *input.tests]
+get_reference_evals = lambda w: ["results/eval/references/input.parquet"] + expand(
+    "results/eval/references/{group}.parquet", group=final_groups()
+)
+get_mix_all_evals = lambda w=None: PLAN.mix_all_evals()
 get_replicate_evals = lambda w=None: expand("results/replicates/{run}/eval.parquet", run=REPLICATE_RUNS)
 get_replicate_args = lambda w, input: pairs(
     "--replicate", [run.split("/")[0] for run in REPLICATE_RUNS], input.replicates

@@ -159,6 +159,7 @@ rule final_models:
     input:
         rules.final_group_models.output,
         "results/selection/references.parquet",  # what `grids select` compares an input with
+        "results/selection/reference_gains.parquet",  # and what it predicts the gain from
         rules.grouping_candidates.output,
         rules.grouping_result.output,
         rules.table1.output,

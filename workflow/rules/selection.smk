@@ -50,11 +50,57 @@ rule selection_references:
         "python -m grids.selection combine --references {input:q} --out {output:q} > {log:q} 2>&1"
 
 
+# The expected gain of `grids select` (grids/gain.py) is fitted on the reference images restored
+# by their final group's model: each reference then has a signature and a realised gain.
+use rule evaluate as evaluate_references with:
+    input:
+        model="results/models/{group}/model.pth",
+        tests=get_reference_tests,
+    output:
+        "results/eval/references/{group}.parquet",
+    log:
+        "logs/eval/references_{group}.log",
+    benchmark:
+        "benchmarks/eval/references_{group}.tsv"
+    priority: 0
+    params:
+        test_sets=get_reference_set_args,
+        degradations=reference_degradations,
+
+
+use rule evaluate_input as evaluate_references_input with:
+    input:
+        tests=get_reference_tests,
+    output:
+        "results/eval/references/input.parquet",
+    log:
+        "logs/eval/references_input.log",
+    params:
+        test_sets=get_reference_set_args,
+        degradations=DEGRADATIONS,
+
+
+rule selection_reference_gains:
+    input:
+        groups="results/final/groups.parquet",
+        evals=get_reference_evals,
+    output:
+        "results/selection/reference_gains.parquet",
+    log:
+        "logs/selection/reference_gains.log",
+    localrule: True
+    conda:
+        "../envs/grids.yaml"
+    shell:
+        "python -m grids.gain --groups {input.groups:q} --eval {input.evals:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule selection_tables:
     input:
         ggd="results/similarity/ggd.parquet",
         groups="results/final/groups.parquet",
         references="results/selection/references.parquet",
+        reference_gains="results/selection/reference_gains.parquet",
         descriptor=get_descriptor_input,
         tests=get_test_manifests(),
         evals=get_selection_evals,
@@ -108,6 +154,7 @@ rule selection_tables:
         "python -m grids.selection_report --ggd {input.ggd:q} --groups {input.groups:q}"
         " --eval {input.evals:q} {params.test_sets:q} --descriptor={input.descriptor:q}"
         " --features {params.features:q} --selection {params.selection:q} --references {input.references:q}"
+        " --reference-gains {input.reference_gains:q}"
         " --seed {params.seed:q} {params.unseen:q}"
         " --threads {threads} --divergences {output.divergences:q} --accuracy {output.accuracy:q}"
         " --scores {output.scores:q} --prediction {output.prediction:q} --ood {output.ood:q}"
@@ -123,10 +170,13 @@ rule selection_failure:
         scores="results/selection/scores.parquet",
         groups="results/final/groups.parquet",
         evals=get_selection_evals,
+        mix_all=get_mix_all_evals(),
         identity="results/eval/input.parquet",
     output:
         images="results/selection/failure_images.parquet",
         table="results/selection/failure.parquet",
+        gain="results/selection/gain.parquet",
+        fallback="results/selection/fallback.parquet",
         figure=report_if_built(
             "results/selection/failure.png",
             caption="../report/failure.rst",
@@ -143,11 +193,15 @@ rule selection_failure:
         runtime=10,
     params:
         min_gain=CONFIG["selection"]["min_gain"],
+        alpha=CONFIG["selection"]["alpha"],
+        mix_all=[] if PLAN.mix_all is None else ["--mix-all", PLAN.mix_all],
+        seed=CONFIG["seed"],
     shell:
         "python -m grids.failure --accuracy {input.accuracy:q} --scores {input.scores:q}"
-        " --groups {input.groups:q} --eval {input.identity:q} {input.evals:q}"
-        " --min-gain {params.min_gain:q} --images {output.images:q} --out {output.table:q}"
-        " --figure {output.figure:q} > {log:q} 2>&1"
+        " --groups {input.groups:q} --eval {input.identity:q} {input.evals:q} {input.mix_all:q}"
+        " --min-gain {params.min_gain:q} --alpha {params.alpha:q} {params.mix_all:q} --seed {params.seed:q}"
+        " --images {output.images:q} --out {output.table:q} --figure {output.figure:q}"
+        " --gain {output.gain:q} --fallback {output.fallback:q} > {log:q} 2>&1"
 
 
 rule selection_routers:
@@ -156,6 +210,7 @@ rule selection_routers:
         groups="results/final/groups.parquet",
         ggd="results/similarity/ggd.parquet",
         references="results/selection/references.parquet",
+        reference_gains="results/selection/reference_gains.parquet",
         descriptor=get_descriptor_input,
         degraded=get_degraded_manifests(),
         tests=get_test_manifests(),
@@ -189,7 +244,8 @@ rule selection_routers:
         steps=CONFIG["selection"]["router_steps"],
     shell:
         "python -m grids.routers --accuracy {input.accuracy:q} --groups {input.groups:q} --ggd {input.ggd:q}"
-        " --references {input.references:q} --degraded {input.degraded:q}"
+        " --references {input.references:q} --reference-gains {input.reference_gains:q}"
+        " --degraded {input.degraded:q}"
         " --eval {input.identity:q} {input.evals:q} {params.test_sets:q} --descriptor={input.descriptor:q}"
         " --features {params.features:q} --selection {params.selection:q} --seed {params.seed:q}"
         " --min-gain {params.min_gain:q} --steps {params.steps:q} --threads {threads} --images {output.images:q} --out {output.table:q}"
