@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_ood.py                   # CPU, the default config's features
     .venv/bin/python bench/bench_ood.py --device cuda --images 8
+    .venv/bin/python bench/bench_ood.py --results results   # + the whole `grids select` per image
 
 Each statistic of :mod:`grids.ood` needs part of one signature pass:
 
@@ -14,7 +15,10 @@ Each statistic of :mod:`grids.ood` needs part of one signature pass:
 
 For each option it times :func:`grids.selection.image_signature` on the same images (one photo
 and three dead-leaves images of the default test set, each degraded by JPEG) after one warm-up,
-and prints the median s/image next to the first option's.
+and prints the median s/image next to the first option's. With ``--results`` (a built workflow,
+``final_models`` at least) it also times what ``grids select`` does per image, signature, choice,
+statistic and expected gain, with the default statistic and with each other one (the selector
+built once, as ``grids select`` builds it for all its images).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from grids.config import SHIPPED_DESCRIPTOR, load_config
 from grids.data import dead_leaves, embedded_photo_path
 from grids.degradations import get_degradation
 from grids.descriptor import load_descriptor
-from grids.selection import image_signature, signature_layers
+from grids.ood import STATISTICS
+from grids.selection import image_signature, selector_from_config, signature_layers
 
 
 def options(features: dict, selection: dict) -> list[tuple[str, list[str], bool, int]]:
@@ -51,6 +56,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--images", type=int, default=4, help="images timed per option")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--results", help="a built workflow's results folder: also time the whole selector")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,6 +85,28 @@ def main() -> None:
         first = first or t
         shown = ", ".join(signature_layers(cfg, layers, method))
         print(f"{name:40s} {shown:38s} {n:7d} {t:8.2f} {t / first:8.0%}")
+    if args.results:
+        time_selectors(config, args.results, args.device, images)
+
+
+def time_selectors(config: dict, results: str, device: str, images: list[np.ndarray]) -> None:
+    """Median seconds per image of ``Selector.select`` (what ``grids select`` runs per image) under
+    each statistic, the configured default first."""
+    default = config["selection"]["statistic"]
+    print(f"\n{'grids select, statistic':40s} {'layers':38s} {'patches':>7s} {'s/image':>8s}")
+    for name in [default, *(s for s in STATISTICS if s != default)]:
+        chosen = {**config, "selection": {**config["selection"], "statistic": name}}
+        selector = selector_from_config(chosen, results, device=device)
+        selector.select(images[0])  # warm-up
+        times = []
+        for image in images:
+            start = time.perf_counter()
+            selector.select(image)
+            times.append(time.perf_counter() - start)
+        label = f"{name}{' (default)' if name == default else ''}"
+        layers = ", ".join(selector.layers + ([selector.features["layer"]] if selector.method else []))
+        n = selector.features["n_patches"]
+        print(f"{label:40s} {layers:38s} {n:7d} {statistics.median(times):8.2f}")
 
 
 if __name__ == "__main__":

@@ -183,6 +183,23 @@ def test_paper_and_nearest_statistics_against_brute_force():
     assert override.threshold == 2.5
 
 
+def test_gain_statistic_is_minus_the_mean_gain_of_the_five_nearest_references():
+    refs = _references(np.random.default_rng(2))
+    keys, z = signature_table(refs, ["L1", "L2"])
+    gains = keys.assign(gain=np.where(keys.degradation == "a", 3.0, 0.1) + np.arange(len(keys)) * 0.01)
+    fitted_on = References(refs, {"a": "a", "b": "b"}, "L2", ["L1", "L2"], alpha=0.2, gains=gains, min_gain=0.5)
+    statistic = fit_statistic("gain", fitted_on)
+    assert statistic.threshold == -0.5 and not statistic.reads_method_layer
+    sig = Signature({"L1": GGD(1.3, 0.9), "L2": GGD(1.1, 1.2)})
+    standard = (z - z.mean(axis=0)) / z.std(axis=0)
+    q = (np.log([1.3, 0.9, 1.1, 1.2]) - z.mean(axis=0)) / z.std(axis=0)
+    nearest = np.argsort(np.linalg.norm(standard - q, axis=1))[:5]
+    for group in ("a", "b"):  # the chosen group does not matter: the neighbours decide
+        assert statistic.score(sig, group) == pytest.approx(-gains.gain.to_numpy()[nearest].mean(), rel=1e-9)
+    with pytest.raises(ValueError, match="needs the references' gains"):
+        fit_statistic("gain", References(refs, {"a": "a", "b": "b"}, "L2", ["L1", "L2"]))
+
+
 def test_drop_fit_is_monotone_and_exact_on_monotone_data():
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 5, 60)

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from grids import io, tables
+from grids.grouping.names import mix_all_group
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
@@ -228,21 +229,24 @@ def test_selection_report(built):
     assert sorted(references.degradation.unique()) == sorted(names)
     assert len(references) == len(names) * len(clean) * len(layers) and list(references.layer.unique()) == layers
     ood = pd.read_parquet(selection / "ood.parquet")
-    assert ood.statistic.tolist() == ["paper", "nearest", "knn", "mahalanobis"]
-    assert ood.default.tolist() == [False, True, False, False]  # selection.statistic: nearest (the default)
-    assert ood[["n_seen", "n_unseen"]].values.tolist() == [[len(names), 1]] * 4 and ood.auroc.between(0, 1).all()
+    assert ood.statistic.tolist() == ["paper", "nearest", "knn", "mahalanobis", "gain"]
+    assert ood.default.tolist() == [False, False, False, False, True]  # selection.statistic: gain (the default)
+    assert ood[["n_seen", "n_unseen"]].values.tolist() == [[len(names), 1]] * 5 and ood.auroc.between(0, 1).all()
+    assert ood.threshold.iloc[4] == -0.5  # gain: flagged when expected to gain less than selection.min_gain
     chosen = ood[ood.default].iloc[0]
     assert ood.threshold.iloc[0] == 4.0 and 0 < ood.threshold.iloc[2] < np.inf  # the paper's 4; split-conformal
     assert accuracy.in_distribution.tolist() == (accuracy.score <= chosen.threshold).tolist()
     scores = pd.read_parquet(selection / "scores.parquet")
-    assert len(scores) == 4 * len(accuracy)
-    mine = scores[scores.statistic == "nearest"]
+    assert len(scores) == 5 * len(accuracy)
+    mine = scores[scores.statistic == "gain"]
+    np.testing.assert_allclose(mine.score, -accuracy.expected_gain)
+    assert (accuracy.gain_low <= accuracy.expected_gain).all() and (accuracy.expected_gain <= accuracy.gain_high).all()
     np.testing.assert_array_equal(mine.score, accuracy.score)
     np.testing.assert_array_equal(mine.expected_drop, accuracy.expected_drop)  # NaN: one image, no other fold
     assert divergences.kl.isna().all()  # reference: signature (the default) has distances, no KL
     prediction = pd.read_parquet(selection / "prediction.parquet")
-    assert prediction.target.tolist() == ["psnr", "drop", "expected_drop"] * 4
-    assert prediction.n.tolist() == [len(names) + 1, len(names), len(names)] * 4
+    assert prediction.target.tolist() == ["psnr", "drop", "expected_drop"] * 5
+    assert prediction.n.tolist() == [len(names) + 1, len(names), len(names)] * 5
     unseen = pd.read_parquet(selection / "unseen.parquet")
     assert unseen[["statistic", "degradation", "n"]].values.tolist() == [[s, "salt_pepper", 1] for s in ood.statistic]
     drop_fit = pd.read_parquet(selection / "drop_fit.parquet")
@@ -263,6 +267,19 @@ def test_selection_report(built):
     failure = pd.read_parquet(selection / "failure.parquet")
     assert failure.statistic.tolist() == ood.statistic.tolist() and (failure.n == len(accuracy)).all()
     assert (failure.n_fails == outcomes.fails.sum()).all()
+    # the expected gain is fitted on every reference image restored by its group's model
+    gains = pd.read_parquet(selection / "reference_gains.parquet")
+    assert len(gains) == len(names) * len(clean) and gains.gain.notna().all()
+    assert dict(zip(gains.degradation, gains.group)) == dict(zip(groups.degradation, groups.group))
+    gain = pd.read_parquet(selection / "gain.parquet")
+    assert gain.subset.tolist() == ["all", "seen", "unseen"] and gain.n.tolist() == [len(names) + 1, len(names), 1]
+    assert gain.coverage.between(0, 1).all() and (gain.nominal == 0.7).all()  # the tiny config's alpha 0.3
+    assert (outcomes.flagged == (~accuracy.in_distribution | (accuracy.expected_gain < 0.5))).all()
+    assert outcomes.psnr_mixall.notna().all()  # the mix-all model is scored on the unseen degradation too
+    fallback = pd.read_parquet(selection / "fallback.parquet")
+    assert set(fallback.fallback) == {"none", "mixall", "identity"} and len(fallback) == 9
+    none = fallback[fallback.fallback == "none"]
+    assert (none.change == 0).all() and (none.n_routed == 0).all()
     routers = pd.read_parquet(selection / "routers.parquet")  # trained routers beside GRIDS' choice
     assert list(routers.columns) == tables.columns("selection_routers")
     assert routers.router.tolist() == ["grids", "logistic", "cnn", "oracle"] and (routers.n == len(accuracy)).all()
@@ -346,7 +363,7 @@ def test_similarity_validation(built):
     }
     groups = pd.read_parquet(results / "premise_groups.parquet")
     verified = set(pd.read_parquet(built / "results" / "grouping" / "verified.parquet").group)
-    mix_all = "+".join(sorted(TINY["degradations"]))
+    mix_all = mix_all_group(TINY["degradations"])
     assert set(groups.group) == verified | {"jpeg+sr", "gaussian_noise+haze", mix_all}
     # The experiment group the search verified was trained once, by the search, and reused.
     assert "gaussian_noise+haze" in verified
@@ -421,6 +438,27 @@ def test_select_and_restore_on_the_built_results(built):
     assert forced.returncode == 0 and json.loads(forced.stdout.strip().splitlines()[-1])["group"] == group
     wrong = grids_cli(built, "restore", images[0], "-o", str(out), "--group", "nonsense")
     assert wrong.returncode == 2 and "not a final group" in wrong.stderr
+
+
+def test_restore_routes_a_flagged_input_to_the_fallback(built):
+    """With selection.min_gain above any expected gain every input is flagged: `identity` returns it
+    unchanged, `mixall` restores it with the mix-all model, `none` with the chosen group's."""
+    image = sorted((built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))[0]
+    (built / "flag_all.yaml").write_text("selection: {min_gain: 100.0}\n")
+    config = ["--config", "config/config.yaml", "--config", "flag_all.yaml"]
+    answers = {}
+    for fallback in ("identity", "mixall", "none"):
+        out = built / f"fallback_{fallback}.png"
+        result = grids_cli(built, "restore", str(image), "-o", str(out), *config, "--fallback", fallback)
+        assert result.returncode == 0, result.stderr
+        assert "is flagged" in result.stderr and "NOT EXPECTED TO HELP" in result.stderr
+        answers[fallback] = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_array_equal(io.read_image(built / "fallback_identity.png")[0], io.read_image(image)[0])
+    assert answers["identity"]["group"] == "identity" and answers["identity"]["model"] is None
+    mix_all = mix_all_group(TINY["degradations"])
+    assert answers["mixall"]["group"] == mix_all and answers["mixall"]["model"].endswith(f"{mix_all}/model.pth")
+    groups = set(pd.read_parquet(built / "results" / "final" / "groups.parquet").group)
+    assert answers["none"]["group"] in groups
 
 
 def _unshare_works() -> bool:
@@ -512,7 +550,7 @@ def test_editing_one_degradation_reruns_only_it(built):
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     jobs = dry_run_jobs(out)
-    mix_all = "+".join(sorted(TINY["degradations"]))
+    mix_all = mix_all_group(TINY["degradations"])
     assert {("degrade", "degradation=jpeg"), ("ggd_fit", "image_set=jpeg"), ("similarity_tables", "")} <= jobs
     assert {
         ("test_degrade", "test_set=heldout, degradation=jpeg"),
@@ -548,6 +586,9 @@ def test_editing_one_degradation_reruns_only_it(built):
         "selection_failure",
         "selection_routers",
         "selection_report",
+        "evaluate_references",
+        "evaluate_references_input",
+        "selection_reference_gains",
         "selection_reference_set",
         "selection_references",
         "validation_ggd",
