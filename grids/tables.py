@@ -426,6 +426,60 @@ TABLES: dict[str, Table] = {
         ("mean_gain", "float64", "mean gain of the chosen model (dB)"),
         ("mean_oracle_gain", "float64", "mean gain of the best final model per image (dB)"),
     ),
+    "selection_router_images": _table(
+        "results/selection/router_images.parquet",
+        "one row per degraded test image and router (grids.routers): the group each router chose and what its "
+        "model obtained",
+        ("test_set", "str", "test set name"),
+        ("degradation", "str", "its degradation"),
+        ("image", "str", "image id"),
+        ("seen", "bool", "a model was trained on this degradation"),
+        ("true_group", "str", "the final group of the degradation (empty when unseen)"),
+        (
+            "router",
+            "str",
+            "`grids` (the training-free choice), `logistic` (trained on the reference signatures), `cnn` (trained "
+            "on pixels of the degraded similarity sets) or `oracle` (the best final model on the image)",
+        ),
+        ("chosen_group", "str", "the final group it chose"),
+        (
+            "confidence",
+            "float64",
+            "the router's largest group probability; for `grids` its default statistic's score (larger: worse); "
+            "NaN for the oracle",
+        ),
+        ("psnr", "float64", "PSNR of the chosen group's model (dB, from the evaluation tables)"),
+        ("gain", "float64", "`psnr` minus the degraded input's PSNR (dB)"),
+        ("fails", "bool", "`gain < selection.min_gain`"),
+        (
+            "seconds",
+            "float64",
+            "time to route the image on the CPU (signature + classifier, crops + CNN; `grids`: the same signature + "
+            "its choice); NaN for the oracle",
+        ),
+    ),
+    "selection_routers": _table(
+        "results/selection/routers.parquet",
+        "per test set and router: trained routers against GRIDS' training-free choice and the oracle, same images",
+        ("test_set", "str", "test set name"),
+        ("router", "str", "`grids`, `logistic`, `cnn` or `oracle` (table `selection_router_images`)"),
+        ("n", "int64", "images routed (seen and unseen degradations)"),
+        ("accuracy_seen", "float64", "share of seen images routed to their true group"),
+        ("oracle_agreement", "float64", "share of images routed to the oracle's group"),
+        ("mean_psnr", "float64", "mean PSNR of the chosen models (dB)"),
+        ("psnr_lost", "float64", "mean PSNR lost to the oracle per image (dB)"),
+        ("psnr_lost_seen", "float64", "the same over seen images (dB; NaN without any)"),
+        ("psnr_lost_unseen", "float64", "the same over unseen images (dB; NaN without any)"),
+        ("mean_gain", "float64", "mean gain of the chosen models over the input (dB)"),
+        ("n_fails", "int64", "images whose chosen model fails (`gain < selection.min_gain`)"),
+        (
+            "failure_auroc",
+            "float64",
+            "AUROC of `1 - confidence` (`grids`: of its score) for its own `fails` (0.5: chance; NaN for the oracle "
+            "or without both outcomes)",
+        ),
+        ("seconds_per_image", "float64", "mean routing time per image (CPU; NaN for the oracle)"),
+    ),
     "selection_gain": _table(
         "results/selection/gain.parquet",
         "per test set and subset: how well the gain predicted before restoring matches the realised one",

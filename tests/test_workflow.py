@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from grids import io
+from grids import io, tables
 from grids.grouping.names import mix_all_group
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,7 +280,19 @@ def test_selection_report(built):
     assert set(fallback.fallback) == {"none", "mixall", "identity"} and len(fallback) == 9
     none = fallback[fallback.fallback == "none"]
     assert (none.change == 0).all() and (none.n_routed == 0).all()
-    for name in ("confusion.png", "prediction.png", "ood.png", "failure.png"):
+    routers = pd.read_parquet(selection / "routers.parquet")  # trained routers beside GRIDS' choice
+    assert list(routers.columns) == tables.columns("selection_routers")
+    assert routers.router.tolist() == ["grids", "logistic", "cnn", "oracle"] and (routers.n == len(accuracy)).all()
+    numbers = ["accuracy_seen", "oracle_agreement", "mean_psnr", "psnr_lost", "psnr_lost_seen", "psnr_lost_unseen"]
+    assert np.isfinite(routers[[*numbers, "mean_gain"]].to_numpy()).all() and (routers.psnr_lost >= 0).all()
+    assert routers.psnr_lost.iloc[-1] == 0 and routers.oracle_agreement.iloc[-1] == 1
+    assert (routers.seconds_per_image.iloc[:3] > 0).all() and routers.seconds_per_image.iloc[3:].isna().all()
+    assert routers.accuracy_seen.iloc[0] == accuracy.correct[accuracy.seen].mean()
+    routed = pd.read_parquet(selection / "router_images.parquet")
+    np.testing.assert_allclose(routed[routed.router == "grids"].psnr, outcomes.psnr_chosen)
+    np.testing.assert_allclose(routed[routed.router == "oracle"].psnr, outcomes.psnr_oracle)
+    assert set(routed.chosen_group) <= set(groups.group)
+    for name in ("confusion.png", "prediction.png", "ood.png", "failure.png", "routers.png"):
         assert (selection / name).stat().st_size > 5000
     assert "Prediction without inference" in (selection / "summary.md").read_text()
 
@@ -572,6 +584,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "noise_floor",
         "selection_tables",
         "selection_failure",
+        "selection_routers",
         "selection_report",
         "evaluate_references",
         "evaluate_references_input",

@@ -102,8 +102,11 @@ get_group_entries_json = lambda w: as_json(PLAN.entries(group_members(w.group)))
 get_replicate_entries_json = lambda w: as_json(PLAN.entries([w.degradation]))
 get_published_arch_kwargs = lambda w: as_json(PUBLISHED_BASELINES[w.published]["arch_kwargs"])
 get_variant_features_json = lambda w: as_json(PLAN.variant_features(w.variant))
-# The selector is built from the `selection` section; `unseen` only decides which test sets exist.
-get_selection_json = lambda wildcards=None: as_json({k: v for k, v in CONFIG["selection"].items() if k != "unseen"})
+# The selector is built from the `selection` section; `unseen` only decides which test sets exist,
+# `router_steps` only trains the routers (rule selection_routers).
+get_selection_json = lambda wildcards=None: as_json(
+    {k: v for k, v in CONFIG["selection"].items() if k not in ("unseen", "router_steps")}
+)
 
 # --- the user's files (images, weights, functions, architectures) ------------------------------
 

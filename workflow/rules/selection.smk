@@ -204,7 +204,56 @@ rule selection_failure:
         " --gain {output.gain:q} --fallback {output.fallback:q} > {log:q} 2>&1"
 
 
+rule selection_routers:
+    input:
+        accuracy="results/selection/accuracy.parquet",
+        groups="results/final/groups.parquet",
+        ggd="results/similarity/ggd.parquet",
+        references="results/selection/references.parquet",
+        reference_gains="results/selection/reference_gains.parquet",
+        descriptor=get_descriptor_input,
+        degraded=get_degraded_manifests(),
+        tests=get_test_manifests(),
+        evals=get_selection_evals,
+        identity="results/eval/input.parquet",
+    output:
+        images="results/selection/router_images.parquet",
+        table="results/selection/routers.parquet",
+        figure=report_if_built(
+            "results/selection/routers.png",
+            caption="../report/routers.rst",
+            category="Selection",
+        ),
+    log:
+        "logs/selection/routers.log",
+    benchmark:
+        "benchmarks/selection/routers.tsv"
+    conda:
+        "../envs/grids.yaml"
+    # Trained routers against the training-free choice: both train on the CPU, seeded.
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        test_sets=get_test_set_args,
+        features=get_features_json,
+        selection=get_selection_json,
+        seed=CONFIG["seed"],
+        min_gain=CONFIG["selection"]["min_gain"],
+        steps=CONFIG["selection"]["router_steps"],
+    shell:
+        "python -m grids.routers --accuracy {input.accuracy:q} --groups {input.groups:q} --ggd {input.ggd:q}"
+        " --references {input.references:q} --reference-gains {input.reference_gains:q}"
+        " --degraded {input.degraded:q}"
+        " --eval {input.identity:q} {input.evals:q} {params.test_sets:q} --descriptor={input.descriptor:q}"
+        " --features {params.features:q} --selection {params.selection:q} --seed {params.seed:q}"
+        " --min-gain {params.min_gain:q} --steps {params.steps:q} --threads {threads} --images {output.images:q} --out {output.table:q}"
+        " --figure {output.figure:q} > {log:q} 2>&1"
+
+
 rule selection_report:
     input:
         rules.selection_tables.output,
         rules.selection_failure.output,
+        rules.selection_routers.output,

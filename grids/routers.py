@@ -1,0 +1,462 @@
+"""Stage ``selection_routers``: does a trained router choose the group better than GRIDS'
+training-free choice, on the same test images?
+
+GRIDS chooses a final group without training anything: the group of the nearest reference image
+in signature space (:mod:`grids.selection`). Two small routers are trained offline (CPU, seeded)
+on what GRIDS already has, and compared with it and with the oracle on every degraded test image
+of the selection report (seen and unseen degradations):
+
+* ``logistic``: multinomial logistic regression (L2, full-batch L-BFGS, float64) on the reference
+  signatures (``selection.layers``, standardised), label = the final group of the reference's
+  degradation. At test time the image's signature, computed by the same selector as GRIDS'
+  (:func:`grids.selection.build_selector`, :meth:`~grids.selection.Selector.signature`), gives
+  the group and its probability.
+* ``cnn``: a tiny CNN on pixels (three 3x3 convolutions of 16/32/32 channels, the last two of
+  stride 2, ReLU, global average pool, linear) trained with AdamW, ``selection.router_steps``
+  steps of 32 random flipped 48 px crops of the degraded similarity images of the final groups'
+  members, label = group, the groups drawn equally often. At test time its softmax averaged over
+  a fixed seeded set of 16 flipped crops.
+* ``grids``: the choice and default statistic's score from ``accuracy.parquet`` (the report's).
+* ``oracle``: the final group whose model restores the image best (it runs every model).
+
+Per router and image: the chosen model's PSNR, its gain over the input and ``fails`` (``gain <
+selection.min_gain``) come from the evaluation tables, read as :mod:`grids.failure` reads them (no
+restoration is run). ``confidence`` is the router's largest probability, and for ``grids`` its default
+statistic's score (larger: worse). ``seconds`` is the time to route the image on this machine:
+for ``logistic`` the selector's signature plus the classifier, for ``grids`` that same signature
+time (one computation serves both: it is the selector's own, with ``features.layer`` where its
+statistic reads it) plus its nearest-reference choice and score, for ``cnn`` the crops plus the
+forward passes; NaN for the oracle.
+
+    python -m grids.routers --accuracy results/selection/accuracy.parquet \
+        --groups results/final/groups.parquet --ggd results/similarity/ggd.parquet \
+        --references results/selection/references.parquet \
+        --reference-gains results/selection/reference_gains.parquet \
+        --degraded results/degraded/jpeg/manifest.parquet ... \
+        --eval results/eval/input.parquet results/eval/G.parquet results/eval/others/G.parquet ... \
+        --test-set heldout CLEAN DEGRADED... --descriptor W --features JSON --selection JSON \
+        --seed S --min-gain 0.5 --steps 300 --threads 2 --images results/selection/router_images.parquet \
+        --out results/selection/routers.parquet --figure results/selection/routers.png
+
+Columns: tables ``selection_router_images`` and ``selection_routers`` of :mod:`grids.tables`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from . import io, tables
+from .config import DEFAULT_SELECTION, config_section
+from .evaluate import IDENTITY
+from .seeds import derive_seed, rng_for
+from .selection import self_augmented_patches
+from .selection_report import auroc
+from .stage import add_test_set_argument, test_set_manifests
+
+if TYPE_CHECKING:
+    from .selection import Selector
+
+ROUTERS = ("grids", "logistic", "cnn", "oracle")
+KEYS = ["test_set", "degradation", "image"]  # a test image, as in the selection report's tables
+L2 = 1e-2  # logistic: weight decay on the mean cross-entropy (standardised signatures)
+# the CNN router; its steps: selection.router_steps
+CNN = {
+    "steps": DEFAULT_SELECTION["router_steps"],
+    "batch": 32,
+    "crop": 48,
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "test_crops": 16,
+}
+
+
+@dataclass
+class LogisticRouter:
+    """Multinomial logistic regression on standardised signature vectors."""
+
+    groups: list[str]
+    mean: np.ndarray
+    scale: np.ndarray
+    weight: np.ndarray  # [k, d]
+    bias: np.ndarray  # [k]
+
+    @classmethod
+    def fit(cls, z: np.ndarray, labels: np.ndarray, seed: int, l2: float = L2) -> LogisticRouter:
+        """Fit on rows ``z [n, d]`` labelled ``labels [n]`` (group names). The loss is convex, so
+        the seed (the initial weights) moves the optimum only within L-BFGS's tolerance."""
+        import torch
+
+        groups = sorted(set(labels))
+        mean, scale = z.mean(axis=0), z.std(axis=0)
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        x = torch.from_numpy((z - mean) / scale)
+        y = torch.tensor([groups.index(g) for g in labels])
+        generator = torch.Generator().manual_seed(derive_seed(seed, "router-logistic"))
+        weight = (
+            0.01 * torch.randn(len(groups), z.shape[1], generator=generator, dtype=torch.float64)
+        ).requires_grad_()
+        bias = torch.zeros(len(groups), dtype=torch.float64, requires_grad=True)
+        optimiser = torch.optim.LBFGS(
+            [weight, bias], max_iter=500, tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn="strong_wolfe"
+        )
+
+        def loss():
+            optimiser.zero_grad()
+            value = torch.nn.functional.cross_entropy(x @ weight.T + bias, y) + l2 * (weight**2).sum()
+            value.backward()
+            return value
+
+        optimiser.step(loss)
+        return cls(groups, mean, scale, weight.detach().numpy(), bias.detach().numpy())
+
+    def predict_proba(self, z: np.ndarray) -> np.ndarray:
+        """``[n, k]`` probabilities of the groups (in ``groups`` order)."""
+        logits = ((np.atleast_2d(z) - self.mean) / self.scale) @ self.weight.T + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+
+def tiny_cnn(n_classes: int):
+    """Three 3x3 convolutions (16, 32, 32 channels; the last two of stride 2), ReLU, global average
+    pool, linear: about 15 k weights."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, n_classes),
+    )
+
+
+def pad_to(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` padded by mirror reflection to at least ``size`` px on each side."""
+    ph, pw = max(size - image.shape[0], 0), max(size - image.shape[1], 0)
+    if not ph and not pw:
+        return image
+    return np.pad(image, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
+
+
+def random_crops(images: list[np.ndarray], picks: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``uint8 [len(picks), size, size, 3]``: a random crop of ``images[i]`` per ``i`` of ``picks``,
+    each flipped left-right and/or up-down at random (images already at least ``size`` px)."""
+    out = np.empty((len(picks), size, size, 3), np.uint8)
+    for k, i in enumerate(picks):
+        h, w = images[i].shape[:2]
+        top, left, flip = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1), rng.integers(0, 4)
+        patch = images[i][top : top + size, left : left + size]
+        out[k] = patch[:: -1 if flip & 2 else 1, :: -1 if flip & 1 else 1]
+    return out
+
+
+def as_batch(patches: np.ndarray):
+    """``uint8 [n, h, w, 3]`` -> float32 ``[n, 3, h, w]`` in [-0.5, 0.5]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(patches.transpose(0, 3, 1, 2))).float() / 255.0 - 0.5
+
+
+@dataclass
+class CNNRouter:
+    """The tiny CNN, its groups (output order) and the test-time crop settings."""
+
+    groups: list[str]
+    model: Any
+    crop: int
+    test_crops: int
+    seed: int
+
+    @classmethod
+    def fit(cls, images: list[np.ndarray], labels: list[str], seed: int, **settings) -> CNNRouter:
+        """Train on random crops of ``images`` (labels: group names), each step's batch drawing
+        the groups equally often (then an image of that group uniformly). ``settings``: any of
+        :data:`CNN`."""
+        import torch
+
+        s = {**CNN, **settings}
+        groups = sorted(set(labels))
+        images = [pad_to(image, s["crop"]) for image in images]
+        members = [np.flatnonzero(np.asarray(labels) == g) for g in groups]
+        torch.manual_seed(derive_seed(seed, "router-cnn", "init"))
+        model = tiny_cnn(len(groups))
+        optimiser = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, s["steps"], eta_min=s["lr"] / 100)
+        rng = rng_for(seed, "router-cnn", "crops")
+        model.train()
+        for _ in range(s["steps"]):
+            y = rng.integers(0, len(groups), s["batch"])
+            picks = np.array([members[g][rng.integers(0, len(members[g]))] for g in y])
+            x = as_batch(random_crops(images, picks, s["crop"], rng))
+            loss = torch.nn.functional.cross_entropy(model(x), torch.from_numpy(y))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+        model.eval()
+        return cls(groups, model, s["crop"], s["test_crops"], seed)
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """``[k]``: the softmax averaged over ``test_crops`` fixed seeded flipped crops of ``image``."""
+        import torch
+
+        patches = self_augmented_patches(pad_to(image, self.crop), self.test_crops, self.crop, self.seed)
+        with torch.no_grad():
+            return torch.softmax(self.model(as_batch(patches)), dim=1).mean(dim=0).numpy().astype(np.float64)
+
+
+def fit_logistic(references: pd.DataFrame, groups: pd.DataFrame, layers: list[str], seed: int) -> LogisticRouter:
+    """The logistic router on the reference signatures of the final groups' members."""
+    from .ood import signature_table
+
+    group_of = dict(zip(groups.degradation, groups.group))
+    keys, z = signature_table(references[references.degradation.isin(group_of)], layers)
+    if not len(keys):
+        raise ValueError(f"references.parquet has no signature of {sorted(group_of)}: rebuild `final_models`")
+    return LogisticRouter.fit(z, keys.degradation.map(group_of).to_numpy(), seed)
+
+
+def training_images(manifests: list[str], groups: pd.DataFrame) -> tuple[list[np.ndarray], list[str]]:
+    """The degraded similarity images of the final groups' members and their groups."""
+    group_of = dict(zip(groups.degradation, groups.group))
+    images, labels = [], []
+    for path in manifests:
+        manifest = io.read_manifest(path)
+        for row in manifest[manifest.degradation.isin(group_of)].itertuples():
+            images.append(io.load_png(row.path))
+            labels.append(group_of[row.degradation])
+    missing = sorted(set(group_of.values()) - set(labels))
+    if missing:
+        raise ValueError(f"--degraded: no degraded images of the groups {missing}: pass every member's manifest")
+    return images, labels
+
+
+def image_paths(test_sets: dict[str, tuple[str, dict[str, str]]]) -> dict[tuple[str, str, str], str]:
+    """``(test_set, degradation, image) -> path`` of every degraded test image."""
+    paths = {}
+    for name, (_, degraded) in test_sets.items():
+        for degradation, manifest in degraded.items():
+            for row in io.read_manifest(manifest).itertuples():
+                paths[(name, degradation, row.image_id)] = row.path
+    return paths
+
+
+def route(
+    selector: Selector,
+    logistic: LogisticRouter,
+    cnn: CNNRouter,
+    accuracy: pd.DataFrame,
+    paths: dict[tuple[str, str, str], str],
+    layers: list[str],
+) -> pd.DataFrame:
+    """``KEYS, seen, router, chosen_group, confidence, seconds`` for ``grids``, ``logistic`` and
+    ``cnn`` on every image of ``accuracy`` (GRIDS' choice and score are the report's; its
+    seconds: the signature plus its choice and score, timed here)."""
+    from tqdm import tqdm
+
+    rows = []
+    for row in tqdm(accuracy.itertuples(), total=len(accuracy), desc="routing", unit="img"):
+        key = (row.test_set, row.degradation, row.image)
+        if key not in paths:
+            raise ValueError(f"no degraded test manifest lists {'/'.join(key)}: pass every --test-set manifest")
+        image = io.load_png(paths[key])
+        start = time.perf_counter()
+        signature = selector.signature(image)
+        signed = time.perf_counter()
+        table, _ = selector.choose(signature)
+        selector.judge(signature, str(table.group.iloc[0]))
+        chosen = time.perf_counter()
+        p = logistic.predict_proba(signature.vector(layers))[0]
+        classified = time.perf_counter()
+        q = cnn.predict_proba(image)
+        done = time.perf_counter()
+        rows.append([*key, row.seen, "grids", row.chosen_group, row.score, chosen - start])
+        rows.append(
+            [*key, row.seen, "logistic", logistic.groups[p.argmax()], p.max(), signed - start + classified - chosen]
+        )
+        rows.append([*key, row.seen, "cnn", cnn.groups[q.argmax()], q.max(), done - classified])
+    return pd.DataFrame(rows, columns=[*KEYS, "seen", "router", "chosen_group", "confidence", "seconds"])
+
+
+def outcomes(choices: pd.DataFrame, evaluation: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """``psnr_input, psnr, oracle_group, psnr_oracle`` for every row of ``choices`` (``KEYS,
+    chosen_group``), read from the eval tables of the identity and the final ``groups``' models
+    (the oracle: the best of them on the image), as :func:`grids.failure.image_outcomes` reads them."""
+    inputs = evaluation[evaluation.trained_on == IDENTITY].drop_duplicates(KEYS).set_index(KEYS).psnr
+    models = evaluation[evaluation.trained_on.isin(set(groups))].drop_duplicates([*KEYS, "trained_on"])
+    models = models.reset_index(drop=True)
+    best = models.loc[models.groupby(KEYS).psnr.idxmax()].set_index(KEYS)
+    keys = pd.MultiIndex.from_frame(choices[KEYS])
+    rows = pd.DataFrame(
+        {
+            "psnr_input": inputs.reindex(keys).to_numpy(np.float64),
+            "psnr": models.set_index([*KEYS, "trained_on"])
+            .psnr.reindex(pd.MultiIndex.from_frame(choices[[*KEYS, "chosen_group"]]))
+            .to_numpy(np.float64),
+            "oracle_group": best.trained_on.reindex(keys).to_numpy(),
+            "psnr_oracle": best.psnr.reindex(keys).to_numpy(np.float64),
+        }
+    )
+    missing = rows[["psnr_input", "psnr", "psnr_oracle"]].isna().any(axis=1).to_numpy()
+    if missing.any():
+        first = choices[missing].iloc[0]
+        raise ValueError(
+            f"no evaluation of {first.chosen_group!r} or of the input on {first.test_set}/{first.degradation}/"
+            f"{first.image} ({int(missing.sum())} rows): pass every final group's eval and others table and the input's"
+        )
+    return rows
+
+
+def router_images(
+    choices: pd.DataFrame, evaluation: pd.DataFrame, groups: pd.DataFrame, min_gain: float
+) -> pd.DataFrame:
+    """Table ``selection_router_images``: every router's choice (``choices``, from :func:`route`)
+    with the PSNR, gain and ``fails`` the evaluation tables give it, and the oracle's rows."""
+    choices = choices.reset_index(drop=True)
+    found = outcomes(choices, evaluation, sorted(set(groups.group)))
+    table = choices.assign(psnr=found.psnr, gain=found.psnr - found.psnr_input)
+    first = ~choices.duplicated(KEYS).to_numpy()  # the oracle's rows: one per image
+    oracle = choices[first].assign(
+        router="oracle",
+        chosen_group=found.oracle_group[first].to_numpy(),
+        confidence=np.nan,
+        psnr=found.psnr_oracle[first].to_numpy(),
+        gain=(found.psnr_oracle - found.psnr_input)[first].to_numpy(),
+        seconds=np.nan,
+    )
+    table = pd.concat([table, oracle], ignore_index=True)
+    table["fails"] = table.gain < min_gain
+    table["true_group"] = table.degradation.map(dict(zip(groups.degradation, groups.group))).fillna("").astype(str)
+    # test sets in the report's order, then the routers in ROUTERS' order, the images in the report's
+    order = {
+        "test_set": {name: i for i, name in enumerate(dict.fromkeys(choices.test_set))},
+        "router": {name: i for i, name in enumerate(ROUTERS)},
+    }
+    table = table.sort_values(["test_set", "router"], key=lambda column: column.map(order[column.name]), kind="stable")
+    return table[tables.columns("selection_router_images")].reset_index(drop=True)
+
+
+def compare_routers(images: pd.DataFrame) -> pd.DataFrame:
+    """Table ``selection_routers``: per test set and router, its choices against the true group
+    and the oracle, the PSNR it loses to the oracle, and how well its confidence flags its own
+    failures (AUROC of ``1 - confidence``; GRIDS: of its score)."""
+    nan, rows = float("nan"), []
+    oracle = images[images.router == "oracle"].set_index(KEYS)
+    for (test_set, router), part in images.groupby(["test_set", "router"], sort=False):
+        best = oracle.reindex(pd.MultiIndex.from_frame(part[KEYS]))
+        lost = best.psnr.to_numpy() - part.psnr.to_numpy()
+        seen, fails = part.seen.to_numpy(), part.fails.to_numpy()
+        right = (part.chosen_group == part.true_group).to_numpy()
+        risk = part.confidence.to_numpy() if router == "grids" else 1 - part.confidence.to_numpy()
+        rows.append(
+            [
+                test_set,
+                router,
+                len(part),
+                float(right[seen].mean()) if seen.any() else nan,
+                float((part.chosen_group.to_numpy() == best.chosen_group.to_numpy()).mean()),
+                float(part.psnr.mean()),
+                float(lost.mean()),
+                float(lost[seen].mean()) if seen.any() else nan,
+                float(lost[~seen].mean()) if (~seen).any() else nan,
+                float(part.gain.mean()),
+                int(fails.sum()),
+                nan if router == "oracle" else auroc(risk[fails], risk[~fails]),
+                float(part.seconds.mean()) if router != "oracle" else nan,
+            ]
+        )
+    return pd.DataFrame(rows, columns=tables.columns("selection_routers"))
+
+
+def plot_routers(summary: pd.DataFrame, path: str | Path) -> None:
+    """PSNR lost to the oracle per router, seen and unseen degradations side by side."""
+    plt = io.pyplot()
+    sets = list(dict.fromkeys(summary.test_set))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        part = summary[(summary.test_set == name) & (summary.router != "oracle")]
+        x = np.arange(len(part))
+        ax.bar(x - 0.2, part.psnr_lost_seen.fillna(0), 0.4, label="seen", color="tab:blue")
+        ax.bar(x + 0.2, part.psnr_lost_unseen.fillna(0), 0.4, label="unseen", color="tab:orange")
+        ax.set_xticks(x, part.router)
+        ax.set_title(f"{name}: PSNR lost to the oracle", fontsize=10)
+        ax.set_ylabel("dB (mean per image)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    io.save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .selection import build_selector, statistic_layers
+
+    parser = argparse.ArgumentParser(prog="python -m grids.routers", description=__doc__.split("\n")[0])
+    parser.add_argument("--accuracy", required=True, help="the selection report's accuracy.parquet")
+    parser.add_argument("--groups", required=True, help="results/final/groups.parquet (the final groups)")
+    parser.add_argument("--ggd", required=True, help="results/similarity/ggd.parquet")
+    parser.add_argument("--references", required=True, help="results/selection/references.parquet")
+    parser.add_argument("--reference-gains", required=True, help="reference_gains.parquet (the gain statistic's)")
+    parser.add_argument("--degraded", nargs="+", required=True, help="degraded similarity manifests (CNN training)")
+    parser.add_argument("--eval", nargs="+", required=True, help="eval tables: the input's and every final group's")
+    add_test_set_argument(parser)
+    parser.add_argument("--descriptor", default="")
+    parser.add_argument("--features", required=True, help="the config's features section, JSON")
+    parser.add_argument("--selection", required=True, help="the config's selection section, JSON")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--min-gain", type=float, required=True, help="selection.min_gain: a gain below it fails (dB)")
+    parser.add_argument("--steps", type=int, default=CNN["steps"], help="CNN training steps (selection.router_steps)")
+    parser.add_argument("--device", default="cpu", help="where signatures are computed (routers train on the CPU)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("--images", required=True, help="per-image choices (.parquet) to write")
+    parser.add_argument("--out", required=True, help="per-router comparison (.parquet) to write")
+    parser.add_argument("--figure", required=True, help="PSNR lost per router (.png) to write")
+    args = parser.parse_args(argv)
+    if not np.isfinite(args.min_gain):
+        raise ValueError(f"--min-gain {args.min_gain}: must be a finite number")
+    if args.steps < 1:
+        raise ValueError(f"--steps {args.steps}: must be at least 1")
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    features = config_section("features", json.loads(args.features))
+    selection = config_section("selection", json.loads(args.selection))
+    tables_in = (args.ggd, args.groups, args.references, args.reference_gains)
+    ggd, groups, references, gains = (pd.read_parquet(p) for p in tables_in)
+    descriptor = args.descriptor or None
+    selector = build_selector(
+        selection, features, ggd, groups, references, descriptor, args.seed, args.device, gains=gains
+    )
+    layers = statistic_layers(features, selection)
+    logistic = fit_logistic(references, groups, layers, args.seed)
+    start = time.perf_counter()
+    cnn = CNNRouter.fit(*training_images(args.degraded, groups), args.seed, steps=args.steps)
+    print(f"cnn: {args.steps} steps in {time.perf_counter() - start:.1f} s on {torch.get_num_threads()} threads")
+    accuracy = pd.read_parquet(args.accuracy)
+    choices = route(selector, logistic, cnn, accuracy, image_paths(test_set_manifests(args.test_set)), layers)
+    images = router_images(choices, io.read_parquets(args.eval), groups, args.min_gain)
+    summary = compare_routers(images)
+    tables.write(images, "selection_router_images", args.images)
+    tables.write(summary, "selection_routers", args.out)
+    plot_routers(summary, args.figure)
+    print(summary.round(3).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    from .stage import run_stage
+
+    sys.exit(run_stage(main))
