@@ -203,6 +203,7 @@ TABLES: dict[str, Table] = {
         (
             "results/eval/{group}.parquet",
             "results/eval/others/{group}.parquet",
+            "results/eval/references/{group}.parquet",
             "results/baselines/{baseline}/eval.parquet",
             "results/replicates/{degradation}/seed{k}/eval.parquet",
         ),

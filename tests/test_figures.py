@@ -108,6 +108,7 @@ def accuracy_table(seen: int, unseen: int, images: int = 3) -> pd.DataFrame:
             rows.append(
                 ["heldout", name, f"img{i}", is_seen, group, name, is_seen, score, score, score <= 1.0, 0.1]
                 + [psnr, psnr if is_seen else np.nan, psnr if is_seen else np.nan]
+                + [1.0, -1.0, 3.0]  # expected gain and its interval
             )
     return pd.DataFrame(rows, columns=tables.columns("selection_accuracy"))
 
