@@ -238,7 +238,9 @@ def _restore(args) -> int:
         expect = _expectation(choice)
         print(f"{args.image}: group {group}{', ' + expect if expect else ''}", file=sys.stderr)
         print(f"    distance {choice.distance:.3f}; {_verdict(choice, selector)}", file=sys.stderr)
-        if flagged(choice, config["selection"]["min_gain"]):
+        from .selection import flagged
+
+        if flagged(choice.in_distribution, choice.expected_gain, config["selection"]["min_gain"]):
             group = _fall_back(args, fallback, group, config)
     if group == "identity":  # do no harm: the input, unchanged
         io.write_png(args.output, image)
@@ -253,13 +255,6 @@ def _restore(args) -> int:
     io.write_png(args.output, out)
     print(json.dumps({"image": args.image, "group": group, "model": path, "output": args.output}))
     return 0
-
-
-def flagged(choice, min_gain: float) -> bool:
-    """What ``selection.fallback`` takes over: an input the statistic flags, or one whose chosen
-    model is expected to gain less than ``min_gain`` dB."""
-    low_gain = choice.expected_gain is not None and choice.expected_gain < min_gain
-    return not choice.in_distribution or low_gain
 
 
 def _fall_back(args, fallback: str, group: str, config: dict) -> str:

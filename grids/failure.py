@@ -50,6 +50,7 @@ import pandas as pd
 from . import io, tables
 from .evaluate import IDENTITY
 from .seeds import rng_for
+from .selection import flagged
 from .selection_report import auroc, spearman
 
 KEYS = ["test_set", "degradation", "image"]
@@ -67,33 +68,47 @@ def image_outcomes(
     rules write; the oracle is the best of ``groups`` per image. ``mix_all``: the mix-all model's
     name, whose rows give ``psnr_mixall`` (the fallback's; NaN without it).
     """
-    inputs = evaluation[evaluation.trained_on == IDENTITY].set_index(KEYS).psnr.rename("psnr_input")
-    models = evaluation[evaluation.trained_on.isin(set(groups))]
-    models = models.drop_duplicates([*KEYS, "trained_on"])  # a member's own and the others' table
-    psnr = models.set_index([*KEYS, "trained_on"]).psnr
-    best = models.loc[models.groupby(KEYS).psnr.idxmax(), [*KEYS, "trained_on", "psnr"]]
-    best = best.set_index(KEYS).rename(columns={"trained_on": "oracle_group", "psnr": "psnr_oracle"})
-    rows = accuracy[[*KEYS, "seen", "chosen_group"]].join(inputs, on=KEYS).join(best, on=KEYS)
-    index = pd.MultiIndex.from_frame(rows[[*KEYS, "chosen_group"]])
-    rows["psnr_chosen"] = psnr.reindex(index).to_numpy()
-    missing = rows[rows[["psnr_input", "psnr_chosen", "psnr_oracle"]].isna().any(axis=1)]
-    if len(missing):
-        first = missing.iloc[0]
-        raise ValueError(
-            f"no evaluation of {first.chosen_group!r} or of the input on {first.test_set}/{first.degradation}/"
-            f"{first.image} ({len(missing)} images): pass every final group's eval and others table and the input's"
-        )
+    rows = accuracy[[*KEYS, "seen", "chosen_group"]].reset_index(drop=True)
+    rows = pd.concat([rows, model_psnrs(rows, evaluation, groups)], axis=1)
     rows["gain"] = rows.psnr_chosen - rows.psnr_input
     rows["oracle_gain"] = rows.psnr_oracle - rows.psnr_input
     rows["fails"] = rows.gain < min_gain
     for column in ("expected_gain", "gain_low", "gain_high"):
         rows[column] = accuracy[column].to_numpy()
     rows["covered"] = (rows.gain >= rows.gain_low) & (rows.gain <= rows.gain_high)
-    # what `grids restore` routes to selection.fallback: the default statistic's flag, or a low expected gain
-    rows["flagged"] = (~accuracy.in_distribution.to_numpy(bool)) | (rows.expected_gain < min_gain).to_numpy()
+    rows["flagged"] = flagged(accuracy.in_distribution.to_numpy(bool), rows.expected_gain.to_numpy(), min_gain)
     mixall = evaluation[evaluation.trained_on == mix_all].drop_duplicates(KEYS).set_index(KEYS).psnr
     rows["psnr_mixall"] = mixall.reindex(pd.MultiIndex.from_frame(rows[KEYS])).to_numpy(np.float64)
     return rows[tables.columns("selection_failure_images")].reset_index(drop=True)
+
+
+def model_psnrs(choices: pd.DataFrame, evaluation: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """``psnr_input, psnr_chosen, oracle_group, psnr_oracle`` for every row of ``choices``
+    (``test_set, degradation, image, chosen_group``), from the eval rows of the identity and of the
+    final ``groups``' models (the oracle: the best of them on the image); a missing one is named."""
+    inputs = evaluation[evaluation.trained_on == IDENTITY].drop_duplicates(KEYS).set_index(KEYS).psnr
+    models = evaluation[evaluation.trained_on.isin(set(groups))]
+    models = models.drop_duplicates([*KEYS, "trained_on"]).reset_index(drop=True)  # a member's own and others' table
+    best = models.loc[models.groupby(KEYS).psnr.idxmax()].set_index(KEYS)
+    keys = pd.MultiIndex.from_frame(choices[KEYS])
+    chosen = pd.MultiIndex.from_frame(choices[[*KEYS, "chosen_group"]])
+    rows = pd.DataFrame(
+        {
+            "psnr_input": inputs.reindex(keys).to_numpy(np.float64),
+            "psnr_chosen": models.set_index([*KEYS, "trained_on"]).psnr.reindex(chosen).to_numpy(np.float64),
+            "oracle_group": best.trained_on.reindex(keys).to_numpy(),
+            "psnr_oracle": best.psnr.reindex(keys).to_numpy(np.float64),
+        }
+    )
+    missing = rows[["psnr_input", "psnr_chosen", "psnr_oracle"]].isna().any(axis=1).to_numpy()
+    if missing.any():
+        first = choices[missing].iloc[0]
+        images = len(choices[missing][KEYS].drop_duplicates())
+        raise ValueError(
+            f"no evaluation of {first.chosen_group!r} or of the input on {first.test_set}/{first.degradation}/"
+            f"{first.image} ({images} images): pass every final group's eval and others table and the input's"
+        )
+    return rows
 
 
 def fpr_at_tpr(score: np.ndarray, positive: np.ndarray, tpr: float = TPR) -> float:

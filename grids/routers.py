@@ -56,7 +56,7 @@ import pandas as pd
 
 from . import io, tables
 from .config import DEFAULT_SELECTION, config_section
-from .evaluate import IDENTITY
+from .failure import model_psnrs
 from .seeds import derive_seed, rng_for
 from .selection import self_augmented_patches
 from .selection_report import auroc
@@ -292,43 +292,14 @@ def route(
     return pd.DataFrame(rows, columns=[*KEYS, "seen", "router", "chosen_group", "confidence", "seconds"])
 
 
-def outcomes(choices: pd.DataFrame, evaluation: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
-    """``psnr_input, psnr, oracle_group, psnr_oracle`` for every row of ``choices`` (``KEYS,
-    chosen_group``), read from the eval tables of the identity and the final ``groups``' models
-    (the oracle: the best of them on the image), as :func:`grids.failure.image_outcomes` reads them."""
-    inputs = evaluation[evaluation.trained_on == IDENTITY].drop_duplicates(KEYS).set_index(KEYS).psnr
-    models = evaluation[evaluation.trained_on.isin(set(groups))].drop_duplicates([*KEYS, "trained_on"])
-    models = models.reset_index(drop=True)
-    best = models.loc[models.groupby(KEYS).psnr.idxmax()].set_index(KEYS)
-    keys = pd.MultiIndex.from_frame(choices[KEYS])
-    rows = pd.DataFrame(
-        {
-            "psnr_input": inputs.reindex(keys).to_numpy(np.float64),
-            "psnr": models.set_index([*KEYS, "trained_on"])
-            .psnr.reindex(pd.MultiIndex.from_frame(choices[[*KEYS, "chosen_group"]]))
-            .to_numpy(np.float64),
-            "oracle_group": best.trained_on.reindex(keys).to_numpy(),
-            "psnr_oracle": best.psnr.reindex(keys).to_numpy(np.float64),
-        }
-    )
-    missing = rows[["psnr_input", "psnr", "psnr_oracle"]].isna().any(axis=1).to_numpy()
-    if missing.any():
-        first = choices[missing].iloc[0]
-        raise ValueError(
-            f"no evaluation of {first.chosen_group!r} or of the input on {first.test_set}/{first.degradation}/"
-            f"{first.image} ({int(missing.sum())} rows): pass every final group's eval and others table and the input's"
-        )
-    return rows
-
-
 def router_images(
     choices: pd.DataFrame, evaluation: pd.DataFrame, groups: pd.DataFrame, min_gain: float
 ) -> pd.DataFrame:
     """Table ``selection_router_images``: every router's choice (``choices``, from :func:`route`)
     with the PSNR, gain and ``fails`` the evaluation tables give it, and the oracle's rows."""
     choices = choices.reset_index(drop=True)
-    found = outcomes(choices, evaluation, sorted(set(groups.group)))
-    table = choices.assign(psnr=found.psnr, gain=found.psnr - found.psnr_input)
+    found = model_psnrs(choices, evaluation, sorted(set(groups.group)))
+    table = choices.assign(psnr=found.psnr_chosen, gain=found.psnr_chosen - found.psnr_input)
     first = ~choices.duplicated(KEYS).to_numpy()  # the oracle's rows: one per image
     oracle = choices[first].assign(
         router="oracle",

@@ -165,6 +165,13 @@ class Selection:
         }
 
 
+def flagged(in_distribution, expected_gain, min_gain: float):
+    """What ``selection.fallback`` takes over (scalars or arrays): an input the statistic flags, or
+    one whose chosen model is expected to gain less than ``min_gain`` dB (None/NaN: not known low)."""
+    low_gain = np.asarray(expected_gain, dtype=np.float64) < min_gain
+    return ~np.asarray(in_distribution, dtype=bool) | low_gain
+
+
 def selection_features(features: dict, selection: dict) -> dict:
     """The ``features`` an image's signature is fitted with: the similarity's, with
     ``selection.n_patches`` patches when set (one image needs fewer than a whole set)."""
@@ -483,7 +490,9 @@ def build_selector(
     keys, z = signature_table(references[references.degradation.isin(group_of)], layers)
     if selection["reference"] == "signature":  # every reference image, in the knn statistic's space
         bank = SignatureBank.fit(z, keys.degradation.map(group_of).to_numpy())
-    gain_model = None if gains is None else fit_gain_model(keys, z, gains, selection["alpha"])
+    gain_model = statistics["gain"].model if "gain" in statistics else None  # fitted once, for both
+    if gain_model is None and gains is not None:
+        gain_model = fit_gain_model(keys, z, gains, selection["alpha"])
     if drop_fit is not None:
         drop_fit = drop_fit[drop_fit.statistic == selection["statistic"]]
     return Selector(
