@@ -417,6 +417,22 @@ def training_recipe(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config["training"].items() if k not in ("images", "test_sets")}
 
 
+def group_iterations(recipe: dict[str, Any], n_members: int) -> int:
+    """Optimisation steps of a model trained on ``n_members`` degradations.
+
+    ``training.iterations`` is a single-task model's budget. With ``group_budget: fixed`` every
+    model trains that long (the paper's rule: at its 600k steps every model has converged). With
+    ``per_member`` a group of k trains k times as long, capped at ``max_iterations``: far from
+    convergence, a group given one member's budget shows each member a k-th of the samples, and
+    its drop would measure that, not the conflict between its members.
+    """
+    if recipe.get("group_budget", "fixed") == "fixed":
+        return recipe["iterations"]
+    steps = recipe["iterations"] * n_members
+    cap = recipe.get("max_iterations")
+    return steps if cap is None else max(recipe["iterations"], min(steps, cap))
+
+
 def baseline_recipe(config: dict[str, Any], name: str) -> dict[str, Any]:
     """The recipe of Table 1's baseline ``name``: the training recipe with the baseline's
     overrides (:func:`validate_config` gave an overriding ``arch`` its own ``arch_kwargs``)."""

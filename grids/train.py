@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import __version__, io, tables
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
+from .config import group_iterations
 from .degradations import get_degradation
 from .degradations.batched import from_uint8_images
 from .grouping.names import group_members
@@ -66,32 +66,86 @@ class OnlineDegrader:
     from disk a crop at a time); both draw the same random numbers and give the same crops.
     """
 
-    def __init__(self, images: list[np.ndarray] | CropStore, degradations: dict, crop: int, device: torch.device):
+    def __init__(
+        self,
+        images: list[np.ndarray] | CropStore,
+        degradations: dict,
+        crop: int,
+        device: torch.device,
+        balanced: bool = False,
+        canvas: int | None = None,
+    ):
         source = images if isinstance(images, CropStore) else ImageList(images)
-        small = [i for i in range(len(source)) if min(source.shape(i)) < crop]
+        self.canvas = max(crop, canvas or crop)
+        small = [i for i in range(len(source)) if min(source.shape(i)) < self.canvas]
         if small:
-            raise ValueError(f"{len(small)} training image(s) smaller than the {crop} px crop")
+            raise ValueError(f"{len(small)} training image(s) smaller than the {self.canvas} px crop")
         self.images, self.crop, self.device = source, crop, device
         self.names = sorted(degradations)
         self.degradations = degradations
+        self.balanced = balanced
+        self.weights = np.ones(len(self.names))  # per member: the loss weight of its samples
+
+    def balance_loss(self, seed: int, samples: int = 64) -> dict[str, float]:
+        """Weight each member's samples by the inverse of its input's mean absolute error, measured
+        once on ``samples`` calibration crops per member (their own random streams, so the training
+        batches are untouched and a resumed run computes the same weights); the weights average 1.
+        Returns each member's input error."""
+        scales = []
+        for name in self.names:
+            rng = np.random.default_rng(derive_seed(seed, "loss-scale", name))
+            generator = torch.Generator(self.device).manual_seed(derive_seed(seed, "loss-scale", name, "noise") % 2**63)
+            clean = from_uint8_images([random_crop(self.images, self.canvas, rng) for _ in range(samples)], self.device)
+            params = [self.degradations[name].sample(rng, (self.canvas, self.canvas)) for _ in range(samples)]
+            degraded = self.degradations[name].apply_batch(clean, params, generator)
+            scales.append(max(float((degraded - clean).abs().mean()), RELATIVE_LOSS_FLOOR))
+        inverse = 1.0 / np.array(scales)
+        self.weights = inverse / inverse.mean()
+        return dict(zip(self.names, scales))
+
+    def draw_members(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """Which member degrades each of ``size`` samples (indices into :attr:`names`).
+
+        Uniform draws by default. ``balanced``: every member ``size // k`` times in each batch and
+        the remainder spread over distinct members drawn at random, so no member is starved by
+        chance in a short training; stateless, so a resumed run draws the same batches.
+        """
+        k = len(self.names)
+        if not self.balanced:
+            return rng.integers(k, size=size)
+        members = np.concatenate([np.tile(np.arange(k), size // k), rng.permutation(k)[: size % k]])
+        return rng.permutation(members)
 
     def batch(
         self, size: int, rng: np.random.Generator, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(degraded, clean)`` float tensors ``(size, 3, crop, crop)`` on the device."""
-        crops = [random_crop(self.images, self.crop, rng) for _ in range(size)]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(degraded, clean)`` float tensors ``(size, 3, crop, crop)`` on the device, and each
+        sample's loss weight ``(size,)`` (its member's, see :meth:`balance_loss`).
+
+        With a ``canvas`` larger than the crop, each sample is degraded as a canvas-sized crop and
+        the training crop cut from it at random: a degradation drawn per image size (inpainting's
+        strokes: 5-10 per image whatever its size) then covers a training crop as it covers a test
+        image, and a blur's borders lie outside the crop, as in a test image.
+        """
+        crops = [random_crop(self.images, self.canvas, rng) for _ in range(size)]
         clean = from_uint8_images(crops, self.device)
-        choice = rng.integers(len(self.names), size=size)
+        choice = self.draw_members(size, rng)
         degraded = torch.empty_like(clean)
         for k, name in enumerate(self.names):  # one batched call per degradation present
             index = np.flatnonzero(choice == k)
             if len(index) == 0:
                 continue
             deg = self.degradations[name]
-            params = [deg.sample(rng, (self.crop, self.crop)) for _ in index]
+            params = [deg.sample(rng, (self.canvas, self.canvas)) for _ in index]
             picked = torch.from_numpy(index).to(self.device)
             degraded[picked] = deg.apply_batch(clean[picked], params, generator)
-        return degraded, clean
+        if self.canvas > self.crop:
+            corners = rng.integers(self.canvas - self.crop + 1, size=(size, 2))
+            cut = [(slice(None), slice(t, t + self.crop), slice(left, left + self.crop)) for t, left in corners]
+            degraded = torch.stack([d[c] for d, c in zip(degraded, cut)])
+            clean = torch.stack([x[c] for x, c in zip(clean, cut)])
+        weight = torch.as_tensor(self.weights[choice], dtype=torch.float32, device=self.device)
+        return degraded, clean, weight
 
 
 class Prefetcher:
@@ -165,12 +219,25 @@ class Prefetcher:
             self._thread.join()
 
 
-def optimisation_step(model_fn, optimiser, degraded: torch.Tensor, clean: torch.Tensor, bf16: bool) -> torch.Tensor:
-    """One L1 step: forward (bf16 autocast + channels_last when ``bf16``), backward, update."""
+# The smallest input error a member's loss scale can have (one grey level): a degradation that
+# barely changes its crops would otherwise get an unbounded weight.
+RELATIVE_LOSS_FLOOR = 1.0 / 255
+
+
+def restoration_loss(restored: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The L1 loss of a batch ``(N, 3, H, W)``, each sample's mean absolute error weighted by
+    ``weight (N,)`` (all ones: the plain L1)."""
+    return ((restored - clean).abs().mean(dim=(1, 2, 3)) * weight).mean()
+
+
+def optimisation_step(
+    model_fn, optimiser, degraded: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor, bf16: bool
+) -> torch.Tensor:
+    """One step: forward (bf16 autocast + channels_last when ``bf16``), weighted L1, backward, update."""
     if bf16:
         degraded = degraded.contiguous(memory_format=torch.channels_last)
     with torch.autocast(degraded.device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss = F.l1_loss(model_fn(degraded).float(), clean)
+        loss = restoration_loss(model_fn(degraded).float(), clean, weight)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -302,8 +369,8 @@ def training_loop(
     for step in progress.bar:
         for param_group in optimiser.param_groups:
             param_group["lr"] = learning_rate(step, recipe)
-        degraded, clean = data.next()
-        loss = optimisation_step(step_fn, optimiser, degraded, clean, bf16=bf16)
+        degraded, clean, weight = data.next()
+        loss = optimisation_step(step_fn, optimiser, degraded, clean, weight, bf16=bf16)
         done = step + 1
         progress.record(done, loss, optimiser.param_groups[0]["lr"])
         if done % recipe["checkpoint_every"] == 0 or preemption.requested or done == stop_after:
@@ -347,6 +414,7 @@ def train(
         raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
     bf16 = precision == "bf16" or (precision == "auto" and cuda)
     members = group_members(group)
+    recipe = {**recipe, "iterations": group_iterations(recipe, len(members))}
     degradations = {name: get_degradation(name, entries[name]) for name in members}
     meta = training_meta(group, {m: entries[m] for m in members}, recipe, seed, bf16)
     model, optimiser, rng, generator = initial_state(group, recipe, seed, device)
@@ -355,8 +423,14 @@ def train(
     if bf16:
         model = model.to(memory_format=torch.channels_last)
     step_fn = torch.compile(model) if cuda and recipe.get("compile") else model
+    balanced = recipe.get("balanced_batches", False)
+    canvas = recipe.get("degrade_canvas")
+    source = OnlineDegrader(images, degradations, recipe["crop"], device, balanced=balanced, canvas=canvas)
+    if recipe.get("loss", "l1") == "balanced_l1" and len(members) > 1:
+        scales = source.balance_loss(seed)
+        print(f"{group}: loss weights from the inputs' errors {json.dumps(scales)}", file=sys.stderr)
     data = Prefetcher(
-        OnlineDegrader(images, degradations, recipe["crop"], device),
+        source,
         recipe["batch_size"],
         rng,
         generator,

@@ -24,7 +24,7 @@ from grids.degradations import get_degradation
 from grids.degrade import degrade_dataset
 from grids.evaluate import evaluate_model, psnr, restore, ssim
 from grids.grouping.names import group_members, group_name, group_pattern
-from grids.train import OnlineDegrader, Prefetcher, learning_rate, train
+from grids.train import OnlineDegrader, Prefetcher, learning_rate, restoration_loss, train
 
 RECIPE = {
     "arch": "srresnet",
@@ -82,13 +82,54 @@ def test_learning_rate_warmup_then_cosine():
 def test_online_degrader_applies_one_member_per_sample(images):
     degs = {name: get_degradation(name, ENTRIES[name]) for name in ENTRIES}
     data = OnlineDegrader(images, degs, 32, torch.device("cpu"))
-    degraded, clean = data.batch(16, np.random.default_rng(0), torch.Generator().manual_seed(0))
+    degraded, clean, weight = data.batch(16, np.random.default_rng(0), torch.Generator().manual_seed(0))
     assert degraded.shape == clean.shape == (16, 3, 32, 32)
+    assert torch.equal(weight, torch.ones(16))  # plain L1 unless the loss is balanced
     assert not torch.equal(degraded, clean)
     again = data.batch(16, np.random.default_rng(0), torch.Generator().manual_seed(0))
     assert torch.equal(again[0], degraded) and torch.equal(again[1], clean)
     with pytest.raises(ValueError, match="smaller than the 80 px crop"):
         OnlineDegrader(images, degs, 80, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("k, size", [(2, 8), (3, 8), (11, 8), (4, 4)])
+def test_balanced_batches_hold_each_member_equally(images, k, size):
+    names = ["gaussian_noise", "jpeg", "sr", "rl", "ringing", "gaussian_blur", "motion_blur", "defocus_blur"]
+    names += ["poisson_noise", "inpainting", "salt_pepper"]
+    degs = {name: get_degradation(name, {}) for name in names[:k]}
+    data = OnlineDegrader(images, degs, 32, torch.device("cpu"), balanced=True)
+    rng = np.random.default_rng(0)
+    draws = [data.draw_members(size, rng) for _ in range(300)]
+    for batch in draws:  # within a batch: every member size // k or size // k + 1 times
+        counts = np.bincount(batch, minlength=k)
+        assert counts.min() >= size // k and counts.max() <= -(-size // k)
+    totals = np.bincount(np.concatenate(draws), minlength=k)
+    assert totals.max() - totals.min() <= 0.1 * totals.mean()  # and the remainder spread evenly
+    uniform = OnlineDegrader(images, degs, 32, torch.device("cpu"))
+    counts = [np.bincount(uniform.draw_members(size, rng), minlength=k) for _ in range(300)]
+    if size % k == 0:  # the uniform draw does leave members out of some batches
+        assert any(c.min() < size // k for c in counts)
+
+
+def test_balanced_loss_by_hand(images):
+    clean = torch.zeros(2, 3, 2, 2)
+    restored = clean.clone()
+    restored[0] += 0.1
+    restored[1, 0, 0, 0] = 0.4  # mean error 0.4 / 12
+    weight = torch.tensor([0.5, 1.5])
+    by_hand = (0.5 * 0.1 + 1.5 * 0.4 / 12) / 2
+    assert restoration_loss(restored, clean, weight).item() == pytest.approx(by_hand, rel=1e-6)
+    assert restoration_loss(restored, clean, torch.ones(2)).item() == pytest.approx((0.1 + 0.4 / 12) / 2, rel=1e-6)
+    # Each member's weight is the inverse of its inputs' mean error, normalised to average 1.
+    degs = {name: get_degradation(name, ENTRIES[name]) for name in ENTRIES}
+    data = OnlineDegrader(images, degs, 32, torch.device("cpu"))
+    scales = data.balance_loss(seed=0)
+    inverse = np.array([1 / scales[name] for name in data.names])
+    assert np.allclose(data.weights, inverse / inverse.mean()) and data.weights.mean() == pytest.approx(1.0)
+    assert scales["gaussian_noise"] > scales["jpeg"]  # noise sigma 10-50 changes pixels more than jpeg
+    assert data.balance_loss(seed=0) == scales  # its own streams: the same weights every time
+    _, _, weight = data.batch(8, np.random.default_rng(0), torch.Generator().manual_seed(0))
+    assert set(np.round(weight.numpy(), 5)) <= set(np.round(data.weights.astype(np.float32), 5))
 
 
 def test_checkpoint_is_self_describing_and_weights_only(images, tmp_path):
