@@ -13,7 +13,8 @@ A checkpoint is one ``torch.save`` dict of tensors, numbers and strings only, so
   degradation noise generator's state) and ``torch_cpu_rng`` (``torch.get_rng_state()``): what an
   exact resume needs;
 * ``arch`` (a name of :data:`grids.archs.ARCHS`, or a user's ``file.py:Class``) and ``arch_kwargs``
-  (its keyword arguments, JSON with sorted keys): what :func:`load_model` builds the model from;
+  (its keyword arguments, JSON with sorted keys): what :func:`load_model` builds the model from (a
+  user's class only when the caller's config names it: a weights file names code, never brings it);
 * the trainer's metadata: ``group``, ``recipe`` and ``degradations`` (JSON), ``seed``,
   ``precision`` (``bf16`` or ``fp32``), ``grids_version``; a resume checkpoint adds ``log`` (JSON
   rows of the training log so far).
@@ -40,7 +41,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
@@ -138,12 +142,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise ValueError(f"{path}: not a loadable GRIDS checkpoint ({type(err).__name__}: {detail})") from None
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", archs: Collection[str] = ()
+) -> tuple[torch.nn.Module, dict]:
     """The model stored in a checkpoint (architecture from its metadata), eval mode, and the file's dict.
 
-    A file without this package's metadata, or whose weights do not fit the architecture it names,
-    is a ValueError naming the file and what it found.
+    A weights file names an architecture, never code: a built-in name, or one of ``archs``, the
+    user architectures the caller trusts (those its config names). Any other ``file.py:Class`` or
+    ``package.module:Class`` is refused before anything is imported. The sha256 recorded by a model
+    card beside the file (:func:`check_card_digest`), and every tensor's name, dtype and shape, are
+    checked before the weights are loaded. Each problem is one ValueError naming the file.
     """
+    check_card_digest(path)
     state = load_checkpoint(path, device)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a GRIDS model checkpoint (it holds a {type(state).__name__}, not a dict)")
@@ -156,19 +166,80 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
             f"(its top-level keys: {shown}); a BasicSR/official file holds weights only (params / params_ema), "
             "without the architecture"
         )
+    arch, arch_kwargs = named_architecture(state, path, archs)
+    params = state["params"]
+    if not isinstance(params, dict) or not all(isinstance(v, torch.Tensor) for v in params.values()):
+        raise ValueError(f"{path}: its params entry is not a dict of tensors")
     try:
-        arch_kwargs = json.loads(state["arch_kwargs"])
-        model = build_model(state["arch"], arch_kwargs)
-    except (TypeError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"{path}: its architecture {state['arch']!r} {state['arch_kwargs']} cannot be built: {err}"
-        ) from None
+        model = build_model(arch, arch_kwargs)
+    except TypeError as err:
+        raise ValueError(f"{path}: its architecture {arch!r} {state['arch_kwargs']} cannot be built: {err}") from None
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    load_strict(model, state["params"], str(path), f"{state['arch']} {arch_kwargs}")
+    load_strict(model, params, str(path), f"{arch} {arch_kwargs}", exact_dtype=True)
     if getattr(model, "scale", 1) > 1:  # a published x2/x4 network meets same-size inputs this way
         model = FromLowResolution(model)
     return model.to(device).eval(), state
+
+
+def named_architecture(state: dict, path: str | Path, archs: Collection[str]) -> tuple[str, dict]:
+    """The architecture a checkpoint names and its keyword arguments, when they may be built:
+    ``arch`` a built-in name or one of the trusted ``archs`` (a weights file cannot bring code),
+    ``arch_kwargs`` a JSON object of finite numbers. Otherwise one ValueError naming the file."""
+    arch = state["arch"]
+    if not isinstance(arch, str):
+        raise ValueError(f"{path}: its arch entry is a {type(arch).__name__}, not an architecture name")
+    if ":" in arch and arch not in archs:
+        trusted = f" nor the config's ({', '.join(sorted(archs))})" if archs else ""
+        raise ValueError(
+            f"{path}: names the architecture {arch!r}, which is neither built in ({', '.join(ARCHS)}){trusted}; "
+            "a weights file may not bring code: name the architecture in your config (training.arch) to trust it"
+        )
+    arch_kwargs = finite_json(state["arch_kwargs"], f"{path}: its arch_kwargs")
+    if not isinstance(arch_kwargs, dict):
+        raise ValueError(f"{path}: its arch_kwargs is a JSON {type(arch_kwargs).__name__}, not an object")
+    return arch, arch_kwargs
+
+
+def finite_json(text, what: str):
+    """``text`` parsed as strict JSON: no NaN or Infinity (which Python's json accepts), no number
+    that overflows to infinity. Otherwise one ValueError starting with ``what``."""
+
+    def finite(token: str) -> float:
+        value = float(token)
+        if not math.isfinite(value):
+            raise ValueError(token)
+        return value
+
+    def refuse(token: str):
+        raise ValueError(token)
+
+    if not isinstance(text, str):
+        raise ValueError(f"{what} is a {type(text).__name__}, not JSON text")
+    try:
+        return json.loads(text, parse_float=finite, parse_constant=refuse)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{what} is not JSON ({err})") from None
+    except ValueError as err:
+        raise ValueError(f"{what} holds {err}: only finite numbers are accepted") from None
+
+
+def check_card_digest(path: str | Path) -> None:
+    """Refuse a model file whose sha256 differs from the one the model card beside it records
+    (``{stem}.md``, :func:`model_card`): it was changed or replaced after export, so neither its
+    weights nor its metadata are what the card describes. No card, or no line for this file: no check."""
+    card = Path(path).with_suffix(".md")
+    if not card.is_file() or not Path(path).is_file():
+        return
+    recorded = re.search(rf"file: `{re.escape(Path(path).name)}`, sha256 `([0-9a-f]{{64}})`", card.read_text())
+    if recorded is None:
+        return
+    actual = sha256_file(path)
+    if actual != recorded.group(1):
+        raise ValueError(
+            f"{path}: its sha256 {actual[:16]}... differs from the {recorded.group(1)[:16]}... its model card "
+            f"{card} records: the file was changed after export; export it again (snakemake final_models)"
+        )
 
 
 def published_state_dict(state, source: str | Path) -> dict[str, torch.Tensor]:
@@ -197,7 +268,7 @@ def import_weights(source: str | Path, arch: str, arch_kwargs: dict, group: str,
     evaluation rows are labelled with; ``published`` records the source and its sha256."""
     weights = published_state_dict(load_checkpoint(source), source)
     model = build_model(arch, arch_kwargs)
-    load_strict(model, weights, str(source), f"{arch} {arch_kwargs}")
+    load_strict(model, weights, str(source), f"{arch} {arch_kwargs}", exact_dtype=False)
     state = {
         "params": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "arch": arch,
@@ -250,7 +321,7 @@ def export_models(
                 "arch_kwargs": full["arch_kwargs"],
                 "group": group,
                 "members": members,
-                "delta": float(grouping["delta"]) if grouping else float("nan"),
+                "delta": float(grouping["delta"]) if grouping else None,  # JSON null, not NaN
                 "drops": json.dumps({m: single - grouped for m, (single, grouped, _) in psnr.items()}, sort_keys=True),
                 "gains": json.dumps(
                     {m: grouped - identity for m, (_, grouped, identity) in psnr.items()}, sort_keys=True

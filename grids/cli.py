@@ -58,7 +58,8 @@ def config_files(files: list[str] | None, alone: bool = False) -> list[str]:
 # ``error:`` line naming the option instead of an IndexError, a garbage image or a nan accepted.
 NUMBER_CHECKS = {
     "tile": (lambda v: v >= MIN_TILE, f"an integer >= {MIN_TILE} (tiles overlap by {TILE_OVERLAP} px)"),
-    "threshold": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    # its sign is checked against the statistic once the config is read (_selector)
+    "threshold": (math.isfinite, "a finite number"),
     "instances": (lambda v: v >= 1, "an integer >= 1"),
     "digits": (lambda v: v >= 0, "an integer >= 0"),
     "seed": (lambda v: v >= 0, "an integer >= 0"),
@@ -139,9 +140,12 @@ def _matrix(args) -> int:
 
 
 def _selector(args, config: dict | None = None):
+    from .ood import check_threshold
     from .selection import selector_from_config
 
     config = config or load_config(config_files(args.config))
+    if args.threshold is not None:
+        check_threshold(config["selection"]["statistic"], args.threshold, f"--threshold {args.threshold}")
     return selector_from_config(config, args.results, args.threshold, args.device)
 
 
@@ -211,7 +215,7 @@ def _select(args) -> int:
             for row in choice.divergences.itertuples():
                 print(f"    {row.distance:8.3f}  {row.group}")
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2, allow_nan=False))  # as_dict gives null, never NaN or Infinity
     return 0
 
 
@@ -222,32 +226,29 @@ def _restore(args) -> int:
     from .checkpoint import load_model
     from .evaluate import restore
 
+    if args.group and args.fallback:
+        raise ValueError(
+            f"--fallback {args.fallback} with --group {args.group}: a fallback replaces the chosen model of a "
+            "flagged input, and --group skips the choice; give one of them"
+        )
     io.check_output_path(args.output, [args.image], force=args.force)  # before the (long) restoration
     image = _read_inputs([args.image])[args.image]
     config = load_config(config_files(args.config))
     selector = _selector(args, config)
     known = list(dict.fromkeys(selector.references.group))
-    fallback = args.fallback or config["selection"]["fallback"]
     if args.group:
         if args.group not in known:
             raise ValueError(f"--group {args.group!r} is not a final group; choose one of: {', '.join(known)}")
         group = args.group
     else:
-        choice = selector.select(image)
-        group = choice.group
-        expect = _expectation(choice)
-        print(f"{args.image}: group {group}{', ' + expect if expect else ''}", file=sys.stderr)
-        print(f"    distance {choice.distance:.3f}; {_verdict(choice, selector)}", file=sys.stderr)
-        from .selection import flagged
-
-        if flagged(choice.in_distribution, choice.expected_gain, config["selection"]["min_gain"]):
-            group = _fall_back(args, fallback, group, config)
-    if group == "identity":  # do no harm: the input, unchanged
-        io.write_png(args.output, image)
+        group = _choose(args, selector, image, config)
+    if group == "identity":  # do no harm: the input's own pixels, depth and alpha included
+        io.copy_as_png(args.image, args.output)
         print(json.dumps({"image": args.image, "group": "identity", "model": None, "output": args.output}))
         return 0
     path = _model_path(args.results, group, known)
-    model, state = load_model(path, selector.device)
+    # the weights may name the config's own architecture, never code of their own
+    model, state = load_model(path, selector.device, archs=[config["training"]["arch"]])
     multiple = size_multiple(model)
     check_tile(args.tile, multiple, f"{path} ({state['arch']})")
     with torch.no_grad():
@@ -255,6 +256,20 @@ def _restore(args) -> int:
     io.write_png(args.output, out)
     print(json.dumps({"image": args.image, "group": group, "model": path, "output": args.output}))
     return 0
+
+
+def _choose(args, selector, image: np.ndarray, config: dict) -> str:
+    """The group model for ``image`` (the selector's choice, or the fallback's for a flagged
+    input), said on stderr."""
+    from .selection import flagged
+
+    choice = selector.select(image)
+    expect = _expectation(choice)
+    print(f"{args.image}: group {choice.group}{', ' + expect if expect else ''}", file=sys.stderr)
+    print(f"    distance {choice.distance:.3f}; {_verdict(choice, selector)}", file=sys.stderr)
+    if flagged(choice.in_distribution, choice.expected_gain, config["selection"]["min_gain"]):
+        return _fall_back(args, args.fallback or config["selection"]["fallback"], choice.group, config)
+    return choice.group
 
 
 def _fall_back(args, fallback: str, group: str, config: dict) -> str:

@@ -133,7 +133,7 @@ def load_descriptor(path: str | Path, device: str | torch.device = "cpu") -> MSR
         model = MSRResNet(**_infer_config(state))
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    load_strict(model, state, str(path), "MSRResNet")
+    load_strict(model, state, str(path), "MSRResNet", exact_dtype=False)  # published fp16 files too
     return model.to(device).eval()
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -117,19 +118,21 @@ def evaluate_model(
     degradations: list[str],
     device: str = "auto",
     tile: int = 512,
+    archs: Collection[str] = (),
 ) -> pd.DataFrame:
     """PSNR/SSIM of the model at ``model_path`` on each test set's degraded copies.
 
     ``test_sets`` maps a name to its clean manifest and ``{degradation: degraded manifest}`` (made
     by the clean/degrade stages); ``degradations`` are scored in that order. One image is
     in memory at a time: each clean target is decoded once and scored against its restored copy
-    from every degradation. Rows are ordered by test set, degradation, then image.
+    from every degradation. Rows are ordered by test set, degradation, then image. ``archs``: the
+    user architectures the config names, which the model file may name (built-ins always).
     """
     device = pick_device(device)
     if str(model_path) == IDENTITY:
         model, state, multiple = None, {"group": IDENTITY}, 1
     else:
-        model, state = load_model(model_path, device)
+        model, state = load_model(model_path, device, archs)
         multiple = size_multiple(model)
     check_tile(tile, multiple, f"{model_path} ({state.get('arch', 'identity')})")
     rows = []
@@ -178,11 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tile", type=int, default=512, help="tile side (px) for images larger than it")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--arch", nargs="*", default=[], help="the config's architectures, which the model file may name (trusted)"
+    )
     args = parser.parse_args(argv)
     check_tile(args.tile)  # before any file is read; evaluate_model checks it against the model too
     if args.threads:
         torch.set_num_threads(args.threads)
-    table = evaluate_model(args.model, test_set_manifests(args.test_set), args.degradations, args.device, args.tile)
+    table = evaluate_model(
+        args.model, test_set_manifests(args.test_set), args.degradations, args.device, args.tile, args.arch
+    )
     tables.write(table, "eval", args.out)
     print(table.groupby("degradation")[["psnr", "ssim", "psnr_input", "gain"]].mean().round(3).to_string())
     return 0

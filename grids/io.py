@@ -112,6 +112,23 @@ def write_png(path: str | Path, image: np.ndarray) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def copy_as_png(source: str | Path, path: str | Path) -> str:
+    """``source``'s pixels written as a PNG at ``path``, atomically, as they are stored: bit depth
+    (8 or 16), alpha and values (gray + alpha comes back as RGBA of the same values, as OpenCV
+    reads it), EXIF orientation ignored as :func:`read_image` does. What ``grids restore
+    --fallback identity`` writes: the input unchanged, not its 8-bit RGB reading. Returns the
+    sha256 of the file's bytes."""
+    array = cv2.imdecode(np.fromfile(source, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if array is None or array.dtype not in (np.uint8, np.uint16):
+        raise BadImageError(f"{source}: cannot be written unchanged as a PNG (8- or 16-bit samples only)")
+    ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise BadImageError(f"{source}: cannot be written unchanged as a PNG ({array.shape} {array.dtype})")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+    return hashlib.sha256(buf.tobytes()).hexdigest()
+
+
 def load_png(path: str | Path) -> np.ndarray:
     """Read a clean-set image: a PNG this package wrote, or a user file the clean set references in
     place because it needed no conversion (8-bit, 3 channels); uint8 RGB either way."""

@@ -137,7 +137,7 @@ def import_rrdb(param_path: str | Path, bin_path: str | Path, out: str | Path) -
 
     state, kwargs = convert_rrdb(param_path, bin_path)
     model = RRDBNet(**kwargs)
-    load_strict(model, state, str(bin_path), f"rrdbnet {kwargs}")
+    load_strict(model, state, str(bin_path), f"rrdbnet {kwargs}", exact_dtype=False)
     with io.atomic_path(out) as tmp:
         torch.save(
             {

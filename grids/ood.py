@@ -174,13 +174,16 @@ class Statistic:
     * ``reads_method_layer``: it reads the input's GGD at ``features.layer`` (the deepest layer,
       the costliest; the selector computes it only when something reads it);
     * ``layers``: the signature layers it reads (set on fitting);
-    * ``against_group``: it measures the input against the chosen group (else every group).
+    * ``against_group``: it measures the input against the chosen group (else every group);
+    * ``signed``: its score may be negative, so any finite threshold is valid (else the score is a
+      distance, >= 0, and a threshold must be > 0: :func:`check_threshold`).
     """
 
     name: ClassVar[str]
     meaning: ClassVar[str]
     reads_method_layer: ClassVar[bool] = False
     against_group: ClassVar[bool] = False
+    signed: ClassVar[bool] = False
 
     def __init__(self, references: References, threshold: float | None = None):
         self.layers: list[str] = []
@@ -302,6 +305,7 @@ class Mahalanobis(_BankStatistic):
 
 class Gain(Statistic):
     name = "gain"
+    signed = True  # minus a gain in dB: its default threshold, -selection.min_gain, is negative
     meaning = (
         "minus the expected gain of the chosen model (the mean realised gain of the nearest reference images in "
         "the signature space, grids/gain.py); threshold: minus selection.min_gain (flagged: not expected to help)"
@@ -333,6 +337,16 @@ def fit_statistic(name: str, references: References, threshold: float | None = N
     if name not in STATISTICS:
         raise ValueError(f"unknown statistic {name!r}; expected one of {', '.join(STATISTICS)}")
     return STATISTICS[name](references, threshold)
+
+
+def check_threshold(name: str, threshold: float, what: str) -> None:
+    """A threshold ``what`` (``--threshold 2.5``) for the statistic ``name``: finite, and > 0 where
+    the score is a distance; one ValueError starting with ``what`` otherwise."""
+    signed = STATISTICS[name].signed if name in STATISTICS else False
+    if not math.isfinite(threshold):
+        raise ValueError(f"{what}: must be a finite number")
+    if not signed and threshold <= 0:
+        raise ValueError(f"{what}: must be a finite number > 0 (the {name} statistic's score is a distance, >= 0)")
 
 
 def listed(names, last: str = "or") -> str:

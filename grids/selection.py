@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -150,19 +151,29 @@ class Selection:
     gain_high: float | None = None
 
     def as_dict(self) -> dict:
+        """The selection as JSON values: a number that is not finite is None (JSON has no NaN or
+        Infinity; an unbounded end of the gain interval, where the conformal rank exceeds the
+        references, is null)."""
         return {
             "group": self.group,
-            "distance": self.distance,
+            "distance": finite_or_none(self.distance),
             "in_distribution": self.in_distribution,
             "statistic": self.statistic,
-            "score": self.score,
-            "expected_drop": self.expected_drop,
-            "expected_gain": self.expected_gain,
-            "gain_interval": None if self.expected_gain is None else [self.gain_low, self.gain_high],
+            "score": finite_or_none(self.score),
+            "expected_drop": finite_or_none(self.expected_drop),
+            "expected_gain": finite_or_none(self.expected_gain),
+            "gain_interval": None
+            if self.expected_gain is None
+            else [finite_or_none(self.gain_low), finite_or_none(self.gain_high)],
             # None where the choice did not need the method's GGD (reference: signature)
-            "input_ggd": {k: None if v != v else v for k, v in (("alpha", self.alpha), ("sigma", self.sigma))},
-            "divergences": {r.group: r.distance for r in self.divergences.itertuples()},
+            "input_ggd": {"alpha": finite_or_none(self.alpha), "sigma": finite_or_none(self.sigma)},
+            "divergences": {r.group: finite_or_none(r.distance) for r in self.divergences.itertuples()},
         }
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value`` as a float when it is a finite number, else None (JSON's null)."""
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def flagged(in_distribution, expected_gain, min_gain: float):

@@ -9,6 +9,7 @@ a read-only file system and its own input in tests/test_workflow.py, which has b
 from __future__ import annotations
 
 import json
+import math
 import re
 import resource
 import shutil
@@ -458,6 +459,125 @@ def test_a_model_file_that_does_not_fit_gets_one_line(tmp_path, case):
     assert not out.exists()
 
 
+# --- weights files name an architecture, never code -------------------------------------------------
+
+# A module whose body leaves a marker file: importing it is running the weights' code.
+PLANTED = """import pathlib, torch
+pathlib.Path(__file__).with_name("MARKER").write_text("the weights file ran this")
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+"""
+SMALL_SRRESNET = {"num_feat": 8, "num_block": 1}
+
+
+def weights_file(folder: Path, suffix: str, arch: str, kwargs_text: str, params: dict) -> Path:
+    """A model file written by the safetensors package (or torch.save), as someone else would."""
+    from safetensors.torch import save_file
+
+    path = folder / f"downloaded{suffix}"
+    meta = {"arch": arch, "arch_kwargs": kwargs_text, "group": "jpeg"}
+    if suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in params.items()}, str(path), metadata=meta)
+    else:
+        torch.save({"params": params, **meta}, path)
+    return path
+
+
+def planted(folder: Path, suffix: str, spec: str) -> Path:
+    """Weights naming the planted module's class: as ``evil.py`` (relative), by absolute path, or as
+    the package ``evilpkg.net`` (importable from the working directory)."""
+    (folder / "evil.py").write_text(PLANTED)
+    (folder / "evilpkg").mkdir()
+    (folder / "evilpkg" / "__init__.py").write_text("")
+    (folder / "evilpkg" / "net.py").write_text(PLANTED)
+    spec = spec.replace("ABS", str(folder))
+    params = {"conv.weight": torch.zeros(3, 3, 3, 3), "conv.bias": torch.zeros(3)}
+    return weights_file(folder, suffix, spec, "{}", params)
+
+
+def srresnet_weights(folder: Path, suffix: str, kwargs_text: str = json.dumps(SMALL_SRRESNET), dtype=None) -> Path:
+    params = srresnet_params(**SMALL_SRRESNET)
+    params = {k: v.to(dtype) for k, v in params.items()} if dtype else params
+    return weights_file(folder, suffix, "srresnet", kwargs_text, params)
+
+
+def carded(folder: Path, suffix: str) -> Path:
+    """Good weights beside a model card that records another file's sha256 (replaced after export)."""
+    path = srresnet_weights(folder, suffix)
+    (folder / "downloaded.md").write_text(f"# card\n\n- file: `{path.name}`, sha256 `{'0' * 64}`\n")
+    return path
+
+
+NOT_CODE = r"names the architecture '\S*net:Net', which is neither built in \(srresnet, restormer, rrdbnet\); "
+WEIGHTS_FILES = {
+    "code_relative": (lambda f, s: planted(f, s, "evil.py:Net"), NOT_CODE.replace("net:", "evil.py:")),
+    "code_absolute": (lambda f, s: planted(f, s, "ABS/evil.py:Net"), NOT_CODE.replace("net:", "evil.py:")),
+    "code_package": (lambda f, s: planted(f, s, "evilpkg.net:Net"), NOT_CODE),
+    "int8_tensors": (
+        lambda f, s: srresnet_weights(f, s, dtype=torch.int8),
+        r"dtype mismatches \['body\.0\.conv1\.bias \(file int8, model float32\)'",
+    ),
+    "float64_tensors": (lambda f, s: srresnet_weights(f, s, dtype=torch.float64), r"\(file float64, model float32\)"),
+    "card_sha256": (carded, r"its sha256 [0-9a-f]{16}\.\.\. differs from the 0{16}\.\.\. its model card \S+\.md rec"),
+    "kwargs_nan": (lambda f, s: srresnet_weights(f, s, '{"num_feat": NaN}'), r"its arch_kwargs holds NaN: only finite"),
+    "kwargs_infinite": (
+        lambda f, s: srresnet_weights(f, s, '{"num_feat": 1e999}'),
+        r"its arch_kwargs holds 1e999: only finite numbers",
+    ),
+    "kwargs_not_object": (lambda f, s: srresnet_weights(f, s, "[8, 1]"), r"its arch_kwargs is a JSON list, not an obj"),
+}
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+@pytest.mark.parametrize("case", sorted(WEIGHTS_FILES))
+def test_a_weights_file_runs_no_code_and_is_checked_before_loading(tmp_path, case, suffix):
+    """Through the evaluate stage (what the workflow and `grids restore` load models with): one line
+    naming the file, no output, and the planted module never imported (no marker file)."""
+    make, expected = WEIGHTS_FILES[case]
+    path = make(tmp_path, suffix)
+    out = tmp_path / "eval.parquet"
+    result = stage(
+        tmp_path, "evaluate", model=str(path), test_set="heldout\0none.parquet", degradations="jpeg", out=str(out)
+    )
+    line = one_error_line(result)
+    assert line.startswith(f"error: {path}: ") and re.search(expected, line), line
+    assert not out.exists()
+    assert not list(tmp_path.rglob("MARKER")), "the weights file's code ran"
+
+
+def test_a_weights_file_may_name_the_user_architecture_the_config_trusts(tmp_path, monkeypatch):
+    """The config's own architecture (``archs``, from training.arch) is built; the same file
+    without that trust is refused before the import."""
+    path = planted(tmp_path, ".safetensors", "evil.py:Net")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="a weights file may not bring code: name the architecture in your config"):
+        load_model(path, archs=["other.py:Net"])
+    assert not (tmp_path / "MARKER").exists()
+    model, state = load_model(path, archs=["evil.py:Net"])
+    assert type(model).__name__ == "Net" and (tmp_path / "MARKER").exists()  # trusted: its module ran
+
+
+def test_a_published_half_precision_file_still_imports_but_integers_do_not(tmp_path):
+    """Published weights may be fp16 (cast to the model's float32); integer tensors never fit."""
+    from grids.checkpoint import import_weights
+
+    half = srresnet_weights(tmp_path, ".safetensors", dtype=torch.float16)
+    state = import_weights(half, "srresnet", SMALL_SRRESNET, "pub", tmp_path / "pub.pth")
+    assert all(v.dtype == torch.float32 for v in state["params"].values())
+    (tmp_path / "downloaded.safetensors").unlink()
+    ints = srresnet_weights(tmp_path, ".safetensors", dtype=torch.int8)
+    with pytest.raises(ValueError, match=r"downloaded\.safetensors: weights do not fit .*dtype mismatches"):
+        import_weights(ints, "srresnet", SMALL_SRRESNET, "pub", tmp_path / "pub2.pth")
+    assert not (tmp_path / "pub2.pth").exists()
+
+
 def test_a_corrupt_resume_checkpoint_says_which_file_to_delete(tmp_path):
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -681,7 +801,12 @@ CLI_CASES = {
     "tile_one": (["restore", "in.png", "-o", "out.png", "--tile", "1"], "error: --tile 1: must be"),
     "threshold_nan": (["select", "in.png", "--threshold", "nan"], "error: --threshold nan: must be a finite number"),
     "threshold_inf": (["restore", "in.png", "-o", "out.png", "--threshold", "inf"], "error: --threshold inf: must"),
-    "threshold_zero": (["select", "in.png", "--threshold", "0"], "error: --threshold 0.0: must be a finite number > 0"),
+    "threshold_minus_inf": (["select", "in.png", "--threshold=-inf"], "error: --threshold -inf: must be a finite"),
+    "fallback_with_group": (
+        ["restore", "in.png", "-o", "out.png", "--group", "jpeg", "--fallback", "identity"],
+        "error: --fallback identity with --group jpeg: a fallback replaces the chosen model of a flagged input, "
+        "and --group skips the choice; give one of them",
+    ),
     "instances_zero": (["plan", "--instances", "0"], "error: --instances 0: must be an integer >= 1"),
     "instances_negative": (["plan", "--instances", "-3"], "error: --instances -3: must be an integer >= 1"),
     "digits_negative": (["matrix", "m.parquet", "--digits", "-1"], "error: --digits -1: must be an integer >= 0"),
@@ -702,6 +827,72 @@ def test_every_cli_number_and_choice_is_checked_naming_the_option(tmp_path, case
     line = one_error_line(grids(tmp_path, *args))
     assert line.startswith(expected), line
     assert files_under(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+# (statistic, --threshold, accepted): the gain statistic's score is minus a gain in dB, so its
+# threshold may be negative (its default is -selection.min_gain); the others' scores are distances.
+THRESHOLDS = [
+    ("gain", "-0.5", True),
+    ("gain", "0", True),
+    ("gain", "2.5", True),
+    ("knn", "-0.5", False),
+    ("paper", "0", False),
+    ("mahalanobis", "3", True),
+]
+
+
+@pytest.mark.parametrize(("statistic", "value", "accepted"), THRESHOLDS)
+def test_threshold_is_checked_against_the_statistic(tmp_path, statistic, value, accepted):
+    """Checked once the config names the statistic, before any result is read: an accepted one
+    goes on to ask for the built results (there are none here)."""
+    project(tmp_path, {**SMALL, "selection": {"unseen": {}, "statistic": statistic}})
+    png(tmp_path / "in.png")
+    line = one_error_line(grids(tmp_path, "select", "in.png", "--threshold", value))
+    if accepted:
+        assert line.startswith("error: results/similarity/ggd.parquet not found: build it first"), line
+    else:
+        assert line == (
+            f"error: --threshold {float(value)}: must be a finite number > 0 (the {statistic} statistic's score "
+            "is a distance, >= 0)"
+        ), line
+
+
+# --fallback identity writes the input's own pixels: (what, stored array as OpenCV reads it)
+UNCHANGED = {
+    "rgb_16bit": np.random.default_rng(1).integers(0, 65536, (20, 30, 3), dtype=np.uint16),
+    "rgba_8bit": np.random.default_rng(2).integers(0, 256, (20, 30, 4), dtype=np.uint8),
+    "rgba_16bit": np.random.default_rng(3).integers(0, 65536, (20, 30, 4), dtype=np.uint16),
+    "gray_16bit": np.random.default_rng(4).integers(0, 65536, (20, 30), dtype=np.uint16),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNCHANGED))
+def test_the_identity_fallback_writes_the_input_unchanged(tmp_path, case):
+    """Depth and alpha survive (the 8-bit RGB reading the models get would lose them)."""
+    import cv2
+
+    stored = UNCHANGED[case]
+    cv2.imwrite(str(tmp_path / "in.png"), stored)
+    io.copy_as_png(tmp_path / "in.png", tmp_path / "out" / "out.png")
+    back = cv2.imread(str(tmp_path / "out" / "out.png"), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == stored.dtype and back.shape == stored.shape
+    np.testing.assert_array_equal(back, stored)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["out.png"]  # no temporary left
+
+
+def test_select_json_has_null_for_what_json_cannot_hold():
+    """An unbounded gain interval (the conformal rank above the references) and a NaN score are
+    null, so that `grids select --json` is JSON that any parser reads."""
+    from grids.selection import Selection
+
+    choice = Selection(
+        "jpeg", 1.5, True, pd.DataFrame({"group": ["jpeg"], "distance": [math.inf]}), math.nan, 0.2, "gain",
+        score=math.nan, expected_gain=1.0, gain_low=-math.inf, gain_high=math.inf,
+    )  # fmt: skip
+    text = json.dumps(choice.as_dict(), allow_nan=False)
+    answer = json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in {text}"))
+    assert answer["gain_interval"] == [None, None] and answer["score"] is None
+    assert answer["divergences"] == {"jpeg": None} and answer["input_ggd"] == {"alpha": None, "sigma": 0.2}
 
 
 def test_the_smallest_tile_covers_the_overlap_and_the_architecture_s_multiple():

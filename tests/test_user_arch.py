@@ -102,8 +102,10 @@ def test_the_workflow_trains_and_evaluates_a_user_architecture(tmp_path, monkeyp
     assert set(table.trained_on) == {"jpeg", "gaussian_noise", "gaussian_noise+jpeg"}
     assert table.psnr.between(5, 100).all()  # 44 px test images: padded to 48 for size_multiple 4, cropped back
     monkeypatch.chdir(tmp_path)  # the checkpoint names nafnet.py relative to the working directory, like the config
-    model, state = load_model(tmp_path / "results" / "models" / "jpeg" / "model.pth")
+    model, state = load_model(tmp_path / "results" / "models" / "jpeg" / "model.pth", archs=["nafnet.py:NAFNet"])
     assert state["arch"] == "nafnet.py:NAFNet" and type(model).__name__ == "NAFNet"
+    with pytest.raises(ValueError, match=r"model\.pth: names the architecture 'nafnet\.py:NAFNet', which is neither"):
+        load_model(tmp_path / "results" / "models" / "jpeg" / "model.pth")  # the config's trust, not the file's
     # The architecture's file is an input of its trainings: editing it retrains.
     with (tmp_path / "nafnet.py").open("a") as f:
         f.write("\n# edited\n")

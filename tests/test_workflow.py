@@ -420,6 +420,14 @@ def test_select_and_restore_on_the_built_results(built):
         )
     )
     assert [a["score"] for a in answers] == pytest.approx([score[a["image"]] for a in answers])
+    # selection.alpha so small that the conformal rank exceeds the references: an unbounded interval,
+    # null in the JSON (Infinity is not JSON); the gain statistic's own default sign of threshold
+    (built / "tiny_alpha.yaml").write_text("selection: {alpha: 0.0001}\n")
+    config = ["--config", "config/config.yaml", "--config", "tiny_alpha.yaml", "--threshold", "-0.5"]
+    unbounded = grids_cli(built, "select", images[0], "--json", *config)
+    assert unbounded.returncode == 0, unbounded.stderr
+    strict = json.loads(unbounded.stdout, parse_constant=lambda token: pytest.fail(f"{token} is not JSON"))
+    assert strict[0]["gain_interval"] == [None, None] and strict[0]["expected_gain"] is not None
     text = grids_cli(built, "select", images[0])
     assert text.returncode == 0 and "group" in text.stdout and "gain score" in text.stdout
     assert re.search(r": group \S+, expect [+-]\d+\.\d dB \([+-]\d+\.\d to [+-]\d+\.\d\) over the input", text.stdout)
@@ -455,6 +463,14 @@ def test_restore_routes_a_flagged_input_to_the_fallback(built):
         answers[fallback] = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_array_equal(io.read_image(built / "fallback_identity.png")[0], io.read_image(image)[0])
     assert answers["identity"]["group"] == "identity" and answers["identity"]["model"] is None
+    # "unchanged" means unchanged: a 16-bit RGBA input comes back 16-bit, with its alpha
+    import cv2
+
+    deep = np.dstack([io.read_image(image)[0].astype(np.uint16) * 257, np.full(io.read_image(image)[0].shape[:2], 999)])
+    cv2.imwrite(str(built / "deep.png"), deep.astype(np.uint16))
+    result = grids_cli(built, "restore", "deep.png", "-o", "deep_out.png", *config, "--fallback", "identity")
+    assert result.returncode == 0 and "writing the input unchanged" in result.stderr, result.stderr
+    np.testing.assert_array_equal(cv2.imread(str(built / "deep_out.png"), cv2.IMREAD_UNCHANGED), deep)
     mix_all = mix_all_group(TINY["degradations"])
     assert answers["mixall"]["group"] == mix_all and answers["mixall"]["model"].endswith(f"{mix_all}/model.pth")
     groups = set(pd.read_parquet(built / "results" / "final" / "groups.parquet").group)

@@ -115,17 +115,28 @@ def _first(keys: list[str], n: int = 4) -> str:
     return f"{keys[:n]}" + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
 
 
-def load_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str, what: str) -> None:
-    """``model.load_state_dict(state, strict=True)``, except that weights that do not fit are one
-    ValueError naming ``source``, the architecture ``what`` and the first few missing keys,
-    unexpected keys and shape mismatches (PyTorch's own message lists every key, on many lines)."""
+def load_strict(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str, what: str, exact_dtype: bool = True
+) -> None:
+    """``model.load_state_dict(state, strict=True)``, after checking every key, shape and dtype
+    (``load_state_dict`` would cast an int8 tensor into float weights without a word): weights that
+    do not fit are one ValueError naming ``source``, the architecture ``what`` and the first few
+    missing keys, unexpected keys, shape and dtype mismatches (PyTorch's own message lists every
+    key, on many lines). ``exact_dtype``: each tensor's dtype is the model's (a GRIDS file);
+    otherwise any floating dtype may fill a floating weight (published fp16 releases)."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
+    common = sorted(set(expected) & set(state))
     mismatched = [
         f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
-        for k in sorted(set(expected) & set(state))
+        for k in common
         if getattr(state[k], "shape", None) != expected[k].shape
+    ]
+    wrong_dtype = [
+        f"{k} (file {_dtype_name(state[k])}, model {_dtype_name(expected[k])})"
+        for k in common
+        if not _dtype_fits(state[k].dtype, expected[k].dtype, exact_dtype)
     ]
     parts = []
     if missing:
@@ -134,6 +145,18 @@ def load_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], sourc
         parts.append(f"unexpected keys {_first(unexpected)}")
     if mismatched:
         parts.append(f"shape mismatches {_first(mismatched, 3)}")
+    if wrong_dtype:
+        parts.append(f"dtype mismatches {_first(wrong_dtype, 3)}")
     if parts:
         raise ValueError(f"{source}: weights do not fit {what}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
+
+
+def _dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")
+
+
+def _dtype_fits(given: torch.dtype, wanted: torch.dtype, exact: bool) -> bool:
+    if given == wanted:
+        return True
+    return not exact and given.is_floating_point and wanted.is_floating_point

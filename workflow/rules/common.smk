@@ -138,6 +138,11 @@ get_baseline_arch_files = lambda w: arch_files(baseline_recipe(CONFIG, w.trained
 get_published_weights = lambda w: user_files([PUBLISHED_BASELINES[w.published]["weights"]])
 get_published_arch_files = lambda w: arch_files(PUBLISHED_BASELINES[w.published])
 get_descriptor_photo_files = lambda w: user_files(PLAN.descriptor_photo_files())
+# Every architecture the config names: the ones an evaluated model file may name (a weights file
+# names an architecture, never code of its own: grids.checkpoint.load_model).
+CONFIG_ARCHS = sorted(
+    {training_recipe(CONFIG)["arch"], *(baseline_recipe(CONFIG, name)["arch"] for name in CONFIG["baselines"])}
+)
 get_descriptor_input = lambda w: ([] if CONFIG["features"]["kind"] == "sift" else descriptor_input())
 get_descriptor_train_args = lambda wildcards: PLAN.descriptor_train_args()
 

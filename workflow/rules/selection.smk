@@ -66,6 +66,7 @@ use rule evaluate as evaluate_references with:
     params:
         test_sets=get_reference_set_args,
         degradations=reference_degradations,
+        archs=CONFIG_ARCHS,
 
 
 use rule evaluate_input as evaluate_references_input with:

@@ -127,9 +127,11 @@ rule evaluate:
     params:
         test_sets=get_test_set_args,
         degradations=eval_degradations,
+        archs=CONFIG_ARCHS,
     shell:
         "python -m grids.evaluate --model {input.model:q} {params.test_sets:q}"
-        " --degradations {params.degradations:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --degradations {params.degradations:q} --arch {params.archs:q} --threads {threads}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 use rule train as train_baseline with:
@@ -223,6 +225,7 @@ use rule evaluate as evaluate_replicate with:
     params:
         test_sets=get_test_set_args,
         degradations="{degradation}",
+        archs=CONFIG_ARCHS,
 
 
 rule noise_floor:
