@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
 # Every GPU check of the project in one run, for a borrowed GPU machine with a time limit.
 #
-#   OUT=gpu-out DESCRIPTOR_SECONDS=120 bash bench/gpu_checks.sh
+#   OUT=gpu-out PIPELINE_SECONDS=300 DESCRIPTOR_SECONDS=60 bash bench/gpu_checks.sh
+#   DRY_RUN=1 bash bench/gpu_checks.sh        # on any machine: plan the pipeline step, run nothing
 #
-# Needs `snakemake --cores all degraded_datasets` run beforehand (results/clean, results/degraded)
-# and the package importable (PYTHONPATH=. is set here). Writes to $OUT: log.txt (every table) and
-# the descriptor trained at BasicSR's batch/crop (msrresnet_x4.{pth,md,log.parquet}), plus
-# ggd_cuda_cpu.parquet. Each step has its own time limit, so one slow step cannot starve the rest;
-# the most important results come first.
+# First, today's pipeline: `snakemake final_models` on config/gpu.yaml in this checkout (from
+# nothing on a fresh machine), with its wall time, every model's gain over its input (upper bounds,
+# mix-all and groups) and the partition. Then the component checks, the most important first.
+# Needs the package importable (PYTHONPATH=. is set here); the pipeline leaves what the component
+# checks read (results/clean, results/degraded).
+# Writes to $OUT: log.txt (every table), pipeline/ (its final/ and upper_bounds/ tables), and the
+# descriptor trained at BasicSR's batch/crop (msrresnet_x4.{pth,md,log.parquet}), plus
+# ggd_cuda_cpu.parquet. Each step has its own time limit, so one slow step cannot starve the rest.
 set -u
 OUT=${OUT:-gpu-out}
-DESCRIPTOR_SECONDS=${DESCRIPTOR_SECONDS:-120}
+PIPELINE_SECONDS=${PIPELINE_SECONDS:-300}
+DESCRIPTOR_SECONDS=${DESCRIPTOR_SECONDS:-60}
 PYTHON=${PYTHON:-python3}
+SNAKEMAKE=${SNAKEMAKE:-$PYTHON -m snakemake}
 mkdir -p "$OUT"
+pipeline() {  # final_models of config/gpu.yaml in this checkout's results/; DRY_RUN=1: plan it only
+  local args=(--configfile config/config.yaml config/gpu.yaml --cores all final_models)
+  if [ "${DRY_RUN:-0}" = 1 ]; then
+    $SNAKEMAKE "${args[@]}" -n --quiet rules
+    return
+  fi
+  local start=$SECONDS
+  timeout "$PIPELINE_SECONDS" $SNAKEMAKE "${args[@]}" --quiet progress 2>&1 | tail -5
+  echo "pipeline wall time: $((SECONDS - start)) s (limit $PIPELINE_SECONDS s)"
+  $PYTHON bench/gains_table.py results || true
+  mkdir -p "$OUT/pipeline" && cp -r results/final results/upper_bounds "$OUT/pipeline/" 2>/dev/null || true
+}
+if [ "${DRY_RUN:-0}" = 1 ]; then
+  pipeline
+  exit $?
+fi
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 LOG=$OUT/log.txt
 step() { echo; echo "=== $1 ($(date -u +%T))"; }
@@ -21,6 +43,9 @@ run() { local limit=$1; shift; timeout "$limit" "$@" 2>&1 | grep -v -E '\|[^|]*\
 step "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PYTHON -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)'
+
+step "pipeline: snakemake final_models on config/gpu.yaml, from nothing"
+pipeline
 
 mkdir -p /tmp/trial
 step "descriptor: trial run to size the training"

@@ -277,13 +277,23 @@ def _percentiles(verifications: np.ndarray) -> tuple[int, int, int]:
 
 def _trainings(run, recipe: dict, baselines: dict, sims: np.ndarray | None, instances: int) -> list[str]:
     """What will be trained: counts and iterations; the search's verifications as simulated."""
+    from .config import group_iterations
+
     n = len(run.degradations)
     lines = ["Trainings"]
     lines.append(f"  single-task models      {n:5d}  x {recipe['iterations']:,} iterations ({recipe['arch']})")
     if run.mix_all:
-        lines.append(f"  mix-all baseline        {1:5d}  x {recipe['iterations']:,} iterations ({recipe['arch']})")
+        steps = group_iterations(recipe, n)
+        lines.append(f"  mix-all baseline        {1:5d}  x {steps:,} iterations ({recipe['arch']})")
     for name, base in baselines.items():
-        lines.append(f"  baseline {name:14s} {1:5d}  x {base['iterations']:,} iterations ({base['arch']})")
+        steps = group_iterations(base, n)
+        lines.append(f"  baseline {name:14s} {1:5d}  x {steps:,} iterations ({base['arch']})")
+    if recipe.get("group_budget") == "per_member":
+        cap = recipe.get("max_iterations")
+        lines.append(
+            f"    (group_budget per_member: a group of k trains k x {recipe['iterations']:,} iterations"
+            + (f", at most {cap:,})" if cap else ")")
+        )
     if sims is not None:
         ev, rounds = sims[:, 0], sims[:, 1]
         p10, med, p90 = _percentiles(ev)
