@@ -283,6 +283,4 @@ get_final_model_args = lambda w, input: [
 get_table1_evals = lambda w: evals(PLAN.table1_groups(final_groups()))
 get_export_evals = lambda w: evals(PLAN.scored_groups(final_groups()))
 # The selection reads every final group's model on every test degradation (it may choose any).
-get_selection_evals = lambda w: evals(PLAN.scored_groups(final_groups())) + expand(
-    "results/eval/others/{others}.parquet", others=final_groups()
-)
+get_selection_evals = lambda w: evals(PLAN.scored_groups(final_groups())) + PLAN.others_evals(final_groups())
