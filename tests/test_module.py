@@ -61,7 +61,7 @@ BOOKKEEPING = {
     "grouping_candidates",
     "grouping_round",
     "grouping_result",
-    "final_group_models",
+    "final_group_model",
     "table1",
     "selection_references",
     "validation_matrix",

@@ -531,6 +531,24 @@ def test_changing_delta_reuses_trainings(built):
     assert trained_groups(out) == set()
 
 
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors", ".md"])
+def test_a_deleted_export_is_rebuilt_by_final_models(built, suffix):
+    """Each exported file is a declared output (it was one directory(): a deleted model card,
+    .safetensors or .pth was never rebuilt, "Nothing to be done")."""
+    models = built / "results" / "final" / "models"
+    group = pd.read_parquet(built / "results" / "final" / "groups.parquet").group.iloc[0]
+    before = {p.name: p.read_bytes() for p in models.iterdir() if p.suffix != ".md"}
+    (models / f"{group}{suffix}").unlink()
+    result = snakemake(built, "--cores", "2", "final_models")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (models / f"{group}{suffix}").is_file()
+    assert trained_groups(result.stdout + result.stderr) == set()  # only the export reran
+    after = {p.name: p.read_bytes() for p in models.iterdir() if p.suffix != ".md"}
+    assert after.keys() == before.keys() and (
+        suffix == ".md" or after[f"{group}{suffix}"] == before[f"{group}{suffix}"]
+    )
+
+
 def test_second_run_does_nothing(built):
     result = snakemake(built, "--cores", "2", "all")
     assert result.returncode == 0
@@ -571,7 +589,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "grouping_candidates",
         "grouping_round",
         "grouping_result",
-        "final_group_models",
+        "final_group_model",
         "table1",
         "final_models",
         "all",
