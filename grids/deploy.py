@@ -27,7 +27,8 @@ SNAKEFILE = """\
 # The workflow is the one installed with the grids package, used as a Snakemake module; edit
 # config/config.yaml (or add files with --configfile) and run, from this folder:
 #   snakemake --cores all similarity_matrix     # or final_models, all, ... (see the README)
-# (checked_configfile reads the config files as plain YAML before Snakemake loads them.)
+# (checked_configfile reads the config files as plain YAML before Snakemake loads them; Snakemake
+# loads a --configfile before this file, so run with `grids run ...` to have those checked first.)
 from grids.deploy import checked_configfile, workflow_folder
 
 
