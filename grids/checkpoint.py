@@ -282,8 +282,7 @@ def export_model(
     }
     with io.atomic_path(pth) as tmp:
         torch.save(slim, tmp)
-    with io.atomic_path(safetensors) as tmp:
-        write_safetensors(tmp, slim["params"], {k: v for k, v in slim.items() if k != "params"})
+    write_safetensors(safetensors, slim["params"], {k: v for k, v in slim.items() if k != "params"})
     digests = {suffix: sha256_file(path) for suffix, path in ((".pth", pth), (SAFETENSORS, safetensors))}
     with io.atomic_path(card) as tmp:
         tmp.write_text(model_card(slim, psnr, digests, training_data, grouping))
