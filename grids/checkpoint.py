@@ -281,6 +281,9 @@ def import_weights(source: str | Path, arch: str, arch_kwargs: dict, group: str,
     return state
 
 
+EXPORT_SUFFIXES = (".pth", SAFETENSORS, ".md")  # a final group's files in results/final/models/
+
+
 def export_models(
     groups: pd.DataFrame,
     model_files: dict[str, str | Path],
@@ -290,10 +293,36 @@ def export_models(
     config_hash: str = "",
     training_data: dict | None = None,
 ) -> list[Path]:
-    """Write every final group's model (its training checkpoint in ``model_files``, by group name)
-    to ``out_dir`` as ``{group}.pth`` (slim), ``{group}.safetensors`` (the same tensors) and the
-    model card ``{group}.md``, replacing the folder whole (so no model of an earlier partition is
-    left next to the current ones). Returns the ``.pth`` paths.
+    """Every final group's model (its training checkpoint in ``model_files``, by group name) as
+    :func:`export_model` writes it, into ``out_dir``, and no file of a group of an earlier
+    partition left beside them. Returns the ``.pth`` paths; a missing model writes nothing."""
+    names = list(dict.fromkeys(groups.group))
+    for group in names:
+        source = model_files.get(group)
+        if source is None or not Path(source).is_file():
+            raise FileNotFoundError(f"model of group {group!r} not found: {source or 'no file given'}")
+    out_dir = Path(out_dir)
+    for group in names:
+        files = [out_dir / f"{group}{suffix}" for suffix in EXPORT_SUFFIXES]
+        export_model(group, model_files[group], *files, groups, evaluation, grouping, config_hash, training_data)
+    return [out_dir / f"{group}.pth" for group in names]
+
+
+def export_model(
+    group: str,
+    source: str | Path,
+    pth: str | Path,
+    safetensors: str | Path,
+    card: str | Path,
+    groups: pd.DataFrame,
+    evaluation: pd.DataFrame | None = None,
+    grouping: dict | None = None,
+    config_hash: str = "",
+    training_data: dict | None = None,
+) -> None:
+    """Write final group ``group``'s model (its training checkpoint ``source``) as ``pth`` (slim),
+    ``safetensors`` (the same tensors) and the model card ``card``, each file atomically; then
+    remove, from their folder, the files of groups not in ``groups`` (an earlier partition's).
 
     The slim file holds the weights under ``params`` (what BasicSR-style loaders read), the
     architecture and its keyword arguments, and what the group is: ``group``, ``members``,
@@ -302,43 +331,42 @@ def export_models(
     no optimizer or RNG state. With ``evaluation`` and ``grouping`` the drops and the card's PSNR
     table are filled in.
     """
-    written = []
     member_psnr = None
     if evaluation is not None and grouping is not None:
         grouping, member_psnr = _member_psnr(evaluation, grouping)
-    with io.atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        for group in dict.fromkeys(groups.group):
-            source = model_files.get(group)
-            if source is None or not Path(source).is_file():
-                raise FileNotFoundError(f"model of group {group!r} not found: {source or 'no file given'}")
-            full = load_checkpoint(source)
-            members = group_members(group)
-            psnr = member_psnr(members, group) if member_psnr else {}
-            slim = {
-                "params": full["params"],
-                "arch": full["arch"],
-                "arch_kwargs": full["arch_kwargs"],
-                "group": group,
-                "members": members,
-                "delta": float(grouping["delta"]) if grouping else None,  # JSON null, not NaN
-                "drops": json.dumps({m: single - grouped for m, (single, grouped, _) in psnr.items()}, sort_keys=True),
-                "gains": json.dumps(
-                    {m: grouped - identity for m, (_, grouped, identity) in psnr.items()}, sort_keys=True
-                ),
-                "recipe": full.get("recipe", ""),
-                "degradations": full.get("degradations", ""),
-                "config_hash": config_hash,
-                "grids_version": full.get("grids_version", ""),
-            }
-            torch.save(slim, tmp / f"{group}.pth")
-            write_safetensors(
-                tmp / f"{group}{SAFETENSORS}", slim["params"], {k: v for k, v in slim.items() if k != "params"}
-            )
-            digests = {suffix: sha256_file(tmp / f"{group}{suffix}") for suffix in (".pth", SAFETENSORS)}
-            (tmp / f"{group}.md").write_text(model_card(slim, psnr, digests, training_data, grouping))
-            written.append(Path(out_dir) / f"{group}.pth")
-    return written
+    full = load_checkpoint(source)
+    members = group_members(group)
+    psnr = member_psnr(members, group) if member_psnr else {}
+    slim = {
+        "params": full["params"],
+        "arch": full["arch"],
+        "arch_kwargs": full["arch_kwargs"],
+        "group": group,
+        "members": members,
+        "delta": float(grouping["delta"]) if grouping else None,  # JSON null, not NaN
+        "drops": json.dumps({m: single - grouped for m, (single, grouped, _) in psnr.items()}, sort_keys=True),
+        "gains": json.dumps({m: grouped - identity for m, (_, grouped, identity) in psnr.items()}, sort_keys=True),
+        "recipe": full.get("recipe", ""),
+        "degradations": full.get("degradations", ""),
+        "config_hash": config_hash,
+        "grids_version": full.get("grids_version", ""),
+    }
+    with io.atomic_path(pth) as tmp:
+        torch.save(slim, tmp)
+    write_safetensors(safetensors, slim["params"], {k: v for k, v in slim.items() if k != "params"})
+    digests = {suffix: sha256_file(path) for suffix, path in ((".pth", pth), (SAFETENSORS, safetensors))}
+    with io.atomic_path(card) as tmp:
+        tmp.write_text(model_card(slim, psnr, digests, training_data, grouping))
+    _remove_other_partitions(Path(pth).parent, set(groups.group))
+
+
+def _remove_other_partitions(folder: Path, current: set[str]) -> None:
+    """The exported files in ``folder`` of groups not in ``current``: an earlier partition's models,
+    which would otherwise be shared beside the current ones."""
+    for path in folder.iterdir():
+        suffix = next((s for s in EXPORT_SUFFIXES if path.name.endswith(s)), None)
+        if suffix and not path.name.startswith(".") and path.name[: -len(suffix)] not in current:
+            path.unlink(missing_ok=True)
 
 
 def _member_psnr(evaluation: pd.DataFrame, grouping: dict):

@@ -1,6 +1,7 @@
 """grids: small helpers around the GRIDS pipeline (the pipeline itself is a Snakemake workflow).
 
     grids init DIR                             a working directory for the installed workflow
+    grids run [SNAKEMAKE ARGS...]              snakemake, once its --configfile files are checked as plain YAML
     grids check-config [FILE...]               validate configs (merged over config/config.yaml), print the result
     grids degradations                         list the built-in degradations and their defaults
     grids degrade IMAGE -d jpeg -o out.png     preview one degradation on one image
@@ -21,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -89,10 +91,37 @@ def _init(args) -> int:
     written = init(args.directory)
     print("\n".join(str(path) for path in written))
     print(
-        f"next: cd {args.directory} && snakemake --cores all similarity_matrix   (edit config/config.yaml first)",
+        f"next: cd {shlex.quote(args.directory)} && snakemake --cores all similarity_matrix   "
+        "(edit config/config.yaml first)",
         file=sys.stderr,
     )
     return 0
+
+
+def _run(args) -> int:
+    """``snakemake ARGS``, once every ``--configfile`` it would load (the profiles' included, as
+    Snakemake itself reads its arguments) is read with the package's loader: Snakemake loads those
+    before any line of the workflow, evaluating ``__use_yte__`` expressions, so they are refused
+    here, and a YAML mistake is named with its line. The workflow checks its own config file."""
+    import contextlib
+    import io as text_io
+
+    from snakemake.cli import parse_args
+
+    from .config import read_yaml
+
+    said = text_io.StringIO()  # Snakemake's own notes ("Using profile ..."), shown once, by Snakemake
+    try:
+        with contextlib.redirect_stderr(said):
+            configfiles = parse_args(args.snakemake)[1].configfile or []
+    except SystemExit:
+        sys.stderr.write(said.getvalue())  # its usage error, as Snakemake would print it
+        raise
+    for path in configfiles:
+        read_yaml(path)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "snakemake", *args.snakemake])
+    return 0  # not reached
 
 
 def _check_config(args) -> int:
@@ -360,6 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
         "directory", metavar="DIR", help="the folder to write (created if missing; its files must not exist)"
     )
     p.set_defaults(func=_init)
+    p = _subcommand(
+        sub,
+        "run",
+        "snakemake with the same arguments, once its --configfile files are checked as plain YAML",
+        "grids run --cores all similarity_matrix --configfile my.yaml",
+        add_help=False,  # --help is Snakemake's
+        prefix_chars="\0",  # every word goes to Snakemake, options included
+    )
+    p.add_argument("snakemake", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_ARGS", help="passed to snakemake as given")
+    p.set_defaults(func=_run)
     p = _subcommand(
         sub,
         "check-config",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 import warnings
 from functools import cache
@@ -169,6 +170,7 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     _check_names(config)
     _check_degradation_names(config)
     _check_arch_names(config)
+    check_finite(config)
     _check_schema(config)
     config["images"] = _image_set(config["images"], "images", base_dir)
     _training_section(config, base_dir)
@@ -229,6 +231,20 @@ def _check_arch_names(config: dict[str, Any]) -> None:
             "experiment: set it in your profile (set-resources: train: runtime: MINUTES) or on the command "
             "line (--set-resources train:runtime=MINUTES)"
         )
+
+
+def check_finite(value: Any, path: tuple = ()) -> None:
+    """Every number in ``value`` is finite: YAML's ``.nan``, ``.inf`` and ``-.inf`` are a
+    :class:`ConfigError` naming the key (JSON Schema's bounds are all false for NaN, so the schema
+    alone lets it through, with wrong results and no warning)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {_key(path)}: {value} is not a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_finite(item, (*path, key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_finite(item, (*path, index))
 
 
 def _check_schema(config: dict[str, Any]) -> None:
@@ -396,6 +412,12 @@ def composite_entry(entry: dict, degradations: dict[str, dict], key: str = "sele
 def _replicates(given: dict, degradations: list[str]) -> dict:
     """``grouping.replicates`` with its defaults, its degradations checked."""
     replicates = {**DEFAULT_GROUPING["replicates"], **given}
+    if replicates["degradations"] == [] and replicates["seeds"]:
+        raise ConfigError(
+            "config key grouping.replicates.degradations: [] retrains no degradation, so there would be no "
+            f"noise floor despite seeds: {replicates['seeds']}; name degradations (null: the first three) or "
+            "set seeds: 0 to turn the noise floor off"
+        )
     strangers = [name for name in replicates["degradations"] or [] if name not in degradations]
     if strangers:
         raise ConfigError(f"config key grouping.replicates.degradations: {strangers} not among `degradations`")
@@ -449,6 +471,7 @@ def config_section(name: str, given: dict[str, Any]) -> dict[str, Any]:
         "selection": DEFAULT_SELECTION,
         "validation": DEFAULT_VALIDATION,
     }[name]
+    check_finite(given, (name,))
     errors = list(jsonschema.Draft202012Validator(schema()["properties"][name]).iter_errors(given))
     if errors:
         error = jsonschema.exceptions.best_match(errors)

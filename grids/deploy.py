@@ -12,6 +12,7 @@ checkout they are the repository's own folders, so one lookup serves both.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -26,10 +27,12 @@ SNAKEFILE = """\
 # The workflow is the one installed with the grids package, used as a Snakemake module; edit
 # config/config.yaml (or add files with --configfile) and run, from this folder:
 #   snakemake --cores all similarity_matrix     # or final_models, all, ... (see the README)
-from grids.deploy import workflow_folder
+# (checked_configfile reads the config files as plain YAML before Snakemake loads them; Snakemake
+# loads a --configfile before this file, so run with `grids run ...` to have those checked first.)
+from grids.deploy import checked_configfile, workflow_folder
 
 
-configfile: "config/config.yaml"
+configfile: checked_configfile(workflow, "config/config.yaml")
 
 
 module grids:
@@ -66,9 +69,32 @@ def examples_folder() -> Path:
     return _shipped("examples", "examples", "haze.py")
 
 
+def checked_configfile(workflow, path: str = "config/config.yaml") -> str:
+    """``path``, for a Snakefile's ``configfile:``, once the package's loader has read it and the
+    run's ``--configfile`` files: a YAML mistake or a key given twice names the file and the line,
+    and ``__use_yte__`` is refused before Snakemake evaluates the file (a ``--configfile`` it has
+    loaded already: ``grids run`` checks those first). Every layout calls it: the checkout's
+    Snakefile, a ``grids init`` folder's and a host workflow's (README, "Using the workflow inside
+    your own"). A file that does not exist is left to Snakemake, which names it."""
+    from snakemake.exceptions import WorkflowError
+
+    from .config import ConfigError, read_yaml
+
+    for one in [path, *workflow.overwrite_configfiles]:
+        if os.path.exists(one):
+            try:
+                read_yaml(one)
+            except ConfigError as err:
+                raise WorkflowError(f"invalid config: {err}") from None
+    return path
+
+
 def init(directory: str | Path) -> list[Path]:
     """Write a working directory (created if needed) and return the files written. Refuses, writing
-    nothing, when one of them exists already."""
+    nothing, when one of them exists already; one that fails midway (a full disk) removes what it
+    wrote, so that a second ``grids init`` starts afresh."""
+    if not str(directory).strip():
+        raise ValueError("grids init: the folder's name is empty; name the folder to write (. for this one)")
     directory = Path(directory)
     sources = {
         directory / "config" / f.name: f for f in sorted(config_folder().iterdir()) if f.suffix in {".yaml", ".md"}
@@ -78,9 +104,32 @@ def init(directory: str | Path) -> list[Path]:
     existing = [str(t) for t in targets if t.exists()]
     if existing:
         raise FileExistsError(f"{', '.join(existing)} already exist: choose a new folder, or remove them first")
-    for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    for target, source in sources.items():
-        shutil.copyfile(source, target)
-    targets[0].write_text(SNAKEFILE.format(version=__version__))
+    made: list[Path] = []  # the folders and files this call created, in order
+    try:
+        for folder in dict.fromkeys(t.parent for t in targets):
+            for missing in [f for f in (*reversed(folder.parents), folder) if not f.exists()]:
+                made.append(missing)
+                missing.mkdir()
+        for target, source in [(targets[0], None), *sources.items()]:
+            made.append(target)
+            if source is None:
+                target.write_text(SNAKEFILE.format(version=__version__))
+            else:
+                shutil.copyfile(source, target)
+    except BaseException as err:
+        _remove(made)
+        if isinstance(err, OSError):
+            where = made[-1] if made else directory
+            why = err.strerror or err
+            raise OSError(f"grids init {directory}: writing {where} failed ({why}); nothing was left behind") from None
+        raise
     return targets
+
+
+def _remove(made: list[Path]) -> None:
+    """Undo a failed :func:`init`: its files, then its (now empty) folders, newest first."""
+    for path in reversed(made):
+        try:
+            path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+        except OSError:  # a file put there meanwhile: left as it is
+            pass

@@ -4,11 +4,12 @@
 
 From the merged config alone (nothing under ``results/`` is needed, no model is trained):
 
-* trainings: one single-task model per degradation, the mix-all baseline, each extra
-  ``baselines`` entry, and the verifications of the grouping search. Their number depends on
-  PSNRs not measured yet, so it is given as the distribution the planner itself produces
-  (:class:`grids.grouping.Planner`, with the config's ``strategy`` and ``probes_per_round``) on
-  random instances with the same number of degradations: those of ``bench/bench_grouping.py``
+* trainings: one single-task model per degradation, the mix-all baseline, the noise floor's
+  replicates (``grouping.replicates``), each extra ``baselines`` entry, and the verifications
+  of the grouping search. Their number depends on PSNRs not measured yet, so it is given as the
+  distribution the planner itself produces (:class:`grids.grouping.Planner`, with the config's
+  ``strategy`` and ``probes_per_round``) on random instances with the same number of
+  degradations: those of ``bench/bench_grouping.py``
   (random points mapped to log-KL distances in [1, 5], drops growing with the group's spread,
   delta at the 20-35 % quantile of the pair distances);
 * GPU-hours: iterations / the end-to-end it/s measured in ``bench/RESULTS.md`` for the
@@ -251,7 +252,8 @@ def plan(config: dict, assumed: dict[str, tuple[int, int]] | None = None, instan
     baselines = {name: baseline_recipe(config, name) for name in run.trained_baselines}
     n = len(run.degradations)
     sims = simulated_verifications(n, grouping["strategy"], grouping["probes_per_round"], instances) if n > 1 else None
-    fixed = len(run.upper_bound_groups)  # the trainings every run has: single-task models and mix-all
+    # the trainings every run has: single-task models, mix-all and the noise floor's replicates
+    fixed = len(run.upper_bound_groups) + len(run.replicate_runs)
     verifications = _percentiles(sims[:, 0]) if sims is not None else None
     lines = [
         (
@@ -285,6 +287,12 @@ def _trainings(run, recipe: dict, baselines: dict, sims: np.ndarray | None, inst
     if run.mix_all:
         steps = group_iterations(recipe, n)
         lines.append(f"  mix-all baseline        {1:5d}  x {steps:,} iterations ({recipe['arch']})")
+    if run.replicate_runs:
+        seeds = len(run.replicate_runs) // len(run.replicated)
+        lines.append(
+            f"  noise-floor replicates  {len(run.replicate_runs):5d}  x {recipe['iterations']:,} iterations "
+            f"({recipe['arch']}; {', '.join(run.replicated)} x {seeds} seed(s), grouping.replicates)"
+        )
     for name, base in baselines.items():
         steps = group_iterations(base, n)
         lines.append(f"  baseline {name:14s} {1:5d}  x {steps:,} iterations ({base['arch']})")

@@ -225,13 +225,18 @@ class RunPlan:
         select`` (grids/gain.py): its group's members; the identity's (``group`` None): every one."""
         return list(self.degradations) if group is None else group_members(group)
 
+    def others_evals(self, groups: Iterable[str]) -> list[str]:
+        """Rule evaluate_others' tables of ``groups``: of those with a test degradation outside their
+        members only (a group of every trained degradation, with no unseen ones, has none, and a job
+        with no degradation to score would fail)."""
+        return [f"results/eval/others/{group}.parquet" for group in groups if self.eval_degradations(others=group)]
+
     def mix_all_evals(self) -> list[str]:
         """The mix-all model's evaluations on every test degradation (the ``mixall`` fallback's):
         its members' table and, with unseen degradations, the others'."""
         if self.mix_all is None:
             return []
-        others = [f"results/eval/others/{self.mix_all}.parquet"] if self.unseen else []
-        return [f"results/eval/{self.mix_all}.parquet", *others]
+        return [f"results/eval/{self.mix_all}.parquet", *self.others_evals([self.mix_all])]
 
     def variant_features(self, variant: str) -> dict[str, Any]:
         """The features section a variant fits with (the configured one, changed where it differs)."""

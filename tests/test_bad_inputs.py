@@ -1068,6 +1068,67 @@ def test_a_config_file_that_is_code_missing_a_folder_or_not_yaml_is_one_line_nam
         # (A --configfile is loaded, its expressions run, by Snakemake before the workflow: README.)
 
 
+def readme_host(module_snakefile: Path) -> str:
+    """The host Snakefile of the README's "Using the workflow inside your own", as written there."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("```python\n# your Snakefile") :].split("\n", 1)[1]
+    block = block[: block.index("```")]
+    return re.sub(r'snakefile: "[^"]*".*', f"snakefile: {str(module_snakefile)!r}", block)
+
+
+def layout(kind: str, workdir: Path) -> list[str]:
+    """A working directory of each kind (its config/config.yaml written by the test); the Snakefile options."""
+    if kind == "init":
+        assert grids(workdir.parent, "init", workdir.name).returncode == 0
+        return []  # workflow/Snakefile, found by Snakemake
+    if kind == "module":
+        (workdir / "Snakefile").write_text(readme_host(SNAKEFILE))
+        return ["-s", str(workdir / "Snakefile")]
+    return ["-s", str(SNAKEFILE)]
+
+
+BASE = yaml.safe_dump({k: v for k, v in SMALL.items() if k != "seed"})  # the cases set seed
+LAYOUT_CASES = {
+    "yte": (BASE + "__use_yte__: true\n" + YTE, r"config/config.yaml: __use_yte__ makes Snakemake run"),
+    "syntax": (
+        "seed: 1\nimages: {photos: [astronaut]\n" + BASE,
+        r"config/config.yaml, line \d+, column \d+: not valid",
+    ),
+    "duplicate": (BASE + "seed: 1\nseed: 2\n", r"config/config.yaml, line \d+, column 1: duplicate key 'seed'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LAYOUT_CASES))
+@pytest.mark.parametrize("kind", ["checkout", "init", "module"])
+def test_every_layout_checks_its_config_before_snakemake_loads_it(tmp_path, kind, case):
+    """The checkout, a `grids init` folder and the README's host workflow read config/config.yaml
+    with the package's loader first: nothing evaluated, the file and line named, nothing written."""
+    text, expected = LAYOUT_CASES[case]
+    workdir = tmp_path / "study"
+    workdir.mkdir()
+    options = layout(kind, workdir)
+    (workdir / "config" / "config.yaml").unlink(missing_ok=True)
+    project(workdir, {}, text)
+    result = run([sys.executable, "-m", "snakemake", *options, "-n", "--cores", "1", "all"], workdir)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and re.search(expected, output) and "Traceback" not in output, output
+    assert not (workdir / "pwned").exists() and not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize("case", sorted(LAYOUT_CASES))
+def test_grids_run_checks_every_configfile_before_snakemake_loads_it(tmp_path, case):
+    """Snakemake loads a --configfile before any line of the workflow: `grids run` reads it first."""
+    text, expected = LAYOUT_CASES[case]
+    workdir = project(tmp_path, SMALL)
+    (workdir / "extra.yaml").write_text(text)
+    result = grids(workdir, "run", "-s", str(SNAKEFILE), "-n", "--cores", "1", "--configfile", "extra.yaml")
+    assert re.search(expected.replace("config/config", "extra"), one_error_line(result))
+    assert not (workdir / "pwned").exists() and not (workdir / "results").exists()
+    (workdir / "extra.yaml").write_text("seed: 4\n")
+    result = grids(workdir, "run", "-s", str(SNAKEFILE), "-n", "--cores", "1", "--configfile", "extra.yaml")
+    assert result.returncode == 0 and "degrade" in result.stdout, result.stdout + result.stderr
+
+
 # --- one line naming the culprit ----------------------------------------------------------------------
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from grids import io
@@ -18,8 +22,20 @@ from grids.degradations import NAMES
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def grids(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grids.cli", *args], capture_output=True, text=True, cwd=cwd)
+def grids(*args: str, cwd: Path = ROOT, preexec=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "grids.cli", *args], capture_output=True, text=True, cwd=cwd, preexec_fn=preexec
+    )
+
+
+def full_disk_after(size: int):
+    """A child whose writes fail (EFBIG) past ``size`` bytes per file: a disk that fills midway."""
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
 
 
 def test_check_config_ok_and_bad(tmp_path):
@@ -145,3 +161,34 @@ def test_init_writes_a_working_directory_the_commands_find(tmp_path):
     assert checked.returncode == 0 and "gaussian_blur" in checked.stdout, checked.stderr
     again = grids("init", str(run), cwd=tmp_path)  # nothing is overwritten
     assert again.returncode == 2 and "already exist" in again.stderr
+
+
+INIT_CASES = {
+    # folder name, what limits the child, the expected error (None: it succeeds), its next: hint
+    "empty_name": ("", None, r"^error: grids init: the folder's name is empty", None),
+    "disk_full_midway": (
+        "a/b/study",
+        full_disk_after(5000),
+        r"^error: grids init a/b/study: writing a/b/study/\S+ failed \(File too large\); nothing was left",
+        None,
+    ),
+    "name_with_a_space": ("my study", None, None, "next: cd 'my study' && snakemake"),
+    "name_with_a_quote": ("it's", None, None, """next: cd 'it'"'"'s' && snakemake"""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INIT_CASES))
+def test_init_refuses_an_empty_name_undoes_a_failed_write_and_quotes_its_hint(tmp_path, case):
+    """A refused or failed `grids init` leaves nothing behind, so a second one works; the hint is
+    a command a shell runs as written."""
+    name, preexec, error, hint = INIT_CASES[case]
+    result = grids("init", name, cwd=tmp_path, preexec=preexec)
+    if error is None:
+        assert result.returncode == 0 and hint in result.stderr, result.stderr
+        return
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert re.search(error, result.stderr), result.stderr
+    assert list(tmp_path.iterdir()) == []  # no folder, no half-copied file
+    if name:
+        again = grids("init", name, cwd=tmp_path)
+        assert again.returncode == 0 and (tmp_path / name / "config" / "config.yaml").is_file(), again.stderr

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from grids.config import ConfigError, load_config, validate_config
+from grids.config import ConfigError, _resolve, config_section, load_config, schema, validate_config
 from grids.degradations import NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,11 +69,76 @@ def mutate(config: dict, path: str, value) -> dict:
         ("images.folder", "/no/such/folder", r"config key images.folder: folder /no/such/folder does not exist"),
         ("degradations.haze", {"function": "nowhere.py:haze"}, r"degradations.haze:.*nowhere.py not found"),
         ("degradations.haze", {"function": "haze"}, r"config key degradations.haze.function"),
+        ("grouping.replicates", {"seeds": 100000}, r"grouping.replicates.seeds: 100000 is greater than the maximum"),
+        (
+            "grouping.replicates",
+            {"degradations": [], "seeds": 1},
+            r"grouping.replicates.degradations: \[\] retrains no degradation.*set seeds: 0",
+        ),
     ],
 )
 def test_mistakes_name_the_key(default, path, value, message):
     with pytest.raises(ConfigError, match=message):
         validate_config(mutate(default, path, value))
+
+
+# A name for each map of the schema (an entry's key is the user's choice), so its keys are swept too.
+MAP_ENTRY = {"training.test_sets": "heldout", "baselines": "extra"}
+
+
+def numeric_keys(node: dict, prefix: str = "") -> list[str]:
+    """Every key of the schema that holds a number (integer or not), nested keys dotted."""
+    node, found = _resolve(node), []
+    for name, child in node.get("properties", {}).items():
+        child, key = _resolve(child), prefix + name
+        kinds = child.get("type", [])
+        if {"number", "integer"} & set([kinds] if isinstance(kinds, str) else kinds):
+            found.append(key)
+        found += numeric_keys(child, key + ".")
+        if isinstance(child.get("additionalProperties"), dict) and key in MAP_ENTRY:
+            found += numeric_keys(child["additionalProperties"], f"{key}.{MAP_ENTRY[key]}.")
+    return found
+
+
+def set_key(config: dict, path: str, value) -> dict:
+    """``config`` with the dotted key ``path`` set, creating the sections on the way."""
+    config = copy.deepcopy(config)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return config
+
+
+# The schema's numeric keys, a degradation's parameter, and one end of a range (a list index).
+NUMERIC_KEYS = [*numeric_keys(schema()), "degradations.jpeg.quality", "degradations.gaussian_blur.sigma.1"]
+
+
+def test_the_sweep_covers_the_schema():
+    assert len(NUMERIC_KEYS) > 40 and {"grouping.delta", "selection.threshold", "baselines.extra.lr"} <= set(
+        NUMERIC_KEYS
+    )
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("key", NUMERIC_KEYS)
+def test_every_numeric_key_refuses_nan_and_infinity(default, key, value):
+    """JSON Schema's bounds are all false for NaN: without a finiteness check `.nan` passed for
+    grouping.delta, selection.alpha, ... with wrong results and rc 0. The config goes through YAML,
+    which writes the values as `.nan`, `.inf` and `-.inf`."""
+    if key.endswith(".1"):  # the high end of a [low, high] range
+        config = set_key(default, key.removesuffix(".1"), [0.2, value])
+    else:
+        config = set_key(default, key, value)
+    config = yaml.safe_load(yaml.safe_dump(config))
+    expected = rf"^config key {re.escape(key)}: {value} is not a finite number$"
+    with pytest.raises(ConfigError, match=expected):
+        validate_config(config)
+    section, _, rest = key.partition(".")
+    if section in {"descriptor", "features", "grouping", "selection", "validation"} and "." not in rest:
+        with pytest.raises(ConfigError, match=expected):
+            config_section(section, {rest: value})  # what a stage run by hand reads
 
 
 def test_no_images_at_all(default):

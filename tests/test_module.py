@@ -34,7 +34,9 @@ CONFIG = {
 # The host reads the module's local rules back (Snakemake has no public accessor; a dry run with
 # the local executor shows every job as local), to check they survived the renaming.
 HOST = f"""
-configfile: "config/config.yaml"
+from grids.deploy import checked_configfile
+
+configfile: checked_configfile(workflow, "config/config.yaml")
 
 
 module grids:
@@ -59,7 +61,7 @@ BOOKKEEPING = {
     "grouping_candidates",
     "grouping_round",
     "grouping_result",
-    "final_group_models",
+    "final_group_model",
     "table1",
     "selection_references",
     "validation_matrix",

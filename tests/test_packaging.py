@@ -152,7 +152,7 @@ def test_init_from_the_wheel_runs_the_workflow_away_from_any_checkout(built):
     checked = run(venv / "bin" / "grids", "check-config", cwd=work, env=env)
     assert "iterations: 12" in checked.stdout  # the working directory's config, found
     dry = run(python, "-m", "snakemake", "-n", "all", cwd=work, env=env)
-    assert all(job in dry.stdout for job in ("ggd_fit", "train", "final_group_models", "table1")), dry.stdout
+    assert all(job in dry.stdout for job in ("ggd_fit", "train", "grouping_round", "table1")), dry.stdout
     run(python, "-m", "snakemake", "--cores", "2", "similarity_matrix", cwd=work, env=env)
     matrix = pd.read_parquet(work / "results" / "similarity" / "matrix.parquet")
     assert set(matrix.deg_a) == set(matrix.deg_b) == {"clean", "jpeg", "gaussian_noise", "sr", "haze"}

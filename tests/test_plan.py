@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from grids.plan import load_for_plan, plan, simulated_verifications
 
@@ -100,3 +102,33 @@ def test_plan_warns_when_the_iterations_are_below_what_a_degradation_needed():
     assert any("gaussian_blur: bench/RESULTS.md measured 300 iterations" in line for line in short)
     config["training"]["lr"] = 2e-4  # another recipe: nothing measured, nothing claimed
     assert learning_warnings(config) == []
+
+
+@pytest.mark.parametrize(
+    "replicates",
+    [{"degradations": ["jpeg"], "seeds": 1}, {"degradations": None, "seeds": 2}, {"seeds": 0}],
+    ids=["one", "default_three_x2", "none"],
+)
+def test_the_plan_counts_the_noise_floor_trainings_that_snakemake_plans(tmp_path, replicates):
+    """`grids plan` left the replicate trainings out, at any seeds; `snakemake -n` plans them."""
+    config = yaml.safe_load((ROOT / ".test" / "config" / "config.yaml").read_text())
+    config["grouping"]["replicates"] = replicates
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copy(ROOT / "examples" / "haze.py", tmp_path / "haze.py")
+    run = dict(cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    planned = subprocess.run([sys.executable, "-m", "grids.cli", "plan", "--instances", "3"], **run)
+    assert planned.returncode == 0, planned.stderr
+    snakefile = str(ROOT / "workflow" / "Snakefile")
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-s", snakefile, "-n", "final_models"], **run)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    jobs = re.search(r"^train_replicate\s+(\d+)$", dry.stdout, re.M)
+    line = re.search(r"noise-floor replicates\s+(\d+)\s+x 12 iterations", planned.stdout)
+    if replicates["seeds"] == 0:
+        assert jobs is None and line is None, planned.stdout
+    else:
+        assert (
+            jobs
+            and line
+            and int(line[1]) == int(jobs[1]) == 3 ** (replicates["degradations"] is None) * (replicates["seeds"])
+        ), planned.stdout + dry.stdout

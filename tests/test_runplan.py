@@ -181,6 +181,28 @@ def test_what_the_search_adds(tiny):
     assert tiny.scored_groups(final) == sorted({*final, *tiny.degradations})
 
 
+@pytest.mark.parametrize(
+    ("unseen", "final", "expected"),
+    [
+        ({}, ["gaussian_noise+jpeg+sr"], []),  # one final group of every degradation: nothing else to score
+        ({}, ["jpeg+sr", "gaussian_noise"], ["jpeg+sr", "gaussian_noise"]),
+        ({"haze": {"function": "examples/haze.py:haze"}}, ["gaussian_noise+jpeg+sr"], ["gaussian_noise+jpeg+sr"]),
+    ],
+)
+def test_evaluate_others_only_where_a_test_degradation_is_left(unseen, final, expected):
+    """`snakemake selection_report` asked evaluate_others for a group covering every test degradation,
+    and the job died on argparse's `--degradations: expected at least one argument`."""
+    config = {**copy.deepcopy(DEFAULT), "selection": {"unseen": unseen}}
+    config["degradations"] = {name: DEFAULT["degradations"][name] for name in ("gaussian_noise", "jpeg", "sr")}
+    config["validation"] = {"experiments": None}
+    plan = RunPlan.from_config(validate_config(config, base_dir=ROOT))
+    assert plan.others_evals(final) == [f"results/eval/others/{group}.parquet" for group in expected]
+    assert all(plan.eval_degradations(others=group) for group in expected)
+    assert plan.mix_all_evals() == ["results/eval/gaussian_noise+jpeg+sr.parquet"] + (
+        ["results/eval/others/gaussian_noise+jpeg+sr.parquet"] if unseen else []
+    )
+
+
 def test_needs_union():
     a = Needs(groups=("b", "a"), variants=("sift",))
     b = Needs(groups=("a", "c"), test_sets=("t",))

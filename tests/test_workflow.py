@@ -547,6 +547,26 @@ def test_changing_delta_reuses_trainings(built):
     assert trained_groups(out) == set()
 
 
+SUFFIXES = [".pth", ".safetensors", ".md"]
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_a_deleted_export_is_rebuilt_by_final_models(built, suffix):
+    """Each exported file is a declared output (it was one directory(): a deleted model card,
+    .safetensors or .pth was never rebuilt, "Nothing to be done")."""
+    models = built / "results" / "final" / "models"
+    group = pd.read_parquet(built / "results" / "final" / "groups.parquet").group.iloc[0]
+    before = {p.name: p.read_bytes() for p in models.glob("*.pth")}  # (safetensors' header order varies)
+    (models / f"{group}{suffix}").unlink()
+    result = snakemake(built, "--cores", "2", "final_models")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in models.iterdir()) == sorted(
+        f"{g.removesuffix('.pth')}{s}" for g in before for s in SUFFIXES
+    )
+    assert trained_groups(result.stdout + result.stderr) == set()  # only the export reran
+    assert {p.name: p.read_bytes() for p in models.glob("*.pth")} == before
+
+
 def test_second_run_does_nothing(built):
     result = snakemake(built, "--cores", "2", "all")
     assert result.returncode == 0
@@ -587,7 +607,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "grouping_candidates",
         "grouping_round",
         "grouping_result",
-        "final_group_models",
+        "final_group_model",
         "table1",
         "final_models",
         "all",

@@ -5,8 +5,9 @@
     python -m grids.grouping.rounds finish --rounds R... --matrix M --eval E... --grouping JSON \
         --verified grouping/verified.parquet --drops grouping/drops.parquet \
         --partitions grouping/partitions.parquet --plot grouping/search.png --groups final/groups.parquet
-    python -m grids.grouping.rounds export --groups final/groups.parquet --model GROUP models/GROUP/model.pth... \
-        --eval E... --grouping JSON --config-hash H --training-data JSON --out final/models
+    python -m grids.grouping.rounds export --groups final/groups.parquet --group G --model models/G/model.pth \
+        --eval E... --grouping JSON --config-hash H --training-data JSON \
+        --pth final/models/G.pth --safetensors final/models/G.safetensors --card final/models/G.md
 
 The planner (:mod:`grids.grouping.planner`) is pure: from everything verified so far it answers either the
 next groups to verify or the final partition. Each Snakemake round is one such call. Its input is
@@ -30,7 +31,8 @@ Outputs (the tables' columns: ``grouping_*`` and ``final_groups`` of :mod:`grids
 * ``final/models/{group}.pth`` + ``{group}.safetensors`` + ``{group}.md``: each final group's model,
   slim (weights, architecture, members, delta, drops, recipe, config hash; no optimizer state),
   the same weights as safetensors, and its model card (a singleton's is its single-task model);
-  written by :func:`grids.checkpoint.export_models`, the ``export`` command here.
+  written by :func:`grids.checkpoint.export_model`, the ``export`` command here, one group per
+  job (each file is a declared output: a deleted one is rebuilt).
 """
 
 from __future__ import annotations
@@ -265,32 +267,27 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--stability", required=True, help="grouping/stability.parquet to write")
             p.add_argument("--stability-partitions", required=True, help="grouping/stability_partitions.parquet")
             p.add_argument("--stability-plot", required=True, help="grouping/stability.png to write")
-    p = sub.add_parser("export", help="the final groups' models, slim, with model cards, in one folder")
-    p.add_argument("--groups", required=True, help="final/groups.parquet")
-    p.add_argument(
-        "--model",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("GROUP", "FILE"),
-        help="a final group and its training checkpoint (repeat for every group)",
-    )
-    p.add_argument("--eval", nargs="+", default=[], help="evaluation tables of the final and single-task models")
+    p = sub.add_parser("export", help="a final group's model, slim, as safetensors, and its model card")
+    p.add_argument("--groups", required=True, help="final/groups.parquet (the partition)")
+    p.add_argument("--group", required=True, help="the final group")
+    p.add_argument("--model", required=True, help="its training checkpoint")
+    p.add_argument("--eval", nargs="+", default=[], help="evaluation tables of the group's and its members' models")
     p.add_argument("--grouping", help="the config's grouping section, JSON (delta and test set)")
     p.add_argument("--config-hash", default="", help="sha256 of the validated config")
     p.add_argument("--training-data", help="the config's training.images section, JSON")
-    p.add_argument("--out", required=True)
+    for name, what in (("pth", "the slim .pth"), ("safetensors", "the .safetensors"), ("card", "the model card (.md)")):
+        p.add_argument(f"--{name}", required=True, help=f"{what} to write")
     args = parser.parse_args(argv)
     if args.command == "export":
         evaluation = io.read_parquets(args.eval) if args.eval else None
         grouping = config_section("grouping", json.loads(args.grouping)) if args.grouping else None
         training = json.loads(args.training_data) if args.training_data else None
-        from ..checkpoint import export_models  # torch is imported for this command only
+        from ..checkpoint import export_model  # torch is imported for this command only
 
-        for path in export_models(
-            pd.read_parquet(args.groups), dict(args.model), args.out, evaluation, grouping, args.config_hash, training
-        ):
-            print(path)
+        groups = pd.read_parquet(args.groups)
+        files = (args.pth, args.safetensors, args.card)
+        export_model(args.group, args.model, *files, groups, evaluation, grouping, args.config_hash, training)
+        print(args.pth, args.safetensors, args.card)
         return 0
     matrix = pd.read_parquet(args.matrix)
     if args.command == "candidates":

@@ -281,13 +281,11 @@ get_all_rounds = lambda w: [
     f"results/grouping/rounds/{r}.parquet" for r in range(runplan.final_round(read_round)[0] + 1)
 ]
 get_search_evals = lambda w: round_evals(runplan.final_round(read_round)[0])
-get_final_models = lambda w: expand("results/models/{group}/model.pth", group=final_groups())
-get_final_model_args = lambda w, input: [
-    word for group, model in zip(final_groups(), input.models) for word in ("--model", group, model)
-]
-get_table1_evals = lambda w: evals(PLAN.table1_groups(final_groups()))
-get_export_evals = lambda w: evals(PLAN.scored_groups(final_groups()))
-# The selection reads every final group's model on every test degradation (it may choose any).
-get_selection_evals = lambda w: evals(PLAN.scored_groups(final_groups())) + expand(
-    "results/eval/others/{others}.parquet", others=final_groups()
+# A final group's export: its files, and the evaluations its drops and card read (its own, its members').
+get_final_exports = lambda w: expand(
+    "results/final/models/{group}{suffix}", group=final_groups(), suffix=[".pth", ".safetensors", ".md"]
 )
+get_group_export_evals = lambda w: evals(sorted({w.group, *group_members(w.group)}))
+get_table1_evals = lambda w: evals(PLAN.table1_groups(final_groups()))
+# The selection reads every final group's model on every test degradation (it may choose any).
+get_selection_evals = lambda w: evals(PLAN.scored_groups(final_groups())) + PLAN.others_evals(final_groups())

@@ -99,27 +99,31 @@ rule grouping_result:
         " > {log:q} 2>&1"
 
 
-rule final_group_models:
+# One final group's exported model: each file declared, so a deleted one is rebuilt; the files of
+# an earlier partition's groups are removed from the folder by the export.
+rule final_group_model:
     input:
         groups="results/final/groups.parquet",
-        models=get_final_models,
-        evals=get_export_evals,
+        model="results/models/{group}/model.pth",
+        evals=get_group_export_evals,
     output:
-        directory("results/final/models"),
+        pth="results/final/models/{group}.pth",
+        safetensors="results/final/models/{group}.safetensors",
+        card="results/final/models/{group}.md",
     log:
-        "logs/final/models.log",
+        "logs/final/models/{group}.log",
     localrule: True
     conda:
         "../envs/grids.yaml"
     params:
-        models=get_final_model_args,
         grouping=get_grouping_json,
         config_hash=CONFIG_HASH,
         training_data=get_training_images_json,
     shell:
-        "python -m grids.grouping.rounds export --groups {input.groups:q} {params.models:q}"
-        " --eval {input.evals:q} --grouping {params.grouping:q} --config-hash {params.config_hash:q}"
-        " --training-data {params.training_data:q} --out {output:q} > {log:q} 2>&1"
+        "python -m grids.grouping.rounds export --groups {input.groups:q} --group {wildcards.group:q}"
+        " --model {input.model:q} --eval {input.evals:q} --grouping {params.grouping:q}"
+        " --config-hash {params.config_hash:q} --training-data {params.training_data:q}"
+        " --pth {output.pth:q} --safetensors {output.safetensors:q} --card {output.card:q} > {log:q} 2>&1"
 
 
 rule table1:
@@ -157,7 +161,7 @@ rule table1:
 
 rule final_models:
     input:
-        rules.final_group_models.output,
+        get_final_exports,
         "results/selection/references.parquet",  # what `grids select` compares an input with
         "results/selection/reference_gains.parquet",  # and what it predicts the gain from
         rules.grouping_candidates.output,
