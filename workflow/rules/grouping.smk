@@ -104,6 +104,7 @@ rule final_group_models:
         groups="results/final/groups.parquet",
         models=get_final_models,
         evals=get_export_evals,
+        identity="results/eval/input.parquet",  # the input's SSIM, the cards' baseline
     output:
         directory("results/final/models"),
     log:
@@ -118,13 +119,14 @@ rule final_group_models:
         training_data=get_training_images_json,
     shell:
         "python -m grids.grouping.rounds export --groups {input.groups:q} {params.models:q}"
-        " --eval {input.evals:q} --grouping {params.grouping:q} --config-hash {params.config_hash:q}"
+        " --eval {input.evals:q} {input.identity:q} --grouping {params.grouping:q} --config-hash {params.config_hash:q}"
         " --training-data {params.training_data:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule table1:
     input:
         groups="results/final/groups.parquet",
+        verified="results/grouping/verified.parquet",
         evals=get_table1_evals,
         identity="results/eval/input.parquet",
         baselines=get_baseline_evals(),
@@ -151,7 +153,8 @@ rule table1:
         min_gain=CONFIG["grouping"]["min_gain"],
     shell:
         "python -m grids.report table1 --groups {input.groups:q} --eval {input.evals:q} {input.identity:q}"
-        " {params.baselines:q} --min-gain {params.min_gain:q} --table {output.table:q} --markdown {output.markdown:q}"
+        " {params.baselines:q} --min-gain {params.min_gain:q} --verified {input.verified:q}"
+        " --table {output.table:q} --markdown {output.markdown:q}"
         " --chart {output.chart:q} --html {output.html:q} > {log:q} 2>&1"
 
 
