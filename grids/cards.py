@@ -308,10 +308,8 @@ def _limitations(scores: dict[str, MemberScore], grouping: dict, test_set: str) 
             )
         if s.harmed:
             lines.append(f"On `{m}` it makes {s.harmed} of {s.images} test images worse by more than {HARM_DB:g} dB.")
-    weak = [
-        m for m, s in scores.items() if min_gain is not None and learning(s.single - s.identity, min_gain) != LEARNED
-    ]
-    if weak:
+    weak = [m for m, s in scores.items() if learning(s.single - s.identity, min_gain) != LEARNED]
+    if weak and len(scores) > 1:  # a group of one is its single-task model: said above
         lines.append(
             f"The single-task model of {', '.join(weak)} gains less than grouping.min_gain = {min_gain:g} dB over "
             "its input: it did not learn, so this group's verdict is uninformative."

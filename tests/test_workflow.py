@@ -416,11 +416,13 @@ def test_similarity_validation(built):
     assert learned == table1.learning_mixall[table1.degradation == "average"].iloc[0]
     validation_drops = pd.read_parquet(results / "drops.parquet")
     assert {"harmed_single", "harmed_group", "learning_group"} <= set(validation_drops.columns)
-    # The experiment group the search verified was trained once, by the search, and reused.
-    assert "gaussian_noise+haze" in verified
+    # An experiment group the search verified was trained once, by the search, and reused (which
+    # one depends on the search's path: a failed training splits a group, so this names none).
+    reused = {"jpeg+sr", "gaussian_noise+haze"} & verified
+    assert reused
     log = "".join(p.read_text() for p in (built / ".snakemake" / "log").glob("*.snakemake.log"))
     jobs = re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: group=(\S+)", log)
-    assert jobs.count("gaussian_noise+haze") == 1 and len(jobs) == len(set(jobs))
+    assert all(jobs.count(g) == 1 for g in reused) and len(jobs) == len(set(jobs))
     assert (results / "table2.png").stat().st_size > 0 and (results / "premise.png").stat().st_size > 0
 
 
