@@ -132,9 +132,10 @@ def iterations_for(budget: str, n_members: int) -> int:
 
 def jobs_for(args, config: dict, base: dict) -> list[dict]:
     names = list(config["degradations"])
+    groups = [name for g in args.groups for name in (names if g == "singles" else [g])]
     jobs = []
-    for group in args.groups:
-        members = GROUPS[group] or names
+    for group in groups:
+        members = GROUPS[group] or names if group in GROUPS else group.split("+")
         for variant in args.variants:
             photos, changes = VARIANTS[variant]
             for budget in args.steps:
@@ -182,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--results", default="results", help="the workflow's results folder")
     parser.add_argument("--test-set", default="heldout")
-    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument(
+        "--groups", nargs="+", default=list(GROUPS), help=f"{', '.join(GROUPS)}, singles, or members joined by +"
+    )
     variants = ["base", "photos", "photos+balanced_l1"]
     parser.add_argument("--variants", nargs="+", default=variants, choices=list(VARIANTS))
     parser.add_argument("--steps", nargs="+", default=["400m"], help="budgets: 1600 (steps) or 400m (per member)")

@@ -27,7 +27,7 @@ under the same BasicSR key names, weights only, and the rest as the file's strin
 (``arch``, ``arch_kwargs`` JSON, ``members`` JSON, ...; :func:`write_safetensors`). Every reader
 here (:func:`load_checkpoint`, so :func:`load_model`, ``grids restore`` and :func:`import_weights`
 for published weights) takes either file by its suffix. Beside both sits the model card
-``{group}.md`` (:func:`model_card`), whose YAML front matter follows the Hugging Face model-card
+``{group}.md`` (:mod:`grids.cards`), whose YAML front matter follows the Hugging Face model-card
 convention. A file
 without ``arch``/``arch_kwargs``/``params`` (a BasicSR or official release holds weights only) is
 refused with a message that says so, rather than guessed at: :func:`import_weights` turns such a
@@ -288,8 +288,8 @@ def export_models(
     groups: pd.DataFrame,
     model_files: dict[str, str | Path],
     out_dir: str | Path,
-    evaluation: pd.DataFrame | None = None,
-    grouping: dict | None = None,
+    evaluation: pd.DataFrame,
+    grouping: dict,
     config_hash: str = "",
     training_data: dict | None = None,
 ) -> list[Path]:
@@ -315,37 +315,37 @@ def export_model(
     safetensors: str | Path,
     card: str | Path,
     groups: pd.DataFrame,
-    evaluation: pd.DataFrame | None = None,
-    grouping: dict | None = None,
+    evaluation: pd.DataFrame,
+    grouping: dict,
     config_hash: str = "",
     training_data: dict | None = None,
 ) -> None:
     """Write final group ``group``'s model (its training checkpoint ``source``) as ``pth`` (slim),
-    ``safetensors`` (the same tensors) and the model card ``card``, each file atomically; then
-    remove, from their folder, the files of groups not in ``groups`` (an earlier partition's).
+    ``safetensors`` (the same tensors) and the model card ``card`` (:func:`grids.cards.group_card`),
+    each file atomically; then remove, from their folder, the files of groups not in ``groups``
+    (an earlier partition's).
 
     The slim file holds the weights under ``params`` (what BasicSR-style loaders read), the
     architecture and its keyword arguments, and what the group is: ``group``, ``members``,
     ``delta``, ``drops`` and ``gains`` (dB per member against its single-task model and against
-    the input, on the grouping test set, JSON), ``recipe``, ``degradations`` and ``config_hash``;
-    no optimizer or RNG state. With ``evaluation`` and ``grouping`` the drops and the card's PSNR
-    table are filled in.
+    the input, on the grouping test set of ``evaluation``, JSON), ``recipe``, ``degradations`` and
+    ``config_hash``; no optimizer or RNG state.
     """
-    member_psnr = None
-    if evaluation is not None and grouping is not None:
-        grouping, member_psnr = _member_psnr(evaluation, grouping)
+    from .cards import group_card, member_scores  # pandas and YAML work: for this export only
+
+    grouping, scores_of = member_scores(evaluation, grouping)
     full = load_checkpoint(source)
     members = group_members(group)
-    psnr = member_psnr(members, group) if member_psnr else {}
+    scores = scores_of(members, group)
     slim = {
         "params": full["params"],
         "arch": full["arch"],
         "arch_kwargs": full["arch_kwargs"],
         "group": group,
         "members": members,
-        "delta": float(grouping["delta"]) if grouping else None,  # JSON null, not NaN
-        "drops": json.dumps({m: single - grouped for m, (single, grouped, _) in psnr.items()}, sort_keys=True),
-        "gains": json.dumps({m: grouped - identity for m, (_, grouped, identity) in psnr.items()}, sort_keys=True),
+        "delta": float(grouping["delta"]),
+        "drops": json.dumps({m: s.single - s.grouped for m, s in scores.items()}, sort_keys=True),
+        "gains": json.dumps({m: s.grouped - s.identity for m, s in scores.items()}, sort_keys=True),
         "recipe": full.get("recipe", ""),
         "degradations": full.get("degradations", ""),
         "config_hash": config_hash,
@@ -356,7 +356,7 @@ def export_model(
     write_safetensors(safetensors, slim["params"], {k: v for k, v in slim.items() if k != "params"})
     digests = {suffix: sha256_file(path) for suffix, path in ((".pth", pth), (SAFETENSORS, safetensors))}
     with io.atomic_path(card) as tmp:
-        tmp.write_text(model_card(slim, psnr, digests, training_data, grouping))
+        tmp.write_text(group_card(slim, scores, digests, training_data, grouping))
     _remove_other_partitions(Path(pth).parent, set(groups.group))
 
 
@@ -367,106 +367,6 @@ def _remove_other_partitions(folder: Path, current: set[str]) -> None:
         suffix = next((s for s in EXPORT_SUFFIXES if path.name.endswith(s)), None)
         if suffix and not path.name.startswith(".") and path.name[: -len(suffix)] not in current:
             path.unlink(missing_ok=True)
-
-
-def _member_psnr(evaluation: pd.DataFrame, grouping: dict):
-    """``grouping`` with its test set named (the first evaluated where the config leaves it out),
-    and ``(members, group) -> {member: (single-task PSNR, group PSNR, input PSNR)}`` on that set:
-    what the drops, the gains and the card's tables are made of."""
-    from .grouping.evidence import mean_psnr, test_set_of
-
-    test_set = test_set_of(grouping, evaluation)
-    means = mean_psnr(evaluation, test_set).set_index(["trained_on", "degradation"]).psnr
-    inputs = evaluation[evaluation.test_set == test_set].groupby("degradation").psnr_input.mean()
-    return {**grouping, "test_set": test_set}, lambda members, group: {
-        m: (float(means[(m, m)]), float(means[(group, m)]), float(inputs[m])) for m in members
-    }
-
-
-def card_front_matter(name: str, datasets: list[str], results: list[dict]) -> str:
-    """A model card's YAML front matter in the Hugging Face model-card convention: the library,
-    the task tags, the licence, the training data and a ``model-index`` of ``results`` (each
-    ``{"task", "dataset", "value"}``: a PSNR in dB)."""
-    import yaml
-
-    index = [
-        {
-            "task": {"type": "image-to-image", "name": r["task"]},
-            "dataset": {"name": r["dataset"], "type": r["dataset"]},
-            "metrics": [{"type": "psnr", "name": "PSNR (dB)", "value": round(float(r["value"]), 3)}],
-        }
-        for r in results
-    ]
-    front = {
-        "library_name": "grids",
-        "pipeline_tag": "image-to-image",
-        "tags": ["image-to-image", "image-restoration", "grids"],
-        "license": "mit",  # the package's licence; the training photos' own licences: their LICENSES.md
-        "datasets": datasets,
-        "model-index": [{"name": name, "results": index}],
-    }
-    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n"
-
-
-def training_datasets(training_data: dict | None) -> list[str]:
-    """The training images of a ``training.images`` section, named for a model card."""
-    data = training_data or {}
-    names = [str(p) for p in data.get("photos") or []]
-    names += [str(data["folder"])] if data.get("folder") else []
-    leaves = (data.get("dead_leaves") or {}).get("count", 0)
-    return names + ([f"dead_leaves (synthetic, {leaves} images)"] if leaves else [])
-
-
-def model_card(
-    slim: dict,
-    psnr: dict[str, tuple[float, float, float]],
-    digests: dict[str, str],
-    training_data: dict | None,
-    grouping: dict | None,
-) -> str:
-    """The model card of one exported group model: YAML front matter, then Markdown."""
-    members = slim["members"]
-    test_set = (grouping or {}).get("test_set") or "the first test set"
-    results = [{"task": f"Image restoration: {m}", "dataset": f"{test_set}: {m}", "value": psnr[m][1]} for m in psnr]
-    text = card_front_matter(f"grids-{slim['group']}", training_datasets(training_data), results)
-    text += f"# GRIDS group model: {slim['group']}\n\n"
-    text += (
-        "Restores images degraded by any one of: " + ", ".join(f"`{m}`" for m in members) + ".\n"
-        if len(members) > 1
-        else f"The single-task model of `{members[0]}` (a group of one).\n"
-    )
-    for suffix, digest in digests.items():
-        text += f"\n- file: `{slim['group']}{suffix}`, sha256 `{digest}`"
-    text += "\n- the same weights in both files; `.safetensors` keeps the rest as its metadata\n"
-    text += f"- architecture: `{slim['arch']}` {slim['arch_kwargs']}; weights under `params` (no optimizer state)\n"
-    text += "- load either file with `grids.checkpoint.load_model(path)`\n"
-    text += "- input and output: RGB in [0, 1], (B, 3, H, W), same size\n"
-    text += f"- training recipe: `{slim['recipe']}`\n"
-    if training_data is not None:
-        text += f"- training data (clean images, degraded online): `{json.dumps(training_data, sort_keys=True)}`\n"
-    text += f"- degradations as configured: `{slim['degradations']}`\n"
-    text += f"- config hash (sha256 of the validated config): `{slim['config_hash']}`\n"
-    if psnr:
-        text += (
-            f"\n## PSNR per member on {test_set} (dB)\n\nA group is accepted when no member loses more "
-            f"than delta = {slim['delta']:g} dB against its single-task model. `input` is the degraded "
-            "image itself: `gain` is what this model restores over doing nothing.\n\n"
-            "| member | input | single-task | this model | gain | drop |\n| --- | --- | --- | --- | --- | --- |\n"
-        )
-        for m in members:
-            single, grouped, identity = psnr[m]
-            text += (
-                f"| {m} | {identity:.3f} | {single:.3f} | {grouped:.3f} | {grouped - identity:+.3f} "
-                f"| {single - grouped:+.3f} |\n"
-            )
-        min_gain = (grouping or {}).get("min_gain")
-        weak = [m for m in members if min_gain is not None and not psnr[m][0] - psnr[m][2] >= min_gain]
-        if weak:
-            text += (
-                f"\nWarning: the single-task model of {', '.join(weak)} gains less than grouping.min_gain = "
-                f"{min_gain:g} dB over its input: it did not learn, so this group's verdict is uninformative.\n"
-            )
-    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,20 +22,31 @@ from pathlib import Path
 import pandas as pd
 
 from . import io, tables
+from .grouping import evidence
+from .grouping.evidence import FAILED_TRAINING
 from .grouping.names import mix_all_group
+from .learning import BELOW_INPUT, DID_NOT_LEARN, HARM_DB, LEARNED, judge, model_learning
+
+OUTCOME_TEXT = {  # a learning outcome (grids.learning), as the notes say it
+    LEARNED: "learned",
+    DID_NOT_LEARN: "did not learn",
+    BELOW_INPUT: "below its input (a failed mixed training)",
+}
 
 
-def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
-    """Per (test_set, degradation): the input's mean PSNR, single-task and mix-all mean PSNR/SSIM
-    and gain over the input, and the mix-all model's drop."""
+def upper_bound_summary(evaluation: pd.DataFrame, min_gain: float = 0.5) -> pd.DataFrame:
+    """Per (test_set, degradation): the input's mean PSNR, single-task and mix-all mean PSNR/SSIM,
+    gain over the input and images made worse by more than 0.5 dB, whether the mix-all model
+    learned the degradation (:mod:`grids.learning`), and the mix-all model's drop."""
     columns = ["psnr", "ssim", "psnr_input", "gain"]
     means = evaluation.groupby(["trained_on", "test_set", "degradation"], as_index=False)[columns].mean()
-    single = means[means.trained_on == means.degradation].drop(columns="trained_on")
+    means = means.merge(judge(evaluation, min_gain)[["harmed", "learning"]].reset_index())
+    single = means[means.trained_on == means.degradation].drop(columns=["trained_on", "learning"])
     names = sorted(single.degradation.unique())
     mix_all = mix_all_group(names) or names[0]  # one degradation: its own model is the mix of all
-    mix = means[means.trained_on == mix_all].drop(columns="trained_on")
-    mix = mix.drop(columns="psnr_input")
+    mix = means[means.trained_on == mix_all].drop(columns=["trained_on", "psnr_input"])
     table = single.merge(mix, on=["test_set", "degradation"], suffixes=("_single", "_mixall"), how="left")
+    table = table.rename(columns={"learning": "learning_mixall"})
     table["drop_db"] = table.psnr_single - table.psnr_mixall
     first = ["test_set", "degradation", "psnr_input"]
     return table[first + [c for c in table.columns if c not in first]]
@@ -43,13 +54,11 @@ def upper_bound_summary(evaluation: pd.DataFrame) -> pd.DataFrame:
 
 def not_learned_note(table: pd.DataFrame, min_gain: float) -> str:
     """A Markdown note naming the single-task models that gained less than ``min_gain`` dB over
-    their input (``table``: Table 1 rows, or any with ``degradation``, ``psnr_upper``, ``psnr_input``)."""
-    rows = table[(table.degradation != "average") & ~(table.psnr_upper - table.psnr_input >= min_gain)]
+    their input (``table``: Table 1 rows)."""
+    rows = table[(table.degradation != "average") & (table.learning_upper != LEARNED)]
     if rows.empty:
         return f"Every single-task model gains at least grouping.min_gain = {min_gain:g} dB over its input.\n"
-    named = ", ".join(
-        f"{r.degradation} ({r.psnr_upper - r.psnr_input:+.2f} dB on {r.test_set})" for r in rows.itertuples()
-    )
+    named = ", ".join(f"{r.degradation} ({r.gain_upper:+.2f} dB on {r.test_set})" for r in rows.itertuples())
     return (
         f"**Did not learn** (single-task gain over the input below grouping.min_gain = {min_gain:g} dB): {named}. "
         "Their rows compare models that barely restore anything, and every grouping verdict involving them is "
@@ -57,55 +66,132 @@ def not_learned_note(table: pd.DataFrame, min_gain: float) -> str:
     )
 
 
-def upper_bounds(eval_files: list[str], table_path: str | Path, summary_path: str | Path) -> pd.DataFrame:
-    """Concatenate the evaluations into ``table_path``; the drop of the mix-all model into ``summary_path``."""
+def mixall_lines(table: pd.DataFrame) -> list[str]:
+    """Per test set, one sentence: did the mix-all baseline learn (Table 1's ``average`` row), and
+    on which degradations it ends below its input or did not learn (``table``: Table 1 rows)."""
+    lines = []
+    for test_set, rows in table.groupby("test_set", sort=False):
+        overall = rows[rows.degradation == "average"].iloc[0]
+        rows = rows[rows.degradation != "average"]
+        line = f"the mix-all baseline on {test_set}: {OUTCOME_TEXT[overall.learning_mixall]}, mean gain "
+        line += f"{overall.gain_mixall:+.2f} dB over {len(rows)} degradation(s)"
+        for outcome in (BELOW_INPUT, DID_NOT_LEARN):
+            chosen = rows[rows.learning_mixall == outcome]
+            named = [f"{r.degradation} {r.gain_mixall:+.2f} dB" for r in chosen.itertuples()]
+            line += f"; {OUTCOME_TEXT[outcome]} on {', '.join(named)}" if named else ""
+        lines.append(line)
+    return lines
+
+
+def failed_trainings_note(verified: pd.DataFrame | None) -> str:
+    """A Markdown note naming the search's failed mixed trainings (table ``grouping_verified``):
+    the groups it split because their model ends below the input on a member."""
+    if verified is None:
+        return ""
+    failed = verified[verified.verdict == FAILED_TRAINING]
+    if failed.empty:
+        return "No group the search trained ends below its degraded input on any member.\n"
+    named = "; ".join(
+        f"{r.group} (below its input on {r.below_input.replace(',', ', ')}; worst member gain "
+        f"{r.weakest_group_gain:+.2f} dB; {r.harmed_images} test image(s) harmed)"
+        for r in failed.itertuples()
+    )
+    return (
+        f"**Failed mixed trainings**: {named}. The search treated each as infeasible and split its members: "
+        "these splits reflect the training recipe, not a measured conflict between the degradations.\n"
+    )
+
+
+def mixall_warnings(summary: pd.DataFrame) -> list[str]:
+    """One line per test set on which the mix-all model ends below its input on a degradation
+    (``summary``: :func:`upper_bound_summary`): a failed mixed training."""
+    lines = []
+    for test_set, rows in summary[summary.learning_mixall == BELOW_INPUT].groupby("test_set", sort=False):
+        named = ", ".join(f"{r.degradation} ({r.gain_mixall:+.2f} dB)" for r in rows.itertuples())
+        lines.append(f"the mix-all model ends below its degraded input on {test_set}: {named}: a failed mixed training")
+    return lines
+
+
+def upper_bounds(
+    eval_files: list[str], table_path: str | Path, summary_path: str | Path, min_gain: float = 0.5
+) -> pd.DataFrame:
+    """Concatenate the evaluations into ``table_path``; the drop of the mix-all model, and whether
+    it learned, into ``summary_path`` (a failed mixed training is also named on stderr)."""
     evaluation = io.read_parquets(eval_files)
     tables.write(evaluation, "upper_bounds_evaluation", table_path)
-    table = upper_bound_summary(evaluation)
+    table = upper_bound_summary(evaluation, min_gain)
     markdown = "# Upper bounds: single-task models vs the mix-all baseline\n\n"
     markdown += (
         "Mean PSNR (dB) / SSIM on each test set; `psnr_input` is the degraded input itself, `gain_*` what each "
-        "model adds over it; drop = single-task PSNR - mix-all PSNR.\n\n"
+        f"model adds over it, `harmed_*` the test images it makes worse than their input by more than {HARM_DB:g} "
+        "dB, `learning_mixall` whether the mix-all model learned the degradation (`below_input`: a failed mixed "
+        "training); drop = single-task PSNR - mix-all PSNR.\n\n"
     )
     markdown += table.round(3).to_markdown(index=False) + "\n"
+    for line in mixall_warnings(table):
+        markdown += f"\n**Warning**: {line}\n"
+        print(f"warning: {line}", file=sys.stderr)
     with io.atomic_path(summary_path) as tmp:
         tmp.write_text(markdown)
     return table
 
 
+MODELS = ("upper", "mixall", "grids")  # Table 1's own models, judged against the input
+
+
 def table1(
-    groups: pd.DataFrame, evaluation: pd.DataFrame, baselines: dict[str, pd.DataFrame] | None = None
+    groups: pd.DataFrame,
+    evaluation: pd.DataFrame,
+    baselines: dict[str, pd.DataFrame] | None = None,
+    min_gain: float = 0.5,
 ) -> pd.DataFrame:
     """The paper's Table 1: per test set and degradation, mean PSNR of the single-task upper bound,
     the mix-all baseline, any extra baselines and the GRIDS group model; the GRIDS model's
-    difference to the upper bound and to the mix-all baseline (dB, negative = worse); and one
-    ``average`` row per test set (the mean of the degradation rows)."""
+    difference to the upper bound and to the mix-all baseline (dB, negative = worse); every
+    model's gain over the input, harmed images and learning outcome (:mod:`grids.learning`); and
+    one ``average`` row per test set (:func:`average_rows`)."""
+    baselines = baselines or {}
     means = evaluation.groupby(["trained_on", "test_set", "degradation"]).psnr.mean()
     inputs = evaluation.groupby(["test_set", "degradation"]).psnr_input.mean()
+    judged = judge(evaluation, min_gain)
+    extra = {b: judge(t.assign(trained_on=b), min_gain) for b, t in baselines.items()}
     mix_all = mix_all_group(groups.degradation)
     rows = []
     for test_set in sorted(set(evaluation.test_set)):
         for name, group in zip(groups.degradation, groups.group):
-            row = {
-                "test_set": test_set,
-                "degradation": name,
-                "group": group,
-                "psnr_input": inputs[(test_set, name)],
-                "psnr_upper": means[(name, test_set, name)],
-                "psnr_mixall": means[(mix_all or name, test_set, name)],
-            }
-            for b, table in (baselines or {}).items():
+            models = {"upper": name, "mixall": mix_all or name, "grids": group}
+            row = {"test_set": test_set, "degradation": name, "group": group, "psnr_input": inputs[(test_set, name)]}
+            row |= {f"psnr_{m}": means[(trained_on, test_set, name)] for m, trained_on in models.items()}
+            for b, table in baselines.items():
                 row[f"psnr_{b}"] = table[(table.test_set == test_set) & (table.degradation == name)].psnr.mean()
-            row["psnr_grids"] = means[(group, test_set, name)]
+            for m, trained_on in models.items():
+                found = judged.loc[(trained_on, test_set, name)]
+                row |= {f"gain_{m}": found.gain, f"harmed_{m}": int(found.harmed), f"learning_{m}": found.learning}
+            for b, found in extra.items():
+                known = (b, test_set, name) in found.index
+                row[f"gain_{b}"] = found.gain[(b, test_set, name)] if known else float("nan")
+                row[f"harmed_{b}"] = int(found.harmed[(b, test_set, name)]) if known else 0
             rows.append(row)
     table = pd.DataFrame(rows)
     table["vs_upper"] = table.psnr_grids - table.psnr_upper
     table["vs_mixall"] = table.psnr_grids - table.psnr_mixall
-    numeric = [c for c in table.columns if c.startswith("psnr_") or c.startswith("vs_")]
-    averages = table.groupby("test_set", as_index=False, sort=False)[numeric].mean()
+    table = pd.concat([table, average_rows(table, min_gain)], ignore_index=True).sort_values("test_set", kind="stable")
+    return table.reset_index(drop=True)[tables.columns("table1", baseline=list(baselines))]
+
+
+def average_rows(table: pd.DataFrame, min_gain: float) -> pd.DataFrame:
+    """One ``average`` row per test set of Table 1's degradation rows: PSNRs, differences and gains
+    averaged, harmed images summed, and each model's learning outcome over the degradations
+    (:func:`grids.learning.model_learning`)."""
+    by = table.groupby("test_set", sort=False)
+    numeric = [c for c in table.columns if c.startswith(("psnr_", "vs_", "gain_"))]
+    averages = by[numeric].mean()
+    averages = averages.join(by[[c for c in table.columns if c.startswith("harmed_")]].sum())
+    for m in MODELS:
+        averages[f"learning_{m}"] = by[f"gain_{m}"].apply(lambda gains: model_learning(gains, min_gain)).astype(str)
+    averages = averages.reset_index()
     averages["degradation"], averages["group"] = "average", ""
-    table = pd.concat([table, averages[table.columns]], ignore_index=True).sort_values("test_set", kind="stable")
-    return table.reset_index(drop=True)[tables.columns("table1", baseline=list(baselines or {}))]
+    return averages[table.columns]
 
 
 PUBLISHED_MARK = "†"
@@ -151,6 +237,18 @@ def plot_table1(table: pd.DataFrame, path: str | Path, published: Sequence[str] 
     io.save_figure(fig, path)
 
 
+def gains_markdown(rows: pd.DataFrame, baselines: Sequence[str]) -> str:
+    """Table 1's gains of one test set as Markdown: per model ``gain (harmed images)``, with its
+    learning outcome when it did not learn."""
+    shown = rows[["degradation"]].copy()
+    for m in ["upper", "mixall", *baselines, "grids"]:
+        cells = [f"{g:+.2f} ({h})" for g, h in zip(rows[f"gain_{m}"], rows[f"harmed_{m}"])]
+        if m in MODELS:
+            cells = [c + ("" if o == LEARNED else f" {o}") for c, o in zip(cells, rows[f"learning_{m}"])]
+        shown[m] = cells
+    return shown.to_markdown(index=False) + "\n"
+
+
 def write_table1(
     groups_file: str,
     eval_files: list[str],
@@ -161,33 +259,59 @@ def write_table1(
     published: Sequence[str] = (),
     html_path: str | Path | None = None,
     min_gain: float = 0.5,
+    verified_file: str | None = None,
 ) -> pd.DataFrame:
     """Table 1 as Parquet (``table_path``), Markdown and a bar chart; the ``published`` baselines
-    (released weights, not trained here) are marked with a dagger, as in the paper; the notes name
-    every single-task model that gained less than ``min_gain`` dB over its input."""
+    (released weights, not trained here) are marked with a dagger, as in the paper. The notes name
+    every single-task model that gained less than ``min_gain`` dB over its input, say whether the
+    mix-all model learned, and name the search's failed mixed trainings (``verified_file``, table
+    ``grouping_verified``); a failed training is also named on stderr (the rule's log)."""
     groups = pd.read_parquet(groups_file)
     evaluation = io.read_parquets(eval_files)
     baselines = {name: pd.read_parquet(f) for name, f in baseline_files.items()}
-    table = table1(groups, evaluation, baselines)
+    verified = pd.read_parquet(verified_file) if verified_file else None
+    table = table1(groups, evaluation, baselines, min_gain)
     tables.write(table, "table1", table_path)
     markdown = "# Table 1: GRIDS group models vs the single-task upper bound and the mix-all baseline\n\n"
     markdown += (
         "Mean PSNR (dB) per degradation; `psnr_input` is the degraded input itself (no restoration), the "
         "baseline every model is judged against first; `vs_upper` = GRIDS - single-task, `vs_mixall` = GRIDS - "
-        "mix-all (positive: GRIDS is better).\n\n"
+        "mix-all (positive: GRIDS is better). Below each PSNR table: every model's mean gain over the input "
+        f"(dB) and, in brackets, the test images it makes worse than their input by more than {HARM_DB:g} dB; "
+        f"`did_not_learn`: gain below grouping.min_gain = {min_gain:g} dB; `below_input`: gain below 0 (for a "
+        "mixed model, a failed training).\n\n"
     )
     partition = groups.groupby("group", sort=False).degradation.apply(list)
     markdown += "Groups: " + "; ".join("{" + ", ".join(m) + "}" for m in partition) + "\n"
     marked = {f"psnr_{name}": f"psnr_{name}{PUBLISHED_MARK}" for name in published}
+    psnr = [c for c in table.columns if c.startswith(("psnr_", "vs_"))]
     for test_set, rows in table.groupby("test_set", sort=False):
-        shown = rows.drop(columns="test_set").rename(columns=marked).round(3)
+        shown = rows[["degradation", "group", *psnr]].rename(columns=marked).round(3)
         markdown += f"\n## {test_set}\n\n" + shown.to_markdown(index=False) + "\n"
+        markdown += "\nGain over the input (dB) and harmed images:\n\n" + gains_markdown(rows, list(baselines))
     markdown += "\n## Notes\n\n" + not_learned_note(table, min_gain)
+    markdown += "".join(f"\n{line[0].upper() + line[1:]}.\n" for line in mixall_lines(table))
+    markdown += "\n" + failed_trainings_note(verified) if verified is not None else ""
     if published:
         markdown += f"\n{PUBLISHED_NOTE}\n"
     io.write_markdown(markdown_path, markdown, html_path)
     plot_table1(table, chart_path, published)
+    warn_failed_trainings(table, verified)
     return table
+
+
+def warn_failed_trainings(table: pd.DataFrame, verified: pd.DataFrame | None) -> None:
+    """On stderr (the rule's log), one line per degradation on which the mix-all model ends below
+    its input (``table``: Table 1 rows), and per failed training of the search (``verified``)."""
+    failed = table[(table.degradation != "average") & (table.learning_mixall == BELOW_INPUT)]
+    for r in failed.itertuples():
+        print(
+            f"warning: the mix-all model ends below its degraded input on {r.degradation} ({r.test_set}: "
+            f"{r.gain_mixall:+.2f} dB): a failed mixed training",
+            file=sys.stderr,
+        )
+    if verified is not None:
+        evidence.warn_failed_trainings(verified)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of the single-task and mix-all models")
     p.add_argument("--table", required=True, help="evaluation.parquet to write")
     p.add_argument("--summary", required=True, help="summary.md to write")
+    p.add_argument("--min-gain", type=float, default=0.5, help="grouping.min_gain (dB): below it, did not learn")
     p = sub.add_parser("table1")
     p.add_argument("--groups", required=True, help="final/groups.parquet (degradation, group)")
     p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every model in the table")
@@ -207,9 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chart", required=True, help="table1.png to write")
     p.add_argument("--html", help="table1.html to write (the Markdown as a page, for the Snakemake report)")
     p.add_argument("--min-gain", type=float, default=0.5, help="grouping.min_gain (dB): models below it are named")
+    p.add_argument("--verified", help="grouping/verified.parquet: its failed mixed trainings are named")
     args = parser.parse_args(argv)
     if args.command == "upper-bounds":
-        print(upper_bounds(args.eval, args.table, args.summary).round(3).to_string(index=False))
+        print(upper_bounds(args.eval, args.table, args.summary, args.min_gain).round(3).to_string(index=False))
     else:
         table = write_table1(
             args.groups,
@@ -221,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             args.published,
             args.html,
             args.min_gain,
+            args.verified,
         )
         print(table.round(3).to_string(index=False))
     return 0

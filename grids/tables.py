@@ -103,7 +103,45 @@ _DROPS = (
     ("psnr_input", "float64", "mean PSNR of the member's degraded input itself (dB): the identity"),
     ("gain_single", "float64", "`psnr_single - psnr_input`: what the single-task model restores (dB)"),
     ("gain_group", "float64", "`psnr_group - psnr_input`: what the group's model restores (dB)"),
+    ("harmed_single", "int64", "test images the single-task model makes worse than their input by more than 0.5 dB"),
+    ("harmed_group", "int64", "test images the group's model makes worse than their input by more than 0.5 dB"),
+    (
+        "learning_group",
+        "str",
+        "did the group's model learn this member? `learned` (`gain_group >= grouping.min_gain`), `did_not_learn` or "
+        "`below_input` (`gain_group < 0`: a failed mixed training)",
+    ),
 )
+_GROUP_MODEL = (  # a group's model judged against its input over its members (grids.learning)
+    ("weakest_group_gain", "float64", "the group's model's smallest gain over the input, over its members (dB)"),
+    (
+        "harmed_images",
+        "int64",
+        "test images (over its members) the group's model makes worse than their input by more than 0.5 dB",
+    ),
+    (
+        "learning",
+        "str",
+        "did the group's model learn? `below_input` if it ends below its input on any member (a failed mixed "
+        "training: its drops measure the recipe, not a conflict), else `learned` (mean member gain "
+        "`>= grouping.min_gain`) or `did_not_learn`",
+    ),
+)
+
+
+def _table1_gains(model: str, meaning: str) -> tuple[tuple[str, str, str], ...]:
+    """Table 1's gain columns of one model: its mean gain, harmed images and learning outcome."""
+    return (
+        (f"gain_{model}", "float64", f"`psnr_{model} - psnr_input`: what {meaning} restores (dB)"),
+        (f"harmed_{model}", "int64", f"test images {meaning} makes worse than their input by more than 0.5 dB"),
+        (
+            f"learning_{model}",
+            "str",
+            f"did {meaning} learn? `learned` (gain `>= grouping.min_gain`), `did_not_learn` or `below_input` "
+            "(gain < 0); on `average` rows over the degradations: `below_input` if any is, else by the mean gain",
+        ),
+    )
+
 
 # Tables whose image paths are stored relative to the table's folder (grids.io.read_manifest).
 MANIFESTS = ("clean_manifest", "degraded_manifest")
@@ -246,13 +284,27 @@ TABLES: dict[str, Table] = {
         (
             "feasible",
             "bool",
-            "the verdict: `dP <= delta` (`grouping.decision: point`) or `dP_high <= delta` (`conservative`)",
+            "`verdict == feasible`: what the search uses (a failed training is infeasible, whatever its drop)",
+        ),
+        (
+            "verdict",
+            "str",
+            "`feasible` / `infeasible`: `dP <= delta` (`grouping.decision: point`) or `dP_high <= delta` "
+            "(`conservative`), or not; `failed_training`: the group's model ends below its degraded input on a "
+            "member (`below_input`), whatever `dP`: its drop measures the recipe, not a conflict",
         ),
         ("weakest_gain", "float64", "the smallest gain of a member's single-task model over its input (dB)"),
         (
             "uninformative",
             "bool",
             "`weakest_gain < grouping.min_gain`: a member's model did not learn, so the verdict says little",
+        ),
+        ("weakest_group_gain", "float64", "the group's model's smallest gain over the input, over its members (dB)"),
+        ("below_input", "str", "the members on which the group's model ends below its input, `,`-joined (empty: none)"),
+        (
+            "harmed_images",
+            "int64",
+            "test images (over its members) the group's model makes worse than their input by more than 0.5 dB",
         ),
         ("round", "int64", "the round that asked for it"),
     ),
@@ -318,6 +370,11 @@ TABLES: dict[str, Table] = {
         ("psnr_grids", "float64", "the GRIDS group model"),
         ("vs_upper", "float64", "`psnr_grids - psnr_upper`"),
         ("vs_mixall", "float64", "`psnr_grids - psnr_mixall`"),
+        *_table1_gains("upper", "the single-task model"),
+        *_table1_gains("mixall", "the mix-all baseline"),
+        ("gain_{baseline}", "float64", "each baseline's mean gain over the input (dB)"),
+        ("harmed_{baseline}", "int64", "test images each baseline makes worse than their input by more than 0.5 dB"),
+        *_table1_gains("grids", "the GRIDS group model"),
     ),
     "selection_references": _table(
         ("results/selection/references.parquet", "results/selection/references/{degradation}.parquet"),
@@ -576,6 +633,7 @@ TABLES: dict[str, Table] = {
         ("distance", "float64", "mean pairwise distance under this variant"),
         ("mean_drop", "float64", "mean member drop (dB)"),
         ("max_drop", "float64", "largest member drop (dB)"),
+        *_GROUP_MODEL,
         ("closer", "bool", "this variant's smaller distance of the two"),
         ("correct", "bool", "the closer group lost less on average"),
     ),
@@ -594,6 +652,7 @@ TABLES: dict[str, Table] = {
         ("source", "str", "`search`, `table2` or `mix-all`"),
         ("mean_drop", "float64", "mean member drop (dB)"),
         ("max_drop", "float64", "largest member drop (dB)"),
+        *_GROUP_MODEL,
         ("variant", "str", "feature variant"),
         ("distance", "float64", "mean pairwise distance under this variant"),
     ),

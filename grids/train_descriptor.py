@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from . import io, tables
 from .archs import MSRResNet
-from .checkpoint import SAFETENSORS, card_front_matter, write_safetensors
+from .cards import CITATION, dataset_id, front_matter, metric
+from .checkpoint import SAFETENSORS, write_safetensors
 from .descriptor import save_descriptor, sha256_file
 from .seeds import derive_seed
 from .stage import pick_device
@@ -189,32 +190,61 @@ def _display_path(path: str | Path) -> str:
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
-def model_card(facts: dict) -> str:
-    """The descriptor's model card: Hugging Face front matter (its x4 PSNR as the model-index), then
-    what it is and how it was trained."""
-    result = {"task": "Image super-resolution x4 (bicubic)", "dataset": "held-out photos", "value": facts["psnr_x4"]}
-    front = card_front_matter("grids-descriptor-msrresnet-x4", [facts["photos"]], [result])
+def model_card(facts: dict, notes: str = "") -> str:
+    """The descriptor's model card: Hugging Face front matter (its x4 PSNR beside bicubic's, the
+    baseline, as the model-index), then what it is, how it was trained (``notes``: more, Markdown),
+    intended use, limitations, how to load it and how to cite it."""
+    heldout = ", ".join(facts["heldout_images"])
+    result = {
+        "task": "Image super-resolution x4 (bicubic)",
+        "dataset": {"type": dataset_id(facts["photos"]), "name": f"held-out photos: {heldout}", "config": "bicubic-x4"},
+        "metrics": [metric("psnr", facts["psnr_x4"]), metric("psnr", facts["psnr_bicubic"], "bicubic")],
+    }
+    front = front_matter("grids-descriptor-msrresnet-x4", [dataset_id(facts["photos"])], [result], ["super-resolution"])
     return (
         front
         + f"""# Degradation descriptor: MSRResNet x4
 
 Trained by `grids.train_descriptor` (rule `train_descriptor`) on clean bicubic x4 super-resolution.
-
+{notes}
 | | |
 | --- | --- |
 | architecture | BasicSR MSRResNet, 64 features, 16 residual blocks, x4 (1,517,571 parameters) |
 | data | `{facts["photos"]}` ({facts["train_images"]} training photos; licences in its LICENSES.md) |
-| held out | {", ".join(facts["heldout_images"])} |
+| held out | {heldout} |
 | recipe | L1, Adam (0.9, 0.99), lr {facts["lr"]} cosine to 1/100, batch {facts["batch_size"]}, HR crop {facts["hr_crop"]}², flips + rot90, bf16 on CUDA |
 | iterations | {facts["iterations"]} ({facts["train_seconds"]} s on {facts["device"]}) |
 | x4 PSNR, held-out (RGB, 4 px border) | {facts["psnr_x4"]} dB vs bicubic {facts["psnr_bicubic"]} dB (gain {facts["gain_db"]:+.3f} dB) |
 | seed | {facts["seed"]} |
 | sha256 | `{facts["sha256"]}` (`.pth`), `{facts["sha256_safetensors"]}` (`.safetensors`) |
 
-Load either file with `grids.descriptor.load_descriptor` (`.pth` with `torch.load(weights_only=True)`;
-`.safetensors`: the same tensors under the same BasicSR key names); BasicSR's official
-`MSRResNet_x4` weights load the same way (set `descriptor.weights` in the config).
-"""
+## Intended use
+
+The degradation descriptor of the GRIDS pipeline (docs/method.md §2): its deep features, summarised by
+generalised Gaussian fits, measure how similar two degradations are and which group model an input
+needs. It is an x4 super-resolution network only by training; it is not meant for upscaling images.
+
+## Limitations
+
+Trained briefly on {facts["train_images"]} photos: a descriptor of natural-image statistics, not a
+competitive super-resolution model (x4 gain over bicubic {facts["gain_db"]:+.3f} dB on the held-out photos).
+Its similarities are those of its features: images unlike its training photos are described less well.
+
+## How to load
+
+```python
+from grids.descriptor import load_descriptor
+
+model = load_descriptor("msrresnet_x4.safetensors")  # or the .pth (torch.load(weights_only=True))
+
+from safetensors.torch import load_file
+
+state = load_file("msrresnet_x4.safetensors")  # the weights alone, BasicSR key names
+```
+
+BasicSR's official `MSRResNet_x4` weights load the same way (set `descriptor.weights` in the config).
+
+{CITATION}"""
     )
 
 

@@ -48,6 +48,7 @@ from . import io, tables
 from .ggd import DISTANCES
 from .grouping.names import group_members, mix_all_group
 from .grouping.rounds import member_drops  # the drops the search uses, the same way
+from .learning import BELOW_INPUT, model_learning
 from .plotting import place_labels, wrap_group
 from .runplan import runnable_experiments
 from .similarity import group_distance, similarity_table, wide_matrix
@@ -60,9 +61,23 @@ def mean_distance(matrix: pd.DataFrame, group: str) -> float:
     return group_distance(wide_matrix(matrix), group_members(group))
 
 
-def table2(experiments: dict[str, list[str]], matrices: dict[str, pd.DataFrame], drops: pd.DataFrame) -> pd.DataFrame:
+def group_outcomes(drops: pd.DataFrame, min_gain: float) -> pd.DataFrame:
+    """Per group of member ``drops`` (:func:`grids.grouping.rounds.member_drops`): its mean and
+    largest drop, its model's smallest member gain over the input, harmed images and learning
+    outcome (:func:`grids.learning.model_learning`)."""
+    by = drops.groupby("group")
+    table = by["drop"].agg(mean_drop="mean", max_drop="max")
+    table["weakest_group_gain"] = by.gain_group.min()
+    table["harmed_images"] = by.harmed_group.sum().astype("int64")
+    table["learning"] = by.gain_group.apply(lambda gains: model_learning(gains, min_gain)).astype(str)
+    return table
+
+
+def table2(
+    experiments: dict[str, list[str]], matrices: dict[str, pd.DataFrame], drops: pd.DataFrame, min_gain: float
+) -> pd.DataFrame:
     """One row per (experiment, variant, group); ``experiments`` maps a name to its two group names."""
-    per_group = drops.groupby("group")["drop"].agg(mean_drop="mean", max_drop="max")
+    per_group = group_outcomes(drops, min_gain)
     rows = []
     for name, sides in experiments.items():
         for variant, matrix in matrices.items():
@@ -78,8 +93,7 @@ def table2(experiments: dict[str, list[str]], matrices: dict[str, pd.DataFrame],
                         "group": group,
                         "size": len(group_members(group)),
                         "distance": distances[k],
-                        "mean_drop": float(per_group.loc[group, "mean_drop"]),
-                        "max_drop": float(per_group.loc[group, "max_drop"]),
+                        **per_group.loc[group].to_dict(),
                         "closer": k == closer,
                         "correct": closer == lost_less,
                     }
@@ -137,13 +151,16 @@ def premise(groups: pd.DataFrame, table: pd.DataFrame, n_bootstrap: int, seed: i
 
 
 def premise_groups(
-    evaluation: pd.DataFrame, test_set: str, sources: dict[str, str], matrices: dict[str, pd.DataFrame]
+    evaluation: pd.DataFrame,
+    test_set: str,
+    sources: dict[str, str],
+    matrices: dict[str, pd.DataFrame],
+    min_gain: float,
 ) -> pd.DataFrame:
-    """Every trained group (``sources``: group -> where it comes from) with its drops and its mean
-    distance under each variant."""
+    """Every trained group (``sources``: group -> where it comes from) with its drops, how its
+    model fares against the input, and its mean distance under each variant."""
     groups = [g for g in sources if len(group_members(g)) > 1]
-    drops = member_drops(evaluation, test_set, groups).groupby("group")["drop"]
-    summary = pd.DataFrame({"mean_drop": drops.mean(), "max_drop": drops.max()})
+    summary = group_outcomes(member_drops(evaluation, test_set, groups, min_gain), min_gain)
     rows = []
     for variant, matrix in matrices.items():
         for group in groups:
@@ -152,8 +169,7 @@ def premise_groups(
                     "group": group,
                     "size": len(group_members(group)),
                     "source": sources[group],
-                    "mean_drop": float(summary.loc[group, "mean_drop"]),
-                    "max_drop": float(summary.loc[group, "max_drop"]),
+                    **summary.loc[group].to_dict(),
                     "variant": variant,
                     "distance": mean_distance(matrix, group),
                 }
@@ -250,6 +266,17 @@ def plot_premise(groups: pd.DataFrame, summary: pd.DataFrame, path: str | Path) 
     io.save_figure(fig, path)
 
 
+def failed_lines(groups: pd.DataFrame) -> list[str]:
+    """One line per trained group (``groups``: table ``validation_premise_groups``) whose model ends
+    below its input on a member: a failed mixed training, whose drops measure the recipe."""
+    failed = groups[groups.learning == BELOW_INPUT].drop_duplicates("group")
+    return [
+        f"the mixed training of {r.group} ({r.source}) failed: its model ends below its degraded input on a member "
+        f"(worst {r.weakest_group_gain:+.2f} dB); its drops measure the training recipe, not a conflict"
+        for r in failed.itertuples()
+    ]
+
+
 def write_markdown(
     table: pd.DataFrame,
     drops: pd.DataFrame,
@@ -258,16 +285,21 @@ def write_markdown(
     test_set: str,
     path: str | Path,
     html_path: str | Path | None = None,
+    groups: pd.DataFrame | None = None,
 ) -> None:
     text = "# Table 2: does the distance predict the drop?\n\n"
     text += (
         f"Drops are single-task PSNR - group PSNR on `{test_set}` (dB). Per experiment and variant, "
-        "`correct` says whether the group the variant calls closer lost less on average.\n\n"
+        "`correct` says whether the group the variant calls closer lost less on average. Each group's model "
+        "is judged against the degraded input first: `weakest_group_gain` is its smallest member gain over the "
+        "input (dB), `harmed_images` the test images it makes worse than their input by more than 0.5 dB, "
+        "`learning` whether it learned (`below_input`: a failed mixed training).\n\n"
     )
     text += "".join(f"- {line}\n" for line in skipped) + ("\n" if skipped else "")
-    wide = table.pivot_table(
-        index=["experiment", "side", "group", "mean_drop", "max_drop"], columns="variant", values="distance", sort=False
-    ).reset_index()
+    failed = failed_lines(groups) if groups is not None else []
+    text += "".join(f"- **{line[0].upper() + line[1:]}.**\n" for line in failed) + ("\n" if failed else "")
+    index = ["experiment", "side", "group", "mean_drop", "max_drop", "weakest_group_gain", "harmed_images", "learning"]
+    wide = table.pivot_table(index=index, columns="variant", values="distance", sort=False).reset_index()
     text += wide.round(3).to_markdown(index=False) + "\n\n## Ordered correctly, per variant\n\n"
     verdict = table[table.side == "a"].pivot_table(
         index="experiment", columns="variant", values="correct", sort=False, aggfunc="first"
@@ -307,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", nargs=2, action="append", required=True, metavar=("NAME", "MATRIX"))
     p.add_argument("--test-set", required=True, help="the test set whose PSNR defines a drop")
     p.add_argument("--bootstrap", type=int, required=True)
+    p.add_argument("--min-gain", type=float, required=True, help="grouping.min_gain (dB): below it, did not learn")
     p.add_argument("--seed", type=int, required=True)
     for name in ("table2", "drops", "table2-md", "table2-png", "premise", "premise-groups", "premise-png"):
         p.add_argument(f"--{name}", required=True)
@@ -326,8 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     matrices = {name: pd.read_parquet(path) for name, path in args.variant}
     test_set = args.test_set
     all_groups = list(dict.fromkeys(g for sides in experiments.values() for g in sides))
-    drops_by_group = member_drops(evaluation, test_set, all_groups)
-    table = table2(experiments, matrices, drops_by_group)
+    drops_by_group = member_drops(evaluation, test_set, all_groups, args.min_gain)
+    table = table2(experiments, matrices, drops_by_group, args.min_gain)
     drops = pd.DataFrame(
         [
             [name, "ab"[k], group, *row[1:]]
@@ -343,13 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     if mix_all:
         sources.setdefault(mix_all, "mix-all")
     trained = set(evaluation.trained_on)
-    groups = premise_groups(evaluation, test_set, {g: s for g, s in sources.items() if g in trained}, matrices)
+    trained_sources = {g: s for g, s in sources.items() if g in trained}
+    groups = premise_groups(evaluation, test_set, trained_sources, matrices, args.min_gain)
     summary = premise(groups, table, args.bootstrap, args.seed)
     tables.write(table, "validation_table2", args.table2)
     tables.write(drops, "validation_drops", args.drops)
     tables.write(groups, "validation_premise_groups", args.premise_groups)
     tables.write(summary, "validation_premise", args.premise)
-    write_markdown(table, drops, summary, skipped, test_set, args.table2_md, args.table2_html)
+    write_markdown(table, drops, summary, skipped, test_set, args.table2_md, args.table2_html, groups)
+    for line in failed_lines(groups):
+        print(f"warning: {line}", file=sys.stderr)
     if len(table):
         plot_table2(table, args.table2_png)
     else:  # every experiment skipped: an empty figure that says so

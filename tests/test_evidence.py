@@ -218,3 +218,40 @@ def test_another_partition_of_the_same_size_is_a_tie_not_a_flip():
     )
     assert per_group.feasible_rate.tolist() == [1.0, 1.0]
     assert partitions.partition.tolist() == ["a+b / c"] and partitions.is_search.all()
+
+
+def test_a_member_below_its_input_is_a_failed_training_not_a_clean_infeasible(capsys):
+    """Hand-made: a+b loses 0.5 dB on b (feasible by its drop) but ends 0.2 dB below b's input;
+    a+c loses 6 dB on c (infeasible by its drop) and ends 1 dB below c's input. Both are failed
+    trainings, marked apart from a clean infeasible verdict, and named on stderr."""
+    n = 4
+    evaluation = table(
+        {
+            "a": {"a": [30.0] * n},
+            "b": {"b": [25.3] * n},  # b's single-task model gains 0.3 dB: it did not learn
+            "c": {"c": [30.0] * n},
+            "a+b": {"a": [30.0] * n, "b": [24.8] * n},
+            "a+c": {"a": [30.0] * n, "c": [24.0] * n},
+            "b+c": {"b": [25.3] * n, "c": [28.0] * n},  # a clean infeasible: a 2 dB drop, both above their input
+        },
+        {"a": 25.0, "b": 25.0, "c": 25.0},
+    )
+    grouping = {**GROUPING, "decision": "point"}
+    found = evidence.group_evidence(evaluation, "t", ["a+b", "a+c", "b+c"], grouping, None, 0).set_index("group")
+    assert found.verdict.to_dict() == {"a+b": "failed_training", "a+c": "failed_training", "b+c": "infeasible"}
+    assert not found.feasible.any()
+    assert found.below_input.to_dict() == {"a+b": "b", "a+c": "c", "b+c": ""}
+    assert found.weakest_group_gain.to_dict() == pytest.approx({"a+b": -0.2, "a+c": -1.0, "b+c": 0.3})
+    assert found.harmed_images.to_dict() == {"a+b": 0, "a+c": n, "b+c": 0}  # per image: worse by > 0.5 dB
+    assert found.uninformative.to_dict() == {"a+b": True, "a+c": False, "b+c": True}
+    assert evidence.group_verdict(True, []) == "feasible" and evidence.group_verdict(False, []) == "infeasible"
+    assert evidence.group_verdict(True, ["b"]) == "failed_training"
+    evidence.warn_failed_trainings(found.reset_index())
+    err = capsys.readouterr().err
+    assert "the mixed training of a+b failed: its model ends below the degraded input on b" in err
+    assert "a+c failed" in err and "b+c" not in err
+    # partition stability: a failed training stays infeasible in every resample
+    per_group, _ = evidence.partition_stability(
+        evaluation, "t", ["a", "b", "c"], ["a+b"], ["a", "b", "c"], grouping, {}, 0, frozenset({"a+b"})
+    )
+    assert per_group.feasible_rate.tolist() == [0.0] and not per_group.feasible.any()

@@ -69,13 +69,14 @@ def eval_rows(group: str, drop, test_sets=("heldout",)) -> pd.DataFrame:
 def test_member_drops_and_group_drops():
     drop = lambda group, member: {"jpeg": 0.4, "sr": 0.9}.get(member, 0.0) if len(group) > 1 else 0.0  # noqa: E731
     evaluation = pd.concat([eval_rows(g, drop) for g in [*NAMES, "jpeg+sr", "blur+noise+sr"]])
-    drops = member_drops(evaluation, "heldout", ["jpeg+sr"])
+    drops = member_drops(evaluation, "heldout", ["jpeg+sr"], 0.5)
     assert drops.degradation.tolist() == ["jpeg", "sr"]
     assert drops["drop"].tolist() == pytest.approx([0.4, 0.9])
     assert drops.psnr_single.tolist() == pytest.approx([30.0, 26.0])
     assert drops.psnr_input.tolist() == pytest.approx([27.0, 23.0])
     assert drops.gain_single.tolist() == pytest.approx([3.0, 3.0])
     assert drops.gain_group.tolist() == pytest.approx([2.6, 2.1])
+    assert drops.harmed_group.tolist() == [0, 0] and drops.learning_group.tolist() == ["learned", "learned"]
     known = group_drops(evaluation, "heldout", sorted(set(evaluation.trained_on)), DEFAULT_GROUPING)
     assert known == pytest.approx({frozenset({"jpeg", "sr"}): 0.9, frozenset({"blur", "noise", "sr"}): 0.9})
 
@@ -83,9 +84,9 @@ def test_member_drops_and_group_drops():
 def test_missing_evaluation_is_named():
     evaluation = eval_rows("jpeg", lambda g, m: 0.0)
     with pytest.raises(ValueError, match=r"no evaluation of model 'jpeg\+sr' on 'jpeg'"):
-        member_drops(evaluation, "heldout", ["jpeg+sr"])
+        member_drops(evaluation, "heldout", ["jpeg+sr"], 0.5)
     with pytest.raises(ValueError, match="no evaluation rows for test set 'other'"):
-        member_drops(evaluation, "other", ["jpeg"])
+        member_drops(evaluation, "other", ["jpeg"], 0.5)
 
 
 def run_rounds(matrix, distances, grouping):
@@ -189,8 +190,8 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
     import json
 
     import torch
-    import yaml
 
+    from grids.cards import check_front_matter, read_front_matter
     from grids.checkpoint import load_model
 
     full = {
@@ -198,13 +199,19 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
     }
     models = {g: tmp_path / "models" / g / "model.pth" for g in full}
     out = tmp_path / "final" / "models"
-    export_models(pd.DataFrame({"degradation": ["jpeg"], "group": ["old"]}), models, out)
+    # the group's model loses 0.25 dB on jpeg and 3.4 dB on sr: sr ends 0.4 dB below its input
+    drop = lambda group, m: {"jpeg": 0.25, "sr": 3.4}.get(m, 0.25) if len(group) > 1 else 0.0  # noqa: E731
+    models_evaluated = ("blur", "jpeg", "sr", "jpeg+sr", "noise", "rain", "noise+rain")
+    evaluation = pd.concat([eval_rows(g, drop) for g in models_evaluated])
+    identity = eval_rows("input", lambda group, m: 0.0)
+    identity = identity.assign(psnr=identity.psnr_input, ssim=0.7, gain=0.0)  # the input scored as a model
+    evaluation = pd.concat([evaluation, identity])
+    grouping = {**DEFAULT_GROUPING, "delta": 0.5}
+    stale = pd.DataFrame({"degradation": ["noise", "rain"], "group": ["noise+rain"] * 2})
+    export_models(stale, models, out, evaluation, grouping)
     groups = pd.DataFrame({"degradation": ["blur", "jpeg", "sr"], "group": ["blur", "jpeg+sr", "jpeg+sr"]})
-    evaluation = pd.concat(
-        [eval_rows(g, lambda group, m: 0.25 if len(group) > 1 else 0.0) for g in ("blur", "jpeg", "sr", "jpeg+sr")]
-    )
-    training = {"photos": ["astronaut"], "dead_leaves": {"count": 8, "size": 256}}
-    export_models(groups, models, out, evaluation, {**DEFAULT_GROUPING, "delta": 0.5}, "abc", training)
+    training = {"photos": ["astronaut", "sunset"], "dead_leaves": {"count": 8, "size": 256}}
+    export_models(groups, models, out, evaluation, grouping, "abc", training)
     assert sorted(p.name for p in out.iterdir()) == [
         "blur.md",
         "blur.pth",
@@ -217,19 +224,36 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
     assert "optimizer" not in slim and "torch_rng" not in slim and "numpy_rng" not in slim
     assert all(torch.equal(slim["params"][k], v) for k, v in full["jpeg+sr"]["params"].items())
     assert slim["members"] == ["jpeg", "sr"] and slim["delta"] == 0.5 and slim["config_hash"] == "abc"
-    assert json.loads(slim["drops"]) == pytest.approx({"jpeg": 0.25, "sr": 0.25})
+    assert json.loads(slim["drops"]) == pytest.approx({"jpeg": 0.25, "sr": 3.4})
+    assert json.loads(slim["gains"]) == pytest.approx({"jpeg": 2.75, "sr": -0.4})
     assert (out / "jpeg+sr.pth").stat().st_size < (tmp_path / "models" / "jpeg+sr" / "model.pth").stat().st_size / 2
     card = (out / "jpeg+sr.md").read_text()
     for name in ("jpeg+sr.pth", "jpeg+sr.safetensors"):
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() in card
     assert "| jpeg |" in card and "+0.250" in card and "delta = 0.5 dB" in card
-    # the card's front matter: the Hugging Face model-card fields, the PSNR per member
-    front = yaml.safe_load(card.split("---\n")[1])
-    assert front["library_name"] and front["license"] == "mit" and front["datasets"][0] == "astronaut"
-    assert {"image-to-image", "image-restoration"} <= set(front["tags"])
+    # the body: each member judged against its input, limitations, how to load, citation
+    assert "| sr | 23.000 | 26.000 | 22.600 | -0.400 | 0 of 2 | +3.400 | below_input |" in card
+    assert "**Did not learn `sr`: it makes it worse** (-0.40 dB" in card
+    for heading in ("## Intended use", "## Limitations", "## How to load", "## Citation"):
+        assert heading in card
+    assert 'load_file("jpeg+sr.safetensors")' in card and "@inproceedings{cao2024grids" in card
+    assert "Every member gains at least" in (out / "blur.md").read_text()
+    # the front matter: the hub's fields, checked against the schema; PSNR/SSIM beside the input's
+    front = read_front_matter(card)
+    check_front_matter(front)
+    assert front["license"] == "mit" and front["pipeline_tag"] == "image-to-image"
+    assert front["datasets"] == ["scikit-image-astronaut", "grids-photos-sunset", "dead-leaves-synthetic"]
+    assert {"image-to-image", "image-restoration", "jpeg", "sr"} <= set(front["tags"])
+    assert front["metrics"] == ["psnr", "ssim"]
     [index] = front["model-index"]
-    metrics = {r["dataset"]["name"]: r["metrics"][0] for r in index["results"]}
-    assert sorted(metrics) == ["heldout: jpeg", "heldout: sr"] and metrics["heldout: jpeg"]["type"] == "psnr"
+    assert index["name"] == "grids-jpeg-sr"
+    results = {r["dataset"]["config"]: r for r in index["results"]}
+    assert sorted(results) == ["jpeg", "sr"]
+    assert results["sr"]["dataset"] == {"type": "grids-heldout", "name": "heldout: sr", "config": "sr", "split": "test"}
+    metrics = {(m["type"], m.get("config")): m["value"] for m in results["sr"]["metrics"]}
+    assert metrics == pytest.approx(
+        {("psnr", None): 22.6, ("ssim", None): 0.9, ("psnr", "input"): 23.0, ("ssim", "input"): 0.7}
+    )
     # the safetensors export: the same weights under the same keys, the same model, the same outputs
     pth, pth_state = load_model(out / "jpeg+sr.pth")
     safe, safe_state = load_model(out / "jpeg+sr.safetensors")
@@ -242,7 +266,7 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
     with torch.no_grad():
         assert torch.equal(pth(x), safe(x))
     with pytest.raises(FileNotFoundError, match="'missing'"):
-        export_models(pd.DataFrame({"degradation": ["x"], "group": ["missing"]}), models, out)
+        export_models(pd.DataFrame({"degradation": ["x"], "group": ["missing"]}), models, out, evaluation, grouping)
     assert sorted(p.name for p in out.glob("*.pth")) == ["blur.pth", "jpeg+sr.pth"]  # a failure leaves it whole
 
 
@@ -370,3 +394,83 @@ def test_finish_cli_writes_every_table_and_the_plot(tmp_path):
     assert (tmp_path / "results" / "grouping" / "search.png").stat().st_size > 5000
     with pytest.raises(ValueError, match="not finished"):
         finish(tables[:-1], matrix, NAMES, evaluation, grouping)
+
+
+def test_a_failed_training_is_split_by_the_search_and_named(tmp_path, capsys):
+    """a+b's drop is within delta, but its model ends 0.2 dB below the input on b: a failed mixed
+    training. The search treats it as infeasible (a and b stay apart), and says why: in the
+    round's and the result's logs, in verified.parquet's verdict and in Table 1's notes."""
+    names = ["a", "b"]
+    matrix, _ = points_matrix(names)
+    grouping = {**DEFAULT_GROUPING, "delta": 0.7, "decision": "point"}
+
+    def rows(model: str, scores: dict[str, float]) -> pd.DataFrame:  # psnr per image, inputs at 25 dB
+        frame = pd.DataFrame(
+            [[f"{model}.pth", model, "heldout", d, f"i{k}", v, 0.9, 25.0] for d, v in scores.items() for k in range(2)],
+            columns=["model", "trained_on", "test_set", "degradation", "image", "psnr", "ssim", "psnr_input"],
+        )
+        return frame.assign(gain=frame.psnr - frame.psnr_input)
+
+    singles = [rows("a", {"a": 25.3}), rows("b", {"b": 25.3})]  # each gains 0.3 dB
+    first = plan_round(0, matrix, names, pd.concat(singles), grouping)
+    assert first.group.tolist() == ["a+b"] and (first.action == "verify").all()
+    evaluation = pd.concat([*singles, rows("a+b", {"a": 25.3, "b": 24.8})])  # drop 0.5 dB on b, gain -0.2
+    assert group_drops(evaluation, "heldout", ["a+b"], grouping) == {frozenset(names): math.inf}
+    final = plan_round(1, matrix, names, evaluation, grouping)
+    assert sorted(final.group) == ["a", "b"] and (final.action == "final").all()
+    assert "the mixed training of a+b failed" in capsys.readouterr().err
+    result = finish([first, final], matrix, names, evaluation, grouping)
+    [row] = result["verified"].itertuples()
+    assert row.dP == pytest.approx(0.5) and row.verdict == "failed_training" and not row.feasible
+    assert row.below_input == "b" and row.weakest_group_gain == pytest.approx(-0.2) and row.harmed_images == 0
+    assert result["drops"].learning_group.tolist() == ["did_not_learn", "below_input"]
+    assert not result["stability"].feasible.any() and result["stability"].feasible_rate.tolist() == [0.0]
+
+    io.write_parquet(result["groups"], tmp_path / "groups.parquet")
+    io.write_parquet(evaluation, tmp_path / "eval.parquet")
+    io.write_parquet(result["verified"], tmp_path / "verified.parquet")
+    out = tmp_path / "out"
+    table = write_table1(
+        str(tmp_path / "groups.parquet"),
+        [str(tmp_path / "eval.parquet")],
+        {},
+        out / "table1.parquet",
+        out / "table1.md",
+        out / "table1.png",
+        verified_file=str(tmp_path / "verified.parquet"),
+    )
+    notes = (out / "table1.md").read_text().split("## Notes")[1]
+    assert "**Failed mixed trainings**: a+b (below its input on b; worst member gain -0.20 dB" in notes
+    assert "the search treated each as infeasible and split its members" in notes.lower()
+    assert "The mix-all baseline on heldout: below its input (a failed mixed training), mean gain +0.05 dB" in notes
+    assert "the mixed training of a+b failed" in capsys.readouterr().err
+    average = table[table.degradation == "average"].iloc[0]
+    assert average.learning_mixall == "below_input" and average.learning_upper == "did_not_learn"
+
+
+def test_table1_counts_the_images_each_model_makes_worse():
+    """Per image, not only per mean: a model whose mean gain is positive but that ruins one of its
+    test images has that image counted next to its gain."""
+    names = ["a", "b"]
+    frames = []
+    for model, psnr in {"a": [30.0, 30.0, 24.0], "b": [28.0] * 3, "a+b": [29.0, 29.0, 24.4]}.items():
+        for name in names if model == "a+b" else [model]:
+            frame = pd.DataFrame(
+                {
+                    "model": f"{model}.pth",
+                    "trained_on": model,
+                    "test_set": "t",
+                    "degradation": name,
+                    "image": ["i0", "i1", "i2"],
+                    "psnr": psnr,
+                    "ssim": 0.9,
+                    "psnr_input": 25.0,
+                }
+            )
+            frames.append(frame.assign(gain=frame.psnr - frame.psnr_input))
+    groups = pd.DataFrame({"degradation": names, "group": ["a", "b"]})
+    table = table1(groups, pd.concat(frames), {}, 0.5).set_index("degradation")
+    assert table.loc["a", "gain_upper"] == pytest.approx(3.0) and table.loc["a", "harmed_upper"] == 1
+    assert table.loc["a", "harmed_mixall"] == 1 and table.loc["b", "harmed_mixall"] == 1
+    assert table.loc["average", "harmed_upper"] == 1 and table.loc["average", "harmed_mixall"] == 2
+    assert table.loc["a", "learning_mixall"] == "learned" and table.loc["average", "learning_grids"] == "learned"

@@ -83,10 +83,13 @@ def test_text_columns_of_python_strings_and_empty_frames_pass():
 def test_pattern_columns_expand_per_value():
     names = tables.columns("table1", baseline=["rrdb", "swinir"])
     assert names[3:9] == ["psnr_input", "psnr_upper", "psnr_mixall", "psnr_rrdb", "psnr_swinir", "psnr_grids"]
-    assert "psnr_{baseline}" not in tables.columns("table1") and len(tables.columns("table1")) == len(names) - 2
-    row = ["heldout", "jpeg", "jpeg", 25.0, 30.0, 29.0, 28.0, 27.0, 30.0, 0.0, 1.0]
+    assert names[17:21] == ["gain_rrdb", "gain_swinir", "harmed_rrdb", "harmed_swinir"]
+    assert "psnr_{baseline}" not in tables.columns("table1") and len(tables.columns("table1")) == len(names) - 6
+    gains = [5.0, 0, "learned", 4.0, 1, "learned"]
+    row = ["heldout", "jpeg", "jpeg", 25.0, 30.0, 29.0, 28.0, 27.0, 30.0, 0.0, 1.0, *gains, 3.0, 2.0, 0, 0, *gains[:3]]
     tables.check(pd.DataFrame([row], columns=names), "table1")
-    tables.check(pd.DataFrame([row[:6] + row[8:]], columns=tables.columns("table1")), "table1")  # no baseline
+    no_baseline = row[:6] + row[8:17] + row[21:]
+    tables.check(pd.DataFrame([no_baseline], columns=tables.columns("table1")), "table1")
     wrong = pd.DataFrame([row], columns=names).assign(psnr_rrdb="x")
     with pytest.raises(tables.TableError, match="column psnr_rrdb is"):
         tables.check(wrong, "table1")

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from grids import io
+from grids.cards import check_front_matter
 from grids.data import dead_leaves
 from grids.descriptor import load_descriptor, sha256_file
 from grids.train_descriptor import downscale, learning_rate, psnr, random_batch, train_descriptor
@@ -70,9 +71,12 @@ def test_tiny_training_run_writes_loadable_weights(tmp_path):
     card = out.with_suffix(".md").read_text()
     assert facts["sha256"] in card and "PSNR" in card and facts["sha256_safetensors"] in card
     front = yaml.safe_load(card.split("---\n")[1])  # Hugging Face model-card front matter
+    check_front_matter(front)
     assert {"image-to-image", "image-restoration"} <= set(front["tags"]) and front["license"]
     [result] = front["model-index"][0]["results"]
     assert result["metrics"][0] == {"type": "psnr", "name": "PSNR (dB)", "value": facts["psnr_x4"]}
+    assert result["metrics"][1]["config"] == "bicubic" and result["metrics"][1]["value"] == facts["psnr_bicubic"]
+    assert "## Intended use" in card and "## Limitations" in card and "## Citation" in card
     # the safetensors export beside it: the same network, the same outputs
     safe = load_descriptor(out.with_suffix(".safetensors"))
     x = torch.rand(1, 3, 12, 12)

@@ -12,6 +12,7 @@ from scipy import stats
 from grids.grouping.names import group_members
 from grids.validation import (
     bootstrap_interval,
+    failed_lines,
     member_drops,
     premise,
     premise_groups,
@@ -59,11 +60,11 @@ def test_experiments_naming_an_unconfigured_degradation_are_skipped_saying_so():
 @pytest.mark.parametrize("far_loses_more", [True, False])
 def test_table2_distances_drops_and_verdict(far_loses_more):
     drops = {"a+b": 0.1, "c+d": 0.9} if far_loses_more else {"a+b": 0.9, "c+d": 0.1}
-    per_member = member_drops(evaluation(drops), "t", ["a+b", "c+d"])
+    per_member = member_drops(evaluation(drops), "t", ["a+b", "c+d"], 0.5)
     assert per_member["drop"].tolist() == pytest.approx([drops["a+b"]] * 2 + [drops["c+d"]] * 2)
     # A second variant that reverses the distances (c-d close, a-b far).
     reverse = {k: 6.0 - v for k, v in PAIR.items()}
-    table = table2({"e1": ["a+b", "c+d"]}, {"method": matrix(PAIR), "other": matrix(reverse)}, per_member)
+    table = table2({"e1": ["a+b", "c+d"]}, {"method": matrix(PAIR), "other": matrix(reverse)}, per_member, 0.5)
     method = table[table.variant == "method"].set_index("group")
     assert method.loc["a+b", "distance"] == 1.0 and method.loc["c+d", "distance"] == 5.0
     assert method.loc["a+b", "closer"] and not method.loc["c+d", "closer"]
@@ -71,6 +72,24 @@ def test_table2_distances_drops_and_verdict(far_loses_more):
     assert (method.correct == far_loses_more).all()
     other = table[table.variant == "other"].set_index("group")
     assert other.loc["c+d", "closer"] and (other.correct == (not far_loses_more)).all()
+    # every group's model judged against the input: 3 dB single-task gain minus the drop, all learned
+    assert method.weakest_group_gain.to_dict() == pytest.approx({g: 3.0 - d for g, d in drops.items()})
+    assert (method.harmed_images == 0).all() and (method.learning == "learned").all()
+
+
+def test_a_group_model_below_its_input_is_a_failed_training_in_table2_and_the_premise():
+    """c+d's model loses 3.6 dB on its members: 0.6 dB below their inputs, on every image."""
+    ev = evaluation({"a+b": 0.1, "c+d": 3.6})
+    per_member = member_drops(ev, "t", ["a+b", "c+d"], 0.5)
+    assert per_member.learning_group.tolist() == ["learned", "learned", "below_input", "below_input"]
+    assert per_member.harmed_group.tolist() == [0, 0, 2, 2] and per_member.harmed_single.tolist() == [0] * 4
+    table = table2({"e1": ["a+b", "c+d"]}, {"method": matrix(PAIR)}, per_member, 0.5).set_index("group")
+    assert table.loc["c+d", "learning"] == "below_input" and table.loc["c+d", "harmed_images"] == 4
+    assert table.loc["c+d", "weakest_group_gain"] == pytest.approx(-0.6)
+    rows = premise_groups(ev, "t", {"a+b": "search", "c+d": "mix-all"}, {"method": matrix(PAIR)}, 0.5)
+    assert rows.set_index("group").learning.to_dict() == {"a+b": "learned", "c+d": "below_input"}
+    [line] = failed_lines(rows)
+    assert line.startswith("the mixed training of c+d (mix-all) failed") and "-0.60 dB" in line
 
 
 def test_premise_correlations_equal_scipy():
@@ -78,8 +97,8 @@ def test_premise_correlations_equal_scipy():
     groups = ["a+b", "a+c", "a+d", "b+c", "b+d", "c+d", "a+b+c", "b+c+d"]
     drops = {g: float(v) for g, v in zip(groups, rng.uniform(0, 2, len(groups)))}
     ev = evaluation(drops)
-    table = table2({"e1": ["a+b", "c+d"]}, {"method": matrix(PAIR)}, member_drops(ev, "t", ["a+b", "c+d"]))
-    rows = premise_groups(ev, "t", {g: "search" for g in groups}, {"method": matrix(PAIR)})
+    table = table2({"e1": ["a+b", "c+d"]}, {"method": matrix(PAIR)}, member_drops(ev, "t", ["a+b", "c+d"], 0.5), 0.5)
+    rows = premise_groups(ev, "t", {g: "search" for g in groups}, {"method": matrix(PAIR)}, 0.5)
     summary = premise(rows, table, n_bootstrap=300, seed=1).set_index("target")
     distance = [np.mean([PAIR[tuple(sorted(p))] for p in itertools.combinations(group_members(g), 2)]) for g in groups]
     for target in ("max_drop", "mean_drop"):
@@ -107,7 +126,7 @@ def test_bootstrap_is_seeded_and_brackets_a_strong_correlation():
 
 def test_premise_with_too_few_groups_is_undefined_not_an_error():
     ev = evaluation({"a+b": 0.1, "c+d": 0.5})
-    rows = premise_groups(ev, "t", {"a+b": "table2", "c+d": "table2", "a": "single"}, {"method": matrix(PAIR)})
+    rows = premise_groups(ev, "t", {"a+b": "table2", "c+d": "table2", "a": "single"}, {"method": matrix(PAIR)}, 0.5)
     assert sorted(rows.group) == ["a+b", "c+d"]  # singletons have no pairwise distance: left out
     summary = premise(rows, pd.DataFrame(columns=["variant", "side", "correct"]), 100, 0)
     assert summary.spearman.isna().all() and summary.experiments_correct.isna().all()

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from grids import io, tables
+from grids.cards import check_front_matter, read_front_matter
 from grids.grouping.names import mix_all_group
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +118,7 @@ def test_upper_bounds(built):
     assert (table.gain == table.psnr - table.psnr_input).all()
     summary = (built / "results" / "upper_bounds" / "summary.md").read_text()
     assert "drop" in summary and "psnr_input" in summary and "gain_single" in summary
+    assert "harmed_mixall" in summary and "learning_mixall" in summary
     identity = pd.read_parquet(built / "results" / "eval" / "input.parquet")
     assert set(identity.trained_on) == {"input"} and (identity.psnr == identity.psnr_input).all()
     assert set(identity.degradation) == {*names, *TINY["selection"]["unseen"]}
@@ -168,7 +170,8 @@ def test_final_models(built):
     verified = pd.read_parquet(grouping / "verified.parquet")
     assert list(verified.columns) == [
         "group", "size", "mean_distance", "dP", "dP_sd_images", "dP_sd_seeds", "dP_low", "dP_high",
-        "feasible", "weakest_gain", "uninformative", "round",
+        "feasible", "verdict", "weakest_gain", "uninformative", "weakest_group_gain", "below_input",
+        "harmed_images", "round",
     ]  # fmt: skip
     assert verified.group.tolist() == asked and len(set(asked)) == len(asked)  # never verified twice
     drops = pd.read_parquet(grouping / "drops.parquet")
@@ -178,9 +181,18 @@ def test_final_models(built):
     for row in verified.itertuples():
         assert row.dP == pytest.approx(worst[row.group])
         assert row.dP_sd_seeds == pytest.approx(floor.drop_sd.iloc[-1])
-        assert row.feasible == (row.dP_high <= 0.7)  # the default: conservative, delta 0.7
-        weakest = drops[drops.group == row.group].gain_single.min()
+        members = drops[drops.group == row.group]
+        below = members.degradation[members.gain_group < 0].tolist()  # each member judged against its input
+        assert row.verdict == ("failed_training" if below else "feasible" if row.dP_high <= 0.7 else "infeasible")
+        assert row.feasible == (row.verdict == "feasible")  # the default: conservative, delta 0.7
+        assert row.below_input == ",".join(below) and row.weakest_group_gain == pytest.approx(members.gain_group.min())
+        assert row.harmed_images == members.harmed_group.sum()
+        weakest = members.gain_single.min()
         assert row.weakest_gain == pytest.approx(weakest) and row.uninformative == (weakest < 0.5)
+    assert set(drops.learning_group) <= {"learned", "did_not_learn", "below_input"}
+    failed = verified.group[verified.verdict == "failed_training"].tolist()
+    result_log = (built / "logs" / "grouping" / "result.log").read_text()
+    assert all(f"the mixed training of {g} failed" in result_log for g in failed)
     stability = pd.read_parquet(grouping / "stability.parquet")
     assert sorted(stability.group) == sorted(g for g in verified.group if "+" in g)
     partitions = pd.read_parquet(grouping / "stability_partitions.parquet")
@@ -202,8 +214,33 @@ def test_final_models(built):
     assert table.degradation.tolist() == [*names, "average"]
     assert table.psnr_grids.between(5, 100).all() and table.psnr_rrdb.between(5, 100).all()
     assert table.psnr_input.between(5, 100).all() and table.columns[3] == "psnr_input"
+    # every model judged against its input, per mean and per image; the mix-all row says whether it learned
+    for model in ("upper", "mixall", "grids"):
+        assert table[f"gain_{model}"].to_numpy() == pytest.approx(
+            (table[f"psnr_{model}"] - table.psnr_input).to_numpy()
+        )
+        assert set(table[f"learning_{model}"]) <= {"learned", "did_not_learn", "below_input"}
+    rows = table[table.degradation != "average"]
+    average = table[table.degradation == "average"].iloc[0]
+    assert average.harmed_mixall == rows.harmed_mixall.sum() and 0 <= average.harmed_mixall <= len(rows)
+    assert average.learning_mixall == (
+        "below_input"
+        if (rows.gain_mixall < 0).any()
+        else "learned"
+        if rows.gain_mixall.mean() >= 0.5
+        else "did_not_learn"
+    )
+    assert {"gain_rrdb", "harmed_rrdb", "gain_published", "harmed_published"} <= set(table.columns)
     notes = (built / "results" / "final" / "table1.md").read_text().split("## Notes")[1]
     assert "grouping.min_gain = 0.5 dB" in notes
+    assert (
+        f"The mix-all baseline on heldout: {'below its input' if average.learning_mixall == 'below_input' else ''}"
+        in notes
+    )
+    assert ("**Failed mixed trainings**" in notes) == bool(failed)
+    mixall_failed = rows.degradation[rows.learning_mixall == "below_input"]
+    log = (built / "logs" / "final" / "table1.log").read_text()
+    assert all(f"the mix-all model ends below its degraded input on {d}" in log for d in mixall_failed)
     rrdb = pd.read_parquet(built / "results" / "baselines" / "rrdb" / "eval.parquet")
     assert len(rrdb) == len(names) + 1 and rrdb.model.str.contains("baselines/rrdb").all()  # + the unseen one
     assert "## heldout" in (built / "results" / "final" / "table1.md").read_text()
@@ -320,6 +357,11 @@ def test_exported_group_models_are_slim_and_restore_like_the_checkpoints(built):
         card = (slim_path.with_suffix(".md")).read_text()
         assert hashlib.sha256(slim_path.read_bytes()).hexdigest() in card
         assert all(f"| {m} |" in card for m in group.split("+"))
+        front = read_front_matter(card)
+        check_front_matter(front)  # what a model hub reads: the schema of grids.cards
+        assert front["metrics"] == ["psnr", "ssim"] and "dead-leaves-synthetic" in front["datasets"]
+        for result in front["model-index"][0]["results"]:  # the model's PSNR beside the input's
+            assert {m.get("config") for m in result["metrics"] if m["type"] == "psnr"} == {None, "input"}
         outputs = []
         for path in (slim_path, slim_path.with_suffix(".safetensors"), full_path):
             model, _ = load_model(path)
@@ -340,6 +382,9 @@ def test_similarity_validation(built):
         "distance",
         "mean_drop",
         "max_drop",
+        "weakest_group_gain",
+        "harmed_images",
+        "learning",
         "closer",
         "correct",
     ]
@@ -365,11 +410,19 @@ def test_similarity_validation(built):
     verified = set(pd.read_parquet(built / "results" / "grouping" / "verified.parquet").group)
     mix_all = mix_all_group(TINY["degradations"])
     assert set(groups.group) == verified | {"jpeg+sr", "gaussian_noise+haze", mix_all}
-    # The experiment group the search verified was trained once, by the search, and reused.
-    assert "gaussian_noise+haze" in verified
+    # the mix-all row says whether it learned, as Table 1's average row does
+    [learned] = set(groups.learning[groups.group == mix_all])
+    table1 = pd.read_parquet(built / "results" / "final" / "table1.parquet")
+    assert learned == table1.learning_mixall[table1.degradation == "average"].iloc[0]
+    validation_drops = pd.read_parquet(results / "drops.parquet")
+    assert {"harmed_single", "harmed_group", "learning_group"} <= set(validation_drops.columns)
+    # An experiment group the search verified was trained once, by the search, and reused (which
+    # one depends on the search's path: a failed training splits a group, so this names none).
+    reused = {"jpeg+sr", "gaussian_noise+haze"} & verified
+    assert reused
     log = "".join(p.read_text() for p in (built / ".snakemake" / "log").glob("*.snakemake.log"))
     jobs = re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: group=(\S+)", log)
-    assert jobs.count("gaussian_noise+haze") == 1 and len(jobs) == len(set(jobs))
+    assert all(jobs.count(g) == 1 for g in reused) and len(jobs) == len(set(jobs))
     assert (results / "table2.png").stat().st_size > 0 and (results / "premise.png").stat().st_size > 0
 
 

@@ -3,9 +3,12 @@
 A drop ``dP(C)`` is a difference of mean PSNRs of two trained models on a handful of test images.
 Three things decide whether it can carry a verdict, and this module measures each:
 
-* **Did the models learn?** A single-task model that gains less than ``grouping.min_gain`` dB over
-  its degraded input (the identity) restores almost nothing; a group containing its degradation
-  cannot conflict with it, so that group's verdict is ``uninformative``.
+* **Did the models learn?** (the rule: :mod:`grids.learning`) A single-task model that gains less
+  than ``grouping.min_gain`` dB over its degraded input (the identity) restores almost nothing; a
+  group containing its degradation cannot conflict with it, so that group's verdict is
+  ``uninformative``. A group model that ends below the degraded input on a member is a **failed
+  mixed training**: its verdict is ``failed_training`` (:func:`group_verdict`), which the search
+  treats as infeasible (the group is not merged) but reports apart from a measured conflict.
 * **Test-image noise.** Per test image the member's drop is ``single - group``; resampling the
   images (with replacement, the same images for every member) and taking the max over members of
   the resampled means gives the bootstrap standard deviation of ``dP``.
@@ -39,11 +42,14 @@ import numpy as np
 import pandas as pd
 
 from .. import io, tables
+from ..learning import BELOW_INPUT, LEARNED, judge, learning
 from ..seeds import rng_for
 from .names import group_members
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 DECISIONS = ("point", "conservative")
+FEASIBLE, INFEASIBLE, FAILED_TRAINING = "feasible", "infeasible", "failed_training"
+VERDICTS = (FEASIBLE, INFEASIBLE, FAILED_TRAINING)
 
 
 def test_rows(evaluation: pd.DataFrame, test_set: str) -> pd.DataFrame:
@@ -107,6 +113,16 @@ def decide(dP: float | np.ndarray, half_width: float | np.ndarray, delta: float,
     return dP + (half_width if decision == "conservative" else 0.0) <= delta
 
 
+def group_verdict(feasible_by_drop: bool, below_input: list[str]) -> str:
+    """A verified group's verdict: ``failed_training`` when its model ends below the degraded input
+    on any member (``below_input``), whatever its drop (the drop then measures a failed training,
+    not a conflict; the search treats the group as infeasible), else ``feasible`` or ``infeasible``
+    by its drop (:func:`decide`)."""
+    if below_input:
+        return FAILED_TRAINING
+    return FEASIBLE if feasible_by_drop else INFEASIBLE
+
+
 def single_task_gains(evaluation: pd.DataFrame, names: list[str]) -> pd.Series:
     """Mean gain over the input of each degradation's single-task model (one test set's rows)."""
     gains = {}
@@ -120,7 +136,7 @@ def single_task_gains(evaluation: pd.DataFrame, names: list[str]) -> pd.Series:
 
 def not_learned(gains: pd.Series, min_gain: float) -> list[str]:
     """The degradations whose single-task model gained less than ``min_gain`` dB over the input."""
-    return [name for name, gain in gains.items() if not gain >= min_gain]
+    return [name for name, gain in gains.items() if learning(gain, min_gain) != LEARNED]
 
 
 def warn_not_learned(gains: pd.Series, min_gain: float, file=None) -> None:
@@ -134,15 +150,29 @@ def warn_not_learned(gains: pd.Series, min_gain: float, file=None) -> None:
         )
 
 
+def warn_failed_trainings(found: pd.DataFrame, file=None) -> None:
+    """One warning line per group whose mixed training failed (``found``: :func:`group_evidence`
+    rows), on ``file`` (stderr: the job's log): the search splits it for that reason."""
+    for row in found[found.verdict == FAILED_TRAINING].itertuples():
+        print(
+            f"warning: the mixed training of {row.group} failed: its model ends below the degraded input on "
+            f"{row.below_input.replace(',', ', ')} (worst member gain {row.weakest_group_gain:+.2f} dB). The search "
+            "treats it as infeasible and does not merge these members: that split reflects a failed training, "
+            "not a measured conflict between the tasks (train longer or with another recipe)",
+            file=file or sys.stderr,
+        )
+
+
 def group_evidence(
     evaluation: pd.DataFrame, test_set: str, groups: list[str], grouping: dict, noise_floor: pd.DataFrame | None, seed
 ) -> pd.DataFrame:
-    """Per group of two or more: ``dP``, its noise, interval, verdict and whether it is informative
-    (table ``grouping_evidence`` columns; see the module docstring)."""
+    """Per group of two or more: ``dP``, its noise, interval, verdict, whether it is informative and
+    how its model fares against the input (``EVIDENCE_COLUMNS``; see the module docstring)."""
     rows_all = test_rows(evaluation, test_set)
     seeds_sd = seed_drop_sd(noise_floor)
     members_all = sorted({m for g in groups for m in group_members(g)})
     gains = single_task_gains(rows_all, members_all) if members_all else pd.Series(dtype=float)
+    judged = judge(rows_all, grouping["min_gain"]).droplevel("test_set")
     rows = []
     for group in groups:
         members = group_members(group)
@@ -154,6 +184,9 @@ def group_evidence(
         images_sd = float(samples.std(ddof=1)) if len(samples) > 1 else 0.0
         half = Z95 * float(np.hypot(images_sd, seeds_sd))
         weakest = float(gains[members].min())
+        own = judged.loc[[(group, m) for m in members]]
+        below = [m for m, outcome in zip(members, own.learning) if outcome == BELOW_INPUT]
+        verdict = group_verdict(bool(decide(dP, half, grouping["delta"], grouping["decision"])), below)
         rows.append(
             [
                 group,
@@ -163,9 +196,13 @@ def group_evidence(
                 seeds_sd,
                 dP - half,
                 dP + half,
-                bool(decide(dP, half, grouping["delta"], grouping["decision"])),
+                verdict == FEASIBLE,
+                verdict,
                 weakest,
-                bool(not weakest >= grouping["min_gain"]),
+                learning(weakest, grouping["min_gain"]) != LEARNED,
+                float(own.gain.min()),
+                ",".join(below),
+                int(own.harmed.sum()),
             ]
         )
     return pd.DataFrame(rows, columns=EVIDENCE_COLUMNS)
@@ -243,10 +280,12 @@ def partition_stability(
     grouping: dict,
     half_widths: dict[str, float],
     seed,
+    failed: frozenset[str] = frozenset(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Resample the test images ``grouping['bootstrap']`` times, re-decide each ``verified`` group
     from its resampled ``dP`` (with the same ``half_widths`` as the search under ``conservative``),
-    and find the partition that evidence supports (:func:`fewest_groups`).
+    and find the partition that evidence supports (:func:`fewest_groups`). A ``failed`` group (its
+    verdict ``failed_training``) is infeasible in every resample, as in the search.
 
     Returns (per group: its verdict on all images and how often it holds, table
     ``grouping_stability``; per partition found: how often, table ``grouping_stability_partitions``).
@@ -264,11 +303,15 @@ def partition_stability(
         values = d.reindex(images).to_numpy()
         resampled[g] = np.nanmax(np.nanmean(values[picks], axis=1), axis=1)
     delta, decision = grouping["delta"], grouping["decision"]
-    feasible = {g: bool(decide(point[g], half_widths.get(g, 0.0), delta, decision)) for g in multi}
+
+    def holds(g: str, dP):  # the verdict of group g at drop(s) dP
+        return decide(dP, half_widths.get(g, 0.0), delta, decision) & (g not in failed)
+
+    feasible = {g: bool(holds(g, point[g])) for g in multi}
     searched = tuple(sorted(partition))
     counts: dict[tuple[str, ...], int] = {}
     for b in range(n):
-        ok = [g for g in multi if decide(resampled[g][b], half_widths.get(g, 0.0), delta, decision)]
+        ok = [g for g in multi if holds(g, resampled[g][b])]
         found = tuple(fewest_groups(names, ok, {g: resampled[g][b] for g in ok}))
         still = all(g in ok for g in searched if g in drops)
         if still and len(found) == len(searched):  # the search's answer still stands: no tie-break
@@ -282,7 +325,7 @@ def partition_stability(
                 g in partition,
                 point[g],
                 feasible[g],
-                float(np.mean(decide(resampled[g], half_widths.get(g, 0.0), delta, decision))),
+                float(np.mean(holds(g, resampled[g]))),
             ]
             for g in multi
         ],

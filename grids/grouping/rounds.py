@@ -47,6 +47,7 @@ import pandas as pd
 
 from .. import io, tables
 from ..config import config_section
+from ..learning import judge
 from ..plotting import place_labels, wrap_group
 from ..similarity import group_distance, wide_matrix
 from . import evidence
@@ -60,12 +61,14 @@ def distance_matrix(matrix: pd.DataFrame, names: list[str]) -> np.ndarray:
     return wide_matrix(matrix, names=names).to_numpy(dtype=float)
 
 
-def member_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> pd.DataFrame:
+def member_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str], min_gain: float) -> pd.DataFrame:
     """Per group and member: single-task PSNR, group-model PSNR, their difference, the input's
-    PSNR and both models' gains over it (dB)."""
+    PSNR, both models' gains over it (dB), the test images each makes worse than its input by more
+    than 0.5 dB, and whether the group's model learned the member (:mod:`grids.learning`)."""
     rows = evaluation[evaluation.test_set == test_set]
     means = mean_psnr(evaluation, test_set).set_index(["trained_on", "degradation"]).psnr
     inputs = rows.groupby("degradation").psnr_input.mean()
+    judged = judge(rows, min_gain).droplevel("test_set")
     out = []
     for group in groups:
         for member in group_members(group):
@@ -73,8 +76,12 @@ def member_drops(evaluation: pd.DataFrame, test_set: str, groups: list[str]) -> 
                 if (model, member) not in means.index:
                     raise ValueError(f"no evaluation of model {model!r} on {member!r} ({test_set})")
             single, grouped, identity = means[(member, member)], means[(group, member)], inputs[member]
+            own, theirs = judged.loc[(member, member)], judged.loc[(group, member)]
             out.append(
-                [group, member, single, grouped, single - grouped, identity, single - identity, grouped - identity]
+                [
+                    *(group, member, single, grouped, single - grouped, identity, single - identity),
+                    *(grouped - identity, int(own.harmed), int(theirs.harmed), theirs.learning),
+                ]
             )
     return pd.DataFrame(out, columns=tables.columns("grouping_drops"))
 
@@ -87,11 +94,18 @@ def group_drops(
     noise_floor: pd.DataFrame | None = None,
     seed: int = 0,
 ) -> dict[frozenset[str], float]:
-    """The planner's ``known``: per non-singleton group, the value it compares with delta --
-    ``dP`` under ``grouping.decision: point``, the upper end of its interval under ``conservative``."""
+    """The planner's ``known`` for the non-singleton ``groups`` (:func:`known_results`)."""
     found = evidence.group_evidence(evaluation, test_set, groups, grouping, noise_floor, seed)
-    column = "dP_high" if grouping["decision"] == "conservative" else "dP"
-    return {frozenset(group_members(g)): float(v) for g, v in zip(found.group, found[column])}
+    return known_results(found, grouping["decision"])
+
+
+def known_results(found: pd.DataFrame, decision: str) -> dict[frozenset[str], float]:
+    """Per group of :func:`grids.grouping.evidence.group_evidence` rows, the value the planner
+    compares with delta: ``dP`` under ``grouping.decision: point``, the upper end of its interval
+    under ``conservative``; infinite for a failed training (infeasible whatever its drop)."""
+    column = "dP_high" if decision == "conservative" else "dP"
+    values = found[column].where(found.verdict != evidence.FAILED_TRAINING, np.inf)
+    return {frozenset(group_members(g)): float(v) for g, v in zip(found.group, values)}
 
 
 def planner_for(matrix: pd.DataFrame, names: list[str], grouping: dict) -> Planner:
@@ -116,8 +130,10 @@ def plan_round(
 ) -> pd.DataFrame:
     """One planner step from every result in ``evaluation``: groups to verify, or the answer."""
     test_set = test_set_of(grouping, evaluation)
-    known = group_drops(evaluation, test_set, sorted(set(evaluation.trained_on)), grouping, noise_floor, seed)
-    out = planner_for(matrix, names, grouping).next(known)
+    trained = sorted(set(evaluation.trained_on))
+    found = evidence.group_evidence(evaluation, test_set, trained, grouping, noise_floor, seed)
+    evidence.warn_failed_trainings(found)
+    out = planner_for(matrix, names, grouping).next(known_results(found, grouping["decision"]))
     if isinstance(out, SearchResult):
         partitions = [out.partition] + [p for p in out.all_partitions if set(p) != set(out.partition)]
         rows = [[round_index, "final", group_name(g), k] for k, part in enumerate(partitions) for g in part]
@@ -152,7 +168,7 @@ def finish(
         raise ValueError("the last round has no final partition: the search is not finished")
     test_set = test_set_of(grouping, evaluation)
     asked = rounds[rounds.action == "verify"].drop_duplicates("group").set_index("group")["round"]
-    drops = member_drops(evaluation, test_set, list(asked.index))
+    drops = member_drops(evaluation, test_set, list(asked.index), grouping["min_gain"])
     wide = wide_matrix(matrix, names=names)
     found = evidence.group_evidence(evaluation, test_set, list(asked.index), grouping, noise_floor, seed)
     found.insert(2, "mean_distance", [group_distance(wide, group_members(g)) for g in found.group])
@@ -169,8 +185,9 @@ def finish(
     )
     gains = evidence.single_task_gains(evidence.test_rows(evaluation, test_set), names)
     half = dict(zip(verified.group, verified.dP_high - verified.dP))
+    failed = frozenset(verified.group[verified.verdict == evidence.FAILED_TRAINING])
     stability, partitions = evidence.partition_stability(
-        evaluation, test_set, names, list(asked.index), list(chosen.group), grouping, half, seed
+        evaluation, test_set, names, list(asked.index), list(chosen.group), grouping, half, seed, failed
     )
     return {
         "verified": verified,
@@ -188,7 +205,8 @@ def plot_search(
 ) -> None:
     """Each verified group's drop (with its 95 % interval) against its mean similarity distance,
     the delta line across: how well the ranking heuristic predicted the trainings' outcome. Hollow
-    markers: uninformative verdicts (a member's single-task model did not learn). Each point is
+    markers: uninformative verdicts (a member's single-task model did not learn); crosses: failed
+    trainings (the group's model ends below its input on a member). Each point is
     labelled with its group (wrapped at the ``+``), the labels placed clear of one another where
     there is room; ``gains`` (single-task gain over the input per degradation) go in the title."""
     plt = io.pyplot()
@@ -202,19 +220,22 @@ def plot_search(
         elinewidth=0.7,
         alpha=0.6,
     )
-    for feasible, colour in ((True, "tab:green"), (False, "tab:red")):
+    for verdict, colour in zip(evidence.VERDICTS, ("tab:green", "tab:red", "tab:purple")):
         for blind in (False, True):
-            rows = verified[(verified.feasible == feasible) & (verified.uninformative == blind)]
+            rows = verified[(verified.verdict == verdict) & (verified.uninformative == blind)]
             if rows.empty:
                 continue
+            failed = verdict == evidence.FAILED_TRAINING
             ax.scatter(
                 rows.mean_distance,
                 rows.dP,
                 s=20 + 12 * rows["size"],
+                marker="X" if failed else "o",
                 facecolors="none" if blind else colour,
                 edgecolors=colour,
                 alpha=0.8,
-                label=("feasible" if feasible else "infeasible") + (" (uninformative)" if blind else ""),
+                label=("failed training (a member below its input)" if failed else verdict)
+                + (" (uninformative)" if blind else ""),
             )
     ax.axhline(delta, color="grey", linestyle="--", label=f"delta = {delta:g} dB")
     ax.margins(x=0.18, y=0.15)  # room for the labels of the outermost points
@@ -222,7 +243,7 @@ def plot_search(
     ax.set_ylabel("dP = max drop vs single-task (dB)")
     title = f"Grouping search: {len(verified)} verified groups (marker size = group size; bars: 95 % interval)"
     if gains is not None and len(gains):
-        weak = [f"{n} {g:+.2f}" for n, g in gains.items() if not g >= min_gain]
+        weak = [f"{n} {gains[n]:+.2f}" for n in evidence.not_learned(gains, min_gain)]
         title += f"\nsingle-task gain over the input: median {gains.median():+.2f} dB"
         title += f"; below {min_gain:g} dB: {', '.join(weak)}" if weak else f"; all >= {min_gain:g} dB"
     ax.set_title(title, fontsize=9, wrap=True)
@@ -271,16 +292,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--groups", required=True, help="final/groups.parquet (the partition)")
     p.add_argument("--group", required=True, help="the final group")
     p.add_argument("--model", required=True, help="its training checkpoint")
-    p.add_argument("--eval", nargs="+", default=[], help="evaluation tables of the group's and its members' models")
-    p.add_argument("--grouping", help="the config's grouping section, JSON (delta and test set)")
+    p.add_argument(
+        "--eval", nargs="+", required=True, help="evaluation tables of the final and single-task models, the input's"
+    )
+    p.add_argument("--grouping", required=True, help="the config's grouping section, JSON (delta, test set, min_gain)")
     p.add_argument("--config-hash", default="", help="sha256 of the validated config")
     p.add_argument("--training-data", help="the config's training.images section, JSON")
     for name, what in (("pth", "the slim .pth"), ("safetensors", "the .safetensors"), ("card", "the model card (.md)")):
         p.add_argument(f"--{name}", required=True, help=f"{what} to write")
     args = parser.parse_args(argv)
     if args.command == "export":
-        evaluation = io.read_parquets(args.eval) if args.eval else None
-        grouping = config_section("grouping", json.loads(args.grouping)) if args.grouping else None
+        evaluation = io.read_parquets(args.eval)
+        grouping = config_section("grouping", json.loads(args.grouping))
         training = json.loads(args.training_data) if args.training_data else None
         from ..checkpoint import export_model  # torch is imported for this command only
 
@@ -306,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = [pd.read_parquet(f) for f in args.rounds]
     found = finish(rounds, matrix, args.degradations, evaluation, grouping, noise, args.seed)
     evidence.warn_not_learned(found["gains"], grouping["min_gain"])
+    evidence.warn_failed_trainings(found["verified"])
     for name in ("verified", "drops", "partitions", "stability", "stability_partitions"):
         tables.write(found[name], f"grouping_{name}", getattr(args, name))
     tables.write(found["groups"], "final_groups", args.groups)

@@ -106,6 +106,7 @@ rule final_group_model:
         groups="results/final/groups.parquet",
         model="results/models/{group}/model.pth",
         evals=get_group_export_evals,
+        identity="results/eval/input.parquet",  # the input's SSIM, the cards' baseline
     output:
         pth="results/final/models/{group}.pth",
         safetensors="results/final/models/{group}.safetensors",
@@ -121,7 +122,7 @@ rule final_group_model:
         training_data=get_training_images_json,
     shell:
         "python -m grids.grouping.rounds export --groups {input.groups:q} --group {wildcards.group:q}"
-        " --model {input.model:q} --eval {input.evals:q} --grouping {params.grouping:q}"
+        " --model {input.model:q} --eval {input.evals:q} {input.identity:q} --grouping {params.grouping:q}"
         " --config-hash {params.config_hash:q} --training-data {params.training_data:q}"
         " --pth {output.pth:q} --safetensors {output.safetensors:q} --card {output.card:q} > {log:q} 2>&1"
 
@@ -129,6 +130,7 @@ rule final_group_model:
 rule table1:
     input:
         groups="results/final/groups.parquet",
+        verified="results/grouping/verified.parquet",
         evals=get_table1_evals,
         identity="results/eval/input.parquet",
         baselines=get_baseline_evals(),
@@ -155,7 +157,8 @@ rule table1:
         min_gain=CONFIG["grouping"]["min_gain"],
     shell:
         "python -m grids.report table1 --groups {input.groups:q} --eval {input.evals:q} {input.identity:q}"
-        " {params.baselines:q} --min-gain {params.min_gain:q} --table {output.table:q} --markdown {output.markdown:q}"
+        " {params.baselines:q} --min-gain {params.min_gain:q} --verified {input.verified:q}"
+        " --table {output.table:q} --markdown {output.markdown:q}"
         " --chart {output.chart:q} --html {output.html:q} > {log:q} 2>&1"
 
 

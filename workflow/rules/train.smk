@@ -293,9 +293,11 @@ rule upper_bounds_table:
     localrule: True
     conda:
         "../envs/grids.yaml"
+    params:
+        min_gain=CONFIG["grouping"]["min_gain"],
     shell:
         "python -m grids.report upper-bounds --eval {input:q} --table {output.table:q}"
-        " --summary {output.summary:q} > {log:q} 2>&1"
+        " --summary {output.summary:q} --min-gain {params.min_gain:q} > {log:q} 2>&1"
 
 
 rule upper_bounds:

@@ -109,11 +109,13 @@ rule validation_tables:
         variants=get_variant_args,
         test_set=validation_test_set(),
         bootstrap=VALIDATION["bootstrap"],
+        min_gain=CONFIG["grouping"]["min_gain"],
         seed=CONFIG["seed"],
     shell:
         "python -m grids.validation tables --experiments {params.experiments:q}"
         " --degradations {params.degradations:q} --eval {params.evals:q} --verified {input.verified:q}"
         " {params.variants:q} --test-set {params.test_set:q} --bootstrap {params.bootstrap:q}"
+        " --min-gain {params.min_gain:q}"
         " --seed {params.seed:q} --table2 {output.table2:q} --drops {output.drops:q}"
         " --table2-md {output.table2_md:q} --table2-html {output.table2_html:q} --table2-png {output.table2_png:q}"
         " --premise {output.premise:q} --premise-groups {output.premise_groups:q}"
