@@ -4,10 +4,11 @@ workflow shipped inside the package, the layout ``snakedeploy deploy-workflow`` 
     DIR/workflow/Snakefile    a Snakemake module of the installed workflow (grids/workflow/)
     DIR/config/config.yaml    the default config, to edit (with gpu.yaml, paper.yaml, README.md)
     DIR/examples/             the user code the default config names (haze.py, unseen.py, nafnet.py)
+    DIR/slurm/config.yaml     the Slurm profile: ``snakemake --profile slurm final_models``
 
-The wheel carries ``workflow/``, ``config/`` and ``examples/`` of the repository as
-``grids/workflow``, ``grids/configs`` and ``grids/examples`` (pyproject.toml, package-dir). In a
-checkout they are the repository's own folders, so one lookup serves both.
+The wheel carries ``workflow/``, ``config/``, ``examples/`` and ``slurm/`` of the repository as
+``grids/workflow``, ``grids/configs``, ``grids/examples`` and ``grids/slurm`` (pyproject.toml,
+package-dir). In a checkout they are the repository's own folders, so one lookup serves both.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SNAKEFILE = """\
 # The workflow is the one installed with the grids package, used as a Snakemake module; edit
 # config/config.yaml (or add files with --configfile) and run, from this folder:
 #   snakemake --cores all similarity_matrix     # or final_models, all, ... (see the README)
+#   snakemake --profile slurm final_models      # on a Slurm login node (slurm/config.yaml)
 from grids.deploy import workflow_folder
 
 
@@ -66,6 +68,11 @@ def examples_folder() -> Path:
     return _shipped("examples", "examples", "haze.py")
 
 
+def slurm_folder() -> Path:
+    """The Slurm profile: ``config.yaml``, which ``--profile slurm`` reads from ``slurm/``."""
+    return _shipped("slurm", "slurm", "config.yaml")
+
+
 def init(directory: str | Path) -> list[Path]:
     """Write a working directory (created if needed) and return the files written. Refuses, writing
     nothing, when one of them exists already."""
@@ -74,6 +81,7 @@ def init(directory: str | Path) -> list[Path]:
         directory / "config" / f.name: f for f in sorted(config_folder().iterdir()) if f.suffix in {".yaml", ".md"}
     }
     sources |= {directory / "examples" / f.name: f for f in sorted(examples_folder().glob("*.py"))}
+    sources[directory / "slurm" / "config.yaml"] = slurm_folder() / "config.yaml"
     targets = [directory / "workflow" / "Snakefile", *sources]
     existing = [str(t) for t in targets if t.exists()]
     if existing:

@@ -1,8 +1,8 @@
 """The figures a user review found defective, drawn from small synthetic tables: the heatmap's title
 and colour-bar label fit the figure, every category of the prediction plot has its own colour and
-marker, the search plot labels each point with its group, Table 1 shows gains from 0 dB with its
-legend clear of bars and titles, the confusion counts are readable on every cell, Table 2 names its
-groups, and the premise's labels do not overlap."""
+marker (no colour twice in a panel), the search plot labels each point with its group, Table 1
+shows gains from 0 dB with its legend clear of bars and titles, the confusion counts are readable
+on every cell, Table 2 names its groups, and the premise's labels do not overlap."""
 
 from __future__ import annotations
 
@@ -127,19 +127,22 @@ def test_prediction_gives_every_degradation_its_own_colour_and_marker(saved, tmp
     assert_png(tmp_path / "prediction.png")
     (fig,) = saved
     renderer = drawn(fig)
-    (ax,) = fig.axes
-    keys = [marker_key(c) for c in ax.collections]
+    assert len(fig.axes) == (2 if unseen else 1)  # trained and unseen degradations apart
+    keys = [marker_key(c) for ax in fig.axes for c in ax.collections]
     assert len(keys) == seen + unseen
     assert len(set(keys)) == len(keys), "two degradations are drawn alike"
-    legends = [*fig.legends, *filter(None, [ax.get_legend()])]
-    (legend,) = legends
-    labels = [t.get_text() for t in legend.get_texts()]
+    labels = []
+    for ax in fig.axes:
+        colours = [marker_key(c)[0] for c in ax.collections]
+        assert len(set(colours)) == min(len(colours), 12), "a colour repeats within a panel"
+        legend = ax.get_legend()
+        labels += [t.get_text() for t in legend.get_texts()]
+        extent = legend.get_window_extent(renderer)
+        assert inside(extent, fig.bbox)
+        assert overlap(extent, ax.get_window_extent(renderer)) == 0  # the legend hides no point
+        assert inside(ax.title.get_window_extent(renderer), fig.bbox)
     assert all(any(label.startswith(name) for label in labels) for name in accuracy.degradation.unique())
     assert sum("(unseen)" in label for label in labels) == unseen
-    extent = legend.get_window_extent(renderer)
-    assert inside(extent, fig.bbox)
-    assert overlap(extent, ax.get_window_extent(renderer)) == 0  # the legend hides no point
-    assert inside(ax.title.get_window_extent(renderer), fig.bbox)
 
 
 def verified_table() -> pd.DataFrame:
