@@ -13,7 +13,9 @@ package-dir). In a checkout they are the repository's own folders, so one lookup
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import sys
 from pathlib import Path
 
 from . import __version__
@@ -28,7 +30,7 @@ SNAKEFILE = """\
 # config/config.yaml (or add files with --configfile) and run, from this folder:
 #   snakemake --cores all similarity_matrix     # or final_models, all, ... (see the README)
 #   snakemake --profile slurm final_models      # on a Slurm login node (slurm/config.yaml)
-from grids.deploy import workflow_folder
+from grids.deploy import announce_results, workflow_folder
 
 
 configfile: "config/config.yaml"
@@ -42,7 +44,28 @@ module grids:
 
 
 use rule * from grids
+
+
+onsuccess:
+    announce_results()
 """
+
+# What a run leaves that a user reads first; the heatmap, command 1's result, last.
+MAIN_RESULTS = [
+    ("results/validation/table2.md", "Table 2: does a small distance mean a small loss when mixed?"),
+    ("results/selection/summary.md", "which group model each test image gets, and whether it helps"),
+    ("results/final/table1.md", "Table 1: PSNR per degradation, GRIDS against single-task and mix-all"),
+    ("results/similarity/heatmap.png", "the similarity heatmap: smaller = more alike (README, first screen)"),
+]
+
+
+def announce_results() -> None:
+    """After a successful run (Snakemake's ``onsuccess``), name the main results that exist, so
+    that the run's last lines, printed after Snakemake's own (the log, the elapsed time), say
+    where to look. Jobs run with ``--no-hooks``, so only the run the user started prints them."""
+    found = [f"  {path}   {what}" for path, what in MAIN_RESULTS if Path(path).is_file()]
+    if found:
+        atexit.register(print, "GRIDS results:", *found, sep="\n", file=sys.stderr)
 
 
 def _shipped(installed: str, checkout: str, marker: str) -> Path:
