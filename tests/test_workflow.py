@@ -20,6 +20,8 @@ import yaml
 from grids import io, tables
 from grids.grouping.names import mix_all_group
 
+pytestmark = pytest.mark.slow  # runs the whole workflow on the tiny config: minutes
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 
