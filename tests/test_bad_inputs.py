@@ -249,6 +249,7 @@ WRITERS = {
 
 
 @pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.slow  # a stage run per writer
 def test_a_failed_write_names_the_output_and_leaves_nothing(tmp_path, writer):
     out = tmp_path / "out" / {"png": "a.png", "parquet": "a.parquet", "checkpoint": "a.pth", "figure": "a.png"}[writer]
     code = (
@@ -441,6 +442,7 @@ CHECKPOINTS = {
 
 
 @pytest.mark.parametrize("case", sorted(CHECKPOINTS))
+@pytest.mark.slow  # one `grids restore` per kind of bad file
 def test_a_model_file_that_does_not_fit_gets_one_line(tmp_path, case):
     make, expected = CHECKPOINTS[case]
     path = make(tmp_path / "model.pth")
