@@ -61,14 +61,14 @@ def parameter_rows(node: dict | None = None, prefix: str = "") -> list[dict[str,
 
     A key with a ``default`` of its own is one row (its default is the whole value); an object
     without one lists its properties beneath it. A map (an object admitting keys of any name:
-    ``degradations``, ``baselines``, ``training.test_sets``) is one row: its entries are names
-    the user chooses, not config keys (a built-in degradation's parameters default in its code)."""
+    ``degradations``, ``baselines``, ``training.test_sets``) is one row, followed by the entries
+    it names (the built-in degradations, each with its parameters)."""
     node = _resolve(schema() if node is None else node)
     rows = []
     for name, child in node.get("properties", {}).items():
         child = _resolve(child)
         key = prefix + name
-        kind = child.get("type", "enum" if "enum" in child else "")
+        kind = child.get("type", "enum" if "enum" in child else [o["type"] for o in child.get("oneOf", [])])
         rows.append(
             {
                 "name": key,
@@ -79,8 +79,7 @@ def parameter_rows(node: dict | None = None, prefix: str = "") -> list[dict[str,
                 "description": " ".join(str(child.get("description", "")).split()),
             }
         )
-        is_map = child.get("additionalProperties", False) is not False
-        if "default" not in child and "properties" in child and not is_map:
+        if "default" not in child and "properties" in child:
             rows += parameter_rows(child, key + ".")
     return rows
 
@@ -253,11 +252,21 @@ def _check_schema(config: dict[str, Any]) -> None:
     if not errors:
         return
     error = jsonschema.exceptions.best_match(errors)
-    message = error.message
+    message = error.message + _did_you_mean(error)
     if list(error.absolute_path)[:2] == ["validation", "experiments"] and error.validator == "minItems":
         if len(error.absolute_path) == 4:  # a group, not the pair of groups
             message = f"{error.instance} has {len(error.instance)} member(s); a group mixes 2 or more degradations"
     raise ConfigError(f"config key {_key(error.absolute_path)}: {message}")
+
+
+def _did_you_mean(error: jsonschema.ValidationError) -> str:
+    """For an unknown key, the closest key the schema allows there."""
+    if error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return ""
+    known = list(error.schema.get("properties", {}))
+    unknown = [str(key) for key in error.instance if key not in known]
+    close = difflib.get_close_matches(unknown[0], known, n=1) if unknown else []
+    return f". Did you mean {close[0]!r}?" if close else ""
 
 
 def _training_section(config: dict[str, Any], base_dir: str | Path) -> None:

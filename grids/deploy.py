@@ -4,16 +4,19 @@ workflow shipped inside the package, the layout ``snakedeploy deploy-workflow`` 
     DIR/workflow/Snakefile    a Snakemake module of the installed workflow (grids/workflow/)
     DIR/config/config.yaml    the default config, to edit (with gpu.yaml, paper.yaml, README.md)
     DIR/examples/             the user code the default config names (haze.py, unseen.py, nafnet.py)
+    DIR/slurm/config.yaml     the Slurm profile: ``snakemake --profile slurm final_models``
 
-The wheel carries ``workflow/``, ``config/`` and ``examples/`` of the repository as
-``grids/workflow``, ``grids/configs`` and ``grids/examples`` (pyproject.toml, package-dir). In a
-checkout they are the repository's own folders, so one lookup serves both.
+The wheel carries ``workflow/``, ``config/``, ``examples/`` and ``slurm/`` of the repository as
+``grids/workflow``, ``grids/configs``, ``grids/examples`` and ``grids/slurm`` (pyproject.toml,
+package-dir). In a checkout they are the repository's own folders, so one lookup serves both.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from . import __version__
@@ -27,9 +30,10 @@ SNAKEFILE = """\
 # The workflow is the one installed with the grids package, used as a Snakemake module; edit
 # config/config.yaml (or add files with --configfile) and run, from this folder:
 #   snakemake --cores all similarity_matrix     # or final_models, all, ... (see the README)
+#   snakemake --profile slurm final_models      # on a Slurm login node (slurm/config.yaml)
 # (checked_configfile reads the config files as plain YAML before Snakemake loads them; Snakemake
 # loads a --configfile before this file, so run with `grids run ...` to have those checked first.)
-from grids.deploy import checked_configfile, workflow_folder
+from grids.deploy import announce_results, checked_configfile, workflow_folder
 
 
 configfile: checked_configfile(workflow, "config/config.yaml")
@@ -43,7 +47,28 @@ module grids:
 
 
 use rule * from grids
+
+
+onsuccess:
+    announce_results()
 """
+
+# What a run leaves that a user reads first; the heatmap, command 1's result, last.
+MAIN_RESULTS = [
+    ("results/validation/table2.md", "Table 2: does a small distance mean a small loss when mixed?"),
+    ("results/selection/summary.md", "which group model each test image gets, and whether it helps"),
+    ("results/final/table1.md", "Table 1: PSNR per degradation, GRIDS against single-task and mix-all"),
+    ("results/similarity/heatmap.png", "the similarity heatmap: smaller = more alike (README, first screen)"),
+]
+
+
+def announce_results() -> None:
+    """After a successful run (Snakemake's ``onsuccess``), name the main results that exist, so
+    that the run's last lines, printed after Snakemake's own (the log, the elapsed time), say
+    where to look. Jobs run with ``--no-hooks``, so only the run the user started prints them."""
+    found = [f"  {path}   {what}" for path, what in MAIN_RESULTS if Path(path).is_file()]
+    if found:
+        atexit.register(print, "GRIDS results:", *found, sep="\n", file=sys.stderr)
 
 
 def _shipped(installed: str, checkout: str, marker: str) -> Path:
@@ -89,6 +114,11 @@ def checked_configfile(workflow, path: str = "config/config.yaml") -> str:
     return path
 
 
+def slurm_folder() -> Path:
+    """The Slurm profile: ``config.yaml``, which ``--profile slurm`` reads from ``slurm/``."""
+    return _shipped("slurm", "slurm", "config.yaml")
+
+
 def init(directory: str | Path) -> list[Path]:
     """Write a working directory (created if needed) and return the files written. Refuses, writing
     nothing, when one of them exists already; one that fails midway (a full disk) removes what it
@@ -100,6 +130,7 @@ def init(directory: str | Path) -> list[Path]:
         directory / "config" / f.name: f for f in sorted(config_folder().iterdir()) if f.suffix in {".yaml", ".md"}
     }
     sources |= {directory / "examples" / f.name: f for f in sorted(examples_folder().glob("*.py"))}
+    sources[directory / "slurm" / "config.yaml"] = slurm_folder() / "config.yaml"
     targets = [directory / "workflow" / "Snakefile", *sources]
     existing = [str(t) for t in targets if t.exists()]
     if existing:

@@ -215,8 +215,10 @@ def plot_failure(outcomes: pd.DataFrame, scores: pd.DataFrame, min_gain: float, 
     plt = io.pyplot()
     joined = scores[[*KEYS, "statistic", "score"]].merge(outcomes, on=KEYS)
     statistics = list(dict.fromkeys(joined.statistic))
-    fig, axes = plt.subplots(1, len(statistics), figsize=(3.6 * len(statistics), 3.4), squeeze=False)
-    for ax, statistic in zip(axes[0], statistics):
+    ncols = min(3, len(statistics))  # a grid, so that the figure stays readable at a page's width
+    nrows = -(-len(statistics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 0.6 + 3.0 * nrows), squeeze=False)
+    for ax, statistic in zip(axes.flat, statistics):
         part = joined[joined.statistic == statistic]
         for seen, marker, label in ((True, "o", "seen"), (False, "^", "unseen")):
             for fails, colour in ((False, "tab:blue"), (True, "tab:red")):
@@ -226,9 +228,17 @@ def plot_failure(outcomes: pd.DataFrame, scores: pd.DataFrame, min_gain: float, 
         ax.axhline(min_gain, color="grey", lw=0.8, ls="--")
         fails = part.fails.to_numpy()
         ax.set_title(f"{statistic}: AUROC {auroc(part.score[fails], part.score[~fails]):.2f}", fontsize=10)
-        ax.set_xlabel("score (larger: further from training)")
-    axes[0][0].set_ylabel("gain of the chosen model over the input (dB)")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+        ax.set_xlabel("score (larger: further from training)", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("gain over the input (dB)", fontsize=8)
+    spare = list(axes.flat[len(statistics) :])
+    for ax in spare:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if spare:
+        spare[0].legend(handles, labels, loc="center", fontsize=9, title=f"dashed line: {min_gain:g} dB")
+    else:
+        axes.flat[-1].legend(fontsize=7, loc="upper right")
     fig.suptitle(f"Does the score predict a restoration that gains < {min_gain:g} dB?", fontsize=11)
     fig.tight_layout()
     with io.atomic_path(path) as tmp:

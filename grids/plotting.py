@@ -31,19 +31,24 @@ SEEN_MARKERS = ("o", "s", "^", "D", "v", "<")
 UNSEEN_MARKERS = ("x", "+", "X", "P", "*", "1")
 
 
-def category_styles(unseen: list[bool]) -> list[tuple[tuple[float, ...], str]]:
-    """A ``(colour, marker)`` per category, no two alike (for up to 60 categories): the 20 colours
-    of tab20 (its 10 dark ones first, so that up to 10 categories get matplotlib's default colours),
-    the marker changing with every 10 (so a light colour is also told from its dark twin by its
-    shape); a category in ``unseen`` gets a cross-like marker instead of a filled one."""
-    from matplotlib import colormaps
-
-    tab20 = colormaps["tab20"].colors
-    palette = [*tab20[0::2], *tab20[1::2]]
-    return [
-        (palette[k % len(palette)], (UNSEEN_MARKERS if u else SEEN_MARKERS)[(k // 10) % len(SEEN_MARKERS)])
-        for k, u in enumerate(unseen)
-    ]
+def category_styles(unseen: list[bool]) -> list[tuple[str, str]]:
+    """A ``(colour, marker)`` per category, no two alike: matplotlib's ten default colours less its
+    grey, then black, gold and navy (twelve colours, none a lighter twin of another), counted
+    separately for the seen and the unseen categories; the marker changes with every twelve, and a
+    category in ``unseen`` gets a cross-like marker instead of a filled one."""
+    palette = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9", "black", "gold", "navy"]
+    counts = {False: 0, True: 0}
+    styles = []
+    for u in unseen:
+        k = counts[u]
+        counts[u] += 1
+        styles.append(
+            (
+                palette[k % len(palette)],
+                (UNSEEN_MARKERS if u else SEEN_MARKERS)[(k // len(palette)) % len(SEEN_MARKERS)],
+            )
+        )
+    return styles
 
 
 def wrap_group(name: str, width: int = 24) -> str:

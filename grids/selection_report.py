@@ -304,34 +304,45 @@ def plot_confusion(accuracy: pd.DataFrame, groups: list[str], path: str | Path) 
 
 
 def plot_prediction(accuracy: pd.DataFrame, statistic: str, threshold: float, path: str | Path) -> None:
-    """The default statistic's score of each test image vs the PSNR its chosen model obtained, one
-    colour and marker per degradation (crosses: unseen), the legend beside the axes."""
+    """The default statistic's score of each test image vs the PSNR its chosen model obtained: the
+    trained degradations in one panel, the unseen ones in another (so no colour repeats within a
+    panel), one colour and marker per degradation, each panel's legend beneath it. The ``gain``
+    statistic is drawn as the expected gain (minus its score), in dB, the way it is read."""
     from scipy.stats import spearmanr
 
     plt = io.pyplot()
-    parts = list(accuracy.groupby("degradation", sort=False))
-    styles = category_styles([not part.seen.iloc[0] for _, part in parts])
-    ncols = 1 if len(parts) <= 16 else 2
-    fig, ax = plt.subplots(figsize=(7 + 1.9 * ncols, 4.6), layout="constrained")
-    for (name, part), (colour, marker) in zip(parts, styles):
-        unseen = not part.seen.iloc[0]
-        ax.scatter(
-            part.score,
-            part.psnr_chosen,
-            s=36 if unseen else 18,
-            color=colour,
-            marker=marker,
-            linewidths=1.6 if unseen else None,  # the crosses are lines: thick enough for the light colours
-            label=f"{name} (unseen)" if unseen else name,
-            alpha=0.9 if unseen else 0.8,
-        )
-    ax.axvline(threshold, color="grey", linestyle="--", label=f"out of distribution > {threshold:.3g}")
-    rho = spearmanr(accuracy.score, accuracy.psnr_chosen).statistic if len(accuracy) > 2 else float("nan")
-    ax.set_title(f"Prediction without inference ({statistic}): Spearman rho = {rho:.2f}")
-    ax.set_xlabel(f"{statistic} score against the chosen group")
-    ax.set_ylabel("PSNR of the chosen model (dB)")
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=7, ncols=ncols)
+    gain = statistic == "gain"
+    x = -accuracy.score if gain else accuracy.score
+    kinds = [
+        (title, part) for title, part in (("trained", accuracy[accuracy.seen]), ("unseen", accuracy[~accuracy.seen]))
+    ]
+    kinds = [(title, part) for title, part in kinds if len(part)]
+    rows = max(part.degradation.nunique() for _, part in kinds)
+    fig, axes = plt.subplots(
+        1, len(kinds), figsize=(4.6 * len(kinds), 4.2 + 0.09 * rows), sharey=True, squeeze=False, layout="constrained"
+    )
+    for ax, (title, part) in zip(axes[0], kinds):
+        groups = list(part.groupby("degradation", sort=False))
+        for (name, frame), (colour, marker) in zip(groups, category_styles([title == "unseen"] * len(groups))):
+            unseen = title == "unseen"
+            ax.scatter(
+                x[frame.index],
+                frame.psnr_chosen,
+                s=36 if unseen else 18,
+                color=colour,
+                marker=marker,
+                linewidths=1.6 if unseen else None,  # the crosses are lines: thick enough to see
+                label=f"{name} (unseen)" if unseen else name,
+                alpha=0.85,
+            )
+        line = -threshold if gain else threshold
+        ax.axvline(line, color="grey", linestyle="--", lw=1)
+        ax.set_title(f"{title} degradations (dashed: flagged {'below' if gain else 'above'} {line:.3g})", fontsize=9)
+        ax.set_xlabel("expected gain of the chosen model (dB)" if gain else f"{statistic} score (larger: further)")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, ncols=2)
+    axes[0][0].set_ylabel("PSNR of the chosen model (dB)")
+    rho = spearmanr(x, accuracy.psnr_chosen).statistic if len(accuracy) > 2 else float("nan")
+    fig.suptitle(f"Prediction without inference ({statistic}): Spearman rho = {rho:.2f}", fontsize=11)
     io.save_figure(fig, path)
 
 
@@ -341,6 +352,7 @@ def plot_ood(scores: pd.DataFrame, ood: pd.DataFrame, path: str | Path) -> None:
     plt = io.pyplot()
     statistics = list(dict.fromkeys(scores.statistic))
     names = ["seen", *dict.fromkeys(scores.degradation[~scores.seen])]
+    colours = ["grey", *(f"C{k}" for k in (0, 1, 2, 3, 4, 5, 6, 8, 9) * len(names))]  # C7 is grey: the seen's
     fig, axes = plt.subplots(
         1, len(statistics), figsize=(3.2 * len(statistics), 1.6 + 0.45 * len(names)), squeeze=False
     )
@@ -350,7 +362,7 @@ def plot_ood(scores: pd.DataFrame, ood: pd.DataFrame, path: str | Path) -> None:
         for i, name in enumerate(names):
             values = part.score[part.seen] if name == "seen" else part.score[part.degradation == name]
             jitter = np.linspace(-0.18, 0.18, len(values)) if len(values) > 1 else np.zeros(len(values))
-            ax.scatter(values, i + jitter, s=12, color="grey" if name == "seen" else f"C{i % 10}", alpha=0.7)
+            ax.scatter(values, i + jitter, s=12, color=colours[i], alpha=0.7)
         ax.axvline(row.threshold, color="black", linestyle="--", lw=1)
         default = " (default)" if row.default else ""
         ax.set_title(f"{statistic}{default}\nAUROC {row.auroc:.2f}, seen in {row.seen_in_distribution:.0%}", fontsize=9)

@@ -205,7 +205,10 @@ def plot_table2(table: pd.DataFrame, path: str | Path) -> None:
     ax.invert_yaxis()  # e1 on top
     ax.axvline(0, color="black", lw=0.8)
     ax.margins(x=0.2)  # room for the distance labels
-    ax.set_xlabel("mean drop vs single-task (dB)")
+    note = ""
+    if (method.mean_drop < 0).any():  # a "drop" below 0 is a gain: say why, where it shows
+        note = "\nbelow 0: the group's model beats the single-task one (often an undertrained one)"
+    ax.set_xlabel("mean drop vs single-task (dB)" + note, fontsize=8)
     ax.set_title(
         f"Table 2: mean drop of each experiment's groups\n(d = {method.variant.iloc[0]} distance, * = called closer)",
         fontsize=9,

@@ -61,5 +61,8 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   "${PIP[@]}" install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "$TORCH_SPEC"
 fi
-"${PIP[@]}" install -e ".[test]"
+# setuptools announces an editable install whose packages map folders (grids.workflow is workflow/)
+# with a boxed "Editable installation" notice; its own class for it is InformationOnly. The package
+# data is declared (pyproject.toml), so setuptools has nothing else to say (tests/test_packaging.py).
+PYTHONWARNINGS="ignore:Editable installation" "${PIP[@]}" install -e ".[test]"
 echo "grids environment ready in .venv ($(.venv/bin/python -c 'import torch, grids; print("torch", torch.__version__, "| grids", grids.__version__)'))"

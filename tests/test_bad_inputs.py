@@ -136,6 +136,7 @@ def test_the_schema_documents_the_same_name_pattern():
 
 
 @pytest.mark.parametrize("name", ["../../../victim", "$(touch pwned)", "a+b"])
+@pytest.mark.slow  # runs Snakemake or kills and reruns a stage
 def test_the_workflow_refuses_a_bad_name_before_any_job_and_touches_nothing(tmp_path, name):
     victim = tmp_path / "victim"
     (victim / "images").mkdir(parents=True)
@@ -196,6 +197,7 @@ def test_every_rule_writes_under_results_logs_or_benchmarks():
                     assert literal.startswith(("results/", "logs/", "benchmarks/", "../report/")), (path.name, literal)
 
 
+@pytest.mark.slow  # runs Snakemake or kills and reruns a stage
 def test_shell_metacharacters_in_config_paths_never_run(tmp_path):
     """A weights file, an images folder and a descriptor photo folder with ``$(...)`` and quotes in
     their names: the workflow runs on them and no command in them is executed."""
@@ -248,6 +250,7 @@ WRITERS = {
 
 
 @pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.slow  # a stage run per writer
 def test_a_failed_write_names_the_output_and_leaves_nothing(tmp_path, writer):
     out = tmp_path / "out" / {"png": "a.png", "parquet": "a.parquet", "checkpoint": "a.pth", "figure": "a.png"}[writer]
     code = (
@@ -334,6 +337,7 @@ CONFIG_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+@pytest.mark.slow  # runs Snakemake or kills and reruns a stage
 def test_config_mistakes_get_one_line_in_check_config_and_the_workflow(tmp_path, case):
     text, expected = CONFIG_CASES[case]
     workdir = project(tmp_path, {}, text)
@@ -439,6 +443,7 @@ CHECKPOINTS = {
 
 
 @pytest.mark.parametrize("case", sorted(CHECKPOINTS))
+@pytest.mark.slow  # one `grids restore` per kind of bad file
 def test_a_model_file_that_does_not_fit_gets_one_line(tmp_path, case):
     make, expected = CHECKPOINTS[case]
     path = make(tmp_path / "model.pth")
@@ -689,6 +694,7 @@ KILLED_STORE = (
 )
 
 
+@pytest.mark.slow  # runs Snakemake or kills and reruns a stage
 def test_train_store_killed_with_kill_9_reruns_to_the_uninterrupted_result(tmp_path):
     manifest = clean_training_set(tmp_path)
     killed = build_store_stage(tmp_path, manifest, tmp_path / "killed", ("-c", KILLED_STORE))
@@ -704,6 +710,7 @@ def test_train_store_killed_with_kill_9_reruns_to_the_uninterrupted_result(tmp_p
     assert [Path(p).name for p in index["killed"].path] == [Path(p).name for p in index["whole"].path]
 
 
+@pytest.mark.slow  # runs Snakemake or kills and reruns a stage
 def test_train_store_killed_from_outside_while_a_temporary_exists_reruns_cleanly(tmp_path):
     """``kill -9`` of a real ``python -m grids.store`` the moment a temporary folder appears (polled;
     a build that finished first is retried on a fresh folder)."""
@@ -958,6 +965,7 @@ USER_ARCHS = {
 
 
 @pytest.mark.parametrize("case", sorted(USER_ARCHS))
+@pytest.mark.slow  # runs Snakemake or kills and reruns a stage
 def test_a_user_architecture_breaking_its_contract_is_one_line_at_parse_time(tmp_path, case):
     changes, expected = USER_ARCHS[case]
     code = USER_NET.format(**{"top": "", "init": "pass", "forward": "pass", **changes})
@@ -988,6 +996,7 @@ EXPERIMENTS = {
 
 
 @pytest.mark.parametrize("case", sorted(EXPERIMENTS))
+@pytest.mark.slow  # runs Snakemake or kills and reruns a stage
 def test_a_bad_validation_experiment_is_one_line_at_parse_time(tmp_path, case):
     sides, expected = EXPERIMENTS[case]
     config = {**SMALL, "degradations": EXPERIMENT_DEGRADATIONS, "validation": {"experiments": {"e1": sides}}}
@@ -1046,6 +1055,7 @@ CONFIG_FILES = {
 
 
 @pytest.mark.parametrize("case", sorted(CONFIG_FILES))
+@pytest.mark.slow  # runs Snakemake or kills and reruns a stage
 def test_a_config_file_that_is_code_missing_a_folder_or_not_yaml_is_one_line_naming_it(tmp_path, case):
     name, text, expected = CONFIG_FILES[case]
     workdir = project(tmp_path, SMALL)
@@ -1167,6 +1177,7 @@ def test_each_mistake_is_one_line_naming_the_culprit(tmp_path, case):
     assert files_under(tmp_path) == before  # nothing written, nothing touched
 
 
+@pytest.mark.slow  # runs Snakemake or kills and reruns a stage
 def test_a_job_building_a_user_class_whose_constructor_raises_names_the_class(tmp_path):
     (tmp_path / "net.py").write_text(USER_NET.format(top="", init="raise ValueError('bad width')", forward="pass"))
     code = "import sys\nfrom grids.stage import run_stage\nfrom grids.checkpoint import build_model\n"
@@ -1300,6 +1311,7 @@ KILLED_STAGES["selection_references"] = stage_references
 
 
 @pytest.mark.parametrize("name", sorted(KILLED_STAGES))
+@pytest.mark.slow  # runs Snakemake or kills and reruns a stage
 def test_a_stage_killed_with_kill_9_at_any_point_reruns_to_the_uninterrupted_result(tmp_path, name):
     import time
 

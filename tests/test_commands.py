@@ -1,6 +1,6 @@
 """Every `snakemake` and `grids` command the docs show works as written.
 
-The commands come from the fenced code blocks of README.md and config/README.md, from the comment
+The commands come from the fenced code blocks of README.md, config/README.md and docs/install.md, from the comment
 headers of config/*.yaml and slurm/config.yaml, and from inline code in all of them that holds a
 whole command (`snakemake` with arguments, `grids SUBCOMMAND` with arguments). Each Snakemake command runs in a copy of
 the repository (what a clone has) as a dry run (`-n` added), except `--report`, which really
@@ -22,7 +22,7 @@ import pytest
 from grids.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", ROOT / "config" / "README.md"]
+DOCS = [ROOT / "README.md", ROOT / "config" / "README.md", ROOT / "docs" / "install.md"]
 HEADERS = [*sorted((ROOT / "config").glob("*.yaml")), ROOT / "slurm" / "config.yaml"]
 COMMAND = re.compile(r"^(?:\.venv/bin/)?(snakemake|grids)(?:\s|$)")
 
@@ -124,6 +124,7 @@ def checkout(tmp_path_factory) -> Path:
     return copy
 
 
+@pytest.mark.slow  # a Snakemake run (a dry run, or the report) per documented command
 @pytest.mark.parametrize(("where", "command"), SNAKEMAKE, ids=[c for _, c in SNAKEMAKE])
 def test_documented_snakemake_command_works(checkout, where, command):
     args = shlex.split(command)[1:]

@@ -45,8 +45,15 @@ def mutate(config: dict, path: str, value) -> dict:
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        ("sed", 1, r"config key \(top level\): Additional properties are not allowed \('sed' was unexpected\)"),
-        ("images.photo", ["coffee"], r"config key images: Additional properties.*'photo'"),
+        (
+            "sed",
+            1,
+            r"config key \(top level\): Additional properties are not allowed \('sed' was unexpected\)\. "
+            r"Did you mean 'seed'\?$",
+        ),
+        ("images.photo", ["coffee"], r"config key images: Additional properties.*'photo'.*Did you mean 'photos'"),
+        ("training.iteration", 3, r"config key training: .*'iteration'.*Did you mean 'iterations'\?$"),
+        ("wholly_unknown", 1, r"'wholly_unknown' was unexpected\)$"),  # nothing close: no guess
         ("images.photos", ["lena"], r"config key images.photos.0: 'lena' is not one of"),
         ("seed", -1, r"config key seed: -1 is less than the minimum of 0"),
         (
@@ -54,7 +61,7 @@ def mutate(config: dict, path: str, value) -> dict:
             {},
             r"degradations.gausian_blur: unknown degradation.*Did you mean 'gaussian_blur'",
         ),
-        ("degradations.jpeg.qualty", 30, r"config key degradations.jpeg: Additional properties.*'qualty'"),
+        ("degradations.jpeg.qualty", 30, r"config key degradations.jpeg: .*'qualty'.*Did you mean 'quality'"),
         (
             "degradations.jpeg.quality",
             [40, 10],

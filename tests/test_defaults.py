@@ -161,7 +161,8 @@ def test_the_schema_gives_every_key_a_default_and_a_description():
     table = catalog_table()
     assert "| `grouping.delta` | number | 0.7 |" in table
     assert "| `features.outlier_stds` | number|null | 5.0 |" in table
-    assert "| `degradations` | object | required |" in table and "degradations.jpeg" not in table  # a map
+    assert "| `degradations` | object | required |" in table  # a map, then the built-ins it names
+    assert "| `degradations.jpeg.quality` | integer|array | [10, 40] | OpenCV encoder quality, 1-100 |" in table
     for key in DEFAULTS:  # every default validate_config fills in is a row, or inside a row's value
         assert any(key == name or key.startswith(name + ".") for name in names), key
 

@@ -1,8 +1,8 @@
 """The figures a user review found defective, drawn from small synthetic tables: the heatmap's title
 and colour-bar label fit the figure, every category of the prediction plot has its own colour and
-marker, the search plot labels each point with its group, Table 1 shows gains from 0 dB with its
-legend clear of bars and titles, the confusion counts are readable on every cell, Table 2 names its
-groups, and the premise's labels do not overlap."""
+marker (no colour twice in a panel), the search plot labels each point with its group, Table 1
+shows gains from 0 dB with its legend clear of bars and titles, the confusion counts are readable
+on every cell, Table 2 names its groups, and the premise's labels do not overlap."""
 
 from __future__ import annotations
 
@@ -127,19 +127,22 @@ def test_prediction_gives_every_degradation_its_own_colour_and_marker(saved, tmp
     assert_png(tmp_path / "prediction.png")
     (fig,) = saved
     renderer = drawn(fig)
-    (ax,) = fig.axes
-    keys = [marker_key(c) for c in ax.collections]
+    assert len(fig.axes) == (2 if unseen else 1)  # trained and unseen degradations apart
+    keys = [marker_key(c) for ax in fig.axes for c in ax.collections]
     assert len(keys) == seen + unseen
     assert len(set(keys)) == len(keys), "two degradations are drawn alike"
-    legends = [*fig.legends, *filter(None, [ax.get_legend()])]
-    (legend,) = legends
-    labels = [t.get_text() for t in legend.get_texts()]
+    labels = []
+    for ax in fig.axes:
+        colours = [marker_key(c)[0] for c in ax.collections]
+        assert len(set(colours)) == min(len(colours), 12), "a colour repeats within a panel"
+        legend = ax.get_legend()
+        labels += [t.get_text() for t in legend.get_texts()]
+        extent = legend.get_window_extent(renderer)
+        assert inside(extent, fig.bbox)
+        assert overlap(extent, ax.get_window_extent(renderer)) == 0  # the legend hides no point
+        assert inside(ax.title.get_window_extent(renderer), fig.bbox)
     assert all(any(label.startswith(name) for label in labels) for name in accuracy.degradation.unique())
     assert sum("(unseen)" in label for label in labels) == unseen
-    extent = legend.get_window_extent(renderer)
-    assert inside(extent, fig.bbox)
-    assert overlap(extent, ax.get_window_extent(renderer)) == 0  # the legend hides no point
-    assert inside(ax.title.get_window_extent(renderer), fig.bbox)
 
 
 def verdict(k: int, dP: float) -> tuple[bool, str]:
@@ -381,3 +384,33 @@ def test_premise_labels_do_not_overlap_and_the_key_names_every_group(saved, tmp_
             assert inside(extent, ax.get_window_extent(renderer)), extent
         for a, b in itertools.combinations(range(len(extents)), 2):
             assert overlap(extents[a], extents[b]) == 0, (texts[a].get_text(), texts[b].get_text())
+
+
+def test_stability_writes_each_share_so_zero_differs_from_missing(saved, tmp_path):
+    from grids.grouping.evidence import plot_stability
+
+    rows = [["a+b", 2, True, 0.1, True, 1.0, 0.0], ["a+c", 2, False, 0.9, False, 0.0, 0.0]]
+    rows.append(["b+c", 2, False, 1.2, False, float("nan"), 0.0])
+    per_group = pd.DataFrame(rows, columns=tables.columns("grouping_stability"))
+    partitions = pd.DataFrame([["a+b / c", 2, 10, 1.0, True]], columns=tables.columns("grouping_stability_partitions"))
+    plot_stability(per_group, partitions, 0.7, tmp_path / "stability.png")
+    (fig,) = saved
+    assert [t.get_text() for t in fig.axes[0].texts] == ["100%", "0%", "no resample"]
+
+
+def test_ood_gives_no_unseen_degradation_the_grey_of_the_seen(saved, tmp_path):
+    from matplotlib.colors import to_rgba
+
+    from grids.selection_report import plot_ood
+
+    unseen = [f"unseen_{k}" for k in range(9)]  # more than the seven before the palette's grey
+    rows = [["t", d, f"i{i}", d == "seen", "knn", float(i), True, 0.0] for d in ["seen", *unseen] for i in range(3)]
+    scores = pd.DataFrame(rows, columns=tables.columns("selection_scores"))
+    ood = pd.DataFrame(
+        [["t", "knn", True, 3, 27, 0.9, 0.2, 0.6, 0.8, 1.0, 1.0, 0.5, 0.1]], columns=tables.columns("selection_ood")
+    )
+    plot_ood(scores, ood, tmp_path / "ood.png")
+    (fig,) = saved
+    colours = [tuple(c.get_facecolor()[0][:3]) for c in fig.axes[0].collections]
+    assert colours[0] == to_rgba("grey")[:3] and to_rgba("grey")[:3] not in colours[1:]
+    assert len(set(colours)) == len(colours)

@@ -24,6 +24,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+pytestmark = pytest.mark.slow  # installs every dependency at its floor and reruns tests: minutes
+
 ROOT = Path(__file__).resolve().parents[1]
 # Fast, and each leans on a floor: config checks (jsonschema, PyYAML), the GGD fit and the
 # similarity (numpy, scipy), OOD statistics (scipy's isotonic_regression), Parquet (pandas,

@@ -14,9 +14,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from grids import io
+
+pytestmark = pytest.mark.slow  # runs the workflow as a Snakemake module: minutes
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"

@@ -5,6 +5,8 @@ working directory, away from any checkout, in which Snakemake runs the installed
 the wheel is there, the workflow's jobs in that venv import `grids` from the workflow's own
 checkout (workflow/Snakefile puts it on PYTHONPATH), as under `--sdm conda`.
 
+Neither the build nor scripts/setup.sh prints a warning: the package data is declared.
+
 The fresh venv borrows this environment's dependencies (torch & co.) through a .pth line to its
 site-packages: that adds the folder to sys.path without running its .pth files, so the editable
 install of this checkout stays invisible and `import grids` there means the wheel (or PYTHONPATH).
@@ -31,6 +33,8 @@ from test_commands import ROOT, copy_checkout
 import grids
 from grids.degradations import NAMES
 
+pytestmark = pytest.mark.slow  # builds the wheel and runs the workflow from it: minutes
+
 
 def run(*command, cwd=None, **kwargs) -> subprocess.CompletedProcess:
     # never from the checkout: `python -c` puts the working directory first on sys.path
@@ -44,7 +48,9 @@ def run(*command, cwd=None, **kwargs) -> subprocess.CompletedProcess:
 def built(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("packaging")
     clone = copy_checkout(tmp / "clone")
-    run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", tmp / "dist", clone)
+    # byte-compiling on: with PYTHONDONTWRITEBYTECODE set, setuptools says it skips it ("warning: ...")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    build = run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", tmp / "dist", clone, env=env)
     (wheel,) = (tmp / "dist").glob("*.whl")
     (sdist,) = (tmp / "dist").glob("*.tar.gz")
     venv = tmp / "venv"
@@ -52,7 +58,34 @@ def built(tmp_path_factory) -> dict[str, Path]:
     python = venv / "bin" / "python"
     purelib = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
     (Path(purelib) / "borrowed_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    return {"clone": clone, "wheel": wheel, "sdist": sdist, "venv": venv, "python": python, "tmp": tmp}
+    output = build.stdout + build.stderr
+    return {"clone": clone, "wheel": wheel, "sdist": sdist, "venv": venv, "python": python, "tmp": tmp, "log": output}
+
+
+def warnings_in(output: str) -> list[str]:
+    """Lines of a build or install that warn: setuptools' ("SetuptoolsDeprecationWarning: ...",
+    "WARNING Package ... is absent from the `packages` configuration", distutils' "warning: ...").
+    Not pip's notes on its own configuration (an index folder of this machine that is absent)."""
+    pip_config = re.compile(r"WARNING: Location '.*' is ignored: it is neither a file nor a directory\.")
+    return [line for line in output.splitlines() if "warn" in line.lower() and not pip_config.fullmatch(line)]
+
+
+def test_the_build_prints_no_warning(built):
+    assert warnings_in(built["log"]) == [], built["log"][-5000:]
+
+
+def test_setup_script_prints_no_warning(tmp_path):
+    """scripts/setup.sh as a user reruns it in a clone: a venv that has every dependency (borrowed)
+    and gets the package installed editable; what it prints is its two lines of progress."""
+    clone = copy_checkout(tmp_path / "clone")
+    run(sys.executable, "-m", "venv", clone / ".venv")
+    purelib = run(clone / ".venv" / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    (Path(purelib.stdout.strip()) / "borrowed_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    env = {**os.environ, "TORCH_INDEX": ""}  # torch is there: no index to probe
+    output = run("bash", clone / "scripts" / "setup.sh", env=env)
+    log = output.stdout + output.stderr
+    assert warnings_in(log) == [], log[-5000:]
+    assert "grids environment ready in .venv" in log
 
 
 def test_wheel_metadata_and_contents(built):
@@ -72,6 +105,8 @@ def test_wheel_metadata_and_contents(built):
     assert "slurm" in extras and "test" in extras
     slurm = [r for r in meta.get_all("Requires-Dist") if r.startswith("snakemake-executor-plugin-slurm")]
     assert slurm and all('extra == "slurm"' in r for r in slurm)  # a cluster need, not a test tool
+    # `snakemake --report` needs pygments, which Snakemake's `reports` extra brings
+    assert any(re.match(r"snakemake\[reports\]", r) for r in meta.get_all("Requires-Dist"))
     # package data the stages read at run time: the shipped descriptor, the config schema
     assert "grids/assets/descriptor/msrresnet_x4.pth" in names
     assert "grids/config.schema.yaml" in names
@@ -80,7 +115,12 @@ def test_wheel_metadata_and_contents(built):
     # file `grids init` deploys: the workflow, the configs, the example user code
     shipped = {f"grids/{p.relative_to(ROOT / 'grids').as_posix()}" for p in (ROOT / "grids").rglob("*.py")} | {
         f"grids/{prefix}/{p.relative_to(ROOT / folder).as_posix()}"
-        for folder, prefix in (("workflow", "workflow"), ("config", "configs"), ("examples", "examples"))
+        for folder, prefix in (
+            ("workflow", "workflow"),
+            ("config", "configs"),
+            ("examples", "examples"),
+            ("slurm", "slurm"),
+        )
         for p in (ROOT / folder).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }
@@ -153,7 +193,15 @@ def test_init_from_the_wheel_runs_the_workflow_away_from_any_checkout(built):
     assert "iterations: 12" in checked.stdout  # the working directory's config, found
     dry = run(python, "-m", "snakemake", "-n", "all", cwd=work, env=env)
     assert all(job in dry.stdout for job in ("ggd_fit", "train", "grouping_round", "table1")), dry.stdout
-    run(python, "-m", "snakemake", "--cores", "2", "similarity_matrix", cwd=work, env=env)
+    # the Slurm profile `grids init` wrote, found by name as from a checkout's root
+    assert (work / "slurm" / "config.yaml").read_text() == (ROOT / "slurm" / "config.yaml").read_text()
+    slurm = run(python, "-m", "snakemake", "-n", "final_models", "--profile", "slurm", cwd=work, env=env)
+    assert "train" in slurm.stdout and "grouping_round" in slurm.stdout, slurm.stdout
+    ran = run(python, "-m", "snakemake", "--cores", "2", "similarity_matrix", cwd=work, env=env)
     matrix = pd.read_parquet(work / "results" / "similarity" / "matrix.parquet")
     assert set(matrix.deg_a) == set(matrix.deg_b) == {"clean", "jpeg", "gaussian_noise", "sr", "haze"}
     assert (work / "results" / "similarity" / "heatmap.png").stat().st_size > 1000
+    assert "results/similarity/heatmap.png" in (ran.stdout + ran.stderr).strip().splitlines()[-1]
+    run(python, "-m", "snakemake", "--report", "report.zip", "similarity_matrix", cwd=work, env=env)
+    with zipfile.ZipFile(work / "report.zip") as report:
+        assert any(name.endswith("heatmap.png") for name in report.namelist()), report.namelist()

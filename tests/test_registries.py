@@ -26,6 +26,18 @@ def test_schema_degradation_blocks_are_the_registry():
         assert list(block["properties"]) == list(BUILTINS[name].params), name
 
 
+def test_schema_states_each_builtin_parameter_default_and_description():
+    """The workflow catalog's parameter table reads the schema; the defaults live in BUILTINS."""
+    blocks = schema()["properties"]["degradations"]["properties"]
+    for name, deg in BUILTINS.items():
+        assert blocks[name]["description"] == deg.doc, name
+        for key, param in deg.params.items():
+            stated = blocks[name]["properties"][key]
+            default = list(param.default) if isinstance(param.default, tuple) else param.default
+            assert stated["default"] == default, f"{name}.{key}: schema {stated['default']}, BUILTINS {default}"
+            assert param.doc and stated["description"] == param.doc, f"{name}.{key}"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_builtin_has_a_batched_form(name):
     """Its `batched` field names a function of batched.py that keeps shape, device, dtype and the

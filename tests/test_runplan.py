@@ -68,6 +68,7 @@ def runs(jobs: dict[str, set[str]], rule: str) -> set[str]:
 
 
 @pytest.mark.parametrize("which", ["default", "tiny"])
+@pytest.mark.slow  # Snakemake dry runs of the default and tiny configs
 def test_the_plan_names_the_dry_runs_trainings_evaluations_and_fits(tmp_path, which):
     """Per target, what the run plan says it needs is what Snakemake schedules before the search."""
     workdir = project(tmp_path, which)

@@ -269,6 +269,7 @@ def grids(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "grids.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow  # many `grids` commands
 def test_cli_bad_inputs(tmp_path):
     (tmp_path / "config").mkdir()
     shutil.copytree(ROOT / "examples", tmp_path / "examples")  # the default config's unseen haze

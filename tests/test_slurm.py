@@ -23,6 +23,8 @@ import pytest
 import yaml
 from test_workflow import TINY, make_project
 
+pytestmark = pytest.mark.slow  # runs the workflow through a real Slurm: minutes
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 PROFILE = ROOT / "slurm" / "config.yaml"
@@ -122,23 +124,32 @@ def slurm_jobs(log: str) -> list[dict]:
     run_ids = re.findall(r"SLURM run ID: (\S+)", log)
     assert len(run_ids) == 1, log
     listing = subprocess.run(
-        ["squeue", "--states=all", "--noheader", "--name", run_ids[0], "--format=%i|%T|%k"],
+        ["squeue", "--states=all", "--array", "--noheader", "--name", run_ids[0], "--format=%i|%T|%k"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     jobs = []
     for line in listing.stdout.splitlines():
-        job_id, state, comment = line.strip().split("|", 2)
+        job_id, state, comment = line.strip().split("|", 2)  # an array's task: "{array id}_{task}"
         show = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=60)
         rule = re.match(r"rule_(\w+?)(_wildcards_|$)", comment).group(1)
-        jobs.append({"id": int(job_id), "state": state, "rule": rule, "details": show.stdout})
+        jobs.append({"id": job_id, "state": state, "rule": rule, "details": show.stdout})
     return jobs
+
+
+def submitted_jobs(log: str) -> list[str]:
+    """The Slurm job ids Snakemake reported: one per job, or one per task of a job array."""
+    single = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    arrays = re.findall(
+        r"Submitted array job with .* SLURM job ID (\d+)\. The individual task IDs are (\d+)-(\d+)", log
+    )
+    tasks = [f"{array}_{task}" for array, first, last in arrays for task in range(int(first), int(last) + 1)]
+    return single + tasks
 
 
 def check_went_through_slurm(log: str) -> list[dict]:
     """Each job Snakemake did not run locally was one Slurm job, completed, with the right GPU request."""
     jobs = slurm_jobs(log)
-    submitted = [int(i) for i in re.findall(r"has been submitted with SLURM jobid (\d+)", log)]
-    assert sorted(submitted) == sorted(job["id"] for job in jobs), log
+    assert sorted(submitted_jobs(log)) == sorted(job["id"] for job in jobs), log
     assert Counter(job["rule"] for job in jobs) == ran_remotely(log), log
     assert all(job["state"] == "COMPLETED" for job in jobs), [(j["rule"], j["state"]) for j in jobs]
     for job in jobs:
@@ -187,6 +198,7 @@ def test_final_models_through_slurm(project):
     assert result.returncode == 0, log
     jobs = check_went_through_slurm(log)
     assert {"train", "evaluate"} <= {job["rule"] for job in jobs}
+    assert "Submitted array job" in log  # the profile's slurm-array-jobs: the trainings ready together
     assert re.search(r"^localrule ", log, re.MULTILINE), "expected the bookkeeping rules to run locally"
     for path in ("results/final/groups.parquet", "results/grouping/verified.parquet"):
         assert len(pd.read_parquet(workdir / path)) > 0, path
@@ -293,5 +305,5 @@ def test_preempted_and_timed_out_training_resumes(project, tmp_path):
     assert pd.read_parquet(workdir / "results" / "models" / "jpeg" / "train_log.parquet").step.iloc[-1] == 200
     assert not resume.exists()  # a finished training leaves nothing to resume
     states = {j["id"]: j for j in slurm_jobs(log)}
-    assert states[int(job)]["state"] == "FAILED" and "Restarts=1 " in states[int(job)]["details"]
-    assert states[int(retry)]["state"] == "COMPLETED" and states[int(retry)]["rule"] == "train"
+    assert states[job]["state"] == "FAILED" and "Restarts=1 " in states[job]["details"]
+    assert states[retry]["state"] == "COMPLETED" and states[retry]["rule"] == "train"

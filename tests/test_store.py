@@ -188,6 +188,7 @@ def _peak_rss_mb(command: list[str]) -> float:
     return usage.ru_maxrss / 1024  # KiB on Linux
 
 
+@pytest.mark.slow  # training processes on growing stores
 def test_training_memory_does_not_grow_with_the_number_of_images(tmp_path):
     # 64 images of 768x768 hold 113 MB decoded; a job that decoded its set would grow by ~100 MB.
     rss = {}

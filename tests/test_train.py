@@ -253,6 +253,7 @@ def _wait_for(path: Path, timeout: float = 120) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.slow  # trainings killed and resumed
 def test_killed_job_resumes_to_identical_weights(images, tmp_path, sig):
     recipe = {**RECIPE, "iterations": 300, "checkpoint_every": 10}
     manifest = _write_manifest(tmp_path, images)

@@ -17,6 +17,8 @@ from grids.archs import ARCHS, resolve_arch, size_multiple
 from grids.checkpoint import build_model, load_model
 from grids.config import ConfigError, validate_config
 
+pytestmark = pytest.mark.slow  # trains and evaluates a user architecture through the workflow: minutes
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "nafnet.py"
 NAF_KWARGS = {"width": 8, "enc_blocks": [1, 1], "middle_blocks": 1, "dec_blocks": [1, 1]}

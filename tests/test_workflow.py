@@ -21,6 +21,8 @@ from grids import io, tables
 from grids.cards import check_front_matter, read_front_matter
 from grids.grouping.names import mix_all_group
 
+pytestmark = pytest.mark.slow  # runs the whole workflow on the tiny config: minutes
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 

@@ -43,7 +43,9 @@ from . import reference
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: its type, default (fixed value or ``(low, high)``) and whether it must be odd."""
+    """One parameter: its type, default (fixed value or ``(low, high)``), whether it must be odd,
+    and what it means. The one home of a built-in's defaults and descriptions: the config schema's
+    block for it states the same (tests/test_registries.py keeps them equal)."""
 
     kind: type
     default: Any
@@ -232,14 +234,20 @@ BUILTINS: dict[str, Degradation] = {
     for d in [
         Degradation(
             "gaussian_blur",
-            {"kernel_size": Param(int, 15, odd=True), "sigma": Param(float, (2.0, 4.0))},
+            {
+                "kernel_size": Param(int, 15, odd=True, doc="kernel side, px, odd"),
+                "sigma": Param(float, (2.0, 4.0), doc="standard deviation, px"),
+            },
             reference.gaussian_blur,
             batched="gaussian_blur",
             doc="isotropic Gaussian blur",
         ),
         Degradation(
             "motion_blur",
-            {"length": Param(float, (10.0, 20.0)), "angle": Param(float, (0.0, 180.0))},
+            {
+                "length": Param(float, (10.0, 20.0), doc="length of the blur line, px"),
+                "angle": Param(float, (0.0, 180.0), doc="direction of the blur line, degrees"),
+            },
             reference.motion_blur,
             batched="motion_blur",
             doc="linear motion blur, length in px, angle in degrees",
@@ -247,21 +255,27 @@ BUILTINS: dict[str, Degradation] = {
         Degradation(
             "rl",
             {
-                "psf_size": Param(int, 5, odd=True),
-                "iterations": Param(int, 1),
-                "pad": Param(int, 7),
+                "psf_size": Param(int, 5, odd=True, doc="side of the box PSF, px, odd"),
+                "iterations": Param(int, 1, doc="Richardson-Lucy iterations"),
+                "pad": Param(int, 7, doc="linear-ramp padding before Richardson-Lucy, cropped after, px"),
             },
             reference.rl,
             batched="rl",
             doc="Richardson-Lucy output (box PSF) on a linear-ramp padded image",
         ),
-        Degradation("sr", {"scale": Param(float, (2.0, 4.0))}, reference.sr, batched="sr", doc="bicubic down/up"),
+        Degradation(
+            "sr",
+            {"scale": Param(float, (2.0, 4.0), doc="bicubic down by this factor, then back up")},
+            reference.sr,
+            batched="sr",
+            doc="bicubic down/up",
+        ),
         Degradation(
             "ringing",
             {
-                "cutoff": Param(float, 1.2),
-                "kernel_size": Param(int, 15, odd=True),
-                "pad_to": Param(int, 21, odd=True),
+                "cutoff": Param(float, 1.2, doc="cutoff frequency of the sinc filter, rad/px"),
+                "kernel_size": Param(int, 15, odd=True, doc="side of the sinc kernel, px, odd"),
+                "pad_to": Param(int, 21, odd=True, doc="the kernel zero-padded to this side, px, odd"),
             },
             reference.ringing,
             batched="ringing",
@@ -269,15 +283,21 @@ BUILTINS: dict[str, Degradation] = {
         ),
         Degradation(
             "defocus_blur",
-            {"radius": Param(float, (2.0, 4.0))},
+            {"radius": Param(float, (2.0, 4.0), doc="disk radius, px")},
             reference.defocus_blur,
             batched="defocus_blur",
             doc="disk blur",
         ),
-        Degradation("jpeg", {"quality": Param(int, (10, 40))}, reference.jpeg, batched="jpeg", doc="OpenCV JPEG"),
+        Degradation(
+            "jpeg",
+            {"quality": Param(int, (10, 40), doc="OpenCV encoder quality, 1-100")},
+            reference.jpeg,
+            batched="jpeg",
+            doc="OpenCV JPEG",
+        ),
         Degradation(
             "poisson_noise",
-            {"peak": Param(float, 100.0)},
+            {"peak": Param(float, 100.0, doc="poisson(x * peak) / peak on [0, 1] intensities")},
             reference.poisson_noise,
             batched="poisson_noise",
             doc="shot noise",
@@ -285,10 +305,10 @@ BUILTINS: dict[str, Degradation] = {
         Degradation(
             "inpainting",
             {
-                "n_strokes": Param(int, (5, 10)),
-                "thickness": Param(int, (5, 10)),
-                "vertices": Param(int, (2, 5)),
-                "step": Param(float, (0.1, 0.3)),
+                "n_strokes": Param(int, (5, 10), doc="polylines per image"),
+                "thickness": Param(int, (5, 10), doc="line thickness, px"),
+                "vertices": Param(int, (2, 5), doc="points per polyline"),
+                "step": Param(float, (0.1, 0.3), doc="segment length, fraction of the shorter image side"),
             },
             reference.inpainting,
             batched="inpainting",
@@ -297,14 +317,17 @@ BUILTINS: dict[str, Degradation] = {
         ),
         Degradation(
             "gaussian_noise",
-            {"sigma": Param(float, (10.0, 50.0))},
+            {"sigma": Param(float, (10.0, 50.0), doc="standard deviation on the 0-255 scale, per channel")},
             reference.gaussian_noise,
             batched="gaussian_noise",
             doc="AWGN",
         ),
         Degradation(
             "salt_pepper",
-            {"amount": Param(float, 0.05), "salt_ratio": Param(float, 0.5)},
+            {
+                "amount": Param(float, 0.05, doc="fraction of the pixels replaced"),
+                "salt_ratio": Param(float, 0.5, doc="fraction of those set to white (the rest black)"),
+            },
             reference.salt_pepper,
             batched="salt_pepper",
             doc="impulse noise",

@@ -345,10 +345,16 @@ def plot_stability(per_group: pd.DataFrame, partitions: pd.DataFrame, delta: flo
     shown = per_group.sort_values("dP").reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8.6, 0.9 + 0.28 * max(len(shown), 1)), layout="constrained")
     colours = ["tab:green" if f else "tab:red" for f in shown.feasible]
-    ax.barh(range(len(shown)), shown.feasible_rate, color=colours, alpha=0.8)
+    ax.barh(range(len(shown)), shown.feasible_rate.fillna(0), color=colours, alpha=0.8)
+    for y, rate in enumerate(shown.feasible_rate):  # the share written out: a 0 % bar is not a missing one
+        text = "no resample" if rate != rate else f"{rate:.0%}"
+        ax.annotate(
+            text, (0 if rate != rate else rate, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=6.5
+        )
     ax.set_yticks(range(len(shown)), [g + (" *" if p else "") for g, p in zip(shown.group, shown.in_partition)])
     ax.tick_params(axis="y", labelsize=7)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 1.08)  # room for "100%"
+    ax.set_xticks(np.linspace(0, 1, 5), [f"{v:.0%}" for v in np.linspace(0, 1, 5)])
     ax.axvline(0.5, color="grey", linestyle=":")
     ax.set_xlabel(f"share of test-image resamples in which the group is feasible (delta = {delta:g} dB)")
     same = float(partitions.loc[partitions.is_search, "fraction"].sum()) if len(partitions) else float("nan")
