@@ -76,10 +76,12 @@ class OnlineDegrader:
         canvas: int | None = None,
     ):
         source = images if isinstance(images, CropStore) else ImageList(images)
-        self.canvas = max(crop, canvas or crop)
-        small = [i for i in range(len(source)) if min(source.shape(i)) < self.canvas]
+        small = [i for i in range(len(source)) if min(source.shape(i)) < crop]
         if small:
-            raise ValueError(f"{len(small)} training image(s) smaller than the {self.canvas} px crop")
+            raise ValueError(f"{len(small)} training image(s) smaller than the {crop} px crop")
+        # The canvas is at most the smallest training image's side (one size for the whole batch).
+        smallest = min((min(source.shape(i)) for i in range(len(source))), default=crop)
+        self.canvas = max(crop, min(canvas or crop, smallest))
         self.images, self.crop, self.device = source, crop, device
         self.names = sorted(degradations)
         self.degradations = degradations

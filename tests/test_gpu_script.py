@@ -17,6 +17,6 @@ def test_the_gpu_script_plans_final_models_on_the_gpu_config(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     planned = done.stdout + done.stderr
-    for rule in ("train", "evaluate", "grouping_round", "final_group_models", "final_models"):
+    for rule in ("train", "evaluate", "grouping_round", "final_models"):
         assert rule in planned, rule
     assert "This was a dry-run" in planned

@@ -111,6 +111,24 @@ def test_balanced_batches_hold_each_member_equally(images, k, size):
         assert any(c.min() < size // k for c in counts)
 
 
+def test_the_canvas_is_cut_to_the_crop_and_clamped_to_the_smallest_image(images):
+    degs = {"inpainting": get_degradation("inpainting", {})}
+    data = OnlineDegrader(images, degs, 32, torch.device("cpu"), canvas=128)
+    assert data.canvas == 64  # the fixture's images are 64 px: the canvas shrinks to fit them
+    degraded, clean, _ = data.batch(6, np.random.default_rng(0), torch.Generator().manual_seed(0))
+    assert degraded.shape == clean.shape == (6, 3, 32, 32)
+    # Strokes are drawn for the canvas, so a crop holds a fraction of them: less covered than when
+    # they are drawn for the crop itself.
+    plain = OnlineDegrader(images, degs, 32, torch.device("cpu"))
+    wide = OnlineDegrader([dead_leaves(256, np.random.default_rng(9))], degs, 32, torch.device("cpu"), canvas=256)
+
+    def covered(source):
+        d, c, _ = source.batch(64, np.random.default_rng(1), torch.Generator().manual_seed(1))
+        return ((d - c).abs().sum(1) > 0).float().mean().item()
+
+    assert covered(wide) < 0.5 * covered(plain)
+
+
 def test_balanced_loss_by_hand(images):
     clean = torch.zeros(2, 3, 2, 2)
     restored = clean.clone()
