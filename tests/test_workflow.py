@@ -20,6 +20,7 @@ import yaml
 from grids import io, tables
 from grids.cards import check_front_matter, read_front_matter
 from grids.grouping.names import mix_all_group
+from grids.learning import BELOW_INPUT_DB
 
 pytestmark = pytest.mark.slow  # runs the whole workflow on the tiny config: minutes
 
@@ -184,7 +185,7 @@ def test_final_models(built):
         assert row.dP == pytest.approx(worst[row.group])
         assert row.dP_sd_seeds == pytest.approx(floor.drop_sd.iloc[-1])
         members = drops[drops.group == row.group]
-        below = members.degradation[members.gain_group < 0].tolist()  # each member judged against its input
+        below = members.degradation[members.gain_group < -BELOW_INPUT_DB].tolist()  # each member against its input
         assert row.verdict == ("failed_training" if below else "feasible" if row.dP_high <= 0.7 else "infeasible")
         assert row.feasible == (row.verdict == "feasible")  # the default: conservative, delta 0.7
         assert row.below_input == ",".join(below) and row.weakest_group_gain == pytest.approx(members.gain_group.min())
@@ -227,7 +228,7 @@ def test_final_models(built):
     assert average.harmed_mixall == rows.harmed_mixall.sum() and 0 <= average.harmed_mixall <= len(rows)
     assert average.learning_mixall == (
         "below_input"
-        if (rows.gain_mixall < 0).any()
+        if (rows.gain_mixall < -BELOW_INPUT_DB).any()
         else "learned"
         if rows.gain_mixall.mean() >= 0.5
         else "did_not_learn"
