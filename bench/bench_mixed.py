@@ -55,6 +55,8 @@ VARIANTS = {  # name -> (extra training photos?, recipe keys changed)
     "photos+canvas128": (True, {"degrade_canvas": 128}),
     "photos+canvas256": (True, {"degrade_canvas": 256}),
     "photos+canvas128+balanced_l1": (True, {"degrade_canvas": 128, "loss": "balanced_l1"}),
+    "photos+canvas128+fp32": (True, {"degrade_canvas": 128, "precision": "fp32"}),
+    "photos+canvas128+bf16": (True, {"degrade_canvas": 128, "precision": "bf16"}),
 }
 
 

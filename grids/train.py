@@ -309,6 +309,17 @@ class Progress:
         return pd.DataFrame(self.log, columns=tables.columns("train_log"))
 
 
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether a training runs in bf16 autocast + channels_last. ``auto``: on CUDA, and on a CPU
+    whose oneDNN has bf16 kernels (AVX-512: the default model's step takes half the fp32 time, a
+    whole training with its data about 0.65x, bench/RESULTS.md); elsewhere fp32."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def training_meta(group: str, entries: dict, recipe: dict, seed: int, bf16: bool) -> dict:
     """What a checkpoint records of its training (a resume checkpoint must match it)."""
     return {
@@ -394,7 +405,7 @@ def train(
     resume: str | Path,
     device: str = "auto",
     stop_after: int | None = None,
-    precision: str = "auto",
+    precision: str | None = None,
     prefetch: int | None = None,
     log_path: str | Path | None = None,
     progress_every: int | None = None,
@@ -403,8 +414,8 @@ def train(
 
     ``entries`` are the config entries of the group's degradations; ``resume`` is where periodic
     checkpoints go (and are resumed from). ``stop_after`` ends the run after that many steps
-    without writing ``out`` (as a kill would), for tests. ``precision``: ``auto`` (bf16 autocast +
-    channels_last on CUDA, fp32 on CPU), ``bf16`` or ``fp32``. ``prefetch``: batches built ahead on
+    without writing ``out`` (as a kill would), for tests. ``precision`` overrides the recipe's
+    (:func:`uses_bf16`). ``prefetch``: batches built ahead on
     a background thread (None: 2 on CUDA, where it keeps the GPU fed, 0 on CPU, where the thread
     would only compete with the step for cores); the batch sequence is the same either way.
     ``progress_every``: see :class:`Progress`. ``log_path``: the training log is also written
@@ -412,9 +423,7 @@ def train(
     """
     device = pick_device(device)
     cuda = device.type == "cuda"
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-    bf16 = precision == "bf16" or (precision == "auto" and cuda)
+    bf16 = uses_bf16(recipe.get("precision", "auto") if precision is None else precision, device)
     members = group_members(group)
     recipe = {**recipe, "iterations": group_iterations(recipe, len(members))}
     degradations = {name: get_degradation(name, entries[name]) for name in members}
@@ -471,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
-        "--precision", default="auto", choices=["auto", "bf16", "fp32"], help="auto: bf16 autocast on CUDA, fp32 on CPU"
+        "--precision", choices=["auto", "bf16", "fp32"], help="overrides the recipe's (auto: bf16 on CUDA and AVX-512 CPUs)"
     )
     parser.add_argument("--prefetch", type=int, default=None, help="batches built ahead (default: 2 on CUDA, 0 on CPU)")
     parser.add_argument(

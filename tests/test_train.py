@@ -24,7 +24,7 @@ from grids.degradations import get_degradation
 from grids.degrade import degrade_dataset
 from grids.evaluate import evaluate_model, psnr, restore, ssim
 from grids.grouping.names import group_members, group_name, group_pattern
-from grids.train import OnlineDegrader, Prefetcher, learning_rate, restoration_loss, train
+from grids.train import OnlineDegrader, Prefetcher, learning_rate, restoration_loss, train, uses_bf16
 
 RECIPE = {
     "arch": "srresnet",
@@ -222,8 +222,20 @@ def test_resume_with_prefetch_is_exact(images, tmp_path):
 def test_precision_is_checked_and_recorded(images, tmp_path):
     with pytest.raises(ValueError, match="precision must be"):
         train(GROUP, images, ENTRIES, RECIPE, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu", precision="fp16")
-    train(GROUP, images, ENTRIES, {**RECIPE, "iterations": 2}, 0, tmp_path / "m.pth", tmp_path / "r.pth", "cpu")
-    assert load_checkpoint(tmp_path / "m.pth")["precision"] == "fp32"
+    for precision in ("fp32", "bf16"):  # the recipe's key, as the config gives it
+        recipe = {**RECIPE, "iterations": 2, "precision": precision}
+        train(GROUP, images, ENTRIES, recipe, 0, tmp_path / f"{precision}.pth", tmp_path / f"r{precision}.pth", "cpu")
+        assert load_checkpoint(tmp_path / f"{precision}.pth")["precision"] == precision
+    # the argument overrides the recipe (python -m grids.train --precision)
+    recipe = {**RECIPE, "iterations": 2, "precision": "bf16"}
+    train(GROUP, images, ENTRIES, recipe, 0, tmp_path / "o.pth", tmp_path / "ro.pth", "cpu", precision="fp32")
+    assert load_checkpoint(tmp_path / "o.pth")["precision"] == "fp32"
+
+
+def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_bf16_kernels():
+    cpu = torch.device("cpu")
+    assert uses_bf16("auto", cpu) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert uses_bf16("auto", torch.device("cuda")) and uses_bf16("bf16", cpu) and not uses_bf16("fp32", cpu)
 
 
 def _write_manifest(tmp_path: Path, images: list[np.ndarray]) -> Path:
