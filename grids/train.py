@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
-        "--precision", choices=["auto", "bf16", "fp32"], help="overrides the recipe's (auto: bf16 on CUDA and AVX-512 CPUs)"
+        "--precision", choices=["auto", "bf16", "fp32"], help="overrides the recipe's (auto: bf16 on CUDA, AVX-512)"
     )
     parser.add_argument("--prefetch", type=int, default=None, help="batches built ahead (default: 2 on CUDA, 0 on CPU)")
     parser.add_argument(
