@@ -22,7 +22,7 @@ from grids.grouping.rounds import (
     member_drops,
     plan_round,
 )
-from grids.report import table1, write_table1
+from grids.report import mixall_scale_note, table1, write_table1
 
 NAMES = ["blur", "jpeg", "noise", "sr", "rain"]
 BASE = {"blur": 25.0, "jpeg": 30.0, "noise": 28.0, "sr": 26.0, "rain": 22.0}
@@ -474,3 +474,42 @@ def test_table1_counts_the_images_each_model_makes_worse():
     assert table.loc["a", "harmed_mixall"] == 1 and table.loc["b", "harmed_mixall"] == 1
     assert table.loc["average", "harmed_upper"] == 1 and table.loc["average", "harmed_mixall"] == 2
     assert table.loc["a", "learning_mixall"] == "learned" and table.loc["average", "learning_grids"] == "learned"
+
+
+def test_table1_notes_where_the_mix_all_does_not_learn_what_single_task_models_learn():
+    """A degradation whose single-task model learned and the mix-all's did not is named, with both
+    gains: its drop is the scale's, not only a conflict. One the single-task model did not learn
+    either, or the mix-all learned, is not."""
+    names = ["a", "b", "c"]
+    gains = {"a": 2.0, "b": 1.0, "c": 0.1, "a+b+c": {"a": 1.5, "b": 0.2, "c": 0.0}}
+    frames = []
+    for model, gain in gains.items():
+        for name in names if model == "a+b+c" else [model]:
+            g = gain[name] if isinstance(gain, dict) else gain
+            frame = pd.DataFrame(
+                {
+                    "model": f"{model}.pth",
+                    "trained_on": model,
+                    "test_set": "t",
+                    "degradation": name,
+                    "image": ["i0", "i1"],
+                    "psnr": 25.0 + g,
+                    "ssim": 0.9,
+                    "psnr_input": 25.0,
+                }
+            )
+            frames.append(frame.assign(gain=frame.psnr - frame.psnr_input))
+    groups = pd.DataFrame({"degradation": names, "group": names})
+    note = mixall_scale_note(table1(groups, pd.concat(frames), {}, 0.5))
+    assert note.startswith("**At this scale** the mix-all baseline does not learn, on t,")
+    assert "learn: b (+1.00 -> +0.20 dB) (single-task" in note
+    assert "a (" not in note and "c (" not in note
+    learned = {**gains, "a+b+c": {"a": 1.5, "b": 0.9, "c": 0.0}}
+    frames = [
+        f.assign(psnr=25.0 + learned["a+b+c"]["b"])
+        if f.trained_on.iloc[0] == "a+b+c" and f.degradation.iloc[0] == "b"
+        else f
+        for f in frames
+    ]
+    frames = [f.assign(gain=f.psnr - f.psnr_input) for f in frames]
+    assert mixall_scale_note(table1(groups, pd.concat(frames), {}, 0.5)) == ""
