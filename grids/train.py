@@ -246,6 +246,29 @@ def optimisation_step(
     return loss
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights (``training.ema``: its decay, as
+    BasicSR's ``params_ema``), the weights a training then saves as its model.
+
+    The decay ramps up as ``min(decay, (1 + step) / (10 + step))``, so a short training is not
+    dominated by its random initialisation. Kept in the parameters' dtype and device.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.model, self.decay = model, decay
+        self.params = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, done: int) -> None:
+        """After step ``done``: move the average towards the model's current weights."""
+        weight = 1 - min(self.decay, (1 + done) / (10 + done))
+        for key, value in self.model.state_dict().items():
+            if value.is_floating_point():
+                self.params[key].lerp_(value, weight)
+            else:
+                self.params[key].copy_(value)
+
+
 class _Preempted(Exception):
     pass
 
@@ -348,10 +371,18 @@ def initial_state(group: str, recipe: dict, seed: int, device: torch.device):
 
 
 def resume_training(
-    resume: Path, meta: dict, model, optimiser, rng: np.random.Generator, generator: torch.Generator, device
+    resume: Path,
+    meta: dict,
+    model,
+    optimiser,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    device,
+    average: WeightAverage | None = None,
 ) -> tuple[int, list[tuple]]:
     """Load ``resume`` (when it exists and was written for this training) into the model,
-    optimiser and RNGs; returns the step to start from and the log rows written before it."""
+    optimiser, RNGs and weight average; returns the step to start from and the log rows written
+    before it."""
     if not resume.exists():
         return 0, []
     try:
@@ -366,6 +397,8 @@ def resume_training(
         return 0, []
     model.load_state_dict(state["params"])
     optimiser.load_state_dict(state["optimizer"])
+    if average is not None:
+        average.params = {k: v.to(device) for k, v in state["params_ema"].items()}
     rng.bit_generator.state = json.loads(state["numpy_rng"])
     generator.set_state(state["torch_rng"].cpu())  # get_state is always a CPU tensor
     torch.set_rng_state(state["torch_cpu_rng"].cpu())
@@ -374,17 +407,28 @@ def resume_training(
 
 
 def training_loop(
-    step_fn, optimiser, data: Prefetcher, recipe: dict, progress: Progress, bf16: bool, save, stop_after, preemption
+    step_fn,
+    optimiser,
+    data: Prefetcher,
+    recipe: dict,
+    progress: Progress,
+    bf16: bool,
+    save,
+    stop_after,
+    preemption,
+    average: WeightAverage | None = None,
 ) -> bool:
-    """The steps from where ``progress`` starts to ``recipe["iterations"]``, calling ``save(done)``
-    every ``checkpoint_every`` steps, on preemption (then raising :class:`_Preempted`) and at
-    ``stop_after``; returns False when stopped there."""
+    """The steps from where ``progress`` starts to ``recipe["iterations"]`` (each followed by the
+    ``average``'s update), calling ``save(done)`` every ``checkpoint_every`` steps, on preemption
+    (then raising :class:`_Preempted`) and at ``stop_after``; returns False when stopped there."""
     for step in progress.bar:
         for param_group in optimiser.param_groups:
             param_group["lr"] = learning_rate(step, recipe)
         degraded, clean, weight = data.next()
         loss = optimisation_step(step_fn, optimiser, degraded, clean, weight, bf16=bf16)
         done = step + 1
+        if average is not None:
+            average.update(done)
         progress.record(done, loss, optimiser.param_groups[0]["lr"])
         if done % recipe["checkpoint_every"] == 0 or preemption.requested or done == stop_after:
             save(done)
@@ -429,8 +473,9 @@ def train(
     degradations = {name: get_degradation(name, entries[name]) for name in members}
     meta = training_meta(group, {m: entries[m] for m in members}, recipe, seed, bf16)
     model, optimiser, rng, generator = initial_state(group, recipe, seed, device)
+    average = WeightAverage(model, recipe["ema"]) if recipe.get("ema") else None
     resume = Path(resume)
-    start_step, log = resume_training(resume, meta, model, optimiser, rng, generator, device)
+    start_step, log = resume_training(resume, meta, model, optimiser, rng, generator, device, average)
     if bf16:
         model = model.to(memory_format=torch.channels_last)
     step_fn = torch.compile(model) if cuda and recipe.get("compile") else model
@@ -450,17 +495,22 @@ def train(
     progress = Progress(group, recipe["iterations"], start_step, log, progress_every)
 
     def save(done: int) -> None:
-        save_checkpoint(resume, model, optimiser, done, data.state(), {**meta, "log": json.dumps(progress.log)})
+        extra = {"log": json.dumps(progress.log)} | ({"params_ema": average.params} if average else {})
+        save_checkpoint(resume, model, optimiser, done, data.state(), {**meta, **extra})
         if log_path is not None:
             tables.write(progress.frame(), "train_log", log_path)
 
     model.train()
     with Preemption() as preemption:
         try:
-            finished = training_loop(step_fn, optimiser, data, recipe, progress, bf16, save, stop_after, preemption)
+            finished = training_loop(
+                step_fn, optimiser, data, recipe, progress, bf16, save, stop_after, preemption, average
+            )
         finally:
             data.close()
     if finished:
+        if average is not None:  # the model is the average
+            model.load_state_dict(average.params)
         save_checkpoint(out, model, optimiser, recipe["iterations"], data.state(), meta)
     return progress.frame()
 

@@ -24,7 +24,15 @@ from grids.degradations import get_degradation
 from grids.degrade import degrade_dataset
 from grids.evaluate import evaluate_model, psnr, restore, ssim
 from grids.grouping.names import group_members, group_name, group_pattern
-from grids.train import OnlineDegrader, Prefetcher, learning_rate, restoration_loss, train, uses_bf16
+from grids.train import (
+    OnlineDegrader,
+    Prefetcher,
+    WeightAverage,
+    learning_rate,
+    restoration_loss,
+    train,
+    uses_bf16,
+)
 
 RECIPE = {
     "arch": "srresnet",
@@ -217,6 +225,37 @@ def test_resume_with_prefetch_is_exact(images, tmp_path):
     a, b = load_checkpoint(tmp_path / "a.pth"), load_checkpoint(tmp_path / "b.pth")
     assert state_dicts_equal(a["params"], b["params"])
     assert a["numpy_rng"] == b["numpy_rng"] and torch.equal(a["torch_rng"], b["torch_rng"])
+
+
+def test_the_weight_average_follows_its_formula_by_hand():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average = WeightAverage(model, decay=0.9)
+    expected = 1.0
+    for done, value in enumerate([3.0, -1.0, 2.0, 5.0, 0.0, 4.0], start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        average.update(done)
+        decay = min(0.9, (1 + done) / (10 + done))  # ramped up: 2/11, 3/12, ... then 0.9
+        expected = decay * expected + (1 - decay) * value
+        assert average.params["weight"].item() == pytest.approx(expected, rel=1e-6)
+    assert model.weight.item() == 4.0  # the model itself is untouched
+
+
+def test_a_training_with_a_weight_average_saves_the_average_and_resumes_exactly(images, tmp_path):
+    recipe = {**RECIPE, "ema": 0.95, "precision": "fp32"}
+    train(GROUP, images, ENTRIES, recipe, 0, tmp_path / "a.pth", tmp_path / "ra.pth", "cpu")
+    train(GROUP, images, ENTRIES, recipe, 0, tmp_path / "b.pth", tmp_path / "rb.pth", "cpu", stop_after=20)
+    assert "params_ema" in load_checkpoint(tmp_path / "rb.pth")
+    train(GROUP, images, ENTRIES, recipe, 0, tmp_path / "b.pth", tmp_path / "rb.pth", "cpu")
+    a, b = load_checkpoint(tmp_path / "a.pth"), load_checkpoint(tmp_path / "b.pth")
+    assert state_dicts_equal(a["params"], b["params"]) and "params_ema" not in a
+    plain = {**RECIPE, "precision": "fp32"}
+    train(GROUP, images, ENTRIES, plain, 0, tmp_path / "c.pth", tmp_path / "rc.pth", "cpu")
+    # the same steps (the data do not depend on the average), but the saved weights are the average
+    assert not state_dicts_equal(a["params"], load_checkpoint(tmp_path / "c.pth")["params"])
+    assert load_model(tmp_path / "a.pth")[0] is not None
 
 
 def test_precision_is_checked_and_recorded(images, tmp_path):
