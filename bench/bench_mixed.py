@@ -22,8 +22,9 @@ Variants (keys changed from the config's training recipe, and the training image
 ``base`` the config as it is; ``photos`` adds the 11 photos shipped in grids/assets/photos that no
 test set uses (clipped highlights, skies, dark regions: what test photos contain and the default
 training images lack); ``balanced_l1`` the loss balanced per member; ``balanced`` batches balanced
-per member; ``canvasN`` degrades an N px crop and cuts the training crop from it; and their
-combinations.
+per member; ``canvasN`` degrades an N px crop and cuts the training crop from it; ``bf16`` /
+``fp32`` the training precision (the default: bf16 on this CPU); ``emaD`` saves a moving average of
+the weights with decay 0.D; and their combinations.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ VARIANTS = {  # name -> (extra training photos?, recipe keys changed)
     "photos+canvas128+balanced_l1": (True, {"degrade_canvas": 128, "loss": "balanced_l1"}),
     "photos+canvas128+fp32": (True, {"degrade_canvas": 128, "precision": "fp32"}),
     "photos+canvas128+bf16": (True, {"degrade_canvas": 128, "precision": "bf16"}),
+    "photos+canvas128+ema999": (True, {"degrade_canvas": 128, "ema": 0.999}),
+    "photos+canvas128+ema995": (True, {"degrade_canvas": 128, "ema": 0.995}),
+    "photos+canvas128+balanced": (True, {"degrade_canvas": 128, "balanced_batches": True}),
 }
 
 
