@@ -61,6 +61,9 @@ VARIANTS = {  # name -> (extra training photos?, recipe keys changed)
     "photos+canvas128+ema999": (True, {"degrade_canvas": 128, "ema": 0.999}),
     "photos+canvas128+ema995": (True, {"degrade_canvas": 128, "ema": 0.995}),
     "photos+canvas128+balanced": (True, {"degrade_canvas": 128, "balanced_batches": True}),
+    "photos+canvas128+mse": (True, {"degrade_canvas": 128, "loss": "mse"}),
+    "photos+canvas128+mse+ema999": (True, {"degrade_canvas": 128, "loss": "mse", "ema": 0.999}),
+    "photos+canvas128+lr5e-4": (True, {"degrade_canvas": 128, "lr": 5e-4}),
 }
 
 

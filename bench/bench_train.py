@@ -122,7 +122,7 @@ def bench_one(arch, kwargs, bf16, compiled, images, degradations, args, device, 
     fixed = torch.rand(args.batch, 3, args.crop, args.crop, device=device)
 
     def step(x, y):  # the trainer's own step, so the bench times what training runs
-        optimisation_step(step_model, optimiser, x, y, bf16)
+        optimisation_step(step_model, optimiser, x, y, torch.ones(len(x), device=x.device), bf16)
 
     def fed(depth: int) -> float:
         loader = Prefetcher(data, args.batch, np.random.default_rng(0), torch.Generator(device).manual_seed(0), depth)

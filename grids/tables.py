@@ -226,7 +226,7 @@ TABLES: dict[str, Table] = {
         ),
         "one row every 10 steps (and the last), also written at each checkpoint",
         ("step", "int64", "steps done"),
-        ("loss", "float64", "L1 loss of that step's batch"),
+        ("loss", "float64", "training loss of that step's batch (training.loss: L1 or MSE)"),
         ("lr", "float64", "learning rate of that step"),
         ("it_per_s", "float64", "steps per second since the previous row"),
     ),
@@ -234,7 +234,7 @@ TABLES: dict[str, Table] = {
         "results/descriptor/msrresnet_x4.log.parquet",
         "the descriptor's training log (only with `descriptor.weights: train`)",
         ("step", "int64", "steps done"),
-        ("loss", "float64", "L1 loss of that step's batch"),
+        ("loss", "float64", "training loss of that step's batch (training.loss: L1 or MSE)"),
         ("lr", "float64", "learning rate of that step"),
     ),
     "eval": _table(

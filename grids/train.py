@@ -226,20 +226,35 @@ class Prefetcher:
 RELATIVE_LOSS_FLOOR = 1.0 / 255
 
 
-def restoration_loss(restored: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def restoration_loss(
+    restored: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor, squared: bool = False
+) -> torch.Tensor:
     """The L1 loss of a batch ``(N, 3, H, W)``, each sample's mean absolute error weighted by
-    ``weight (N,)`` (all ones: the plain L1)."""
-    return ((restored - clean).abs().mean(dim=(1, 2, 3)) * weight).mean()
+    ``weight (N,)`` (all ones: the plain L1); ``squared``: the mean squared error instead (MSE).
+
+    Why MSE is offered: where a model cannot tell from a crop what to undo (a group whose members
+    look alike at 32 px), the L1 optimum is the median correction, often exactly none, and a small
+    model trained on such a group can collapse to the identity; the MSE optimum is the mean
+    correction, and it is what PSNR scores (bench/bench_mixed.py)."""
+    error = (restored - clean).square() if squared else (restored - clean).abs()
+    return (error.mean(dim=(1, 2, 3)) * weight).mean()
 
 
 def optimisation_step(
-    model_fn, optimiser, degraded: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor, bf16: bool
+    model_fn,
+    optimiser,
+    degraded: torch.Tensor,
+    clean: torch.Tensor,
+    weight: torch.Tensor,
+    bf16: bool,
+    squared: bool = False,
 ) -> torch.Tensor:
-    """One step: forward (bf16 autocast + channels_last when ``bf16``), weighted L1, backward, update."""
+    """One step: forward (bf16 autocast + channels_last when ``bf16``), weighted L1 (MSE when
+    ``squared``), backward, update."""
     if bf16:
         degraded = degraded.contiguous(memory_format=torch.channels_last)
     with torch.autocast(degraded.device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss = restoration_loss(model_fn(degraded).float(), clean, weight)
+        loss = restoration_loss(model_fn(degraded).float(), clean, weight, squared)
     optimiser.zero_grad(set_to_none=True)
     loss.backward()
     optimiser.step()
@@ -425,7 +440,7 @@ def training_loop(
         for param_group in optimiser.param_groups:
             param_group["lr"] = learning_rate(step, recipe)
         degraded, clean, weight = data.next()
-        loss = optimisation_step(step_fn, optimiser, degraded, clean, weight, bf16=bf16)
+        loss = optimisation_step(step_fn, optimiser, degraded, clean, weight, bf16, recipe.get("loss") == "mse")
         done = step + 1
         if average is not None:
             average.update(done)

@@ -146,6 +146,8 @@ def test_balanced_loss_by_hand(images):
     by_hand = (0.5 * 0.1 + 1.5 * 0.4 / 12) / 2
     assert restoration_loss(restored, clean, weight).item() == pytest.approx(by_hand, rel=1e-6)
     assert restoration_loss(restored, clean, torch.ones(2)).item() == pytest.approx((0.1 + 0.4 / 12) / 2, rel=1e-6)
+    squared = (0.5 * 0.1**2 + 1.5 * 0.4**2 / 12) / 2  # loss: mse, the same weights
+    assert restoration_loss(restored, clean, weight, squared=True).item() == pytest.approx(squared, rel=1e-5)
     # Each member's weight is the inverse of its inputs' mean error, normalised to average 1.
     degs = {name: get_degradation(name, ENTRIES[name]) for name in ENTRIES}
     data = OnlineDegrader(images, degs, 32, torch.device("cpu"))
