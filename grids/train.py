@@ -88,11 +88,16 @@ class OnlineDegrader:
         self.balanced = balanced
         self.weights = np.ones(len(self.names))  # per member: the loss weight of its samples
 
-    def balance_loss(self, seed: int, samples: int = 64) -> dict[str, float]:
-        """Weight each member's samples by the inverse of its input's mean absolute error, measured
-        once on ``samples`` calibration crops per member (their own random streams, so the training
-        batches are untouched and a resumed run computes the same weights); the weights average 1.
-        Returns each member's input error."""
+    def balance_loss(self, seed: int, squared: bool = False, samples: int = 64) -> dict[str, float]:
+        """Weight each member's samples by the inverse of its input's mean absolute error (mean
+        squared error when ``squared``), measured once on ``samples`` calibration crops per member
+        (their own random streams, so the training batches are untouched and a resumed run computes
+        the same weights); the weights average 1. Returns each member's input error.
+
+        With ``squared``, a member's weighted loss is its model's MSE relative to its input's: a
+        first-order proxy of its PSNR gain, so every member's gain in dB counts alike, where plain
+        MSE lets the members with large errors (noise, inpainting) decide the model.
+        """
         scales = []
         for name in self.names:
             rng = np.random.default_rng(derive_seed(seed, "loss-scale", name))
@@ -100,7 +105,8 @@ class OnlineDegrader:
             clean = from_uint8_images([random_crop(self.images, self.canvas, rng) for _ in range(samples)], self.device)
             params = [self.degradations[name].sample(rng, (self.canvas, self.canvas)) for _ in range(samples)]
             degraded = self.degradations[name].apply_batch(clean, params, generator)
-            scales.append(max(float((degraded - clean).abs().mean()), RELATIVE_LOSS_FLOOR))
+            error = (degraded - clean).square() if squared else (degraded - clean).abs()
+            scales.append(max(float(error.mean()), RELATIVE_LOSS_FLOOR ** (2 if squared else 1)))
         inverse = 1.0 / np.array(scales)
         self.weights = inverse / inverse.mean()
         return dict(zip(self.names, scales))
@@ -221,9 +227,14 @@ class Prefetcher:
             self._thread.join()
 
 
-# The smallest input error a member's loss scale can have (one grey level): a degradation that
-# barely changes its crops would otherwise get an unbounded weight.
+# The smallest input error a member's loss scale can have (one grey level; squared for an MSE): a
+# degradation that barely changes its crops would otherwise get an unbounded weight.
 RELATIVE_LOSS_FLOOR = 1.0 / 255
+
+
+def squared_loss(recipe: dict) -> bool:
+    """Whether ``training.loss`` is a mean squared error (``mse``, ``balanced_mse``) or an L1."""
+    return recipe.get("loss", "l1") in ("mse", "balanced_mse")
 
 
 def restoration_loss(
@@ -440,7 +451,7 @@ def training_loop(
         for param_group in optimiser.param_groups:
             param_group["lr"] = learning_rate(step, recipe)
         degraded, clean, weight = data.next()
-        loss = optimisation_step(step_fn, optimiser, degraded, clean, weight, bf16, recipe.get("loss") == "mse")
+        loss = optimisation_step(step_fn, optimiser, degraded, clean, weight, bf16, squared_loss(recipe))
         done = step + 1
         if average is not None:
             average.update(done)
@@ -497,8 +508,8 @@ def train(
     balanced = recipe.get("balanced_batches", False)
     canvas = recipe.get("degrade_canvas")
     source = OnlineDegrader(images, degradations, recipe["crop"], device, balanced=balanced, canvas=canvas)
-    if recipe.get("loss", "l1") == "balanced_l1" and len(members) > 1:
-        scales = source.balance_loss(seed)
+    if recipe.get("loss", "l1").startswith("balanced_") and len(members) > 1:
+        scales = source.balance_loss(seed, squared_loss(recipe))
         print(f"{group}: loss weights from the inputs' errors {json.dumps(scales)}", file=sys.stderr)
     data = Prefetcher(
         source,

@@ -158,6 +158,11 @@ def test_balanced_loss_by_hand(images):
     assert data.balance_loss(seed=0) == scales  # its own streams: the same weights every time
     _, _, weight = data.batch(8, np.random.default_rng(0), torch.Generator().manual_seed(0))
     assert set(np.round(weight.numpy(), 5)) <= set(np.round(data.weights.astype(np.float32), 5))
+    # balanced_mse: the inverse of each member's input mean squared error, from the same crops
+    squared = data.balance_loss(seed=0, squared=True)
+    inverse = np.array([1 / squared[name] for name in data.names])
+    assert np.allclose(data.weights, inverse / inverse.mean())
+    assert all(squared[name] < scales[name] for name in data.names)  # errors < 1: squares are smaller
 
 
 def test_checkpoint_is_self_describing_and_weights_only(images, tmp_path):
