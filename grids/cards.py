@@ -166,10 +166,10 @@ def front_matter(name: str, datasets: list[str], results: list[dict], tags: list
 def training_datasets(training_data: dict | None) -> list[str]:
     """The training images of a ``training.images`` section as dataset ids: scikit-image's photos,
     the package's shipped ones, a folder, the synthetic dead-leaves images."""
-    from .data import SHIPPED_TEST_PHOTOS
+    from .data import SHIPPED_PHOTOS
 
     data = training_data or {}
-    names = [f"{'grids-photos' if p in SHIPPED_TEST_PHOTOS else 'scikit-image'}-{p}" for p in data.get("photos") or []]
+    names = [f"{'grids-photos' if p in SHIPPED_PHOTOS else 'scikit-image'}-{p}" for p in data.get("photos") or []]
     names += [f"folder-{str(data['folder']).rstrip('/').rsplit('/', 1)[-1]}"] if data.get("folder") else []
     names += ["dead-leaves-synthetic"] if (data.get("dead_leaves") or {}).get("count", 0) else []
     return [dataset_id(n) for n in names] or ["unspecified"]

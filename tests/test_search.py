@@ -210,7 +210,7 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
     stale = pd.DataFrame({"degradation": ["noise", "rain"], "group": ["noise+rain"] * 2})
     export_models(stale, models, out, evaluation, grouping)
     groups = pd.DataFrame({"degradation": ["blur", "jpeg", "sr"], "group": ["blur", "jpeg+sr", "jpeg+sr"]})
-    training = {"photos": ["astronaut", "sunset"], "dead_leaves": {"count": 8, "size": 256}}
+    training = {"photos": ["astronaut", "sunset", "bridge"], "dead_leaves": {"count": 8, "size": 256}}
     export_models(groups, models, out, evaluation, grouping, "abc", training)
     assert sorted(p.name for p in out.iterdir()) == [
         "blur.md",
@@ -242,7 +242,12 @@ def test_export_models_replaces_the_folder_with_slim_models_and_cards(tmp_path):
     front = read_front_matter(card)
     check_front_matter(front)
     assert front["license"] == "mit" and front["pipeline_tag"] == "image-to-image"
-    assert front["datasets"] == ["scikit-image-astronaut", "grids-photos-sunset", "dead-leaves-synthetic"]
+    assert front["datasets"] == [
+        "scikit-image-astronaut",
+        "grids-photos-sunset",
+        "grids-photos-bridge",
+        "dead-leaves-synthetic",
+    ]
     assert {"image-to-image", "image-restoration", "jpeg", "sr"} <= set(front["tags"])
     assert front["metrics"] == ["psnr", "ssim"]
     [index] = front["model-index"]
