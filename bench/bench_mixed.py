@@ -59,21 +59,9 @@ VARIANTS = {  # name -> (extra training photos?, recipe keys changed)
     "photos+canvas128+fp32": (True, {"degrade_canvas": 128, "precision": "fp32"}),
     "photos+canvas128+bf16": (True, {"degrade_canvas": 128, "precision": "bf16"}),
     "photos+canvas128+ema999": (True, {"degrade_canvas": 128, "ema": 0.999}),
-    "photos+canvas128+ema995": (True, {"degrade_canvas": 128, "ema": 0.995}),
-    "photos+canvas128+balanced": (True, {"degrade_canvas": 128, "balanced_batches": True}),
     "photos+canvas128+mse": (True, {"degrade_canvas": 128, "loss": "mse"}),
     "photos+canvas128+mse+ema999": (True, {"degrade_canvas": 128, "loss": "mse", "ema": 0.999}),
-    "photos+canvas128+lr5e-4": (True, {"degrade_canvas": 128, "lr": 5e-4}),
     "photos+canvas128+balanced_mse": (True, {"degrade_canvas": 128, "loss": "balanced_mse"}),
-    "photos+canvas128+balanced_mse+balanced": (
-        True,
-        {"degrade_canvas": 128, "loss": "balanced_mse", "balanced_batches": True},
-    ),
-    # on a results folder whose training set already holds the shipped photos (the default config's):
-    # the workflow's own data, so "canvas128" reproduces its trainings
-    "canvas128+mse": (False, {"degrade_canvas": 128, "loss": "mse"}),
-    "canvas128+lr5e-4": (False, {"degrade_canvas": 128, "lr": 5e-4}),
-    "canvas128+mse+lr5e-4": (False, {"degrade_canvas": 128, "loss": "mse", "lr": 5e-4}),
 }
 
 

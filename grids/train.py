@@ -105,8 +105,8 @@ class OnlineDegrader:
             clean = from_uint8_images([random_crop(self.images, self.canvas, rng) for _ in range(samples)], self.device)
             params = [self.degradations[name].sample(rng, (self.canvas, self.canvas)) for _ in range(samples)]
             degraded = self.degradations[name].apply_batch(clean, params, generator)
-            error = (degraded - clean).square() if squared else (degraded - clean).abs()
-            scales.append(max(float(error.mean()), RELATIVE_LOSS_FLOOR ** (2 if squared else 1)))
+            error = pixel_error(degraded, clean, squared).mean()
+            scales.append(max(float(error), RELATIVE_LOSS_FLOOR ** (2 if squared else 1)))
         inverse = 1.0 / np.array(scales)
         self.weights = inverse / inverse.mean()
         return dict(zip(self.names, scales))
@@ -237,6 +237,12 @@ def squared_loss(recipe: dict) -> bool:
     return recipe.get("loss", "l1") in ("mse", "balanced_mse")
 
 
+def pixel_error(a: torch.Tensor, b: torch.Tensor, squared: bool) -> torch.Tensor:
+    """Per element, ``|a - b|`` or, when ``squared``, ``(a - b)**2``: the loss's error and the
+    balance's input error are the same kind."""
+    return (a - b).square() if squared else (a - b).abs()
+
+
 def restoration_loss(
     restored: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor, squared: bool = False
 ) -> torch.Tensor:
@@ -247,8 +253,7 @@ def restoration_loss(
     look alike at 32 px), the L1 optimum is the median correction, often exactly none, and a small
     model trained on such a group can collapse to the identity; the MSE optimum is the mean
     correction, and it is what PSNR scores (bench/bench_mixed.py)."""
-    error = (restored - clean).square() if squared else (restored - clean).abs()
-    return (error.mean(dim=(1, 2, 3)) * weight).mean()
+    return (pixel_error(restored, clean, squared).mean(dim=(1, 2, 3)) * weight).mean()
 
 
 def optimisation_step(
@@ -447,11 +452,12 @@ def training_loop(
     """The steps from where ``progress`` starts to ``recipe["iterations"]`` (each followed by the
     ``average``'s update), calling ``save(done)`` every ``checkpoint_every`` steps, on preemption
     (then raising :class:`_Preempted`) and at ``stop_after``; returns False when stopped there."""
+    squared = squared_loss(recipe)
     for step in progress.bar:
         for param_group in optimiser.param_groups:
             param_group["lr"] = learning_rate(step, recipe)
         degraded, clean, weight = data.next()
-        loss = optimisation_step(step_fn, optimiser, degraded, clean, weight, bf16, squared_loss(recipe))
+        loss = optimisation_step(step_fn, optimiser, degraded, clean, weight, bf16, squared)
         done = step + 1
         if average is not None:
             average.update(done)
