@@ -8,8 +8,8 @@ of the selection report (seen and unseen degradations):
 
 * ``logistic``: multinomial logistic regression (L2, full-batch L-BFGS, float64) on the reference
   signatures (``selection.layers``, standardised), label = the final group of the reference's
-  degradation. At test time the image's signature, computed by the same selector as GRIDS'
-  (:func:`grids.selection.build_selector`, :meth:`~grids.selection.Selector.signature`), gives
+  degradation. At test time the image's signature, the one GRIDS' selector reads (computed once
+  for every reader by rule ``test_signatures``, :func:`grids.selection.read_signatures`), gives
   the group and its probability.
 * ``cnn``: a tiny CNN on pixels (three 3x3 convolutions of 16/32/32 channels, the last two of
   stride 2, ReLU, global average pool, linear) trained with AdamW, ``selection.router_steps``
@@ -23,10 +23,10 @@ Per router and image: the chosen model's PSNR, its gain over the input and ``fai
 selection.min_gain``) come from the evaluation tables, read as :mod:`grids.failure` reads them (no
 restoration is run). ``confidence`` is the router's largest probability, and for ``grids`` its default
 statistic's score (larger: worse). ``seconds`` is the time to route the image on this machine:
-for ``logistic`` the selector's signature plus the classifier, for ``grids`` that same signature
-time (one computation serves both: it is the selector's own, with ``features.layer`` where its
-statistic reads it) plus its nearest-reference choice and score, for ``cnn`` the crops plus the
-forward passes; NaN for the oracle.
+for ``logistic`` the signature plus the classifier, for ``grids`` that same signature time plus
+its nearest-reference choice and score, for ``cnn`` the crops plus the forward passes; NaN for the
+oracle. The signature time is its job's, with every layer of the table (``features.layer``
+included, which the default statistic does not read): an upper bound of what `grids select` spends.
 
     python -m grids.routers --accuracy results/selection/accuracy.parquet \
         --groups results/final/groups.parquet --ggd results/similarity/ggd.parquet \
@@ -34,7 +34,8 @@ forward passes; NaN for the oracle.
         --reference-gains results/selection/reference_gains.parquet \
         --degraded results/degraded/jpeg/manifest.parquet ... \
         --eval results/eval/input.parquet results/eval/G.parquet results/eval/others/G.parquet ... \
-        --test-set heldout CLEAN DEGRADED... --descriptor W --features JSON --selection JSON \
+        --test-set heldout CLEAN DEGRADED... --signatures heldout SIGNATURES... \
+        --descriptor W --features JSON --selection JSON \
         --seed S --min-gain 0.5 --steps 300 --threads 2 --images results/selection/router_images.parquet \
         --out results/selection/routers.parquet --figure results/selection/routers.png
 
@@ -58,11 +59,12 @@ from . import io, tables
 from .config import DEFAULT_SELECTION, config_section
 from .failure import model_psnrs
 from .seeds import derive_seed, rng_for
-from .selection import self_augmented_patches
+from .selection import add_signatures_argument, read_signatures, self_augmented_patches
 from .selection_report import auroc
 from .stage import add_test_set_argument, test_set_manifests
 
 if TYPE_CHECKING:
+    from .features import Signature
     from .selection import Selector
 
 ROUTERS = ("grids", "logistic", "cnn", "oracle")
@@ -261,6 +263,7 @@ def route(
     cnn: CNNRouter,
     accuracy: pd.DataFrame,
     paths: dict[tuple[str, str, str], str],
+    signatures: dict[tuple[str, str, str], tuple[Signature, float]],
     layers: list[str],
 ) -> pd.DataFrame:
     """``KEYS, seen, router, chosen_group, confidence, seconds`` for ``grids``, ``logistic`` and
@@ -273,10 +276,11 @@ def route(
         key = (row.test_set, row.degradation, row.image)
         if key not in paths:
             raise ValueError(f"no degraded test manifest lists {'/'.join(key)}: pass every --test-set manifest")
+        if key not in signatures:
+            raise ValueError(f"no signature of test image {'/'.join(key)} among --signatures")
         image = io.load_png(paths[key])
+        signature, signed = signatures[key]
         start = time.perf_counter()
-        signature = selector.signature(image)
-        signed = time.perf_counter()
         table, _ = selector.choose(signature)
         selector.judge(signature, str(table.group.iloc[0]))
         chosen = time.perf_counter()
@@ -284,10 +288,8 @@ def route(
         classified = time.perf_counter()
         q = cnn.predict_proba(image)
         done = time.perf_counter()
-        rows.append([*key, row.seen, "grids", row.chosen_group, row.score, chosen - start])
-        rows.append(
-            [*key, row.seen, "logistic", logistic.groups[p.argmax()], p.max(), signed - start + classified - chosen]
-        )
+        rows.append([*key, row.seen, "grids", row.chosen_group, row.score, signed + chosen - start])
+        rows.append([*key, row.seen, "logistic", logistic.groups[p.argmax()], p.max(), signed + classified - chosen])
         rows.append([*key, row.seen, "cnn", cnn.groups[q.argmax()], q.max(), done - classified])
     return pd.DataFrame(rows, columns=[*KEYS, "seen", "router", "chosen_group", "confidence", "seconds"])
 
@@ -392,13 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--degraded", nargs="+", required=True, help="degraded similarity manifests (CNN training)")
     parser.add_argument("--eval", nargs="+", required=True, help="eval tables: the input's and every final group's")
     add_test_set_argument(parser)
+    add_signatures_argument(parser)
     parser.add_argument("--descriptor", default="")
     parser.add_argument("--features", required=True, help="the config's features section, JSON")
     parser.add_argument("--selection", required=True, help="the config's selection section, JSON")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--min-gain", type=float, required=True, help="selection.min_gain: a gain below it fails (dB)")
     parser.add_argument("--steps", type=int, default=CNN["steps"], help="CNN training steps (selection.router_steps)")
-    parser.add_argument("--device", default="cpu", help="where signatures are computed (routers train on the CPU)")
+    parser.add_argument("--device", default="cpu", help="where the selector runs (routers train on the CPU)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--images", required=True, help="per-image choices (.parquet) to write")
     parser.add_argument("--out", required=True, help="per-router comparison (.parquet) to write")
@@ -426,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     cnn = CNNRouter.fit(*training_images(args.degraded, groups), args.seed, steps=args.steps)
     print(f"cnn: {args.steps} steps in {time.perf_counter() - start:.1f} s on {torch.get_num_threads()} threads")
     accuracy = pd.read_parquet(args.accuracy)
-    choices = route(selector, logistic, cnn, accuracy, image_paths(test_set_manifests(args.test_set)), layers)
+    paths = image_paths(test_set_manifests(args.test_set))
+    choices = route(selector, logistic, cnn, accuracy, paths, read_signatures(args.signatures), layers)
     images = router_images(choices, io.read_parquets(args.eval), groups, args.min_gain)
     summary = compare_routers(images)
     tables.write(images, "selection_router_images", args.images)

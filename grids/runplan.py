@@ -248,15 +248,15 @@ class RunPlan:
             return None
         return "untrained" if variant == "untrained" else "configured"
 
-    def priority(self, group: str | None = None, replicate: bool = False) -> int:
+    def priority(self, group: str | None = None, noise_floor: bool = False) -> int:
         """The search is a chain of one verification at a time; on a machine that runs two jobs at
         once, the jobs only the validation or the selection need should fill the other slot, not
         delay the chain. So 1 goes to the trainings and evaluations on the way to the chain (the
         single-task ones) and of the chain itself; 0 to the groups only the validation needs and to
         jobs of no group (baselines; the rules before the chain set their own priority 1, since a
-        rule's priority is not inherited by the jobs it waits for). A replicate gets 1 only when the
-        search waits for it (conservative decision)."""
-        if replicate:
+        rule's priority is not inherited by the jobs it waits for). The noise floor and its replicates
+        (``noise_floor``) get 1 only when the search waits for them (conservative decision)."""
+        if noise_floor:
             return int(self.config["grouping"]["decision"] == "conservative")
         validation_only = set(self.experiment_groups) - set(self.upper_bound_groups)
         return int(group is not None and group not in validation_only)
@@ -325,6 +325,24 @@ class RunPlan:
                 f"results/test/{test_set}/clean/manifest.parquet",
                 *(f"results/test/{test_set}/degraded/{name}/manifest.parquet" for name in names),
             ]
+        ]
+
+    def test_signatures(self) -> list[str]:
+        """Per test set, in order, the signature table of each test degradation (rule
+        ``test_signatures``): what `--signatures` of the selection report and the routers lists."""
+        return [
+            f"results/selection/signatures/{test_set}/{name}.parquet"
+            for test_set in self.test_sets
+            for name in self.test_degradations
+        ]
+
+    def signature_args(self, files: list[str]) -> list[str]:
+        """``--signatures NAME FILE...`` per test set, from files laid out as :meth:`test_signatures`."""
+        size = len(files) // len(self.test_sets)
+        return [
+            word
+            for k, name in enumerate(self.test_sets)
+            for word in ("--signatures", name, *files[k * size : (k + 1) * size])
         ]
 
     def test_set_args(self, manifests: list[str]) -> list[str]:

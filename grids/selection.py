@@ -236,7 +236,9 @@ def reference_table(
     layers: list[str] = (),
 ) -> pd.DataFrame:
     """Stage ``selection_references``: the signature (one row per layer) of every image of one
-    degraded set."""
+    degraded set, and the seconds it took."""
+    import time
+
     from tqdm import tqdm
 
     from .descriptor import load_descriptor, sha256_file
@@ -248,7 +250,10 @@ def reference_table(
         model, sha = load_descriptor(descriptor, device), sha256_file(descriptor)
     rows = []
     for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"references {name}", unit="img"):
-        signature = image_signature(io.load_png(row.path), features, model, seed, device, layers)
+        image = io.load_png(row.path)
+        start = time.perf_counter()
+        signature = image_signature(image, features, model, seed, device, layers)
+        seconds = time.perf_counter() - start
         for layer in signature:
             rows.append(
                 [
@@ -262,9 +267,37 @@ def reference_table(
                     features["pca_components"],
                     features["kind"],
                     sha,
+                    seconds,
                 ]
             )
     return pd.DataFrame(rows, columns=tables.columns("selection_references"))
+
+
+def read_signatures(values: list[list[str]]) -> dict[tuple[str, str, str], tuple[Signature, float]]:
+    """``--signatures NAME FILE...`` values (per test set, its :func:`reference_table` files) ->
+    ``{(test_set, degradation, image): (signature, seconds)}``: the degraded test images'
+    signatures, computed once by their own jobs (rule ``test_signatures``) for every reader."""
+    from .features import Signature
+
+    found = {}
+    for name, *paths in values:
+        for path in paths:
+            table = pd.read_parquet(path)
+            for (degradation, image), rows in table.groupby(["degradation", "image"], sort=False):
+                found[(name, str(degradation), str(image))] = (Signature.from_rows(rows), float(rows.seconds.iloc[0]))
+    return found
+
+
+def add_signatures_argument(parser) -> None:
+    """``--signatures NAME FILE...``, repeated per test set (:func:`read_signatures`)."""
+    parser.add_argument(
+        "--signatures",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar=("NAME", "FILE"),
+        help="a test set's name, then its degraded images' signature tables (repeat per set)",
+    )
 
 
 class Selector:

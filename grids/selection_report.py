@@ -19,7 +19,8 @@ tables of :mod:`grids.tables`):
 * ``confusion.png``, ``prediction.png`` and ``summary.md``.
 
     python -m grids.selection_report --ggd G --groups F --references R --eval E... \
-        --test-set NAME CLEAN DEGRADED... --descriptor W --features JSON --selection JSON --seed S \
+        --test-set NAME CLEAN DEGRADED... --signatures NAME FILE... \
+        --descriptor W --features JSON --selection JSON --seed S \
         --divergences D --accuracy A --scores S --prediction P --ood O --unseen-table U \
         --drop-fit F --summary summary.md --confusion C.png --scatter S.png --ood-plot O.png
 """
@@ -40,9 +41,11 @@ from . import io, tables
 from .config import config_section
 from .ood import STATISTICS, listed
 from .plotting import category_styles
+from .selection import add_signatures_argument, read_signatures
 from .stage import add_test_set_argument, test_set_manifests
 
 if TYPE_CHECKING:
+    from .features import Signature
     from .selection import Selector
 
 
@@ -60,6 +63,7 @@ def selection_tables(
     selector: Selector,
     groups: pd.DataFrame,
     test_sets: dict[str, tuple[str, dict[str, str]]],
+    signatures: dict[tuple[str, str, str], tuple[Signature, float]],
     evaluation: pd.DataFrame,
     unseen: list[str] = (),
     seed: int = 0,
@@ -71,8 +75,11 @@ def selection_tables(
     them) have no true group: they measure whether a statistic calls them out of distribution,
     except the ``near_misses`` among them, which should be judged in distribution.
     ``test_sets``: name -> (clean manifest, {degradation: degraded manifest}), as
-    :func:`grids.stage.test_set_manifests` reads them."""
-    divergences, accuracy, scores, seconds = select_test_images(selector, groups, test_sets, evaluation, unseen)
+    :func:`grids.stage.test_set_manifests` reads them; ``signatures``: their images' signatures
+    (:func:`grids.selection.read_signatures`)."""
+    divergences, accuracy, scores, seconds = select_test_images(
+        selector, groups, test_sets, signatures, evaluation, unseen
+    )
     drop = accuracy.psnr_single - accuracy.psnr_chosen  # against the degradation's own single-task model
     drop_fit = expected_drops(accuracy, scores, drop, selector.statistic, seed)
     return {
@@ -90,14 +97,13 @@ def select_test_images(
     selector: Selector,
     groups: pd.DataFrame,
     test_sets: dict[str, tuple[str, dict[str, str]]],
+    signatures: dict[tuple[str, str, str], tuple[Signature, float]],
     evaluation: pd.DataFrame,
     unseen: list[str],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[float]]:
-    """The selector on every degraded test image: ``(divergences, accuracy, scores, seconds)``,
-    ``accuracy``'s score columns and ``scores``' ``expected_drop`` still to be filled in
-    (:func:`expected_drops`); ``seconds``: the signature time of each image."""
-    import time
-
+    """The selector on every degraded test image (its precomputed signature): ``(divergences,
+    accuracy, scores, seconds)``, ``accuracy``'s score columns and ``scores``' ``expected_drop``
+    still to be filled in (:func:`expected_drops`); ``seconds``: the signature time of each image."""
     from tqdm import tqdm
 
     true_group = dict(zip(groups.degradation, groups.group))
@@ -111,12 +117,13 @@ def select_test_images(
             manifest = io.read_manifest(degraded[name])
             seen = name in true_group
             for row in tqdm(manifest.itertuples(), total=len(manifest), desc=f"{set_name}/{name}", unit="img"):
-                start = time.perf_counter()
-                signature = selector.signature(io.load_png(row.path))
-                seconds.append(time.perf_counter() - start)
+                key = (set_name, name, row.image_id)
+                if key not in signatures:
+                    raise ValueError(f"no signature of test image {'/'.join(key)} among --signatures")
+                signature, took = signatures[key]
+                seconds.append(took)
                 table, _ = selector.choose(signature)
                 chosen = str(table.group.iloc[0])
-                key = (set_name, name, row.image_id)
                 div_rows.extend([*key, d.group, d.kl, d.distance] for d in table.itertuples())
                 for statistic, score in selector.judge(signature, chosen).items():
                     limit = selector.statistics[statistic].threshold
@@ -465,6 +472,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", required=True)
     p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every single-task and final model")
     add_test_set_argument(p)
+    add_signatures_argument(p)
     p.add_argument("--descriptor", default="")
     p.add_argument("--features", required=True, help="the config's features section, JSON")
     p.add_argument("--selection", required=True, help="the config's selection section, JSON")
@@ -513,8 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluation = io.read_parquets(args.eval)
     test_sets = test_set_manifests(args.test_set)
+    signatures = read_signatures(args.signatures)
     near = selection["near_misses"]
-    report = selection_tables(selector, groups, test_sets, evaluation, args.unseen, args.seed, near)
+    report = selection_tables(selector, groups, test_sets, signatures, evaluation, args.unseen, args.seed, near)
     write_report(report, groups, selector, {name: getattr(args, f"file_{name}") for name in REPORT_FILES})
     print(Path(args.file_summary).read_text())
     return 0

@@ -377,9 +377,14 @@ TABLES: dict[str, Table] = {
         *_table1_gains("grids", "the GRIDS group model"),
     ),
     "selection_references": _table(
-        ("results/selection/references.parquet", "results/selection/references/{degradation}.parquet"),
-        "the per-image signature of every degraded training image: one row per layer (`selection.layers` "
-        "and `features.layer`)",
+        (
+            "results/selection/references.parquet",
+            "results/selection/references/{degradation}.parquet",
+            "results/selection/signatures/{test_set}/{degradation}.parquet",
+        ),
+        "the per-image signature of every degraded training image (`references`) and of every degraded "
+        "test image, unseen degradations included (`signatures`, what the selection report and the routers "
+        "read): one row per layer (`selection.layers` and `features.layer`)",
         ("degradation", "str", "the degraded set"),
         ("image", "str", "image id"),
         ("layer", "str", "descriptor layer (`sift` for SIFT features)"),
@@ -390,6 +395,7 @@ TABLES: dict[str, Table] = {
         ("pca_components", "int64", "`features.pca_components`"),
         ("feature_kind", "str", "`descriptor` or `sift`"),
         ("descriptor_sha256", "str", "sha256 of the descriptor weights (empty for SIFT)"),
+        ("seconds", "float64", "time the image's signature took (descriptor pass and every layer's fit)"),
     ),
     "selection_reference_gains": _table(
         "results/selection/reference_gains.parquet",

@@ -142,12 +142,12 @@ def test_priorities_put_the_search_first(tiny):
     assert tiny.priority("jpeg+sr") == tiny.priority("gaussian_noise+haze") == 0  # only Table 2 needs them
     assert tiny.priority("gaussian_noise+sr") == 1  # a group only the search verifies
     assert tiny.priority(None) == 0  # a baseline
-    assert tiny.config["grouping"]["decision"] == "conservative" and tiny.priority(replicate=True) == 1
+    assert tiny.config["grouping"]["decision"] == "conservative" and tiny.priority(noise_floor=True) == 1
     point = copy.deepcopy(TINY)
     point["grouping"]["decision"] = "point"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert RunPlan.from_config(validate_config(point, base_dir=ROOT / ".test")).priority(replicate=True) == 0
+        assert RunPlan.from_config(validate_config(point, base_dir=ROOT / ".test")).priority(noise_floor=True) == 0
 
 
 @pytest.mark.parametrize(

@@ -268,6 +268,9 @@ def test_selection_report(built):
     layers = ["conv_first", "RB16", "conv_last_input"]  # selection.layers, then features.layer
     assert sorted(references.degradation.unique()) == sorted(names)
     assert len(references) == len(names) * len(clean) * len(layers) and list(references.layer.unique()) == layers
+    signatures = pd.read_parquet(selection / "signatures" / "heldout" / "salt_pepper.parquet")  # a test image's
+    assert signatures.layer.tolist() == layers and (signatures.seconds > 0).all()
+    assert_cached_signature_is_the_selectors(built, signatures)
     ood = pd.read_parquet(selection / "ood.parquet")
     assert ood.statistic.tolist() == ["paper", "nearest", "knn", "mahalanobis", "gain"]
     assert ood.default.tolist() == [False, False, False, False, True]  # selection.statistic: gain (the default)
@@ -335,6 +338,23 @@ def test_selection_report(built):
     for name in ("confusion.png", "prediction.png", "ood.png", "failure.png", "routers.png"):
         assert (selection / name).stat().st_size > 5000
     assert "Prediction without inference" in (selection / "summary.md").read_text()
+
+
+def assert_cached_signature_is_the_selectors(built: Path, signatures: pd.DataFrame) -> None:
+    """The report and the routers read each test image's signature from its own job's table: it
+    must be what `grids select` computes live for that image (same patches, same fits)."""
+    from grids.config import load_config
+    from grids.selection import image_signature, selector_from_config
+
+    config = load_config(built / "config" / "config.yaml", base_dir=built)
+    selector = selector_from_config(config, built / "results", device="cpu")
+    manifest = io.read_manifest(built / "results" / "test" / "heldout" / "degraded" / "salt_pepper" / "manifest.parquet")
+    image = io.load_png(manifest.path.iloc[0])
+    live = image_signature(image, selector.features, selector.model, selector.seed, "cpu", selector.layers)
+    cached = signatures[signatures.image == manifest.image_id.iloc[0]].set_index("layer")
+    for layer in live:  # equal up to the order of float sums (the job's thread count is not this test's)
+        got, want = (cached.alpha[layer], cached.sigma[layer]), (live[layer].alpha, live[layer].sigma)
+        np.testing.assert_allclose(got, want, rtol=1e-9, err_msg=layer)
 
 
 def grids_cli(workdir: Path, *args: str) -> subprocess.CompletedProcess:

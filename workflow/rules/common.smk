@@ -196,6 +196,7 @@ def eval_degradations(wildcards):
 
 
 get_test_set_args = lambda w, input: PLAN.test_set_args(input.tests)
+get_signature_args = lambda w, input: PLAN.signature_args(input.signatures)
 
 
 def pairs(option, names, paths):
@@ -236,7 +237,7 @@ get_variant_descriptor = lambda w: {
     "untrained": [UNTRAINED_DESCRIPTOR],
     "configured": descriptor_input(),
 }[PLAN.variant_descriptor(w.variant)]
-get_search_priority = lambda w: PLAN.priority(getattr(w, "group", None), replicate=hasattr(w, "k"))
+get_search_priority = lambda w: PLAN.priority(getattr(w, "group", None), noise_floor=hasattr(w, "k"))
 # Replicate k trains from seed `config seed + k` (the workflow's own model is k = 0).
 get_replicate_seed = lambda w: CONFIG["seed"] + int(w.k)
 validation_test_set = PLAN.validation_test_set

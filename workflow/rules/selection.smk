@@ -32,6 +32,20 @@ rule selection_reference_set:
         " {params.n_patches:q} --seed {params.seed:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
+# The same signatures for every degraded test image (unseen degradations included): computed while
+# the search runs, read by the selection report and the routers instead of each computing them.
+use rule selection_reference_set as test_signatures with:
+    input:
+        manifest="results/test/{test_set}/degraded/{degradation}/manifest.parquet",
+        descriptor=get_descriptor_input,
+    output:
+        "results/selection/signatures/{test_set}/{degradation}.parquet",
+    log:
+        "logs/selection/signatures_{test_set}_{degradation}.log",
+    benchmark:
+        "benchmarks/selection/signatures_{test_set}_{degradation}.tsv"
+
+
 rule selection_references:
     input:
         expand(
@@ -104,6 +118,7 @@ rule selection_tables:
         reference_gains="results/selection/reference_gains.parquet",
         descriptor=get_descriptor_input,
         tests=get_test_manifests(),
+        signatures=PLAN.test_signatures(),
         evals=get_selection_evals,
     output:
         divergences="results/selection/divergences.parquet",
@@ -147,13 +162,14 @@ rule selection_tables:
         runtime=60,
     params:
         test_sets=get_test_set_args,
+        signatures=get_signature_args,
         features=get_features_json,
         selection=get_selection_json,
         unseen=[word for name in UNSEEN for word in ("--unseen", name)],
         seed=CONFIG["seed"],
     shell:
         "python -m grids.selection_report --ggd {input.ggd:q} --groups {input.groups:q}"
-        " --eval {input.evals:q} {params.test_sets:q} --descriptor={input.descriptor:q}"
+        " --eval {input.evals:q} {params.test_sets:q} {params.signatures:q} --descriptor={input.descriptor:q}"
         " --features {params.features:q} --selection {params.selection:q} --references {input.references:q}"
         " --reference-gains {input.reference_gains:q}"
         " --seed {params.seed:q} {params.unseen:q}"
@@ -215,6 +231,7 @@ rule selection_routers:
         descriptor=get_descriptor_input,
         degraded=get_degraded_manifests(),
         tests=get_test_manifests(),
+        signatures=PLAN.test_signatures(),
         evals=get_selection_evals,
         identity="results/eval/input.parquet",
     output:
@@ -238,6 +255,7 @@ rule selection_routers:
         runtime=30,
     params:
         test_sets=get_test_set_args,
+        signatures=get_signature_args,
         features=get_features_json,
         selection=get_selection_json,
         seed=CONFIG["seed"],
@@ -247,7 +265,8 @@ rule selection_routers:
         "python -m grids.routers --accuracy {input.accuracy:q} --groups {input.groups:q} --ggd {input.ggd:q}"
         " --references {input.references:q} --reference-gains {input.reference_gains:q}"
         " --degraded {input.degraded:q}"
-        " --eval {input.identity:q} {input.evals:q} {params.test_sets:q} --descriptor={input.descriptor:q}"
+        " --eval {input.identity:q} {input.evals:q} {params.test_sets:q} {params.signatures:q}"
+        " --descriptor={input.descriptor:q}"
         " --features {params.features:q} --selection {params.selection:q} --seed {params.seed:q}"
         " --min-gain {params.min_gain:q} --steps {params.steps:q} --threads {threads} --images {output.images:q} --out {output.table:q}"
         " --figure {output.figure:q} > {log:q} 2>&1"

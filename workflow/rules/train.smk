@@ -236,7 +236,8 @@ rule noise_floor:
         "results/grouping/noise_floor.parquet",
     log:
         "logs/grouping/noise_floor.log",
-    priority: get_search_priority
+    # The search waits for it (conservative decision): before the jobs only Table 2 needs.
+    priority: PLAN.priority(noise_floor=True)
     localrule: True
     conda:
         "../envs/grids.yaml"
