@@ -24,7 +24,9 @@ test set uses (clipped highlights, skies, dark regions: what test photos contain
 training images lack); ``balanced_l1`` the loss balanced per member; ``balanced`` batches balanced
 per member; ``canvasN`` degrades an N px crop and cuts the training crop from it; ``bf16`` /
 ``fp32`` the training precision (the default: bf16 on this CPU); ``emaD`` saves a moving average of
-the weights with decay 0.D; and their combinations.
+the weights with decay 0.D; and their combinations. ``default+blocksN``: today's default recipe
+(``base``, since the config now holds the photos, the canvas and the balanced MSE) with N residual
+blocks instead of 4.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ VARIANTS = {  # name -> (extra training photos?, recipe keys changed)
     "photos+canvas128+mse": (True, {"degrade_canvas": 128, "loss": "mse"}),
     "photos+canvas128+mse+ema999": (True, {"degrade_canvas": 128, "loss": "mse", "ema": 0.999}),
     "photos+canvas128+balanced_mse": (True, {"degrade_canvas": 128, "loss": "balanced_mse"}),
+    # the default recipe with a deeper body: each residual block widens the receptive field by 4 px
+    # (4 blocks: 21 px, 8: 37 px, 16: 69 px), what a 10-20 px motion kernel asks for
+    "default+blocks8": (False, {"arch_kwargs": {"num_feat": 32, "num_block": 8}}),
+    "default+blocks16": (False, {"arch_kwargs": {"num_feat": 32, "num_block": 16}}),
 }
 
 

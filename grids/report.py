@@ -105,9 +105,11 @@ def mixall_scale_note(table: pd.DataFrame) -> str:
     return "".join(notes)
 
 
-def failed_trainings_note(verified: pd.DataFrame | None) -> str:
+def failed_trainings_note(verified: pd.DataFrame | None, table: pd.DataFrame) -> str:
     """A Markdown note naming the search's failed mixed trainings (table ``grouping_verified``):
-    the groups it split because their model ends below the input on a member."""
+    the groups it split because their model ends below the input on a member; and which of those
+    members no single-task model learned either (``table``: Table 1 rows), where the failure is
+    the scale's, not the mix's."""
     if verified is None:
         return ""
     failed = verified[verified.verdict == FAILED_TRAINING]
@@ -118,10 +120,20 @@ def failed_trainings_note(verified: pd.DataFrame | None) -> str:
         f"{r.weakest_group_gain:+.2f} dB; {r.harmed_images} test image(s) harmed)"
         for r in failed.itertuples()
     )
-    return (
+    note = (
         f"**Failed mixed trainings**: {named}. The search treated each as infeasible and split its members: "
-        "these splits reflect the training recipe, not a measured conflict between the degradations.\n"
+        "these splits reflect the training recipe, not a measured conflict between the degradations."
     )
+    below = {name for names in failed.below_input for name in names.split(",")}
+    rows = table[table.degradation != "average"]
+    unlearned = sorted(below & set(rows.degradation[rows.learning_upper != LEARNED]))
+    if unlearned:
+        note += (
+            f" {', '.join(unlearned)}: no single-task model learns {'it' if len(unlearned) == 1 else 'them'} "
+            "at this scale either, and a mixed model applies to such inputs what it learned for its other "
+            "members; bench/bench_mixed.py measures what a deeper network and longer training would need."
+        )
+    return note + "\n"
 
 
 def mixall_warnings(summary: pd.DataFrame) -> list[str]:
@@ -314,7 +326,7 @@ def write_table1(
     markdown += "\n## Notes\n\n" + not_learned_note(table, min_gain)
     markdown += "".join(f"\n{line[0].upper() + line[1:]}.\n" for line in mixall_lines(table))
     markdown += "\n" + mixall_scale_note(table) if mixall_scale_note(table) else ""
-    markdown += "\n" + failed_trainings_note(verified) if verified is not None else ""
+    markdown += "\n" + failed_trainings_note(verified, table) if verified is not None else ""
     if published:
         markdown += f"\n{PUBLISHED_NOTE}\n"
     io.write_markdown(markdown_path, markdown, html_path)

@@ -348,7 +348,7 @@ def assert_cached_signature_is_the_selectors(built: Path, signatures: pd.DataFra
 
     config = load_config(built / "config" / "config.yaml", base_dir=built)
     selector = selector_from_config(config, built / "results", device="cpu")
-    manifest = io.read_manifest(built / "results" / "test" / "heldout" / "degraded" / "salt_pepper" / "manifest.parquet")
+    manifest = io.read_manifest(built / "results/test/heldout/degraded/salt_pepper/manifest.parquet")
     image = io.load_png(manifest.path.iloc[0])
     live = image_signature(image, selector.features, selector.model, selector.seed, "cpu", selector.layers)
     cached = signatures[signatures.image == manifest.image_id.iloc[0]].set_index("layer")
