@@ -45,6 +45,20 @@ def run_stage(main: Callable[[], int]) -> int:
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 
 
+def uses_bf16(precision: str, device) -> bool:
+    """Whether a model runs in bf16 autocast + channels_last on ``device`` (a torch.device).
+    ``auto``: on CUDA, and on a CPU whose oneDNN has bf16 kernels (AVX-512: the default model's
+    training step takes half the fp32 time, a whole training with its data about 0.65x,
+    bench/RESULTS.md); elsewhere fp32."""
+    import torch
+
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def pick_device(device: str = "auto"):
     """``auto``: the first CUDA device when there is one, else the CPU; otherwise ``device`` as
     given, once checked: a name outside :data:`DEVICES`, or a device this machine lacks, is a

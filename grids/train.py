@@ -45,7 +45,7 @@ from .degradations import get_degradation
 from .degradations.batched import from_uint8_images
 from .grouping.names import group_members
 from .seeds import derive_seed
-from .stage import pick_device
+from .stage import pick_device, uses_bf16
 from .store import CropStore, ImageList, random_crop
 
 
@@ -361,17 +361,6 @@ class Progress:
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.log, columns=tables.columns("train_log"))
-
-
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether a training runs in bf16 autocast + channels_last. ``auto``: on CUDA, and on a CPU
-    whose oneDNN has bf16 kernels (AVX-512: the default model's step takes half the fp32 time, a
-    whole training with its data about 0.65x, bench/RESULTS.md); elsewhere fp32."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-    if precision != "auto":
-        return precision == "bf16"
-    return device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def training_meta(group: str, entries: dict, recipe: dict, seed: int, bf16: bool) -> dict:

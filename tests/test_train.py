@@ -22,8 +22,9 @@ from grids.checkpoint import load_checkpoint, load_model
 from grids.data import dead_leaves, prepare_clean_set, set_paths
 from grids.degradations import get_degradation
 from grids.degrade import degrade_dataset
-from grids.evaluate import evaluate_model, psnr, restore, ssim
+from grids.evaluate import evaluate_model, psnr, restore, runs_in_bf16, ssim
 from grids.grouping.names import group_members, group_name, group_pattern
+from grids.stage import uses_bf16
 from grids.train import (
     OnlineDegrader,
     Prefetcher,
@@ -31,7 +32,6 @@ from grids.train import (
     learning_rate,
     restoration_loss,
     train,
-    uses_bf16,
 )
 
 RECIPE = {
@@ -407,12 +407,25 @@ def test_evaluation_table(images, tmp_path):
     ]  # fmt: skip
     assert len(table) == 4 and set(table.trained_on) == {GROUP}
     row = table[(table.degradation == "jpeg") & (table.image == "dead_leaves_000")].iloc[0]
-    model, _ = load_model(tmp_path / "m.pth")
+    model, state = load_model(tmp_path / "m.pth")
     degraded_image = io.load_png(test_dir / "degraded" / "jpeg" / "images" / "dead_leaves_000.png")
     target = io.load_png(test_dir / "clean" / "images" / "dead_leaves_000.png")
-    assert row.psnr == pytest.approx(psnr(restore(model, degraded_image, "cpu"), target))
+    bf16 = runs_in_bf16(state, "model", torch.device("cpu"))  # as trained: bf16 where this CPU has the kernels
+    assert bf16 == (state["precision"] == "bf16" and uses_bf16("auto", torch.device("cpu")))
+    assert row.psnr == pytest.approx(psnr(restore(model, degraded_image, "cpu", bf16=bf16), target))
     assert row.psnr_input == psnr(degraded_image, target)
     assert row.gain == pytest.approx(row.psnr - row.psnr_input)
+    fp32 = evaluate_model(
+        tmp_path / "m.pth", {"heldout": (test_dir / "clean" / "manifest.parquet", degraded)}, ["jpeg"], "cpu",
+        precision="fp32",
+    )  # fmt: skip
+    exact = psnr(restore(load_model(tmp_path / "m.pth")[0], degraded_image, "cpu"), target)
+    assert fp32[fp32.image == "dead_leaves_000"].psnr.iloc[0] == pytest.approx(exact)
+    assert abs(exact - row.psnr) < 0.05  # bf16 and fp32 agree to a few hundredths of a dB
+    assert not runs_in_bf16({**state, "precision": "fp32"}, "model", torch.device("cpu"))  # trained in fp32
+    assert not runs_in_bf16({}, "model", torch.device("cpu"))  # published weights: no training precision
+    with pytest.raises(ValueError, match="--precision"):
+        runs_in_bf16(state, "bf16", torch.device("cpu"))
 
     # The identity as a model: exactly the PSNR of each degraded file against its clean image.
     identity = evaluate_model(
