@@ -171,6 +171,7 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     _check_arch_names(config)
     check_finite(config)
     _check_schema(config)
+    _seeds_section(config)
     config["images"] = _image_set(config["images"], "images", base_dir)
     _training_section(config, base_dir)
     _grouping_section(config)
@@ -181,6 +182,14 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     _validation_section(config)
     _selection_section(config, base_dir)
     return config
+
+
+def _seeds_section(config: dict[str, Any]) -> None:
+    """``data_seed`` and ``training_seed``, each ``seed`` unless given: a new training of the same
+    data changes the training seed alone (the schema says what each one seeds)."""
+    for key in ("data_seed", "training_seed"):
+        if config.get(key) is None:
+            config[key] = config["seed"]
 
 
 def _drop_null_entries(config: dict[str, Any]) -> None:

@@ -271,7 +271,7 @@ class RunPlan:
             "--crop": train["crop"],
             "--lr": train["lr"],
             "--holdout": train["holdout"],
-            "--seed": self.config["seed"],
+            "--seed": self.config["training_seed"],
         }
         return [str(word) for pair in args.items() for word in pair]
 

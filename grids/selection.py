@@ -574,7 +574,7 @@ def selector_from_config(
         selection["threshold"] = threshold
     sha = sha256_file(weights) if weights else None
     return build_selector(
-        selection, features, ggd, groups, references, weights, config["seed"], device, sha, drop_fit, gains=gains
+        selection, features, ggd, groups, references, weights, config["data_seed"], device, sha, drop_fit, gains=gains
     )
 
 

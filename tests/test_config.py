@@ -30,6 +30,17 @@ def test_defaults_are_filled_in():
     config = validate_config({"seed": 1, "images": {"photos": ["coffee"]}, "degradations": {"jpeg": {}}})
     assert config["degradations"]["jpeg"] == {"quality": (10, 40)}
     assert config["images"]["min_side"] == 64 and config["images"]["folder"] is None
+    assert config["data_seed"] == config["training_seed"] == 1  # both default to seed
+
+
+def test_the_data_and_training_seeds_are_given_apart():
+    base = {"seed": 1, "images": {"photos": ["coffee"]}, "degradations": {"jpeg": {}}}
+    config = validate_config({**base, "training_seed": 5})
+    assert (config["seed"], config["data_seed"], config["training_seed"]) == (1, 1, 5)
+    config = validate_config({**base, "data_seed": 0, "training_seed": None})
+    assert (config["data_seed"], config["training_seed"]) == (0, 1)
+    with pytest.raises(ConfigError, match="config key training_seed: -2 is less than the minimum of 0"):
+        validate_config({**base, "training_seed": -2})
 
 
 def mutate(config: dict, path: str, value) -> dict:

@@ -703,6 +703,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "selection_reference_gains",
         "selection_reference_set",
         "selection_references",
+        "test_signatures",
         "validation_ggd",
         "validation_matrix",
         "validation_tables",
@@ -711,6 +712,24 @@ def test_editing_one_degradation_reruns_only_it(built):
     trained = {w for rule, w in jobs if rule == "train"}
     assert {"group=jpeg", f"group={mix_all}"} <= trained
     assert all("jpeg" in w.split("=")[1].split("+") for w in trained)  # models without jpeg are kept
+
+
+def test_a_new_training_seed_retrains_every_model_on_the_same_data(built):
+    """`--config training_seed=N` asks "would another training change my groups?": every model is
+    retrained (the replicates from N + k) while no image, degraded set, GGD fit or signature is
+    redone; a new data seed redraws the data too."""
+    result = snakemake(built, "-n", "all", "--config", "training_seed=7")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    jobs = dry_run_jobs(out)
+    rules = {rule for rule, _ in jobs}
+    trained = {w.split("=")[1] for rule, w in jobs if rule == "train"}
+    assert {*TINY["degradations"], mix_all_group(TINY["degradations"])} <= trained and "train_replicate" in rules
+    data = {"clean_images", "train_clean_images", "test_clean_images", "degrade", "test_degrade", "ggd_fit"}
+    assert not rules & (data | {"selection_reference_set", "test_signatures", "validation_ggd"}), sorted(rules)
+    result = snakemake(built, "-n", "all", "--config", "data_seed=7")
+    jobs = dry_run_jobs(result.stdout + result.stderr)
+    assert {("degrade", "degradation=jpeg"), ("test_degrade", "test_set=heldout, degradation=jpeg")} <= jobs
 
 
 REPORTED = {  # figure or page -> the target that builds it

@@ -239,7 +239,7 @@ get_variant_descriptor = lambda w: {
 }[PLAN.variant_descriptor(w.variant)]
 get_search_priority = lambda w: PLAN.priority(getattr(w, "group", None), noise_floor=hasattr(w, "k"))
 # Replicate k trains from seed `config seed + k` (the workflow's own model is k = 0).
-get_replicate_seed = lambda w: CONFIG["seed"] + int(w.k)
+get_replicate_seed = lambda w: CONFIG["training_seed"] + int(w.k)
 validation_test_set = PLAN.validation_test_set
 
 

@@ -19,7 +19,7 @@ rule clean_images:
     params:
         images=get_images_json,
         dataset="similarity",
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
         # The user files that passed, by content: kept between runs (not an output, which
         # Snakemake would delete first), so a rerun hashes an unchanged file instead of decoding it.
         checks=get_checks_cache,

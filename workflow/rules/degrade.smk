@@ -19,7 +19,7 @@ rule degrade:
     params:
         entry=get_degradation_entry,
         dataset="similarity",
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
     shell:
         "python -m grids.degrade --clean {input.clean:q} --name {wildcards.degradation:q}"
         " --entry {params.entry:q} --seed {params.seed:q} --dataset {params.dataset:q}"

@@ -47,7 +47,7 @@ checkpoint grouping_round:
         degradations=DEGRADATIONS,
         grouping=get_grouping_json,
         noise_floor=get_noise_floor_arg,
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
     shell:
         "python -m grids.grouping.rounds round --round {wildcards.round:q} --matrix {input.matrix:q}"
         " --degradations {params.degradations:q} --eval {input.evals:q}"
@@ -88,7 +88,7 @@ rule grouping_result:
         degradations=DEGRADATIONS,
         grouping=get_grouping_json,
         noise_floor=get_noise_floor_arg,
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
     shell:
         "python -m grids.grouping.rounds finish --rounds {input.rounds:q} --matrix {input.matrix:q}"
         " --degradations {params.degradations:q} --eval {input.evals:q} --grouping {params.grouping:q}"

@@ -25,7 +25,7 @@ rule selection_reference_set:
         n_patches=(
             [] if CONFIG["selection"]["n_patches"] is None else ["--n-patches", CONFIG["selection"]["n_patches"]]
         ),
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
     shell:
         "python -m grids.selection references --set {wildcards.degradation:q} --manifest {input.manifest:q}"
         " --descriptor={input.descriptor:q} --features {params.features:q} --layers {params.layers:q}"
@@ -166,7 +166,7 @@ rule selection_tables:
         features=get_features_json,
         selection=get_selection_json,
         unseen=[word for name in UNSEEN for word in ("--unseen", name)],
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
     shell:
         "python -m grids.selection_report --ggd {input.ggd:q} --groups {input.groups:q}"
         " --eval {input.evals:q} {params.test_sets:q} {params.signatures:q} --descriptor={input.descriptor:q}"
@@ -212,7 +212,7 @@ rule selection_failure:
         min_gain=CONFIG["selection"]["min_gain"],
         alpha=CONFIG["selection"]["alpha"],
         mix_all=[] if PLAN.mix_all is None else ["--mix-all", PLAN.mix_all],
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
     shell:
         "python -m grids.failure --accuracy {input.accuracy:q} --scores {input.scores:q}"
         " --groups {input.groups:q} --eval {input.identity:q} {input.evals:q} {input.mix_all:q}"
@@ -258,7 +258,7 @@ rule selection_routers:
         signatures=get_signature_args,
         features=get_features_json,
         selection=get_selection_json,
-        seed=CONFIG["seed"],
+        seed=CONFIG["training_seed"],
         min_gain=CONFIG["selection"]["min_gain"],
         steps=CONFIG["selection"]["router_steps"],
     shell:

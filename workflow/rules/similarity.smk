@@ -21,7 +21,7 @@ rule ggd_fit:
         runtime=30,
     params:
         features=get_features_json,
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
     shell:
         "python -m grids.similarity ggd --set {wildcards.image_set:q} --manifest {input.manifest:q}"
         " --descriptor={input.descriptor:q} --features {params.features:q} --seed {params.seed:q}"

@@ -12,7 +12,7 @@ use rule clean_images as train_clean_images with:
     params:
         images=get_training_images_json,
         dataset="train",
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
         checks=get_checks_cache,
 
 
@@ -50,7 +50,7 @@ use rule clean_images as test_clean_images with:
     params:
         images=get_test_images_json,
         dataset="test-{test_set}",
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
         checks=get_checks_cache,
 
 
@@ -68,7 +68,7 @@ use rule degrade as test_degrade with:
     params:
         entry=get_degradation_entry,
         dataset="test-{test_set}",
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
 
 
 rule train:
@@ -95,7 +95,7 @@ rule train:
         group="{group}",
         degradations=get_group_entries_json,
         recipe=get_recipe_json,
-        seed=CONFIG["seed"],
+        seed=CONFIG["training_seed"],
         # Periodic checkpoints live outside the declared outputs: Snakemake deletes those when a
         # job fails, and the next attempt must find them to resume.
         resume=working_file("results/resume/{group}.pth"),
@@ -150,7 +150,7 @@ use rule train as train_baseline with:
         group=MIX_ALL,
         degradations=json.dumps(CONFIG["degradations"], sort_keys=True),
         recipe=get_baseline_recipe_json,
-        seed=CONFIG["seed"],
+        seed=CONFIG["training_seed"],
         resume=working_file("results/resume/baseline_{trained}.pth"),
 
 

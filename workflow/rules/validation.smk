@@ -11,7 +11,7 @@ rule untrained_descriptor:
     conda:
         "../envs/grids.yaml"
     params:
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
     shell:
         "python -m grids.validation untrained --seed {params.seed:q} --out {output:q} > {log:q} 2>&1"
 
@@ -41,7 +41,7 @@ rule validation_ggd:
     params:
         sets=get_variant_set_args,
         features=get_variant_features_json,
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
     shell:
         "python -m grids.similarity ggd-sets {params.sets:q} --descriptor={input.descriptor:q}"
         " --features {params.features:q} --seed {params.seed:q} --threads {threads} > {log:q} 2>&1"
@@ -110,7 +110,7 @@ rule validation_tables:
         test_set=validation_test_set(),
         bootstrap=VALIDATION["bootstrap"],
         min_gain=CONFIG["grouping"]["min_gain"],
-        seed=CONFIG["seed"],
+        seed=CONFIG["data_seed"],
     shell:
         "python -m grids.validation tables --experiments {params.experiments:q}"
         " --degradations {params.degradations:q} --eval {params.evals:q} --verified {input.verified:q}"
