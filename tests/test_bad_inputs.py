@@ -1331,8 +1331,9 @@ def test_a_stage_killed_with_kill_9_at_any_point_reruns_to_the_uninterrupted_res
     found, expected = outputs(killed), outputs(whole)
     assert sorted(found) == sorted(expected)
     for key, value in expected.items():
-        if isinstance(value, pd.DataFrame):
-            pd.testing.assert_frame_equal(found[key], value, obj=key)
+        if isinstance(value, pd.DataFrame):  # a measured time is the one column no rerun reproduces
+            timeless = [c for c in value.columns if c != "seconds"]
+            pd.testing.assert_frame_equal(found[key][timeless], value[timeless], obj=key)
         else:
             assert found[key] == value, key
 
