@@ -338,19 +338,15 @@ class RunPlan:
 
     def signature_args(self, files: list[str]) -> list[str]:
         """``--signatures NAME FILE...`` per test set, from files laid out as :meth:`test_signatures`."""
-        size = len(files) // len(self.test_sets)
-        return [
-            word
-            for k, name in enumerate(self.test_sets)
-            for word in ("--signatures", name, *files[k * size : (k + 1) * size])
-        ]
+        return self._per_test_set("--signatures", files)
 
     def test_set_args(self, manifests: list[str]) -> list[str]:
         """``--test-set NAME CLEAN DEGRADED...`` per test set, from files laid out as :meth:`test_manifests`
         lays them out (a rule passes its input, where a module's prefix may have moved them)."""
-        size = len(manifests) // len(self.test_sets)
-        return [
-            word
-            for k, name in enumerate(self.test_sets)
-            for word in ("--test-set", name, *manifests[k * size : (k + 1) * size])
-        ]
+        return self._per_test_set("--test-set", manifests)
+
+    def _per_test_set(self, flag: str, files: list[str]) -> list[str]:
+        """``flag NAME FILE...`` per test set: ``files`` hold one equal run per test set, in order."""
+        size = len(files) // len(self.test_sets)
+        runs = [files[k * size : (k + 1) * size] for k in range(len(self.test_sets))]
+        return [word for name, run in zip(self.test_sets, runs) for word in (flag, name, *run)]

@@ -59,7 +59,7 @@ from .gain import GainModel, fit_gain_model
 from .ggd import GGD, get_distance
 from .ood import References, SignatureBank, Statistic, fit_statistic, predict_drop, signature_table
 from .seeds import rng_for
-from .stage import add_set_arguments
+from .stage import add_per_test_set_argument, add_set_arguments
 
 if TYPE_CHECKING:  # torch, which grids.features imports, is loaded when a signature is computed
     from .features import Signature
@@ -290,14 +290,8 @@ def read_signatures(values: list[list[str]]) -> dict[tuple[str, str, str], tuple
 
 def add_signatures_argument(parser) -> None:
     """``--signatures NAME FILE...``, repeated per test set (:func:`read_signatures`)."""
-    parser.add_argument(
-        "--signatures",
-        nargs="+",
-        action="append",
-        required=True,
-        metavar=("NAME", "FILE"),
-        help="a test set's name, then its degraded images' signature tables (repeat per set)",
-    )
+    help_text = "a test set's name, then its degraded images' signature tables (repeat per set)"
+    add_per_test_set_argument(parser, "--signatures", "FILE", help_text)
 
 
 class Selector:

@@ -117,16 +117,15 @@ def add_set_arguments(p) -> None:
     p.add_argument("--out", required=True)
 
 
+def add_per_test_set_argument(parser, flag: str, metavar: str, help_text: str) -> None:
+    """``flag NAME FILE...``, repeated per test set: the files a rule passes for each set."""
+    parser.add_argument(flag, nargs="+", action="append", required=True, metavar=("NAME", metavar), help=help_text)
+
+
 def add_test_set_argument(parser) -> None:
     """``--test-set NAME CLEAN DEGRADED...``, repeated per test set: the files a rule passes."""
-    parser.add_argument(
-        "--test-set",
-        nargs="+",
-        action="append",
-        required=True,
-        metavar=("NAME", "MANIFEST"),
-        help="a test set: its name, its clean manifest, then the manifest of each degraded copy (repeat per set)",
-    )
+    help_text = "a test set: its name, its clean manifest, then the manifest of each degraded copy (repeat per set)"
+    add_per_test_set_argument(parser, "--test-set", "MANIFEST", help_text)
 
 
 def test_set_manifests(values: list[list[str]]) -> dict[str, tuple[str, dict[str, str]]]:
