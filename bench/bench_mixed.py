@@ -31,14 +31,14 @@ blocks instead of 4.
 
 from __future__ import annotations
 
-import argparse
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import psnr_gains, run_jobs, workflow_parser
 
 GROUPS = {  # name -> members; the cover: the mix-all, the paper's C4, inpainting, noise+blur, blurs
     "mixall": None,
@@ -93,7 +93,6 @@ def one_run(job: dict) -> list[dict]:
 
     from grids import io
     from grids.checkpoint import load_model
-    from grids.evaluate import psnr, restore
     from grids.train import train
 
     torch.set_num_threads(job["threads"])
@@ -112,12 +111,7 @@ def one_run(job: dict) -> list[dict]:
     rows = []
     for name in sorted(members):
         degraded = io.read_manifest(test / f"degraded/{name}/manifest.parquet").set_index("image_id").path
-        inputs, outputs = [], []
-        for image_id, path in degraded.items():
-            target, image = io.load_png(clean[image_id]), io.load_png(path)
-            inputs.append(psnr(image, target))
-            outputs.append(psnr(restore(model, image, "cpu"), target))
-        gain = np.array(outputs) - np.array(inputs)
+        inputs, outputs, gain = psnr_gains(model, clean, degraded)
         rows.append(
             {
                 "group": job["group"],
@@ -189,13 +183,18 @@ def print_summary(rows: list[dict]) -> None:
         )
 
 
+def row_line(row: dict) -> str:
+    return (
+        f"{row['group']:<11} {row['variant']:<25} {row['budget']:>6} {row['member']:<15} "
+        f"{row['input_db']:>6.2f} {row['model_db']:>6.2f} {row['gain_db']:>+6.2f} "
+        f"{row['worst_image_db']:>+6.2f} {row['images_worse']:>5}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from grids.config import load_config, training_recipe
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--results", default="results", help="the workflow's results folder")
-    parser.add_argument("--test-set", default="heldout")
+    parser = workflow_parser(__doc__)
     parser.add_argument(
         "--groups", nargs="+", default=list(GROUPS), help=f"{', '.join(GROUPS)}, singles, or members joined by +"
     )
@@ -215,20 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'group':<11} {'variant':<25} {'budget':>6} {'member':<15} {'input':>6} {'model':>6} {'gain':>6} "
         f"{'worst':>6} {'worse':>5}"
     )
-    rows = []
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        for result in pool.imap_unordered(one_run, jobs):
-            for row in result:
-                rows.append(row)
-                print(
-                    f"{row['group']:<11} {row['variant']:<25} {row['budget']:>6} {row['member']:<15} "
-                    f"{row['input_db']:>6.2f} {row['model_db']:>6.2f} {row['gain_db']:>+6.2f} "
-                    f"{row['worst_image_db']:>+6.2f} {row['images_worse']:>5}",
-                    flush=True,
-                )
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+    rows = run_jobs(one_run, jobs, args.workers, row_line, args.out, ordered=False)
     print_summary(rows)
     return 0
 

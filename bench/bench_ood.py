@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_ood.py --device cuda --images 8
     .venv/bin/python bench/bench_ood.py --results results   # + the whole `grids select` per image
 
-Each statistic of :mod:`grids.ood` needs part of one signature pass:
+Each statistic of :mod:`grids.selection.statistics` needs part of one signature pass:
 
 * ``paper`` and ``nearest`` (and the group choices ``images`` and ``sets``): the GGD at
   ``features.layer``, the deepest and costliest map (the selector before the signature existed
@@ -13,7 +13,7 @@ Each statistic of :mod:`grids.ood` needs part of one signature pass:
   ``selection.layers``, at ``selection.n_patches`` patches;
 * the selection report scores all four, so it computes both.
 
-For each option it times :func:`grids.selection.image_signature` on the same images (one photo
+For each option it times :func:`grids.selection.signatures.image_signature` on the same images (one photo
 and three dead-leaves images of the default test set, each degraded by JPEG) after one warm-up,
 and prints the median s/image next to the first option's. With ``--results`` (a built workflow,
 ``final_models`` at least) it also times what ``grids select`` does per image, signature, choice,
@@ -35,8 +35,9 @@ from grids.config import SHIPPED_DESCRIPTOR, load_config
 from grids.data import dead_leaves, embedded_photo_path
 from grids.degradations import get_degradation
 from grids.descriptor import load_descriptor
-from grids.ood import STATISTICS
-from grids.selection import image_signature, selector_from_config, signature_layers
+from grids.selection.selector import selector_from_config
+from grids.selection.signatures import image_signature, signature_layers
+from grids.selection.statistics import STATISTICS
 
 
 def options(features: dict, selection: dict) -> list[tuple[str, list[str], bool, int]]:
@@ -104,8 +105,9 @@ def time_selectors(config: dict, results: str, device: str, images: list[np.ndar
             selector.select(image)
             times.append(time.perf_counter() - start)
         label = f"{name}{' (default)' if name == default else ''}"
-        layers = ", ".join(selector.layers + ([selector.features["layer"]] if selector.method else []))
-        n = selector.features["n_patches"]
+        recipe = selector.recipe
+        layers = ", ".join([*recipe.layers, *([recipe.features["layer"]] if recipe.method else [])])
+        n = recipe.features["n_patches"]
         print(f"{label:40s} {layers:38s} {n:7d} {statistics.median(times):8.2f}")
 
 

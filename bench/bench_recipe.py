@@ -20,14 +20,14 @@ import or start-up cost: bench/RESULTS.md measures that separately.
 
 from __future__ import annotations
 
-import argparse
 import json
-import multiprocessing
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import psnr_gains, run_jobs, workflow_parser
 
 RECIPES = {  # name -> keys changed from the config's training recipe
     "base": {},
@@ -47,7 +47,6 @@ def one_run(job: dict) -> dict:
 
     from grids import io
     from grids.checkpoint import load_model
-    from grids.evaluate import psnr, restore
     from grids.store import CropStore
     from grids.train import train
 
@@ -62,12 +61,7 @@ def one_run(job: dict) -> dict:
         model, _ = load_model(out, "cpu")
     clean = io.read_manifest(job["clean"]).set_index("image_id").path
     degraded = io.read_manifest(job["degraded"]).set_index("image_id").path
-    inputs, outputs = [], []
-    for image_id, path in degraded.items():
-        target, image = io.load_png(clean[image_id]), io.load_png(path)
-        inputs.append(psnr(image, target))
-        outputs.append(psnr(restore(model, image, "cpu"), target))
-    gain = np.array(outputs) - np.array(inputs)
+    inputs, outputs, gain = psnr_gains(model, clean, degraded)
     return {
         "degradation": name,
         "recipe": job["name"],
@@ -80,13 +74,17 @@ def one_run(job: dict) -> dict:
     }
 
 
+def row_line(row: dict) -> str:
+    return (
+        f"{row['degradation']:<15} {row['recipe']:<20} {row['steps']:>5} {row['train_s']:>8.1f} "
+        f"{row['input_db']:>8.2f} {row['model_db']:>8.2f} {row['gain_db']:>+8.2f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from grids.config import load_config, training_recipe
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="config/config.yaml")
-    parser.add_argument("--results", default="results", help="the workflow's results folder")
-    parser.add_argument("--test-set", default="heldout")
+    parser = workflow_parser(__doc__)
     parser.add_argument("--degradations", nargs="+", help="default: every configured degradation")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--steps", nargs="+", type=int, default=[150, 300, 600])
@@ -123,18 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'degradation':<15} {'recipe':<20} {'steps':>5} {'train s':>8} {'input dB':>8} {'model dB':>8} {'gain dB':>8}"
     )
-    rows = []
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        for row in pool.imap(one_run, jobs):
-            rows.append(row)
-            print(
-                f"{row['degradation']:<15} {row['recipe']:<20} {row['steps']:>5} {row['train_s']:>8.1f} "
-                f"{row['input_db']:>8.2f} {row['model_db']:>8.2f} {row['gain_db']:>+8.2f}",
-                flush=True,
-            )
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+    rows = run_jobs(one_run, jobs, args.workers, row_line, args.out, ordered=True)
     print("\ndegradations gaining >= 0.5 dB, per recipe and steps (mean train s per run):")
     keys = dict.fromkeys((r["recipe"], r["steps"]) for r in rows)
     for recipe_name, steps in keys:

@@ -20,14 +20,14 @@ A checkpoint is one ``torch.save`` dict of tensors, numbers and strings only, so
   rows of the training log so far).
 
 The exported final models (``results/final/models/{group}.pth``, written by
-:func:`export_models`) are slim: ``params``, ``arch``, ``arch_kwargs`` and what the group is,
+:func:`grids.grouping.export.export_models`) are slim: ``params``, ``arch``, ``arch_kwargs`` and what the group is,
 without optimiser or RNG state; :func:`load_model` reads both kinds. Each is exported a second
 time as ``{group}.safetensors`` (the format model hubs and traiNNer-redux ship): the same tensors
 under the same BasicSR key names, weights only, and the rest as the file's string metadata
 (``arch``, ``arch_kwargs`` JSON, ``members`` JSON, ...; :func:`write_safetensors`). Every reader
 here (:func:`load_checkpoint`, so :func:`load_model`, ``grids restore`` and :func:`import_weights`
 for published weights) takes either file by its suffix. Beside both sits the model card
-``{group}.md`` (:mod:`grids.cards`), whose YAML front matter follows the Hugging Face model-card
+``{group}.md`` (:mod:`grids.grouping.cards`), whose YAML front matter follows the Hugging Face model-card
 convention. A file
 without ``arch``/``arch_kwargs``/``params`` (a BasicSR or official release holds weights only) is
 refused with a message that says so, rather than guessed at: :func:`import_weights` turns such a
@@ -47,13 +47,10 @@ import sys
 from collections.abc import Collection
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from . import io
 from .archs import ARCHS, FromLowResolution, build_user_arch, load_strict, resolve_arch
-from .descriptor import sha256_file
-from .grouping.names import group_members
 
 MODEL_KEYS = ("arch", "arch_kwargs", "params")  # what load_model needs from a file
 SAFETENSORS = ".safetensors"
@@ -226,7 +223,7 @@ def finite_json(text, what: str):
 
 def check_card_digest(path: str | Path) -> None:
     """Refuse a model file whose sha256 differs from the one the model card beside it records
-    (``{stem}.md``, :func:`model_card`): it was changed or replaced after export, so neither its
+    (``{stem}.md``, :func:`grids.grouping.cards.group_card`): it was changed or replaced after export, so neither its
     weights nor its metadata are what the card describes. No card, or no line for this file: no check."""
     card = Path(path).with_suffix(".md")
     if not card.is_file() or not Path(path).is_file():
@@ -234,7 +231,7 @@ def check_card_digest(path: str | Path) -> None:
     recorded = re.search(rf"file: `{re.escape(Path(path).name)}`, sha256 `([0-9a-f]{{64}})`", card.read_text())
     if recorded is None:
         return
-    actual = sha256_file(path)
+    actual = io.sha256_file(path)
     if actual != recorded.group(1):
         raise ValueError(
             f"{path}: its sha256 {actual[:16]}... differs from the {recorded.group(1)[:16]}... its model card "
@@ -274,99 +271,11 @@ def import_weights(source: str | Path, arch: str, arch_kwargs: dict, group: str,
         "arch": arch,
         "arch_kwargs": json.dumps(arch_kwargs, sort_keys=True),
         "group": group,
-        "published": json.dumps({"source": str(source), "sha256": sha256_file(source)}, sort_keys=True),
+        "published": json.dumps({"source": str(source), "sha256": io.sha256_file(source)}, sort_keys=True),
     }
     with io.atomic_path(out) as tmp:
         torch.save(state, tmp)
     return state
-
-
-EXPORT_SUFFIXES = (".pth", SAFETENSORS, ".md")  # a final group's files in results/final/models/
-
-
-def export_models(
-    groups: pd.DataFrame,
-    model_files: dict[str, str | Path],
-    out_dir: str | Path,
-    evaluation: pd.DataFrame,
-    grouping: dict,
-    config_hash: str = "",
-    training_data: dict | None = None,
-) -> list[Path]:
-    """Every final group's model (its training checkpoint in ``model_files``, by group name) as
-    :func:`export_model` writes it, into ``out_dir``, and no file of a group of an earlier
-    partition left beside them. Returns the ``.pth`` paths; a missing model writes nothing."""
-    names = list(dict.fromkeys(groups.group))
-    for group in names:
-        source = model_files.get(group)
-        if source is None or not Path(source).is_file():
-            raise FileNotFoundError(f"model of group {group!r} not found: {source or 'no file given'}")
-    out_dir = Path(out_dir)
-    for group in names:
-        files = [out_dir / f"{group}{suffix}" for suffix in EXPORT_SUFFIXES]
-        export_model(group, model_files[group], *files, groups, evaluation, grouping, config_hash, training_data)
-    return [out_dir / f"{group}.pth" for group in names]
-
-
-def export_model(
-    group: str,
-    source: str | Path,
-    pth: str | Path,
-    safetensors: str | Path,
-    card: str | Path,
-    groups: pd.DataFrame,
-    evaluation: pd.DataFrame,
-    grouping: dict,
-    config_hash: str = "",
-    training_data: dict | None = None,
-) -> None:
-    """Write final group ``group``'s model (its training checkpoint ``source``) as ``pth`` (slim),
-    ``safetensors`` (the same tensors) and the model card ``card`` (:func:`grids.cards.group_card`),
-    each file atomically; then remove, from their folder, the files of groups not in ``groups``
-    (an earlier partition's).
-
-    The slim file holds the weights under ``params`` (what BasicSR-style loaders read), the
-    architecture and its keyword arguments, and what the group is: ``group``, ``members``,
-    ``delta``, ``drops`` and ``gains`` (dB per member against its single-task model and against
-    the input, on the grouping test set of ``evaluation``, JSON), ``recipe``, ``degradations`` and
-    ``config_hash``; no optimizer or RNG state.
-    """
-    from .cards import group_card, member_scores  # pandas and YAML work: for this export only
-
-    grouping, scores_of = member_scores(evaluation, grouping)
-    full = load_checkpoint(source)
-    members = group_members(group)
-    scores = scores_of(members, group)
-    slim = {
-        "params": full["params"],
-        "arch": full["arch"],
-        "arch_kwargs": full["arch_kwargs"],
-        "group": group,
-        "members": members,
-        "delta": float(grouping["delta"]),
-        "drops": json.dumps({m: s.single - s.grouped for m, s in scores.items()}, sort_keys=True),
-        "gains": json.dumps({m: s.grouped - s.identity for m, s in scores.items()}, sort_keys=True),
-        "recipe": full.get("recipe", ""),
-        "degradations": full.get("degradations", ""),
-        "config_hash": config_hash,
-        "grids_version": full.get("grids_version", ""),
-    }
-    with io.atomic_path(pth) as tmp:
-        torch.save(slim, tmp)
-    write_safetensors(safetensors, slim["params"], {k: v for k, v in slim.items() if k != "params"})
-    digests = {suffix: sha256_file(path) for suffix, path in ((".pth", pth), (SAFETENSORS, safetensors))}
-    with io.atomic_path(card) as tmp:
-        tmp.write_text(group_card(slim, scores, digests, training_data, grouping))
-    _remove_other_partitions(Path(pth).parent, set(groups.group))
-
-
-def _remove_other_partitions(folder: Path, current: set[str]) -> None:
-    """The exported files in ``folder`` of groups not in ``current``: an earlier partition's models,
-    which would otherwise be shared beside the current ones."""
-    for path in folder.iterdir():
-        suffix = next((s for s in EXPORT_SUFFIXES if path.name.endswith(s)), None)
-        if suffix and not path.name.startswith(".") and path.name[: -len(suffix)] not in current:
-            path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

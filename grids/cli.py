@@ -31,6 +31,7 @@ import yaml
 from . import __version__, io
 from .config import load_config
 from .degradations import BUILTINS, get_degradation
+from .selection.fallback import FALLBACKS
 from .stage import MIN_TILE, TILE_OVERLAP, check_tile, run_stage
 
 BASE_CONFIG = "config/config.yaml"
@@ -169,8 +170,8 @@ def _matrix(args) -> int:
 
 
 def _selector(args, config: dict | None = None):
-    from .ood import check_threshold
-    from .selection import selector_from_config
+    from .selection.selector import selector_from_config
+    from .selection.statistics import check_threshold
 
     config = config or load_config(config_files(args.config))
     if args.threshold is not None:
@@ -254,6 +255,7 @@ def _restore(args) -> int:
     from .archs import size_multiple
     from .checkpoint import load_model
     from .evaluate import restore
+    from .selection.fallback import IDENTITY_GROUP
 
     if args.group and args.fallback:
         raise ValueError(
@@ -264,16 +266,16 @@ def _restore(args) -> int:
     image = _read_inputs([args.image])[args.image]
     config = load_config(config_files(args.config))
     selector = _selector(args, config)
-    known = list(dict.fromkeys(selector.references.group))
+    known = selector.choice.groups
     if args.group:
         if args.group not in known:
             raise ValueError(f"--group {args.group!r} is not a final group; choose one of: {', '.join(known)}")
         group = args.group
     else:
         group = _choose(args, selector, image, config)
-    if group == "identity":  # do no harm: the input's own pixels, depth and alpha included
+    if group == IDENTITY_GROUP:  # do no harm: the input's own pixels, depth and alpha included
         io.copy_as_png(args.image, args.output)
-        print(json.dumps({"image": args.image, "group": "identity", "model": None, "output": args.output}))
+        print(json.dumps({"image": args.image, "group": IDENTITY_GROUP, "model": None, "output": args.output}))
         return 0
     path = _model_path(args.results, group, known)
     # the weights may name the config's own architecture, never code of their own
@@ -290,29 +292,20 @@ def _restore(args) -> int:
 def _choose(args, selector, image: np.ndarray, config: dict) -> str:
     """The group model for ``image`` (the selector's choice, or the fallback's for a flagged
     input), said on stderr."""
-    from .selection import flagged
+    from .grouping.names import mix_all_group
+    from .selection.fallback import Fallback
 
     choice = selector.select(image)
     expect = _expectation(choice)
     print(f"{args.image}: group {choice.group}{', ' + expect if expect else ''}", file=sys.stderr)
     print(f"    distance {choice.distance:.3f}; {_verdict(choice, selector)}", file=sys.stderr)
-    if flagged(choice.in_distribution, choice.expected_gain, config["selection"]["min_gain"]):
-        return _fall_back(args, args.fallback or config["selection"]["fallback"], choice.group, config)
-    return choice.group
-
-
-def _fall_back(args, fallback: str, group: str, config: dict) -> str:
-    """The model a flagged input goes to under ``fallback`` (the chosen ``group`` for none), said on stderr."""
-    from .grouping.names import mix_all_group
-
-    if fallback == "mixall":
-        mix_all = mix_all_group(config["degradations"])
-        group = mix_all or group  # with one degradation its model is the mix-all model
-        what = f"the mix-all model ({group})"
-    elif fallback == "identity":
-        group, what = "identity", "the input unchanged (the identity)"
-    else:
-        what = "its model anyway (selection.fallback: none)"
+    selection = config["selection"]
+    fallback = Fallback(
+        args.fallback or selection["fallback"], selection["min_helpful_gain"], mix_all_group(config["degradations"])
+    )
+    if not fallback.flags(choice.in_distribution, choice.expected_gain):
+        return choice.group
+    group, what = fallback.route(choice.group)
     print(f"warning: {args.image} is flagged: expect a poor restoration; writing {what}", file=sys.stderr)
     return group
 
@@ -368,17 +361,7 @@ def _config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", action="append", metavar="FILE", help="one more config file, after the FILEs (repeat)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``grids`` command line (tests/test_commands.py parses every documented command with it)."""
-    parser = argparse.ArgumentParser(
-        prog="grids",
-        description=__doc__.split("\n")[0],
-        epilog="example:\n  grids init my_run && cd my_run && snakemake --cores all similarity_matrix\n"
-        "run grids COMMAND --help for each command's options and an example",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"grids {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+def _add_init(sub) -> None:
     p = _subcommand(
         sub,
         "init",
@@ -389,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
         "directory", metavar="DIR", help="the folder to write (created if missing; its files must not exist)"
     )
     p.set_defaults(func=_init)
+
+
+def _add_run(sub) -> None:
     p = _subcommand(
         sub,
         "run",
@@ -399,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("snakemake", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_ARGS", help="passed to snakemake as given")
     p.set_defaults(func=_run)
+
+
+def _add_check_config(sub) -> None:
     p = _subcommand(
         sub,
         "check-config",
@@ -408,8 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arguments(p)
     p.add_argument("--alone", action="store_true", help="check the given files without config/config.yaml under them")
     p.set_defaults(func=_check_config)
+
+
+def _add_degradations(sub) -> None:
     p = _subcommand(sub, "degradations", "list the built-in degradations and their defaults", "grids degradations")
     p.set_defaults(func=_list_degradations)
+
+
+def _add_degrade(sub) -> None:
     p = _subcommand(
         sub,
         "degrade",
@@ -422,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed of the degradation's parameters (default: 0)")
     p.add_argument("--config", help="take the degradation's parameters from this config")
     p.set_defaults(func=_degrade)
+
+
+def _add_matrix(sub) -> None:
     p = _subcommand(
         sub,
         "matrix",
@@ -443,41 +441,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", action="store_true", help="order rows by hierarchical clustering")
     p.add_argument("--digits", type=int, default=2, help="decimals shown (default: 2)")
     p.set_defaults(func=_matrix)
-    for name, helptext, example in (
-        (
-            "select",
-            "choose the group model for images of unknown degradation",
-            "grids select photo.png other.png --json",
-        ),
-        (
-            "restore",
-            "restore an image with the chosen (or a given) group model",
-            "grids restore photo.png -o restored.png",
-        ),
-    ):
-        p = _subcommand(sub, name, helptext, example)
-        if name == "select":
-            p.add_argument("images", nargs="+", metavar="IMAGE", help="images of unknown degradation")
-            p.add_argument("--json", action="store_true", help="machine-readable output")
-        else:
-            p.add_argument("image", help="the image to restore")
-            p.add_argument("-o", "--output", required=True, help="restored PNG to write (a missing folder is created)")
-            p.add_argument("--group", help="use this final group's model instead of choosing")
-            p.add_argument("--tile", type=int, default=512, help="tile side (px) for large images")
-            p.add_argument("--force", action="store_true", help="allow the output to replace the input image")
-            p.add_argument(
-                "--fallback",
-                choices=["none", "mixall", "identity"],
-                help="for a flagged input: its chosen model (none), the mix-all model or the input unchanged "
-                "(default: selection.fallback)",
-            )
-        p.add_argument(
-            "--config", action="append", metavar="FILE", help="the config the results were built with: " + CONFIG_HELP
-        )
-        p.add_argument("--results", default="results", help="the workflow's results folder")
-        p.add_argument("--threshold", type=float, help="out-of-distribution divergence (default: selection.threshold)")
-        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-        p.set_defaults(func=_select if name == "select" else _restore)
+
+
+def _selector_arguments(p: argparse.ArgumentParser) -> None:
+    """What `grids select` and `grids restore` share: the built workflow and the selector's options."""
+    p.add_argument(
+        "--config", action="append", metavar="FILE", help="the config the results were built with: " + CONFIG_HELP
+    )
+    p.add_argument("--results", default="results", help="the workflow's results folder")
+    p.add_argument("--threshold", type=float, help="out-of-distribution divergence (default: selection.threshold)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def _add_select(sub) -> None:
+    p = _subcommand(
+        sub,
+        "select",
+        "choose the group model for images of unknown degradation",
+        "grids select photo.png other.png --json",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="images of unknown degradation")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _selector_arguments(p)
+    p.set_defaults(func=_select)
+
+
+def _add_restore(sub) -> None:
+    p = _subcommand(
+        sub,
+        "restore",
+        "restore an image with the chosen (or a given) group model",
+        "grids restore photo.png -o restored.png",
+    )
+    p.add_argument("image", help="the image to restore")
+    p.add_argument("-o", "--output", required=True, help="restored PNG to write (a missing folder is created)")
+    p.add_argument("--group", help="use this final group's model instead of choosing")
+    p.add_argument("--tile", type=int, default=512, help="tile side (px) for large images")
+    p.add_argument("--force", action="store_true", help="allow the output to replace the input image")
+    p.add_argument(
+        "--fallback",
+        choices=FALLBACKS,
+        help="for a flagged input: its chosen model (none), the mix-all model or the input unchanged "
+        "(default: selection.fallback)",
+    )
+    _selector_arguments(p)
+    p.set_defaults(func=_restore)
+
+
+def _add_plan(sub) -> None:
     p = _subcommand(
         sub,
         "plan",
@@ -487,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arguments(p)
     p.add_argument("--instances", type=int, default=200, help="simulated grouping searches")
     p.set_defaults(func=_plan)
+
+
+def _add_import_ncnn_rrdb(sub) -> None:
     p = _subcommand(
         sub,
         "import-ncnn-rrdb",
@@ -502,6 +516,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="the .pth to write ({params, arch, arch_kwargs}; a missing folder is created)",
     )
     p.set_defaults(func=_import_ncnn_rrdb)
+
+
+# The subcommands in the order `grids --help` lists them.
+SUBCOMMANDS = (
+    _add_init,
+    _add_run,
+    _add_check_config,
+    _add_degradations,
+    _add_degrade,
+    _add_matrix,
+    _add_select,
+    _add_restore,
+    _add_plan,
+    _add_import_ncnn_rrdb,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``grids`` command line (tests/test_commands.py parses every documented command with it)."""
+    parser = argparse.ArgumentParser(
+        prog="grids",
+        description=__doc__.split("\n")[0],
+        epilog="example:\n  grids init my_run && cd my_run && snakemake --cores all similarity_matrix\n"
+        "run grids COMMAND --help for each command's options and an example",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"grids {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 

@@ -26,6 +26,7 @@ import yaml
 
 from .degradations import BUILTINS, NAMES, get_degradation
 from .io import list_image_files, unusable_files
+from .options import reads_descriptor
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -166,6 +167,9 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     The checks run in this order, so that of several mistakes the same one is reported first."""
     config = copy.deepcopy(dict(config))
     _drop_null_entries(config)
+    for name in RENAMED_KEYS:
+        if isinstance(config.get(name), dict):
+            config[name] = renamed_keys(name, config[name])
     _check_names(config)
     _check_degradation_names(config)
     _check_arch_names(config)
@@ -182,6 +186,31 @@ def validate_config(config: dict[str, Any], base_dir: str | Path = ".") -> dict[
     _validation_section(config)
     _selection_section(config, base_dir)
     return config
+
+
+# Keys renamed for what they mean, the old name still accepted (with a line saying so): section ->
+# {old: new}. The two `min_gain`s answered different questions: "did the model learn?" (grouping)
+# and "will the restoration help?" (selection).
+RENAMED_KEYS = {
+    "grouping": {"min_gain": "min_learned_gain"},
+    "selection": {"min_gain": "min_helpful_gain"},
+}
+
+
+def renamed_keys(name: str, section: dict[str, Any]) -> dict[str, Any]:
+    """``section`` (config section ``name``) with its old key names replaced by the new ones, a
+    deprecation warning per old key. An old key wins over the new one beside it: Snakemake merges a
+    user's file over config/config.yaml, whose new key is then only the default."""
+    section = dict(section)
+    for old, new in RENAMED_KEYS.get(name, {}).items():
+        if old in section:
+            warnings.warn(
+                f"config key {name}.{old} is deprecated: write {name}.{new} (its value {section[old]!r} is used)",
+                FutureWarning,  # shown by default: it is meant for the user, not a developer
+                stacklevel=3,
+            )
+            section[new] = section.pop(old)
+    return section
 
 
 def _seeds_section(config: dict[str, Any]) -> None:
@@ -342,7 +371,7 @@ def _baselines_section(config: dict[str, Any], base_dir: str | Path) -> None:
 
 def _features_section(config: dict[str, Any]) -> None:
     features = config["features"] = {**DEFAULT_FEATURES, **config.get("features", {})}
-    if features["kind"] == "descriptor" and features["n_patches"] < 2:
+    if reads_descriptor(features) and features["n_patches"] < 2:
         raise ConfigError("config key features.n_patches: need at least 2 patches for a PCA")
     if features["pca_components"] >= features["n_patches"]:
         raise ConfigError(
@@ -489,6 +518,7 @@ def config_section(name: str, given: dict[str, Any]) -> dict[str, Any]:
         "selection": DEFAULT_SELECTION,
         "validation": DEFAULT_VALIDATION,
     }[name]
+    given = renamed_keys(name, given)
     check_finite(given, (name,))
     errors = list(jsonschema.Draft202012Validator(schema()["properties"][name]).iter_errors(given))
     if errors:

@@ -18,7 +18,6 @@ the weights are loaded strictly. :func:`save_descriptor` writes ``{"params": sta
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 from collections.abc import Mapping
@@ -30,7 +29,7 @@ from grids.archs import load_strict
 from grids.archs.msrresnet import MSRResNet
 from grids.io import atomic_path
 
-__all__ = ["load_descriptor", "remap_state_dict", "save_descriptor", "sha256_file"]
+__all__ = ["load_descriptor", "remap_state_dict", "save_descriptor"]
 
 _OLD_PREFIXES = (("recon_trunk.", "body."), ("HRconv.", "conv_hr."))
 _BODY_KEY = re.compile(r"^body\.(\d+)\.")
@@ -149,9 +148,3 @@ def save_descriptor(model: torch.nn.Module, path: str | Path, extra: dict | None
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save({"params": state, **extra}, tmp)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of the file's bytes (streamed: a large checkpoint is never read whole)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()

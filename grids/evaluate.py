@@ -47,9 +47,8 @@ from tqdm import tqdm
 from . import io, tables
 from .archs import size_multiple
 from .checkpoint import load_model
+from .grouping.names import IDENTITY
 from .stage import TILE_OVERLAP, add_test_set_argument, check_tile, pick_device, test_set_manifests, uses_bf16
-
-IDENTITY = "input"  # the model name of the degraded input itself (no restoration)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from .ggd import GGD, fit_ggd_torch
+from .options import reads_descriptor
 from .seeds import rng_for
 
 
@@ -227,7 +228,7 @@ def set_ggd(
     device: str | torch.device = "cpu",
 ) -> tuple[GGD, int]:
     """GGD of one image set under the ``features`` section; also returns the number of values fitted."""
-    if features["kind"] == "sift":  # a generator: one image decoded at a time for ImageFiles
+    if not reads_descriptor(features):  # a generator: one image decoded at a time for ImageFiles
         x = torch.from_numpy(sift_features((images[i] for i in sorted(images)), features["n_patches"], seed)).to(device)
     else:
         sizes = images.sizes() if isinstance(images, ImageFiles) else {i: img.shape[:2] for i, img in images.items()}

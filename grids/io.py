@@ -397,3 +397,9 @@ def unusable_files(paths) -> list[str]:
         if reason:
             problems.append(f"{path}: {reason}")
     return problems
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of the file's bytes (streamed: a large checkpoint is never read whole)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

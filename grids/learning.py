@@ -3,7 +3,7 @@
 A model's *gain* on a degradation is its PSNR minus the degraded input's own PSNR on the same test
 images (the identity: doing nothing). Per model and degradation, :func:`learning` says one of:
 
-* ``learned``: mean gain >= ``grouping.min_gain`` (0.5 dB by default);
+* ``learned``: mean gain >= ``grouping.min_learned_gain`` (0.5 dB by default);
 * ``did_not_learn``: 0 <= mean gain < ``min_gain``: it restores (almost) nothing;
 * ``below_input``: mean gain < -``BELOW_INPUT_DB`` (0.1 dB): its output is worse than its input by
   more than a model that restores nothing varies from one training seed to another (0.04-0.08 dB

@@ -57,10 +57,11 @@ def not_learned_note(table: pd.DataFrame, min_gain: float) -> str:
     their input (``table``: Table 1 rows)."""
     rows = table[(table.degradation != "average") & (table.learning_upper != LEARNED)]
     if rows.empty:
-        return f"Every single-task model gains at least grouping.min_gain = {min_gain:g} dB over its input.\n"
+        return f"Every single-task model gains at least grouping.min_learned_gain = {min_gain:g} dB over its input.\n"
     named = ", ".join(f"{r.degradation} ({r.gain_upper:+.2f} dB on {r.test_set})" for r in rows.itertuples())
     return (
-        f"**Did not learn** (single-task gain over the input below grouping.min_gain = {min_gain:g} dB): {named}. "
+        f"**Did not learn** (single-task gain over the input below grouping.min_learned_gain = {min_gain:g} dB): "
+        f"{named}. "
         "Their rows compare models that barely restore anything, and every grouping verdict involving them is "
         "uninformative: train longer or with another recipe (bench/bench_recipe.py).\n"
     )
@@ -312,7 +313,7 @@ def write_table1(
         "baseline every model is judged against first; `vs_upper` = GRIDS - single-task, `vs_mixall` = GRIDS - "
         "mix-all (positive: GRIDS is better). Below each PSNR table: every model's mean gain over the input "
         f"(dB) and, in brackets, the test images it makes worse than their input by more than {HARM_DB:g} dB; "
-        f"`did_not_learn`: gain below grouping.min_gain = {min_gain:g} dB; `below_input`: gain below 0 (for a "
+        f"`did_not_learn`: gain below grouping.min_learned_gain = {min_gain:g} dB; `below_input`: gain below 0 (for a "
         "mixed model, a failed training).\n\n"
     )
     partition = groups.groupby("group", sort=False).degradation.apply(list)
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of the single-task and mix-all models")
     p.add_argument("--table", required=True, help="evaluation.parquet to write")
     p.add_argument("--summary", required=True, help="summary.md to write")
-    p.add_argument("--min-gain", type=float, default=0.5, help="grouping.min_gain (dB): below it, did not learn")
+    p.add_argument("--min-gain", type=float, default=0.5, help="grouping.min_learned_gain (dB): below, did not learn")
     p = sub.add_parser("table1")
     p.add_argument("--groups", required=True, help="final/groups.parquet (degradation, group)")
     p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every model in the table")
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", required=True, help="table1.md to write")
     p.add_argument("--chart", required=True, help="table1.png to write")
     p.add_argument("--html", help="table1.html to write (the Markdown as a page, for the Snakemake report)")
-    p.add_argument("--min-gain", type=float, default=0.5, help="grouping.min_gain (dB): models below it are named")
+    p.add_argument("--min-gain", type=float, default=0.5, help="grouping.min_learned_gain (dB): those below are named")
     p.add_argument("--verified", help="grouping/verified.parquet: its failed mixed trainings are named")
     args = parser.parse_args(argv)
     if args.command == "upper-bounds":

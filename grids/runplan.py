@@ -11,15 +11,26 @@ when it is parsed, and tests/test_runplan.py checks it against a dry run's job l
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .config import composite_entry, descriptor_photos, published_baselines, replicate_degradations, trained_baselines
+from .config import (
+    baseline_recipe,
+    composite_entry,
+    descriptor_photos,
+    published_baselines,
+    replicate_degradations,
+    trained_baselines,
+    training_recipe,
+)
 from .grouping.names import group_members, group_name, mix_all_group, upper_bound_groups
 from .io import list_image_files
+from .options import Decision, reads_descriptor
 from .user_code import code_file
 
 # The workflow's targets (workflow/Snakefile); `all` is every one of them.
@@ -164,6 +175,51 @@ class RunPlan:
     def from_config(cls, config: dict[str, Any]) -> RunPlan:
         return cls(config)
 
+    # --- what the rules pass on, decided here so that common.smk only wires ---
+
+    @property
+    def baseline_group(self) -> str:
+        """The group a trained baseline is labelled with: every degradation (the mix-all group; with
+        one degradation, that degradation's name)."""
+        return self.mix_all or group_name(self.degradations)
+
+    @property
+    def config_hash(self) -> str:
+        """sha256 of the validated config (JSON, sorted keys): recorded in every exported group
+        model, so a model names the config it comes from."""
+        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def config_archs(self) -> list[str]:
+        """Every architecture the config names, the ones an evaluated model file may name (a weights
+        file names an architecture, never code of its own: grids.checkpoint.load_model)."""
+        recipes = [training_recipe(self.config), *(baseline_recipe(self.config, n) for n in self.baselines)]
+        return sorted({recipe["arch"] for recipe in recipes})
+
+    @property
+    def selector_settings(self) -> dict[str, Any]:
+        """The ``selection`` keys the selector is built from (a param: editing one rebuilds what
+        reads the selector); ``unseen`` only decides which test sets exist, ``router_steps`` only
+        trains the routers (rule selection_routers)."""
+        return {k: v for k, v in self.config["selection"].items() if k not in ("unseen", "router_steps")}
+
+    @property
+    def trains_descriptor(self) -> bool:
+        """Whether the descriptor's weights are trained by the workflow (rule train_descriptor), not
+        shipped nor the user's file."""
+        return self.config["descriptor"]["weights"] == "train"
+
+    @property
+    def reads_descriptor(self) -> bool:
+        """Whether the similarity's features need the descriptor's weights (not with SIFT)."""
+        return reads_descriptor(self.config["features"])
+
+    @property
+    def search_waits_for_noise_floor(self) -> bool:
+        """The rounds read the noise floor only where it decides (conservative decision) and exists
+        (replicates configured)."""
+        return bool(self.replicate_runs) and Decision.of(self.config["grouping"]).uses_interval
+
     # --- what each target needs ---
 
     @property
@@ -222,7 +278,7 @@ class RunPlan:
 
     def reference_degradations(self, group: str | None = None) -> list[str]:
         """The similarity sets a final model is scored on, to fit the expected gain of ``grids
-        select`` (grids/gain.py): its group's members; the identity's (``group`` None): every one."""
+        select`` (grids/selection/gain.py): its group's members; the identity's (``group`` None): every one."""
         return list(self.degradations) if group is None else group_members(group)
 
     def others_evals(self, groups: Iterable[str]) -> list[str]:
@@ -244,7 +300,7 @@ class RunPlan:
 
     def variant_descriptor(self, variant: str) -> str | None:
         """The descriptor a variant's fit uses: None (SIFT), ``untrained`` or ``configured``."""
-        if self.variant_features(variant)["kind"] == "sift":
+        if not reads_descriptor(self.variant_features(variant)):
             return None
         return "untrained" if variant == "untrained" else "configured"
 
@@ -257,7 +313,7 @@ class RunPlan:
         rule's priority is not inherited by the jobs it waits for). The noise floor and its replicates
         (``noise_floor``) get 1 only when the search waits for them (conservative decision)."""
         if noise_floor:
-            return int(self.config["grouping"]["decision"] == "conservative")
+            return int(Decision.of(self.config["grouping"]).uses_interval)
         validation_only = set(self.experiment_groups) - set(self.upper_bound_groups)
         return int(group is not None and group not in validation_only)
 

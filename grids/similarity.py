@@ -38,6 +38,7 @@ import pandas as pd
 from . import io, tables
 from .config import config_section
 from .ggd import DISTANCES, get_distance
+from .options import method_layer, reads_descriptor
 from .plotting import fit_width
 from .stage import add_set_arguments, pick_device
 
@@ -48,14 +49,15 @@ def fit_set(
     name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto"
 ) -> pd.DataFrame:
     """One ``ggd.parquet`` row for the image set listed in ``manifest`` (columns image_id, path)."""
-    from .descriptor import load_descriptor, sha256_file
+    from .descriptor import load_descriptor
     from .features import ImageFiles, set_ggd
+    from .io import sha256_file
 
     device = pick_device(device)
     images = ImageFiles({row.image_id: row.path for row in manifest.itertuples()})  # decoded one at a time
     start = time.perf_counter()
     model, sha = None, ""
-    if features["kind"] == "descriptor":
+    if reads_descriptor(features):
         model, sha = load_descriptor(descriptor, device), sha256_file(descriptor)
     fit, n_values = set_ggd(images, features, seed, model, device)
     row = [
@@ -63,7 +65,7 @@ def fit_set(
         fit.alpha,
         fit.sigma,
         n_values,
-        features["layer"] if model else "sift",
+        method_layer(features),
         features["n_patches"],
         features["patch_size"],
         features["pca_components"],

@@ -104,9 +104,20 @@ def check_tile(tile: int, multiple: int = 1, model: str = "") -> None:
         )
 
 
+def finite_float(text: str) -> float:
+    """An argparse ``type``: a float that is a finite number (no nan, inf)."""
+    import argparse
+    import math
+
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
+    return value
+
+
 def add_set_arguments(p) -> None:
     """The arguments of a stage that fits GGDs on one image set (``grids.similarity ggd``,
-    ``grids.selection references``)."""
+    ``grids.selection.signatures references``)."""
     p.add_argument("--set", required=True, help="set name (a degradation, or 'clean')")
     p.add_argument("--manifest", required=True, help="the set's manifest.parquet")
     p.add_argument("--descriptor", help="descriptor weights (.pth); not needed for kind=sift")

@@ -34,7 +34,6 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
-from .ood import STATISTICS, listed
 
 DTYPES = ("str", "int64", "float64", "bool")
 START, END = "<!-- tables:start -->", "<!-- tables:end -->"
@@ -108,8 +107,8 @@ _DROPS = (
     (
         "learning_group",
         "str",
-        "did the group's model learn this member? `learned` (`gain_group >= grouping.min_gain`), `did_not_learn` or "
-        "`below_input` (`gain_group < 0`: a failed mixed training)",
+        "did the group's model learn this member? `learned` (`gain_group >= grouping.min_learned_gain`), "
+        "`did_not_learn` or `below_input` (`gain_group < 0`: a failed mixed training)",
     ),
 )
 _GROUP_MODEL = (  # a group's model judged against its input over its members (grids.learning)
@@ -124,7 +123,7 @@ _GROUP_MODEL = (  # a group's model judged against its input over its members (g
         "str",
         "did the group's model learn? `below_input` if it ends below its input on any member (a failed mixed "
         "training: its drops measure the recipe, not a conflict), else `learned` (mean member gain "
-        "`>= grouping.min_gain`) or `did_not_learn`",
+        "`>= grouping.min_learned_gain`) or `did_not_learn`",
     ),
 )
 
@@ -137,7 +136,7 @@ def _table1_gains(model: str, meaning: str) -> tuple[tuple[str, str, str], ...]:
         (
             f"learning_{model}",
             "str",
-            f"did {meaning} learn? `learned` (gain `>= grouping.min_gain`), `did_not_learn` or `below_input` "
+            f"did {meaning} learn? `learned` (gain `>= grouping.min_learned_gain`), `did_not_learn` or `below_input` "
             "(gain < 0); on `average` rows over the degradations: `below_input` if any is, else by the mean gain",
         ),
     )
@@ -297,7 +296,7 @@ TABLES: dict[str, Table] = {
         (
             "uninformative",
             "bool",
-            "`weakest_gain < grouping.min_gain`: a member's model did not learn, so the verdict says little",
+            "`weakest_gain < grouping.min_learned_gain`: a member's model did not learn, so the verdict says little",
         ),
         ("weakest_group_gain", "float64", "the group's model's smallest gain over the input, over its members (dB)"),
         ("below_input", "str", "the members on which the group's model ends below its input, `,`-joined (empty: none)"),
@@ -445,7 +444,7 @@ TABLES: dict[str, Table] = {
         ("degradation", "str", "its degradation"),
         ("image", "str", "image id"),
         ("seen", "bool", "a model was trained on this degradation"),
-        ("statistic", "str", listed(STATISTICS)),
+        ("statistic", "str", "the statistic (a `selection.statistic` value: grids/selection/statistics.py)"),
         ("score", "float64", "the statistic's score (larger: further from the training degradations)"),
         ("in_distribution", "bool", "`score <=` the statistic's threshold"),
         ("expected_drop", "float64", "drop predicted from the score (dB; out of fold for seen images)"),
@@ -464,16 +463,16 @@ TABLES: dict[str, Table] = {
         ("psnr_oracle", "float64", "its PSNR (dB)"),
         ("gain", "float64", "`psnr_chosen - psnr_input` (dB)"),
         ("oracle_gain", "float64", "`psnr_oracle - psnr_input` (dB)"),
-        ("fails", "bool", "`gain < selection.min_gain`: the chosen model does not help"),
-        ("expected_gain", "float64", "the gain predicted before restoring (dB; grids/gain.py)"),
+        ("fails", "bool", "`gain < selection.min_helpful_gain`: the chosen model does not help"),
+        ("expected_gain", "float64", "the gain predicted before restoring (dB; grids/selection/gain.py)"),
         ("gain_low", "float64", "lower end of its `1 - selection.alpha` interval (dB)"),
         ("gain_high", "float64", "upper end (dB)"),
         ("covered", "bool", "`gain_low <= gain <= gain_high`"),
         (
             "flagged",
             "bool",
-            "the default statistic calls the input out of distribution, or `expected_gain < selection.min_gain`: "
-            "what `grids restore` routes to `selection.fallback`",
+            "the default statistic calls the input out of distribution, or "
+            "`expected_gain < selection.min_helpful_gain`: what `grids restore` routes to `selection.fallback`",
         ),
         ("psnr_mixall", "float64", "PSNR of the mix-all model (dB; the `mixall` fallback; NaN without one)"),
     ),
@@ -492,8 +491,8 @@ TABLES: dict[str, Table] = {
     ),
     "selection_router_images": _table(
         "results/selection/router_images.parquet",
-        "one row per degraded test image and router (grids.routers): the group each router chose and what its "
-        "model obtained",
+        "one row per degraded test image and router (grids.selection.routers): the group each router chose and "
+        "what its model obtained",
         ("test_set", "str", "test set name"),
         ("degradation", "str", "its degradation"),
         ("image", "str", "image id"),
@@ -514,7 +513,7 @@ TABLES: dict[str, Table] = {
         ),
         ("psnr", "float64", "PSNR of the chosen group's model (dB, from the evaluation tables)"),
         ("gain", "float64", "`psnr` minus the degraded input's PSNR (dB)"),
-        ("fails", "bool", "`gain < selection.min_gain`"),
+        ("fails", "bool", "`gain < selection.min_helpful_gain`"),
         (
             "seconds",
             "float64",
@@ -535,7 +534,7 @@ TABLES: dict[str, Table] = {
         ("psnr_lost_seen", "float64", "the same over seen images (dB; NaN without any)"),
         ("psnr_lost_unseen", "float64", "the same over unseen images (dB; NaN without any)"),
         ("mean_gain", "float64", "mean gain of the chosen models over the input (dB)"),
-        ("n_fails", "int64", "images whose chosen model fails (`gain < selection.min_gain`)"),
+        ("n_fails", "int64", "images whose chosen model fails (`gain < selection.min_helpful_gain`)"),
         (
             "failure_auroc",
             "float64",

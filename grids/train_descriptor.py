@@ -31,7 +31,8 @@ from . import io, tables
 from .archs import MSRResNet
 from .cards import CITATION, dataset_id, front_matter, metric
 from .checkpoint import SAFETENSORS, write_safetensors
-from .descriptor import save_descriptor, sha256_file
+from .descriptor import save_descriptor
+from .io import sha256_file
 from .seeds import derive_seed
 from .stage import pick_device
 from .store import ImageList, random_crop

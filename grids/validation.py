@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", nargs=2, action="append", required=True, metavar=("NAME", "MATRIX"))
     p.add_argument("--test-set", required=True, help="the test set whose PSNR defines a drop")
     p.add_argument("--bootstrap", type=int, required=True)
-    p.add_argument("--min-gain", type=float, required=True, help="grouping.min_gain (dB): below it, did not learn")
+    p.add_argument("--min-gain", type=float, required=True, help="grouping.min_learned_gain (dB): below, did not learn")
     p.add_argument("--seed", type=int, required=True)
     for name in ("table2", "drops", "table2-md", "table2-png", "premise", "premise-groups", "premise-png"):
         p.add_argument(f"--{name}", required=True)

@@ -113,6 +113,14 @@ def test_default_parameter_counts():
 # ---------------------------------------------------------------- official key names
 
 
+def _assert_shapes(model: nn.Module, expected: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Each of ``expected``'s state-dict keys is in ``model``'s, with that shape; all its shapes."""
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for key, shape in expected.items():
+        assert shapes.get(key) == shape, key
+    return shapes
+
+
 def test_srresnet_keys_load_msrresnet_trunk():
     msr = MSRResNet(num_feat=8, num_block=2)
     state = {k: v for k, v in msr.state_dict().items() if not k.startswith("upconv")}
@@ -122,7 +130,6 @@ def test_srresnet_keys_load_msrresnet_trunk():
 
 
 def test_restormer_keys_and_shapes():
-    shapes = {k: tuple(v.shape) for k, v in _meta(Restormer).state_dict().items()}
     expected = {
         "patch_embed.proj.weight": (48, 3, 3, 3),
         "encoder_level1.0.norm1.body.weight": (48,),
@@ -148,8 +155,7 @@ def test_restormer_keys_and_shapes():
         "refinement.3.norm2.body.bias": (96,),
         "output.weight": (3, 96, 3, 3),
     }
-    for key, shape in expected.items():
-        assert shapes.get(key) == shape, key
+    shapes = _assert_shapes(_meta(Restormer), expected)
     # bias=False (default): only the norms carry biases.
     assert all(".norm" in k for k in shapes if k.endswith(".bias"))
     assert "reduce_chan_level3.bias" not in shapes
@@ -157,7 +163,6 @@ def test_restormer_keys_and_shapes():
 
 
 def test_rrdbnet_keys_and_shapes():
-    shapes = {k: tuple(v.shape) for k, v in _meta(RRDBNet).state_dict().items()}
     expected = {
         "conv_first.weight": (64, 48, 3, 3),
         "body.0.rdb1.conv1.weight": (32, 64, 3, 3),
@@ -170,8 +175,7 @@ def test_rrdbnet_keys_and_shapes():
         "conv_hr.weight": (64, 64, 3, 3),
         "conv_last.weight": (3, 64, 3, 3),
     }
-    for key, shape in expected.items():
-        assert shapes.get(key) == shape, key
+    shapes = _assert_shapes(_meta(RRDBNet), expected)
     assert "body.23.rdb1.conv1.weight" not in shapes
     assert _meta(RRDBNet, scale=2).state_dict()["conv_first.weight"].shape == (64, 12, 3, 3)
     assert _meta(RRDBNet, scale=4).state_dict()["conv_first.weight"].shape == (64, 3, 3, 3)

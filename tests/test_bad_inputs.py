@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import tiny_recipe
 
 from grids import io
 from grids.checkpoint import load_model, save_checkpoint
@@ -590,18 +591,15 @@ def test_a_corrupt_resume_checkpoint_says_which_file_to_delete(tmp_path):
     pd.DataFrame([{"image_id": "a", "path": str(clean / "a.png")}]).to_parquet(clean / "manifest.parquet")
     resume = tmp_path / "resume.pth"
     resume.write_bytes(b"\x00" * 100)  # what a disk error can leave
-    recipe = {
-        "arch": "srresnet",
-        "arch_kwargs": {"num_feat": 4, "num_block": 1},
-        "iterations": 3,
-        "batch_size": 1,
-        "crop": 32,
-        "lr": 1e-3,
-        "weight_decay": 0,
-        "warmup": 1,
-        "min_lr_ratio": 0.1,
-        "checkpoint_every": 2,
-    }
+    recipe = tiny_recipe(
+        3,
+        arch_kwargs={"num_feat": 4, "num_block": 1},
+        batch_size=1,
+        weight_decay=0,
+        warmup=1,
+        min_lr_ratio=0.1,
+        checkpoint_every=2,
+    )
     out = tmp_path / "model.pth"
     result = stage(
         tmp_path,
@@ -837,7 +835,7 @@ def test_every_cli_number_and_choice_is_checked_naming_the_option(tmp_path, case
 
 
 # (statistic, --threshold, accepted): the gain statistic's score is minus a gain in dB, so its
-# threshold may be negative (its default is -selection.min_gain); the others' scores are distances.
+# threshold may be negative (its default is -selection.min_helpful_gain); the others' scores are distances.
 THRESHOLDS = [
     ("gain", "-0.5", True),
     ("gain", "0", True),
@@ -890,7 +888,7 @@ def test_the_identity_fallback_writes_the_input_unchanged(tmp_path, case):
 def test_select_json_has_null_for_what_json_cannot_hold():
     """An unbounded gain interval (the conformal rank above the references) and a NaN score are
     null, so that `grids select --json` is JSON that any parser reads."""
-    from grids.selection import Selection
+    from grids.selection.selector import Selection
 
     choice = Selection(
         "jpeg", 1.5, True, pd.DataFrame({"group": ["jpeg"], "distance": [math.inf]}), math.nan, 0.2, "gain",
@@ -1297,7 +1295,16 @@ def stage_references(tmp_path: Path):
 
     def command(out: Path) -> list[str]:
         return [
-            *(sys.executable, "-m", "grids.selection", "references", "--set", "jpeg", "--manifest", manifest),
+            *(
+                sys.executable,
+                "-m",
+                "grids.selection.signatures",
+                "references",
+                "--set",
+                "jpeg",
+                "--manifest",
+                manifest,
+            ),
             *("--descriptor", str(SHIPPED_DESCRIPTOR), "--features", json.dumps(features), "--seed", "0"),
             *("--threads", "1"),
             *("--out", str(out / "references.parquet")),

@@ -11,7 +11,8 @@ import torch
 
 from grids.cards import check_front_matter, dataset_id, front_matter, metric, read_front_matter
 from grids.checkpoint import read_safetensors
-from grids.descriptor import load_descriptor, sha256_file
+from grids.descriptor import load_descriptor
+from grids.io import sha256_file
 
 SHIPPED = Path(__file__).resolve().parents[1] / "grids" / "assets" / "descriptor"
 

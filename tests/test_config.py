@@ -253,13 +253,29 @@ def test_grouping_defaults(default):
         "test_set": None,
         "all_partitions": False,
         "decision": "conservative",
-        "min_gain": 0.5,
+        "min_learned_gain": 0.5,
         "bootstrap": 1000,
         "replicates": {"degradations": None, "seeds": 1},
     }
     assert config["baselines"] == {}
     restormer = validate_config(mutate(mutate(default, "training.arch", "restormer"), "training.arch_kwargs", None))
     assert restormer["training"]["arch_kwargs"] == {}  # null: the backbone's own defaults
+
+
+def test_the_old_min_gain_keys_are_accepted_with_a_deprecation_line(default):
+    """grouping.min_gain and selection.min_gain answered different questions; renamed for what they
+    mean, the old names still work (the old one wins over the default beside it) and say so."""
+    old = mutate(mutate(default, "grouping.min_gain", 0.3), "selection.min_gain", 1.5)
+    with pytest.warns(FutureWarning) as caught:
+        config = validate_config(old)
+    assert config["grouping"]["min_learned_gain"] == 0.3 and "min_gain" not in config["grouping"]
+    assert config["selection"]["min_helpful_gain"] == 1.5 and "min_gain" not in config["selection"]
+    said = sorted(str(w.message) for w in caught if issubclass(w.category, FutureWarning))
+    assert said == [
+        "config key grouping.min_gain is deprecated: write grouping.min_learned_gain (its value 0.3 is used)",
+        "config key selection.min_gain is deprecated: write selection.min_helpful_gain (its value 1.5 is used)",
+    ]
+    assert config_section("grouping", {"min_gain": 0.2})["min_learned_gain"] == 0.2
 
 
 def test_shipped_descriptor_and_photos_resolve(default):

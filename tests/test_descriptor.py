@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from grids.archs import MSRResNet
-from grids.descriptor import load_descriptor, remap_state_dict, save_descriptor, sha256_file
+from grids.descriptor import load_descriptor, remap_state_dict, save_descriptor
+from grids.io import sha256_file
 
 
 def _tiny(upscale: int = 4, seed: int = 0) -> MSRResNet:
@@ -217,28 +220,29 @@ def test_load_infers_upscale_2_3(upscale, tmp_path):
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
 
+def _assert_refused(tmp_path: Path, saved: dict, match: str) -> None:
+    """``saved`` written as a weights file: load_descriptor refuses it, naming what is wrong."""
+    torch.save(saved, tmp_path / "w.pth")
+    with pytest.raises(ValueError, match=match):
+        load_descriptor(tmp_path / "w.pth")
+
+
 def test_missing_key_named(tmp_path):
     state = _tiny(4).state_dict()
     del state["body.1.conv2.weight"]
-    torch.save({"params": state}, tmp_path / "w.pth")
-    with pytest.raises(ValueError, match=r"missing keys \['body\.1\.conv2\.weight'\]"):
-        load_descriptor(tmp_path / "w.pth")
+    _assert_refused(tmp_path, {"params": state}, r"missing keys \['body\.1\.conv2\.weight'\]")
 
 
 def test_unexpected_key_named(tmp_path):
     state = _tiny(4).state_dict()
     state["extra_layer.weight"] = torch.zeros(1)
-    torch.save(state, tmp_path / "w.pth")
-    with pytest.raises(ValueError, match=r"unexpected keys \['extra_layer\.weight'\]"):
-        load_descriptor(tmp_path / "w.pth")
+    _assert_refused(tmp_path, state, r"unexpected keys \['extra_layer\.weight'\]")
 
 
 def test_shape_mismatch_named(tmp_path):
     state = _tiny(4).state_dict()
     state["conv_hr.bias"] = torch.zeros(5)
-    torch.save(state, tmp_path / "w.pth")
-    with pytest.raises(ValueError, match=r"conv_hr\.bias"):
-        load_descriptor(tmp_path / "w.pth")
+    _assert_refused(tmp_path, state, r"conv_hr\.bias")
 
 
 def test_remap_rejects_non_tensor_entries():

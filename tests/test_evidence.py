@@ -13,8 +13,9 @@ from grids.config import DEFAULT_GROUPING
 from grids.data import dead_leaves, prepare_clean_set, set_paths
 from grids.degrade import degrade_dataset
 from grids.evaluate import evaluate_model
-from grids.grouping import evidence
+from grids.grouping import evidence, noise_floor, stability
 from grids.grouping.names import group_members
+from grids.options import Decision
 from grids.train import train
 
 DELTA = 0.7
@@ -68,10 +69,13 @@ def test_conservative_decision_needs_the_interval_below_delta(half_width, feasib
         assert row.dP == pytest.approx(0.6) and row.dP_sd_images == pytest.approx(0.0)
         assert row.dP_high == pytest.approx(0.6 + half_width)
         assert bool(row.feasible) is expected
-    assert bool(evidence.decide(0.6, 0.3, DELTA, "conservative")) is False
-    assert bool(evidence.decide(0.6, 0.05, DELTA, "conservative")) is True
+    conservative = Decision("conservative")
+    assert bool(conservative.feasible(0.6, 0.3, DELTA)) is False
+    assert bool(conservative.feasible(0.6, 0.05, DELTA)) is True
+    assert bool(Decision("point").feasible(0.6, 0.3, DELTA)) is True and Decision("point").column == "dP"
+    assert conservative.column == "dP_high" and conservative.uses_interval
     with pytest.raises(ValueError, match="grouping.decision"):
-        evidence.decide(0.6, 0.05, DELTA, "optimistic")
+        Decision("optimistic")
 
 
 def test_image_noise_widens_the_interval_like_a_bootstrap_of_the_mean():
@@ -87,7 +91,7 @@ def test_image_noise_widens_the_interval_like_a_bootstrap_of_the_mean():
 def test_a_group_exactly_at_delta_flips_in_about_half_the_resamples():
     # b's per-image drops are symmetric around delta: the full-data verdict sits on the edge.
     evaluation = two_members([DELTA - 0.5, DELTA + 0.5] * 5)
-    per_group, partitions = evidence.partition_stability(
+    per_group, partitions = stability.partition_stability(
         evaluation, "t", ["a", "b"], ["a+b"], ["a+b"], {**GROUPING, "decision": "point"}, {}, seed=0
     )
     row = per_group.iloc[0]
@@ -101,7 +105,7 @@ def test_a_group_exactly_at_delta_flips_in_about_half_the_resamples():
 
 def test_a_clear_group_never_flips():
     evaluation = two_members([0.1, 0.2] * 5)
-    per_group, partitions = evidence.partition_stability(
+    per_group, partitions = stability.partition_stability(
         evaluation, "t", ["a", "b"], ["a+b"], ["a+b"], GROUPING, {"a+b": 0.1}, seed=0
     )
     assert per_group.flip_rate.iloc[0] == 0.0 and partitions.partition.tolist() == ["a+b"]
@@ -116,7 +120,7 @@ def test_fewest_groups_matches_brute_force():
     for trial in range(20):
         allowed = [g for g in groups if rng.random() < 0.3]
         risk = {g: float(rng.random()) for g in allowed}
-        found = evidence.fewest_groups(names, allowed, risk)
+        found = stability.fewest_groups(names, allowed, risk)
 
         def covers(choice):
             members = [m for g in choice for m in group_members(g)]
@@ -142,7 +146,7 @@ def test_noise_floor_spread_and_pooled_row():
         table({"x": {"x": [v + 0.3 for v in one["x"]]}}, {"x": 18.0}),
         table({"x": {"x": [v - 0.3 for v in one["x"]]}}, {"x": 18.0}),
     ]
-    found = evidence.noise_floor("t", {"x": seeds})
+    found = noise_floor.noise_floor("t", {"x": seeds})
     x = found[found.degradation == "x"].iloc[0]
     assert x.n_seeds == 3 and x.psnr_sd == pytest.approx(0.3)
     assert x.drop_sd == pytest.approx(0.3 * np.sqrt(2))
@@ -213,7 +217,7 @@ def test_another_partition_of_the_same_size_is_a_tie_not_a_flip():
         },
         {"a": 25.0, "b": 25.0, "c": 25.0},
     )
-    per_group, partitions = evidence.partition_stability(
+    per_group, partitions = stability.partition_stability(
         evaluation, "t", ["a", "b", "c"], ["a+b", "b+c"], ["a+b", "c"], GROUPING, {}, seed=0
     )
     assert per_group.feasible_rate.tolist() == [1.0, 1.0]
@@ -251,7 +255,7 @@ def test_a_member_below_its_input_is_a_failed_training_not_a_clean_infeasible(ca
     assert "the mixed training of a+b failed: its model ends below the degraded input on b" in err
     assert "a+c failed" in err and "b+c" not in err
     # partition stability: a failed training stays infeasible in every resample
-    per_group, _ = evidence.partition_stability(
+    per_group, _ = stability.partition_stability(
         evaluation, "t", ["a", "b", "c"], ["a+b"], ["a", "b", "c"], grouping, {}, 0, frozenset({"a+b"})
     )
     assert per_group.feasible_rate.tolist() == [0.0] and not per_group.feasible.any()

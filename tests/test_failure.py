@@ -1,4 +1,4 @@
-"""The failure benchmark (grids.failure): outcomes from evaluation tables, and its metrics against
+"""The failure benchmark (grids.selection.failure): outcomes from evaluation tables, and its metrics against
 hand computations on small tables."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 
 from grids import tables
-from grids.failure import (
+from grids.selection.failure import (
     failure_metrics,
     fallback_effect,
-    fallback_psnr,
     fpr_at_tpr,
     gain_metrics,
     image_outcomes,
 )
+from grids.selection.fallback import Fallback
 
 GROUPS = ["jpeg", "noise"]
 
@@ -87,10 +87,10 @@ def test_gain_metrics_by_hand():
 def test_the_fallback_routes_exactly_the_flagged_images():
     accuracy, evaluation = small_case()
     outcomes = image_outcomes(accuracy, evaluation, GROUPS, 0.5, mix_all="jpeg+noise")
-    assert fallback_psnr(outcomes, "none").tolist() == [22.0, 30.2, 14.0]
-    assert fallback_psnr(outcomes, "mixall").tolist() == [22.0, 29.0, 16.0]  # b and c: the mix-all model's
-    assert fallback_psnr(outcomes, "identity").tolist() == [22.0, 30.0, 15.0]  # b and c: the input
-    effect = fallback_effect(outcomes, seed=0)
+    assert Fallback("none", 0.5).psnr(outcomes).tolist() == [22.0, 30.2, 14.0]
+    assert Fallback("mixall", 0.5).psnr(outcomes).tolist() == [22.0, 29.0, 16.0]  # b and c: the mix-all model's
+    assert Fallback("identity", 0.5).psnr(outcomes).tolist() == [22.0, 30.0, 15.0]  # b and c: the input
+    effect = fallback_effect(outcomes, 0.5, seed=0)
     tables.check(effect, "selection_fallback")
     row = effect.set_index(["subset", "fallback"])
     assert row.loc[("all", "mixall"), "change"] == pytest.approx((0 - 1.2 + 2.0) / 3)
@@ -99,8 +99,8 @@ def test_the_fallback_routes_exactly_the_flagged_images():
     assert row.loc[("seen", "mixall"), "n_routed"] == 1 and row.loc[("seen", "none"), "n_routed"] == 0
     low, high = row.loc[("all", "mixall"), ["change_low", "change_high"]]
     assert low <= row.loc[("all", "mixall"), "change"] <= high
-    assert effect.equals(fallback_effect(outcomes, seed=0))  # seeded
-    without = fallback_effect(image_outcomes(accuracy, evaluation, GROUPS, 0.5), seed=0)
+    assert effect.equals(fallback_effect(outcomes, 0.5, seed=0))  # seeded
+    without = fallback_effect(image_outcomes(accuracy, evaluation, GROUPS, 0.5), 0.5, seed=0)
     assert "mixall" not in set(without.fallback)  # no mix-all model: that row is left out
 
 

@@ -20,7 +20,7 @@ from grids import io, tables
 from grids.grouping.names import group_name
 from grids.grouping.rounds import plot_search
 from grids.report import plot_table1
-from grids.selection_report import plot_confusion, plot_prediction
+from grids.selection.report import plot_confusion, plot_prediction
 from grids.similarity import plot_heatmap
 from grids.validation import plot_premise, plot_table2
 
@@ -387,7 +387,7 @@ def test_premise_labels_do_not_overlap_and_the_key_names_every_group(saved, tmp_
 
 
 def test_stability_writes_each_share_so_zero_differs_from_missing(saved, tmp_path):
-    from grids.grouping.evidence import plot_stability
+    from grids.grouping.stability import plot_stability
 
     rows = [["a+b", 2, True, 0.1, True, 1.0, 0.0], ["a+c", 2, False, 0.9, False, 0.0, 0.0]]
     rows.append(["b+c", 2, False, 1.2, False, float("nan"), 0.0])
@@ -401,7 +401,7 @@ def test_stability_writes_each_share_so_zero_differs_from_missing(saved, tmp_pat
 def test_ood_gives_no_unseen_degradation_the_grey_of_the_seen(saved, tmp_path):
     from matplotlib.colors import to_rgba
 
-    from grids.selection_report import plot_ood
+    from grids.selection.report import plot_ood
 
     unseen = [f"unseen_{k}" for k in range(9)]  # more than the seven before the palette's grey
     rows = [["t", d, f"i{i}", d == "seen", "knn", float(i), True, 0.0] for d in ["seen", *unseen] for i in range(3)]

@@ -1,4 +1,4 @@
-"""The expected gain (grids.gain): neighbours' mean, out-of-fold conformal interval, its coverage,
+"""The expected gain (grids.selection.gain): neighbours' mean, out-of-fold conformal interval, its coverage,
 and the reference-gain table from evaluation rows."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from grids import tables
-from grids.gain import GainModel, fit_gain_model, reference_gains
+from grids.selection.gain import GainModel, fit_gain_model, reference_gains
 
 
 def two_clusters(n_images: int = 10, seed: int = 0):

@@ -11,8 +11,8 @@ import pytest
 from grids.config import ConfigError, config_section
 from grids.features import Signature
 from grids.ggd import GGD, PAPER_THRESHOLD, get_distance, kl_divergence, log_kl_distance, symmetric_kl
-from grids.ood import References, fit_statistic, nearest_threshold
-from grids.selection import divergences
+from grids.selection.selector import divergences
+from grids.selection.statistics import References, fit_statistic, nearest_threshold
 from grids.similarity import group_distance, similarity_table, wide_matrix
 
 SETS = pd.DataFrame(
@@ -74,7 +74,7 @@ def test_swapping_the_distance_moves_matrix_selection_and_thresholds_together(na
     # the statistics: paper's score is the matrix entry, its threshold the scale's; nearest's
     # threshold follows the distance
     refs = _references([("a", 0.8, 0.7), ("a", 0.9, 0.8), ("a", 0.7, 0.75), ("c", 3.0, 0.9), ("c", 2.8, 1.0)])
-    fitted_on = References(refs, {"a": "a", "c": "c"}, "L", [], sets, distance=name)
+    fitted_on = References(rows=refs, group_of={"a": "a", "c": "c"}, layer="L", layers=[], set_ggds=sets, distance=name)
     paper, nearest = fit_statistic("paper", fitted_on), fit_statistic("nearest", fitted_on)
     signature = Signature({"L": b})
     assert paper.score(signature, "a") == wide.at["a", "b"]

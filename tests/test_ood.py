@@ -1,4 +1,4 @@
-"""Out-of-distribution statistics (grids.ood), the signature they read, and the unseen benchmark's
+"""Out-of-distribution statistics (grids.selection.statistics), the signature they read, and the unseen benchmark's
 degradations (examples/unseen.py): each statistic against a brute-force computation, the
 split-conformal threshold's coverage where the truth is known, the monotone drop fit."""
 
@@ -19,21 +19,21 @@ from grids.archs import MSRResNet
 from grids.data import dead_leaves
 from grids.features import Signature, descriptor_features, descriptor_layer_features
 from grids.ggd import GGD, kl_divergence, log_kl_distance
-from grids.ood import (
+from grids.selection.conformal import conformal_threshold, split_images
+from grids.selection.signatures import image_signature, signature_layers
+from grids.selection.statistics import (
     SHRINKAGE,
     References,
     SignatureBank,
-    conformal_threshold,
     cross_fitted_drops,
     fit_drop,
     fit_statistic,
     predict_drop,
     signature_table,
-    split_images,
 )
-from grids.selection import image_signature, signature_layers
 
 ROOT = Path(__file__).resolve().parents[1]
+AB = {"a": "a", "b": "b"}  # degradation -> group: two single-task groups
 sys.path.insert(0, str(ROOT / "examples"))
 import haze  # noqa: E402
 import unseen  # noqa: E402
@@ -159,7 +159,7 @@ def test_knn_and_mahalanobis_against_brute_force():
         ),
     }
     for name in ("knn", "mahalanobis"):
-        statistic = fit_statistic(name, References(refs, {"a": "a", "b": "b"}, "L2", ["L1", "L2"], alpha=0.2))
+        statistic = fit_statistic(name, References(rows=refs, group_of=AB, layer="L2", layers=["L1", "L2"], alpha=0.2))
         for group in ("a", "b"):  # the chosen group does not matter: every trained degradation counts
             assert statistic.score(sig, group) == pytest.approx(expected[name], rel=1e-9)
         assert len(statistic.calibration_scores) == 8
@@ -169,8 +169,11 @@ def test_knn_and_mahalanobis_against_brute_force():
 def test_paper_and_nearest_statistics_against_brute_force():
     refs = _references(np.random.default_rng(1))
     sets = pd.DataFrame({"group": ["a", "b"], "alpha": [1.0, 2.7], "sigma": [1.0, 1.1]})
-    paper = fit_statistic("paper", References(refs, {"a": "a", "b": "b"}, "L2", ["L1", "L2"], sets))
-    nearest = fit_statistic("nearest", References(refs, {"a": "ab", "b": "ab"}, "L2", ["L1"], sets.iloc[:0]))
+    paper = fit_statistic("paper", References(rows=refs, group_of=AB, layer="L2", layers=["L1", "L2"], set_ggds=sets))
+    nearest = fit_statistic(
+        "nearest",
+        References(rows=refs, group_of={"a": "ab", "b": "ab"}, layer="L2", layers=["L1"], set_ggds=sets.iloc[:0]),
+    )
     sig = Signature({"L1": GGD(9.0, 9.0), "L2": GGD(1.2, 0.8)})  # paper and nearest read L2 alone
     assert paper.threshold == 4.0
     assert paper.score(sig, "b") == pytest.approx(log_kl_distance(kl_divergence(2.7, 1.1, 1.2, 0.8)))
@@ -178,8 +181,8 @@ def test_paper_and_nearest_statistics_against_brute_force():
     kl = np.asarray(kl_divergence(l2.alpha.to_numpy(), l2.sigma.to_numpy(), 1.2, 0.8))
     assert nearest.score(sig, "ab") == pytest.approx(log_kl_distance(kl.min()))
     with pytest.raises(ValueError, match="unknown statistic"):
-        fit_statistic("vgg", References(refs, {"a": "a"}, "L2", ["L2"]))
-    override = fit_statistic("knn", References(refs, {"a": "a", "b": "b"}, "L2", ["L1", "L2"]), threshold=2.5)
+        fit_statistic("vgg", References(rows=refs, group_of={"a": "a"}, layer="L2", layers=["L2"]))
+    override = fit_statistic("knn", References(rows=refs, group_of=AB, layer="L2", layers=["L1", "L2"]), threshold=2.5)
     assert override.threshold == 2.5
 
 
@@ -187,7 +190,9 @@ def test_gain_statistic_is_minus_the_mean_gain_of_the_five_nearest_references():
     refs = _references(np.random.default_rng(2))
     keys, z = signature_table(refs, ["L1", "L2"])
     gains = keys.assign(gain=np.where(keys.degradation == "a", 3.0, 0.1) + np.arange(len(keys)) * 0.01)
-    fitted_on = References(refs, {"a": "a", "b": "b"}, "L2", ["L1", "L2"], alpha=0.2, gains=gains, min_gain=0.5)
+    fitted_on = References(
+        rows=refs, group_of=AB, layer="L2", layers=["L1", "L2"], alpha=0.2, gains=gains, min_gain=0.5
+    )
     statistic = fit_statistic("gain", fitted_on)
     assert statistic.threshold == -0.5 and not statistic.reads_method_layer
     sig = Signature({"L1": GGD(1.3, 0.9), "L2": GGD(1.1, 1.2)})
@@ -197,7 +202,7 @@ def test_gain_statistic_is_minus_the_mean_gain_of_the_five_nearest_references():
     for group in ("a", "b"):  # the chosen group does not matter: the neighbours decide
         assert statistic.score(sig, group) == pytest.approx(-gains.gain.to_numpy()[nearest].mean(), rel=1e-9)
     with pytest.raises(ValueError, match="needs the references' gains"):
-        fit_statistic("gain", References(refs, {"a": "a", "b": "b"}, "L2", ["L1", "L2"]))
+        fit_statistic("gain", References(rows=refs, group_of=AB, layer="L2", layers=["L1", "L2"]))
 
 
 def test_drop_fit_is_monotone_and_exact_on_monotone_data():

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grids import ood
 from grids.config import schema
 from grids.degradations import BUILTINS, NAMES, batched, get_degradation
 from grids.ggd import DISTANCES, PAPER_THRESHOLD
+from grids.selection import statistics as ood
 
 
 def test_names_are_the_registry():

@@ -1,4 +1,4 @@
-"""The trained routers (grids.routers): seeded and deterministic, they learn what they should, and
+"""The trained routers (grids.selection.routers): seeded and deterministic, they learn what they should, and
 the comparison table equals a hand computation."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from grids import tables
 from grids.data import dead_leaves
-from grids.routers import CNNRouter, LogisticRouter, compare_routers, router_images
+from grids.selection.routers import CNNRouter, LogisticRouter, compare_routers, router_images
 
 FAST = {"steps": 12, "batch": 4, "crop": 24, "test_crops": 4}  # determinism only
 

@@ -150,6 +150,29 @@ def test_priorities_put_the_search_first(tiny):
         assert RunPlan.from_config(validate_config(point, base_dir=ROOT / ".test")).priority(noise_floor=True) == 0
 
 
+def test_what_the_rules_pass_on_is_decided_by_the_plan(tiny):
+    """The decisions common.smk used to take: the baselines' group, the config hash, the
+    architectures a model file may name, the selector's settings, the descriptor and the noise floor."""
+    import hashlib
+    import json
+
+    assert tiny.baseline_group == tiny.mix_all == "gaussian_noise+haze+jpeg+sr"
+    assert tiny.config_hash == hashlib.sha256(json.dumps(tiny.config, sort_keys=True).encode()).hexdigest()
+    assert tiny.config_archs == sorted({tiny.config["training"]["arch"], "rrdbnet"})
+    assert set(tiny.selector_settings) == set(tiny.config["selection"]) - {"unseen", "router_steps"}
+    assert tiny.reads_descriptor and tiny.search_waits_for_noise_floor and not tiny.trains_descriptor
+    changed = copy.deepcopy(TINY)
+    changed["degradations"] = {"jpeg": changed["degradations"]["jpeg"]}
+    changed["validation"]["experiments"] = None
+    changed["grouping"]["decision"] = "point"
+    changed["features"] = {**changed["features"], "kind": "sift"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = RunPlan.from_config(validate_config(changed, base_dir=ROOT / ".test"))
+    assert one.mix_all is None and one.baseline_group == "jpeg"  # one degradation: its own name
+    assert not one.reads_descriptor and not one.search_waits_for_noise_floor
+
+
 @pytest.mark.parametrize(
     ("most", "cores", "threads"),
     [(4, 2, 1), (4, 1, 1), (4, 16, 4), (8, 6, 3), (4, None, 4), (4, sys.maxsize, 4)],

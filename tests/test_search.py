@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 
 from grids import io
-from grids.checkpoint import export_models
 from grids.config import DEFAULT_GROUPING
 from grids.grouping import search
+from grids.grouping.export import export_models
 from grids.grouping.names import group_members, group_name
 from grids.grouping.rounds import (
+    SearchInputs,
     candidates_table,
     finish,
     group_drops,
@@ -95,7 +96,10 @@ def run_rounds(matrix, distances, grouping):
     evals = [eval_rows(name, drop) for name in NAMES]
     tables = []
     for r in range(200):
-        table = plan_round(r, matrix, NAMES, pd.concat(evals, ignore_index=True), grouping)
+        table = plan_round(
+            r,
+            SearchInputs(matrix=matrix, names=NAMES, evaluation=pd.concat(evals, ignore_index=True), grouping=grouping),
+        )
         tables.append(table)
         if (table.action == "final").any():
             return tables, pd.concat(evals, ignore_index=True)
@@ -118,7 +122,7 @@ def test_rounds_match_the_in_memory_search(strategy, delta):
     assert len(asked) == len(set(asked)) == expected.n_evaluations  # never re-verified
     assert len(tables) - 1 == expected.rounds
 
-    result = finish(tables, matrix, NAMES, evaluation, grouping)
+    result = finish(tables, SearchInputs(matrix=matrix, names=NAMES, evaluation=evaluation, grouping=grouping))
     verified = result["verified"]
     assert verified.group.tolist() == asked
     assert verified["round"].tolist() == [r for r, t in enumerate(tables) for _ in t.group[t.action == "verify"]]
@@ -314,6 +318,13 @@ def test_table1_rows_and_differences(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "table1.parquet"), table)
 
 
+def search_inputs(tmp_path, evals: list[str]) -> list[str]:
+    """The options that ``round`` and ``finish`` both read: the similarity table (at
+    tmp_path/matrix.parquet), the degradations, the evaluation tables, the grouping settings."""
+    matrix = str(tmp_path / "matrix.parquet")
+    return ["--matrix", matrix, "--degradations", *NAMES, "--eval", *evals, "--grouping", '{"delta": 0.5}']
+
+
 def test_round_cli_writes_the_request(tmp_path, capsys):
     matrix, distances = points_matrix(NAMES)
     io.write_parquet(matrix, tmp_path / "matrix.parquet")
@@ -328,14 +339,7 @@ def test_round_cli_writes_the_request(tmp_path, capsys):
             "round",
             "--round",
             "0",
-            "--matrix",
-            str(tmp_path / "matrix.parquet"),
-            "--degradations",
-            *NAMES,
-            "--eval",
-            *files,
-            "--grouping",
-            '{"delta": 0.5}',
+            *search_inputs(tmp_path, files),
             "--out",
             str(out),
         ]
@@ -365,14 +369,7 @@ def test_finish_cli_writes_every_table_and_the_plot(tmp_path):
             "finish",
             "--rounds",
             *rounds,
-            "--matrix",
-            str(tmp_path / "matrix.parquet"),
-            "--degradations",
-            *NAMES,
-            "--eval",
-            *evals,
-            "--grouping",
-            '{"delta": 0.5}',
+            *search_inputs(tmp_path, evals),
             *[
                 word
                 for name in ("verified", "drops", "partitions", "stability", "stability_partitions")
@@ -387,7 +384,7 @@ def test_finish_cli_writes_every_table_and_the_plot(tmp_path):
         ]
     )
     assert code == 0
-    expected = finish(tables, matrix, NAMES, evaluation, grouping)
+    expected = finish(tables, SearchInputs(matrix=matrix, names=NAMES, evaluation=evaluation, grouping=grouping))
     for name in ("verified", "drops", "partitions", "stability", "stability_partitions"):
         pd.testing.assert_frame_equal(
             pd.read_parquet(tmp_path / "results" / "grouping" / f"{name}.parquet"), expected[name]
@@ -398,7 +395,7 @@ def test_finish_cli_writes_every_table_and_the_plot(tmp_path):
     )
     assert (tmp_path / "results" / "grouping" / "search.png").stat().st_size > 5000
     with pytest.raises(ValueError, match="not finished"):
-        finish(tables[:-1], matrix, NAMES, evaluation, grouping)
+        finish(tables[:-1], SearchInputs(matrix=matrix, names=NAMES, evaluation=evaluation, grouping=grouping))
 
 
 def test_a_failed_training_is_split_by_the_search_and_named(tmp_path, capsys):
@@ -417,14 +414,14 @@ def test_a_failed_training_is_split_by_the_search_and_named(tmp_path, capsys):
         return frame.assign(gain=frame.psnr - frame.psnr_input)
 
     singles = [rows("a", {"a": 25.3}), rows("b", {"b": 25.3})]  # each gains 0.3 dB
-    first = plan_round(0, matrix, names, pd.concat(singles), grouping)
+    first = plan_round(0, SearchInputs(matrix=matrix, names=names, evaluation=pd.concat(singles), grouping=grouping))
     assert first.group.tolist() == ["a+b"] and (first.action == "verify").all()
     evaluation = pd.concat([*singles, rows("a+b", {"a": 25.3, "b": 24.8})])  # drop 0.5 dB on b, gain -0.2
     assert group_drops(evaluation, "heldout", ["a+b"], grouping) == {frozenset(names): math.inf}
-    final = plan_round(1, matrix, names, evaluation, grouping)
+    final = plan_round(1, SearchInputs(matrix=matrix, names=names, evaluation=evaluation, grouping=grouping))
     assert sorted(final.group) == ["a", "b"] and (final.action == "final").all()
     assert "the mixed training of a+b failed" in capsys.readouterr().err
-    result = finish([first, final], matrix, names, evaluation, grouping)
+    result = finish([first, final], SearchInputs(matrix=matrix, names=names, evaluation=evaluation, grouping=grouping))
     [row] = result["verified"].itertuples()
     assert row.dP == pytest.approx(0.5) and row.verdict == "failed_training" and not row.feasible
     assert row.below_input == "b" and row.weakest_group_gain == pytest.approx(-0.2) and row.harmed_images == 0

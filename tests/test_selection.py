@@ -20,18 +20,10 @@ from grids.degradations import get_degradation
 from grids.descriptor import load_descriptor
 from grids.features import set_ggd
 from grids.ggd import GGD, kl_divergence, log_kl_distance
-from grids.ood import nearest_threshold
-from grids.selection import (
-    Selector,
-    check_features,
-    divergences,
-    group_ggds,
-    image_references,
-    load_results,
-    reference_table,
-    self_augmented_patches,
-)
-from grids.selection_report import auroc, spearman
+from grids.selection.report import auroc, spearman
+from grids.selection.selector import distance_selector, divergences, group_ggds, image_references, load_results
+from grids.selection.signatures import check_features, reference_table, self_augmented_patches
+from grids.selection.statistics import nearest_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = {
@@ -199,7 +191,7 @@ def image_refs(known_sets):
 )
 def test_selection_finds_the_known_group(two_groups, image_refs, reference, degradation, expected):
     refs = two_groups if reference == "sets" else image_refs
-    selector = Selector(refs, FEATURES, str(SHIPPED_DESCRIPTOR), threshold=4.0, device="cpu")
+    selector = distance_selector(refs, FEATURES, str(SHIPPED_DESCRIPTOR), threshold=4.0, device="cpu")
     image = get_degradation(degradation)(dead_leaves(96, np.random.default_rng(50)), np.random.default_rng(9))[0]
     choice = selector.select(image)
     assert choice.group == expected
@@ -212,9 +204,10 @@ def test_selection_finds_the_known_group(two_groups, image_refs, reference, degr
 
 def test_threshold_decides_the_verdict(two_groups):
     image = get_degradation("gaussian_noise")(dead_leaves(96, np.random.default_rng(5)), np.random.default_rng(1))[0]
-    strict = Selector(two_groups, FEATURES, str(SHIPPED_DESCRIPTOR), threshold=1e-6, device="cpu").select(image)
+    descriptor = str(SHIPPED_DESCRIPTOR)
+    strict = distance_selector(two_groups, FEATURES, descriptor, threshold=1e-6, device="cpu").select(image)
     assert not strict.in_distribution
-    loose = Selector(two_groups, FEATURES, str(SHIPPED_DESCRIPTOR), threshold=100, device="cpu").select(image)
+    loose = distance_selector(two_groups, FEATURES, descriptor, threshold=100, device="cpu").select(image)
     assert loose.in_distribution and loose.distance == strict.distance
 
 

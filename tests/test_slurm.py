@@ -173,37 +173,39 @@ def assert_rerun_submits_nothing(workdir: Path, profile: Path, *targets: str) ->
     assert "Nothing to be done" in log and "submitted with SLURM jobid" not in log, log
 
 
-def test_similarity_matrix_through_slurm(project):
-    workdir, profile = project
+def run_through_slurm(workdir: Path, profile: Path, target: str, limit: int) -> tuple[str, list[dict]]:
+    """Build ``target`` through Slurm: it succeeds, each job Snakemake did not run locally as one
+    Slurm job (check_went_through_slurm). Its log and those jobs; prints how long it took."""
     start = time.monotonic()
-    result = snakemake_slurm(workdir, profile, "similarity_matrix", limit=420)
+    result = snakemake_slurm(workdir, profile, target, limit=limit)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log
     jobs = check_went_through_slurm(log)
+    print(f"{target} through Slurm: {len(jobs)} jobs in {time.monotonic() - start:.0f}s")
+    return log, jobs
+
+
+def test_similarity_matrix_through_slurm(project):
+    workdir, profile = project
+    log, jobs = run_through_slurm(workdir, profile, "similarity_matrix", limit=420)
     assert {"clean_images", "degrade", "ggd_fit"} <= {job["rule"] for job in jobs}
     assert re.search(r"^localrule similarity_tables:", log, re.MULTILINE)  # seconds of work: not a Slurm job
     matrix = pd.read_parquet(workdir / "results" / "similarity" / "matrix.parquet")
     assert len(matrix) == (len(SLURM_TINY["degradations"]) + 1) ** 2
     assert (workdir / "results" / "similarity" / "heatmap.png").stat().st_size > 1000
-    print(f"similarity_matrix through Slurm: {len(jobs)} jobs in {time.monotonic() - start:.0f}s")
 
     assert_rerun_submits_nothing(workdir, profile, "similarity_matrix")
 
 
 def test_final_models_through_slurm(project):
     workdir, profile = project
-    start = time.monotonic()
-    result = snakemake_slurm(workdir, profile, "final_models", limit=600)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log
-    jobs = check_went_through_slurm(log)
+    log, jobs = run_through_slurm(workdir, profile, "final_models", limit=600)
     assert {"train", "evaluate"} <= {job["rule"] for job in jobs}
     assert "Submitted array job" in log  # the profile's slurm-array-jobs: the trainings ready together
     assert re.search(r"^localrule ", log, re.MULTILINE), "expected the bookkeeping rules to run locally"
     for path in ("results/final/groups.parquet", "results/grouping/verified.parquet"):
         assert len(pd.read_parquet(workdir / path)) > 0, path
     assert any(p.name.startswith("table1") for p in (workdir / "results" / "final").iterdir())
-    print(f"final_models through Slurm: {len(jobs)} jobs in {time.monotonic() - start:.0f}s")
 
     assert_rerun_submits_nothing(workdir, profile, "final_models", "similarity_matrix")
 

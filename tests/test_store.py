@@ -3,10 +3,8 @@ clean sets that reference a user's files in place."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -14,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import ENTRIES, GROUP, tiny_recipe, train_command
 
 from grids import io
 from grids.checkpoint import load_checkpoint
@@ -22,29 +21,9 @@ from grids.degradations import get_degradation
 from grids.store import CropStore, ImageList, build_store, random_crop, store_paths
 from grids.train import OnlineDegrader, train
 
-RECIPE = {
-    "arch": "srresnet",
-    "arch_kwargs": {"num_feat": 8, "num_block": 2},
-    "iterations": 30,
-    "batch_size": 4,
-    "crop": 32,
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "warmup": 5,
-    "min_lr_ratio": 0.01,
-    "checkpoint_every": 10,
-    "compile": False,
-}
-ENTRIES = {"gaussian_noise": {"sigma": [10.0, 50.0]}, "jpeg": {"quality": [10, 40]}}
-GROUP = "gaussian_noise+jpeg"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+RECIPE = tiny_recipe(30)
 
 
 def folder_config(folder: Path) -> dict:
@@ -201,29 +180,9 @@ def test_training_memory_does_not_grow_with_the_number_of_images(tmp_path):
         manifest = prepare_clean_set(folder_config(folder), 0, *set_paths(tmp_path / f"clean{n}"), threads=2)
         build_store(manifest, *store_paths(tmp_path / f"store{n}"), threads=2)
         recipe = {**RECIPE, "iterations": 20, "crop": 64, "batch_size": 8}
-        rss[n] = _peak_rss_mb(
-            [
-                sys.executable,
-                "-m",
-                "grids.train",
-                "--group",
-                GROUP,
-                "--store",
-                str(tmp_path / f"store{n}" / "index.parquet"),
-                "--degradations",
-                json.dumps(ENTRIES),
-                "--recipe",
-                json.dumps(recipe),
-                "--seed",
-                "0",
-                "--out",
-                str(tmp_path / f"m{n}.pth"),
-                "--log",
-                str(tmp_path / f"l{n}.parquet"),
-                "--resume",
-                str(tmp_path / f"r{n}.pth"),
-                "--threads",
-                "1",
-            ]
+        store = ["--store", str(tmp_path / f"store{n}" / "index.parquet")]
+        command = train_command(
+            store, recipe, tmp_path / f"m{n}.pth", tmp_path / f"l{n}.parquet", tmp_path / f"r{n}.pth"
         )
+        rss[n] = _peak_rss_mb(command)
     assert rss[64] < rss[8] + 40, rss  # generous: well under the 100 MB a decoded set would add

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import ENTRIES, GROUP, tiny_recipe, train_command
 from skimage.metrics import peak_signal_noise_ratio
 
 from grids import io
@@ -34,30 +34,9 @@ from grids.train import (
     train,
 )
 
-RECIPE = {
-    "arch": "srresnet",
-    "arch_kwargs": {"num_feat": 8, "num_block": 2},
-    "iterations": 40,
-    "batch_size": 4,
-    "crop": 32,
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "warmup": 5,
-    "min_lr_ratio": 0.01,
-    "checkpoint_every": 10,
-    "compile": False,
-}
-ENTRIES = {"gaussian_noise": {"sigma": [10.0, 50.0]}, "jpeg": {"quality": [10, 40]}}
-GROUP = "gaussian_noise+jpeg"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Same thread count in every run: float summation order, hence bytes, depends on it.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+RECIPE = tiny_recipe(40)
 
 
 @pytest.fixture(scope="module")
@@ -296,29 +275,7 @@ def _write_manifest(tmp_path: Path, images: list[np.ndarray]) -> Path:
 
 
 def _train_command(manifest: Path, recipe: dict, out: Path, resume: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "grids.train",
-        "--group",
-        GROUP,
-        "--clean",
-        str(manifest),
-        "--degradations",
-        json.dumps(ENTRIES),
-        "--recipe",
-        json.dumps(recipe),
-        "--seed",
-        "0",
-        "--out",
-        str(out),
-        "--log",
-        str(out.with_suffix(".parquet")),
-        "--resume",
-        str(resume),
-        "--threads",
-        "1",
-    ]
+    return train_command(["--clean", str(manifest)], recipe, out, out.with_suffix(".parquet"), resume)
 
 
 def _wait_for(path: Path, timeout: float = 120) -> None:

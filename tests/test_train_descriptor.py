@@ -13,7 +13,8 @@ import yaml
 from grids import io
 from grids.cards import check_front_matter
 from grids.data import dead_leaves
-from grids.descriptor import load_descriptor, sha256_file
+from grids.descriptor import load_descriptor
+from grids.io import sha256_file
 from grids.train_descriptor import downscale, learning_rate, psnr, random_batch, train_descriptor
 
 

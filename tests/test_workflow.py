@@ -235,7 +235,7 @@ def test_final_models(built):
     )
     assert {"gain_rrdb", "harmed_rrdb", "gain_published", "harmed_published"} <= set(table.columns)
     notes = (built / "results" / "final" / "table1.md").read_text().split("## Notes")[1]
-    assert "grouping.min_gain = 0.5 dB" in notes
+    assert "grouping.min_learned_gain = 0.5 dB" in notes
     assert (
         f"The mix-all baseline on heldout: {'below its input' if average.learning_mixall == 'below_input' else ''}"
         in notes
@@ -275,7 +275,7 @@ def test_selection_report(built):
     assert ood.statistic.tolist() == ["paper", "nearest", "knn", "mahalanobis", "gain"]
     assert ood.default.tolist() == [False, False, False, False, True]  # selection.statistic: gain (the default)
     assert ood[["n_seen", "n_unseen"]].values.tolist() == [[len(names), 1]] * 5 and ood.auroc.between(0, 1).all()
-    assert ood.threshold.iloc[4] == -0.5  # gain: flagged when expected to gain less than selection.min_gain
+    assert ood.threshold.iloc[4] == -0.5  # gain: flagged when expected to gain less than selection.min_helpful_gain
     chosen = ood[ood.default].iloc[0]
     assert ood.threshold.iloc[0] == 4.0 and 0 < ood.threshold.iloc[2] < np.inf  # the paper's 4; split-conformal
     assert accuracy.in_distribution.tolist() == (accuracy.score <= chosen.threshold).tolist()
@@ -344,13 +344,15 @@ def assert_cached_signature_is_the_selectors(built: Path, signatures: pd.DataFra
     """The report and the routers read each test image's signature from its own job's table: it
     must be what `grids select` computes live for that image (same patches, same fits)."""
     from grids.config import load_config
-    from grids.selection import image_signature, selector_from_config
+    from grids.selection.selector import selector_from_config
+    from grids.selection.signatures import image_signature
 
     config = load_config(built / "config" / "config.yaml", base_dir=built)
     selector = selector_from_config(config, built / "results", device="cpu")
     manifest = io.read_manifest(built / "results/test/heldout/degraded/salt_pepper/manifest.parquet")
     image = io.load_png(manifest.path.iloc[0])
-    live = image_signature(image, selector.features, selector.model, selector.seed, "cpu", selector.layers)
+    recipe = selector.recipe
+    live = image_signature(image, recipe.features, recipe.model, recipe.seed, "cpu", list(recipe.layers))
     cached = signatures[signatures.image == manifest.image_id.iloc[0]].set_index("layer")
     for layer in live:  # equal up to the order of float sums (the job's thread count is not this test's)
         got, want = (cached.alpha[layer], cached.sigma[layer]), (live[layer].alpha, live[layer].sigma)
@@ -525,10 +527,10 @@ def test_select_and_restore_on_the_built_results(built):
 
 
 def test_restore_routes_a_flagged_input_to_the_fallback(built):
-    """With selection.min_gain above any expected gain every input is flagged: `identity` returns it
+    """With selection.min_helpful_gain above any expected gain every input is flagged: `identity` returns it
     unchanged, `mixall` restores it with the mix-all model, `none` with the chosen group's."""
     image = sorted((built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))[0]
-    (built / "flag_all.yaml").write_text("selection: {min_gain: 100.0}\n")
+    (built / "flag_all.yaml").write_text("selection: {min_helpful_gain: 100.0}\n")
     config = ["--config", "config/config.yaml", "--config", "flag_all.yaml"]
     answers = {}
     for fallback in ("identity", "mixall", "none"):

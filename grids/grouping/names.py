@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 
 SEPARATOR = "+"
+IDENTITY = "input"  # the model name (`trained_on`) of the degraded input itself: no restoration
 
 
 def group_name(members: Iterable[str]) -> str:

@@ -31,7 +31,7 @@ Outputs (the tables' columns: ``grouping_*`` and ``final_groups`` of :mod:`grids
 * ``final/models/{group}.pth`` + ``{group}.safetensors`` + ``{group}.md``: each final group's model,
   slim (weights, architecture, members, delta, drops, recipe, config hash; no optimizer state),
   the same weights as safetensors, and its model card (a singleton's is its single-task model);
-  written by :func:`grids.checkpoint.export_model`, the ``export`` command here, one group per
+  written by :func:`grids.grouping.export.export_model`, the ``export`` command here, one group per
   job (each file is a declared output: a deleted one is rebuilt).
 """
 
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +49,14 @@ import pandas as pd
 from .. import io, tables
 from ..config import config_section
 from ..learning import judge
+from ..options import Decision
 from ..plotting import place_labels, wrap_group
 from ..similarity import group_distance, wide_matrix
 from . import evidence
 from .evidence import mean_psnr, test_set_of
 from .names import group_members, group_name
 from .planner import Planner, SearchResult, rank_groups
+from .stability import partition_stability, plot_stability
 
 
 def distance_matrix(matrix: pd.DataFrame, names: list[str]) -> np.ndarray:
@@ -96,15 +99,14 @@ def group_drops(
 ) -> dict[frozenset[str], float]:
     """The planner's ``known`` for the non-singleton ``groups`` (:func:`known_results`)."""
     found = evidence.group_evidence(evaluation, test_set, groups, grouping, noise_floor, seed)
-    return known_results(found, grouping["decision"])
+    return known_results(found, Decision.of(grouping))
 
 
-def known_results(found: pd.DataFrame, decision: str) -> dict[frozenset[str], float]:
+def known_results(found: pd.DataFrame, decision: Decision) -> dict[frozenset[str], float]:
     """Per group of :func:`grids.grouping.evidence.group_evidence` rows, the value the planner
     compares with delta: ``dP`` under ``grouping.decision: point``, the upper end of its interval
     under ``conservative``; infinite for a failed training (infeasible whatever its drop)."""
-    column = "dP_high" if decision == "conservative" else "dP"
-    values = found[column].where(found.verdict != evidence.FAILED_TRAINING, np.inf)
+    values = found[decision.column].where(found.verdict != evidence.FAILED_TRAINING, np.inf)
     return {frozenset(group_members(g)): float(v) for g, v in zip(found.group, values)}
 
 
@@ -119,21 +121,29 @@ def planner_for(matrix: pd.DataFrame, names: list[str], grouping: dict) -> Plann
     )
 
 
-def plan_round(
-    round_index: int,
-    matrix: pd.DataFrame,
-    names: list[str],
-    evaluation: pd.DataFrame,
-    grouping: dict,
-    noise_floor: pd.DataFrame | None = None,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """One planner step from every result in ``evaluation``: groups to verify, or the answer."""
+@dataclass(frozen=True, kw_only=True)
+class SearchInputs:
+    """What every round of the search and its finish read: the similarity ``matrix``, the
+    degradations (``names``), every evaluation so far, the ``grouping`` section, the noise floor's
+    table (None: a drop's seed noise counts as 0) and the bootstrap's ``seed``."""
+
+    matrix: pd.DataFrame
+    names: list[str]
+    evaluation: pd.DataFrame
+    grouping: dict
+    noise_floor: pd.DataFrame | None = None
+    seed: int = 0
+
+
+def plan_round(round_index: int, inputs: SearchInputs) -> pd.DataFrame:
+    """One planner step from every result in ``inputs.evaluation``: groups to verify, or the answer."""
+    matrix, names, evaluation, grouping = inputs.matrix, inputs.names, inputs.evaluation, inputs.grouping
+    noise_floor, seed = inputs.noise_floor, inputs.seed
     test_set = test_set_of(grouping, evaluation)
     trained = sorted(set(evaluation.trained_on))
     found = evidence.group_evidence(evaluation, test_set, trained, grouping, noise_floor, seed)
     evidence.warn_failed_trainings(found)
-    out = planner_for(matrix, names, grouping).next(known_results(found, grouping["decision"]))
+    out = planner_for(matrix, names, grouping).next(known_results(found, Decision.of(grouping)))
     if isinstance(out, SearchResult):
         partitions = [out.partition] + [p for p in out.all_partitions if set(p) != set(out.partition)]
         rows = [[round_index, "final", group_name(g), k] for k, part in enumerate(partitions) for g in part]
@@ -152,23 +162,17 @@ def candidates_table(matrix: pd.DataFrame, names: list[str], max_size: int | Non
     return pd.DataFrame(rows, columns=tables.columns("grouping_candidates"))
 
 
-def finish(
-    round_tables: list[pd.DataFrame],
-    matrix: pd.DataFrame,
-    names: list[str],
-    evaluation: pd.DataFrame,
-    grouping: dict,
-    noise_floor: pd.DataFrame | None = None,
-    seed: int = 0,
-) -> dict[str, pd.DataFrame]:
+def finish(round_tables: list[pd.DataFrame], inputs: SearchInputs) -> dict[str, pd.DataFrame]:
     """The search's tables once its last round answered (see the module docstring)."""
+    matrix, names, evaluation, grouping = inputs.matrix, inputs.names, inputs.evaluation, inputs.grouping
+    noise_floor, seed = inputs.noise_floor, inputs.seed
     rounds = pd.concat(round_tables, ignore_index=True)
     final = rounds[rounds.action == "final"]
     if final.empty:
         raise ValueError("the last round has no final partition: the search is not finished")
     test_set = test_set_of(grouping, evaluation)
     asked = rounds[rounds.action == "verify"].drop_duplicates("group").set_index("group")["round"]
-    drops = member_drops(evaluation, test_set, list(asked.index), grouping["min_gain"])
+    drops = member_drops(evaluation, test_set, list(asked.index), grouping["min_learned_gain"])
     wide = wide_matrix(matrix, names=names)
     found = evidence.group_evidence(evaluation, test_set, list(asked.index), grouping, noise_floor, seed)
     found.insert(2, "mean_distance", [group_distance(wide, group_members(g)) for g in found.group])
@@ -186,7 +190,7 @@ def finish(
     gains = evidence.single_task_gains(evidence.test_rows(evaluation, test_set), names)
     half = dict(zip(verified.group, verified.dP_high - verified.dP))
     failed = frozenset(verified.group[verified.verdict == evidence.FAILED_TRAINING])
-    stability, partitions = evidence.partition_stability(
+    stability, partitions = partition_stability(
         evaluation, test_set, names, list(asked.index), list(chosen.group), grouping, half, seed, failed
     )
     return {
@@ -305,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = io.read_parquets(args.eval)
         grouping = config_section("grouping", json.loads(args.grouping))
         training = json.loads(args.training_data) if args.training_data else None
-        from ..checkpoint import export_model  # torch is imported for this command only
+        from .export import export_model  # torch is imported for this command only
 
         groups = pd.read_parquet(args.groups)
         files = (args.pth, args.safetensors, args.card)
@@ -319,22 +323,28 @@ def main(argv: list[str] | None = None) -> int:
         print(table.groupby("size").head(3).round(3).to_string(index=False))
         return 0
     grouping = config_section("grouping", json.loads(args.grouping))
-    evaluation = io.read_parquets(args.eval)
-    noise = pd.read_parquet(args.noise_floor) if args.noise_floor else None
+    inputs = SearchInputs(
+        matrix=matrix,
+        names=args.degradations,
+        evaluation=io.read_parquets(args.eval),
+        grouping=grouping,
+        noise_floor=pd.read_parquet(args.noise_floor) if args.noise_floor else None,
+        seed=args.seed,
+    )
     if args.command == "round":
-        table = plan_round(args.round, matrix, args.degradations, evaluation, grouping, noise, args.seed)
+        table = plan_round(args.round, inputs)
         tables.write(table, "grouping_round", args.out)
         print(table.to_string(index=False))
         return 0
     rounds = [pd.read_parquet(f) for f in args.rounds]
-    found = finish(rounds, matrix, args.degradations, evaluation, grouping, noise, args.seed)
-    evidence.warn_not_learned(found["gains"], grouping["min_gain"])
+    found = finish(rounds, inputs)
+    evidence.warn_not_learned(found["gains"], grouping["min_learned_gain"])
     evidence.warn_failed_trainings(found["verified"])
     for name in ("verified", "drops", "partitions", "stability", "stability_partitions"):
         tables.write(found[name], f"grouping_{name}", getattr(args, name))
     tables.write(found["groups"], "final_groups", args.groups)
-    plot_search(found["verified"], grouping["delta"], args.plot, found["gains"], grouping["min_gain"])
-    evidence.plot_stability(found["stability"], found["stability_partitions"], grouping["delta"], args.stability_plot)
+    plot_search(found["verified"], grouping["delta"], args.plot, found["gains"], grouping["min_learned_gain"])
+    plot_stability(found["stability"], found["stability_partitions"], grouping["delta"], args.stability_plot)
     print(found["verified"].round(3).to_string(index=False))
     print(found["groups"].to_string(index=False))
     print(found["stability_partitions"].head(5).round(3).to_string(index=False))

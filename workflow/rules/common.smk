@@ -1,6 +1,5 @@
 # Config validation (at parse time) and the wiring of the run plan (grids.runplan) into the rules:
 # input functions, params and wildcard constraints. What to train, evaluate and fit is decided there.
-import hashlib
 import json
 import os
 import re
@@ -12,14 +11,8 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 
 from grids import runplan
-from grids.config import (
-    ConfigError,
-    baseline_recipe,
-    descriptor_weights,
-    training_recipe,
-    validate_config,
-)
-from grids.grouping.names import group_members, group_name, group_pattern
+from grids.config import ConfigError, baseline_recipe, descriptor_weights, training_recipe, validate_config
+from grids.grouping.names import group_members, group_pattern
 
 try:
     CONFIG = validate_config(config)
@@ -56,9 +49,6 @@ envvars:
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.getenv("PATH", "")])
 DEGRADATIONS, UNSEEN, IMAGE_SETS = PLAN.degradations, PLAN.unseen, PLAN.image_sets
 TEST_DEGRADATIONS, TEST_SETS = PLAN.test_degradations, PLAN.test_sets
-# Recorded in every exported group model: which validated config the model comes from.
-CONFIG_HASH = hashlib.sha256(json.dumps(CONFIG, sort_keys=True).encode()).hexdigest()
-MIX_ALL = group_name(DEGRADATIONS)  # what a baseline trains on: every degradation
 BASELINES, PUBLISHED_BASELINES = PLAN.baselines, PLAN.published_baselines
 REPLICATED, REPLICATE_RUNS = PLAN.replicated, PLAN.replicate_runs
 VALIDATION = CONFIG["validation"]
@@ -66,6 +56,7 @@ UNTRAINED_DESCRIPTOR = "results/validation/untrained_msrresnet_x4.pth"
 
 
 def name_pattern(names):
+    """A wildcard constraint matching exactly one of ``names`` (nothing when there are none)."""
     return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
@@ -87,26 +78,79 @@ wildcard_constraints:
 
 
 def as_json(value):
+    """A param's value: sorted-key JSON, so the same settings always read the same."""
     return json.dumps(value, sort_keys=True)
 
 
-get_images_json = lambda wildcards: as_json(CONFIG["images"])
-get_training_images_json = lambda wildcards: as_json(CONFIG["training"]["images"])
-get_test_images_json = lambda w: as_json(CONFIG["training"]["test_sets"][w.test_set])
-get_degradation_entry = lambda w: as_json(PLAN.entries([w.degradation])[w.degradation])
-get_features_json = lambda wildcards: as_json(CONFIG["features"])
-get_grouping_json = lambda wildcards=None: as_json(CONFIG["grouping"])
-get_recipe_json = lambda wildcards: as_json(training_recipe(CONFIG))
-get_baseline_recipe_json = lambda w: as_json(baseline_recipe(CONFIG, w.trained))
-get_group_entries_json = lambda w: as_json(PLAN.entries(group_members(w.group)))
-get_replicate_entries_json = lambda w: as_json(PLAN.entries([w.degradation]))
-get_published_arch_kwargs = lambda w: as_json(PUBLISHED_BASELINES[w.published]["arch_kwargs"])
-get_variant_features_json = lambda w: as_json(PLAN.variant_features(w.variant))
-# The selector is built from the `selection` section; `unseen` only decides which test sets exist,
-# `router_steps` only trains the routers (rule selection_routers).
-get_selection_json = lambda wildcards=None: as_json(
-    {k: v for k, v in CONFIG["selection"].items() if k not in ("unseen", "router_steps")}
-)
+def get_images_json(wildcards):
+    """The clean similarity set's `images` section."""
+    return as_json(CONFIG["images"])
+
+
+def get_training_images_json(wildcards):
+    """The training images' section."""
+    return as_json(CONFIG["training"]["images"])
+
+
+def get_test_images_json(wildcards):
+    """The images section of test set {test_set}."""
+    return as_json(CONFIG["training"]["test_sets"][wildcards.test_set])
+
+
+def get_degradation_entry(wildcards):
+    """The resolved config entry of {degradation} (trained or unseen)."""
+    return as_json(PLAN.entries([wildcards.degradation])[wildcards.degradation])
+
+
+def get_features_json(wildcards):
+    """The `features` section."""
+    return as_json(CONFIG["features"])
+
+
+def get_grouping_json(wildcards=None):
+    """The `grouping` section."""
+    return as_json(CONFIG["grouping"])
+
+
+def get_recipe_json(wildcards):
+    """The group models' training recipe."""
+    return as_json(training_recipe(CONFIG))
+
+
+def get_baseline_recipe_json(wildcards):
+    """The training recipe of baseline {trained}."""
+    return as_json(baseline_recipe(CONFIG, wildcards.trained))
+
+
+def get_group_entries_json(wildcards):
+    """The config entries of {group}'s members."""
+    return as_json(PLAN.entries(group_members(wildcards.group)))
+
+
+def get_replicate_entries_json(wildcards):
+    """The config entry of the replicated {degradation}."""
+    return as_json(PLAN.entries([wildcards.degradation]))
+
+
+def get_published_arch(wildcards):
+    """The architecture of published baseline {published}."""
+    return PUBLISHED_BASELINES[wildcards.published]["arch"]
+
+
+def get_published_arch_kwargs(wildcards):
+    """The architecture keywords of published baseline {published}."""
+    return as_json(PUBLISHED_BASELINES[wildcards.published]["arch_kwargs"])
+
+
+def get_variant_features_json(wildcards):
+    """The features section validation variant {variant} fits with."""
+    return as_json(PLAN.variant_features(wildcards.variant))
+
+
+def get_selection_json(wildcards=None):
+    """The `selection` keys the selector is built from (RunPlan.selector_settings)."""
+    return as_json(PLAN.selector_settings)
+
 
 # --- the user's files (images, weights, functions, architectures) ------------------------------
 
@@ -120,31 +164,87 @@ def user_files(paths):
 def descriptor_input():
     """The descriptor weights: shipped, trained by rule train_descriptor, or a user file."""
     weights = descriptor_weights(CONFIG)
-    trained = CONFIG["descriptor"]["weights"] == "train"
-    return [weights] if trained else user_files([weights])
+    return [weights] if PLAN.trains_descriptor else user_files([weights])
 
 
-image_files = lambda images: user_files(PLAN.image_files(images))
-arch_files = lambda recipe: user_files(PLAN.arch_files(recipe))
-function_files = lambda names: user_files(PLAN.function_files(names))
-get_clean_image_files = lambda wildcards: image_files(CONFIG["images"])
-get_training_image_files = lambda wildcards: image_files(CONFIG["training"]["images"])
-get_test_image_files = lambda w: image_files(CONFIG["training"]["test_sets"][w.test_set])
-get_user_function_file = lambda w: function_files([w.degradation])
-get_group_function_files = lambda w: function_files(group_members(w.group))
-get_all_function_files = lambda w: function_files(DEGRADATIONS)
-get_arch_files = lambda wildcards: arch_files(CONFIG["training"])
-get_baseline_arch_files = lambda w: arch_files(baseline_recipe(CONFIG, w.trained))
-get_published_weights = lambda w: user_files([PUBLISHED_BASELINES[w.published]["weights"]])
-get_published_arch_files = lambda w: arch_files(PUBLISHED_BASELINES[w.published])
-get_descriptor_photo_files = lambda w: user_files(PLAN.descriptor_photo_files())
-# Every architecture the config names: the ones an evaluated model file may name (a weights file
-# names an architecture, never code of its own: grids.checkpoint.load_model).
-CONFIG_ARCHS = sorted(
-    {training_recipe(CONFIG)["arch"], *(baseline_recipe(CONFIG, name)["arch"] for name in CONFIG["baselines"])}
-)
-get_descriptor_input = lambda w: ([] if CONFIG["features"]["kind"] == "sift" else descriptor_input())
-get_descriptor_train_args = lambda wildcards: PLAN.descriptor_train_args()
+def image_files(images):
+    """The image files of an images section's folder (editing one reruns the set made from it)."""
+    return user_files(PLAN.image_files(images))
+
+
+def arch_files(recipe):
+    """The .py file of a recipe's user-defined architecture, if any."""
+    return user_files(PLAN.arch_files(recipe))
+
+
+def function_files(names):
+    """The .py files of the user-defined degradations among `names`."""
+    return user_files(PLAN.function_files(names))
+
+
+def get_clean_image_files(wildcards):
+    """The clean similarity set's image files."""
+    return image_files(CONFIG["images"])
+
+
+def get_training_image_files(wildcards):
+    """The training images' files."""
+    return image_files(CONFIG["training"]["images"])
+
+
+def get_test_image_files(wildcards):
+    """Test set {test_set}'s image files."""
+    return image_files(CONFIG["training"]["test_sets"][wildcards.test_set])
+
+
+def get_user_function_file(wildcards):
+    """{degradation}'s function file, if user-defined."""
+    return function_files([wildcards.degradation])
+
+
+def get_group_function_files(wildcards):
+    """The function files of {group}'s members."""
+    return function_files(group_members(wildcards.group))
+
+
+def get_all_function_files(wildcards):
+    """The function files of every trained degradation."""
+    return function_files(DEGRADATIONS)
+
+
+def get_arch_files(wildcards):
+    """The group models' architecture file, if user-defined."""
+    return arch_files(CONFIG["training"])
+
+
+def get_baseline_arch_files(wildcards):
+    """Baseline {trained}'s architecture file, if user-defined."""
+    return arch_files(baseline_recipe(CONFIG, wildcards.trained))
+
+
+def get_published_weights(wildcards):
+    """Published baseline {published}'s weights file."""
+    return user_files([PUBLISHED_BASELINES[wildcards.published]["weights"]])
+
+
+def get_published_arch_files(wildcards):
+    """Published baseline {published}'s architecture file, if user-defined."""
+    return arch_files(PUBLISHED_BASELINES[wildcards.published])
+
+
+def get_descriptor_photo_files(wildcards):
+    """The photos rule train_descriptor trains on (the user's)."""
+    return user_files(PLAN.descriptor_photo_files())
+
+
+def get_descriptor_input(wildcards):
+    """The descriptor weights where the features read them (none for SIFT)."""
+    return descriptor_input() if PLAN.reads_descriptor else []
+
+
+def get_descriptor_train_args(wildcards):
+    """The train_descriptor recipe as command-line arguments."""
+    return PLAN.descriptor_train_args()
 
 
 # --- the workflow's own files ------------------------------------------------------------------
@@ -173,30 +273,22 @@ def working_file(path):
 
 
 def set_manifest(image_set):
+    """The manifest of similarity set {image_set} (clean or a degradation)."""
     if image_set == "clean":
         return "results/clean/manifest.parquet"
     return f"results/degraded/{image_set}/manifest.parquet"
 
 
 def variant_matrix(variant):
+    """The similarity matrix of a validation variant (the method's own: the workflow's matrix)."""
     if variant == "method":
         return "results/similarity/matrix.parquet"
     return f"results/validation/matrices/{variant}.parquet"
 
 
 def evals(groups):
+    """The evaluation tables of `groups`' models."""
     return expand("results/eval/{group}.parquet", group=groups)
-
-
-get_test_manifests = lambda w=None, degradations=None: PLAN.test_manifests(degradations)
-
-
-def eval_degradations(wildcards):
-    return PLAN.eval_degradations(getattr(wildcards, "group", None), getattr(wildcards, "others", None))
-
-
-get_test_set_args = lambda w, input: PLAN.test_set_args(input.tests)
-get_signature_args = lambda w, input: PLAN.signature_args(input.signatures)
 
 
 def pairs(option, names, paths):
@@ -204,43 +296,161 @@ def pairs(option, names, paths):
     return [word for name, path in zip(names, paths) for word in (option, name, path)]
 
 
-get_checks_cache = lambda w, output: os.path.join(os.path.dirname(output.manifest), "checks.parquet")
-get_set_manifest = lambda wildcards: set_manifest(wildcards.image_set)
-get_degraded_manifests = lambda w=None: [set_manifest(name) for name in DEGRADATIONS]
-get_all_set_manifests = lambda w=None: [set_manifest(name) for name in IMAGE_SETS]
-get_variant_set_args = lambda w, input, output: [
-    word for name, manifest, out in zip(IMAGE_SETS, input.manifests, output) for word in ("--set", name, manifest, out)
-]
-get_ggd_files = lambda w=None: expand("results/similarity/ggd/{image_set}.parquet", image_set=IMAGE_SETS)
-get_eval_tests = lambda w: get_test_manifests(degradations=eval_degradations(w))
-get_replicate_tests = lambda w: get_test_manifests(degradations=[w.degradation])
-get_upper_bound_evals = lambda w=None: evals(PLAN.upper_bound_groups)
-get_validation_evals = lambda w=None: evals(PLAN.validation_groups)
-get_baseline_evals = lambda w=None: expand("results/baselines/{baseline}/eval.parquet", baseline=BASELINES)
-get_baseline_args = lambda w, input: pairs("--baseline", BASELINES, input.baselines) + [
-    word for name in PUBLISHED_BASELINES for word in ("--published", name)
-]
-reference_degradations = lambda w: PLAN.reference_degradations(getattr(w, "group", None))
-get_reference_tests = lambda w: [set_manifest(name) for name in ["clean", *reference_degradations(w)]]
-get_reference_set_args = lambda w, input: ["--test-set", "references", *input.tests]
-get_reference_evals = lambda w: ["results/eval/references/input.parquet"] + expand(
-    "results/eval/references/{group}.parquet", group=final_groups()
-)
-get_mix_all_evals = lambda w=None: PLAN.mix_all_evals()
-get_replicate_evals = lambda w=None: expand("results/replicates/{run}/eval.parquet", run=REPLICATE_RUNS)
-get_replicate_args = lambda w, input: pairs(
-    "--replicate", [run.split("/")[0] for run in REPLICATE_RUNS], input.replicates
-)
-get_variant_args = lambda w, input: pairs("--variant", PLAN.variants, input.matrices)
-get_variant_descriptor = lambda w: {
-    None: [],
-    "untrained": [UNTRAINED_DESCRIPTOR],
-    "configured": descriptor_input(),
-}[PLAN.variant_descriptor(w.variant)]
-get_search_priority = lambda w: PLAN.priority(getattr(w, "group", None), noise_floor=hasattr(w, "k"))
-# Replicate k trains from seed `config seed + k` (the workflow's own model is k = 0).
-get_replicate_seed = lambda w: CONFIG["training_seed"] + int(w.k)
-validation_test_set = PLAN.validation_test_set
+def get_test_manifests(wildcards=None, degradations=None):
+    """Every test set's clean and degraded manifests (of `degradations`, default every one)."""
+    return PLAN.test_manifests(degradations)
+
+
+def eval_degradations(wildcards):
+    """The test degradations a model ({group}, or others' models on {others}) is evaluated on."""
+    return PLAN.eval_degradations(getattr(wildcards, "group", None), getattr(wildcards, "others", None))
+
+
+def get_test_set_args(wildcards, input):
+    """`--test-set NAME CLEAN DEGRADED...` per test set, from the rule's `tests` input."""
+    return PLAN.test_set_args(input.tests)
+
+
+def get_signature_args(wildcards, input):
+    """`--signatures NAME FILE...` per test set, from the rule's `signatures` input."""
+    return PLAN.signature_args(input.signatures)
+
+
+def get_store_arrays(wildcards, output):
+    """The crop store's array folder, beside its index."""
+    return os.path.join(os.path.dirname(output.index), "arrays")
+
+
+def get_every_trained_eval(wildcards, input):
+    """Every trained model's evaluation, each once (the search may have verified an experiment's group)."""
+    return sorted({*input.evals, *input.search_evals})
+
+
+def get_checks_cache(wildcards, output):
+    """The image checks' cache beside a set's manifest."""
+    return os.path.join(os.path.dirname(output.manifest), "checks.parquet")
+
+
+def get_set_manifest(wildcards):
+    """The manifest of {image_set}."""
+    return set_manifest(wildcards.image_set)
+
+
+def get_degraded_manifests(wildcards=None):
+    """Every degraded similarity set's manifest."""
+    return [set_manifest(name) for name in DEGRADATIONS]
+
+
+def get_all_set_manifests(wildcards=None):
+    """The clean and every degraded similarity set's manifest."""
+    return [set_manifest(name) for name in IMAGE_SETS]
+
+
+def get_variant_set_args(wildcards, input, output):
+    """`--set NAME MANIFEST OUT` per similarity set, for a variant's GGD fits."""
+    sets = zip(IMAGE_SETS, input.manifests, output)
+    return [word for name, manifest, out in sets for word in ("--set", name, manifest, out)]
+
+
+def get_ggd_files(wildcards=None):
+    """Every similarity set's GGD fit."""
+    return expand("results/similarity/ggd/{image_set}.parquet", image_set=IMAGE_SETS)
+
+
+def get_eval_tests(wildcards):
+    """The test manifests a model's evaluation reads."""
+    return get_test_manifests(degradations=eval_degradations(wildcards))
+
+
+def get_replicate_tests(wildcards):
+    """The test manifests of the replicated {degradation}."""
+    return get_test_manifests(degradations=[wildcards.degradation])
+
+
+def get_upper_bound_evals(wildcards=None):
+    """The evaluations of the upper-bound table: single-task models and mix-all."""
+    return evals(PLAN.upper_bound_groups)
+
+
+def get_validation_evals(wildcards=None):
+    """The evaluations the premise covers besides the search's."""
+    return evals(PLAN.validation_groups)
+
+
+def get_baseline_evals(wildcards=None):
+    """Every configured baseline's evaluation."""
+    return expand("results/baselines/{baseline}/eval.parquet", baseline=BASELINES)
+
+
+def get_baseline_args(wildcards, input):
+    """`--baseline NAME EVAL` per baseline, then `--published NAME` per published one."""
+    published = [word for name in PUBLISHED_BASELINES for word in ("--published", name)]
+    return pairs("--baseline", BASELINES, input.baselines) + published
+
+
+def reference_degradations(wildcards):
+    """The degradations whose reference images {group}'s model restores (every final member's
+    without a group)."""
+    return PLAN.reference_degradations(getattr(wildcards, "group", None))
+
+
+def get_reference_tests(wildcards):
+    """The similarity sets that serve as the selection's reference images."""
+    return [set_manifest(name) for name in ["clean", *reference_degradations(wildcards)]]
+
+
+def get_reference_set_args(wildcards, input):
+    """The reference sets as one test set named `references`."""
+    return ["--test-set", "references", *input.tests]
+
+
+def get_reference_evals(wildcards):
+    """The input's and every final group's evaluation on the reference images."""
+    groups = expand("results/eval/references/{group}.parquet", group=final_groups())
+    return ["results/eval/references/input.parquet", *groups]
+
+
+def get_mix_all_evals(wildcards=None):
+    """The mix-all model's evaluations (none with one degradation)."""
+    return PLAN.mix_all_evals()
+
+
+def get_replicate_evals(wildcards=None):
+    """Every replicate training's evaluation."""
+    return expand("results/replicates/{run}/eval.parquet", run=REPLICATE_RUNS)
+
+
+def get_replicate_args(wildcards, input):
+    """`--replicate DEGRADATION EVAL` per replicate training."""
+    return pairs("--replicate", [run.split("/")[0] for run in REPLICATE_RUNS], input.replicates)
+
+
+def get_variant_args(wildcards, input):
+    """`--variant NAME MATRIX` per validation variant."""
+    return pairs("--variant", PLAN.variants, input.matrices)
+
+
+def get_variant_descriptor(wildcards):
+    """The descriptor variant {variant} fits with: none (SIFT), untrained, or the configured one."""
+    chosen = PLAN.variant_descriptor(wildcards.variant)
+    if chosen is None:
+        return []
+    return [UNTRAINED_DESCRIPTOR] if chosen == "untrained" else descriptor_input()
+
+
+def get_search_priority(wildcards):
+    """The job's priority: the search's chain and what it waits for first (RunPlan.priority)."""
+    return PLAN.priority(getattr(wildcards, "group", None), noise_floor=hasattr(wildcards, "k"))
+
+
+def get_replicate_seed(wildcards):
+    """Replicate k trains from seed `training_seed + k` (the workflow's own model is k = 0)."""
+    return CONFIG["training_seed"] + int(wildcards.k)
+
+
+def validation_test_set():
+    """The test set the premise and the noise floor read."""
+    return PLAN.validation_test_set()
 
 
 def get_train_runtime(wildcards, attempt):
@@ -253,11 +463,19 @@ def get_train_runtime(wildcards, attempt):
 # --- the noise floor and the grouping search: reading the round tables --------------------------
 
 
-# The noise floor's table where there are replicates (else a drop's seed noise counts as 0); the
-# rounds wait for it only when it decides (conservative decision).
-get_noise_floor = lambda w=None: ["results/grouping/noise_floor.parquet"] if REPLICATE_RUNS else []
-get_search_noise_floor = lambda w: get_noise_floor() if CONFIG["grouping"]["decision"] == "conservative" else []
-get_noise_floor_arg = lambda w, input: ["--noise-floor", input.noise_floor[0]] if input.noise_floor else []
+def get_noise_floor(wildcards=None):
+    """The noise floor's table where there are replicates (else a drop's seed noise counts as 0)."""
+    return ["results/grouping/noise_floor.parquet"] if REPLICATE_RUNS else []
+
+
+def get_search_noise_floor(wildcards):
+    """The noise floor, for the rounds that wait for it (RunPlan.search_waits_for_noise_floor)."""
+    return get_noise_floor() if PLAN.search_waits_for_noise_floor else []
+
+
+def get_noise_floor_arg(wildcards, input):
+    """`--noise-floor TABLE` where the rule's input has one."""
+    return ["--noise-floor", input.noise_floor[0]] if input.noise_floor else []
 
 
 def read_round(r):
@@ -276,17 +494,44 @@ def get_previous_round(wildcards):
     return [f"results/grouping/rounds/{r - 1}.parquet"] if r else []
 
 
-final_groups = lambda: runplan.final_groups(read_round)
-get_round_evals = lambda wildcards: round_evals(int(wildcards.round))
-get_all_rounds = lambda w: [
-    f"results/grouping/rounds/{r}.parquet" for r in range(runplan.final_round(read_round)[0] + 1)
-]
-get_search_evals = lambda w: round_evals(runplan.final_round(read_round)[0])
-# A final group's export: its files, and the evaluations its drops and card read (its own, its members').
-get_final_exports = lambda w: expand(
-    "results/final/models/{group}{suffix}", group=final_groups(), suffix=[".pth", ".safetensors", ".md"]
-)
-get_group_export_evals = lambda w: evals(sorted({w.group, *group_members(w.group)}))
-get_table1_evals = lambda w: evals(PLAN.table1_groups(final_groups()))
-# The selection reads every final group's model on every test degradation (it may choose any).
-get_selection_evals = lambda w: evals(PLAN.scored_groups(final_groups())) + PLAN.others_evals(final_groups())
+def final_groups():
+    """The search's final partition (after its last round ran)."""
+    return runplan.final_groups(read_round)
+
+
+def get_round_evals(wildcards):
+    """What round {round} plans from."""
+    return round_evals(int(wildcards.round))
+
+
+def get_all_rounds(wildcards):
+    """Every round's table up to the last."""
+    last = runplan.final_round(read_round)[0]
+    return [f"results/grouping/rounds/{r}.parquet" for r in range(last + 1)]
+
+
+def get_search_evals(wildcards):
+    """The evaluations the search's last round read."""
+    return round_evals(runplan.final_round(read_round)[0])
+
+
+def get_final_exports(wildcards):
+    """Every final group's exported files."""
+    suffixes = [".pth", ".safetensors", ".md"]
+    return expand("results/final/models/{group}{suffix}", group=final_groups(), suffix=suffixes)
+
+
+def get_group_export_evals(wildcards):
+    """The evaluations {group}'s drops and card read: its own and its members'."""
+    return evals(sorted({wildcards.group, *group_members(wildcards.group)}))
+
+
+def get_table1_evals(wildcards):
+    """The evaluations Table 1 reads."""
+    return evals(PLAN.table1_groups(final_groups()))
+
+
+def get_selection_evals(wildcards):
+    """Every final group's model on every test degradation (the selection may choose any)."""
+    groups = final_groups()
+    return evals(PLAN.scored_groups(groups)) + PLAN.others_evals(groups)

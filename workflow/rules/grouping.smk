@@ -118,7 +118,7 @@ rule final_group_model:
         "../envs/grids.yaml"
     params:
         grouping=get_grouping_json,
-        config_hash=CONFIG_HASH,
+        config_hash=PLAN.config_hash,
         training_data=get_training_images_json,
     shell:
         "python -m grids.grouping.rounds export --groups {input.groups:q} --group {wildcards.group:q}"
@@ -154,7 +154,7 @@ rule table1:
         "../envs/grids.yaml"
     params:
         baselines=get_baseline_args,
-        min_gain=CONFIG["grouping"]["min_gain"],
+        min_gain=CONFIG["grouping"]["min_learned_gain"],
     shell:
         "python -m grids.report table1 --groups {input.groups:q} --eval {input.evals:q} {input.identity:q}"
         " {params.baselines:q} --min-gain {params.min_gain:q} --verified {input.verified:q}"

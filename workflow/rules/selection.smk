@@ -27,7 +27,7 @@ rule selection_reference_set:
         ),
         seed=CONFIG["data_seed"],
     shell:
-        "python -m grids.selection references --set {wildcards.degradation:q} --manifest {input.manifest:q}"
+        "python -m grids.selection.signatures references --set {wildcards.degradation:q} --manifest {input.manifest:q}"
         " --descriptor={input.descriptor:q} --features {params.features:q} --layers {params.layers:q}"
         " {params.n_patches:q} --seed {params.seed:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
@@ -61,10 +61,10 @@ rule selection_references:
     conda:
         "../envs/grids.yaml"
     shell:
-        "python -m grids.selection combine --references {input:q} --out {output:q} > {log:q} 2>&1"
+        "python -m grids.selection.signatures combine --references {input:q} --out {output:q} > {log:q} 2>&1"
 
 
-# The expected gain of `grids select` (grids/gain.py) is fitted on the reference images restored
+# The expected gain of `grids select` (grids/selection/gain.py) is fitted on the reference images restored
 # by their final group's model: each reference then has a signature and a realised gain.
 use rule evaluate as evaluate_references with:
     input:
@@ -80,7 +80,7 @@ use rule evaluate as evaluate_references with:
     params:
         test_sets=get_reference_set_args,
         degradations=reference_degradations,
-        archs=CONFIG_ARCHS,
+        archs=PLAN.config_archs,
 
 
 use rule evaluate_input as evaluate_references_input with:
@@ -107,7 +107,7 @@ rule selection_reference_gains:
     conda:
         "../envs/grids.yaml"
     shell:
-        "python -m grids.gain --groups {input.groups:q} --eval {input.evals:q} --out {output:q} > {log:q} 2>&1"
+        "python -m grids.selection.gain --groups {input.groups:q} --eval {input.evals:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule selection_tables:
@@ -168,7 +168,7 @@ rule selection_tables:
         unseen=[word for name in UNSEEN for word in ("--unseen", name)],
         seed=CONFIG["data_seed"],
     shell:
-        "python -m grids.selection_report --ggd {input.ggd:q} --groups {input.groups:q}"
+        "python -m grids.selection.report --ggd {input.ggd:q} --groups {input.groups:q}"
         " --eval {input.evals:q} {params.test_sets:q} {params.signatures:q} --descriptor={input.descriptor:q}"
         " --features {params.features:q} --selection {params.selection:q} --references {input.references:q}"
         " --reference-gains {input.reference_gains:q}"
@@ -209,12 +209,12 @@ rule selection_failure:
         mem_mb=2000,
         runtime=10,
     params:
-        min_gain=CONFIG["selection"]["min_gain"],
+        min_gain=CONFIG["selection"]["min_helpful_gain"],
         alpha=CONFIG["selection"]["alpha"],
         mix_all=[] if PLAN.mix_all is None else ["--mix-all", PLAN.mix_all],
         seed=CONFIG["data_seed"],
     shell:
-        "python -m grids.failure --accuracy {input.accuracy:q} --scores {input.scores:q}"
+        "python -m grids.selection.failure --accuracy {input.accuracy:q} --scores {input.scores:q}"
         " --groups {input.groups:q} --eval {input.identity:q} {input.evals:q} {input.mix_all:q}"
         " --min-gain {params.min_gain:q} --alpha {params.alpha:q} {params.mix_all:q} --seed {params.seed:q}"
         " --images {output.images:q} --out {output.table:q} --figure {output.figure:q}"
@@ -259,10 +259,10 @@ rule selection_routers:
         features=get_features_json,
         selection=get_selection_json,
         seed=CONFIG["training_seed"],
-        min_gain=CONFIG["selection"]["min_gain"],
+        min_gain=CONFIG["selection"]["min_helpful_gain"],
         steps=CONFIG["selection"]["router_steps"],
     shell:
-        "python -m grids.routers --accuracy {input.accuracy:q} --groups {input.groups:q} --ggd {input.ggd:q}"
+        "python -m grids.selection.routers --accuracy {input.accuracy:q} --groups {input.groups:q} --ggd {input.ggd:q}"
         " --references {input.references:q} --reference-gains {input.reference_gains:q}"
         " --degraded {input.degraded:q}"
         " --eval {input.identity:q} {input.evals:q} {params.test_sets:q} {params.signatures:q}"

@@ -33,7 +33,7 @@ rule train_store:
         "../envs/grids.yaml"
     threads: side_by_side_threads(8)
     params:
-        arrays=lambda wildcards, output: os.path.join(os.path.dirname(output.index), "arrays"),
+        arrays=get_store_arrays,
     shell:
         "python -m grids.store --clean {input.clean:q} --index {output.index:q} --arrays {params.arrays:q}"
         " --threads {threads} > {log:q} 2>&1"
@@ -127,7 +127,7 @@ rule evaluate:
     params:
         test_sets=get_test_set_args,
         degradations=eval_degradations,
-        archs=CONFIG_ARCHS,
+        archs=PLAN.config_archs,
     shell:
         "python -m grids.evaluate --model {input.model:q} {params.test_sets:q}"
         " --degradations {params.degradations:q} --arch {params.archs:q} --threads {threads}"
@@ -147,7 +147,7 @@ use rule train as train_baseline with:
     benchmark:
         "benchmarks/train/baseline_{trained}.tsv"
     params:
-        group=MIX_ALL,
+        group=PLAN.baseline_group,
         degradations=json.dumps(CONFIG["degradations"], sort_keys=True),
         recipe=get_baseline_recipe_json,
         seed=CONFIG["training_seed"],
@@ -168,7 +168,7 @@ rule import_baseline:
     conda:
         "../envs/grids.yaml"
     params:
-        arch=lambda wildcards: PUBLISHED_BASELINES[wildcards.published]["arch"],
+        arch=get_published_arch,
         arch_kwargs=get_published_arch_kwargs,
     shell:
         "python -m grids.checkpoint import --weights {input.weights:q} --arch {params.arch:q}"
@@ -225,7 +225,7 @@ use rule evaluate as evaluate_replicate with:
     params:
         test_sets=get_test_set_args,
         degradations="{degradation}",
-        archs=CONFIG_ARCHS,
+        archs=PLAN.config_archs,
 
 
 rule noise_floor:
@@ -245,7 +245,7 @@ rule noise_floor:
         replicates=get_replicate_args,
         test_set=validation_test_set(),
     shell:
-        "python -m grids.grouping.evidence noise-floor --test-set {params.test_set:q} --single {input.single:q}"
+        "python -m grids.grouping.noise_floor --test-set {params.test_set:q} --single {input.single:q}"
         " {params.replicates:q} --out {output:q} > {log:q} 2>&1"
 
 
@@ -295,7 +295,7 @@ rule upper_bounds_table:
     conda:
         "../envs/grids.yaml"
     params:
-        min_gain=CONFIG["grouping"]["min_gain"],
+        min_gain=CONFIG["grouping"]["min_learned_gain"],
     shell:
         "python -m grids.report upper-bounds --eval {input:q} --table {output.table:q}"
         " --summary {output.summary:q} --min-gain {params.min_gain:q} > {log:q} 2>&1"

@@ -104,12 +104,12 @@ rule validation_tables:
     params:
         experiments=json.dumps(VALIDATION["experiments"], sort_keys=True),
         # Every trained model, each once (the search may have verified an experiment's group).
-        evals=lambda wildcards, input: sorted({*input.evals, *input.search_evals}),
+        evals=get_every_trained_eval,
         degradations=DEGRADATIONS,
         variants=get_variant_args,
         test_set=validation_test_set(),
         bootstrap=VALIDATION["bootstrap"],
-        min_gain=CONFIG["grouping"]["min_gain"],
+        min_gain=CONFIG["grouping"]["min_learned_gain"],
         seed=CONFIG["data_seed"],
     shell:
         "python -m grids.validation tables --experiments {params.experiments:q}"

@@ -2,7 +2,7 @@
 training-free choice, on the same test images?
 
 GRIDS chooses a final group without training anything: the group of the nearest reference image
-in signature space (:mod:`grids.selection`). Two small routers are trained offline (CPU, seeded)
+in signature space (:mod:`grids.selection.selector`). Two small routers are trained offline (CPU, seeded)
 on what GRIDS already has, and compared with it and with the oracle on every degraded test image
 of the selection report (seen and unseen degradations):
 
@@ -20,7 +20,7 @@ of the selection report (seen and unseen degradations):
 * ``oracle``: the final group whose model restores the image best (it runs every model).
 
 Per router and image: the chosen model's PSNR, its gain over the input and ``fails`` (``gain <
-selection.min_gain``) come from the evaluation tables, read as :mod:`grids.failure` reads them (no
+selection.min_helpful_gain``) come from the evaluation tables, read as :mod:`grids.selection.failure` reads them (no
 restoration is run). ``confidence`` is the router's largest probability, and for ``grids`` its default
 statistic's score (larger: worse). ``seconds`` is the time to route the image on this machine:
 for ``logistic`` the signature plus the classifier, for ``grids`` that same signature time plus
@@ -28,7 +28,7 @@ its nearest-reference choice and score, for ``cnn`` the crops plus the forward p
 oracle. The signature time is its job's, with every layer of the table (``features.layer``
 included, which the default statistic does not read): an upper bound of what `grids select` spends.
 
-    python -m grids.routers --accuracy results/selection/accuracy.parquet \
+    python -m grids.selection.routers --accuracy results/selection/accuracy.parquet \
         --groups results/final/groups.parquet --ggd results/similarity/ggd.parquet \
         --references results/selection/references.parquet \
         --reference-gains results/selection/reference_gains.parquet \
@@ -45,7 +45,6 @@ Columns: tables ``selection_router_images`` and ``selection_routers`` of :mod:`g
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -55,17 +54,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import io, tables
-from .config import DEFAULT_SELECTION, config_section
-from .failure import model_psnrs
-from .seeds import derive_seed, rng_for
-from .selection import add_signatures_argument, read_signatures, self_augmented_patches
-from .selection_report import auroc
-from .stage import add_test_set_argument, test_set_manifests
+from .. import io, tables
+from ..config import DEFAULT_SELECTION
+from ..seeds import derive_seed, rng_for
+from ..stage import add_test_set_argument, test_set_manifests
+from .failure import add_outcome_arguments, model_psnrs
+from .report import auroc
+from .signatures import add_signatures_argument, read_signatures, self_augmented_patches
 
 if TYPE_CHECKING:
-    from .features import Signature
-    from .selection import Selector
+    from ..features import Signature
+    from .selector import Selector
 
 ROUTERS = ("grids", "logistic", "cnn", "oracle")
 KEYS = ["test_set", "degradation", "image"]  # a test image, as in the selection report's tables
@@ -223,7 +222,7 @@ class CNNRouter:
 
 def fit_logistic(references: pd.DataFrame, groups: pd.DataFrame, layers: list[str], seed: int) -> LogisticRouter:
     """The logistic router on the reference signatures of the final groups' members."""
-    from .ood import signature_table
+    from .statistics import signature_table
 
     group_of = dict(zip(groups.degradation, groups.group))
     keys, z = signature_table(references[references.degradation.isin(group_of)], layers)
@@ -281,8 +280,8 @@ def route(
         image = io.load_png(paths[key])
         signature, signed = signatures[key]
         start = time.perf_counter()
-        table, _ = selector.choose(signature)
-        selector.judge(signature, str(table.group.iloc[0]))
+        table, _ = selector.choice.choose(signature)
+        selector.judge.scores(signature, str(table.group.iloc[0]))
         chosen = time.perf_counter()
         p = logistic.predict_proba(signature.vector(layers))[0]
         classified = time.perf_counter()
@@ -383,48 +382,28 @@ def plot_routers(summary: pd.DataFrame, path: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .selection import build_selector, statistic_layers
+    from .selector import add_selector_arguments, selector_from_arguments, statistic_layers
 
-    parser = argparse.ArgumentParser(prog="python -m grids.routers", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m grids.selection.routers", description=__doc__.split("\n")[0])
+    add_selector_arguments(parser)
     parser.add_argument("--accuracy", required=True, help="the selection report's accuracy.parquet")
-    parser.add_argument("--groups", required=True, help="results/final/groups.parquet (the final groups)")
-    parser.add_argument("--ggd", required=True, help="results/similarity/ggd.parquet")
-    parser.add_argument("--references", required=True, help="results/selection/references.parquet")
-    parser.add_argument("--reference-gains", required=True, help="reference_gains.parquet (the gain statistic's)")
     parser.add_argument("--degraded", nargs="+", required=True, help="degraded similarity manifests (CNN training)")
-    parser.add_argument("--eval", nargs="+", required=True, help="eval tables: the input's and every final group's")
     add_test_set_argument(parser)
     add_signatures_argument(parser)
-    parser.add_argument("--descriptor", default="")
-    parser.add_argument("--features", required=True, help="the config's features section, JSON")
-    parser.add_argument("--selection", required=True, help="the config's selection section, JSON")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--min-gain", type=float, required=True, help="selection.min_gain: a gain below it fails (dB)")
+    add_outcome_arguments(parser)
     parser.add_argument("--steps", type=int, default=CNN["steps"], help="CNN training steps (selection.router_steps)")
     parser.add_argument("--device", default="cpu", help="where the selector runs (routers train on the CPU)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--images", required=True, help="per-image choices (.parquet) to write")
     parser.add_argument("--out", required=True, help="per-router comparison (.parquet) to write")
     parser.add_argument("--figure", required=True, help="PSNR lost per router (.png) to write")
     args = parser.parse_args(argv)
-    if not np.isfinite(args.min_gain):
-        raise ValueError(f"--min-gain {args.min_gain}: must be a finite number")
     if args.steps < 1:
         raise ValueError(f"--steps {args.steps}: must be at least 1")
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    features = config_section("features", json.loads(args.features))
-    selection = config_section("selection", json.loads(args.selection))
-    tables_in = (args.ggd, args.groups, args.references, args.reference_gains)
-    ggd, groups, references, gains = (pd.read_parquet(p) for p in tables_in)
-    descriptor = args.descriptor or None
-    selector = build_selector(
-        selection, features, ggd, groups, references, descriptor, args.seed, args.device, gains=gains
-    )
+    selector, features, selection, groups = selector_from_arguments(args)
     layers = statistic_layers(features, selection)
-    logistic = fit_logistic(references, groups, layers, args.seed)
+    logistic = fit_logistic(pd.read_parquet(args.references), groups, layers, args.seed)
     start = time.perf_counter()
     cnn = CNNRouter.fit(*training_images(args.degraded, groups), args.seed, steps=args.steps)
     print(f"cnn: {args.steps} steps in {time.perf_counter() - start:.1f} s on {torch.get_num_threads()} threads")
@@ -441,6 +420,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .stage import run_stage
+    from ..stage import run_stage
 
     sys.exit(run_stage(main))

@@ -1,5 +1,5 @@
-"""The selection report (rule ``selection_tables``, ``python -m grids.selection_report``): how well
-the selector of :mod:`grids.selection` chooses, and whether its divergence predicts the result.
+"""The selection report (rule ``selection_tables``, ``python -m grids.selection.report``): how well
+the selector of :mod:`grids.selection.selector` chooses, and whether its divergence predicts the result.
 
 Kept apart from the selector, which ``grids select`` and ``grids restore`` use at run time: the
 report needs the whole evaluation (every model on every test image) and draws figures, the
@@ -18,7 +18,7 @@ tables of :mod:`grids.tables`):
   to the test sets, never trained on; their rows have ``seen`` false and no true group);
 * ``confusion.png``, ``prediction.png`` and ``summary.md``.
 
-    python -m grids.selection_report --ggd G --groups F --references R --eval E... \
+    python -m grids.selection.report --ggd G --groups F --references R --eval E... \
         --test-set NAME CLEAN DEGRADED... --signatures NAME FILE... \
         --descriptor W --features JSON --selection JSON --seed S \
         --divergences D --accuracy A --scores S --prediction P --ood O --unseen-table U \
@@ -28,7 +28,6 @@ tables of :mod:`grids.tables`):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,16 +36,15 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from . import io, tables
-from .config import config_section
-from .ood import STATISTICS, listed
-from .plotting import category_styles
-from .selection import add_signatures_argument, read_signatures
-from .stage import add_test_set_argument, test_set_manifests
+from .. import io, tables
+from ..plotting import category_styles
+from ..stage import add_test_set_argument, test_set_manifests
+from .signatures import add_signatures_argument, read_signatures
+from .statistics import STATISTICS, listed
 
 if TYPE_CHECKING:
-    from .features import Signature
-    from .selection import Selector
+    from ..features import Signature
+    from .selector import Selector
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -122,14 +120,14 @@ def select_test_images(
                     raise ValueError(f"no signature of test image {'/'.join(key)} among --signatures")
                 signature, took = signatures[key]
                 seconds.append(took)
-                table, _ = selector.choose(signature)
+                table, _ = selector.choice.choose(signature)
                 chosen = str(table.group.iloc[0])
                 div_rows.extend([*key, d.group, d.kl, d.distance] for d in table.itertuples())
-                for statistic, score in selector.judge(signature, chosen).items():
-                    limit = selector.statistics[statistic].threshold
+                for statistic, score in selector.judge.scores(signature, chosen).items():
+                    limit = selector.judge.statistics[statistic].threshold
                     score_rows.append([*key, seen, statistic, score, score <= limit])
                 truth = true_group.get(name, "")
-                gain = (nan,) * 3 if selector.gain_model is None else selector.expected_gain(signature)
+                gain = (nan,) * 3 if selector.gain is None else selector.gain.predict(signature)
                 rows.append(
                     [
                         *key,
@@ -216,7 +214,7 @@ def ood_table(
                 float((~far.in_distribution).mean()) if len(far) else nan,
                 auroc(far.score.to_numpy(), seen.score.to_numpy()),
                 float(near.in_distribution.mean()) if len(near) else nan,
-                selector.statistics[statistic].threshold,
+                selector.judge.statistics[statistic].threshold,
                 float(np.quantile(seen.score, 0.95)),
                 float(outcome.correct[outcome.seen].mean()),
                 float(np.mean(seconds)),
@@ -254,9 +252,9 @@ def unseen_table(accuracy: pd.DataFrame, scores: pd.DataFrame, near_misses: list
 
 def drop_prediction(rows: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     """The drop predicted from the score, per row of ``rows`` (``seen, image, score, drop``): for a
-    seen image the out-of-fold prediction (:func:`grids.ood.cross_fitted_drops`, the fit never saw
+    seen image the out-of-fold prediction (:func:`grids.selection.statistics.cross_fitted_drops`, the fit never saw
     that image), for an unseen one the fit on every seen image; also returns that fit's knots."""
-    from .ood import cross_fitted_drops, fit_drop, predict_drop
+    from .statistics import cross_fitted_drops, fit_drop, predict_drop
 
     seen = rows.seen.to_numpy()
     predicted = np.full(len(rows), np.nan)
@@ -467,20 +465,14 @@ def report_flag(name: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m grids.selection_report", description=__doc__.split("\n")[0])
-    p.add_argument("--ggd", required=True)
-    p.add_argument("--groups", required=True)
+    from .selector import add_selector_arguments
+
+    p = argparse.ArgumentParser(prog="python -m grids.selection.report", description=__doc__.split("\n")[0])
+    add_selector_arguments(p)
     p.add_argument("--eval", nargs="+", required=True, help="evaluation tables of every single-task and final model")
     add_test_set_argument(p)
     add_signatures_argument(p)
-    p.add_argument("--descriptor", default="")
-    p.add_argument("--features", required=True, help="the config's features section, JSON")
-    p.add_argument("--selection", required=True, help="the config's selection section, JSON")
-    p.add_argument("--references", required=True, help="references.parquet (per-image signatures)")
-    p.add_argument("--reference-gains", required=True, help="reference_gains.parquet (their realised gains)")
-    p.add_argument("--seed", type=int, required=True)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
     p.add_argument("--unseen", action="append", default=[], help="a test degradation no model was trained on")
     what = {
         "summary": "summary.md",
@@ -495,30 +487,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .selection import build_selector
+    from .selector import selector_from_arguments
 
     args = parser().parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    features = config_section("features", json.loads(args.features))
-    selection = config_section("selection", json.loads(args.selection))
-    tables_in = (args.ggd, args.groups, args.references, args.reference_gains)
-    ggd, groups, references, gains = (pd.read_parquet(path) for path in tables_in)
-    descriptor = args.descriptor or None
-    selector = build_selector(
-        selection,
-        features,
-        ggd,
-        groups,
-        references,
-        descriptor,
-        args.seed,
-        args.device,
-        every_statistic=True,
-        gains=gains,
-    )
+    selector, _, selection, groups = selector_from_arguments(args, every_statistic=True)
     evaluation = io.read_parquets(args.eval)
     test_sets = test_set_manifests(args.test_set)
     signatures = read_signatures(args.signatures)
@@ -530,6 +502,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .stage import run_stage
+    from ..stage import run_stage
 
     sys.exit(run_stage(main))

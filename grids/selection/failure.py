@@ -8,7 +8,7 @@ statistic is scored on predicting it:
 
 * ``gain``: the chosen group model's PSNR over the degraded input (the identity baseline);
 * ``oracle_gain``: the best gain of any final group model on that image;
-* ``fails``: ``gain < min_gain`` (``selection.min_gain``, 0.5 dB by default).
+* ``fails``: ``gain < min_gain`` (``selection.min_helpful_gain``, 0.5 dB by default).
 
 Per statistic (a larger score means further from the training degradations, so more likely to
 fail): the AUROC of the score for ``fails``, the false-positive rate at 95 % true-positive rate
@@ -16,7 +16,7 @@ fail): the AUROC of the score for ``fails``, the false-positive rate at 95 % tru
 rho of the score with the realised gain. Nothing is run: the gains come from the evaluation
 tables, the choices and scores from the selection report.
 
-    python -m grids.failure --accuracy results/selection/accuracy.parquet \
+    python -m grids.selection.failure --accuracy results/selection/accuracy.parquet \
         --scores results/selection/scores.parquet --groups results/final/groups.parquet \
         --eval results/eval/input.parquet \
         results/eval/G.parquet results/eval/others/G.parquet ... --min-gain 0.5 --alpha 0.05 \
@@ -26,7 +26,7 @@ tables, the choices and scores from the selection report.
 
 Two more answers come from the same rows:
 
-* the **expected gain** (:mod:`grids.gain`), predicted before restoring: its error and how often
+* the **expected gain** (:mod:`grids.selection.gain`), predicted before restoring: its error and how often
   the realised gain falls in its interval (table ``selection_gain``), seen and unseen apart;
 * the **fallback** (``selection.fallback``): ``grids restore`` sends a flagged image (out of
   distribution by the default statistic, or expected to gain less than ``min_gain``) to the
@@ -47,11 +47,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io, tables
-from .evaluate import IDENTITY
-from .seeds import rng_for
-from .selection import flagged
-from .selection_report import auroc, spearman
+from .. import io, tables
+from ..grouping.names import IDENTITY
+from ..seeds import rng_for
+from ..stage import finite_float
+from .fallback import FALLBACKS, Fallback
+from .report import auroc, spearman
 
 KEYS = ["test_set", "degradation", "image"]
 TPR = 0.95  # the share of failures a flag must catch in the FPR column
@@ -76,7 +77,9 @@ def image_outcomes(
     for column in ("expected_gain", "gain_low", "gain_high"):
         rows[column] = accuracy[column].to_numpy()
     rows["covered"] = (rows.gain >= rows.gain_low) & (rows.gain <= rows.gain_high)
-    rows["flagged"] = flagged(accuracy.in_distribution.to_numpy(bool), rows.expected_gain.to_numpy(), min_gain)
+    rows["flagged"] = Fallback("none", min_gain).flags(
+        accuracy.in_distribution.to_numpy(bool), rows.expected_gain.to_numpy()
+    )
     mixall = evaluation[evaluation.trained_on == mix_all].drop_duplicates(KEYS).set_index(KEYS).psnr
     rows["psnr_mixall"] = mixall.reindex(pd.MultiIndex.from_frame(rows[KEYS])).to_numpy(np.float64)
     return rows[tables.columns("selection_failure_images")].reset_index(drop=True)
@@ -178,32 +181,25 @@ def gain_metrics(outcomes: pd.DataFrame, alpha: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=tables.columns("selection_gain"))
 
 
-FALLBACKS = ("none", "mixall", "identity")  # selection.fallback
 BOOTSTRAP = 1000  # image resamples of a fallback's PSNR change
 
 
-def fallback_psnr(outcomes: pd.DataFrame, fallback: str) -> np.ndarray:
-    """Each image's PSNR after ``grids restore`` with ``fallback``: flagged images get the mix-all
-    model's output or the input itself, the others the chosen model's."""
-    other = {"none": outcomes.psnr_chosen, "mixall": outcomes.psnr_mixall, "identity": outcomes.psnr_input}[fallback]
-    return np.where(outcomes.flagged, other, outcomes.psnr_chosen)
-
-
-def fallback_effect(outcomes: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+def fallback_effect(outcomes: pd.DataFrame, min_gain: float, seed: int = 0) -> pd.DataFrame:
     """Per test set, subset and fallback: mean PSNR, and its change against no fallback with a 95 %
-    bootstrap interval over the test images (seeded)."""
+    bootstrap interval over the test images (seeded; ``outcomes.flagged`` under ``min_gain``)."""
     rows = []
     for test_set, subset, part in subsets(outcomes):
         base = part.psnr_chosen.to_numpy()
         for fallback in FALLBACKS:
-            if fallback == "mixall" and part.psnr_mixall.isna().any():
+            rule = Fallback(fallback, min_gain)
+            if not rule.measured(part):
                 continue  # no mix-all model (one degradation) or no evaluation of it
-            change = fallback_psnr(part, fallback) - base
+            change = rule.psnr(part) - base
             rng = rng_for(seed, "fallback", test_set, subset, fallback)
             means = change[rng.integers(0, len(change), (BOOTSTRAP, len(change)))].mean(axis=1)
             low, high = np.percentile(means, [2.5, 97.5])
             psnr = base + change
-            n_routed = int(part.flagged.sum()) if fallback != "none" else 0
+            n_routed = rule.routed(part)
             rows.append(
                 [test_set, subset, fallback, len(part), n_routed, float(psnr.mean()), float(change.mean()), low, high]
             )
@@ -246,13 +242,19 @@ def plot_failure(outcomes: pd.DataFrame, scores: pd.DataFrame, min_gain: float, 
     plt.close(fig)
 
 
+def add_outcome_arguments(parser) -> None:
+    """What an image's outcome is read from (the routers' benchmark reads them alike)."""
+    parser.add_argument("--eval", nargs="+", required=True, help="eval tables: the input's and every final group's")
+    help_text = "selection.min_helpful_gain: a gain below it fails (dB)"
+    parser.add_argument("--min-gain", type=finite_float, required=True, help=help_text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grids.failure", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m grids.selection.failure", description=__doc__.split("\n")[0])
     parser.add_argument("--accuracy", required=True, help="the selection report's accuracy.parquet")
     parser.add_argument("--scores", required=True, help="the selection report's scores.parquet")
     parser.add_argument("--groups", required=True, help="results/final/groups.parquet (the final groups)")
-    parser.add_argument("--eval", nargs="+", required=True, help="eval tables: the input's and every final group's")
-    parser.add_argument("--min-gain", type=float, required=True, help="selection.min_gain: a gain below it fails (dB)")
+    add_outcome_arguments(parser)
     parser.add_argument("--alpha", type=float, required=True, help="selection.alpha: the gain interval's level")
     parser.add_argument("--mix-all", default=None, help="the mix-all model's name (its eval tables among --eval)")
     parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
@@ -262,14 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gain", required=True, help="the expected gain's errors and coverage (.parquet) to write")
     parser.add_argument("--fallback", required=True, help="the fallbacks' effect (.parquet) to write")
     args = parser.parse_args(argv)
-    if not np.isfinite(args.min_gain):
-        raise ValueError(f"--min-gain {args.min_gain}: must be a finite number")
     groups = sorted(set(pd.read_parquet(args.groups).group))
     evaluation = io.read_parquets(args.eval)
     outcomes = image_outcomes(pd.read_parquet(args.accuracy), evaluation, groups, args.min_gain, args.mix_all)
     scores = pd.read_parquet(args.scores)
     metrics = failure_metrics(outcomes, scores)
-    gain, fallback = gain_metrics(outcomes, args.alpha), fallback_effect(outcomes, args.seed)
+    gain, fallback = gain_metrics(outcomes, args.alpha), fallback_effect(outcomes, args.min_gain, args.seed)
     tables.write(outcomes, "selection_failure_images", args.images)
     tables.write(metrics, "selection_failure", args.out)
     tables.write(gain, "selection_gain", args.gain)
@@ -282,6 +282,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .stage import run_stage
+    from ..stage import run_stage
 
     sys.exit(run_stage(main))

@@ -1,6 +1,6 @@
 """Out-of-distribution statistics: will the chosen group's model cope with this input?
 
-The selector (:mod:`grids.selection`) picks the group whose references are closest to an input.
+The selector (:mod:`grids.selection.selector`) picks the group whose references are closest to an input.
 This module scores how far the input lies from the training degradations, without running any
 restoration model, under five statistics (``selection.statistic``), each a class of
 :data:`STATISTICS` that declares what it reads, its default threshold and its meaning:
@@ -21,8 +21,8 @@ mahalanobis   the smallest Mahalanobis distance to a group's mean signature, und
               within-group covariance pooled over groups (shrunk towards the identity: a group
               has a few dozen images for a handful of dimensions); split-conformal
 gain          minus the expected gain of the chosen model over the input: the mean realised
-              gain of the nearest reference images in the signature space (:mod:`grids.gain`);
-              threshold ``-selection.min_gain``: it asks "will the model help?" rather than
+              gain of the nearest reference images in the signature space (:mod:`grids.selection.gain`);
+              threshold ``-selection.min_helpful_gain``: it asks "will the model help?" rather than
               "is the input unseen?"
 ============  ===============================================================================
 
@@ -58,10 +58,11 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
-from .seeds import rng_for
+from .conformal import conformal_threshold, split_images
+from .gain import fit_gain_model
 
 if TYPE_CHECKING:
-    from .features import Signature
+    from ..features import Signature
 
 SHRINKAGE = 0.2  # Mahalanobis: covariance (1 - s) * pooled + s * identity, in standardised units
 
@@ -69,28 +70,13 @@ SHRINKAGE = 0.2  # Mahalanobis: covariance (1 - s) * pooled + s * identity, in s
 def signature_table(references: pd.DataFrame, layers: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """``(keys, Z)``: ``keys`` = ``degradation, image`` per reference image, ``Z [n, 2 * L]`` the
     images' :meth:`grids.features.Signature.vector` at ``layers``."""
-    from .features import Signature
+    from ..features import Signature
 
     keys, rows = [], []
     for (degradation, image), part in references.groupby(["degradation", "image"], sort=True):
         keys.append((degradation, image))
         rows.append(Signature.from_rows(part).vector(layers))
     return pd.DataFrame(keys, columns=["degradation", "image"]), np.asarray(rows, np.float64)
-
-
-def conformal_threshold(scores: np.ndarray, alpha: float) -> float:
-    """The ``ceil((n + 1)(1 - alpha))``-th smallest of ``n`` calibration scores (inf when that
-    rank exceeds ``n``: too few scores for this ``alpha``)."""
-    scores = np.sort(np.asarray(scores, np.float64))
-    rank = math.ceil((len(scores) + 1) * (1 - alpha))
-    return float("inf") if rank > len(scores) else float(scores[rank - 1])
-
-
-def split_images(images: list[str], seed: int) -> set[str]:
-    """The calibration half of the reference image ids (seeded; the other half is the bank)."""
-    ids = sorted(set(images))
-    order = rng_for(seed, "conformal-split", len(ids)).permutation(len(ids))
-    return {ids[i] for i in order[: len(ids) // 2]}
 
 
 @dataclass
@@ -136,7 +122,7 @@ class SignatureBank:
         return float(np.sqrt(np.einsum("gi,ij,gj->g", d, self.precision, d).min()))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class References:
     """What a statistic is fitted on.
 
@@ -146,7 +132,7 @@ class References:
     (``selection.layers``); ``set_ggds``: ``group, alpha, sigma``, each group's mean set GGD;
     ``alpha``: ``selection.alpha``; ``distance``: ``features.distance``; ``gains``: the
     references' realised gains (table ``selection_reference_gains``; the ``gain`` statistic's) and
-    ``min_gain``: ``selection.min_gain``.
+    ``min_gain``: ``selection.min_helpful_gain``.
     """
 
     rows: pd.DataFrame
@@ -208,7 +194,7 @@ class _DistanceStatistic(Statistic):
     against_group = True
 
     def fit(self, references: References) -> None:
-        from .ggd import get_distance
+        from ..ggd import get_distance
 
         self.layer, self.distance = references.layer, get_distance(references.distance)
 
@@ -275,7 +261,8 @@ class _BankStatistic(Statistic):
         return conformal_threshold(self.calibration_scores, self.alpha)
 
     def bank_score(self, z: np.ndarray) -> float:
-        raise NotImplementedError
+        """The score of signature ``z`` against the bank: its method named like the statistic."""
+        return getattr(self.bank, self.name)(z)
 
     def score(self, signature: Signature, group: str) -> float:
         return self.bank_score(signature.vector(self.layers))
@@ -288,9 +275,6 @@ class Knn(_BankStatistic):
         "split-conformal threshold"
     )
 
-    def bank_score(self, z: np.ndarray) -> float:
-        return self.bank.knn(z)
-
 
 class Mahalanobis(_BankStatistic):
     name = "mahalanobis"
@@ -299,21 +283,17 @@ class Mahalanobis(_BankStatistic):
         "split-conformal threshold"
     )
 
-    def bank_score(self, z: np.ndarray) -> float:
-        return self.bank.mahalanobis(z)
-
 
 class Gain(Statistic):
     name = "gain"
-    signed = True  # minus a gain in dB: its default threshold, -selection.min_gain, is negative
+    signed = True  # minus a gain in dB: its default threshold, -selection.min_helpful_gain, is negative
     meaning = (
         "minus the expected gain of the chosen model (the mean realised gain of the nearest reference images in "
-        "the signature space, grids/gain.py); threshold: minus selection.min_gain (flagged: not expected to help)"
+        "the signature space, grids/selection/gain.py); threshold: minus selection.min_helpful_gain (flagged: not "
+        "expected to help)"
     )
 
     def fit(self, references: References) -> None:
-        from .gain import fit_gain_model
-
         if references.gains is None:
             raise ValueError(
                 "the gain statistic needs the references' gains (results/selection/reference_gains.parquet)"
@@ -359,7 +339,7 @@ def nearest_threshold(references: pd.DataFrame, quantile: float = 0.95, distance
     """The ``quantile`` of each reference's distance to the nearest *other* reference of its group:
     how far an input of a trained degradation typically lands from its group (groups with a
     single reference row have no such distance and are skipped)."""
-    from .ggd import get_distance
+    from ..ggd import get_distance
 
     nearest = []
     for _, part in references.groupby("group", sort=False):

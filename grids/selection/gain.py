@@ -13,15 +13,15 @@ expected gain is read off its neighbours in the signature space:
    *other* clean images only (one photo's differently degraded copies never vouch for each other);
    the ``ceil((n + 1)(1 - alpha))``-th smallest absolute error, ``q``, gives the interval
    ``prediction ± q``. Coverage is ``1 - alpha`` for inputs drawn like the references; the
-   failure benchmark (:mod:`grids.failure`) measures it on the held-out test images, seen and
+   failure benchmark (:mod:`grids.selection.failure`) measures it on the held-out test images, seen and
    unseen degradations apart. (Scaling the error by the spread of the neighbours' gains, a
    locally weighted interval, was measured too: on the default run it doubled the mean width,
    19.5 against 9.7 dB, for 92 % against 90 % coverage; bench/RESULTS.md.)
 
-The ``gain`` statistic of :mod:`grids.ood` scores an input by minus this expected gain, so an input
-expected to gain less than ``selection.min_gain`` is flagged.
+The ``gain`` statistic of :mod:`grids.selection.statistics` scores an input by minus this expected gain, so an input
+expected to gain less than ``selection.min_helpful_gain`` is flagged.
 
-    python -m grids.gain --groups results/final/groups.parquet --eval results/eval/references/input.parquet \
+    python -m grids.selection.gain --groups results/final/groups.parquet --eval results/eval/references/input.parquet \
         results/eval/references/G1.parquet ... --out results/selection/reference_gains.parquet
 
 writes table ``selection_reference_gains`` of :mod:`grids.tables`: per reference image its final
@@ -37,8 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import io, tables
-from .ood import conformal_threshold
+from .. import io, tables
+from ..grouping.names import IDENTITY
+from .conformal import conformal_threshold
 
 K = 5  # neighbours: a degraded set holds ~10 images, so its own degradation's still dominate
 
@@ -46,8 +47,6 @@ K = 5  # neighbours: a degraded set holds ~10 images, so its own degradation's s
 def reference_gains(evaluation: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
     """``degradation, image, group, psnr_input, psnr_model, gain``: every reference image of a final
     member restored by its group's model (``evaluation``: the identity's and the groups' rows)."""
-    from .evaluate import IDENTITY  # torch and scikit-image: only this table stage needs them
-
     group_of = dict(zip(groups.degradation, groups.group))
     rows = evaluation[evaluation.degradation.isin(group_of)]
     inputs = rows[rows.trained_on == IDENTITY].set_index(["degradation", "image"]).psnr
@@ -105,7 +104,7 @@ class GainModel:
 
 
 def fit_gain_model(keys: pd.DataFrame, z: np.ndarray, gains: pd.DataFrame, alpha: float) -> GainModel:
-    """The gain model over the reference signatures ``(keys, z)`` (:func:`grids.ood.signature_table`)
+    """The gain model over the reference signatures ``(keys, z)`` (:func:`grids.selection.statistics.signature_table`)
     of the images ``gains`` (table ``selection_reference_gains``) covers."""
     table = keys.merge(gains[["degradation", "image", "gain"]], on=["degradation", "image"], how="left")
     known = table.gain.notna().to_numpy()
@@ -115,7 +114,7 @@ def fit_gain_model(keys: pd.DataFrame, z: np.ndarray, gains: pd.DataFrame, alpha
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grids.gain", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m grids.selection.gain", description=__doc__.split("\n")[0])
     parser.add_argument("--groups", required=True, help="results/final/groups.parquet (the final groups)")
     parser.add_argument("--eval", nargs="+", required=True, help="reference eval tables: the input's and each group's")
     parser.add_argument("--out", required=True, help="the reference gains (.parquet) to write")
@@ -128,6 +127,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from .stage import run_stage
+    from ..stage import run_stage
 
     sys.exit(run_stage(main))
