@@ -486,6 +486,13 @@ TABLES: dict[str, Table] = {
         ("auroc", "float64", "probability that a failing image scores above a helped one (0.5: chance)"),
         ("fpr_at_95_tpr", "float64", "share of helped images flagged by the threshold that flags 95 % of failures"),
         ("spearman_gain", "float64", "Spearman's rho of the score with the realised gain (negative: predicts)"),
+        (
+            "aurc",
+            "float64",
+            "area under the risk-coverage curve: images restored in order of increasing score, the mean share "
+            "of failures among those restored over every coverage (smaller: better; the failure rate: chance)",
+        ),
+        ("aurc_optimal", "float64", "the AURC of a perfect ranking (every failure last): the best possible"),
         ("mean_gain", "float64", "mean gain of the chosen model (dB)"),
         ("mean_oracle_gain", "float64", "mean gain of the best final model per image (dB)"),
     ),

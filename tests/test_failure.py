@@ -9,11 +9,14 @@ import pytest
 
 from grids import tables
 from grids.selection.failure import (
+    aurc,
     failure_metrics,
     fallback_effect,
     fpr_at_tpr,
     gain_metrics,
     image_outcomes,
+    optimal_aurc,
+    risk_coverage,
 )
 from grids.selection.fallback import Fallback
 
@@ -111,6 +114,21 @@ def test_an_image_without_the_chosen_model_s_evaluation_is_named():
         image_outcomes(accuracy, evaluation, GROUPS, 0.5)
 
 
+def test_risk_coverage_and_aurc_by_hand():
+    """Accepted in order of increasing score: risks 0/1, 1/2, 1/3, 2/4; AURC their mean. A tie is
+    accepted whole, whatever its order; a perfect ranking (failures last) gives the optimum."""
+    score, fails = np.array([0.3, 0.1, 0.4, 0.2]), np.array([False, False, True, True])
+    coverage, risk = risk_coverage(score, fails)
+    assert coverage.tolist() == [0.25, 0.5, 0.75, 1.0]
+    assert risk.tolist() == pytest.approx([0 / 1, 1 / 2, 1 / 3, 2 / 4])
+    assert aurc(score, fails) == pytest.approx((0 + 1 / 2 + 1 / 3 + 2 / 4) / 4)
+    assert optimal_aurc(fails) == pytest.approx((0 + 0 + 1 / 3 + 2 / 4) / 4)
+    tied = np.array([1.0, 1.0, 2.0])  # the first two tie: both positions get the pair's risk 1/2
+    assert risk_coverage(tied, np.array([True, False, False]))[1].tolist() == pytest.approx([0.5, 0.5, 1 / 3])
+    assert risk_coverage(tied, np.array([False, True, False]))[1].tolist() == pytest.approx([0.5, 0.5, 1 / 3])
+    assert np.isnan(aurc(np.array([]), np.array([], bool)))
+
+
 def test_fpr_at_95_tpr_by_hand():
     # Failures score 5, 4, 3, 1; helped images 4.5, 2, 0. Catching 95 % of 4 failures means all 4:
     # threshold 1, which also flags 4.5 and 2 of the 3 helped images.
@@ -141,6 +159,10 @@ def test_metrics_by_hand():
     # good: both failures (0.8, 0.9) above the helped 0.1 -> AUROC 1; bad: both below 0.9 -> 0.
     assert metrics.auroc.to_dict() == {"good": 1.0, "bad": 0.0}
     assert metrics.fpr_at_95_tpr.to_dict() == {"good": 0.0, "bad": 1.0}
+    # good restores a (helped) first, then b and c (both fail): risks 0, 1/2, 2/3; bad restores b
+    # and c first: 1, 1, 2/3; a perfect ranking is good's (one helped image, then two failures)
+    assert metrics.aurc.to_dict() == pytest.approx({"good": (0 + 1 / 2 + 2 / 3) / 3, "bad": (1 + 1 + 2 / 3) / 3})
+    assert metrics.aurc_optimal.tolist() == pytest.approx([(0 + 1 / 2 + 2 / 3) / 3] * 2)
     assert metrics.n_fails.tolist() == [2, 2] and metrics.n.tolist() == [3, 3]
     # gains 2.0, 0.2, -1.0: good's scores rank them exactly reversed
     assert metrics.spearman_gain["good"] == pytest.approx(-1.0)

@@ -125,6 +125,37 @@ def fpr_at_tpr(score: np.ndarray, positive: np.ndarray, tpr: float = TPR) -> flo
     return float((score[~positive] >= threshold).mean())
 
 
+def risk_coverage(score: np.ndarray, fails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The risk–coverage curve of selective restoration: images accepted in order of increasing
+    score (the most trusted first); at each coverage ``k / n`` the risk is the share of failures
+    among the ``k`` accepted. Images of one score are accepted together (each position of a tie
+    gets the risk of accepting the whole tie), so the curve does not depend on their order."""
+    score, fails = np.asarray(score, float), np.asarray(fails, bool)
+    order = np.argsort(score, kind="stable")
+    score, fails = score[order], fails[order]
+    failed = np.cumsum(fails)
+    last_of_tie = np.searchsorted(score, score, side="right") - 1  # index of each tie's last image
+    accepted = last_of_tie + 1
+    return np.arange(1, len(score) + 1) / len(score), failed[last_of_tie] / accepted
+
+
+def aurc(score: np.ndarray, fails: np.ndarray) -> float:
+    """Area under the risk–coverage curve (:func:`risk_coverage`): the mean risk over the coverages
+    (smaller is better; the failure rate for an uninformative score). NaN without images."""
+    if len(score) == 0:
+        return float("nan")
+    return float(risk_coverage(score, fails)[1].mean())
+
+
+def optimal_aurc(fails: np.ndarray) -> float:
+    """The AURC of a perfect ranking, every failure accepted last: risk ``max(0, k - helped) / k``."""
+    fails = np.asarray(fails, bool)
+    if len(fails) == 0:
+        return float("nan")
+    accepted = np.arange(1, len(fails) + 1)
+    return float((np.maximum(0, accepted - (~fails).sum()) / accepted).mean())
+
+
 def failure_metrics(outcomes: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """Per test set and statistic: how well its score predicts ``fails`` and the gain."""
     rows = []
@@ -141,6 +172,8 @@ def failure_metrics(outcomes: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFram
                 auroc(score[fails], score[~fails]),
                 fpr_at_tpr(score, fails),
                 spearman(score, group.gain.to_numpy())[0],
+                aurc(score, fails),
+                optimal_aurc(fails),
                 float(group.gain.mean()),
                 float(group.oracle_gain.mean()),
             ]
@@ -207,12 +240,13 @@ def fallback_effect(outcomes: pd.DataFrame, min_gain: float, seed: int = 0) -> p
 
 
 def plot_failure(outcomes: pd.DataFrame, scores: pd.DataFrame, min_gain: float, path: str | Path) -> None:
-    """Score against realised gain, one panel per statistic; failures and unseen degradations marked."""
+    """Score against realised gain, one panel per statistic (failures and unseen degradations
+    marked), then every statistic's risk–coverage curve in one panel."""
     plt = io.pyplot()
     joined = scores[[*KEYS, "statistic", "score"]].merge(outcomes, on=KEYS)
     statistics = list(dict.fromkeys(joined.statistic))
-    ncols = min(3, len(statistics))  # a grid, so that the figure stays readable at a page's width
-    nrows = -(-len(statistics) // ncols)
+    ncols = min(3, len(statistics) + 1)  # a grid, so that the figure stays readable at a page's width
+    nrows = -(-(len(statistics) + 1) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 0.6 + 3.0 * nrows), squeeze=False)
     for ax, statistic in zip(axes.flat, statistics):
         part = joined[joined.statistic == statistic]
@@ -227,19 +261,35 @@ def plot_failure(outcomes: pd.DataFrame, scores: pd.DataFrame, min_gain: float, 
         ax.set_xlabel("score (larger: further from training)", fontsize=8)
     for row in axes:
         row[0].set_ylabel("gain over the input (dB)", fontsize=8)
-    spare = list(axes.flat[len(statistics) :])
+    plot_risk_coverage(axes.flat[len(statistics)], joined, statistics)
+    spare = list(axes.flat[len(statistics) + 1 :])
     for ax in spare:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if spare:
         spare[0].legend(handles, labels, loc="center", fontsize=9, title=f"dashed line: {min_gain:g} dB")
-    else:
-        axes.flat[-1].legend(fontsize=7, loc="upper right")
+    else:  # the last statistic's panel carries the markers' legend
+        axes.flat[len(statistics) - 1].legend(
+            fontsize=6, loc="best", title=f"dashed: {min_gain:g} dB", title_fontsize=6
+        )
     fig.suptitle(f"Does the score predict a restoration that gains < {min_gain:g} dB?", fontsize=11)
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def plot_risk_coverage(ax, joined: pd.DataFrame, statistics: list[str]) -> None:
+    """Each statistic's risk–coverage curve (:func:`risk_coverage`) and its AURC, over all images."""
+    for statistic in statistics:
+        part = joined[joined.statistic == statistic]
+        coverage, risk = risk_coverage(part.score.to_numpy(), part.fails.to_numpy())
+        ax.plot(coverage, risk, lw=1.2, label=f"{statistic} (AURC {risk.mean():.3f})")
+    ax.axhline(float(joined.drop_duplicates(KEYS).fails.mean()), color="grey", lw=0.8, ls=":", label="chance")
+    ax.set_xlabel("coverage (share of images restored)", fontsize=8)
+    ax.set_ylabel("risk (share of those that fail)", fontsize=8)
+    ax.set_title("restore the lowest scores first", fontsize=10)
+    ax.legend(fontsize=6, loc="best")
 
 
 def add_outcome_arguments(parser) -> None:
