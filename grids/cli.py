@@ -210,6 +210,17 @@ def _expectation(choice) -> str:
     return f"expect {choice.expected_gain:+.1f} dB ({choice.gain_low:+.1f} to {choice.gain_high:+.1f}) over the input"
 
 
+def _headline(path: str, choice) -> str:
+    """``photo.png: group G, expect ...``, and the members G's model did not learn, if any (a model
+    that restores almost nothing of a degradation should not be trusted with it)."""
+    expect = _expectation(choice)
+    line = f"{path}: group {choice.group}{', ' + expect if expect else ''}"
+    if choice.not_learned:
+        gains = ", ".join(f"{member} ({gain:+.2f} dB)" for member, gain in choice.not_learned.items())
+        line += f"; ITS MODEL DID NOT LEARN {gains} (gain over the input on the grouping test set)"
+    return line
+
+
 def _verdict(choice, selector) -> str:
     """``in distribution`` or the warning naming the nearest group, with the statistic's score and
     the expected drop."""
@@ -239,8 +250,7 @@ def _select(args) -> int:
         choice = selector.select(image)
         results.append({"image": path, **choice.as_dict()})
         if not args.json:
-            expect = _expectation(choice)
-            print(f"{path}: group {choice.group}{', ' + expect if expect else ''}")
+            print(_headline(path, choice))
             print(f"    distance {choice.distance:.3f}; {_verdict(choice, selector)}")
             for row in choice.divergences.itertuples():
                 print(f"    {row.distance:8.3f}  {row.group}")
@@ -296,8 +306,7 @@ def _choose(args, selector, image: np.ndarray, config: dict) -> str:
     from .selection.fallback import Fallback
 
     choice = selector.select(image)
-    expect = _expectation(choice)
-    print(f"{args.image}: group {choice.group}{', ' + expect if expect else ''}", file=sys.stderr)
+    print(_headline(args.image, choice), file=sys.stderr)
     print(f"    distance {choice.distance:.3f}; {_verdict(choice, selector)}", file=sys.stderr)
     selection = config["selection"]
     fallback = Fallback(

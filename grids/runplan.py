@@ -203,6 +203,10 @@ class RunPlan:
         trains the routers (rule selection_routers)."""
         return {k: v for k, v in self.config["selection"].items() if k not in ("unseen", "router_steps")}
 
+    def replicate_seed(self, k: int) -> int:
+        """The training seed of the noise floor's replicate ``k`` (the workflow's own model is k = 0)."""
+        return self.config["training_seed"] + k
+
     @property
     def trains_descriptor(self) -> bool:
         """Whether the descriptor's weights are trained by the workflow (rule train_descriptor), not

@@ -161,6 +161,7 @@ def test_what_the_rules_pass_on_is_decided_by_the_plan(tiny):
     assert tiny.config_archs == sorted({tiny.config["training"]["arch"], "rrdbnet"})
     assert set(tiny.selector_settings) == set(tiny.config["selection"]) - {"unseen", "router_steps"}
     assert tiny.reads_descriptor and tiny.search_waits_for_noise_floor and not tiny.trains_descriptor
+    assert tiny.replicate_seed(2) == tiny.config["training_seed"] + 2
     changed = copy.deepcopy(TINY)
     changed["degradations"] = {"jpeg": changed["degradations"]["jpeg"]}
     changed["validation"]["experiments"] = None

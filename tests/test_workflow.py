@@ -19,7 +19,8 @@ import yaml
 
 from grids import io, tables
 from grids.cards import check_front_matter, read_front_matter
-from grids.grouping.names import mix_all_group
+from grids.checkpoint import load_checkpoint
+from grids.grouping.names import group_members, mix_all_group
 from grids.learning import BELOW_INPUT_DB
 
 pytestmark = pytest.mark.slow  # runs the whole workflow on the tiny config: minutes
@@ -524,6 +525,26 @@ def test_select_and_restore_on_the_built_results(built):
     assert forced.returncode == 0 and json.loads(forced.stdout.strip().splitlines()[-1])["group"] == group
     wrong = grids_cli(built, "restore", images[0], "-o", str(out), "--group", "nonsense")
     assert wrong.returncode == 2 and "not a final group" in wrong.stderr
+
+
+def test_select_names_a_member_the_chosen_model_did_not_learn(built):
+    """With grouping.min_learned_gain above every gain, no group model learned any member: `grids
+    select` says so on the chosen group's line, with the gains its export records, and in JSON."""
+    image = sorted((built / "results" / "test" / "heldout" / "degraded").rglob("*.png"))[0]
+    (built / "unlearned.yaml").write_text("grouping: {min_learned_gain: 100.0}\n")
+    config = ["--config", "config/config.yaml", "--config", "unlearned.yaml"]
+    shown = grids_cli(built, "select", str(image), *config)
+    assert shown.returncode == 0, shown.stderr
+    answer = json.loads(grids_cli(built, "select", str(image), *config, "--json").stdout)[0]
+    members = group_members(answer["group"])
+    assert set(answer["not_learned"]) == set(members)
+    exported = load_checkpoint(built / "results" / "final" / "models" / f"{answer['group']}.pth")
+    assert answer["not_learned"] == pytest.approx(json.loads(exported["gains"]))
+    first = shown.stdout.splitlines()[0]
+    assert f"group {answer['group']}" in first and "ITS MODEL DID NOT LEARN" in first
+    assert all(f"{m} ({answer['not_learned'][m]:+.2f} dB)" in first for m in members)
+    default = json.loads(grids_cli(built, "select", str(image), "--json").stdout)[0]
+    assert default["group"] == answer["group"]  # the choice itself does not change
 
 
 def test_restore_routes_a_flagged_input_to_the_fallback(built):

@@ -109,3 +109,24 @@ def _remove_other_partitions(folder: Path, current: set[str]) -> None:
         suffix = next((s for s in EXPORT_SUFFIXES if path.name.endswith(s)), None)
         if suffix and not path.name.startswith(".") and path.name[: -len(suffix)] not in current:
             path.unlink(missing_ok=True)
+
+
+def exported_gains(folder: str | Path, groups: list[str]) -> dict[str, dict[str, float]]:
+    """Each final group's gain over the degraded input per member (dB, on the grouping test set), as
+    its export records them: the safetensors file's metadata (nothing unpickled), else the .pth
+    beside it. A group without an export is left out."""
+    from safetensors import safe_open
+
+    found = {}
+    for group in groups:
+        stem = Path(folder) / group
+        if stem.with_suffix(SAFETENSORS).is_file():
+            with safe_open(str(stem.with_suffix(SAFETENSORS)), framework="pt") as f:
+                gains = (f.metadata() or {}).get("gains")
+        elif stem.with_suffix(".pth").is_file():
+            gains = load_checkpoint(stem.with_suffix(".pth")).get("gains")
+        else:
+            continue
+        if gains:
+            found[group] = {member: float(gain) for member, gain in json.loads(gains).items()}
+    return found

@@ -28,7 +28,7 @@ no report code (tests/test_layout.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..ggd import GGD, Distance, get_distance
+from ..learning import LEARNED, learning
 from ..options import method_layer, reads_descriptor
 from .gain import GainModel, fit_gain_model
 from .signatures import (
@@ -102,6 +103,7 @@ class Selection:
     expected_gain: float | None = None  # predicted gain of the chosen model over the input (dB)
     gain_low: float | None = None  # its interval (selection.alpha, grids/selection/gain.py)
     gain_high: float | None = None
+    not_learned: dict[str, float] = field(default_factory=dict)  # members its model did not learn: their gains
 
     def as_dict(self) -> dict:
         """The selection as JSON values: a number that is not finite is None (JSON has no NaN or
@@ -121,6 +123,7 @@ class Selection:
             # None where the choice did not need the method's GGD (reference: signature)
             "input_ggd": {"alpha": finite_or_none(self.alpha), "sigma": finite_or_none(self.sigma)},
             "divergences": {r.group: finite_or_none(r.distance) for r in self.divergences.itertuples()},
+            "not_learned": {member: finite_or_none(gain) for member, gain in self.not_learned.items()},
         }
 
 
@@ -193,13 +196,29 @@ class GainPredictor:
 
 
 @dataclass(frozen=True)
+class MemberGains:
+    """What each final group's model gains over the input per member (dB, its export's ``gains``,
+    on the grouping test set), and ``grouping.min_learned_gain``: below it, by the rule of
+    :mod:`grids.learning`, the model did not learn that member."""
+
+    gains: dict[str, dict[str, float]]
+    min_learned_gain: float
+
+    def not_learned(self, group: str) -> dict[str, float]:
+        """The members ``group``'s model did not learn (or ends below the input on), with their gains."""
+        return {m: g for m, g in self.gains.get(group, {}).items() if learning(g, self.min_learned_gain) != LEARNED}
+
+
+@dataclass(frozen=True)
 class Selector:
-    """Chooses a final group for an image and judges whether its model will cope (module doc)."""
+    """Chooses a final group for an image and judges whether its model will cope (module doc);
+    ``members``: what each group's model learned, to name a member it did not."""
 
     recipe: SignatureRecipe
     choice: GroupChoice
     judge: Judge
     gain: GainPredictor | None = None
+    members: MemberGains | None = None
 
     @property
     def device(self):
@@ -235,6 +254,7 @@ class Selector:
             expected_gain=gain[0],
             gain_low=gain[1],
             gain_high=gain[2],
+            not_learned=self.members.not_learned(str(best.group)) if self.members else {},
         )
 
 
@@ -422,6 +442,7 @@ def selector_from_config(
     config: dict, results: str | Path = "results", threshold: float | None = None, device: str = "auto"
 ) -> Selector:
     from ..config import descriptor_weights
+    from ..grouping.export import exported_gains
     from ..io import sha256_file
 
     ggd, groups, references, gains, drop_fit = load_results(results)
@@ -436,9 +457,11 @@ def selector_from_config(
     if threshold is not None:
         selection["threshold"] = threshold
     sha = sha256_file(weights) if weights else None
-    return build_selector(
+    selector = build_selector(
         selection, features, ggd, groups, references, weights, config["data_seed"], device, sha, drop_fit, gains=gains
     )
+    exported = exported_gains(Path(results) / "final" / "models", list(dict.fromkeys(groups.group)))
+    return replace(selector, members=MemberGains(exported, config["grouping"]["min_learned_gain"]))
 
 
 def add_selector_arguments(parser) -> None:

@@ -444,8 +444,8 @@ def get_search_priority(wildcards):
 
 
 def get_replicate_seed(wildcards):
-    """Replicate k trains from seed `training_seed + k` (the workflow's own model is k = 0)."""
-    return CONFIG["training_seed"] + int(wildcards.k)
+    """The training seed of replicate {k} (RunPlan.replicate_seed)."""
+    return PLAN.replicate_seed(int(wildcards.k))
 
 
 def validation_test_set():
