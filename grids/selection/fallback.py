@@ -31,13 +31,6 @@ FALLBACKS = ("none", "mixall", "identity")  # selection.fallback
 IDENTITY_GROUP = "identity"  # what `grids restore` answers for the input returned unchanged
 
 
-def flagged(in_distribution, expected_gain, min_gain: float):
-    """Which inputs a fallback takes over (scalars or arrays): an input the statistic flags, or
-    one whose chosen model is expected to gain less than ``min_gain`` dB (None/NaN: not known low)."""
-    low_gain = np.asarray(expected_gain, dtype=np.float64) < min_gain
-    return ~np.asarray(in_distribution, dtype=bool) | low_gain
-
-
 @dataclass(frozen=True)
 class Fallback:
     """``name``: one of :data:`FALLBACKS`; ``min_gain``: the expected gain (dB) below which an input
@@ -53,7 +46,11 @@ class Fallback:
             raise ValueError(f"selection.fallback is {self.name!r}: choose one of {', '.join(FALLBACKS)}")
 
     def flags(self, in_distribution, expected_gain):
-        return flagged(in_distribution, expected_gain, self.min_gain)
+        """Which inputs this fallback takes over (scalars or arrays): an input the statistic flags,
+        or one whose chosen model is expected to gain less than ``min_gain`` dB (None/NaN: not
+        known to be low)."""
+        low_gain = np.asarray(expected_gain, dtype=np.float64) < self.min_gain
+        return ~np.asarray(in_distribution, dtype=bool) | low_gain
 
     def route(self, group: str) -> tuple[str, str]:
         """``(model, what)``: the group whose model a flagged input goes to (``identity``: none, the

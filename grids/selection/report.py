@@ -490,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     from .selector import selector_from_arguments
 
     args = parser().parse_args(argv)
-    selector, _, selection, groups = selector_from_arguments(args, every_statistic=True)
+    selector, _, selection, groups, _ = selector_from_arguments(args, every_statistic=True)
     evaluation = io.read_parquets(args.eval)
     test_sets = test_set_manifests(args.test_set)
     signatures = read_signatures(args.signatures)

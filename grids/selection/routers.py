@@ -401,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--steps {args.steps}: must be at least 1")
     import torch
 
-    selector, features, selection, groups = selector_from_arguments(args)
+    selector, features, selection, groups, references = selector_from_arguments(args)
     layers = statistic_layers(features, selection)
-    logistic = fit_logistic(pd.read_parquet(args.references), groups, layers, args.seed)
+    logistic = fit_logistic(references, groups, layers, args.seed)
     start = time.perf_counter()
     cnn = CNNRouter.fit(*training_images(args.degraded, groups), args.seed, steps=args.steps)
     print(f"cnn: {args.steps} steps in {time.perf_counter() - start:.1f} s on {torch.get_num_threads()} threads")

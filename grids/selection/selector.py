@@ -478,9 +478,11 @@ def add_selector_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
 
 
-def selector_from_arguments(args, every_statistic: bool = False) -> tuple[Selector, dict, dict, pd.DataFrame]:
-    """``(selector, features, selection, groups)`` from :func:`add_selector_arguments`' options
-    (and ``args.device``), torch limited to ``args.threads``."""
+def selector_from_arguments(
+    args, every_statistic: bool = False
+) -> tuple[Selector, dict, dict, pd.DataFrame, pd.DataFrame]:
+    """``(selector, features, selection, groups, references)`` from :func:`add_selector_arguments`'
+    options (and ``args.device``), torch limited to ``args.threads``; the tables as read, once."""
     import json
 
     from ..config import config_section
@@ -506,4 +508,4 @@ def selector_from_arguments(args, every_statistic: bool = False) -> tuple[Select
         every_statistic=every_statistic,
         gains=gains,
     )
-    return selector, features, selection, groups
+    return selector, features, selection, groups, references
