@@ -465,18 +465,21 @@ def _replicates(given: dict, degradations: list[str]) -> dict:
             f"noise floor despite seeds: {replicates['seeds']}; name degradations (null: the first three) or "
             "set seeds: 0 to turn the noise floor off"
         )
-    strangers = [name for name in replicates["degradations"] or [] if name not in degradations]
+    named = [] if replicates["degradations"] in (None, "all") else replicates["degradations"]
+    strangers = [name for name in named if name not in degradations]
     if strangers:
         raise ConfigError(f"config key grouping.replicates.degradations: {strangers} not among `degradations`")
     return replicates
 
 
 def replicate_degradations(config: dict[str, Any]) -> list[str]:
-    """The degradations the noise floor retrains (null: the first three configured); none without seeds."""
+    """The degradations the noise floor retrains (all; null: the first three configured); none without seeds."""
     replicates = config["grouping"]["replicates"]
     if not replicates["seeds"]:
         return []
     chosen = replicates["degradations"]
+    if chosen == "all":
+        return list(config["degradations"])
     return list(config["degradations"])[:3] if chosen is None else list(chosen)
 
 

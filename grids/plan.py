@@ -315,6 +315,12 @@ def _trainings(run, recipe: dict, baselines: dict, sims: np.ndarray | None, inst
             f"    ({instances} simulated searches of the planner with n = {n}; the real number depends on "
             "the measured PSNRs)"
         )
+    replicates = run.config["grouping"]["replicates"]
+    if n > 1 and replicates["seeds"] and replicates["near_delta"] is not None:
+        lines.append(
+            f"  stability replicates    after the search: each final group of two or more, and each verified group "
+            f"within {replicates['near_delta']:g} dB of delta, x {replicates['seeds']} seed(s) (not counted above)"
+        )
     return lines
 
 

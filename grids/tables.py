@@ -277,7 +277,12 @@ TABLES: dict[str, Table] = {
         ("mean_distance", "float64", "mean pairwise `distance_sym`"),
         ("dP", "float64", "its drop: the largest member drop against the single-task models (dB)"),
         ("dP_sd_images", "float64", "bootstrap standard deviation of `dP` over the test images (dB)"),
-        ("dP_sd_seeds", "float64", "seed standard deviation of a drop, from `noise_floor.parquet` (dB; 0 without)"),
+        (
+            "dP_sd_seeds",
+            "float64",
+            "seed standard deviation of its drop: the largest of its members' `drop_sd` in `noise_floor.parquet` "
+            "(a member not replicated: the `pooled` row; dB; 0 without replicates)",
+        ),
         ("dP_low", "float64", "95 % interval of `dP`, low end: `dP - 1.96 sqrt(sd_images^2 + sd_seeds^2)`"),
         ("dP_high", "float64", "its high end"),
         (
@@ -328,15 +333,36 @@ TABLES: dict[str, Table] = {
         ("feasible", "bool", "its verdict on all test images"),
         ("feasible_rate", "float64", "share of resamples in which it is feasible"),
         ("flip_rate", "float64", "share of resamples in which its verdict differs from `feasible`"),
+        (
+            "training_seeds",
+            "int64",
+            "training seeds it was decided at: 1 + `grouping.replicates.seeds` for a final group or one whose "
+            "interval comes within `near_delta` of delta, else 1 (the run's own)",
+        ),
+        ("seed_feasible_rate", "float64", "share of those training seeds at which it is feasible (NaN: not retrained)"),
+        ("seed_flip", "bool", "its verdict differs between training seeds"),
     ),
     "grouping_stability_partitions": _table(
         "results/grouping/stability_partitions.parquet",
         "the partitions the resampled verdicts support (the fewest verified-feasible groups), and how often",
+        ("resampled", "str", "`test_images` (bootstrap of the test images) or `training_seeds` (models retrained)"),
         ("partition", "str", "its groups, joined by ` / `"),
         ("n_groups", "int64", "number of groups"),
-        ("resamples", "int64", "resamples that gave it"),
-        ("fraction", "float64", "`resamples / grouping.bootstrap`"),
+        ("resamples", "int64", "resamples (test-image draws, or training seeds) that gave it"),
+        ("fraction", "float64", "`resamples` over all of that kind (`grouping.bootstrap`, or 1 + the replicate seeds)"),
         ("is_search", "bool", "the search's own partition"),
+    ),
+    "grouping_seed_verdicts": _table(
+        "results/grouping/seed_verdicts.parquet",
+        "per retrained group and training seed: its drop and verdict, decided as the search decides",
+        ("group", "str", "canonical group name"),
+        ("k", "int64", "0: the run's own models; 1..k: the replicates"),
+        ("training_seed", "int64", "the training seed: `training_seed + k`"),
+        ("dP", "float64", "its drop at that seed, against the single-task models of that seed (dB)"),
+        ("dP_low", "float64", "95 % interval of `dP`, low end (test images and seed noise)"),
+        ("dP_high", "float64", "its high end"),
+        ("verdict", "str", "`feasible` / `infeasible` / `failed_training`, as in `grouping_verified`"),
+        ("feasible", "bool", "`verdict == feasible`"),
     ),
     "grouping_drops": _table(
         "results/grouping/drops.parquet",

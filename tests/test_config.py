@@ -255,7 +255,7 @@ def test_grouping_defaults(default):
         "decision": "conservative",
         "min_learned_gain": 0.5,
         "bootstrap": 1000,
-        "replicates": {"degradations": None, "seeds": 1},
+        "replicates": {"degradations": "all", "seeds": 2, "near_delta": 0.3},
     }
     assert config["baselines"] == {}
     restormer = validate_config(mutate(mutate(default, "training.arch", "restormer"), "training.arch_kwargs", None))

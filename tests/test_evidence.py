@@ -152,7 +152,40 @@ def test_noise_floor_spread_and_pooled_row():
     assert x.drop_sd == pytest.approx(0.3 * np.sqrt(2))
     pooled = found[found.degradation == evidence.POOLED].iloc[0]
     assert pooled.psnr_sd == pytest.approx(0.3)
-    assert evidence.seed_drop_sd(found) == pytest.approx(0.3 * np.sqrt(2))
+    assert evidence.seed_drop_sd(found, ["x"]) == pytest.approx(0.3 * np.sqrt(2))
+    assert evidence.seed_drop_sd(None, ["x"]) == 0.0
+
+
+def test_each_group_takes_its_noisiest_members_seed_sd_by_hand():
+    """Noise floor: a moves 0.1 dB between seeds, b 0.5 dB, c was not replicated (it takes the
+    pooled row). a+b's interval is dP +- 1.96 * sqrt(2) * 0.5 (b, the noisier); a+c's takes the
+    pooled sqrt((0.1^2 + 0.5^2) / 2), which is larger than a's own."""
+    floor = noise_floor.noise_floor(
+        "t",
+        {
+            "a": [table({"a": {"a": [30.0, 30.0]}}, {"a": 25.0}), table({"a": {"a": [30.1, 30.1]}}, {"a": 25.0})],
+            "b": [table({"b": {"b": [30.0, 30.0]}}, {"b": 25.0}), table({"b": {"b": [30.5, 30.5]}}, {"b": 25.0})],
+        },
+    )
+    sd_a, sd_b = 0.1 / np.sqrt(2), 0.5 / np.sqrt(2)  # sample sd of two values d apart: d / sqrt(2)
+    pooled = np.sqrt((sd_a**2 + sd_b**2) / 2)
+    n = 6
+    evaluation = table(
+        {
+            "a": {"a": [30.0] * n},
+            "b": {"b": [30.0] * n},
+            "c": {"c": [30.0] * n},
+            "a+b": {"a": [29.9] * n, "b": [29.6] * n},
+            "a+c": {"a": [29.8] * n, "c": [29.9] * n},
+        },
+        {"a": 25.0, "b": 25.0, "c": 25.0},
+    )
+    found = evidence.group_evidence(evaluation, "t", ["a+b", "a+c"], GROUPING, floor, 0).set_index("group")
+    assert found.dP_sd_images.tolist() == pytest.approx([0.0, 0.0])  # the same drop on every image
+    assert found.dP_sd_seeds["a+b"] == pytest.approx(np.sqrt(2) * sd_b)
+    assert found.dP_sd_seeds["a+c"] == pytest.approx(np.sqrt(2) * pooled)
+    assert found.dP_high["a+b"] == pytest.approx(0.4 + evidence.Z95 * np.sqrt(2) * sd_b)
+    assert found.dP_low["a+c"] == pytest.approx(0.2 - evidence.Z95 * np.sqrt(2) * pooled)
 
 
 def test_a_model_that_did_not_learn_is_named_and_its_verdicts_marked(tmp_path, capsys):
@@ -259,3 +292,61 @@ def test_a_member_below_its_input_is_a_failed_training_not_a_clean_infeasible(ca
         evaluation, "t", ["a", "b", "c"], ["a+b"], ["a", "b", "c"], grouping, {}, 0, frozenset({"a+b"})
     )
     assert per_group.feasible_rate.tolist() == [0.0] and not per_group.feasible.any()
+
+
+def test_a_group_that_flips_between_training_seeds_is_reported_unstable():
+    """Hand-made seed tables. Seed 0: a+b loses 0.2 dB (feasible), c+d 2 dB (infeasible). Seed 1
+    (a, b and a+b retrained): a+b loses 1.5 dB, infeasible; seed 2: 0.3 dB again. So a+b flips
+    (feasible at 2 of 3 seeds) and the partition a+b / c / d holds at 2 of 3 seeds, a / b / c / d at
+    the other; c+d was not retrained and keeps its verdict."""
+    n, grouping = 6, {**GROUPING, "decision": "point"}
+    inputs = {"a": 25.0, "b": 25.0, "c": 25.0, "d": 25.0}
+    evaluation = table(
+        {
+            "a": {"a": [30.0] * n},
+            "b": {"b": [30.0] * n},
+            "c": {"c": [30.0] * n},
+            "d": {"d": [30.0] * n},
+            "a+b": {"a": [29.8] * n, "b": [29.9] * n},
+            "c+d": {"c": [28.0] * n, "d": [30.0] * n},
+        },
+        inputs,
+    )
+    names, partition = ["a", "b", "c", "d"], ["a+b", "c", "d"]
+    verified = evidence.group_evidence(evaluation, "t", ["a+b", "c+d"], grouping, None, 0)
+    replicates = {
+        ("a", 1): table({"a": {"a": [30.5] * n}}, inputs),
+        ("b", 1): table({"b": {"b": [30.0] * n}}, inputs),
+        ("a+b", 1): table({"a+b": {"a": [29.0] * n, "b": [29.9] * n}}, inputs),  # a: 30.5 - 29.0
+        ("a+b", 2): table({"a+b": {"a": [29.7] * n, "b": [29.9] * n}}, inputs),  # a and b not replicated at 2
+    }
+    context = {"grouping": grouping, "noise_floor": None, "seed": 0, "training_seed": 5}
+    by_seed, partitions = stability.seed_stability(evaluation, names, verified, partition, context, replicates)
+    assert by_seed.group.tolist() == ["a+b"] * 3 and by_seed.training_seed.tolist() == [5, 6, 7]
+    assert by_seed.dP.tolist() == pytest.approx([0.2, 1.5, 0.3])
+    assert by_seed.feasible.tolist() == [True, False, True]
+    assert partitions.resampled.unique().tolist() == ["training_seeds"]
+    held = dict(zip(partitions.partition, partitions.resamples))
+    assert held == {"a+b / c / d": 2, "a / b / c / d": 1}
+    assert partitions.set_index("partition").is_search.to_dict() == {"a+b / c / d": True, "a / b / c / d": False}
+    per_group, _ = stability.partition_stability(evaluation, "t", names, ["a+b", "c+d"], partition, grouping, {}, 0)
+    per_group = stability.with_seed_columns(per_group, by_seed).set_index("group")
+    assert per_group.training_seeds.to_dict() == {"a+b": 3, "c+d": 1}
+    assert per_group.seed_feasible_rate["a+b"] == pytest.approx(2 / 3) and np.isnan(per_group.seed_feasible_rate["c+d"])
+    assert per_group.seed_flip.to_dict() == {"a+b": True, "c+d": False}
+
+
+def test_the_groups_retrained_are_the_final_ones_and_those_near_delta():
+    verified = pd.DataFrame(
+        {
+            "group": ["a+b", "a+c", "b+c", "c+d", "a+b+c"],
+            "size": [2, 2, 2, 2, 3],
+            "dP_low": [0.0, 0.9, 1.5, 0.1, 2.5],
+            "dP_high": [0.2, 1.3, 2.0, 0.5, 3.0],
+        }
+    )
+    # delta 0.7: a+b's interval ends 0.5 below it, a+c's starts 0.2 above, c+d's ends 0.2 below
+    assert stability.groups_to_retrain(verified, ["a+b", "c", "d"], 0.7, 0.3) == ["a+b", "a+c", "c+d"]
+    assert stability.groups_to_retrain(verified, ["a+b", "c", "d"], 0.7, 0.0) == ["a+b"]
+    assert stability.groups_to_retrain(verified, ["a+b+c", "d"], 0.7, 0.9) == ["a+b", "a+b+c", "a+c", "b+c", "c+d"]
+    assert stability.groups_to_retrain(verified, ["a+b", "c", "d"], 0.7, None) == []

@@ -389,13 +389,23 @@ def test_premise_labels_do_not_overlap_and_the_key_names_every_group(saved, tmp_
 def test_stability_writes_each_share_so_zero_differs_from_missing(saved, tmp_path):
     from grids.grouping.stability import plot_stability
 
-    rows = [["a+b", 2, True, 0.1, True, 1.0, 0.0], ["a+c", 2, False, 0.9, False, 0.0, 0.0]]
-    rows.append(["b+c", 2, False, 1.2, False, float("nan"), 0.0])
+    nan = float("nan")
+    rows = [
+        ["a+b", 2, True, 0.1, True, 1.0, 0.0, 3, 2 / 3, True],
+        ["a+c", 2, False, 0.9, False, 0.0, 0.0, 1, nan, False],
+    ]
+    rows.append(["b+c", 2, False, 1.2, False, nan, 0.0, 1, nan, False])
     per_group = pd.DataFrame(rows, columns=tables.columns("grouping_stability"))
-    partitions = pd.DataFrame([["a+b / c", 2, 10, 1.0, True]], columns=tables.columns("grouping_stability_partitions"))
+    partitions = pd.DataFrame(
+        [["test_images", "a+b / c", 2, 10, 1.0, True], ["training_seeds", "a / b / c", 3, 1, 1 / 3, False]],
+        columns=tables.columns("grouping_stability_partitions"),
+    )
+    partitions.loc[2] = ["training_seeds", "a+b / c", 2, 2, 2 / 3, True]
     plot_stability(per_group, partitions, 0.7, tmp_path / "stability.png")
     (fig,) = saved
-    assert [t.get_text() for t in fig.axes[0].texts] == ["100%", "0%", "no resample"]
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["100%", "0%", "no resample", "2/3 seeds feasible FLIPS"]
+    assert "10 of 10 test-image resamples and 2 of 3 training seeds" in fig.axes[0].get_title()
 
 
 def test_ood_gives_no_unseen_degradation_the_grey_of_the_seen(saved, tmp_path):

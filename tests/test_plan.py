@@ -106,8 +106,13 @@ def test_plan_warns_when_the_iterations_are_below_what_a_degradation_needed():
 
 @pytest.mark.parametrize(
     "replicates",
-    [{"degradations": ["jpeg"], "seeds": 1}, {"degradations": None, "seeds": 2}, {"seeds": 0}],
-    ids=["one", "default_three_x2", "none"],
+    [
+        {"degradations": ["jpeg"], "seeds": 1},
+        {"degradations": None, "seeds": 2},
+        {"degradations": "all", "seeds": 1},
+        {"seeds": 0},
+    ],
+    ids=["one", "first_three_x2", "all", "none"],
 )
 def test_the_plan_counts_the_noise_floor_trainings_that_snakemake_plans(tmp_path, replicates):
     """`grids plan` left the replicate trainings out, at any seeds; `snakemake -n` plans them."""
@@ -124,11 +129,12 @@ def test_the_plan_counts_the_noise_floor_trainings_that_snakemake_plans(tmp_path
     assert dry.returncode == 0, dry.stdout + dry.stderr
     jobs = re.search(r"^train_replicate\s+(\d+)$", dry.stdout, re.M)
     line = re.search(r"noise-floor replicates\s+(\d+)\s+x 12 iterations", planned.stdout)
+    replicated = {"['jpeg']": 1, "None": 3, "all": len(config["degradations"])}
     if replicates["seeds"] == 0:
         assert jobs is None and line is None, planned.stdout
     else:
         assert (
             jobs
             and line
-            and int(line[1]) == int(jobs[1]) == 3 ** (replicates["degradations"] is None) * (replicates["seeds"])
+            and int(line[1]) == int(jobs[1]) == replicated[str(replicates["degradations"])] * replicates["seeds"]
         ), planned.stdout + dry.stdout

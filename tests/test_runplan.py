@@ -62,9 +62,9 @@ def values(jobs: dict[str, set[str]], rule: str, key: str) -> set[str]:
 
 
 def runs(jobs: dict[str, set[str]], rule: str) -> set[str]:
-    """The replicate runs ("DEGRADATION/seedK") of a rule's jobs."""
+    """The replicate runs ("GROUP/seedK") of a rule's jobs."""
     wildcards = (dict(w.split("=") for w in one.split(", ")) for one in jobs.get(rule, set()))
-    return {f"{w['degradation']}/seed{w['k']}" for w in wildcards}
+    return {f"{w['group']}/seed{w['k']}" for w in wildcards}
 
 
 @pytest.mark.parametrize("which", ["default", "tiny"])

@@ -372,24 +372,21 @@ def test_finish_cli_writes_every_table_and_the_plot(tmp_path):
             *search_inputs(tmp_path, evals),
             *[
                 word
-                for name in ("verified", "drops", "partitions", "stability", "stability_partitions")
+                for name in ("verified", "drops", "partitions")
                 for word in (f"--{name.replace('_', '-')}", str(tmp_path / "results" / "grouping" / f"{name}.parquet"))
             ],
             "--plot",
             str(tmp_path / "results" / "grouping" / "search.png"),
-            "--stability-plot",
-            str(tmp_path / "results" / "grouping" / "stability.png"),
             "--groups",
             str(tmp_path / "results" / "final" / "groups.parquet"),
         ]
     )
     assert code == 0
     expected = finish(tables, SearchInputs(matrix=matrix, names=NAMES, evaluation=evaluation, grouping=grouping))
-    for name in ("verified", "drops", "partitions", "stability", "stability_partitions"):
+    for name in ("verified", "drops", "partitions"):
         pd.testing.assert_frame_equal(
             pd.read_parquet(tmp_path / "results" / "grouping" / f"{name}.parquet"), expected[name]
         )
-    assert (tmp_path / "results" / "grouping" / "stability.png").stat().st_size > 5000
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "results" / "final" / "groups.parquet"), expected["groups"]
     )
@@ -426,7 +423,6 @@ def test_a_failed_training_is_split_by_the_search_and_named(tmp_path, capsys):
     assert row.dP == pytest.approx(0.5) and row.verdict == "failed_training" and not row.feasible
     assert row.below_input == "b" and row.weakest_group_gain == pytest.approx(-0.2) and row.harmed_images == 0
     assert result["drops"].learning_group.tolist() == ["did_not_learn", "below_input"]
-    assert not result["stability"].feasible.any() and result["stability"].feasible_rate.tolist() == [0.0]
 
     io.write_parquet(result["groups"], tmp_path / "groups.parquet")
     io.write_parquet(evaluation, tmp_path / "eval.parquet")

@@ -200,7 +200,20 @@ def test_final_models(built):
     stability = pd.read_parquet(grouping / "stability.parquet")
     assert sorted(stability.group) == sorted(g for g in verified.group if "+" in g)
     partitions = pd.read_parquet(grouping / "stability_partitions.parquet")
-    assert partitions.resamples.sum() == 50 and (grouping / "stability.png").stat().st_size > 5000
+    resamples = partitions.groupby("resampled").resamples.sum().to_dict()
+    assert resamples == {"test_images": 50, "training_seeds": 2} and (grouping / "stability.png").stat().st_size > 5000
+    # the stability across training seeds: the final groups and those near delta, retrained at seed 1
+    near = (np.maximum(verified.dP_low - 0.7, 0.7 - verified.dP_high) <= 0.3) & (verified["size"] > 1)
+    finals = set(pd.read_parquet(built / "results" / "final" / "groups.parquet").group)
+    retrained = sorted(set(verified.group[near]) | {g for g in finals if "+" in g})
+    by_seed = pd.read_parquet(grouping / "seed_verdicts.parquet")
+    assert sorted(set(by_seed.group)) == retrained and by_seed.k.tolist() == [0] * len(retrained) + [1] * len(retrained)
+    assert all((built / "results" / "replicates" / g / "seed1" / "eval.parquet").exists() for g in retrained)
+    at_zero = by_seed[by_seed.k == 0].set_index("group")
+    assert at_zero.dP.to_dict() == pytest.approx(verified.set_index("group").dP[retrained].to_dict())
+    assert stability.set_index("group").training_seeds.to_dict() == {
+        g: 2 if g in retrained else 1 for g in stability.group
+    }
     groups = pd.read_parquet(built / "results" / "final" / "groups.parquet")
     assert groups.degradation.tolist() == names
     feasible = set(verified.group[verified.feasible])

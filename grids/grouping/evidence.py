@@ -15,7 +15,8 @@ Three things decide whether it can carry a verdict, and this module measures eac
 * **Seed noise.** The same recipe trained from another seed lands elsewhere. ``noise_floor``
   measures the seed-to-seed standard deviation ``s`` of a single-task model's mean PSNR from
   replicate trainings; a drop is the difference of two independently seeded models, so its seed
-  standard deviation is ``sqrt(2) * s`` (pooled over the replicated degradations).
+  standard deviation is ``sqrt(2) * s``. A group's interval takes the largest of its members' own
+  (:func:`seed_drop_sd`).
 
 The interval of ``dP`` is ``dP +- 1.96 * sqrt(sd_images^2 + sd_seeds^2)`` (normal approximation,
 95 %). ``grouping.decision`` says how a verdict is taken: ``point`` (``dP <= delta``, the paper's
@@ -91,12 +92,21 @@ def bootstrap_max_drop(drops: np.ndarray, n: int, rng: np.random.Generator) -> n
     return drops[picks].mean(axis=1).max(axis=1)
 
 
-def seed_drop_sd(noise_floor: pd.DataFrame | None) -> float:
-    """The seed standard deviation of a drop (dB): the pooled row's ``drop_sd``; 0 without replicates."""
+def seed_drop_sd(noise_floor: pd.DataFrame | None, members: list[str]) -> float:
+    """The seed standard deviation of a group's drop (dB): the largest ``drop_sd`` among its
+    ``members``, each from its own noise-floor row, or the ``pooled`` row for a member that was not
+    replicated (the default replicates the noisiest degradations, so their pooled spread is an
+    upper bound for the rest); 0 without replicates. The largest, not the pooled: ``dP`` is a max
+    over members, and the member that sets it may be the one that moves most with the seed."""
     if noise_floor is None or noise_floor.empty:
         return 0.0
-    pooled = noise_floor[noise_floor.degradation == POOLED]
-    return float(pooled.drop_sd.iloc[0]) if len(pooled) else 0.0
+    by_name = noise_floor.set_index("degradation").drop_sd
+    own = [by_name.get(m, by_name.get(POOLED, np.nan)) for m in members]
+    finite = [float(v) for v in own if np.isfinite(v)]
+    fallback = by_name.get(POOLED, np.nan)
+    if len(finite) < len(own) and np.isfinite(fallback):
+        finite.append(float(fallback))  # a member with one seed only: the pooled spread stands in
+    return max(finite, default=0.0)
 
 
 def group_verdict(feasible_by_drop: bool, below_input: list[str]) -> str:
@@ -155,7 +165,6 @@ def group_evidence(
     """Per group of two or more: ``dP``, its noise, interval, verdict, whether it is informative and
     how its model fares against the input (``EVIDENCE_COLUMNS``; see the module docstring)."""
     rows_all = test_rows(evaluation, test_set)
-    seeds_sd = seed_drop_sd(noise_floor)
     members_all = sorted({m for g in groups for m in group_members(g)})
     gains = single_task_gains(rows_all, members_all) if members_all else pd.Series(dtype=float)
     judged = judge(rows_all, grouping["min_learned_gain"]).droplevel("test_set")
@@ -168,6 +177,7 @@ def group_evidence(
         dP = float(drops.mean().max())
         samples = bootstrap_max_drop(drops.to_numpy(), grouping["bootstrap"], rng_for(seed, "drop", group))
         images_sd = float(samples.std(ddof=1)) if len(samples) > 1 else 0.0
+        seeds_sd = seed_drop_sd(noise_floor, members)
         half = Z95 * float(np.hypot(images_sd, seeds_sd))
         weakest = float(gains[members].min())
         own = judged.loc[[(group, m) for m in members]]

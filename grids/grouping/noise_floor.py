@@ -2,9 +2,10 @@
 seed changes, from replicate trainings (rule ``noise_floor``).
 
 A drop is the difference of two independently seeded models, so its seed standard deviation is
-``sqrt(2) * s`` for a seed-to-seed standard deviation ``s`` of one model's mean PSNR; a last
-``pooled`` row holds the root mean variance over the replicated degradations
-(:func:`grids.grouping.evidence.seed_drop_sd` reads it).
+``sqrt(2) * s`` for a seed-to-seed standard deviation ``s`` of one model's mean PSNR. One row per
+replicated degradation, and a last ``pooled`` row, the root mean variance over them, which stands
+in for a degradation that was not replicated (:func:`grids.grouping.evidence.seed_drop_sd` reads
+them: a group's interval takes its noisiest member's).
 
     python -m grids.grouping.noise_floor --test-set heldout --single E... \\
         --replicate DEG EVAL ... --out results/grouping/noise_floor.parquet

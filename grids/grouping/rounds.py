@@ -56,7 +56,6 @@ from . import evidence
 from .evidence import mean_psnr, test_set_of
 from .names import group_members, group_name
 from .planner import Planner, SearchResult, rank_groups
-from .stability import partition_stability, plot_stability
 
 
 def distance_matrix(matrix: pd.DataFrame, names: list[str]) -> np.ndarray:
@@ -188,19 +187,12 @@ def finish(round_tables: list[pd.DataFrame], inputs: SearchInputs) -> dict[str, 
         .reset_index()
     )
     gains = evidence.single_task_gains(evidence.test_rows(evaluation, test_set), names)
-    half = dict(zip(verified.group, verified.dP_high - verified.dP))
-    failed = frozenset(verified.group[verified.verdict == evidence.FAILED_TRAINING])
-    stability, partitions = partition_stability(
-        evaluation, test_set, names, list(asked.index), list(chosen.group), grouping, half, seed, failed
-    )
     return {
         "verified": verified,
         "drops": drops,
         "partitions": final[tables.columns("grouping_partitions")].reset_index(drop=True),
         "groups": groups,
         "gains": gains,
-        "stability": stability,
-        "stability_partitions": partitions,
     }
 
 
@@ -289,9 +281,6 @@ def main(argv: list[str] | None = None) -> int:
                 p.add_argument(f"--{table}", required=True, help=f"grouping/{table}.parquet to write")
             p.add_argument("--plot", required=True, help="the search plot (PNG) to write")
             p.add_argument("--groups", required=True, help="final/groups.parquet to write (the partition used)")
-            p.add_argument("--stability", required=True, help="grouping/stability.parquet to write")
-            p.add_argument("--stability-partitions", required=True, help="grouping/stability_partitions.parquet")
-            p.add_argument("--stability-plot", required=True, help="grouping/stability.png to write")
     p = sub.add_parser("export", help="a final group's model, slim, as safetensors, and its model card")
     p.add_argument("--groups", required=True, help="final/groups.parquet (the partition)")
     p.add_argument("--group", required=True, help="the final group")
@@ -340,14 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     found = finish(rounds, inputs)
     evidence.warn_not_learned(found["gains"], grouping["min_learned_gain"])
     evidence.warn_failed_trainings(found["verified"])
-    for name in ("verified", "drops", "partitions", "stability", "stability_partitions"):
+    for name in ("verified", "drops", "partitions"):
         tables.write(found[name], f"grouping_{name}", getattr(args, name))
     tables.write(found["groups"], "final_groups", args.groups)
     plot_search(found["verified"], grouping["delta"], args.plot, found["gains"], grouping["min_learned_gain"])
-    plot_stability(found["stability"], found["stability_partitions"], grouping["delta"], args.stability_plot)
     print(found["verified"].round(3).to_string(index=False))
     print(found["groups"].to_string(index=False))
-    print(found["stability_partitions"].head(5).round(3).to_string(index=False))
     return 0
 
 

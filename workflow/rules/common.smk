@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 from grids import runplan
 from grids.config import ConfigError, baseline_recipe, descriptor_weights, training_recipe, validate_config
 from grids.grouping.names import group_members, group_pattern
+from grids.grouping.stability import groups_to_retrain
 
 try:
     CONFIG = validate_config(config)
@@ -125,11 +126,6 @@ def get_baseline_recipe_json(wildcards):
 def get_group_entries_json(wildcards):
     """The config entries of {group}'s members."""
     return as_json(PLAN.entries(group_members(wildcards.group)))
-
-
-def get_replicate_entries_json(wildcards):
-    """The config entry of the replicated {degradation}."""
-    return as_json(PLAN.entries([wildcards.degradation]))
 
 
 def get_published_arch(wildcards):
@@ -362,11 +358,6 @@ def get_eval_tests(wildcards):
     return get_test_manifests(degradations=eval_degradations(wildcards))
 
 
-def get_replicate_tests(wildcards):
-    """The test manifests of the replicated {degradation}."""
-    return get_test_manifests(degradations=[wildcards.degradation])
-
-
 def get_upper_bound_evals(wildcards=None):
     """The evaluations of the upper-bound table: single-task models and mix-all."""
     return evals(PLAN.upper_bound_groups)
@@ -513,6 +504,27 @@ def get_all_rounds(wildcards):
 def get_search_evals(wildcards):
     """The evaluations the search's last round read."""
     return round_evals(runplan.final_round(read_round)[0])
+
+
+def stability_replicates():
+    """The replicate models (GROUP, K) the stability across training seeds reads: the noise
+    floor's and, once the search has answered, those of the groups it retrains (groups_to_retrain)."""
+    verified = pd.read_parquet(checkpoints.grouping_result.get().output.verified)
+    replicates = CONFIG["grouping"]["replicates"]
+    retrained = groups_to_retrain(verified, final_groups(), CONFIG["grouping"]["delta"], replicates["near_delta"])
+    ks = range(1, replicates["seeds"] + 1)
+    return [(name, k) for name in REPLICATED for k in ks] + [(g, k) for g in retrained for k in ks]
+
+
+def get_stability_replicate_evals(wildcards):
+    """The evaluation of every replicate model the stability reads."""
+    return [f"results/replicates/{group}/seed{k}/eval.parquet" for group, k in stability_replicates()]
+
+
+def get_stability_replicate_args(wildcards, input):
+    """`--replicate GROUP K EVAL` per replicate model."""
+    pairs_ = zip(stability_replicates(), input.replicates)
+    return [w for (group, k), path in pairs_ for w in ("--replicate", group, str(k), path)]
 
 
 def get_final_exports(wildcards):

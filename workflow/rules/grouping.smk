@@ -55,7 +55,8 @@ checkpoint grouping_round:
         " --out {output:q} > {log:q} 2>&1"
 
 
-rule grouping_result:
+# A checkpoint: which groups the stability retrains at other seeds is read from its tables.
+checkpoint grouping_result:
     input:
         matrix="results/similarity/matrix.parquet",
         rounds=get_all_rounds,
@@ -71,13 +72,6 @@ rule grouping_result:
             category="Grouping",
         ),
         groups="results/final/groups.parquet",
-        stability="results/grouping/stability.parquet",
-        stability_partitions="results/grouping/stability_partitions.parquet",
-        stability_plot=report_if_built(
-            "results/grouping/stability.png",
-            caption="../report/stability.rst",
-            category="Grouping",
-        ),
     log:
         "logs/grouping/result.log",
     priority: 1
@@ -94,9 +88,46 @@ rule grouping_result:
         " --degradations {params.degradations:q} --eval {input.evals:q} --grouping {params.grouping:q}"
         " {params.noise_floor:q} --seed {params.seed:q}"
         " --verified {output.verified:q} --drops {output.drops:q} --partitions {output.partitions:q}"
-        " --plot {output.plot:q} --groups {output.groups:q} --stability {output.stability:q}"
-        " --stability-partitions {output.stability_partitions:q} --stability-plot {output.stability_plot:q}"
-        " > {log:q} 2>&1"
+        " --plot {output.plot:q} --groups {output.groups:q} > {log:q} 2>&1"
+
+
+# Does the answer rest on the test images, or on the training run? The verdicts re-decided on
+# resampled test images, and at the replicate training seeds (grids/grouping/stability.py).
+rule grouping_stability:
+    input:
+        verified="results/grouping/verified.parquet",
+        groups="results/final/groups.parquet",
+        evals=get_search_evals,
+        noise_floor=get_noise_floor(),
+        replicates=get_stability_replicate_evals,
+    output:
+        stability="results/grouping/stability.parquet",
+        partitions="results/grouping/stability_partitions.parquet",
+        seed_verdicts="results/grouping/seed_verdicts.parquet",
+        plot=report_if_built(
+            "results/grouping/stability.png",
+            caption="../report/stability.rst",
+            category="Grouping",
+        ),
+    log:
+        "logs/grouping/stability.log",
+    priority: 1
+    localrule: True
+    conda:
+        "../envs/grids.yaml"
+    params:
+        degradations=DEGRADATIONS,
+        grouping=get_grouping_json,
+        noise_floor=get_noise_floor_arg,
+        seed=CONFIG["data_seed"],
+        training_seed=CONFIG["training_seed"],
+        replicates=get_stability_replicate_args,
+    shell:
+        "python -m grids.grouping.stability --verified {input.verified:q} --groups {input.groups:q}"
+        " --degradations {params.degradations:q} --eval {input.evals:q} --grouping {params.grouping:q}"
+        " {params.noise_floor:q} --seed {params.seed:q} --training-seed {params.training_seed:q}"
+        " {params.replicates:q} --stability {output.stability:q} --stability-partitions {output.partitions:q}"
+        " --seed-verdicts {output.seed_verdicts:q} --plot {output.plot:q} > {log:q} 2>&1"
 
 
 # One final group's exported model: each file declared, so a deleted one is rebuilt; the files of
@@ -169,4 +200,5 @@ rule final_models:
         "results/selection/reference_gains.parquet",  # and what it predicts the gain from
         rules.grouping_candidates.output,
         rules.grouping_result.output,
+        rules.grouping_stability.output,
         rules.table1.output,

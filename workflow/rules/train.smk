@@ -190,41 +190,43 @@ use rule evaluate as evaluate_others with:
     priority: 0
 
 
-# The noise floor: single-task models of grouping.replicates.degradations trained again from
-# other seeds, each scored on its own degradation, so that a drop is reported with its seed noise.
+# Replicates: models trained again from the other training seeds (training_seed + k). The noise
+# floor's are the single-task models of grouping.replicates.degradations, each scored on its own
+# degradation, so that a drop is reported with its seed noise; the stability's are the groups the
+# search ends near (grouping.replicates.near_delta), scored on their members.
 use rule train as train_replicate with:
     input:
         store="results/train/store/index.parquet",
-        function_files=get_user_function_file,
+        function_files=get_group_function_files,
         arch_file=get_arch_files,
     output:
-        model="results/replicates/{degradation}/seed{k}/model.pth",
-        log_table="results/replicates/{degradation}/seed{k}/train_log.parquet",
+        model="results/replicates/{group}/seed{k}/model.pth",
+        log_table="results/replicates/{group}/seed{k}/train_log.parquet",
     log:
-        "logs/replicates/{degradation}_seed{k}.log",
+        "logs/replicates/{group}_seed{k}.log",
     benchmark:
-        "benchmarks/replicates/{degradation}_seed{k}.tsv"
+        "benchmarks/replicates/{group}_seed{k}.tsv"
     params:
-        group="{degradation}",
-        degradations=get_replicate_entries_json,
+        group="{group}",
+        degradations=get_group_entries_json,
         recipe=get_recipe_json,
         seed=get_replicate_seed,
-        resume=working_file("results/resume/replicate_{degradation}_seed{k}.pth"),
+        resume=working_file("results/resume/replicate_{group}_seed{k}.pth"),
 
 
 use rule evaluate as evaluate_replicate with:
     input:
-        model="results/replicates/{degradation}/seed{k}/model.pth",
-        tests=get_replicate_tests,
+        model="results/replicates/{group}/seed{k}/model.pth",
+        tests=get_eval_tests,
     output:
-        "results/replicates/{degradation}/seed{k}/eval.parquet",
+        "results/replicates/{group}/seed{k}/eval.parquet",
     log:
-        "logs/replicates/{degradation}_seed{k}_eval.log",
+        "logs/replicates/{group}_seed{k}_eval.log",
     benchmark:
-        "benchmarks/replicates/{degradation}_seed{k}_eval.tsv"
+        "benchmarks/replicates/{group}_seed{k}_eval.tsv"
     params:
         test_sets=get_test_set_args,
-        degradations="{degradation}",
+        degradations=eval_degradations,
         archs=PLAN.config_archs,
 
 
