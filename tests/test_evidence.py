@@ -350,3 +350,10 @@ def test_the_groups_retrained_are_the_final_ones_and_those_near_delta():
     assert stability.groups_to_retrain(verified, ["a+b", "c", "d"], 0.7, 0.0) == ["a+b"]
     assert stability.groups_to_retrain(verified, ["a+b+c", "d"], 0.7, 0.9) == ["a+b", "a+b+c", "a+c", "b+c", "c+d"]
     assert stability.groups_to_retrain(verified, ["a+b", "c", "d"], 0.7, None) == []
+
+
+def test_a_retrained_groups_members_are_retrained_at_its_seeds_too():
+    models = stability.replicate_models(["a+b", "c+d"], ["a", "e"], 2)
+    expected = ["a", "e", "b", "c", "d", "a+b", "c+d"]
+    assert models == [(m, k) for m in expected for k in (1, 2)]
+    assert stability.replicate_models([], ["a"], 1) == [("a", 1)]

@@ -208,7 +208,8 @@ def test_final_models(built):
     retrained = sorted(set(verified.group[near]) | {g for g in finals if "+" in g})
     by_seed = pd.read_parquet(grouping / "seed_verdicts.parquet")
     assert sorted(set(by_seed.group)) == retrained and by_seed.k.tolist() == [0] * len(retrained) + [1] * len(retrained)
-    assert all((built / "results" / "replicates" / g / "seed1" / "eval.parquet").exists() for g in retrained)
+    members = {m for g in retrained for m in g.split("+")}
+    assert all((built / "results" / "replicates" / g / "seed1" / "eval.parquet").exists() for g in {*retrained, *members})
     at_zero = by_seed[by_seed.k == 0].set_index("group")
     assert at_zero.dP.to_dict() == pytest.approx(verified.set_index("group").dP[retrained].to_dict())
     assert stability.set_index("group").training_seeds.to_dict() == {
@@ -892,10 +893,10 @@ def test_paper_config_dry_runs_final_models(tmp_path):
     assert ("train_store", "") in jobs  # every training reads its crops from the store
     assert (
         len(re.findall(r"grids.train --group \S+ --store results/train/store/index.parquet", out))
-        == len(degradations) + 1 + 3  # and the noise floor's replicates of the first three
+        == len(degradations) + 1 + 2 * len(degradations)  # and the noise floor's replicates: all, 2 seeds
     )
     recipes = re.findall(r"grids.train --group (\S+).*--recipe '(\{[^']*\})'", out)
-    assert len(recipes) == len(degradations) + 1 + 3  # single-task, the RRDBNet baseline, the replicates
+    assert len(recipes) == 3 * len(degradations) + 1  # single-task, the RRDBNet baseline, the replicates
     for _, recipe in recipes:
         recipe = json.loads(recipe)
         assert recipe["iterations"] == 600000 and recipe["crop"] == 256

@@ -9,9 +9,9 @@ different answer), else the fewest verified-feasible groups (singletons always a
 
 **Training seeds.** The final partition's groups, and every verified group whose 95 % interval
 comes within ``grouping.replicates.near_delta`` dB of delta (:func:`groups_to_retrain`), are
-trained again at the noise floor's k other training seeds. At each seed the evaluation table is
-the one that seed would have made (each model retrained there replaces its own; a single-task
-model not replicated stands for every seed), every retrained group is decided again exactly as
+trained again at the noise floor's k other training seeds, with their members' single-task
+models (:func:`replicate_models`). At each seed the evaluation table is the one that seed would
+have made (each model retrained there replaces its own), every retrained group is decided again exactly as
 the search decides (:func:`grids.grouping.evidence.group_evidence`), the other verified groups
 keep their verdict (they sit further than ``near_delta`` from delta), and the partition those
 verdicts support is taken as above. The search is not rerun: a group another seed's search would
@@ -167,6 +167,16 @@ def groups_to_retrain(
     gap = np.maximum(verified.dP_low - delta, delta - verified.dP_high).clip(lower=0)
     near = verified.group[(gap <= near_delta + 1e-12) & (verified["size"] > 1)]
     return sorted({g for g in partition if len(group_members(g)) > 1} | set(near))
+
+
+def replicate_models(retrained: list[str], replicated: list[str], seeds: int) -> list[tuple[str, int]]:
+    """Every model (GROUP, K) the stability reads at the training seeds ``1..seeds``: the noise
+    floor's single-task models (``replicated``), each ``retrained`` group and each of its members
+    (a member outside the noise floor is trained at those seeds after the search, so that every
+    retrained group is judged against the single-task models of its own seed)."""
+    members = [m for g in retrained for m in group_members(g) if m not in replicated]
+    models = list(dict.fromkeys([*replicated, *members, *retrained]))
+    return [(model, k) for model in models for k in range(1, seeds + 1)]
 
 
 def seed_evaluation(evaluation: pd.DataFrame, replicates: dict[tuple[str, int], pd.DataFrame], k: int) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from snakemake.exceptions import WorkflowError
 from grids import runplan
 from grids.config import ConfigError, baseline_recipe, descriptor_weights, training_recipe, validate_config
 from grids.grouping.names import group_members, group_pattern
-from grids.grouping.stability import groups_to_retrain
+from grids.grouping.stability import groups_to_retrain, replicate_models
 
 try:
     CONFIG = validate_config(config)
@@ -508,12 +508,11 @@ def get_search_evals(wildcards):
 
 def stability_replicates():
     """The replicate models (GROUP, K) the stability across training seeds reads: the noise
-    floor's and, once the search has answered, those of the groups it retrains (groups_to_retrain)."""
+    floor's and, once the search has answered, the groups it retrains and their members."""
     verified = pd.read_parquet(checkpoints.grouping_result.get().output.verified)
     replicates = CONFIG["grouping"]["replicates"]
     retrained = groups_to_retrain(verified, final_groups(), CONFIG["grouping"]["delta"], replicates["near_delta"])
-    ks = range(1, replicates["seeds"] + 1)
-    return [(name, k) for name in REPLICATED for k in ks] + [(g, k) for g in retrained for k in ks]
+    return replicate_models(retrained, REPLICATED, replicates["seeds"])
 
 
 def get_stability_replicate_evals(wildcards):
