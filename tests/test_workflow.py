@@ -209,7 +209,8 @@ def test_final_models(built):
     by_seed = pd.read_parquet(grouping / "seed_verdicts.parquet")
     assert sorted(set(by_seed.group)) == retrained and by_seed.k.tolist() == [0] * len(retrained) + [1] * len(retrained)
     members = {m for g in retrained for m in g.split("+")}
-    assert all((built / "results" / "replicates" / g / "seed1" / "eval.parquet").exists() for g in {*retrained, *members})
+    replicas = built / "results" / "replicates"
+    assert all((replicas / g / "seed1" / "eval.parquet").exists() for g in {*retrained, *members})
     at_zero = by_seed[by_seed.k == 0].set_index("group")
     assert at_zero.dP.to_dict() == pytest.approx(verified.set_index("group").dP[retrained].to_dict())
     assert stability.set_index("group").training_seeds.to_dict() == {
