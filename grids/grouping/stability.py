@@ -252,12 +252,7 @@ def plot_stability(per_group: pd.DataFrame, partitions: pd.DataFrame, delta: flo
             held = int(round(row.seed_feasible_rate * row.training_seeds))
             flip = " FLIPS" if row.seed_flip else ""
             ax.annotate(
-                f"{held}/{row.training_seeds} seeds feasible{flip}",
-                (1.0, y),
-                xytext=(22, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=6.5,
+                f"{held}/{row.training_seeds} seeds feasible{flip}", (1.13, y), va="center", fontsize=6.5
             )
     ax.set_yticks(range(len(shown)), [g + (" *" if p else "") for g, p in zip(shown.group, shown.in_partition)])
     ax.tick_params(axis="y", labelsize=7)
@@ -283,7 +278,7 @@ def _holds(partitions: pd.DataFrame) -> str:
         if len(rows):
             same = rows[rows.is_search]
             parts.append(f"{int(same.resamples.sum())} of {int(rows.resamples.sum())} {what}")
-    return "Partition stability: the search's partition comes out in " + (" and ".join(parts) or "no resample")
+    return "Partition stability: the search's partition comes out in\n" + (" and ".join(parts) or "no resample")
 
 
 def main(argv: list[str] | None = None) -> int:
