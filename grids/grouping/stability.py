@@ -251,9 +251,7 @@ def plot_stability(per_group: pd.DataFrame, partitions: pd.DataFrame, delta: flo
         for y, row in seeds.iterrows():
             held = int(round(row.seed_feasible_rate * row.training_seeds))
             flip = " FLIPS" if row.seed_flip else ""
-            ax.annotate(
-                f"{held}/{row.training_seeds} seeds feasible{flip}", (1.13, y), va="center", fontsize=6.5
-            )
+            ax.annotate(f"{held}/{row.training_seeds} seeds feasible{flip}", (1.13, y), va="center", fontsize=6.5)
     ax.set_yticks(range(len(shown)), [g + (" *" if p else "") for g, p in zip(shown.group, shown.in_partition)])
     ax.tick_params(axis="y", labelsize=7)
     ax.set_xlim(0, 1.45 if len(seeds) else 1.08)  # room for "100%" and the seeds' counts
