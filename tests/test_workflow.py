@@ -721,6 +721,7 @@ def test_editing_one_degradation_reruns_only_it(built):
         "grouping_candidates",
         "grouping_round",
         "grouping_result",
+        "grouping_stability",
         "final_group_model",
         "table1",
         "final_models",
