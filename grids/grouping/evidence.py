@@ -95,17 +95,14 @@ def bootstrap_max_drop(drops: np.ndarray, n: int, rng: np.random.Generator) -> n
 def seed_drop_sd(noise_floor: pd.DataFrame | None, members: list[str]) -> float:
     """The seed standard deviation of a group's drop (dB): the largest ``drop_sd`` among its
     ``members``, each from its own noise-floor row, or the ``pooled`` row for a member that was not
-    replicated (the default replicates the noisiest degradations, so their pooled spread is an
-    upper bound for the rest); 0 without replicates. The largest, not the pooled: ``dP`` is a max
-    over members, and the member that sets it may be the one that moves most with the seed."""
+    replicated or has no finite spread; 0 without replicates. The largest, not the pooled: ``dP`` is
+    a max over members, and the member that sets it may be the one that moves most with the seed."""
     if noise_floor is None or noise_floor.empty:
         return 0.0
     by_name = noise_floor.set_index("degradation").drop_sd
-    own = [by_name.get(m, by_name.get(POOLED, np.nan)) for m in members]
-    finite = [float(v) for v in own if np.isfinite(v)]
-    fallback = by_name.get(POOLED, np.nan)
-    if len(finite) < len(own) and np.isfinite(fallback):
-        finite.append(float(fallback))  # a member with one seed only: the pooled spread stands in
+    pooled = by_name.get(POOLED, np.nan)
+    own = [by_name.get(m, pooled) for m in members]
+    finite = [float(v) for v in (o if np.isfinite(o) else pooled for o in own) if np.isfinite(v)]
     return max(finite, default=0.0)
 
 
