@@ -42,7 +42,7 @@ from . import __version__, io, tables
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
 from .config import group_iterations
 from .degradations import get_degradation
-from .degradations.batched import from_uint8_images
+from .degradations.batched import Window, from_uint8_images
 from .grouping.names import group_members
 from .seeds import derive_seed
 from .stage import pick_device, uses_bf16
@@ -133,25 +133,28 @@ class OnlineDegrader:
         With a ``canvas`` larger than the crop, each sample is degraded as a canvas-sized crop and
         the training crop cut from it at random: a degradation drawn per image size (inpainting's
         strokes: 5-10 per image whatever its size) then covers a training crop as it covers a test
-        image, and a blur's borders lie outside the crop, as in a test image.
+        image, and a blur's borders lie outside the crop, as in a test image. The local degradations
+        compute the crop alone (:class:`grids.degradations.batched.Window`). The numpy draws come in
+        one order (crops, members, each member's parameters, the crops' corners): the degradations
+        draw from ``generator`` only.
         """
         crops = [random_crop(self.images, self.canvas, rng) for _ in range(size)]
-        clean = from_uint8_images(crops, self.device)
+        canvas = from_uint8_images(crops, self.device)
         choice = self.draw_members(size, rng)
+        present = [(self.degradations[name], np.flatnonzero(choice == k)) for k, name in enumerate(self.names)]
+        present = [(deg, index) for deg, index in present if len(index)]
+        params = [[deg.sample(rng, (self.canvas, self.canvas)) for _ in index] for deg, index in present]
+        corners = (
+            rng.integers(self.canvas - self.crop + 1, size=(size, 2))
+            if self.canvas > self.crop
+            else np.zeros((size, 2), np.int64)
+        )
+        clean = Window(corners, self.crop).cut(canvas)
         degraded = torch.empty_like(clean)
-        for k, name in enumerate(self.names):  # one batched call per degradation present
-            index = np.flatnonzero(choice == k)
-            if len(index) == 0:
-                continue
-            deg = self.degradations[name]
-            params = [deg.sample(rng, (self.canvas, self.canvas)) for _ in index]
+        # One batched call per degradation present, computing only its samples' crops (see batched.py).
+        for (deg, index), drawn in zip(present, params):
             picked = torch.from_numpy(index).to(self.device)
-            degraded[picked] = deg.apply_batch(clean[picked], params, generator)
-        if self.canvas > self.crop:
-            corners = rng.integers(self.canvas - self.crop + 1, size=(size, 2))
-            cut = [(slice(None), slice(t, t + self.crop), slice(left, left + self.crop)) for t, left in corners]
-            degraded = torch.stack([d[c] for d, c in zip(degraded, cut)])
-            clean = torch.stack([x[c] for x, c in zip(clean, cut)])
+            degraded[picked] = deg.apply_batch(canvas[picked], drawn, generator, Window(corners[index], self.crop))
         weight = torch.as_tensor(self.weights[choice], dtype=torch.float32, device=self.device)
         return degraded, clean, weight
 

@@ -10,7 +10,7 @@ import torch
 
 from grids.data import dead_leaves
 from grids.degradations import get_degradation
-from grids.degradations.batched import from_uint8_images, to_uint8_images
+from grids.degradations.batched import Window, from_uint8_images, to_uint8_images
 
 DETERMINISTIC = ["gaussian_blur", "motion_blur", "rl", "sr", "ringing", "defocus_blur", "jpeg", "inpainting"]
 
@@ -94,3 +94,55 @@ def test_user_degradation_has_a_per_image_batched_fallback(images):
     got = to_uint8_images(deg.apply_batch(from_uint8_images(images), params))
     for img, p, g in zip(images, params, got):
         assert np.array_equal(g, deg(img, np.random.default_rng(p["seed"]))[0])
+
+
+# --- windows: the crops a training batch keeps, computed from what they need ----------------------
+WINDOWED = ["gaussian_blur", "motion_blur", "rl", "ringing", "defocus_blur", "sr", "jpeg", "inpainting"]
+
+
+def _canvas_and_window(n: int = 4, canvas: int = 72, crop: int = 24):
+    images = [dead_leaves(canvas, np.random.default_rng(20 + i)) for i in range(n)]
+    corners = np.random.default_rng(5).integers(canvas - crop + 1, size=(n, 2))
+    corners[0] = (0, 0)  # a crop on the canvas's corner: its margin is the reflect padding
+    corners[1] = (canvas - crop, canvas - crop)
+    return from_uint8_images(images), Window(corners, crop)
+
+
+@pytest.mark.parametrize("name", WINDOWED)
+def test_a_window_holds_the_crops_of_the_whole_canvas(name):
+    x, window = _canvas_and_window()
+    deg = get_degradation(name)
+    rng = np.random.default_rng(3)
+    params = [deg.sample(rng, x.shape[-2:]) for _ in range(len(x))]
+    whole = window.cut(deg.apply_batch(x, params))
+    part = deg.apply_batch(x, params, None, window)
+    assert part.shape == (len(x), 3, window.size, window.size)
+    diff = (part - whole).abs() * 255
+    # The same sums from a smaller input: equal but for a rare rounding tie (one grey level).
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.001, name
+
+
+def test_richardson_lucy_that_reaches_past_its_padding_degrades_the_canvas():
+    x, window = _canvas_and_window()
+    deg = get_degradation("rl", {"iterations": 3, "pad": 4})  # reach 2 * 2 * 3 = 12 > 4
+    params = [deg.sample(None, x.shape[-2:]) for _ in range(len(x))]
+    assert torch.equal(deg.apply_batch(x, params, None, window), window.cut(deg.apply_batch(x, params)))
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "poisson_noise", "salt_pepper"])
+def test_a_window_of_a_per_pixel_noise_is_noise_of_the_crop(name):
+    x, window = _canvas_and_window(n=8)
+    deg = get_degradation(name)
+    rng = np.random.default_rng(4)
+    params = [deg.sample(rng, x.shape[-2:]) for _ in range(len(x))]
+    part = deg.apply_batch(x, params, torch.Generator().manual_seed(0), window)
+    clean = window.cut(x)
+    assert part.shape == clean.shape
+    assert torch.equal(part, torch.round(part * 255) / 255)
+    if name == "salt_pepper":  # the configured fraction of the crop's pixels, not of the canvas's
+        for img, p in zip(part, params):
+            hits = int(((img == 0) | (img == 1)).all(dim=0).sum())
+            assert abs(hits - p["amount"] * window.size**2) <= 0.02 * window.size**2 + 1
+    else:  # noise of the crop: as strong, per crop, as the whole canvas's
+        whole = window.cut(deg.apply_batch(x, params, torch.Generator().manual_seed(0)))
+        assert abs((part - clean).std().item() - (whole - clean).std().item()) < 0.15 * (whole - clean).std().item()

@@ -21,10 +21,12 @@ from grids import io
 from grids.checkpoint import load_checkpoint, load_model
 from grids.data import dead_leaves, prepare_clean_set, set_paths
 from grids.degradations import get_degradation
+from grids.degradations.batched import Window, from_uint8_images
 from grids.degrade import degrade_dataset
 from grids.evaluate import evaluate_model, psnr, restore, runs_in_bf16, ssim
 from grids.grouping.names import group_members, group_name, group_pattern
 from grids.stage import uses_bf16
+from grids.store import random_crop
 from grids.train import (
     OnlineDegrader,
     Prefetcher,
@@ -114,6 +116,21 @@ def test_the_canvas_is_cut_to_the_crop_and_clamped_to_the_smallest_image(images)
         return ((d - c).abs().sum(1) > 0).float().mean().item()
 
     assert covered(wide) < 0.5 * covered(plain)
+
+
+def test_a_batch_holds_the_crops_of_its_degraded_canvases(images):
+    """The trainer degrades only the crops it keeps: the same crops, parameters and pixels as
+    degrading each whole canvas and cutting the crop from it (the draws' order is replayed here)."""
+    deg = get_degradation("gaussian_blur", {})
+    data = OnlineDegrader(images, {"gaussian_blur": deg}, 16, torch.device("cpu"), canvas=48)
+    degraded, clean, _ = data.batch(4, np.random.default_rng(0), torch.Generator().manual_seed(0))
+    replay = np.random.default_rng(0)
+    canvases = from_uint8_images([random_crop(data.images, 48, replay) for _ in range(4)])
+    data.draw_members(4, replay)
+    params = [deg.sample(replay, (48, 48)) for _ in range(4)]
+    window = Window(replay.integers(48 - 16 + 1, size=(4, 2)), 16)
+    assert torch.equal(clean, window.cut(canvases))
+    assert ((degraded - window.cut(deg.apply_batch(canvases, params))).abs() * 255).max() <= 1
 
 
 def test_balanced_loss_by_hand(images):

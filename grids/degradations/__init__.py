@@ -133,11 +133,12 @@ class Degradation:
         params = self.sample(rng, image.shape[:2], **config)
         return self.apply(image, params, rng), params
 
-    def apply_batch(self, images, params: Sequence[dict], generator=None):
-        """Batched torch form: ``(B, 3, H, W)`` float in [0, 1] -> same, quantised to 1/255."""
+    def apply_batch(self, images, params: Sequence[dict], generator=None, window=None):
+        """Batched torch form: ``(B, 3, H, W)`` float in [0, 1] -> same, quantised to 1/255; with a
+        ``batched.Window``, only its crops (computed from what they need, see ``batched.py``)."""
         from . import batched  # torch is imported only by users of the batched forms
 
-        return getattr(batched, self.batched)(images, params, generator)
+        return getattr(batched, self.batched)(images, params, generator, window)
 
 
 @dataclass(frozen=True)
@@ -192,12 +193,13 @@ class UserDegradation:
         """For online training: the user's function draws its own parameters, from this seed."""
         return {"seed": int(rng.integers(2**63))}
 
-    def apply_batch(self, images, params: Sequence[dict], generator=None):
-        """Per-image fallback on CPU (a user function is numpy code): ``(B, 3, H, W)`` in [0, 1]."""
-        from .batched import from_uint8_images, to_uint8_images
+    def apply_batch(self, images, params: Sequence[dict], generator=None, window=None):
+        """Per-image fallback on CPU (a user function is numpy code): ``(B, 3, H, W)`` in [0, 1];
+        with a window, the whole images are degraded and its crops cut."""
+        from .batched import cut, from_uint8_images, to_uint8_images
 
         outs = [self(img, np.random.default_rng(p["seed"]))[0] for img, p in zip(to_uint8_images(images), params)]
-        return from_uint8_images(outs, images.device).to(images.dtype)
+        return cut(from_uint8_images(outs, images.device).to(images.dtype), window)
 
 
 def check_image(image: np.ndarray, where: str = "") -> None:
