@@ -214,6 +214,8 @@ def _headline(path: str, choice) -> str:
     """``photo.png: group G, expect ...``, and the members G's model did not learn, if any (a model
     that restores almost nothing of a degradation should not be trusted with it)."""
     expect = _expectation(choice)
+    if choice.nothing_to_restore:
+        return f"{path}: NOTHING TO RESTORE (it looks like the clean images){', ' + expect if expect else ''}"
     line = f"{path}: group {choice.group}{', ' + expect if expect else ''}"
     if choice.not_learned:
         gains = ", ".join(f"{member} ({gain:+.2f} dB)" for member, gain in choice.not_learned.items())
@@ -225,7 +227,9 @@ def _verdict(choice, selector) -> str:
     """``in distribution`` or the warning naming the nearest group, with the statistic's score and
     the expected drop."""
     what = f"{choice.statistic} score {choice.score:.3f}" if choice.statistic else f"distance {choice.distance:.3f}"
-    if choice.in_distribution:
+    if choice.nothing_to_restore:
+        verdict = f"{what}; its nearest references are clean images: the input is returned unchanged"
+    elif choice.in_distribution:
         verdict = f"in distribution: {what} <= {selector.threshold:.4g}"
     elif choice.statistic == "gain":
         verdict = (
@@ -237,7 +241,7 @@ def _verdict(choice, selector) -> str:
             f"OUT OF DISTRIBUTION: {what} > {selector.threshold:.4g}, no group model was trained on anything "
             f"like it; the nearest group is {choice.group}"
         )
-    if choice.expected_drop is not None:
+    if choice.expected_drop is not None and not choice.nothing_to_restore:
         verdict += f"; expected drop ≈ {choice.expected_drop:.2f} dB against a single-task model"
     return verdict
 
@@ -265,7 +269,7 @@ def _restore(args) -> int:
     from .archs import size_multiple
     from .checkpoint import load_model
     from .evaluate import restore
-    from .selection.fallback import IDENTITY_GROUP
+    from .grouping.names import IDENTITY_GROUP
 
     if args.group and args.fallback:
         raise ValueError(
@@ -308,11 +312,13 @@ def _choose(args, selector, image: np.ndarray, config: dict) -> str:
     choice = selector.select(image)
     print(_headline(args.image, choice), file=sys.stderr)
     print(f"    distance {choice.distance:.3f}; {_verdict(choice, selector)}", file=sys.stderr)
+    if choice.nothing_to_restore:
+        return choice.group
     selection = config["selection"]
     fallback = Fallback(
         args.fallback or selection["fallback"], selection["min_helpful_gain"], mix_all_group(config["degradations"])
     )
-    if not fallback.flags(choice.in_distribution, choice.expected_gain):
+    if not fallback.flags(choice.in_distribution, choice.expected_gain, choice.group):
         return choice.group
     group, what = fallback.route(choice.group)
     print(f"warning: {args.image} is flagged: expect a poor restoration; writing {what}", file=sys.stderr)

@@ -25,6 +25,7 @@ import jsonschema
 import yaml
 
 from .degradations import BUILTINS, NAMES, get_degradation
+from .grouping.names import CLEAN, IDENTITY, IDENTITY_GROUP
 from .io import list_image_files, unusable_files
 from .options import reads_descriptor
 
@@ -101,7 +102,8 @@ DEFAULT_TRAINING = schema_defaults(schema()["properties"]["training"])
 DEFAULT_GROUPING = schema_defaults(schema()["properties"]["grouping"])
 DEFAULT_SELECTION = schema_defaults(schema()["properties"]["selection"])
 DEFAULT_VALIDATION = schema_defaults(schema()["properties"]["validation"])
-RESERVED_SET_NAMES = {"clean", "input"}  # the clean set; the degraded input scored as a model (the identity)
+# the clean set (also a test case); the degraded input scored as a model; the choice "nothing to restore"
+RESERVED_SET_NAMES = {CLEAN, IDENTITY, IDENTITY_GROUP}
 TABLE1_NAMES = {"input", "upper", "mixall", "grids"}  # Table 1's own psnr_* columns: not baseline names
 # Keyword arguments of each backbone (kept here so the config is checked without importing torch;
 # tests/test_archs.py checks them against the classes' signatures).
@@ -403,8 +405,8 @@ def _degradations_section(config: dict[str, Any], base_dir: str | Path) -> None:
     for name, entry in config["degradations"].items():
         if name in RESERVED_SET_NAMES:
             raise ConfigError(
-                f"config key degradations.{name}: the name {name!r} is reserved (clean: the clean image set; "
-                "input: the degraded input scored as a model)"
+                f"config key degradations.{name}: the name {name!r} is reserved (clean: the clean image set and "
+                "test case; input: the degraded input scored as a model; identity: nothing to restore)"
             )
         config["degradations"][name] = _resolve_degradation(name, entry, f"degradations.{name}", base_dir)
 

@@ -3,7 +3,8 @@
 Metric conventions (restoration, input and output of the same size):
 
 * both on RGB uint8 (the model's output is clamped to [0, 1] and rounded to 8 bit first);
-* PSNR over all pixels and the three channels, no border cropped: ``10 log10(255² / MSE)``;
+* PSNR over all pixels and the three channels, no border cropped: ``10 log10(255² / MSE)``, at
+  most 60 dB (:data:`PSNR_CEILING`: identical images, the clean test case left unchanged);
 * SSIM: Wang et al.'s settings (Gaussian window sigma 1.5, K1 0.01, K2 0.03, data range 255),
   per channel then averaged (``skimage.metrics.structural_similarity(channel_axis=2)``).
 
@@ -48,13 +49,14 @@ from . import io, tables
 from .archs import size_multiple
 from .checkpoint import load_model
 from .grouping.names import IDENTITY
+from .learning import PSNR_CEILING
 from .stage import TILE_OVERLAP, add_test_set_argument, check_tile, pick_device, test_set_manifests, uses_bf16
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) of two 8-bit images; identical images get inf (skimage divides by a zero MSE)."""
+    """PSNR (dB) of two 8-bit images, at most :data:`PSNR_CEILING` (identical images)."""
     with np.errstate(divide="ignore"):
-        return float(peak_signal_noise_ratio(a, b, data_range=255))
+        return min(float(peak_signal_noise_ratio(a, b, data_range=255)), PSNR_CEILING)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from .ggd import GGD, fit_ggd_torch
+from .nss import expand_layers
 from .options import reads_descriptor
 from .seeds import rng_for
 
@@ -63,6 +64,7 @@ class Signature:
         """``[log alpha, log sigma]`` per layer of ``layers`` (``[2 * len(layers)]`` float64): the
         point of the signature space the ``knn``/``mahalanobis`` statistics and the signature
         choice compare."""
+        layers = expand_layers(layers)  # `nss`: its 18 fits
         missing = [layer for layer in layers if layer not in self.ggds]
         if missing:
             raise ValueError(f"no signature at layers {missing}: rebuild the selection references")

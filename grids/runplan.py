@@ -28,7 +28,7 @@ from .config import (
     trained_baselines,
     training_recipe,
 )
-from .grouping.names import group_members, group_name, mix_all_group, upper_bound_groups
+from .grouping.names import CLEAN, group_members, group_name, mix_all_group, upper_bound_groups
 from .io import list_image_files
 from .options import Decision, reads_descriptor
 from .user_code import code_file
@@ -153,8 +153,13 @@ class RunPlan:
         # Degradations left out of training, applied to the test sets only: the selection report
         # checks that inputs like them are called out of distribution.
         self.unseen = list(config["selection"]["unseen"])
-        self.test_degradations = self.degradations + self.unseen
-        self.image_sets = ["clean", *self.degradations]  # clean: the similarity tables' reference row
+        # The clean test images are a case of their own (the identity): what a model does to an
+        # input with nothing to restore.
+        self.test_degradations = [*self.degradations, *self.unseen, CLEAN]
+        self.image_sets = [CLEAN, *self.degradations]  # clean: the similarity tables' reference row
+        # The selector's references: every trained degradation's similarity set, and the clean set
+        # for the identity (the candidate "nothing to restore").
+        self.reference_sets = [*self.degradations, CLEAN]
         self.test_sets = list(config["training"]["test_sets"])
         self.mix_all = mix_all_group(self.degradations)
         self.upper_bound_groups = upper_bound_groups(self.degradations)
@@ -340,7 +345,7 @@ class RunPlan:
     def entries(self, names: Iterable[str]) -> dict[str, dict]:
         """The resolved config entries of degradations ``names`` (trained or unseen)."""
         trained = self.config["degradations"]
-        entries = {**trained, **self.config["selection"]["unseen"]}
+        entries = {**trained, **self.config["selection"]["unseen"], CLEAN: {}}
         return {
             name: composite_entry(entries[name], trained) if "compose" in entries[name] else entries[name]
             for name in names

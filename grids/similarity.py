@@ -42,8 +42,6 @@ from .options import method_layer, reads_descriptor
 from .plotting import fit_width
 from .stage import add_set_arguments, pick_device
 
-CLEAN = "clean"
-
 
 def fit_set(
     name: str, manifest: pd.DataFrame, descriptor: str | None, features: dict, seed: int, device: str = "auto"

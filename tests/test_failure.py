@@ -17,6 +17,8 @@ from grids.selection.failure import (
     image_outcomes,
     optimal_aurc,
     risk_coverage,
+    subset_of,
+    subsets,
 )
 from grids.selection.fallback import Fallback
 
@@ -141,6 +143,45 @@ def test_fpr_at_95_tpr_by_hand():
     assert fpr_at_tpr(separated, np.array([1, 1, 0, 0], bool)) == 0.0
 
 
+def test_the_identity_is_a_candidate_and_clean_images_a_subset():
+    """Clean d left as it is (the identity chosen), clean e restored by jpeg's model; jpeg f, which
+    every model harms, left as it is; jpeg g left as it is although jpeg's model gains 2 dB on it."""
+    keys = [("clean", "d"), ("clean", "e"), ("jpeg", "f"), ("jpeg", "g")]
+    accuracy = pd.DataFrame(
+        {
+            "test_set": "t",
+            "degradation": [d for d, _ in keys],
+            "image": [i for _, i in keys],
+            "seen": True,
+            "chosen_group": ["identity", "jpeg", "identity", "identity"],
+            "in_distribution": True,
+            "expected_gain": [0.0, 1.0, 0.1, 0.2],
+            "gain_low": -1.0,
+            "gain_high": 1.0,
+        }
+    )
+    evaluation = pd.DataFrame(
+        eval_rows("input", dict(zip(keys, [60.0, 60.0, 30.0, 25.0])))  # a clean input scores the ceiling
+        + eval_rows("jpeg", dict(zip(keys, [40.0, 41.0, 29.5, 27.0])))
+        + eval_rows("noise", dict(zip(keys, [38.0, 39.0, 29.0, 24.0])))
+    )
+    rows = image_outcomes(accuracy, evaluation, GROUPS, min_gain=0.5)
+    assert rows.psnr_chosen.tolist() == [60.0, 41.0, 30.0, 25.0]  # the identity's: the input's own row
+    assert rows.gain.tolist() == [0.0, -19.0, 0.0, 0.0]
+    assert rows.oracle_group.tolist() == ["identity", "identity", "identity", "jpeg"]
+    assert rows.oracle_gain.tolist() == [0.0, 0.0, 0.0, 2.0]
+    # the identity fails only where a model would have gained min_gain (g); a model, below min_gain (e)
+    assert rows.fails.tolist() == [False, True, False, True]
+    assert subset_of(rows).tolist() == ["clean", "clean", "seen", "seen"]
+    parts = {subset: part.image.tolist() for _, subset, part in subsets(rows)}
+    assert parts == {"all": ["d", "e", "f", "g"], "seen": ["f", "g"], "clean": ["d", "e"]}
+    # the identity fallback gives e back as it was: the clean subset's mean PSNR rises to the ceiling
+    rows["flagged"] = [False, True, False, False]
+    effect = fallback_effect(rows, 0.5).set_index(["subset", "fallback"])
+    assert effect.loc[("clean", "identity"), "mean_psnr"] == 60.0
+    assert effect.loc[("clean", "none"), "mean_psnr"] == 50.5
+
+
 def test_metrics_by_hand():
     accuracy, evaluation = small_case()
     outcomes = image_outcomes(accuracy, evaluation, GROUPS, 0.5)
@@ -155,7 +196,15 @@ def test_metrics_by_hand():
     )
     metrics = failure_metrics(outcomes, scores)
     assert list(metrics.columns) == tables.columns("selection_failure")
-    metrics = metrics.set_index("statistic")
+    # a row per subset: all, the seen jpeg images (a, b) and the unseen haze one (c)
+    assert metrics.groupby("statistic", sort=False).subset.apply(list).to_dict() == {
+        "good": ["all", "seen", "unseen"],
+        "bad": ["all", "seen", "unseen"],
+    }
+    seen = metrics[metrics.subset == "seen"].set_index("statistic")
+    assert seen.n.tolist() == [2, 2] and seen.n_fails.tolist() == [1, 1]
+    assert seen.auroc.to_dict() == {"good": 1.0, "bad": 0.0}  # b (fails) 0.8 > a 0.1; bad: 0.1 < 0.9
+    metrics = metrics[metrics.subset == "all"].set_index("statistic")
     # good: both failures (0.8, 0.9) above the helped 0.1 -> AUROC 1; bad: both below 0.9 -> 0.
     assert metrics.auroc.to_dict() == {"good": 1.0, "bad": 0.0}
     assert metrics.fpr_at_95_tpr.to_dict() == {"good": 0.0, "bad": 1.0}

@@ -139,6 +139,7 @@ def test_comparison_equals_a_hand_computation():
     np.testing.assert_allclose(summary.psnr_lost, [2.6 / 3, 0.0, 3.5 / 3, 0.0])
     np.testing.assert_allclose(summary.psnr_lost_seen, [0.05, 0.0, 0.5, 0.0])
     np.testing.assert_allclose(summary.psnr_lost_unseen, [2.5, 0.0, 2.5, 0.0])
+    assert summary.psnr_lost_clean.isna().all()  # no clean test image here
     np.testing.assert_allclose(
         summary.mean_psnr, [(22 + 30.1 + 14) / 3, (22 + 30.2 + 16.5) / 3, (21 + 30.2 + 14) / 3, 68.7 / 3]
     )

@@ -112,13 +112,15 @@ def tiny() -> RunPlan:
 
 def test_groups_evaluations_and_variants(tiny):
     assert tiny.degradations == ["jpeg", "gaussian_noise", "sr", "haze"]
-    assert tiny.test_degradations == [*tiny.degradations, "salt_pepper"]
+    # the clean test images are a case of their own (the identity's), last
+    assert tiny.test_degradations == [*tiny.degradations, "salt_pepper", "clean"]
     assert tiny.image_sets == ["clean", *tiny.degradations]
+    assert tiny.reference_sets == [*tiny.degradations, "clean"]  # the identity's references: the clean set
     # t1's groups; e2 names degradations the tiny config lacks and is skipped
     assert tiny.experiment_groups == ["jpeg+sr", "gaussian_noise+haze"]
     assert tiny.validation_groups == ["gaussian_noise+haze", "gaussian_noise+haze+jpeg+sr", "jpeg+sr"]
     assert tiny.eval_degradations(group="jpeg+sr") == ["jpeg", "sr"]
-    assert tiny.eval_degradations(others="jpeg+sr") == ["gaussian_noise", "haze", "salt_pepper"]
+    assert tiny.eval_degradations(others="jpeg+sr") == ["gaussian_noise", "haze", "salt_pepper", "clean"]
     assert tiny.eval_degradations() == tiny.test_degradations  # a baseline: every test degradation
     assert tiny.variant_features("method") == tiny.config["features"]
     assert tiny.variant_features("rb16") == {**tiny.config["features"], "kind": "descriptor", "layer": "RB16"}
@@ -209,7 +211,8 @@ def test_what_the_search_adds(tiny):
 @pytest.mark.parametrize(
     ("unseen", "final", "expected"),
     [
-        ({}, ["gaussian_noise+jpeg+sr"], []),  # one final group of every degradation: nothing else to score
+        # one final group of every degradation: the clean case is still left to score
+        ({}, ["gaussian_noise+jpeg+sr"], ["gaussian_noise+jpeg+sr"]),
         ({}, ["jpeg+sr", "gaussian_noise"], ["jpeg+sr", "gaussian_noise"]),
         ({"haze": {"function": "examples/haze.py:haze"}}, ["gaussian_noise+jpeg+sr"], ["gaussian_noise+jpeg+sr"]),
     ],
@@ -223,9 +226,8 @@ def test_evaluate_others_only_where_a_test_degradation_is_left(unseen, final, ex
     plan = RunPlan.from_config(validate_config(config, base_dir=ROOT))
     assert plan.others_evals(final) == [f"results/eval/others/{group}.parquet" for group in expected]
     assert all(plan.eval_degradations(others=group) for group in expected)
-    assert plan.mix_all_evals() == ["results/eval/gaussian_noise+jpeg+sr.parquet"] + (
-        ["results/eval/others/gaussian_noise+jpeg+sr.parquet"] if unseen else []
-    )
+    mix_all = "gaussian_noise+jpeg+sr"  # its members' table, and the others' (the clean case, unseen ones)
+    assert plan.mix_all_evals() == [f"results/eval/{mix_all}.parquet", f"results/eval/others/{mix_all}.parquet"]
 
 
 def test_needs_union():

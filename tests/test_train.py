@@ -25,6 +25,7 @@ from grids.degradations.batched import Window, from_uint8_images
 from grids.degrade import degrade_dataset
 from grids.evaluate import evaluate_model, psnr, restore, runs_in_bf16, ssim
 from grids.grouping.names import group_members, group_name, group_pattern
+from grids.learning import PSNR_CEILING
 from grids.stage import uses_bf16
 from grids.store import random_crop
 from grids.train import (
@@ -348,6 +349,11 @@ def test_metrics_match_direct_computation():
     assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / mse))
     assert psnr(a, b) == pytest.approx(peak_signal_noise_ratio(a, b, data_range=255))
     assert ssim(a, a) == pytest.approx(1.0) and 0 < ssim(a, b) < 1
+    # an unchanged image (the clean test case left as it is) scores the ceiling, not inf, and one
+    # grey level off everywhere stays below it (48.1 dB)
+    assert psnr(a, a) == PSNR_CEILING == 60.0
+    one_off = np.where(a < 255, a + 1, a - 1).astype(np.uint8)
+    assert psnr(a, one_off) == pytest.approx(10 * np.log10(255**2)) and psnr(a, one_off) < PSNR_CEILING
 
 
 def test_tiled_inference_matches_whole_image(images, tmp_path):

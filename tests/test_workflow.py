@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import skimage.data
 import yaml
 
 from grids import io, tables
@@ -22,6 +23,7 @@ from grids.cards import check_front_matter, read_front_matter
 from grids.checkpoint import load_checkpoint
 from grids.grouping.names import group_members, mix_all_group
 from grids.learning import BELOW_INPUT_DB
+from grids.nss import NSS_LAYERS
 
 pytestmark = pytest.mark.slow  # runs the whole workflow on the tiny config: minutes
 
@@ -125,7 +127,8 @@ def test_upper_bounds(built):
     assert "harmed_mixall" in summary and "learning_mixall" in summary
     identity = pd.read_parquet(built / "results" / "eval" / "input.parquet")
     assert set(identity.trained_on) == {"input"} and (identity.psnr == identity.psnr_input).all()
-    assert set(identity.degradation) == {*names, *TINY["selection"]["unseen"]}
+    assert set(identity.degradation) == {*names, *TINY["selection"]["unseen"], "clean"}
+    assert (identity.psnr[identity.degradation == "clean"] == 60.0).all()  # a clean image as it is: the ceiling
     log = pd.read_parquet(built / "results" / "models" / "jpeg" / "train_log.parquet")
     assert log.step.iloc[-1] == 12
     assert not (built / "results" / "resume").exists() or not any((built / "results" / "resume").iterdir())
@@ -261,7 +264,7 @@ def test_final_models(built):
     log = (built / "logs" / "final" / "table1.log").read_text()
     assert all(f"the mix-all model ends below its degraded input on {d}" in log for d in mixall_failed)
     rrdb = pd.read_parquet(built / "results" / "baselines" / "rrdb" / "eval.parquet")
-    assert len(rrdb) == len(names) + 1 and rrdb.model.str.contains("baselines/rrdb").all()  # + the unseen one
+    assert len(rrdb) == len(names) + 2 and rrdb.model.str.contains("baselines/rrdb").all()  # + unseen, clean
     assert "## heldout" in (built / "results" / "final" / "table1.md").read_text()
     assert (built / "results" / "final" / "table1.png").stat().st_size > 5000
 
@@ -270,27 +273,35 @@ def test_selection_report(built):
     selection = built / "results" / "selection"
     accuracy = pd.read_parquet(selection / "accuracy.parquet")
     names = list(TINY["degradations"])
-    assert accuracy.degradation.tolist() == [*names, "salt_pepper"]  # one heldout image each; the unseen one last
-    assert accuracy.seen.tolist() == [True] * len(names) + [False]
+    # one heldout image each; the unseen one, then the clean case (the identity's), last
+    assert accuracy.degradation.tolist() == [*names, "salt_pepper", "clean"]
+    assert accuracy.seen.tolist() == [True] * len(names) + [False, True]
     groups = pd.read_parquet(built / "results" / "final" / "groups.parquet")
-    assert accuracy.true_group.tolist() == [*groups.group, ""]
-    assert set(accuracy.chosen_group) <= set(groups.group)
+    assert accuracy.true_group.tolist() == [*groups.group, "", "identity"]
+    candidates = {*groups.group, "identity"}  # "nothing to restore" is a candidate like the group models
+    assert set(accuracy.chosen_group) <= candidates
     assert (accuracy.correct == (accuracy.chosen_group == accuracy.true_group)).all()
-    assert accuracy.psnr_chosen.notna().all() and accuracy.psnr_single.isna().tolist() == [False] * len(names) + [True]
+    assert accuracy.psnr_chosen.notna().all()
+    assert accuracy.psnr_single.isna().tolist() == [False] * len(names) + [True, False]
+    assert accuracy.psnr_true.iloc[-1] == 60.0  # the clean image as it is: the PSNR ceiling
     divergences = pd.read_parquet(selection / "divergences.parquet")
-    assert len(divergences) == (len(names) + 1) * groups.group.nunique()
+    assert len(divergences) == (len(names) + 2) * len(candidates)
     references = pd.read_parquet(selection / "references.parquet")  # one signature row per image and layer
     clean = pd.read_parquet(built / "results" / "clean" / "manifest.parquet")
-    layers = ["conv_first", "RB16", "conv_last_input"]  # selection.layers, then features.layer
-    assert sorted(references.degradation.unique()) == sorted(names)
-    assert len(references) == len(names) * len(clean) * len(layers) and list(references.layer.unique()) == layers
+    # selection.layers' descriptor layers, then features.layer, then nss (the pixels' 18 fits)
+    layers = ["conv_first", "RB16", "conv_last_input", *NSS_LAYERS]
+    assert sorted(references.degradation.unique()) == sorted([*names, "clean"])  # clean: the identity's
+    train = pd.read_parquet(built / "results" / "train" / "clean" / "manifest.parquet")  # the identity's references
+    assert len(references) == (len(names) * len(clean) + len(train)) * len(layers)
+    assert set(references.image[references.degradation == "clean"]) == set(train.image_id)
+    assert list(references.layer.unique()) == layers
     signatures = pd.read_parquet(selection / "signatures" / "heldout" / "salt_pepper.parquet")  # a test image's
     assert signatures.layer.tolist() == layers and (signatures.seconds > 0).all()
     assert_cached_signature_is_the_selectors(built, signatures)
     ood = pd.read_parquet(selection / "ood.parquet")
     assert ood.statistic.tolist() == ["paper", "nearest", "knn", "mahalanobis", "gain"]
     assert ood.default.tolist() == [False, False, False, False, True]  # selection.statistic: gain (the default)
-    assert ood[["n_seen", "n_unseen"]].values.tolist() == [[len(names), 1]] * 5 and ood.auroc.between(0, 1).all()
+    assert ood[["n_seen", "n_unseen"]].values.tolist() == [[len(names) + 1, 1]] * 5 and ood.auroc.between(0, 1).all()
     assert ood.threshold.iloc[4] == -0.5  # gain: flagged when expected to gain less than selection.min_helpful_gain
     chosen = ood[ood.default].iloc[0]
     assert ood.threshold.iloc[0] == 4.0 and 0 < ood.threshold.iloc[2] < np.inf  # the paper's 4; split-conformal
@@ -305,7 +316,7 @@ def test_selection_report(built):
     assert divergences.kl.isna().all()  # reference: signature (the default) has distances, no KL
     prediction = pd.read_parquet(selection / "prediction.parquet")
     assert prediction.target.tolist() == ["psnr", "drop", "expected_drop"] * 5
-    assert prediction.n.tolist() == [len(names) + 1, len(names), len(names)] * 5
+    assert prediction.n.tolist() == [len(names) + 2, len(names) + 1, len(names)] * 5  # the drop: not of clean
     unseen = pd.read_parquet(selection / "unseen.parquet")
     assert unseen[["statistic", "degradation", "n"]].values.tolist() == [[s, "salt_pepper", 1] for s in ood.statistic]
     drop_fit = pd.read_parquet(selection / "drop_fit.parquet")
@@ -316,27 +327,36 @@ def test_selection_report(built):
     assert set(evaluation.degradation) == {"jpeg"}  # a model is scored on its members ...
     final = groups.group[groups.degradation == "jpeg"].iloc[0]
     others = pd.read_parquet(built / "results" / "eval" / "others" / f"{final}.parquet")
-    assert "salt_pepper" in set(others.degradation)  # ... and a final group's on every other one too
+    assert {"salt_pepper", "clean"} <= set(others.degradation)  # ... and a final group's on every other one too
     assert not set(others.degradation) & set(final.split("+"))
     outcomes = pd.read_parquet(selection / "failure_images.parquet")  # the failure benchmark
     assert outcomes[["degradation", "image"]].values.tolist() == accuracy[["degradation", "image"]].values.tolist()
-    assert (outcomes.gain <= outcomes.oracle_gain + 1e-9).all() and set(outcomes.oracle_group) <= set(groups.group)
-    assert (outcomes.fails == (outcomes.gain < 0.5)).all()
+    assert (outcomes.gain <= outcomes.oracle_gain + 1e-9).all() and set(outcomes.oracle_group) <= candidates
+    assert (outcomes.oracle_gain >= 0).all()  # the identity is a candidate: nothing to restore gains 0
+    assert outcomes.oracle_group.iloc[-1] == "identity" and outcomes.psnr_input.iloc[-1] == 60.0  # the clean image
+    identity = outcomes.chosen_group == "identity"
+    assert (outcomes.fails == np.where(identity, outcomes.oracle_gain >= 0.5, outcomes.gain < 0.5)).all()
     np.testing.assert_allclose(outcomes.psnr_chosen, accuracy.psnr_chosen)
     failure = pd.read_parquet(selection / "failure.parquet")
-    assert failure.statistic.tolist() == ood.statistic.tolist() and (failure.n == len(accuracy)).all()
-    assert (failure.n_fails == outcomes.fails.sum()).all()
+    every = failure[failure.subset == "all"]
+    assert every.statistic.tolist() == ood.statistic.tolist() and (every.n == len(accuracy)).all()
+    assert (every.n_fails == outcomes.fails.sum()).all()
+    assert set(failure.subset) == {"all", "seen", "unseen", "clean"}
     # the expected gain is fitted on every reference image restored by its group's model
     gains = pd.read_parquet(selection / "reference_gains.parquet")
-    assert len(gains) == len(names) * len(clean) and gains.gain.notna().all()
-    assert dict(zip(gains.degradation, gains.group)) == dict(zip(groups.degradation, groups.group))
+    assert len(gains) == len(names) * len(clean) + len(train) and gains.gain.notna().all()
+    expected = {**dict(zip(groups.degradation, groups.group)), "clean": "identity"}
+    assert dict(zip(gains.degradation, gains.group)) == expected
+    assert (gains.gain[gains.degradation == "clean"] == 0).all()  # the identity returns a clean image as it is
     gain = pd.read_parquet(selection / "gain.parquet")
-    assert gain.subset.tolist() == ["all", "seen", "unseen"] and gain.n.tolist() == [len(names) + 1, len(names), 1]
+    assert gain.subset.tolist() == ["all", "seen", "unseen", "clean"]
+    assert gain.n.tolist() == [len(names) + 2, len(names), 1, 1]
     assert gain.coverage.between(0, 1).all() and (gain.nominal == 0.7).all()  # the tiny config's alpha 0.3
-    assert (outcomes.flagged == (~accuracy.in_distribution | (accuracy.expected_gain < 0.5))).all()
+    flagged = (~accuracy.in_distribution | (accuracy.expected_gain < 0.5)) & (accuracy.chosen_group != "identity")
+    assert (outcomes.flagged == flagged).all()  # nothing to restore: no model for a fallback to replace
     assert outcomes.psnr_mixall.notna().all()  # the mix-all model is scored on the unseen degradation too
     fallback = pd.read_parquet(selection / "fallback.parquet")
-    assert set(fallback.fallback) == {"none", "mixall", "identity"} and len(fallback) == 9
+    assert set(fallback.fallback) == {"none", "mixall", "identity"} and len(fallback) == 12
     none = fallback[fallback.fallback == "none"]
     assert (none.change == 0).all() and (none.n_routed == 0).all()
     routers = pd.read_parquet(selection / "routers.parquet")  # trained routers beside GRIDS' choice
@@ -350,7 +370,7 @@ def test_selection_report(built):
     routed = pd.read_parquet(selection / "router_images.parquet")
     np.testing.assert_allclose(routed[routed.router == "grids"].psnr, outcomes.psnr_chosen)
     np.testing.assert_allclose(routed[routed.router == "oracle"].psnr, outcomes.psnr_oracle)
-    assert set(routed.chosen_group) <= set(groups.group)
+    assert set(routed.chosen_group) <= candidates
     for name in ("confusion.png", "prediction.png", "ood.png", "failure.png", "routers.png"):
         assert (selection / name).stat().st_size > 5000
     assert "Prediction without inference" in (selection / "summary.md").read_text()
@@ -487,12 +507,13 @@ def test_select_and_restore_on_the_built_results(built):
     result = grids_cli(built, "select", *images, "--json")
     assert result.returncode == 0, result.stderr
     answers = json.loads(result.stdout)
-    groups = set(pd.read_parquet(built / "results" / "final" / "groups.parquet").group)
+    groups = {*pd.read_parquet(built / "results" / "final" / "groups.parquet").group, "identity"}
     assert [a["image"] for a in answers] == images
     ood = pd.read_parquet(built / "results" / "selection" / "ood.parquet")
     threshold = ood[ood.default].threshold.iloc[0]
     for answer in answers:
         assert answer["group"] in groups and set(answer["divergences"]) == groups
+        assert answer["nothing_to_restore"] == (answer["group"] == "identity")
         assert answer["distance"] == min(answer["divergences"].values())
         assert answer["statistic"] == "gain" and answer["expected_drop"] is not None
         low, high = answer["gain_interval"]
@@ -522,24 +543,46 @@ def test_select_and_restore_on_the_built_results(built):
     assert unbounded.returncode == 0, unbounded.stderr
     strict = json.loads(unbounded.stdout, parse_constant=lambda token: pytest.fail(f"{token} is not JSON"))
     assert strict[0]["gain_interval"] == [None, None] and strict[0]["expected_gain"] is not None
-    text = grids_cli(built, "select", images[0])
+    first = next(a for a in answers if a["group"] != "identity")  # a group model's choice
+    text = grids_cli(built, "select", first["image"])
     assert text.returncode == 0 and "group" in text.stdout and "gain score" in text.stdout
     assert re.search(r": group \S+, expect [+-]\d+\.\d dB \([+-]\d+\.\d to [+-]\d+\.\d\) over the input", text.stdout)
     assert "expected drop ≈" in text.stdout  # the drop predicted from the score, by the report's fit
 
+    nothing = [a["image"] for a in answers if a["nothing_to_restore"]]
+    if nothing:  # the identity chosen: said so on the first line
+        said = grids_cli(built, "select", nothing[0]).stdout
+        assert "NOTHING TO RESTORE" in said.splitlines()[0] and "returned unchanged" in said, said
     out = built / "restored.png"
-    result = grids_cli(built, "restore", images[0], "-o", str(out))
+    # its model, flagged or not
+    result = grids_cli(built, "restore", first["image"], "-o", str(out), "--fallback", "none")
     assert result.returncode == 0, result.stderr
     restored = io.read_image(out)[0]
-    assert restored.shape == io.read_image(built / images[0])[0].shape
+    assert restored.shape == io.read_image(built / first["image"])[0].shape
     answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert answer["group"] == answers[0]["group"]
+    assert answer["group"] == first["group"]
     assert answer["model"].endswith(f"{answer['group']}.safetensors")  # the export read without unpickling
-    group = sorted(groups)[0]
+    group = sorted(groups - {"identity"})[0]
     forced = grids_cli(built, "restore", images[0], "-o", str(out), "--group", group)
     assert forced.returncode == 0 and json.loads(forced.stdout.strip().splitlines()[-1])["group"] == group
     wrong = grids_cli(built, "restore", images[0], "-o", str(out), "--group", "nonsense")
     assert wrong.returncode == 2 and "not a final group" in wrong.stderr
+
+
+def test_restore_gives_a_clean_photo_back_unchanged_by_default(built, tmp_path):
+    """A clean photo, in no set of the project, through `grids restore` with the default settings:
+    it comes back at >= 45 dB from itself, and `grids select` says why."""
+    from grids.evaluate import psnr
+
+    photo = tmp_path / "clean.png"
+    io.write_png(photo, io.read_image(Path(skimage.data.data_dir) / "astronaut.png")[0][:128, :128])
+    out = tmp_path / "out.png"
+    result = grids_cli(built, "restore", str(photo), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert psnr(io.read_image(out)[0], io.read_image(photo)[0]) >= 45.0, result.stderr
+    said = grids_cli(built, "select", str(photo))
+    assert said.returncode == 0, said.stderr
+    assert "NOTHING TO RESTORE" in said.stdout or "NOT EXPECTED TO HELP" in said.stdout, said.stdout
 
 
 def test_select_names_a_member_the_chosen_model_did_not_learn(built):

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..grouping.names import CLEAN
 from . import reference
 
 
@@ -361,9 +362,17 @@ def load_function(spec: str, base_dir: str | Path = ".") -> Callable:
     return fn
 
 
+def unchanged(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """The clean test case (:data:`grids.grouping.names.CLEAN`): the image as it is, no parameter."""
+    return image.copy(), {}
+
+
 def get_degradation(name: str, entry: Mapping[str, Any] | None = None, base_dir: str | Path = "."):
-    """The degradation called ``name``; ``entry`` is its config entry (needed for user ones)."""
+    """The degradation called ``name``; ``entry`` is its config entry (needed for user ones).
+    ``clean`` is the identity: the test sets' case "nothing to restore"."""
     entry = dict(entry or {})
+    if name == CLEAN:
+        return UserDegradation(CLEAN, unchanged, "grids: the clean image, unchanged")
     if "compose" in entry:  # resolved parts: [{"name": ..., "entry": {...}}, ...]
         parts = [get_degradation(part["name"], part["entry"], base_dir) for part in entry["compose"]]
         return Composite(name, tuple(parts))

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 
 SEPARATOR = "+"
 IDENTITY = "input"  # the model name (`trained_on`) of the degraded input itself: no restoration
+CLEAN = "clean"  # the clean images: the similarity's reference set, and a test case of their own
+IDENTITY_GROUP = "identity"  # the choice "nothing to restore": the input is returned unchanged
 
 
 def group_name(members: Iterable[str]) -> str:

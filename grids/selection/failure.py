@@ -7,8 +7,14 @@ test image (seen and unseen degradations alike) gets an outcome, and every out-o
 statistic is scored on predicting it:
 
 * ``gain``: the chosen group model's PSNR over the degraded input (the identity baseline);
-* ``oracle_gain``: the best gain of any final group model on that image;
-* ``fails``: ``gain < min_gain`` (``selection.min_helpful_gain``, 0.5 dB by default).
+* ``oracle_gain``: the best gain of any final group model, or of the identity (0: nothing
+  restored), on that image;
+* ``fails``: ``gain < min_gain`` (``selection.min_helpful_gain``, 0.5 dB by default); where the
+  selector chose the identity, ``oracle_gain >= min_gain`` (a restoration missed).
+
+The clean test images are a subset of their own (``clean``), beside ``seen`` (trained degradations)
+and ``unseen``: a model's output of a clean image is scored against the image itself, so the
+identity scores the PSNR ceiling (60 dB) and every change costs.
 
 Per statistic (a larger score means further from the training degradations, so more likely to
 fail): the AUROC of the score for ``fails``, the false-positive rate at 95 % true-positive rate
@@ -48,11 +54,11 @@ import numpy as np
 import pandas as pd
 
 from .. import io, tables
-from ..grouping.names import IDENTITY
+from ..grouping.names import CLEAN, IDENTITY, IDENTITY_GROUP
 from ..seeds import rng_for
 from ..stage import finite_float
 from .fallback import FALLBACKS, Fallback
-from .report import auroc, spearman
+from .report import auroc, model_of, spearman
 
 KEYS = ["test_set", "degradation", "image"]
 TPR = 0.95  # the share of failures a flag must catch in the FPR column
@@ -73,16 +79,23 @@ def image_outcomes(
     rows = pd.concat([rows, model_psnrs(rows, evaluation, groups)], axis=1)
     rows["gain"] = rows.psnr_chosen - rows.psnr_input
     rows["oracle_gain"] = rows.psnr_oracle - rows.psnr_input
-    rows["fails"] = rows.gain < min_gain
+    rows["fails"] = failed(rows.chosen_group, rows.gain, rows.oracle_gain, min_gain)
     for column in ("expected_gain", "gain_low", "gain_high"):
         rows[column] = accuracy[column].to_numpy()
     rows["covered"] = (rows.gain >= rows.gain_low) & (rows.gain <= rows.gain_high)
     rows["flagged"] = Fallback("none", min_gain).flags(
-        accuracy.in_distribution.to_numpy(bool), rows.expected_gain.to_numpy()
+        accuracy.in_distribution.to_numpy(bool), rows.expected_gain.to_numpy(), rows.chosen_group.to_numpy()
     )
     mixall = evaluation[evaluation.trained_on == mix_all].drop_duplicates(KEYS).set_index(KEYS).psnr
     rows["psnr_mixall"] = mixall.reindex(pd.MultiIndex.from_frame(rows[KEYS])).to_numpy(np.float64)
     return rows[tables.columns("selection_failure_images")].reset_index(drop=True)
+
+
+def failed(chosen, gain, oracle_gain, min_gain: float) -> np.ndarray:
+    """Whether each image's restoration fails: a chosen model gains less than ``min_gain`` over the
+    input; the identity (nothing restored) fails only where a model would have gained ``min_gain``."""
+    chosen, gain, oracle_gain = (np.asarray(values) for values in (chosen, gain, oracle_gain))
+    return np.where(chosen == IDENTITY_GROUP, oracle_gain >= min_gain, gain < min_gain)
 
 
 def model_psnrs(choices: pd.DataFrame, evaluation: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
@@ -90,16 +103,19 @@ def model_psnrs(choices: pd.DataFrame, evaluation: pd.DataFrame, groups: list[st
     (``test_set, degradation, image, chosen_group``), from the eval rows of the identity and of the
     final ``groups``' models (the oracle: the best of them on the image); a missing one is named."""
     inputs = evaluation[evaluation.trained_on == IDENTITY].drop_duplicates(KEYS).set_index(KEYS).psnr
-    models = evaluation[evaluation.trained_on.isin(set(groups))]
+    models = evaluation[evaluation.trained_on.isin({*groups, IDENTITY})]  # the identity is a candidate
     models = models.drop_duplicates([*KEYS, "trained_on"]).reset_index(drop=True)  # a member's own and others' table
+    # the first best: a model that ties with the identity (a clean image at the ceiling) does not beat it
+    models = models.sort_values("trained_on", key=lambda on: on != IDENTITY, kind="stable")
     best = models.loc[models.groupby(KEYS).psnr.idxmax()].set_index(KEYS)
     keys = pd.MultiIndex.from_frame(choices[KEYS])
-    chosen = pd.MultiIndex.from_frame(choices[[*KEYS, "chosen_group"]])
+    chosen = pd.MultiIndex.from_frame(choices[KEYS].assign(model=choices.chosen_group.map(model_of)))
+    oracle = best.trained_on.reindex(keys)
     rows = pd.DataFrame(
         {
             "psnr_input": inputs.reindex(keys).to_numpy(np.float64),
             "psnr_chosen": models.set_index([*KEYS, "trained_on"]).psnr.reindex(chosen).to_numpy(np.float64),
-            "oracle_group": best.trained_on.reindex(keys).to_numpy(),
+            "oracle_group": oracle.where(oracle != IDENTITY, IDENTITY_GROUP).to_numpy(),
             "psnr_oracle": best.psnr.reindex(keys).to_numpy(np.float64),
         }
     )
@@ -157,38 +173,48 @@ def optimal_aurc(fails: np.ndarray) -> float:
 
 
 def failure_metrics(outcomes: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    """Per test set and statistic: how well its score predicts ``fails`` and the gain."""
+    """Per test set, statistic and subset (:data:`SUBSETS`): how well its score predicts ``fails``
+    and the gain."""
     rows = []
     joined = scores[[*KEYS, "statistic", "score"]].merge(outcomes, on=KEYS, validate="many_to_one")
-    for (test_set, statistic), group in joined.groupby(["test_set", "statistic"], sort=False):
-        fails = group.fails.to_numpy()
-        score = group.score.to_numpy()
-        rows.append(
-            [
-                test_set,
-                statistic,
-                len(group),
-                int(fails.sum()),
-                auroc(score[fails], score[~fails]),
-                fpr_at_tpr(score, fails),
-                spearman(score, group.gain.to_numpy())[0],
-                aurc(score, fails),
-                optimal_aurc(fails),
-                float(group.gain.mean()),
-                float(group.oracle_gain.mean()),
-            ]
-        )
+    for statistic, part in joined.groupby("statistic", sort=False):
+        for test_set, subset, group in subsets(part):
+            rows.append([test_set, statistic, subset, *_failure_row(group)])
     return pd.DataFrame(rows, columns=tables.columns("selection_failure"))
 
 
-SUBSETS = {"all": None, "seen": True, "unseen": False}
+def _failure_row(group: pd.DataFrame) -> list:
+    fails = group.fails.to_numpy()
+    score = group.score.to_numpy()
+    return [
+        len(group),
+        int(fails.sum()),
+        auroc(score[fails], score[~fails]),
+        fpr_at_tpr(score, fails),
+        spearman(score, group.gain.to_numpy())[0],
+        aurc(score, fails),
+        optimal_aurc(fails),
+        float(group.gain.mean()),
+        float(group.oracle_gain.mean()),
+    ]
+
+
+SUBSETS = ("all", "seen", "unseen", "clean")  # seen: the trained degradations; clean: nothing to restore
+
+
+def subset_of(outcomes: pd.DataFrame) -> pd.Series:
+    """Each image's subset: ``clean``, ``seen`` (a trained degradation) or ``unseen``."""
+    return pd.Series(np.where(outcomes.seen, "seen", "unseen"), index=outcomes.index).mask(
+        outcomes.degradation == CLEAN, "clean"
+    )
 
 
 def subsets(outcomes: pd.DataFrame):
-    """``(test_set, subset, rows)`` for every test set and ``all``/``seen``/``unseen`` (non-empty)."""
+    """``(test_set, subset, rows)`` for every test set and subset of :data:`SUBSETS` (non-empty)."""
     for test_set, part in outcomes.groupby("test_set", sort=False):
-        for subset, seen in SUBSETS.items():
-            rows = part if seen is None else part[part.seen == seen]
+        which = subset_of(part)
+        for subset in SUBSETS:
+            rows = part if subset == "all" else part[which == subset]
             if len(rows):
                 yield test_set, subset, rows
 

@@ -2,7 +2,8 @@
 
 An input is *flagged* when the selector's statistic calls it out of distribution, or when the
 chosen model is expected to gain less than ``selection.min_helpful_gain`` dB over it (an unknown expected
-gain is not known to be low). A flagged input then goes to:
+gain is not known to be low), unless the selector chose the identity (nothing to restore: there is
+no model to replace). A flagged input then goes to:
 
 ===========  ======================================================================
 fallback     what ``grids restore`` writes for a flagged input
@@ -24,11 +25,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..grouping.names import IDENTITY_GROUP
+
 if TYPE_CHECKING:  # `grids restore` and `grids --help` import this module: no pandas at import
     import pandas as pd
 
 FALLBACKS = ("none", "mixall", "identity")  # selection.fallback
-IDENTITY_GROUP = "identity"  # what `grids restore` answers for the input returned unchanged
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,14 @@ class Fallback:
         if self.name not in FALLBACKS:
             raise ValueError(f"selection.fallback is {self.name!r}: choose one of {', '.join(FALLBACKS)}")
 
-    def flags(self, in_distribution, expected_gain):
+    def flags(self, in_distribution, expected_gain, chosen):
         """Which inputs this fallback takes over (scalars or arrays): an input the statistic flags,
         or one whose chosen model is expected to gain less than ``min_gain`` dB (None/NaN: not
-        known to be low)."""
+        known to be low); never one for which the identity was ``chosen`` (nothing to restore:
+        no model to replace)."""
         low_gain = np.asarray(expected_gain, dtype=np.float64) < self.min_gain
-        return ~np.asarray(in_distribution, dtype=bool) | low_gain
+        model = np.asarray(chosen) != IDENTITY_GROUP
+        return (~np.asarray(in_distribution, dtype=bool) | low_gain) & model
 
     def route(self, group: str) -> tuple[str, str]:
         """``(model, what)``: the group whose model a flagged input goes to (``identity``: none, the

@@ -22,10 +22,13 @@ The ``gain`` statistic of :mod:`grids.selection.statistics` scores an input by m
 expected to gain less than ``selection.min_helpful_gain`` is flagged.
 
     python -m grids.selection.gain --groups results/final/groups.parquet --eval results/eval/references/input.parquet \
-        results/eval/references/G1.parquet ... --out results/selection/reference_gains.parquet
+        results/eval/references/G1.parquet ... --clean results/train/clean/manifest.parquet \
+        --out results/selection/reference_gains.parquet
 
 writes table ``selection_reference_gains`` of :mod:`grids.tables`: per reference image its final
-group and the gain of that group's model over the degraded image (rule ``selection_reference_gains``).
+group and the gain of that group's model over the degraded image (rule ``selection_reference_gains``);
+the clean training images are references too, of the identity (group ``identity``, a gain of 0):
+an input with nothing to restore is expected to gain nothing.
 """
 
 from __future__ import annotations
@@ -38,15 +41,17 @@ import numpy as np
 import pandas as pd
 
 from .. import io, tables
-from ..grouping.names import IDENTITY
+from ..grouping.names import CLEAN, IDENTITY, IDENTITY_GROUP
+from ..learning import PSNR_CEILING
 from .conformal import conformal_threshold
 
 K = 5  # neighbours: a degraded set holds ~10 images, so its own degradation's still dominate
 
 
-def reference_gains(evaluation: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+def reference_gains(evaluation: pd.DataFrame, groups: pd.DataFrame, clean_images=()) -> pd.DataFrame:
     """``degradation, image, group, psnr_input, psnr_model, gain``: every reference image of a final
-    member restored by its group's model (``evaluation``: the identity's and the groups' rows)."""
+    member restored by its group's model (``evaluation``: the identity's and the groups' rows), and
+    the ``clean_images``, the identity's references (:func:`clean_gains`)."""
     group_of = dict(zip(groups.degradation, groups.group))
     rows = evaluation[evaluation.degradation.isin(group_of)]
     inputs = rows[rows.trained_on == IDENTITY].set_index(["degradation", "image"]).psnr
@@ -60,8 +65,26 @@ def reference_gains(evaluation: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFr
         first = table[table.psnr_input.isna()].iloc[0]
         raise ValueError(f"no identity evaluation of reference {first.degradation}/{first.image}: pass its table")
     table["gain"] = table.psnr_model - table.psnr_input
+    table = pd.concat([table, clean_gains(clean_images)], ignore_index=True)
     table = table.sort_values(["degradation", "image"], kind="stable").reset_index(drop=True)
     return table[tables.columns("selection_reference_gains")]
+
+
+def clean_gains(images) -> pd.DataFrame:
+    """The clean reference ``images``' rows: the identity's, which returns them as they are (both
+    PSNRs at the ceiling, a gain of 0), so an input like them is expected to gain nothing."""
+    images = [str(image) for image in images]
+    return pd.DataFrame(
+        {
+            "degradation": CLEAN,
+            "image": images,
+            "group": IDENTITY_GROUP,
+            "psnr_model": PSNR_CEILING,
+            "psnr_input": PSNR_CEILING,
+            "gain": 0.0,
+        },
+        index=range(len(images)),
+    )
 
 
 @dataclass
@@ -117,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grids.selection.gain", description=__doc__.split("\n")[0])
     parser.add_argument("--groups", required=True, help="results/final/groups.parquet (the final groups)")
     parser.add_argument("--eval", nargs="+", required=True, help="reference eval tables: the input's and each group's")
+    parser.add_argument("--clean", required=True, help="the clean references' manifest (results/train/clean/)")
     parser.add_argument("--out", required=True, help="the reference gains (.parquet) to write")
     args = parser.parse_args(argv)
-    table = reference_gains(io.read_parquets(args.eval), pd.read_parquet(args.groups))
+    clean = io.read_manifest(args.clean).image_id
+    table = reference_gains(io.read_parquets(args.eval), pd.read_parquet(args.groups), clean)
     tables.write(table, "selection_reference_gains", args.out)
     summary = table.groupby("degradation", sort=False).gain.agg(["mean", "std", "count"]).round(2)
     print(summary.to_string())

@@ -16,6 +16,10 @@ tables of :mod:`grids.tables`):
   (``psnr``) and with the loss against the degradation's own single-task model (``drop``);
 * ``ood.parquet``: out-of-distribution detection on the ``selection.unseen`` degradations (applied
   to the test sets, never trained on; their rows have ``seen`` false and no true group);
+
+The clean test images (degradation ``clean``) are a case of their own: their true group is the
+identity (``identity``: nothing to restore, the input returned as it is), a candidate like the final
+groups, so they count as seen.
 * ``confusion.png``, ``prediction.png`` and ``summary.md``.
 
     python -m grids.selection.report --ggd G --groups F --references R --eval E... \
@@ -37,6 +41,7 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from .. import io, tables
+from ..grouping.names import CLEAN, IDENTITY, IDENTITY_GROUP
 from ..plotting import category_styles
 from ..stage import add_test_set_argument, test_set_manifests
 from .signatures import add_signatures_argument, read_signatures
@@ -91,6 +96,18 @@ def selection_tables(
     }
 
 
+def trained(accuracy: pd.DataFrame) -> pd.Series:
+    """The rows of trained degradations' images: seen, and not the clean case (a drop against a
+    degradation's single-task model is measured and predicted on them)."""
+    return accuracy.seen & (accuracy.degradation != CLEAN)
+
+
+def model_of(choice: str) -> str:
+    """The evaluation tables' model (``trained_on``) of a choice: the identity's (the clean case's
+    "nothing to restore") is the input's own row, every other is a group model's or a degradation's."""
+    return IDENTITY if choice in (IDENTITY_GROUP, CLEAN) else choice
+
+
 def select_test_images(
     selector: Selector,
     groups: pd.DataFrame,
@@ -105,11 +122,13 @@ def select_test_images(
     from tqdm import tqdm
 
     true_group = dict(zip(groups.degradation, groups.group))
+    true_group[CLEAN] = IDENTITY_GROUP  # a clean image's right answer: nothing to restore
     psnr = evaluation.set_index(["trained_on", "test_set", "degradation", "image"]).psnr
     nan = float("nan")
     div_rows, rows, score_rows, seconds = [], [], [], []
     for set_name, (_, degraded) in test_sets.items():
-        for name in [*groups.degradation, *unseen]:
+        cases = [*groups.degradation, *unseen, *([CLEAN] if CLEAN in degraded else [])]
+        for name in cases:
             if name not in degraded:
                 raise ValueError(f"test set {set_name!r}: no degraded manifest given for {name}")
             manifest = io.read_manifest(degraded[name])
@@ -127,7 +146,7 @@ def select_test_images(
                     limit = selector.judge.statistics[statistic].threshold
                     score_rows.append([*key, seen, statistic, score, score <= limit])
                 truth = true_group.get(name, "")
-                gain = (nan,) * 3 if selector.gain is None else selector.gain.predict(signature)
+                gain = (nan,) * 3 if selector.gain is None else selector.gain.predict(signature, chosen)
                 rows.append(
                     [
                         *key,
@@ -139,9 +158,9 @@ def select_test_images(
                         nan,  # score, in_distribution and expected_drop: filled by expected_drops
                         False,
                         nan,
-                        psnr[(chosen, *key)],
-                        psnr[(truth, *key)] if seen else nan,
-                        psnr[(name, *key)] if seen else nan,
+                        psnr[(model_of(chosen), *key)],
+                        psnr[(model_of(truth), *key)] if seen else nan,
+                        psnr[(model_of(name), *key)] if seen else nan,  # clean's own "model": the identity
                         *gain,
                     ]
                 )
@@ -160,7 +179,7 @@ def expected_drops(
     the ``default`` statistic's score, verdict and prediction into ``accuracy`` (both in place,
     every statistic's rows being in ``accuracy``'s order). Returns the fits' knots."""
     keys = ["test_set", "degradation", "image"]
-    outcome = accuracy[[*keys, "seen"]].assign(drop=drop)
+    outcome = accuracy[keys].assign(seen=trained(accuracy), drop=drop)
     drop_fits, expected = [], {}
     for statistic, part in scores.groupby("statistic", sort=False):
         fit, expected[statistic] = drop_prediction(outcome.merge(part[[*keys, "score"]], on=keys), seed)
@@ -185,7 +204,7 @@ def prediction_table(accuracy: pd.DataFrame, scores: pd.DataFrame, drop: pd.Seri
             keep = ~np.isnan(values)
             rho, p = spearman(part.score.to_numpy()[keep], values[keep])
             rows.append([set_name, statistic, target, int(keep.sum()), rho, p, nan])
-        keep = accuracy.seen.to_numpy()[here]
+        keep = trained(accuracy).to_numpy()[here]
         guess, truth = part.expected_drop.to_numpy()[keep], drop.to_numpy()[here][keep]
         rho, p = spearman(guess, truth)
         mae = float(np.mean(np.abs(guess - truth))) if keep.any() else nan
@@ -230,7 +249,7 @@ def unseen_table(accuracy: pd.DataFrame, scores: pd.DataFrame, near_misses: list
     for (set_name, statistic), part in scores.groupby(["test_set", "statistic"], sort=False):
         outcome = accuracy[accuracy.test_set == set_name]
         seen, other = part[part.seen], part[~part.seen]
-        psnr_seen = float(outcome.psnr_chosen[outcome.seen].mean())
+        psnr_seen = float(outcome.psnr_chosen[trained(outcome)].mean())  # the trained degradations: not clean
         for name, one in other.groupby("degradation", sort=False):
             obtained = outcome[outcome.degradation == name].psnr_chosen
             rows.append(

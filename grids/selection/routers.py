@@ -56,9 +56,10 @@ import pandas as pd
 
 from .. import io, tables
 from ..config import DEFAULT_SELECTION
+from ..grouping.names import CLEAN
 from ..seeds import derive_seed, rng_for
 from ..stage import add_test_set_argument, test_set_manifests
-from .failure import add_outcome_arguments, model_psnrs
+from .failure import add_outcome_arguments, failed, model_psnrs
 from .report import auroc
 from .signatures import add_signatures_argument, read_signatures, self_augmented_patches
 
@@ -232,11 +233,14 @@ def fit_logistic(references: pd.DataFrame, groups: pd.DataFrame, layers: list[st
 
 
 def training_images(manifests: list[str], groups: pd.DataFrame) -> tuple[list[np.ndarray], list[str]]:
-    """The degraded similarity images of the final groups' members and their groups."""
+    """The degraded similarity images of the final groups' members and their groups (the clean
+    set's manifest, which names no degradation, holds the identity's: ``clean``)."""
     group_of = dict(zip(groups.degradation, groups.group))
     images, labels = [], []
     for path in manifests:
         manifest = io.read_manifest(path)
+        if "degradation" not in manifest:
+            manifest = manifest.assign(degradation=CLEAN)
         for row in manifest[manifest.degradation.isin(group_of)].itertuples():
             images.append(io.load_png(row.path))
             labels.append(group_of[row.degradation])
@@ -311,8 +315,12 @@ def router_images(
         seconds=np.nan,
     )
     table = pd.concat([table, oracle], ignore_index=True)
-    table["fails"] = table.gain < min_gain
-    table["true_group"] = table.degradation.map(dict(zip(groups.degradation, groups.group))).fillna("").astype(str)
+    best = oracle.set_index(KEYS).gain
+    table["fails"] = failed(
+        table.chosen_group, table.gain, best.reindex(pd.MultiIndex.from_frame(table[KEYS])).to_numpy(), min_gain
+    )
+    truth = dict(zip(groups.degradation, groups.group))
+    table["true_group"] = table.degradation.map(truth).fillna("").astype(str)
     # test sets in the report's order, then the routers in ROUTERS' order, the images in the report's
     order = {
         "test_set": {name: i for i, name in enumerate(dict.fromkeys(choices.test_set))},
@@ -331,7 +339,8 @@ def compare_routers(images: pd.DataFrame) -> pd.DataFrame:
     for (test_set, router), part in images.groupby(["test_set", "router"], sort=False):
         best = oracle.reindex(pd.MultiIndex.from_frame(part[KEYS]))
         lost = best.psnr.to_numpy() - part.psnr.to_numpy()
-        seen, fails = part.seen.to_numpy(), part.fails.to_numpy()
+        fails, clean = part.fails.to_numpy(), (part.degradation == CLEAN).to_numpy()
+        seen = part.seen.to_numpy() & ~clean  # the trained degradations
         right = (part.chosen_group == part.true_group).to_numpy()
         risk = part.confidence.to_numpy() if router == "grids" else 1 - part.confidence.to_numpy()
         rows.append(
@@ -344,7 +353,8 @@ def compare_routers(images: pd.DataFrame) -> pd.DataFrame:
                 float(part.psnr.mean()),
                 float(lost.mean()),
                 float(lost[seen].mean()) if seen.any() else nan,
-                float(lost[~seen].mean()) if (~seen).any() else nan,
+                float(lost[~seen & ~clean].mean()) if (~seen & ~clean).any() else nan,
+                float(lost[clean].mean()) if clean.any() else nan,
                 float(part.gain.mean()),
                 int(fails.sum()),
                 nan if router == "oracle" else auroc(risk[fails], risk[~fails]),
@@ -363,15 +373,22 @@ ROUTER_LABELS = {
 
 
 def plot_routers(summary: pd.DataFrame, path: str | Path) -> None:
-    """PSNR lost to the oracle per router, seen and unseen degradations side by side."""
+    """PSNR lost to the oracle per router: trained degradations, unseen ones and clean images side by side."""
     plt = io.pyplot()
     sets = list(dict.fromkeys(summary.test_set))
     fig, axes = plt.subplots(1, len(sets), figsize=(max(5.6, 4.2 * len(sets)), 3.9), squeeze=False)
     for ax, name in zip(axes[0], sets):
         part = summary[(summary.test_set == name) & (summary.router != "oracle")]
         x = np.arange(len(part))
-        ax.bar(x - 0.2, part.psnr_lost_seen.fillna(0), 0.4, label="seen", color="tab:blue")
-        ax.bar(x + 0.2, part.psnr_lost_unseen.fillna(0), 0.4, label="unseen", color="tab:orange")
+        for offset, (column, label, colour) in zip(
+            (-0.27, 0.0, 0.27),
+            (
+                ("psnr_lost_seen", "trained degradations", "tab:blue"),
+                ("psnr_lost_unseen", "unseen", "tab:orange"),
+                ("psnr_lost_clean", "clean (nothing to restore)", "tab:green"),
+            ),
+        ):
+            ax.bar(x + offset, part[column].fillna(0), 0.27, label=label, color=colour)
         ax.set_xticks(x, [ROUTER_LABELS.get(r, r) for r in part.router], fontsize=8)
         ax.set_title(f"{name}: PSNR lost to the oracle (lower is better)", fontsize=10)
         ax.set_ylabel("dB lost per image (mean)")
@@ -382,7 +399,7 @@ def plot_routers(summary: pd.DataFrame, path: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .selector import add_selector_arguments, selector_from_arguments, statistic_layers
+    from .selector import add_selector_arguments, candidates, selector_from_arguments, statistic_layers
 
     parser = argparse.ArgumentParser(prog="python -m grids.selection.routers", description=__doc__.split("\n")[0])
     add_selector_arguments(parser)
@@ -402,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     selector, features, selection, groups, references = selector_from_arguments(args)
+    groups = candidates(groups)  # the routers may choose the identity too, as the selector may
     layers = statistic_layers(features, selection)
     logistic = fit_logistic(references, groups, layers, args.seed)
     start = time.perf_counter()

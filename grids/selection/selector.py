@@ -36,7 +36,9 @@ import numpy as np
 import pandas as pd
 
 from ..ggd import GGD, Distance, get_distance
+from ..grouping.names import CLEAN, IDENTITY_GROUP
 from ..learning import LEARNED, learning
+from ..nss import expand_layers
 from ..options import method_layer, reads_descriptor
 from .gain import GainModel, fit_gain_model
 from .signatures import (
@@ -49,6 +51,15 @@ from .statistics import References, SignatureBank, Statistic, fit_statistic, pre
 
 if TYPE_CHECKING:  # torch, which grids.features imports, is loaded when a signature is computed
     from ..features import Signature
+
+
+def candidates(groups: pd.DataFrame) -> pd.DataFrame:
+    """``degradation, group``: the final groups and the identity, the candidate "nothing to
+    restore", whose references are the clean images (its one member, ``clean``)."""
+    if CLEAN in set(groups.degradation):
+        return groups
+    identity = pd.DataFrame({"degradation": [CLEAN], "group": [IDENTITY_GROUP]})
+    return pd.concat([groups[["degradation", "group"]], identity], ignore_index=True)
 
 
 def group_ggds(ggd: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
@@ -105,12 +116,18 @@ class Selection:
     gain_high: float | None = None
     not_learned: dict[str, float] = field(default_factory=dict)  # members its model did not learn: their gains
 
+    @property
+    def nothing_to_restore(self) -> bool:
+        """The identity was chosen: the input looks like the clean images."""
+        return self.group == IDENTITY_GROUP
+
     def as_dict(self) -> dict:
         """The selection as JSON values: a number that is not finite is None (JSON has no NaN or
         Infinity; an unbounded end of the gain interval, where the conformal rank exceeds the
         references, is null)."""
         return {
             "group": self.group,
+            "nothing_to_restore": self.nothing_to_restore,
             "distance": finite_or_none(self.distance),
             "in_distribution": self.in_distribution,
             "statistic": self.statistic,
@@ -190,8 +207,11 @@ class GainPredictor:
     model: GainModel
     layers: tuple[str, ...]
 
-    def predict(self, signature: Signature) -> tuple[float, float, float]:
-        """``(expected, low, high)`` gain of the chosen model over the input (dB)."""
+    def predict(self, signature: Signature, group: str) -> tuple[float, float, float]:
+        """``(expected, low, high)`` gain over the input (dB) of ``group``'s model; the identity's
+        is 0 exactly (it returns the input as it is)."""
+        if group == IDENTITY_GROUP:
+            return 0.0, 0.0, 0.0
         return self.model.predict(signature.vector(self.layers))
 
 
@@ -240,7 +260,7 @@ class Selector:
         table, fit = self.choice.choose(signature)
         best = table.iloc[0]
         score = self.judge.score(signature, str(best.group), float(best.distance))
-        gain = (None,) * 3 if self.gain is None else self.gain.predict(signature)
+        gain = (None,) * 3 if self.gain is None else self.gain.predict(signature, str(best.group))
         return Selection(
             group=str(best.group),
             distance=float(best.distance),
@@ -355,7 +375,8 @@ def fit_statistics(
 
     layers = statistic_layers(features, selection)
     group_of = dict(zip(groups.degradation, groups.group))
-    missing = [layer for layer in signature_layers(features, layers) if layer not in set(references.layer)]
+    held = set(references.layer)
+    missing = [layer for layer in expand_layers(signature_layers(features, layers)) if layer not in held]
     if missing:
         raise ValueError(
             f"results/selection/references.parquet has no signature at layers {missing} (selection.layers "
@@ -398,7 +419,9 @@ def build_selector(
     """The selector of a config's ``selection`` section over a built workflow's tables
     (``features``: the config's, the similarity's). It scores ``selection.statistic`` alone, or
     with ``every_statistic`` all of them (the report's benchmark); with the references' ``gains``
-    (table ``selection_reference_gains``) it also gives the expected gain."""
+    (table ``selection_reference_gains``) it also gives the expected gain. It chooses among the
+    final ``groups`` and the identity (:func:`candidates`)."""
+    groups = candidates(groups)
     image_features = selection_features(features, selection)
     table = build_references(selection["reference"], ggd, groups, references, features, descriptor_sha, image_features)
     # `grids select` fits the one statistic it reports; the report benchmarks all of them

@@ -10,7 +10,9 @@ runs, the reference tables it reads and the benchmarks:
    is first padded by mirror reflection up to the patch size (a warning says so).
 2. The signature: one descriptor pass, then at every layer of ``selection.layers`` (and at
    ``features.layer`` when the choice or a statistic reads it) PCA fitted on those patches alone
-   and the GGD fit, the similarity stage's recipe (:func:`grids.features.features_ggd`).
+   and the GGD fit, the similarity stage's recipe (:func:`grids.features.features_ggd`). The
+   layer ``nss`` (default) adds the whole image's natural-scene statistics, GGD fits on its
+   pixels (:mod:`grids.nss`): 18 more ``(alpha, sigma)`` pairs, no descriptor pass.
 
     python -m grids.selection.signatures references --set jpeg \
         --manifest results/degraded/jpeg/manifest.parquet --descriptor W --features JSON \
@@ -35,6 +37,7 @@ import pandas as pd
 
 from .. import io, tables
 from ..config import config_section
+from ..nss import NSS, nss_ggds
 from ..options import reads_descriptor
 from ..seeds import rng_for
 from ..stage import add_per_test_set_argument, add_set_arguments
@@ -86,7 +89,7 @@ def signature_layers(features: dict, layers: list[str] = (), method: bool = True
     """The layers a signature holds: ``layers``, then the method's own unless ``method`` is False
     (no repeats; SIFT: its own only)."""
     if not reads_descriptor(features):
-        return ["sift"]
+        return ["sift", *(NSS for layer in layers if layer == NSS)]
     return list(dict.fromkeys([*layers, features["layer"]] if method else layers))
 
 
@@ -100,16 +103,19 @@ def image_signature(
 
     from ..features import Signature, descriptor_layer_features, features_ggd, sift_features
 
+    deep = [layer for layer in signature_layers(features, layers, method) if layer != NSS]
     if not reads_descriptor(features):
         maps = {"sift": torch.from_numpy(sift_features([image], features["n_patches"], seed))}
     else:
         patches = self_augmented_patches(image, features["n_patches"], features["patch_size"], seed)
-        maps = descriptor_layer_features(model, patches, signature_layers(features, layers, method), device)
+        maps = descriptor_layer_features(model, patches, deep, device) if deep else {}
     signature = {}
     for layer in list(maps):
         x = maps.pop(layer)  # freed after its fit: one layer's features in memory at a time
         signature[layer] = features_ggd(x, features)[0]
         del x
+    if NSS in layers:  # the pixels' own statistics, of the whole image (grids/nss.py)
+        signature.update(nss_ggds(image))
     return Signature(signature)
 
 

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
+from ..grouping.names import IDENTITY_GROUP
 from .conformal import conformal_threshold, split_images
 from .gain import fit_gain_model
 
@@ -306,6 +307,8 @@ class Gain(Statistic):
         return -self.min_gain
 
     def score(self, signature: Signature, group: str) -> float:
+        if group == IDENTITY_GROUP:  # nothing restored: nothing gained, exactly
+            return 0.0
         return -self.model.predict(signature.vector(self.layers))[0]
 
 

@@ -54,6 +54,7 @@ BASELINES, PUBLISHED_BASELINES = PLAN.baselines, PLAN.published_baselines
 REPLICATED, REPLICATE_RUNS = PLAN.replicated, PLAN.replicate_runs
 VALIDATION = CONFIG["validation"]
 UNTRAINED_DESCRIPTOR = "results/validation/untrained_msrresnet_x4.pth"
+CLEAN_REFERENCES = "results/train/clean/manifest.parquet"  # the identity's references: the training images
 
 
 def name_pattern(names):
@@ -191,6 +192,15 @@ def get_training_image_files(wildcards):
 def get_test_image_files(wildcards):
     """Test set {test_set}'s image files."""
     return image_files(CONFIG["training"]["test_sets"][wildcards.test_set])
+
+
+def get_reference_set_manifest(wildcards):
+    """The images whose signatures are the selector's references of {degradation}: its degraded
+    similarity set; for clean (the identity's), the training images, every clean photo the run
+    holds that no test set uses."""
+    if wildcards.degradation == "clean":
+        return CLEAN_REFERENCES
+    return set_manifest(wildcards.degradation)
 
 
 def get_user_function_file(wildcards):
@@ -543,6 +553,7 @@ def get_table1_evals(wildcards):
 
 
 def get_selection_evals(wildcards):
-    """Every final group's model on every test degradation (the selection may choose any)."""
+    """The input itself and every final group's model on every test degradation (the selection may
+    choose any, or the identity)."""
     groups = final_groups()
-    return evals(PLAN.scored_groups(groups)) + PLAN.others_evals(groups)
+    return ["results/eval/input.parquet", *evals(PLAN.scored_groups(groups)), *PLAN.others_evals(groups)]

@@ -4,7 +4,7 @@
 
 rule selection_reference_set:
     input:
-        manifest="results/degraded/{degradation}/manifest.parquet",
+        manifest=get_reference_set_manifest,
         descriptor=get_descriptor_input,
     output:
         "results/selection/references/{degradation}.parquet",
@@ -50,7 +50,7 @@ rule selection_references:
     input:
         expand(
             "results/selection/references/{degradation}.parquet",
-            degradation=DEGRADATIONS,
+            degradation=PLAN.reference_sets,
         ),
     output:
         "results/selection/references.parquet",
@@ -99,6 +99,7 @@ rule selection_reference_gains:
     input:
         groups="results/final/groups.parquet",
         evals=get_reference_evals,
+        clean=CLEAN_REFERENCES,
     output:
         "results/selection/reference_gains.parquet",
     log:
@@ -107,7 +108,8 @@ rule selection_reference_gains:
     conda:
         "../envs/grids.yaml"
     shell:
-        "python -m grids.selection.gain --groups {input.groups:q} --eval {input.evals:q} --out {output:q} > {log:q} 2>&1"
+        "python -m grids.selection.gain --groups {input.groups:q} --eval {input.evals:q} --clean {input.clean:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule selection_tables:
@@ -188,7 +190,6 @@ rule selection_failure:
         groups="results/final/groups.parquet",
         evals=get_selection_evals,
         mix_all=get_mix_all_evals(),
-        identity="results/eval/input.parquet",
     output:
         images="results/selection/failure_images.parquet",
         table="results/selection/failure.parquet",
@@ -215,7 +216,7 @@ rule selection_failure:
         seed=CONFIG["data_seed"],
     shell:
         "python -m grids.selection.failure --accuracy {input.accuracy:q} --scores {input.scores:q}"
-        " --groups {input.groups:q} --eval {input.identity:q} {input.evals:q} {input.mix_all:q}"
+        " --groups {input.groups:q} --eval {input.evals:q} {input.mix_all:q}"
         " --min-gain {params.min_gain:q} --alpha {params.alpha:q} {params.mix_all:q} --seed {params.seed:q}"
         " --images {output.images:q} --out {output.table:q} --figure {output.figure:q}"
         " --gain {output.gain:q} --fallback {output.fallback:q} > {log:q} 2>&1"
@@ -229,11 +230,11 @@ rule selection_routers:
         references="results/selection/references.parquet",
         reference_gains="results/selection/reference_gains.parquet",
         descriptor=get_descriptor_input,
-        degraded=get_degraded_manifests(),
+        # the CNN router's training images: the degraded similarity sets and the clean one (the identity)
+        degraded=[*get_degraded_manifests(), "results/clean/manifest.parquet"],
         tests=get_test_manifests(),
         signatures=PLAN.test_signatures(),
         evals=get_selection_evals,
-        identity="results/eval/input.parquet",
     output:
         images="results/selection/router_images.parquet",
         table="results/selection/routers.parquet",
@@ -265,7 +266,7 @@ rule selection_routers:
         "python -m grids.selection.routers --accuracy {input.accuracy:q} --groups {input.groups:q} --ggd {input.ggd:q}"
         " --references {input.references:q} --reference-gains {input.reference_gains:q}"
         " --degraded {input.degraded:q}"
-        " --eval {input.identity:q} {input.evals:q} {params.test_sets:q} {params.signatures:q}"
+        " --eval {input.evals:q} {params.test_sets:q} {params.signatures:q}"
         " --descriptor={input.descriptor:q}"
         " --features {params.features:q} --selection {params.selection:q} --seed {params.seed:q}"
         " --min-gain {params.min_gain:q} --steps {params.steps:q} --threads {threads} --images {output.images:q} --out {output.table:q}"
