@@ -560,6 +560,15 @@ TABLES: dict[str, Table] = {
             "its choice); NaN for the oracle",
         ),
     ),
+    "selection_router_curve": _table(
+        "results/selection/router_curve.parquet",
+        "the CNN router's training: one row per check of its held-out loss (it stops at its plateau)",
+        ("step", "int64", "training steps done"),
+        ("train_loss", "float64", "mean cross-entropy of the training batches since the last check"),
+        ("val_loss", "float64", "cross-entropy on the held-out images (clean ids held out with their copies)"),
+        ("val_accuracy", "float64", "share of the held-out images routed to their group"),
+        ("best", "bool", "the best validation loss so far (the last such row is the checkpoint kept)"),
+    ),
     "selection_routers": _table(
         "results/selection/routers.parquet",
         "per test set and router: trained routers against GRIDS' training-free choice and the oracle, same images",

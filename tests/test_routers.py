@@ -8,9 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grids import tables
+from grids import io, tables
 from grids.data import dead_leaves
-from grids.selection.routers import CNNRouter, LogisticRouter, compare_routers, router_images
+from grids.selection.routers import (
+    CNNRouter,
+    LogisticRouter,
+    compare_routers,
+    held_out_ids,
+    router_images,
+    training_images,
+)
 
 FAST = {"steps": 12, "batch": 4, "crop": 24, "test_crops": 4}  # determinism only
 
@@ -44,14 +51,16 @@ def test_logistic_is_deterministic_under_a_seed():
     np.testing.assert_allclose(a.predict_proba(z), c.predict_proba(z), atol=1e-4)
 
 
-def noisy_and_blurred(n: int, size: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
-    """``n`` dead-leaves images with Gaussian noise and ``n`` others blurred, with their labels."""
+def noisy_and_blurred(n: int, size: int, seed: int) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """``n`` dead-leaves images with Gaussian noise and ``n`` others blurred, with their labels and
+    clean image ids (the k-th noisy and blurred images share id ``k``, as degraded copies do)."""
     rng = np.random.default_rng(seed)
     noisy = [
         np.clip(dead_leaves(size, rng) + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8) for _ in range(n)
     ]
     blurred = [cv2.GaussianBlur(dead_leaves(size, rng), (0, 0), 2.0) for _ in range(n)]
-    return noisy + blurred, ["noise"] * n + ["blur"] * n
+    ids = [f"i{k}" for k in range(n)] * 2
+    return noisy + blurred, ["noise"] * n + ["blur"] * n, ids
 
 
 def weights(router: CNNRouter) -> list[np.ndarray]:
@@ -59,8 +68,9 @@ def weights(router: CNNRouter) -> list[np.ndarray]:
 
 
 def test_cnn_is_deterministic_under_a_seed():
-    images, labels = noisy_and_blurred(2, 40, seed=0)
-    a, b, c = (CNNRouter.fit(images, labels, seed=s, **FAST) for s in (3, 3, 4))
+    images, labels, ids = noisy_and_blurred(2, 40, seed=0)
+    (a, curve_a), (b, curve_b), (c, _) = (CNNRouter.fit(images, labels, ids, seed=s, **FAST) for s in (3, 3, 4))
+    pd.testing.assert_frame_equal(curve_a, curve_b)
     for x, y in zip(weights(a), weights(b)):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(a.predict_proba(images[0]), b.predict_proba(images[0]))
@@ -69,11 +79,42 @@ def test_cnn_is_deterministic_under_a_seed():
 
 
 def test_cnn_tells_noise_from_blur():
-    images, labels = noisy_and_blurred(4, 64, seed=0)
-    router = CNNRouter.fit(images, labels, seed=0, steps=80, batch=16, crop=32, test_crops=8)
-    held, truth = noisy_and_blurred(6, 48, seed=1)  # other images, smaller than the training ones
+    images, labels, ids = noisy_and_blurred(5, 64, seed=0)
+    router, curve = CNNRouter.fit(
+        images, labels, ids, seed=0, steps=80, batch=16, crop=32, test_crops=8, check_every=20
+    )
+    tables.check(curve, "selection_router_curve")
+    assert curve.step.tolist() == [20, 40, 60, 80] and curve.val_loss.notna().all()
+    held, truth, _ = noisy_and_blurred(6, 48, seed=1)  # other images, smaller than the training ones
     chosen = [router.groups[router.predict_proba(image).argmax()] for image in held]
     assert np.mean(np.array(chosen) == truth) >= 0.75  # chance: 0.5
+
+
+def test_cnn_stops_at_its_plateau_and_keeps_its_best_checkpoint():
+    """With a learning rate of 0 nothing improves after the first check: it stops after
+    `patience` more checks, far below its step budget, and keeps the first check's weights."""
+    images, labels, ids = noisy_and_blurred(3, 40, seed=0)
+    settings = {**FAST, "steps": 1000, "check_every": 5, "patience": 2, "lr": 0.0}
+    router, curve = CNNRouter.fit(images, labels, ids, seed=1, **settings)
+    assert curve.step.tolist() == [5, 10, 15] and curve.best.tolist() == [True, False, False]
+    fresh, _ = CNNRouter.fit(images, labels, ids, seed=1, **{**settings, "steps": 5})
+    for x, y in zip(weights(router), weights(fresh)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_held_out_ids_take_whole_clean_images():
+    held = held_out_ids([f"i{k}" for k in range(10)] * 3, 0.2, seed=0)
+    assert len(held) == 2 and held == held_out_ids([f"i{k}" for k in range(10)], 0.2, seed=0)
+    assert held_out_ids(["a", "a"], 0.5, 0) == set() and len(held_out_ids(["a", "b"], 0.9, 0)) == 1
+
+
+def test_training_images_label_the_clean_set_as_the_identity(tmp_path):
+    clean = pd.DataFrame({"image_id": ["x"], "path": [str(tmp_path / "x.png")]})
+    io.write_png(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))
+    clean.to_parquet(tmp_path / "clean.parquet")
+    groups = pd.DataFrame({"degradation": ["clean"], "group": ["identity"]})
+    images, labels, ids = training_images([str(tmp_path / "clean.parquet")], groups)
+    assert labels == ["identity"] and ids == ["x"] and images[0].shape == (8, 8, 3)
 
 
 def eval_rows(model: str, psnr: dict[tuple[str, str], float]) -> list[dict]:

@@ -366,7 +366,10 @@ def test_selection_report(built):
     assert np.isfinite(routers[[*numbers, "mean_gain"]].to_numpy()).all() and (routers.psnr_lost >= 0).all()
     assert routers.psnr_lost.iloc[-1] == 0 and routers.oracle_agreement.iloc[-1] == 1
     assert (routers.seconds_per_image.iloc[:3] > 0).all() and routers.seconds_per_image.iloc[3:].isna().all()
-    assert routers.accuracy_seen.iloc[0] == accuracy.correct[accuracy.seen].mean()
+    trained = accuracy.seen & (accuracy.degradation != "clean")  # accuracy_seen: the trained degradations'
+    assert routers.accuracy_seen.iloc[0] == accuracy.correct[trained].mean()
+    curve = pd.read_parquet(selection / "router_curve.parquet")  # the CNN router's checks: the tiny config's 10 steps
+    assert curve.step.tolist() == [10] and curve.best.tolist() == [True]
     routed = pd.read_parquet(selection / "router_images.parquet")
     np.testing.assert_allclose(routed[routed.router == "grids"].psnr, outcomes.psnr_chosen)
     np.testing.assert_allclose(routed[routed.router == "oracle"].psnr, outcomes.psnr_oracle)

@@ -12,10 +12,14 @@ of the selection report (seen and unseen degradations):
   for every reader by rule ``test_signatures``, :func:`grids.selection.read_signatures`), gives
   the group and its probability.
 * ``cnn``: a tiny CNN on pixels (three 3x3 convolutions of 16/32/32 channels, the last two of
-  stride 2, ReLU, global average pool, linear) trained with AdamW, ``selection.router_steps``
-  steps of 32 random flipped 48 px crops of the degraded similarity images of the final groups'
-  members, label = group, the groups drawn equally often. At test time its softmax averaged over
-  a fixed seeded set of 16 flipped crops.
+  stride 2, ReLU, global average pool, linear) trained with AdamW on batches of 32 random flipped
+  48 px crops of the degraded similarity images of the final groups' members and the clean
+  similarity images (the identity's), label = group, the groups drawn equally often. A fifth of
+  the clean image ids, with all their degraded copies, is held out: every 100 steps the held-out
+  images' loss is measured, and training stops at its plateau (no better loss in 5 checks, or
+  ``selection.router_steps`` steps at most), keeping the best checkpoint. The curve is table
+  ``selection_router_curve`` and a panel of ``routers.png``. At test time its softmax averaged
+  over a fixed seeded set of 16 flipped crops.
 * ``grids``: the choice and default statistic's score from ``accuracy.parquet`` (the report's).
 * ``oracle``: the final group whose model restores the image best (it runs every model).
 
@@ -37,9 +41,11 @@ included, which the default statistic does not read): an upper bound of what `gr
         --test-set heldout CLEAN DEGRADED... --signatures heldout SIGNATURES... \
         --descriptor W --features JSON --selection JSON \
         --seed S --min-gain 0.5 --steps 300 --threads 2 --images results/selection/router_images.parquet \
-        --out results/selection/routers.parquet --figure results/selection/routers.png
+        --out results/selection/routers.parquet --figure results/selection/routers.png \
+        --curve results/selection/router_curve.parquet
 
-Columns: tables ``selection_router_images`` and ``selection_routers`` of :mod:`grids.tables`.
+Columns: tables ``selection_router_images``, ``selection_routers`` and ``selection_router_curve`` of
+:mod:`grids.tables`.
 """
 
 from __future__ import annotations
@@ -70,7 +76,8 @@ if TYPE_CHECKING:
 ROUTERS = ("grids", "logistic", "cnn", "oracle")
 KEYS = ["test_set", "degradation", "image"]  # a test image, as in the selection report's tables
 L2 = 1e-2  # logistic: weight decay on the mean cross-entropy (standardised signatures)
-# the CNN router; its steps: selection.router_steps
+# the CNN router: at most selection.router_steps steps; it stops at its plateau, no better
+# validation loss in `patience` checks of `check_every` steps, and keeps its best checkpoint
 CNN = {
     "steps": DEFAULT_SELECTION["router_steps"],
     "batch": 32,
@@ -78,6 +85,9 @@ CNN = {
     "lr": 2e-3,
     "weight_decay": 1e-4,
     "test_crops": 16,
+    "check_every": 100,
+    "patience": 5,
+    "validation": 0.2,  # the share of clean image ids (all their degraded copies) held out
 }
 
 
@@ -184,33 +194,65 @@ class CNNRouter:
     seed: int
 
     @classmethod
-    def fit(cls, images: list[np.ndarray], labels: list[str], seed: int, **settings) -> CNNRouter:
-        """Train on random crops of ``images`` (labels: group names), each step's batch drawing
-        the groups equally often (then an image of that group uniformly). ``settings``: any of
-        :data:`CNN`."""
+    def fit(
+        cls, images: list[np.ndarray], labels: list[str], ids: list[str], seed: int, **settings
+    ) -> tuple[CNNRouter, pd.DataFrame]:
+        """Train on random crops of ``images`` (labels: group names; ``ids``: each image's clean
+        image, whose copies are held out together), each step's batch drawing the groups equally
+        often (then an image of that group uniformly), until the validation loss stops improving
+        (``settings``: any of :data:`CNN`). Returns the best checkpoint's router and the training
+        curve (table ``selection_router_curve``)."""
+        import copy
+
         import torch
 
         s = {**CNN, **settings}
         groups = sorted(set(labels))
         images = [pad_to(image, s["crop"]) for image in images]
-        members = [np.flatnonzero(np.asarray(labels) == g) for g in groups]
+        y_all = np.array([groups.index(label) for label in labels])
+        held = held_out_ids(ids, s["validation"], seed)
+        train = np.array([i not in held for i in ids])
+        members = [np.flatnonzero(train & (y_all == g)) for g in range(len(groups))]
+        members = [m if len(m) else np.flatnonzero(y_all == g) for g, m in enumerate(members)]  # a group held out whole
         torch.manual_seed(derive_seed(seed, "router-cnn", "init"))
-        model = tiny_cnn(len(groups))
-        optimiser = torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, s["steps"], eta_min=s["lr"] / 100)
+        router = cls(groups, tiny_cnn(len(groups)), s["crop"], s["test_crops"], seed)
+        optimiser = torch.optim.AdamW(router.model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
         rng = rng_for(seed, "router-cnn", "crops")
-        model.train()
-        for _ in range(s["steps"]):
+        rows, losses, best = [], [], (np.inf, None)
+        for step in range(1, s["steps"] + 1):
+            router.model.train()
             y = rng.integers(0, len(groups), s["batch"])
             picks = np.array([members[g][rng.integers(0, len(members[g]))] for g in y])
             x = as_batch(random_crops(images, picks, s["crop"], rng))
-            loss = torch.nn.functional.cross_entropy(model(x), torch.from_numpy(y))
+            loss = torch.nn.functional.cross_entropy(router.model(x), torch.from_numpy(y))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            schedule.step()
-        model.eval()
-        return cls(groups, model, s["crop"], s["test_crops"], seed)
+            losses.append(loss.item())
+            if step % s["check_every"] and step != s["steps"]:
+                continue
+            val_loss, val_accuracy = router.validate([images[i] for i in np.flatnonzero(~train)], y_all[~train])
+            improved = not val_loss >= best[0]  # the first check, and a NaN loss (nothing held out), count
+            if improved:
+                best = (val_loss, copy.deepcopy(router.model.state_dict()))
+            rows.append([step, float(np.mean(losses)), val_loss, val_accuracy, improved])
+            losses = []
+            since_best = len(rows) - 1 - max(k for k, row in enumerate(rows) if row[4])
+            if since_best >= s["patience"]:
+                break
+        router.model.load_state_dict(best[1])
+        router.model.eval()
+        return router, pd.DataFrame(rows, columns=["step", "train_loss", "val_loss", "val_accuracy", "best"])
+
+    def validate(self, images: list[np.ndarray], y: np.ndarray) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of :meth:`predict_proba` on held-out ``images`` of
+        classes ``y`` (NaN, NaN without any)."""
+        if not len(images):
+            return float("nan"), float("nan")
+        self.model.eval()
+        p = np.array([self.predict_proba(image) for image in images])
+        picked = p[np.arange(len(y)), y]
+        return float(-np.log(np.maximum(picked, 1e-12)).mean()), float((p.argmax(axis=1) == y).mean())
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """``[k]``: the softmax averaged over ``test_crops`` fixed seeded flipped crops of ``image``."""
@@ -219,6 +261,17 @@ class CNNRouter:
         patches = self_augmented_patches(pad_to(image, self.crop), self.test_crops, self.crop, self.seed)
         with torch.no_grad():
             return torch.softmax(self.model(as_batch(patches)), dim=1).mean(dim=0).numpy().astype(np.float64)
+
+
+def held_out_ids(ids: list[str], share: float, seed: int) -> set[str]:
+    """A seeded ``share`` of the distinct ``ids`` (at least one, and never all when there are two
+    or more): the clean images whose copies validate the CNN router."""
+    distinct = sorted(set(ids))
+    if len(distinct) < 2:
+        return set()
+    n = min(len(distinct) - 1, max(1, round(share * len(distinct))))
+    order = rng_for(seed, "router-cnn", "validation").permutation(len(distinct))
+    return {distinct[k] for k in order[:n]}
 
 
 def fit_logistic(references: pd.DataFrame, groups: pd.DataFrame, layers: list[str], seed: int) -> LogisticRouter:
@@ -232,11 +285,12 @@ def fit_logistic(references: pd.DataFrame, groups: pd.DataFrame, layers: list[st
     return LogisticRouter.fit(z, keys.degradation.map(group_of).to_numpy(), seed)
 
 
-def training_images(manifests: list[str], groups: pd.DataFrame) -> tuple[list[np.ndarray], list[str]]:
+def training_images(manifests: list[str], groups: pd.DataFrame) -> tuple[list[np.ndarray], list[str], list[str]]:
     """The degraded similarity images of the final groups' members and their groups (the clean
-    set's manifest, which names no degradation, holds the identity's: ``clean``)."""
+    set's manifest, which names no degradation, holds the identity's: ``clean``), and the clean
+    image each was made from."""
     group_of = dict(zip(groups.degradation, groups.group))
-    images, labels = [], []
+    images, labels, ids = [], [], []
     for path in manifests:
         manifest = io.read_manifest(path)
         if "degradation" not in manifest:
@@ -244,10 +298,11 @@ def training_images(manifests: list[str], groups: pd.DataFrame) -> tuple[list[np
         for row in manifest[manifest.degradation.isin(group_of)].itertuples():
             images.append(io.load_png(row.path))
             labels.append(group_of[row.degradation])
+            ids.append(str(row.image_id))
     missing = sorted(set(group_of.values()) - set(labels))
     if missing:
         raise ValueError(f"--degraded: no degraded images of the groups {missing}: pass every member's manifest")
-    return images, labels
+    return images, labels, ids
 
 
 def image_paths(test_sets: dict[str, tuple[str, dict[str, str]]]) -> dict[tuple[str, str, str], str]:
@@ -372,11 +427,14 @@ ROUTER_LABELS = {
 }
 
 
-def plot_routers(summary: pd.DataFrame, path: str | Path) -> None:
-    """PSNR lost to the oracle per router: trained degradations, unseen ones and clean images side by side."""
+def plot_routers(summary: pd.DataFrame, curve: pd.DataFrame, path: str | Path) -> None:
+    """PSNR lost to the oracle per router (trained degradations, unseen ones and clean images side
+    by side), and the CNN router's training curve."""
     plt = io.pyplot()
     sets = list(dict.fromkeys(summary.test_set))
-    fig, axes = plt.subplots(1, len(sets), figsize=(max(5.6, 4.2 * len(sets)), 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets) + 1, figsize=(max(5.6, 4.2 * len(sets)) + 4.2, 3.9), squeeze=False)
+    plot_curve(axes[0][-1], curve)
+    axes = axes[:, :-1]
     for ax, name in zip(axes[0], sets):
         part = summary[(summary.test_set == name) & (summary.router != "oracle")]
         x = np.arange(len(part))
@@ -398,6 +456,18 @@ def plot_routers(summary: pd.DataFrame, path: str | Path) -> None:
     io.save_figure(fig, path)
 
 
+def plot_curve(ax, curve: pd.DataFrame) -> None:
+    """The CNN router's training and validation loss per check, its best checkpoint marked."""
+    ax.plot(curve.step, curve.train_loss, marker=".", label="training (mean since the last check)")
+    ax.plot(curve.step, curve.val_loss, marker=".", label="validation (held-out clean images)")
+    best = curve[curve.val_loss == curve.val_loss.min()]
+    ax.scatter(best.step, best.val_loss, s=60, facecolors="none", edgecolors="black", label="kept")
+    ax.set_xlabel("training step", fontsize=8)
+    ax.set_ylabel("cross-entropy", fontsize=8)
+    ax.set_title("cnn router: trained to its plateau", fontsize=10)
+    ax.legend(fontsize=7)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .selector import add_selector_arguments, candidates, selector_from_arguments, statistic_layers
 
@@ -408,11 +478,13 @@ def main(argv: list[str] | None = None) -> int:
     add_test_set_argument(parser)
     add_signatures_argument(parser)
     add_outcome_arguments(parser)
-    parser.add_argument("--steps", type=int, default=CNN["steps"], help="CNN training steps (selection.router_steps)")
+    help_text = "the CNN's most training steps; it stops at its plateau (selection.router_steps)"
+    parser.add_argument("--steps", type=int, default=CNN["steps"], help=help_text)
     parser.add_argument("--device", default="cpu", help="where the selector runs (routers train on the CPU)")
     parser.add_argument("--images", required=True, help="per-image choices (.parquet) to write")
     parser.add_argument("--out", required=True, help="per-router comparison (.parquet) to write")
     parser.add_argument("--figure", required=True, help="PSNR lost per router (.png) to write")
+    parser.add_argument("--curve", required=True, help="the CNN router's training curve (.parquet) to write")
     args = parser.parse_args(argv)
     if args.steps < 1:
         raise ValueError(f"--steps {args.steps}: must be at least 1")
@@ -423,8 +495,16 @@ def main(argv: list[str] | None = None) -> int:
     layers = statistic_layers(features, selection)
     logistic = fit_logistic(references, groups, layers, args.seed)
     start = time.perf_counter()
-    cnn = CNNRouter.fit(*training_images(args.degraded, groups), args.seed, steps=args.steps)
-    print(f"cnn: {args.steps} steps in {time.perf_counter() - start:.1f} s on {torch.get_num_threads()} threads")
+    cnn, curve = CNNRouter.fit(*training_images(args.degraded, groups), args.seed, steps=args.steps)
+    kept = (
+        curve.step[curve.val_loss == curve.val_loss.min()].iloc[0]
+        if curve.val_loss.notna().any()
+        else curve.step.iloc[-1]
+    )
+    print(
+        f"cnn: {curve.step.iloc[-1]} of at most {args.steps} steps in {time.perf_counter() - start:.1f} s on "
+        f"{torch.get_num_threads()} threads; kept step {kept}"
+    )
     accuracy = pd.read_parquet(args.accuracy)
     paths = image_paths(test_set_manifests(args.test_set))
     choices = route(selector, logistic, cnn, accuracy, paths, read_signatures(args.signatures), layers)
@@ -432,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = compare_routers(images)
     tables.write(images, "selection_router_images", args.images)
     tables.write(summary, "selection_routers", args.out)
-    plot_routers(summary, args.figure)
+    tables.write(curve, "selection_router_curve", args.curve)
+    plot_routers(summary, curve, args.figure)
     print(summary.round(3).to_string(index=False))
     return 0
 

@@ -238,6 +238,7 @@ rule selection_routers:
     output:
         images="results/selection/router_images.parquet",
         table="results/selection/routers.parquet",
+        curve="results/selection/router_curve.parquet",
         figure=report_if_built(
             "results/selection/routers.png",
             caption="../report/routers.rst",
@@ -270,7 +271,7 @@ rule selection_routers:
         " --descriptor={input.descriptor:q}"
         " --features {params.features:q} --selection {params.selection:q} --seed {params.seed:q}"
         " --min-gain {params.min_gain:q} --steps {params.steps:q} --threads {threads} --images {output.images:q} --out {output.table:q}"
-        " --figure {output.figure:q} > {log:q} 2>&1"
+        " --figure {output.figure:q} --curve {output.curve:q} > {log:q} 2>&1"
 
 
 rule selection_report:
