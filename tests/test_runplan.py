@@ -87,7 +87,8 @@ def test_the_plan_names_the_dry_runs_trainings_evaluations_and_fits(tmp_path, wh
     # The configs differ where it matters: baselines and an unseen degradation in the tiny one.
     all_needs = plan.needs("all")
     assert bool(all_needs.baselines) == (which == "tiny")
-    assert set(all_needs.test_degradations) == set(plan.degradations) | set(plan.unseen)
+    # the clean test images: the case "nothing to restore"
+    assert set(all_needs.test_degradations) == set(plan.degradations) | set(plan.unseen) | {"clean"}
 
 
 def test_mix_all_only_with_more_than_one_degradation():
